@@ -1,0 +1,8 @@
+import type { CommandDef } from "citty";
+
+/** The subcommand table. Each loads on demand so that start-up stays fast. */
+export const SUBCOMMANDS: Record<string, { describe: string; load: () => Promise<CommandDef<any>> }> = {
+  server: { describe: "Make the backup archive when something changed (run by the wrapper)", load: () => import("./commands/server.ts").then((m) => m.default) },
+  codes: { describe: "Print the table of status and exit codes", load: () => import("./commands/codes.ts").then((m) => m.default) },
+  "check-config": { describe: "Validate the configuration file and print what it resolves to", load: () => import("./commands/check-config.ts").then((m) => m.default) },
+};

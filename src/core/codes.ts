@@ -1,0 +1,154 @@
+/**
+ * THE table of status and exit codes. Everything else follows it: `shoot codes`, the
+ * README table (checked by a test), the exit code of every subcommand.
+ *
+ * - golden:  a final code meaning "this run ended clean" (only 4, 9 and 30, see SPEC.md).
+ * - failure: a final code meaning the run did not end clean; it is also the exit code.
+ * - info / warning: records that never end a run by themselves.
+ *
+ * Every code stays below 126 so that it survives as a process exit status.
+ */
+export type CodeKind = "golden" | "failure" | "info" | "warning";
+export type CodeRole = "any" | "server" | "wrapper" | "client";
+
+export interface CodeInfo {
+  code: number;
+  name: string;
+  kind: CodeKind;
+  role: CodeRole;
+  meaning: string;
+}
+
+const table = [
+  // exit codes without a status record
+  { code: 0, name: "OK", kind: "info", role: "any", meaning: "Exit code of a run that ended with a golden code (4, 9 or 30)." },
+  { code: 1, name: "INTERNAL_ERROR", kind: "failure", role: "any", meaning: "An unexpected internal error; the message says where. Please report it." },
+  { code: 2, name: "USAGE", kind: "failure", role: "any", meaning: "The command line is wrong: unknown subcommand or flag, missing argument." },
+  // golden
+  { code: 4, name: "NEW_ARCHIVE", kind: "golden", role: "server", meaning: "A new backup archive was made (regular run)." },
+  { code: 9, name: "UNCHANGED", kind: "golden", role: "server", meaning: "Nothing changed since the last archive; the previous archive is still current." },
+  { code: 30, name: "FIRST_ARCHIVE", kind: "golden", role: "server", meaning: "The first backup was made (no earlier archive and no status file)." },
+  // failures shared by every role
+  { code: 10, name: "CONFIG_MISSING", kind: "failure", role: "any", meaning: "The configuration file does not exist or cannot be read, or lacks the section this role needs." },
+  { code: 11, name: "CONFIG_INVALID", kind: "failure", role: "any", meaning: "The configuration file is not valid: syntax, unknown key, wrong type or missing required key." },
+  { code: 12, name: "ALREADY_RUNNING", kind: "failure", role: "any", meaning: "Another run holds the lock of this directory; this run did nothing." },
+  { code: 13, name: "PREVIOUS_UNCLEAN", kind: "failure", role: "any", meaning: "The previous run did not end clean and what it left could not be cleaned up." },
+  { code: 14, name: "TOOL_MISSING", kind: "failure", role: "any", meaning: "A program shoot needs (rsync, ssh) is not installed." },
+  // server
+  { code: 20, name: "SOURCE_MISSING", kind: "failure", role: "server", meaning: "A configured source does not exist." },
+  { code: 21, name: "SOURCE_UNREADABLE", kind: "failure", role: "server", meaning: "A configured source cannot be read (permissions)." },
+  { code: 22, name: "BACKUP_DIR_UNUSABLE", kind: "failure", role: "server", meaning: "The backup directory does not exist, is not a directory or is not writable." },
+  { code: 23, name: "NO_SPACE", kind: "failure", role: "server", meaning: "Not enough free space in the backup directory for the archive plus the reserve; nothing was deleted to make room." },
+  { code: 24, name: "ARCHIVE_FAILED", kind: "failure", role: "server", meaning: "Writing the archive failed; no partial archive was kept." },
+  { code: 25, name: "CHECKSUM_FAILED", kind: "failure", role: "server", meaning: "Writing or checking the archive's checksum file failed." },
+  { code: 26, name: "ROTATION_FAILED", kind: "failure", role: "server", meaning: "Removing archives beyond `keep` failed; the new archive is complete." },
+  { code: 27, name: "SCAN_FAILED", kind: "failure", role: "server", meaning: "Walking the sources or reading the previous file list failed." },
+  // wrapper
+  { code: 31, name: "SERVER_CRASHED", kind: "failure", role: "wrapper", meaning: "The server process ended without a final record (crash or unexpected exit)." },
+  { code: 32, name: "SERVER_KILLED", kind: "failure", role: "wrapper", meaning: "The server process was killed by a signal it did not handle (for example SIGKILL or the OOM killer)." },
+  { code: 33, name: "TIMEOUT", kind: "failure", role: "wrapper", meaning: "The server ran past `max_runtime` and was stopped." },
+  { code: 34, name: "INTERRUPTED", kind: "failure", role: "wrapper", meaning: "The run was interrupted by SIGTERM or SIGINT (shutdown, Ctrl-C)." },
+  { code: 35, name: "SERVER_START_FAILED", kind: "failure", role: "wrapper", meaning: "The server process could not be started." },
+  // client
+  { code: 40, name: "UNREACHABLE", kind: "failure", role: "client", meaning: "The server could not be reached (connection refused, time-out, name not found)." },
+  { code: 41, name: "HOST_KEY_FAILED", kind: "failure", role: "client", meaning: "ssh refused the server's host key (unknown or changed)." },
+  { code: 42, name: "STATUS_PULL_FAILED", kind: "failure", role: "client", meaning: "server.status could not be pulled (missing, permission denied, transfer error)." },
+  { code: 43, name: "STATUS_INVALID", kind: "failure", role: "client", meaning: "server.status is not usable: no valid records, no final record, or a field that fails validation." },
+  { code: 44, name: "STATUS_STALE", kind: "failure", role: "client", meaning: "server.status is older than `max_age`: the server has not run." },
+  { code: 45, name: "SERVER_FAILED", kind: "failure", role: "client", meaning: "The server's last run did not end with a golden code; the report names its code." },
+  { code: 46, name: "SERVER_BUSY", kind: "failure", role: "client", meaning: "The server is in the middle of a run; try again later." },
+  { code: 47, name: "UNSAFE_NAME", kind: "failure", role: "client", meaning: "server.status names an archive that is not a plain file name of the expected pattern; nothing was pulled." },
+  { code: 48, name: "CLIENT_NO_SPACE", kind: "failure", role: "client", meaning: "Not enough free space in the destination directory for the archive plus the reserve." },
+  { code: 49, name: "PULL_FAILED", kind: "failure", role: "client", meaning: "Pulling the archive or its checksum file failed; a partial transfer is kept for resuming, never as a copy." },
+  { code: 50, name: "CHECKSUM_MISMATCH", kind: "failure", role: "client", meaning: "The pulled archive does not match its checksum; the bad copy was not kept." },
+  { code: 51, name: "CLIENT_ROTATION_FAILED", kind: "failure", role: "client", meaning: "Removing copies beyond `keep` failed; the new copy is verified and in place." },
+  { code: 52, name: "DEST_UNUSABLE", kind: "failure", role: "client", meaning: "The destination directory cannot be created or written." },
+  { code: 53, name: "SOURCE_UNKNOWN", kind: "failure", role: "client", meaning: "A source named on the command line is not in the configuration." },
+  // info records (never final)
+  { code: 60, name: "RUN_START", kind: "info", role: "any", meaning: "First record of a run: format version, host, role and run id." },
+  { code: 61, name: "STEP", kind: "info", role: "any", meaning: "A step of the run began; the message names it." },
+  { code: 62, name: "WRAPPER_START", kind: "info", role: "wrapper", meaning: "The wrapper started and holds the lock." },
+  { code: 63, name: "SERVER_STARTED", kind: "info", role: "wrapper", meaning: "The wrapper started the server process; the record carries its pid." },
+  { code: 64, name: "RECOVERED", kind: "info", role: "any", meaning: "The previous run did not end clean; what it left was removed and this run goes on." },
+  { code: 65, name: "STALE_LOCK", kind: "info", role: "any", meaning: "A lock left by a process that no longer runs was taken over." },
+  { code: 66, name: "SCANNED", kind: "info", role: "server", meaning: "The sources were walked; the record carries counts and what changed." },
+  { code: 67, name: "ARCHIVE_WRITTEN", kind: "info", role: "server", meaning: "The archive and its checksum file are complete and in place." },
+  { code: 68, name: "ROTATED", kind: "info", role: "any", meaning: "Archives or copies beyond `keep` were removed." },
+  { code: 69, name: "SERVER_EXITED", kind: "info", role: "wrapper", meaning: "The server process ended; the record carries its exit status." },
+  { code: 70, name: "PULLED", kind: "info", role: "client", meaning: "An archive was pulled and verified; the record carries its name, size and checksum." },
+  { code: 71, name: "MAIL_SENT", kind: "info", role: "any", meaning: "The report was mailed (with any spooled reports before it)." },
+  { code: 72, name: "SOURCE_DONE", kind: "info", role: "client", meaning: "One source of a client run ended; the record carries its outcome code." },
+  // warnings (never final)
+  { code: 80, name: "FILE_VANISHED", kind: "warning", role: "server", meaning: "A file disappeared between the scan and the archive; the rest of the backup was made." },
+  { code: 81, name: "FILE_UNREADABLE", kind: "warning", role: "server", meaning: "A file could not be read; it is not in the archive, the rest is." },
+  { code: 82, name: "SPECIAL_SKIPPED", kind: "warning", role: "server", meaning: "A socket, FIFO or device file was skipped (tar archives hold data files, links and directories)." },
+  { code: 83, name: "FILE_CHANGED", kind: "warning", role: "server", meaning: "A file changed size while it was read; the archive holds what was read, padded or cut to the size in its header." },
+  { code: 84, name: "MAIL_FAILED", kind: "warning", role: "any", meaning: "The report could not be mailed; it is kept in the spool and sent with a later report." },
+  { code: 85, name: "CLEANUP_FAILED", kind: "warning", role: "any", meaning: "A temporary file could not be removed; the next run tries again." },
+  { code: 86, name: "UNCHANGED_TOO_LONG", kind: "warning", role: "any", meaning: "The server has reported 'nothing changed' for longer than expected." },
+  { code: 87, name: "STATUS_TORN", kind: "warning", role: "any", meaning: "A status line could not be read (a torn last line after a crash); it was skipped." },
+  { code: 88, name: "SPACE_LOW", kind: "warning", role: "any", meaning: "Free space will run out soon at the current rate of growth." },
+  { code: 89, name: "SERVER_OUTPUT", kind: "info", role: "wrapper", meaning: "A line the server process wrote to its standard error." },
+] as const satisfies readonly CodeInfo[];
+
+export type CodeName = (typeof table)[number]["name"];
+
+export const CODES: readonly CodeInfo[] = table;
+
+const byName = new Map<string, CodeInfo>(CODES.map((c) => [c.name, c]));
+const byNumber = new Map<number, CodeInfo>(CODES.map((c) => [c.code, c]));
+
+/** The number of a code, by its symbolic name (typed: a misspelt name does not compile). */
+export function code(name: CodeName): number {
+  return byName.get(name)!.code;
+}
+
+export function codeInfo(n: number): CodeInfo | undefined {
+  return byNumber.get(n);
+}
+
+export function codeName(n: number): string {
+  return byNumber.get(n)?.name ?? `UNKNOWN_${n}`;
+}
+
+export const GOLDEN: ReadonlySet<number> = new Set(CODES.filter((c) => c.kind === "golden").map((c) => c.code));
+
+export function isGolden(n: number): boolean {
+  return GOLDEN.has(n);
+}
+
+/** Final codes end a run: golden or failure. Info and warning records never do. */
+export function isFinal(n: number): boolean {
+  const k = byNumber.get(n)?.kind;
+  return k === "golden" || k === "failure";
+}
+
+/** The exit code for a final status code: 0 for golden, the code itself otherwise. */
+export function exitCodeFor(n: number): number {
+  if (isGolden(n)) return 0;
+  return isFinal(n) ? n : 1;
+}
+
+/**
+ * Severity of a final code when several sources end differently: the exit code of a
+ * client run is the most severe one. Internal errors first, then anything that means copies
+ * may be at risk, then transient trouble.
+ */
+const SEVERITY_ORDER: readonly CodeName[] = [
+  "INTERNAL_ERROR", "CHECKSUM_MISMATCH", "UNSAFE_NAME", "STATUS_INVALID", "SERVER_FAILED", "STATUS_STALE",
+  "HOST_KEY_FAILED", "CONFIG_INVALID", "CONFIG_MISSING", "DEST_UNUSABLE", "CLIENT_NO_SPACE",
+  "PULL_FAILED", "STATUS_PULL_FAILED", "UNREACHABLE", "TOOL_MISSING", "SERVER_BUSY",
+  "CLIENT_ROTATION_FAILED", "ALREADY_RUNNING", "SOURCE_UNKNOWN",
+];
+
+export function severity(n: number): number {
+  if (isGolden(n)) return 0;
+  const i = SEVERITY_ORDER.indexOf(codeName(n) as CodeName);
+  return i < 0 ? 1 : 1000 - i;
+}
+
+export function mostSevere(codes: readonly number[]): number {
+  let worst = code("NEW_ARCHIVE");
+  for (const c of codes) if (severity(c) > severity(worst)) worst = c;
+  return worst;
+}

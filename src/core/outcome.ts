@@ -1,0 +1,36 @@
+/** What a run ended with, as the report, the mailer and the exit code see it. */
+import type { ArchiveInfo, Role } from "./status.ts";
+
+export interface Warning {
+  code: number;
+  msg: string;
+}
+
+export interface SourceOutcome {
+  name: string;
+  code: number;
+  message: string;
+  archive?: ArchiveInfo;
+  /** Bytes that crossed the wire for this pull (rsync --stats), when known. */
+  wireBytes?: number;
+  warnings?: Warning[];
+}
+
+export interface RunOutcome {
+  role: Role;
+  host: string;
+  run: string;
+  /** The final status code: golden (4, 9, 30) or a failure. */
+  code: number;
+  message: string;
+  started: Date;
+  ended: Date;
+  archive?: ArchiveInfo;
+  warnings: Warning[];
+  /** What the run was doing last (for a run that died: where it died). */
+  lastStep?: string;
+  /** Client runs: one entry per source. */
+  sources?: SourceOutcome[];
+  /** The status file this run wrote, for the tail in the report. */
+  statusFile?: string;
+}
