@@ -1,0 +1,60 @@
+/**
+ * Archive names: `<name>-<YYYYMMDD>-<HHMMSS>[-<n>].tar[.gz|.zst]`, UTC. The same pattern
+ * decides on the server what rotation may remove and on the client whether a name read from
+ * an untrusted status file may be pulled at all: nothing else ever counts as an archive.
+ */
+import type { Compression } from "./config.ts";
+
+export const EXTENSIONS: Record<Compression, string> = { gzip: ".tar.gz", zstd: ".tar.zst", none: ".tar" };
+export const CHECKSUM_SUFFIX = ".md5";
+export const LIST_SUFFIX = ".list";
+/** Temporary files start with this; no archive name can. */
+export const TEMP_PREFIX = ".shoot-tmp-";
+export const MAX_NAME_LENGTH = 200;
+
+const ARCHIVE_RE = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63})-(\d{8})-(\d{6})(?:-(\d{1,4}))?\.tar(?:\.gz|\.zst)?$/;
+
+export interface ParsedArchiveName {
+  prefix: string;
+  /** Sort key: timestamp then sequence, so names sort by age. */
+  key: string;
+}
+
+export function parseArchiveName(file: string): ParsedArchiveName | undefined {
+  if (file.length > MAX_NAME_LENGTH) return undefined;
+  const m = ARCHIVE_RE.exec(file);
+  if (!m) return undefined;
+  return { prefix: m[1]!, key: `${m[2]}${m[3]}${(m[4] ?? "0").padStart(4, "0")}` };
+}
+
+/** A plain file name of the archive pattern, optionally for one prefix. */
+export function isArchiveName(file: string, prefix?: string): boolean {
+  const p = parseArchiveName(file);
+  return p !== undefined && (prefix === undefined || p.prefix === prefix);
+}
+
+export function archiveName(prefix: string, when: Date, compression: Compression, seq = 0): string {
+  const iso = when.toISOString();
+  const stamp = `${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}-${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}`;
+  return `${prefix}-${stamp}${seq > 0 ? `-${seq}` : ""}${EXTENSIONS[compression]}`;
+}
+
+/** Archive names of `prefix` among `files`, oldest first. */
+export function sortArchives(files: readonly string[], prefix?: string): string[] {
+  return files
+    .map((f) => [f, parseArchiveName(f)] as const)
+    .filter(([, p]) => p !== undefined && (prefix === undefined || p.prefix === prefix))
+    .sort((a, b) => (a[1]!.key < b[1]!.key ? -1 : a[1]!.key > b[1]!.key ? 1 : a[0] < b[0] ? -1 : 1))
+    .map(([f]) => f);
+}
+
+/** The `md5sum -c` line for a file: "<hex>  <name>\n". */
+export function md5Line(md5: string, file: string): string {
+  return `${md5}  ${file}\n`;
+}
+
+/** The checksum from an `md5sum` line, if the line is one for `file`. */
+export function parseMd5Line(text: string, file: string): string | undefined {
+  const m = /^([0-9a-f]{32}) [ *](.+)\n?$/.exec(text);
+  return m && m[2] === file ? m[1] : undefined;
+}
