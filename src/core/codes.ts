@@ -34,6 +34,7 @@ const table = [
   { code: 12, name: "ALREADY_RUNNING", kind: "failure", role: "any", meaning: "Another run holds the lock of this directory; this run did nothing." },
   { code: 13, name: "PREVIOUS_UNCLEAN", kind: "failure", role: "any", meaning: "The previous run did not end clean and what it left could not be cleaned up." },
   { code: 14, name: "TOOL_MISSING", kind: "failure", role: "any", meaning: "A program shoot needs (rsync, ssh) is not installed." },
+  { code: 15, name: "MAIL_TEST_FAILED", kind: "failure", role: "any", meaning: "`shoot mail --test` could not send the test message; the message says which step failed (DNS, connect, TLS, auth, recipient refused, time-out)." },
   // server
   { code: 20, name: "SOURCE_MISSING", kind: "failure", role: "server", meaning: "A configured source does not exist." },
   { code: 21, name: "SOURCE_UNREADABLE", kind: "failure", role: "server", meaning: "A configured source cannot be read (permissions)." },

@@ -138,7 +138,7 @@ export function start(argv: string[], opts: RunOptions = {}): Child {
     return {
       argv,
       exitCode: proc.signalCode ? null : proc.exitCode,
-      signal: proc.signalCode ?? null,
+      signal: proc.signalCode ? String(proc.signalCode) : null,
       stdout: capture ? Buffer.concat(capture.chunks).toString("utf8") : "",
       stderrTail: keep.buf,
       timedOut,

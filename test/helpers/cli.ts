@@ -26,7 +26,7 @@ export interface ShootOptions {
 
 /** Run `shoot ARGS…` and wait for it; a run longer than timeoutMs is killed and fails the test. */
 export async function runShoot(args: string[], opts: ShootOptions = {}): Promise<ShootResult> {
-  const env = { ...process.env, NO_COLOR: "1", ...opts.env };
+  const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1", ...opts.env };
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
   const proc = Bun.spawn([...shootArgv(), ...args], {
     stdin: "ignore",
@@ -45,7 +45,7 @@ export async function runShoot(args: string[], opts: ShootOptions = {}): Promise
 
 /** Start `shoot ARGS…` without waiting (for signals and concurrency tests). */
 export function startShoot(args: string[], opts: ShootOptions = {}) {
-  const env = { ...process.env, NO_COLOR: "1", ...opts.env };
+  const env: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1", ...opts.env };
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
   return Bun.spawn([...shootArgv(), ...args], {
     stdin: "ignore",

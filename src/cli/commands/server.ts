@@ -1,0 +1,26 @@
+import { defineCommand } from "citty";
+import { exitCodeFor } from "../../core/codes.ts";
+import { loadConfig, requireServer, resolveConfigPath } from "../../core/config.ts";
+import { realDeps } from "../../core/deps.ts";
+import { runServer } from "../../core/server.ts";
+import { parentRunFromEnv } from "../../core/wrapper-env.ts";
+import { configArgs, quietArgs } from "../args.ts";
+import { cliLog } from "../log.ts";
+import { printOutcome } from "../output.ts";
+import { abortOnSignals } from "../signals.ts";
+
+export default defineCommand({
+  meta: { name: "server", description: "Make the backup archive when something changed (cron runs `shoot wrapper`, which runs this)" },
+  args: { ...configArgs, ...quietArgs },
+  async run({ args }) {
+    const cfg = requireServer(loadConfig(resolveConfigPath(args.config, process.env)));
+    const signals = abortOnSignals();
+    try {
+      const outcome = await runServer(cfg, realDeps(cliLog(args.quiet)), { parent: parentRunFromEnv(process.env), signal: signals.signal });
+      printOutcome(outcome);
+      return exitCodeFor(outcome.code);
+    } finally {
+      signals.dispose();
+    }
+  },
+});

@@ -1,0 +1,28 @@
+import { defineCommand } from "citty";
+import { exitCodeFor } from "../../core/codes.ts";
+import { loadConfig, requireServer, resolveConfigPath } from "../../core/config.ts";
+import { realDeps } from "../../core/deps.ts";
+import { runWrapper } from "../../core/wrapper.ts";
+import { configArgs, quietArgs } from "../args.ts";
+import { cliLog } from "../log.ts";
+import { printOutcome } from "../output.ts";
+import { selfArgv } from "../self.ts";
+import { abortOnSignals } from "../signals.ts";
+
+export default defineCommand({
+  meta: { name: "wrapper", description: "Cron's entry point on a server: lock, recover, run and supervise `shoot server`, report" },
+  args: { ...configArgs, ...quietArgs },
+  async run({ args }) {
+    const file = resolveConfigPath(args.config, process.env);
+    const cfg = requireServer(loadConfig(file));
+    const signals = abortOnSignals();
+    try {
+      const serverArgv = [...selfArgv(), "server", "--config", file, ...(args.quiet ? ["--quiet"] : [])];
+      const outcome = await runWrapper(cfg, realDeps(cliLog(args.quiet)), { serverArgv, signal: signals.signal });
+      printOutcome(outcome);
+      return exitCodeFor(outcome.code);
+    } finally {
+      signals.dispose();
+    }
+  },
+});

@@ -1,0 +1,446 @@
+/**
+ * The archive writer: tar → cut into content-defined pieces → compress each piece on its own
+ * → hash → write, in one streaming pass with bounded memory.
+ *
+ * Each piece becomes an independent gzip member or zstd frame; concatenated they are a
+ * standard .tar.gz / .tar.zst that gzip, zstd and tar read as one stream. Pieces are
+ * compressed on the runtime's thread pool (several at once, so every core works) and written
+ * in order as they complete. Because the cut points depend only on the content around them,
+ * an unchanged region of the tree compresses to the same bytes day after day, which is what
+ * lets rsync send only the changed parts of a new archive.
+ */
+import fs from "node:fs";
+import zlib from "node:zlib";
+import type { Compression } from "./config.ts";
+import { Chunker, isAllZero, type ChunkerParams } from "./chunker.ts";
+import { encodeHeader, paddingAfter, RECORD, BLOCK, TarParser, type TarListing } from "./tar.ts";
+import { errnoCode, errorMessage } from "./errors.ts";
+
+export type EntryType = "file" | "dir" | "symlink" | "hardlink";
+
+export interface ArchiveEntry {
+  /** Absolute path on disk to read from (files, and hard links whose first name was left out). */
+  source: string;
+  /** Name inside the archive: absolute path without the leading "/"; directories without a trailing "/". */
+  name: string;
+  type: EntryType;
+  /** st_mode & 0o7777 */
+  mode: number;
+  uid: number;
+  gid: number;
+  uname?: string;
+  gname?: string;
+  /** File size from the scan (0 for non-files). The archive holds the size found when the file is opened. */
+  size: number;
+  /** Modification time in ms (integer part from stat). */
+  mtimeMs: number;
+  /** Full-precision mtime in ns when known: the pax mtime keeps its fraction. */
+  mtimeNs?: bigint;
+  /** Symlink: its target as read; hard link: the archive name of the first entry with that inode. */
+  linkTarget?: string;
+}
+
+export type ArchiveWarningCode = "FILE_VANISHED" | "FILE_UNREADABLE" | "FILE_CHANGED";
+
+export interface ArchiveWarning {
+  code: ArchiveWarningCode;
+  /** The file on disk. */
+  path: string;
+  message: string;
+}
+
+export interface ArchiveOptions {
+  compression: Compression;
+  /** gzip 1-9, zstd 1-19 */
+  level: number;
+  onWarning?: (w: ArchiveWarning) => void;
+  /** Called now and then; inputBytes counts the uncompressed tar stream. */
+  onProgress?: (p: { inputBytes: number; outputBytes: number }) => void;
+  /** Abort: stop promptly and reject with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+export interface ArchiveResult {
+  /** Bytes written to the file descriptor. */
+  size: number;
+  /** Hex digests of exactly the bytes written. */
+  md5: string;
+  sha256: string;
+  /** Entries written to the archive. */
+  entries: number;
+  /** Bytes of the uncompressed tar stream. */
+  inputBytes: number;
+  /** Archive names of entries left out, or whose content could not be read completely. */
+  skipped: string[];
+}
+
+/**
+ * Piece sizes. gzip forgets everything beyond 32 KiB anyway, so small pieces cost little
+ * ratio; zstd looks further back and gets larger pieces. Plain tar needs no content-defined
+ * cuts at all: uncompressed, unchanged bytes stay unchanged.
+ */
+const PIECES: Record<Compression, ChunkerParams> = {
+  gzip: { minSize: 16 << 10, avgGap: 32 << 10, maxSize: 256 << 10, readSize: 1 << 20 },
+  zstd: { minSize: 32 << 10, avgGap: 64 << 10, maxSize: 512 << 10, readSize: 1 << 20 },
+  none: { minSize: 1 << 20, avgGap: 0, maxSize: 1 << 20, readSize: 1 << 20 },
+};
+
+/** Pieces being compressed at once, and their bytes: enough to keep every core busy. */
+const MAX_IN_FLIGHT = 8;
+const MAX_IN_FLIGHT_BYTES = 8 << 20;
+/** Compressed bytes gathered before one write(2). */
+const OUT_BUFFER = 1 << 20;
+const PROGRESS_EVERY_MS = 250;
+
+type Compressor = (piece: Buffer) => Promise<Uint8Array>;
+
+function compressorFor(compression: Compression, level: number): Compressor {
+  switch (compression) {
+    case "gzip":
+      return (piece) =>
+        new Promise((resolve, reject) => zlib.gzip(piece, { level }, (err, out) => (err ? reject(err) : resolve(out))));
+    case "zstd":
+      return (piece) => Bun.zstdCompress(piece, { level });
+    case "none":
+      return (piece) => Promise.resolve(piece);
+  }
+}
+
+/** Orders compressed pieces, hashes them and writes them to the file descriptor. */
+class OrderedOutput {
+  private queue: Array<{ done: boolean; out?: Uint8Array; error?: unknown; settled: Promise<void>; inputLen: number }> = [];
+  private inFlightBytes = 0;
+  private buf = Buffer.allocUnsafeSlow(OUT_BUFFER);
+  private fill = 0;
+  private readonly md5 = new Bun.CryptoHasher("md5");
+  private readonly sha256 = new Bun.CryptoHasher("sha256");
+  written = 0;
+  /** Compressed output of an all-zero piece, by length: sparse files cost no compression. */
+  private zeroCache = new Map<number, Promise<Uint8Array>>();
+
+  constructor(
+    private readonly fd: number,
+    private readonly compress: Compressor,
+  ) {}
+
+  submit(piece: Buffer): void {
+    let p: Promise<Uint8Array>;
+    if (piece.length >= BLOCK * 8 && isAllZero(piece)) {
+      let cached = this.zeroCache.get(piece.length);
+      if (!cached) {
+        if (this.zeroCache.size >= 4) this.zeroCache.clear();
+        cached = this.compress(piece);
+        this.zeroCache.set(piece.length, cached);
+      }
+      p = cached;
+    } else {
+      p = this.compress(piece);
+    }
+    const item: (typeof this.queue)[number] = { done: false, settled: Promise.resolve(), inputLen: piece.length };
+    item.settled = p.then(
+      (out) => {
+        item.done = true;
+        item.out = out;
+      },
+      (error) => {
+        item.done = true;
+        item.error = error ?? new Error("compression failed");
+      },
+    );
+    this.inFlightBytes += piece.length;
+    this.queue.push(item);
+  }
+
+  /** Write out every piece that is ready, in order; wait while too many are in flight. */
+  async drain(all: boolean): Promise<void> {
+    for (;;) {
+      this.writeReady();
+      const busy = this.queue.length > MAX_IN_FLIGHT || this.inFlightBytes > MAX_IN_FLIGHT_BYTES;
+      if (this.queue.length === 0 || (!all && !busy)) return;
+      await this.queue[0]!.settled;
+    }
+  }
+
+  private writeReady(): void {
+    while (this.queue.length > 0 && this.queue[0]!.done) {
+      const item = this.queue.shift()!;
+      this.inFlightBytes -= item.inputLen;
+      if (item.error !== undefined) throw item.error;
+      this.put(item.out!);
+    }
+  }
+
+  private put(bytes: Uint8Array): void {
+    let at = 0;
+    while (at < bytes.length) {
+      const n = Math.min(bytes.length - at, this.buf.length - this.fill);
+      this.buf.set(bytes.subarray(at, at + n), this.fill);
+      this.fill += n;
+      at += n;
+      if (this.fill === this.buf.length) this.flush();
+    }
+  }
+
+  flush(): void {
+    if (this.fill === 0) return;
+    const data = this.buf.subarray(0, this.fill);
+    this.md5.update(data);
+    this.sha256.update(data);
+    let at = 0;
+    while (at < data.length) at += fs.writeSync(this.fd, data, at, data.length - at);
+    this.written += data.length;
+    this.fill = 0;
+  }
+
+  /** Let pieces still being compressed finish quietly after a failure. */
+  abandon(): void {
+    for (const item of this.queue) item.settled.catch(() => {});
+    this.queue = [];
+  }
+
+  digests(): { md5: string; sha256: string } {
+    return { md5: this.md5.digest("hex"), sha256: this.sha256.digest("hex") };
+  }
+}
+
+function nsOf(e: { mtimeMs: number; mtimeNs?: bigint }): bigint {
+  if (e.mtimeNs !== undefined) return e.mtimeNs;
+  const ms = Math.floor(e.mtimeMs);
+  return BigInt(ms) * 1_000_000n + BigInt(Math.round((e.mtimeMs - ms) * 1e6));
+}
+
+/** A stable 32-bit hash of a name (FNV-1a over UTF-16 units), for header cut decisions. */
+function nameToken(name: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+const OPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
+
+function abortError(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException("The archive was aborted", "AbortError");
+}
+
+/**
+ * Write the whole archive to the already-open file descriptor `fd` (the caller opened the
+ * temporary file, and will fsync, close and rename it). MD5 and SHA-256 of exactly the bytes
+ * written are computed in the same pass. Errors writing to fd reject with the original errno
+ * error; a file that cannot be read is a warning, never a failure.
+ */
+export async function writeArchive(
+  entries: Iterable<ArchiveEntry> | AsyncIterable<ArchiveEntry>,
+  fd: number,
+  opts: ArchiveOptions,
+): Promise<ArchiveResult> {
+  const out = new OrderedOutput(fd, compressorFor(opts.compression, opts.level));
+  const chunker = new Chunker(PIECES[opts.compression], (piece) => out.submit(piece));
+  const skipped: string[] = [];
+  /** Hard-link targets that were left out → the name that took their place (or none yet). */
+  const replaced = new Map<string, string | null>();
+  const warn = (code: ArchiveWarningCode, path: string, message: string) => opts.onWarning?.({ code, path, message });
+  const signal = opts.signal;
+  let inputBytes = 0;
+  let count = 0;
+  let lastProgress = performance.now();
+
+  const progress = () => {
+    if (!opts.onProgress) return;
+    const now = performance.now();
+    if (now - lastProgress < PROGRESS_EVERY_MS) return;
+    lastProgress = now;
+    opts.onProgress({ inputBytes, outputBytes: out.written });
+  };
+
+  const emit = (bytes: Uint8Array) => {
+    chunker.append(bytes);
+    inputBytes += bytes.length;
+  };
+
+  /** Stream one open file's content; returns false when it had to be zero-filled after a read error. */
+  const copyFile = async (e: ArchiveEntry, fdIn: number, size: number): Promise<boolean> => {
+    let remaining = size;
+    let readError: unknown;
+    while (remaining > 0) {
+      if (signal?.aborted) throw abortError(signal);
+      const dst = chunker.space(remaining);
+      let n: number;
+      try {
+        n = fs.readSync(fdIn, dst, 0, dst.length, null);
+      } catch (err) {
+        readError = err;
+        break;
+      }
+      if (n === 0) break;
+      chunker.commit(n);
+      remaining -= n;
+      inputBytes += n;
+      await out.drain(false);
+      progress();
+    }
+    if (readError !== undefined) {
+      warn("FILE_UNREADABLE", e.source, `${e.source}: read failed after ${size - remaining} of ${size} bytes (${errorMessage(readError)}); the rest is zero-filled in the archive`);
+    } else if (remaining > 0) {
+      warn("FILE_CHANGED", e.source, `${e.source}: shrank by ${remaining} bytes while being read; zero-filled to ${size} bytes in the archive`);
+    }
+    if (remaining > 0) {
+      chunker.appendZeros(remaining);
+      inputBytes += remaining;
+    }
+    return readError === undefined;
+  };
+
+  try {
+    for await (const e of entries) {
+      if (signal?.aborted) throw abortError(signal);
+      let type = e.type;
+      let linkTarget = e.linkTarget;
+      if (type === "hardlink" && linkTarget !== undefined && replaced.has(linkTarget)) {
+        // the first name of this inode was left out: this one carries the content instead
+        const instead = replaced.get(linkTarget);
+        if (instead) linkTarget = instead;
+        else type = "file";
+      }
+
+      let fdIn: number | undefined;
+      let size = 0;
+      let mtimeNs = nsOf(e);
+      let openedMtimeMs = 0;
+      if (type === "file") {
+        try {
+          fdIn = fs.openSync(e.source, OPEN_FLAGS);
+        } catch (err) {
+          const c = errnoCode(err);
+          if (c === "ENOENT" || c === "ENOTDIR") warn("FILE_VANISHED", e.source, `${e.source}: vanished before it could be read; left out`);
+          else if (c === "ELOOP") warn("FILE_CHANGED", e.source, `${e.source}: is no longer a regular file; left out`);
+          else warn("FILE_UNREADABLE", e.source, `${e.source}: cannot be opened (${errorMessage(err)}); left out`);
+          skipped.push(e.name);
+          if (e.type === "file") replaced.set(e.name, null);
+          continue;
+        }
+        const st = fs.fstatSync(fdIn);
+        if (!st.isFile()) {
+          fs.closeSync(fdIn);
+          warn("FILE_CHANGED", e.source, `${e.source}: is no longer a regular file; left out`);
+          skipped.push(e.name);
+          if (e.type === "file") replaced.set(e.name, null);
+          continue;
+        }
+        size = st.size;
+        openedMtimeMs = st.mtimeMs;
+        if (size !== e.size || Math.floor(st.mtimeMs) !== Math.floor(e.mtimeMs)) {
+          // archive the file as it is now, with the metadata that goes with this content
+          warn("FILE_CHANGED", e.source, `${e.source}: changed since the scan (size ${e.size} → ${size}); archived as found`);
+          mtimeNs = nsOf({ mtimeMs: st.mtimeMs });
+        }
+        if (e.type === "hardlink" && e.linkTarget !== undefined) replaced.set(e.linkTarget, e.name);
+      }
+
+      try {
+        const header = encodeHeader({
+          name: e.name,
+          type,
+          mode: e.mode,
+          uid: e.uid,
+          gid: e.gid,
+          uname: e.uname,
+          gname: e.gname,
+          size,
+          mtimeNs,
+          linkTarget,
+        });
+        chunker.boundary(nameToken(e.name));
+        emit(header);
+        count++;
+        if (fdIn !== undefined) {
+          const complete = await copyFile(e, fdIn, size);
+          if (!complete) skipped.push(e.name);
+          const pad = paddingAfter(size);
+          if (pad) emit(new Uint8Array(pad));
+          const after = fs.fstatSync(fdIn);
+          if (after.size > size) warn("FILE_CHANGED", e.source, `${e.source}: grew while being read; archived its first ${size} bytes`);
+          else if (complete && after.size === size && after.mtimeMs !== openedMtimeMs) warn("FILE_CHANGED", e.source, `${e.source}: changed while being read`);
+        }
+      } finally {
+        if (fdIn !== undefined) fs.closeSync(fdIn);
+      }
+      await out.drain(false);
+      progress();
+    }
+
+    // end of archive: two zero blocks, then zeros to a whole record like GNU tar
+    const end = 2 * BLOCK;
+    const total = inputBytes + end;
+    emit(new Uint8Array(end + ((RECORD - (total % RECORD)) % RECORD)));
+    chunker.finish();
+    await out.drain(true);
+    out.flush();
+  } catch (err) {
+    out.abandon();
+    throw err;
+  }
+  opts.onProgress?.({ inputBytes, outputBytes: out.written });
+  const { md5, sha256 } = out.digests();
+  return { size: out.written, md5, sha256, entries: count, inputBytes, skipped };
+}
+
+/** Detect the compression of an archive from its first bytes. */
+function detectCompression(head: Uint8Array): Compression {
+  if (head[0] === 0x1f && head[1] === 0x8b) return "gzip";
+  if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return "zstd";
+  return "none";
+}
+
+export interface ListedEntry {
+  name: string;
+  type: string;
+  size: number;
+  mode: number;
+  /** Modification time in ms since the epoch (with the fraction the archive holds). */
+  mtime: number;
+  mtimeNs: bigint;
+  linkTarget?: string;
+  uid: number;
+  gid: number;
+  uname: string;
+  gname: string;
+}
+
+/** Entries of an archive (gzip, zstd or plain tar, detected from its content). */
+export async function listArchive(file: string): Promise<ListedEntry[]> {
+  const head = new Uint8Array(4);
+  const fdh = fs.openSync(file, "r");
+  try {
+    fs.readSync(fdh, head, 0, 4, 0);
+  } finally {
+    fs.closeSync(fdh);
+  }
+  const compression = detectCompression(head);
+  const input = fs.createReadStream(file, { highWaterMark: 1 << 20 });
+  const stream: NodeJS.ReadableStream =
+    compression === "gzip" ? input.pipe(zlib.createGunzip())
+    : compression === "zstd" ? input.pipe(zlib.createZstdDecompress())
+    : input;
+  const parser = new TarParser();
+  const found: ListedEntry[] = [];
+  const onEntry = (t: TarListing) =>
+    found.push({
+      name: t.name,
+      type: t.type,
+      size: t.size,
+      mode: t.mode,
+      mtime: Number(t.mtimeNs) / 1e6,
+      mtimeNs: t.mtimeNs,
+      linkTarget: t.linkTarget,
+      uid: t.uid,
+      gid: t.gid,
+      uname: t.uname,
+      gname: t.gname,
+    });
+  for await (const chunk of stream) {
+    parser.push(chunk as Uint8Array, onEntry);
+    if (parser.ended) break;
+  }
+  input.destroy();
+  return found;
+}

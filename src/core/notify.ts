@@ -1,0 +1,426 @@
+/**
+ * The last thing every run does: report its outcome. With `[mail]` the report is mailed
+ * (always, or only on failure); without it, it is printed for cron to mail. A report that
+ * cannot be sent waits in a bounded spool and goes out, oldest first, before the next one.
+ * Reporting never throws and never changes the outcome: a mail failure becomes a MAIL_FAILED
+ * record, nothing more.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { createSmtpMailer, describeSecurity, MailError, parseRelay, type Mailer, type MailErrorKind } from "../io/mailer.ts";
+import { isGolden } from "./codes.ts";
+import { ConfigError, type Config, type MailConfig } from "./config.ts";
+import { errnoCode, errorMessage, ShootError } from "./errors.ts";
+import type { RunOutcome } from "./outcome.ts";
+import { plural, renderReport, type RenderedReport, type StatusTail } from "./report.ts";
+import { readStatusFile } from "./status.ts";
+import { formatBytes } from "./units.ts";
+
+export const SPOOL_DIRNAME = "mail-spool";
+export const PASSWORD_ENV = "SHOOT_SMTP_PASSWORD";
+
+/** The spool used when `[mail] spool_dir` is not set: inside backup_dir (server) or dest_dir (client). */
+export function defaultSpoolDir(roleDir: string): string {
+  return path.join(roleDir, SPOOL_DIRNAME);
+}
+
+export type MailRecordName = "MAIL_SENT" | "MAIL_FAILED";
+
+export interface NotifyOptions {
+  mail?: MailConfig;
+  /** The spool directory when `[mail] spool_dir` is not set (see defaultSpoolDir). */
+  spoolDefault: string;
+  /** The relay; by default nodemailer over SMTP as `[mail]` says. */
+  mailer?: Mailer;
+  /** Writes a non-final status record (MAIL_SENT / MAIL_FAILED). */
+  record?: (name: MailRecordName, msg: string) => void;
+  /** Where the report goes without `[mail]`; standard output by default. */
+  out?: (text: string) => void;
+  env?: Record<string, string | undefined>;
+  now?: () => Date;
+}
+
+export interface NotifyResult {
+  /** Messages the relay accepted, spooled ones included. */
+  sent: number;
+  /** Reports waiting in the spool afterwards. */
+  spooled: number;
+  /** Oldest reports removed because the spool held more than spool_max. */
+  dropped: number;
+  /** The report went to `out` (no `[mail]`). */
+  printed: boolean;
+  error?: string;
+  errorKind?: MailErrorKind | "spool" | "internal";
+}
+
+/** The SMTP password: from password_file, else $SHOOT_SMTP_PASSWORD; never from the command line. */
+export function smtpPassword(mail: MailConfig, env: Record<string, string | undefined>): string | undefined {
+  if (mail.password_file) {
+    let text: string;
+    try {
+      text = fs.readFileSync(mail.password_file, "utf8");
+    } catch (e) {
+      throw new MailError("config", `password_file ${mail.password_file} cannot be read: ${errorMessage(e)}`, { cause: e });
+    }
+    // an editor's trailing newline is not part of the password
+    const pw = text.replace(/\r?\n$/, "");
+    if (pw === "") throw new MailError("config", `password_file ${mail.password_file} is empty`);
+    return pw;
+  }
+  const fromEnv = env[PASSWORD_ENV];
+  return fromEnv ? fromEnv : undefined;
+}
+
+/** The status file's records for the report's tail; an unreadable file is said so, not thrown. */
+export function statusTail(file: string | undefined): StatusTail | undefined {
+  if (!file) return undefined;
+  try {
+    const parsed = readStatusFile(file);
+    if (!parsed) return { file, records: [], skipped: 0, error: "it does not exist" };
+    return { file, ...parsed };
+  } catch (e) {
+    return { file, records: [], skipped: 0, error: errorMessage(e) };
+  }
+}
+
+// --- the spool: one file per report, names that sort oldest first --------------------------
+
+interface SpooledReport {
+  v: 1;
+  made: string;
+  host: string;
+  subject: string;
+  text: string;
+}
+
+const SPOOL_FILE = /^\d{8}T\d{6}\.\d{3}Z-[0-9a-z-]+\.mail$/;
+const DROPPED_FILE = "dropped.json";
+let spoolSeq = 0;
+
+export interface SpoolState {
+  files: string[];
+  bytes: number;
+}
+
+export function readSpool(dir: string): SpoolState {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch (e) {
+    if (errnoCode(e) === "ENOENT") return { files: [], bytes: 0 };
+    throw e;
+  }
+  const files = names.filter((n) => SPOOL_FILE.test(n)).sort();
+  let bytes = 0;
+  for (const f of files) {
+    try {
+      bytes += fs.statSync(path.join(dir, f)).size;
+    } catch {
+      // removed meanwhile by a concurrent run: it is not in the spool any more
+    }
+  }
+  return { files, bytes };
+}
+
+function ensureSpoolDir(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  try {
+    fs.chmodSync(dir, 0o700);
+  } catch {
+    // not ours to change (a shared directory someone chose): the files themselves are 0600
+  }
+}
+
+function spoolWrite(dir: string, report: RenderedReport, host: string, made: Date): string {
+  ensureSpoolDir(dir);
+  const stamp = made.toISOString().replace(/[-:]/g, "");
+  const seq = (spoolSeq++).toString(36).padStart(4, "0");
+  const name = `${stamp}-${process.pid}-${seq}-${Math.floor(Math.random() * 0xffff).toString(16)}.mail`;
+  const body: SpooledReport = { v: 1, made: made.toISOString(), host, subject: report.subject, text: report.text };
+  const tmp = path.join(dir, `.tmp-${name}`);
+  // written whole under a temporary name, then renamed: the spool never holds half a report
+  const fd = fs.openSync(tmp, "wx", 0o600);
+  try {
+    fs.writeSync(fd, JSON.stringify(body));
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, path.join(dir, name));
+  return name;
+}
+
+function spoolRead(dir: string, name: string): SpooledReport | undefined {
+  try {
+    const x = JSON.parse(fs.readFileSync(path.join(dir, name), "utf8")) as Partial<SpooledReport>;
+    if (x.v !== 1 || typeof x.subject !== "string" || typeof x.text !== "string" || typeof x.made !== "string") return undefined;
+    return { v: 1, made: x.made, host: typeof x.host === "string" ? x.host : "this host", subject: x.subject, text: x.text };
+  } catch {
+    return undefined;
+  }
+}
+
+function removeQuietly(file: string): boolean {
+  try {
+    fs.unlinkSync(file);
+    return true;
+  } catch (e) {
+    return errnoCode(e) === "ENOENT";
+  }
+}
+
+/** How many reports earlier runs dropped from a full spool, not yet told in a delivered report. */
+function readDropped(dir: string): number {
+  try {
+    const n = (JSON.parse(fs.readFileSync(path.join(dir, DROPPED_FILE), "utf8")) as { count?: unknown }).count;
+    return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function writeDropped(dir: string, count: number): void {
+  try {
+    if (count > 0) fs.writeFileSync(path.join(dir, DROPPED_FILE), JSON.stringify({ count }), { mode: 0o600 });
+    else removeQuietly(path.join(dir, DROPPED_FILE));
+  } catch {
+    // only the note in a later report depends on it; the MAIL_FAILED record already said it
+  }
+}
+
+/** Remove the oldest reports beyond `max`; returns how many were removed. */
+function boundSpool(dir: string, max: number): number {
+  const { files } = readSpool(dir);
+  let removed = 0;
+  for (const f of files.slice(0, Math.max(0, files.length - max))) if (removeQuietly(path.join(dir, f))) removed++;
+  return removed;
+}
+
+function lateNote(r: SpooledReport): string {
+  return `This report was made on ${r.made.slice(0, 19).replace("T", " ")}Z but could not be mailed then; it waited in the mail spool on ${r.host} and goes out with a later report.\n\n`;
+}
+
+// --- notify --------------------------------------------------------------------------------
+
+export async function notify(outcome: RunOutcome, opts: NotifyOptions): Promise<NotifyResult> {
+  try {
+    return await deliver(outcome, opts);
+  } catch (e) {
+    // reporting must never end a run worse than the backup did
+    const error = `reporting failed: ${errorMessage(e)}`;
+    safeRecord(opts, "MAIL_FAILED", error);
+    return { sent: 0, spooled: 0, dropped: 0, printed: false, error, errorKind: "internal" };
+  }
+}
+
+function safeRecord(opts: NotifyOptions, name: MailRecordName, msg: string): void {
+  try {
+    opts.record?.(name, msg);
+  } catch {
+    // a status file that cannot take the record must not turn a mail problem into a crash
+  }
+}
+
+async function deliver(outcome: RunOutcome, opts: NotifyOptions): Promise<NotifyResult> {
+  const result: NotifyResult = { sent: 0, spooled: 0, dropped: 0, printed: false };
+  const mail = opts.mail;
+  if (!mail) {
+    const r = renderReport(outcome, { tail: statusTail(outcome.statusFile) });
+    (opts.out ?? ((t) => process.stdout.write(t)))(`${r.subject}\n\n${r.text}`);
+    result.printed = true;
+    return result;
+  }
+  if (mail.when === "never") return result;
+
+  const now = opts.now ?? (() => new Date());
+  const dir = mail.spool_dir ?? opts.spoolDefault;
+  const wanted = mail.when === "always" || !isGolden(outcome.code);
+  const waiting = readSpool(dir).files;
+  // a clean run with nothing waiting needs no relay at all
+  if (!wanted && waiting.length === 0) return result;
+
+  const earlierDropped = readDropped(dir);
+  let current: { name?: string; report: SpooledReport } | undefined;
+  let spoolError: string | undefined;
+  if (wanted) {
+    const notes: string[] = [];
+    if (waiting.length > 0) notes.push(`${plural(waiting.length, "earlier report")} from the mail spool ${waiting.length === 1 ? "goes" : "go"} out before this one.`);
+    if (earlierDropped > 0) notes.push(`${plural(earlierDropped, "older report")} could not be mailed and ${earlierDropped === 1 ? "was" : "were"} dropped because the spool was full (spool_max = ${mail.spool_max}).`);
+    const rendered = renderReport(outcome, { tail: statusTail(outcome.statusFile), notes });
+    const made = now();
+    const report: SpooledReport = { v: 1, made: made.toISOString(), host: outcome.host, subject: rendered.subject, text: rendered.text };
+    // spooled before the first attempt: a run killed while talking to the relay loses nothing
+    try {
+      current = { name: spoolWrite(dir, rendered, outcome.host, made), report };
+    } catch (e) {
+      spoolError = `the mail spool ${dir} cannot be written (${errorMessage(e)})`;
+      current = { report };
+    }
+  }
+
+  let mailer = opts.mailer;
+  let failure: MailError | undefined;
+  if (!mailer) {
+    try {
+      mailer = createSmtpMailer(mail, smtpPassword(mail, opts.env ?? process.env));
+    } catch (e) {
+      failure = e instanceof MailError ? e : new MailError("config", errorMessage(e), { cause: e });
+    }
+  }
+
+  const rejected = new Set<string>();
+  let sentEarlier = 0;
+  let sentCurrent = false;
+  const queue = [...waiting.map((name) => ({ name, report: undefined as SpooledReport | undefined })), ...(current ? [current] : [])];
+  for (const entry of failure ? [] : queue) {
+    const report = entry.report ?? spoolRead(dir, entry.name!);
+    if (!report) {
+      // unreadable (not written by shoot, or damaged): it can never be sent
+      if (removeQuietly(path.join(dir, entry.name!))) result.dropped++;
+      continue;
+    }
+    const isCurrent = entry === current;
+    try {
+      const r = await mailer!.send({
+        from: mail.from,
+        to: mail.to,
+        subject: report.subject,
+        text: isCurrent ? report.text : `${lateNote(report)}${report.text}`,
+        date: new Date(report.made),
+      });
+      for (const x of r.rejected) rejected.add(x);
+    } catch (e) {
+      const err = e instanceof MailError ? e : new MailError("protocol", errorMessage(e), { cause: e });
+      // the relay refused this one message: keep it, but do not let it hold up the others
+      if (err.kind === "message") {
+        failure ??= err;
+        continue;
+      }
+      failure = err;
+      break;
+    }
+    result.sent++;
+    if (entry.name) removeQuietly(path.join(dir, entry.name));
+    if (isCurrent) sentCurrent = true;
+    else sentEarlier++;
+  }
+
+  let relay = "the relay";
+  try {
+    relay = parseRelay(mail.smtp).label;
+  } catch {
+    // an unusable URL is already the failure being reported
+  }
+  if (sentCurrent && earlierDropped > 0) writeDropped(dir, 0);
+  if (result.sent > 0) {
+    const what = sentCurrent
+      ? `report mailed to ${mail.to.join(", ")} via ${relay}${sentEarlier ? ` after ${plural(sentEarlier, "earlier report")} from the spool` : ""}`
+      : `${plural(sentEarlier, "earlier report")} from the spool mailed to ${mail.to.join(", ")} via ${relay}`;
+    const refused = rejected.size ? `; the relay refused ${[...rejected].join(", ")}` : "";
+    safeRecord(opts, "MAIL_SENT", `${what}${refused}`);
+  }
+
+  // a report that could neither be spooled nor sent is gone: that must be said loudly
+  const lost = current !== undefined && current.name === undefined && !sentCurrent;
+  if (failure || lost) {
+    if (failure) {
+      try {
+        result.dropped += boundSpool(dir, mail.spool_max);
+      } catch (e) {
+        spoolError ??= `the mail spool ${dir} cannot be read (${errorMessage(e)})`;
+      }
+    }
+    if (result.dropped > 0) writeDropped(dir, earlierDropped + result.dropped);
+    const state = safeSpoolState(dir);
+    result.spooled = state.files.length;
+    const parts: string[] = [];
+    if (failure) parts.push(`report not mailed (${failure.kind}): ${failure.message}`);
+    if (lost) parts.push(`this report is lost: ${spoolError}`);
+    else if (spoolError) parts.push(spoolError);
+    if (failure && state.files.length > 0) {
+      parts.push(`${plural(state.files.length, "report")} (${formatBytes(state.bytes)}) ${state.files.length === 1 ? "waits" : "wait"} in the mail spool ${dir} for the next run`);
+    }
+    if (result.dropped > 0) parts.push(`${plural(result.dropped, "oldest report")} dropped (spool_max = ${mail.spool_max})`);
+    result.error = parts.join("; ");
+    result.errorKind = failure?.kind ?? "spool";
+    safeRecord(opts, "MAIL_FAILED", result.error);
+  } else {
+    result.spooled = safeSpoolState(dir).files.length;
+  }
+  return result;
+}
+
+function safeSpoolState(dir: string): SpoolState {
+  try {
+    return readSpool(dir);
+  } catch {
+    return { files: [], bytes: 0 };
+  }
+}
+
+// --- shoot mail --test ---------------------------------------------------------------------
+
+export interface MailTestOptions {
+  env: Record<string, string | undefined>;
+  hostname: string;
+  mailer?: Mailer;
+  now?: () => Date;
+}
+
+/** Spool directories this configuration uses: `spool_dir`, else one per role present. */
+export function spoolDirs(cfg: Config): string[] {
+  if (cfg.mail?.spool_dir) return [cfg.mail.spool_dir];
+  return [cfg.server?.backup_dir, cfg.client?.dest_dir].filter((d): d is string => d !== undefined).map(defaultSpoolDir);
+}
+
+/**
+ * Send a test message with the configuration's `[mail]` settings. Returns what to print;
+ * throws MAIL_TEST_FAILED naming the step that failed.
+ */
+export async function mailTest(cfg: Config, opts: MailTestOptions): Promise<string[]> {
+  const mail = cfg.mail;
+  if (!mail) throw new ConfigError(cfg.file, undefined, "[mail]", "missing: shoot mail --test needs a [mail] section", true);
+  const fail = (e: MailError) => new ShootError("MAIL_TEST_FAILED", `test message not sent: ${e.kind}: ${e.message}`, { cause: e });
+  const notes: string[] = [];
+  let password: string | undefined;
+  let security: string;
+  try {
+    password = smtpPassword(mail, opts.env);
+    security = describeSecurity(mail);
+  } catch (e) {
+    throw e instanceof MailError ? fail(e) : e;
+  }
+  if (mail.password_file && (fs.statSync(mail.password_file).mode & 0o077) !== 0) {
+    notes.push(`warning: password_file ${mail.password_file} can be read by other users; chmod 600 it`);
+  }
+  if (mail.user === undefined && password !== undefined) notes.push("note: a password is set but no user, so none is sent");
+  const spools = spoolDirs(cfg).map((d) => ({ dir: d, ...safeSpoolState(d) }));
+  for (const s of spools) if (s.files.length > 0) notes.push(`${plural(s.files.length, "report")} (${formatBytes(s.bytes)}) ${s.files.length === 1 ? "waits" : "wait"} in the mail spool ${s.dir}; the next run sends ${s.files.length === 1 ? "it" : "them"}`);
+  if (mail.when === "never") notes.push('note: when = "never": runs mail no reports');
+
+  const now = (opts.now ?? (() => new Date()))();
+  const text = [
+    `This is a test message from shoot on ${opts.hostname}.`,
+    "If you can read it, reports from this host reach you.",
+    "",
+    `Relay:     ${mail.smtp} (${security})`,
+    `User:      ${mail.user ?? "none (no login)"}`,
+    `From:      ${mail.from}`,
+    `To:        ${mail.to.join(", ")}`,
+    `Reports:   ${{ always: "mailed after every run", failure: "mailed when a run fails", never: "not mailed" }[mail.when]}`,
+    ...spools.map((s) => `Spool:     ${s.dir} (${plural(s.files.length, "report")} waiting)`),
+    `Sent:      ${now.toISOString()}`,
+    "",
+  ].join("\n");
+  const mailer = opts.mailer ?? createSmtpMailer(mail, password);
+  let rejected: string[];
+  try {
+    ({ rejected } = await mailer.send({ from: mail.from, to: mail.to, subject: `[shoot] ${opts.hostname} mail test`, text, date: now }));
+  } catch (e) {
+    throw fail(e instanceof MailError ? e : new MailError("protocol", errorMessage(e), { cause: e }));
+  }
+  if (rejected.length > 0) {
+    throw fail(new MailError("recipient", `the relay refused ${rejected.join(", ")} (the message went to the other recipients)`));
+  }
+  return [`test message sent to ${mail.to.join(", ")} via ${parseRelay(mail.smtp).label} (${security}): check that it arrived`, ...notes];
+}

@@ -1,0 +1,269 @@
+/**
+ * Walk the sources into a sorted list of entries (what the archive will hold), and compare it
+ * with the file list recorded for the last archive: new, changed and deleted entries, changed
+ * metadata. ctime is part of the comparison, so a file rewritten with the same size and its
+ * mtime set back still counts as changed.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import type { ArchiveEntry, EntryType } from "./archive.ts";
+import type { Matcher } from "./exclude.ts";
+
+export interface ScanEntry extends ArchiveEntry {
+  ctimeMs: number;
+  ino: number;
+}
+
+export type ScanWarningCode = "FILE_VANISHED" | "FILE_UNREADABLE" | "SPECIAL_SKIPPED";
+
+export interface ScanWarning {
+  code: ScanWarningCode;
+  path: string;
+  message: string;
+}
+
+export interface ScanResult {
+  entries: ScanEntry[];
+  /** Bytes of file content (hard links counted once). */
+  bytes: number;
+  warnings: ScanWarning[];
+}
+
+export interface ScanOptions {
+  matcher: Matcher;
+  /** Absolute paths never walked into (the backup directory itself, for one). */
+  skip: readonly string[];
+  owners?: OwnerNames;
+}
+
+export interface OwnerNames {
+  user(uid: number): string | undefined;
+  group(gid: number): string | undefined;
+}
+
+function readIdFile(file: string): Map<number, string> {
+  const m = new Map<number, string>();
+  try {
+    for (const line of fs.readFileSync(file, "utf8").split("\n")) {
+      const f = line.split(":");
+      if (f.length >= 3 && /^\d+$/.test(f[2]!) && !m.has(Number(f[2]))) m.set(Number(f[2]), f[0]!);
+    }
+  } catch {
+    // no passwd/group file (a minimal container): numeric ids only
+  }
+  return m;
+}
+
+/** Owner names from /etc/passwd and /etc/group, as tar records them (uname/gname). */
+export function systemOwners(): OwnerNames {
+  let users: Map<number, string> | undefined;
+  let groups: Map<number, string> | undefined;
+  return {
+    user: (uid) => (users ??= readIdFile("/etc/passwd")).get(uid),
+    group: (gid) => (groups ??= readIdFile("/etc/group")).get(gid),
+  };
+}
+
+function typeOf(st: fs.Stats): EntryType | "special" {
+  if (st.isFile()) return "file";
+  if (st.isDirectory()) return "dir";
+  if (st.isSymbolicLink()) return "symlink";
+  return "special";
+}
+
+function archiveNameOf(abs: string): string {
+  return abs.replace(/^\/+/, "");
+}
+
+/** Sources with those inside another source removed (they would be archived twice). */
+export function normaliseSources(sources: readonly string[]): string[] {
+  const sorted = [...new Set(sources.map((s) => path.resolve(s)))].sort();
+  return sorted.filter((s) => !sorted.some((o) => o !== s && (o === "/" || s.startsWith(`${o}/`))));
+}
+
+export function scanSources(sources: readonly string[], opts: ScanOptions): ScanResult {
+  const entries: ScanEntry[] = [];
+  const warnings: ScanWarning[] = [];
+  const links = new Map<string, string>();
+  const owners = opts.owners ?? systemOwners();
+  const skip = new Set(opts.skip.map((s) => path.resolve(s)));
+  let bytes = 0;
+
+  const warn = (code: ScanWarningCode, p: string, message: string) => warnings.push({ code, path: p, message });
+
+  const visit = (abs: string, st: fs.Stats, isTop: boolean): void => {
+    const type = typeOf(st);
+    if (type === "special") {
+      warn("SPECIAL_SKIPPED", abs, `${abs}: ${describeSpecial(st)} skipped`);
+      return;
+    }
+    if (!isTop && opts.matcher.excluded(abs, type === "dir")) return;
+    if (type === "dir" && skip.has(abs)) return;
+    const name = archiveNameOf(abs);
+    const e: ScanEntry = {
+      source: abs,
+      name,
+      type,
+      mode: st.mode & 0o7777,
+      uid: st.uid,
+      gid: st.gid,
+      uname: owners.user(st.uid),
+      gname: owners.group(st.gid),
+      size: type === "file" ? st.size : 0,
+      mtimeMs: Math.floor(st.mtimeMs),
+      // microseconds are what a double holds exactly for today's dates: stable across runs
+      mtimeNs: BigInt(Math.round(st.mtimeMs * 1000)) * 1000n,
+      ctimeMs: st.ctimeMs,
+      ino: st.ino,
+    };
+    if (type === "symlink") {
+      try {
+        e.linkTarget = fs.readlinkSync(abs);
+      } catch (err) {
+        warnErr(abs, err);
+        return;
+      }
+    } else if (type === "file" && st.nlink > 1) {
+      const key = `${st.dev}:${st.ino}`;
+      const first = links.get(key);
+      if (first !== undefined) {
+        e.type = "hardlink";
+        e.linkTarget = first;
+        e.size = 0;
+      } else links.set(key, name);
+    }
+    if (name !== "") entries.push(e);
+    if (e.type === "file") bytes += e.size;
+    if (type === "dir") walkDir(abs);
+  };
+
+  const warnErr = (abs: string, err: unknown) => {
+    const c = (err as { code?: string }).code;
+    if (c === "ENOENT") warn("FILE_VANISHED", abs, `${abs}: vanished during the scan`);
+    else warn("FILE_UNREADABLE", abs, `${abs}: ${c ?? ""} ${(err as Error).message}`.trim());
+  };
+
+  const walkDir = (dir: string): void => {
+    let names: string[];
+    try {
+      names = fs.readdirSync(dir);
+    } catch (err) {
+      warnErr(dir, err);
+      return;
+    }
+    names.sort();
+    const prefix = dir === "/" ? "/" : `${dir}/`;
+    for (const n of names) {
+      const abs = prefix + n;
+      let st: fs.Stats;
+      try {
+        st = fs.lstatSync(abs);
+      } catch (err) {
+        warnErr(abs, err);
+        continue;
+      }
+      visit(abs, st, false);
+    }
+  };
+
+  for (const src of normaliseSources(sources)) {
+    visit(src, fs.lstatSync(src), true);
+  }
+  return { entries, bytes, warnings };
+}
+
+function describeSpecial(st: fs.Stats): string {
+  if (st.isFIFO()) return "FIFO";
+  if (st.isSocket()) return "socket";
+  if (st.isCharacterDevice()) return "character device";
+  if (st.isBlockDevice()) return "block device";
+  return "special file";
+}
+
+// ---- the file list recorded beside each archive -------------------------------------------
+
+export const LIST_FORMAT = "shoot-list";
+export const LIST_VERSION = 1;
+
+export interface ListHeader {
+  format: string;
+  v: number;
+  archive: string;
+  entries: number;
+  bytes: number;
+  /** The archive this list describes: size and checksums, so an unchanged run can name it. */
+  size?: number;
+  md5?: string;
+  sha256?: string;
+}
+
+/** One line per entry, JSON: what change detection and deep verification need. */
+function signature(e: ScanEntry): string {
+  return JSON.stringify([e.name, e.type, e.mode, e.uid, e.gid, e.size, e.mtimeMs, e.mtimeNs?.toString() ?? "", e.ctimeMs, e.ino, e.linkTarget ?? null]);
+}
+
+export function renderList(archive: string, scan: ScanResult, sums: { size: number; md5: string; sha256: string }): string {
+  const header: ListHeader = { format: LIST_FORMAT, v: LIST_VERSION, archive, entries: scan.entries.length, bytes: scan.bytes, ...sums };
+  const out: string[] = [JSON.stringify(header)];
+  for (const e of scan.entries) out.push(signature(e));
+  return `${out.join("\n")}\n`;
+}
+
+export interface RecordedList {
+  header: ListHeader;
+  /** name → the entry's line, compared as a whole. */
+  lines: Map<string, string>;
+}
+
+export function parseList(text: string): RecordedList {
+  const lines = text.split("\n");
+  const header = JSON.parse(lines[0]!) as ListHeader;
+  if (header.format !== LIST_FORMAT || header.v !== LIST_VERSION) throw new Error(`not a ${LIST_FORMAT} v${LIST_VERSION} file list`);
+  const map = new Map<string, string>();
+  for (let i = 1; i < lines.length; i++) {
+    const l = lines[i]!;
+    if (l === "") continue;
+    map.set((JSON.parse(l) as [string])[0], l);
+  }
+  if (map.size !== header.entries) throw new Error(`file list holds ${map.size} entries, its header says ${header.entries} (truncated?)`);
+  return { header, lines: map };
+}
+
+export interface Changes {
+  added: number;
+  changed: number;
+  removed: number;
+  /** A few names of each kind, for the report. */
+  examples: string[];
+}
+
+export function compareWithList(scan: ScanResult, list: RecordedList): Changes {
+  const ch: Changes = { added: 0, changed: 0, removed: 0, examples: [] };
+  const note = (what: string, name: string) => {
+    if (ch.examples.length < 10) ch.examples.push(`${what} /${name}`);
+  };
+  let matched = 0;
+  for (const e of scan.entries) {
+    const prev = list.lines.get(e.name);
+    if (prev === undefined) {
+      ch.added++;
+      note("new", e.name);
+    } else {
+      matched++;
+      if (prev !== signature(e)) {
+        ch.changed++;
+        note("changed", e.name);
+      }
+    }
+  }
+  ch.removed = list.lines.size - matched;
+  if (ch.removed > 0 && ch.examples.length < 10) {
+    const now = new Set(scan.entries.map((e) => e.name));
+    for (const name of list.lines.keys()) if (!now.has(name)) note("deleted", name);
+  }
+  return ch;
+}
+
+export function hasChanges(c: Changes): boolean {
+  return c.added + c.changed + c.removed > 0;
+}

@@ -1,0 +1,372 @@
+/**
+ * The server run, step by step as SPEC.md lists them: sanity, first run, change detection,
+ * free space, archive (checksum in the same pass, flushed, renamed into place when complete),
+ * rotation, final code 4 / 9 / 30. Every step and every warning goes to server.status.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { writeArchive, type ArchiveResult } from "./archive.ts";
+import { code, codeName, type CodeName } from "./codes.ts";
+import type { ServerConfig } from "./config.ts";
+import type { Deps } from "./deps.ts";
+import { ShootError, errnoCode, errorMessage } from "./errors.ts";
+import { compileExcludes } from "./exclude.ts";
+import { exists, fsyncDir, writeFileAtomic } from "./fsutil.ts";
+import { removeLeftovers } from "./leftovers.ts";
+import { LockedError, acquireLock, currentLock, type Lock } from "./lock.ts";
+import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "./naming.ts";
+import type { RunOutcome, Warning } from "./outcome.ts";
+import { compareWithList, hasChanges, parseList, renderList, scanSources, type ScanResult } from "./scan.ts";
+import { SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, newRunId, type ArchiveInfo } from "./status.ts";
+import { formatBytes } from "./units.ts";
+import { VERSION } from "../version.ts";
+
+/** Warning records written one by one; beyond this a count stands for the rest. */
+const MAX_WARNING_RECORDS = 200;
+
+export interface ServerRunOptions {
+  /** Set when the wrapper started this run: it holds the lock and wrote the first records. */
+  parent?: { run: string; lockToken: string };
+  signal?: AbortSignal;
+}
+
+class Run {
+  readonly warnings: Warning[] = [];
+  lastStep = "start";
+  private warned = 0;
+  constructor(readonly status: StatusWriter) {}
+
+  step(step: string, msg: string, name: CodeName = "STEP", data?: Record<string, unknown>): void {
+    this.lastStep = step;
+    this.status.write(name, msg, { step, data });
+  }
+
+  warn(name: CodeName, msg: string): void {
+    this.warnings.push({ code: code(name), msg });
+    if (++this.warned <= MAX_WARNING_RECORDS) this.status.write(name, msg, { step: this.lastStep });
+  }
+
+  flushWarningCount(): void {
+    if (this.warned > MAX_WARNING_RECORDS) {
+      this.status.write("STEP", `${this.warned - MAX_WARNING_RECORDS} more warnings not recorded one by one (${this.warned} in all)`, { step: this.lastStep });
+    }
+  }
+}
+
+export async function runServer(cfg: ServerConfig, deps: Deps, opts: ServerRunOptions = {}): Promise<RunOutcome> {
+  const started = deps.clock.now();
+  const dir = cfg.backup_dir;
+  const outcome = (c: number, message: string, extra: Partial<RunOutcome> = {}): RunOutcome => ({
+    role: "server", host: deps.hostname, run: opts.parent?.run ?? "", code: c, message,
+    started, ended: deps.clock.now(), warnings: [], statusFile: path.join(dir, SERVER_STATUS), ...extra,
+  });
+
+  // Sanity of the backup directory comes first: the status file lives there.
+  const dirProblem = checkBackupDir(dir);
+  if (dirProblem) return outcome(code("BACKUP_DIR_UNUSABLE"), dirProblem, { statusFile: undefined });
+
+  let lock: Lock | undefined;
+  if (opts.parent) {
+    const held = currentLock(dir);
+    if (held?.token !== opts.parent.lockToken) {
+      return outcome(code("ALREADY_RUNNING"), `started as the wrapper's child, but the wrapper's lock in ${dir} is not held (held by ${held ? `pid ${held.pid}` : "nobody"})`);
+    }
+  } else {
+    try {
+      lock = acquireLock(dir, "server", started);
+    } catch (e) {
+      if (e instanceof LockedError) return outcome(code("ALREADY_RUNNING"), e.message, { statusFile: undefined });
+      throw e;
+    }
+  }
+
+  const runId = opts.parent?.run ?? newRunId(started);
+  const status = new StatusWriter(path.join(dir, SERVER_STATUS), "server", runId, deps.clock);
+  const run = new Run(status);
+  let tmpArchive: string | undefined;
+  try {
+    if (opts.parent) status.open();
+    else {
+      status.startFresh();
+      status.write("RUN_START", `shoot ${VERSION} server run on ${deps.hostname}`, { format: STATUS_FORMAT, host: deps.hostname, data: { version: VERSION, formatVersion: STATUS_VERSION } });
+      if (lock?.staleFrom) run.step("lock", `took over a stale lock of pid ${lock.staleFrom.pid} (started ${lock.staleFrom.started})`, "STALE_LOCK");
+      const left = removeLeftovers(dir);
+      if (left.removed.length) run.step("recover", `removed what an earlier run left: ${left.removed.join(", ")}`, "RECOVERED");
+    }
+    const result = await serverSteps(cfg, deps, run, opts.signal, (p) => (tmpArchive = p));
+    tmpArchive = undefined;
+    run.flushWarningCount();
+    const rec = status.write(result.name, result.message, { step: "done", archive: result.archive, data: result.data });
+    return outcome(rec.code, result.message, { run: runId, archive: result.archive, warnings: run.warnings, lastStep: run.lastStep });
+  } catch (e) {
+    const failure = asFailure(e, opts.signal);
+    if (tmpArchive) fs.rmSync(tmpArchive, { force: true });
+    run.flushWarningCount();
+    try {
+      status.write(codeName(failure.code) as CodeName, failure.message, { step: run.lastStep });
+    } catch {
+      // the status file itself cannot be written (disk full, directory gone): the exit code still says it
+    }
+    return outcome(failure.code, failure.message, { run: runId, warnings: run.warnings, lastStep: run.lastStep });
+  } finally {
+    status.close();
+    lock?.release();
+  }
+}
+
+function asFailure(e: unknown, signal?: AbortSignal): { code: number; message: string } {
+  if (signal?.aborted) return { code: code("INTERRUPTED"), message: `interrupted (${String(signal.reason ?? "signal")}); the temporary archive was removed` };
+  if (e instanceof ShootError) return { code: e.code, message: e.message };
+  return { code: code("INTERNAL_ERROR"), message: `internal error: ${(e as Error)?.stack ?? String(e)}` };
+}
+
+function checkBackupDir(dir: string): string | undefined {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(dir);
+  } catch (e) {
+    return `backup_dir ${dir} ${errnoCode(e) === "ENOENT" ? "does not exist (create it, mode 0700)" : `cannot be used: ${errorMessage(e)}`}`;
+  }
+  if (!st.isDirectory()) return `backup_dir ${dir} is not a directory`;
+  try {
+    fs.accessSync(dir, fs.constants.W_OK | fs.constants.X_OK);
+  } catch (e) {
+    return `backup_dir ${dir} is not writable: ${errnoCode(e) ?? errorMessage(e)}`;
+  }
+  return undefined;
+}
+
+interface StepsResult {
+  name: CodeName;
+  message: string;
+  archive?: ArchiveInfo;
+  data?: Record<string, unknown>;
+}
+
+async function serverSteps(
+  cfg: ServerConfig, deps: Deps, run: Run, signal: AbortSignal | undefined, setTmp: (p: string) => void,
+): Promise<StepsResult> {
+  const dir = cfg.backup_dir;
+  const checkAbort = () => {
+    if (signal?.aborted) throw new ShootError("INTERRUPTED", "interrupted");
+  };
+
+  // 1. sanity: sources
+  run.step("sanity", `checking ${cfg.sources.length} source(s) and ${dir}`);
+  for (const src of cfg.sources) {
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(src);
+    } catch (e) {
+      if (errnoCode(e) === "ENOENT") throw new ShootError("SOURCE_MISSING", `source ${src} does not exist`);
+      throw new ShootError("SOURCE_UNREADABLE", `source ${src} cannot be read: ${errorMessage(e)}`);
+    }
+    try {
+      fs.accessSync(src, fs.constants.R_OK | (st.isDirectory() ? fs.constants.X_OK : 0));
+    } catch (e) {
+      throw new ShootError("SOURCE_UNREADABLE", `source ${src} cannot be read: ${errnoCode(e) ?? errorMessage(e)}`);
+    }
+  }
+
+  // 2. first run: no earlier archive and no status file from an earlier run
+  const archives = sortArchives(fs.readdirSync(dir), cfg.name).filter((a) => exists(path.join(dir, a + CHECKSUM_SUFFIX)));
+  const newest = archives.at(-1);
+  const firstRun = newest === undefined && !exists(path.join(dir, `${SERVER_STATUS}.1`));
+
+  // 4. (before 3: the estimate needs the scan) change detection
+  run.step("scan", `walking ${cfg.sources.join(", ")}`);
+  const scanStarted = performance.now();
+  let scan: ScanResult;
+  try {
+    scan = scanSources(cfg.sources, { matcher: compileExcludes(cfg.exclude), skip: [dir] });
+  } catch (e) {
+    throw new ShootError("SCAN_FAILED", `walking the sources failed: ${errorMessage(e)}`);
+  }
+  for (const w of scan.warnings) run.warn(w.code, w.message);
+  const scanMs = Math.round(performance.now() - scanStarted);
+  checkAbort();
+
+  let previousBytes: number | undefined;
+  let previousSize: number | undefined;
+  if (!firstRun && newest) {
+    const verdict = compareWithNewest(cfg, dir, newest, scan);
+    previousBytes = verdict.bytes;
+    previousSize = verdict.archive?.size;
+    if (verdict.unchanged && verdict.archive) {
+      run.step("scan", `scanned ${scan.entries.length} entries in ${scanMs} ms: nothing changed since ${newest}`, "SCANNED", { entries: scan.entries.length, bytes: scan.bytes });
+      return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive: verdict.archive };
+    }
+    run.step("scan", `scanned ${scan.entries.length} entries in ${scanMs} ms: ${verdict.summary}`, "SCANNED", { entries: scan.entries.length, bytes: scan.bytes });
+  } else {
+    run.step("scan", `scanned ${scan.entries.length} entries (${formatBytes(scan.bytes)}) in ${scanMs} ms${firstRun ? "; first run" : ""}`, "SCANNED", { entries: scan.entries.length, bytes: scan.bytes });
+  }
+
+  // 3. free space
+  const estimate = estimateSize(cfg, scan, previousBytes, previousSize);
+  run.step("space", `estimated archive size ${formatBytes(estimate)}, reserve ${formatBytes(cfg.reserve)}`);
+  ensureSpace(cfg, deps, run, estimate, archives);
+  checkAbort();
+
+  // 5. archive
+  const name = nextArchiveName(cfg, deps.clock.now(), fs.readdirSync(dir));
+  const tmp = path.join(dir, `${TEMP_PREFIX}${name}`);
+  setTmp(tmp);
+  run.step("archive", `writing ${name} (${cfg.compression}) from ${scan.entries.length} entries`);
+  const result = await writeArchiveFile(cfg, tmp, scan, run, signal);
+  checkAbort();
+
+  run.step("checksum", `md5 ${result.md5}, ${formatBytes(result.size)}`);
+  try {
+    writeFileAtomic(dir, name + CHECKSUM_SUFFIX, md5Line(result.md5, name));
+    writeFileAtomic(dir, name + LIST_SUFFIX, renderList(name, scan, { size: result.size, md5: result.md5, sha256: result.sha256 }));
+    // the archive takes its final name last: a name that exists always has its checksum beside it
+    fs.renameSync(tmp, path.join(dir, name));
+    fsyncDir(dir);
+    const st = fs.statSync(path.join(dir, name));
+    if (st.size !== result.size) throw new Error(`${name} is ${st.size} bytes on disk, ${result.size} were written`);
+    if (parseMd5Line(fs.readFileSync(path.join(dir, name + CHECKSUM_SUFFIX), "utf8"), name) !== result.md5) throw new Error(`${name}${CHECKSUM_SUFFIX} does not read back as written`);
+  } catch (e) {
+    if (errnoCode(e) === "ENOSPC") throw new ShootError("NO_SPACE", `no space left in ${dir} while writing the checksum and file list`);
+    throw new ShootError("CHECKSUM_FAILED", `writing the checksum of ${name} failed: ${errorMessage(e)}`);
+  }
+  const archive: ArchiveInfo = { file: name, size: result.size, md5: result.md5, sha256: result.sha256 };
+  run.step("archive", `${name} complete: ${formatBytes(result.size)} from ${formatBytes(result.inputBytes)}`, "ARCHIVE_WRITTEN", { file: name, size: result.size });
+
+  // 6. rotation
+  run.step("rotate", `keeping ${cfg.keep} archive(s)`);
+  const removed = rotate(dir, cfg.name, cfg.keep, name);
+  if (removed.length) run.step("rotate", `removed ${removed.join(", ")}`, "ROTATED");
+  const left = removeLeftovers(dir);
+  for (const f of left.failed) run.warn("CLEANUP_FAILED", `could not remove ${f}`);
+
+  // 7. done
+  const summary = `${name}: ${formatBytes(result.size)}, md5 ${result.md5}${run.warnings.length ? `, ${run.warnings.length} warning(s)` : ""}`;
+  return firstRun
+    ? { name: "FIRST_ARCHIVE", message: `first backup made: ${summary}`, archive }
+    : { name: "NEW_ARCHIVE", message: `new backup made: ${summary}`, archive };
+}
+
+function compareWithNewest(cfg: ServerConfig, dir: string, newest: string, scan: ScanResult): { unchanged: boolean; summary: string; bytes?: number; archive?: ArchiveInfo } {
+  let list;
+  try {
+    list = parseList(fs.readFileSync(path.join(dir, newest + LIST_SUFFIX), "utf8"));
+  } catch (e) {
+    return { unchanged: false, summary: `no usable file list for ${newest} (${errorMessage(e)}): making a new archive` };
+  }
+  const h = list.header;
+  const archive = h.md5 && h.size !== undefined ? { file: newest, size: h.size, md5: h.md5, sha256: h.sha256 } : undefined;
+  if (!newest.endsWith(EXTENSIONS[cfg.compression])) {
+    return { unchanged: false, summary: `compression changed to ${cfg.compression}: making a new archive`, bytes: h.bytes, archive };
+  }
+  const ch = compareWithList(scan, list);
+  if (!hasChanges(ch)) {
+    // the archive must still be what its list describes, or "unchanged" would point at a broken file
+    const st = safeStat(path.join(dir, newest));
+    if (archive && st && st.size === archive.size) return { unchanged: true, summary: "unchanged", bytes: h.bytes, archive };
+    return { unchanged: false, summary: `${newest} is not the size its file list records: making a new archive`, bytes: h.bytes };
+  }
+  const summary = `${ch.added} new, ${ch.changed} changed, ${ch.removed} deleted (${ch.examples.slice(0, 5).join(", ")})`;
+  return { unchanged: false, summary, bytes: h.bytes, archive };
+}
+
+function safeStat(p: string): fs.Stats | undefined {
+  try {
+    return fs.statSync(p);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Size the archive will take: the last archive scaled by how the sources grew, else the raw bytes. */
+export function estimateSize(cfg: Pick<ServerConfig, "compression">, scan: Pick<ScanResult, "bytes" | "entries">, previousBytes?: number, previousSize?: number): number {
+  const tarOverhead = scan.entries.length * 1024 + 10240;
+  if (cfg.compression !== "none" && previousBytes && previousSize) {
+    return Math.ceil((previousSize * (scan.bytes + tarOverhead)) / Math.max(previousBytes, 1) * 1.1) + 1024 * 1024;
+  }
+  return scan.bytes + tarOverhead;
+}
+
+function ensureSpace(cfg: ServerConfig, deps: Deps, run: Run, estimate: number, archivesOldestFirst: string[]): void {
+  const dir = cfg.backup_dir;
+  let free = deps.disk.freeBytes(dir);
+  if (free - estimate >= cfg.reserve) return;
+  if (cfg.make_room) {
+    // never the newest: it is the only good backup until the new one is complete
+    for (const old of archivesOldestFirst.slice(0, -1)) {
+      removeArchive(dir, old);
+      run.step("space", `make_room: removed ${old} to make room`, "ROTATED");
+      free = deps.disk.freeBytes(dir);
+      if (free - estimate >= cfg.reserve) return;
+    }
+  }
+  throw new ShootError("NO_SPACE", `not enough free space in ${dir}: ${formatBytes(free)} free, the archive needs about ${formatBytes(estimate)} and ${formatBytes(cfg.reserve)} must stay free (reserve); nothing was deleted${cfg.make_room ? " beyond what make_room allows" : " (make_room = false)"}`);
+}
+
+async function writeArchiveFile(cfg: ServerConfig, tmp: string, scan: ScanResult, run: Run, signal?: AbortSignal): Promise<ArchiveResult> {
+  let fd: number;
+  try {
+    fd = fs.openSync(tmp, "wx", 0o600);
+  } catch (e) {
+    throw new ShootError("ARCHIVE_FAILED", `cannot create ${tmp}: ${errorMessage(e)}`);
+  }
+  try {
+    const result = await writeArchive(scan.entries, fd, {
+      compression: cfg.compression,
+      level: cfg.level,
+      signal,
+      onWarning: (w) => run.warn(w.code, w.message),
+    });
+    fs.fsyncSync(fd);
+    return result;
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    if (signal?.aborted) throw new ShootError("INTERRUPTED", "interrupted while writing the archive; the temporary archive was removed");
+    if (errnoCode(e) === "ENOSPC" || errnoCode(e) === "EDQUOT") {
+      throw new ShootError("NO_SPACE", `the file system of ${cfg.backup_dir} filled up while the archive was written; the partial archive was removed, earlier archives are untouched`);
+    }
+    throw new ShootError("ARCHIVE_FAILED", `writing the archive failed: ${errorMessage(e)}`);
+  } finally {
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // closed already
+    }
+  }
+}
+
+/** The next archive name: now, but never sorting before the newest (a clock set back must not make rotation remove the new archive). */
+export function nextArchiveName(cfg: Pick<ServerConfig, "name" | "compression">, now: Date, existing: readonly string[]): string {
+  const names = new Set(existing);
+  const newest = sortArchives(existing, cfg.name).at(-1);
+  const newestKey = newest ? parseArchiveName(newest)!.key : "";
+  const keyOf = (n: string) => parseArchiveName(n)!.key;
+  const base = newest && keyOf(archiveName(cfg.name, now, cfg.compression)) <= newestKey ? stampOf(newest) : now;
+  for (let seq = 0; seq < 10000; seq++) {
+    const c = archiveName(cfg.name, base, cfg.compression, seq);
+    if (keyOf(c) > newestKey && !names.has(c) && !names.has(`${TEMP_PREFIX}${c}`)) return c;
+  }
+  throw new ShootError("ARCHIVE_FAILED", "no free archive name");
+}
+
+function stampOf(archive: string): Date {
+  const k = parseArchiveName(archive)!.key;
+  return new Date(Date.UTC(+k.slice(0, 4), +k.slice(4, 6) - 1, +k.slice(6, 8), +k.slice(8, 10), +k.slice(10, 12), +k.slice(12, 14)));
+}
+
+function removeArchive(dir: string, name: string): void {
+  // the archive goes first: a checksum without its archive is a leftover the next run removes
+  fs.rmSync(path.join(dir, name), { force: true });
+  fs.rmSync(path.join(dir, name + CHECKSUM_SUFFIX), { force: true });
+  fs.rmSync(path.join(dir, name + LIST_SUFFIX), { force: true });
+}
+
+function rotate(dir: string, prefix: string, keep: number, justMade: string): string[] {
+  const all = sortArchives(fs.readdirSync(dir), prefix);
+  const remove = all.slice(0, Math.max(0, all.length - keep)).filter((a) => a !== justMade);
+  try {
+    for (const a of remove) removeArchive(dir, a);
+  } catch (e) {
+    throw new ShootError("ROTATION_FAILED", `removing old archives failed: ${errorMessage(e)}`);
+  }
+  return remove;
+}

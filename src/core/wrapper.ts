@@ -1,0 +1,172 @@
+/**
+ * The wrapper: cron's entry point on a server. It takes the lock, looks at how the previous run
+ * ended (and cleans up after one that died), starts `shoot server` as a child, stops it when it
+ * runs past max_runtime, and afterwards makes sure server.status ends with a final record that
+ * says what happened, even when the server died without writing one.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { code, codeInfo, codeName, isFinal, type CodeName } from "./codes.ts";
+import type { ServerConfig } from "./config.ts";
+import type { Deps } from "./deps.ts";
+import { errnoCode, errorMessage } from "./errors.ts";
+import { removeLeftovers } from "./leftovers.ts";
+import { LockedError, acquireLock, type Lock } from "./lock.ts";
+import type { RunOutcome, Warning } from "./outcome.ts";
+import {
+  SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, describeRecord, lastStep, newRunId, readStatusFile, type StatusRecord,
+} from "./status.ts";
+import { formatDuration } from "./units.ts";
+import { ENV_LOCK_TOKEN, ENV_PARENT_RUN } from "./wrapper-env.ts";
+import { VERSION } from "../version.ts";
+import type { RunResult } from "../io/process.ts";
+
+export interface WrapperOptions {
+  /** argv that starts `shoot server` with the same configuration (the CLI knows how to call itself). */
+  serverArgv: string[];
+  signal?: AbortSignal;
+}
+
+export async function runWrapper(cfg: ServerConfig, deps: Deps, opts: WrapperOptions): Promise<RunOutcome> {
+  const started = deps.clock.now();
+  const dir = cfg.backup_dir;
+  const statusFile = path.join(dir, SERVER_STATUS);
+  const base = { role: "wrapper" as const, host: deps.hostname, started, warnings: [] as Warning[] };
+
+  try {
+    if (!fs.statSync(dir).isDirectory()) throw Object.assign(new Error("not a directory"), { code: "ENOTDIR" });
+  } catch (e) {
+    return { ...base, run: "", code: code("BACKUP_DIR_UNUSABLE"), message: `backup_dir ${dir} ${errnoCode(e) === "ENOENT" ? "does not exist" : `cannot be used: ${errorMessage(e)}`}`, ended: deps.clock.now() };
+  }
+
+  let lock: Lock;
+  try {
+    lock = acquireLock(dir, "wrapper", started);
+  } catch (e) {
+    if (e instanceof LockedError) return { ...base, run: "", code: code("ALREADY_RUNNING"), message: e.message, ended: deps.clock.now() };
+    return { ...base, run: "", code: code("BACKUP_DIR_UNUSABLE"), message: `cannot take the lock in ${dir}: ${errorMessage(e)}`, ended: deps.clock.now() };
+  }
+
+  const run = newRunId(started);
+  const status = new StatusWriter(statusFile, "wrapper", run, deps.clock);
+  const warnings: Warning[] = [];
+  try {
+    const previous = readStatusFile(statusFile);
+    status.startFresh();
+    status.write("RUN_START", `shoot ${VERSION} wrapper run on ${deps.hostname}`, { format: STATUS_FORMAT, host: deps.hostname, data: { version: VERSION, formatVersion: STATUS_VERSION } });
+    status.write("WRAPPER_START", `wrapper pid ${process.pid} holds the lock of ${dir}`, { step: "wrapper" });
+    if (lock.staleFrom) {
+      status.write("STALE_LOCK", `took over a stale lock: pid ${lock.staleFrom.pid} (${lock.staleFrom.role}, started ${lock.staleFrom.started}) no longer runs`, { step: "wrapper" });
+    }
+    if (previous && previous.skipped > 0) {
+      warnings.push({ code: code("STATUS_TORN"), msg: `${previous.skipped} unreadable line(s) in the previous status file were skipped` });
+      status.write("STATUS_TORN", warnings.at(-1)!.msg, { step: "wrapper" });
+    }
+    recoverPrevious(dir, previous?.records ?? [], status, warnings);
+
+    const result = await superviseServer(cfg, deps, opts, status, run, lock);
+    const final = finalWord(statusFile, run, result, cfg, status, dir);
+    const ended = deps.clock.now();
+    const serverWarnings = (readStatusFile(statusFile)?.records ?? [])
+      .filter((r) => r.run === run && codeInfo(r.code)?.kind === "warning")
+      .map((r) => ({ code: r.code, msg: r.msg }));
+    return {
+      ...base, run, code: final.code, message: final.msg, ended, archive: final.archive,
+      warnings: [...warnings, ...serverWarnings.filter((w) => !warnings.some((x) => x.msg === w.msg))],
+      lastStep: final.step, statusFile,
+    };
+  } catch (e) {
+    const msg = `wrapper failed: ${errorMessage(e)}`;
+    try {
+      status.write("INTERNAL_ERROR", msg, { step: "wrapper" });
+    } catch {
+      // nothing more can be recorded; the exit code still says it
+    }
+    return { ...base, run, code: code("INTERNAL_ERROR"), message: msg, ended: deps.clock.now(), statusFile };
+  } finally {
+    status.close();
+    lock.release();
+  }
+}
+
+/** The previous run did not end with a final record: say where it died and remove what it left. */
+function recoverPrevious(dir: string, records: StatusRecord[], status: StatusWriter, warnings: Warning[]): void {
+  const last = records.at(-1);
+  const unclean = last !== undefined && !isFinal(last.code);
+  const left = removeLeftovers(dir);
+  for (const f of left.failed) {
+    warnings.push({ code: code("CLEANUP_FAILED"), msg: `could not remove ${f} left by an earlier run` });
+    status.write("CLEANUP_FAILED", warnings.at(-1)!.msg, { step: "recover" });
+  }
+  if (unclean) {
+    const where = lastStep(records);
+    const msg = `the previous run (${last.run}) did not end clean: it stopped in step "${where?.step ?? "?"}" (last record: ${describeRecord(last)}); ${left.removed.length ? `removed ${left.removed.join(", ")}` : "it left no temporary files"}`;
+    warnings.push({ code: code("RECOVERED"), msg });
+    status.write("RECOVERED", msg, { step: "recover" });
+  } else if (left.removed.length) {
+    status.write("RECOVERED", `removed leftovers: ${left.removed.join(", ")}`, { step: "recover" });
+  }
+}
+
+interface Supervised {
+  result?: RunResult;
+  startError?: string;
+  interrupted?: string;
+}
+
+async function superviseServer(cfg: ServerConfig, deps: Deps, opts: WrapperOptions, status: StatusWriter, run: string, lock: Lock): Promise<Supervised> {
+  let child;
+  try {
+    child = deps.spawner.start(opts.serverArgv, {
+      env: { ...deps.env, [ENV_PARENT_RUN]: run, [ENV_LOCK_TOKEN]: lock.info.token },
+      timeoutMs: cfg.max_runtime,
+      killSignal: "SIGTERM",
+      killGraceMs: cfg.kill_grace,
+      onStderrLine: (l) => deps.log.info(`server: ${l}`),
+      onStdoutLine: (l) => deps.log.info(`server: ${l}`),
+      stderrLines: 20,
+    });
+  } catch (e) {
+    return { startError: errorMessage(e) };
+  }
+  status.write("SERVER_STARTED", `server started, pid ${child.pid}, max_runtime ${formatDuration(cfg.max_runtime)}`, { step: "wrapper", data: { pid: child.pid } });
+  let interrupted: string | undefined;
+  const onAbort = () => {
+    interrupted = String(opts.signal?.reason ?? "signal");
+    child.kill("SIGTERM");
+    // a server that ignores SIGTERM is not allowed to keep the host waiting
+    setTimeout(() => child.kill("SIGKILL"), cfg.kill_grace).unref?.();
+  };
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
+  if (opts.signal?.aborted) onAbort();
+  const result = await child.done;
+  opts.signal?.removeEventListener("abort", onAbort);
+  const how = result.signal ? `killed by ${result.signal}` : `exit code ${result.exitCode}`;
+  status.write("SERVER_EXITED", `server pid ${child.pid} ended: ${how} after ${formatDuration(result.durationMs)}`, { step: "wrapper", data: { pid: child.pid, exitCode: result.exitCode, signal: result.signal } });
+  return { result, interrupted };
+}
+
+/** Make sure the status file ends with a final record; return it. */
+function finalWord(statusFile: string, run: string, sup: Supervised, cfg: ServerConfig, status: StatusWriter, dir: string): StatusRecord {
+  const records = (readStatusFile(statusFile)?.records ?? []).filter((r) => r.run === run);
+  const serverRecords = records.filter((r) => r.role === "server");
+  const serverFinal = [...serverRecords].reverse().find((r) => isFinal(r.code));
+  const where = lastStep(serverRecords);
+  const doing = where ? `it was in step "${where.step ?? "?"}" (${where.msg})` : "it wrote no record";
+  const write = (name: CodeName, msg: string) => {
+    const left = removeLeftovers(dir);
+    const tail = left.removed.length ? `; removed ${left.removed.join(", ")}` : "";
+    return status.write(name, `${msg}${tail}`, { step: where?.step ?? "wrapper" });
+  };
+  if (sup.startError) return write("SERVER_START_FAILED", `the server could not be started: ${sup.startError}`);
+  const r = sup.result!;
+  const stderr = r.stderrTail.filter((l) => l.trim()).slice(-3).join(" | ");
+  if (r.timedOut) return write("TIMEOUT", `the server ran past max_runtime (${formatDuration(cfg.max_runtime)}) and was stopped (SIGTERM, SIGKILL after ${formatDuration(cfg.kill_grace)} if needed); ${doing}`);
+  if (sup.interrupted) return write("INTERRUPTED", `the wrapper received ${sup.interrupted} and stopped the server; ${doing}`);
+  if (serverFinal) {
+    // the server's own final word stands; the wrapper repeats it last, where readers look
+    return status.write(codeName(serverFinal.code) as CodeName, serverFinal.msg, { step: "done", archive: serverFinal.archive });
+  }
+  if (r.signal) return write("SERVER_KILLED", `the server was killed by ${r.signal} without a final record; ${doing}`);
+  return write("SERVER_CRASHED", `the server exited with ${r.exitCode} without a final record; ${doing}${stderr ? `; stderr: ${stderr}` : ""}`);
+}

@@ -1,0 +1,225 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { runShoot } from "../helpers/cli.ts";
+import { archivesIn, serverFixture, statusRecords, tempDir, type ServerFixture } from "../helpers/fixture.ts";
+import { requireTool } from "../helpers/tools.ts";
+
+const T = 60_000;
+let fx: ServerFixture;
+afterEach(() => fx?.cleanup());
+
+async function server(): Promise<{ code: number; final: Record<string, any>; out: string }> {
+  const r = await runShoot(["server", "--config", fx.config]);
+  const recs = statusRecords(path.join(fx.backup, "server.status"));
+  return { code: r.code, final: recs.at(-1)!, out: r.stdout + r.stderr };
+}
+
+function md5sumCheck(dir: string): void {
+  requireTool("md5sum");
+  for (const a of archivesIn(dir)) {
+    const r = Bun.spawnSync(["md5sum", "-c", `${a}.md5`], { cwd: dir });
+    expect({ archive: a, code: r.exitCode, out: r.stdout.toString() }).toEqual({ archive: a, code: 0, out: `${a}: OK\n` });
+  }
+}
+
+describe("shoot server", () => {
+  test("first run makes the first archive (30), an unchanged second run makes none (9)", async () => {
+    fx = serverFixture();
+    const first = await server();
+    expect(first.code).toBe(0);
+    expect(first.final.code).toBe(30);
+    expect(first.final.name).toBe("FIRST_ARCHIVE");
+    expect(first.final.archive.file).toMatch(/^test-\d{8}-\d{6}\.tar\.gz$/);
+    const recs = statusRecords(path.join(fx.backup, "server.status"));
+    expect(recs[0]!.code).toBe(60);
+    expect(recs[0]!.format).toBe("shoot-status");
+    expect(recs[0]!.v).toBe(1);
+    md5sumCheck(fx.backup);
+    expect(archivesIn(fx.backup)).toHaveLength(1);
+
+    const second = await server();
+    expect(second.code).toBe(0);
+    expect(second.final.code).toBe(9);
+    expect(second.final.archive.file).toBe(first.final.archive.file);
+    expect(archivesIn(fx.backup)).toHaveLength(1);
+    // the previous run's status is kept
+    expect(statusRecords(path.join(fx.backup, "server.status.1")).at(-1)!.code).toBe(30);
+  }, T);
+
+  const changes: Array<[string, (src: string) => void]> = [
+    ["edit", (s) => fs.appendFileSync(path.join(s, "etc/hosts"), "10.0.0.1 db\n")],
+    ["add", (s) => fs.writeFileSync(path.join(s, "home/ann/new.txt"), "new")],
+    ["delete", (s) => fs.rmSync(path.join(s, "var/www/index.html"))],
+    ["chmod", (s) => fs.chmodSync(path.join(s, "etc/app/app.conf"), 0o600)],
+    ["empty dir added", (s) => fs.mkdirSync(path.join(s, "home/ann/empty/deeper"))],
+    ["same size, mtime set back", (s) => {
+      const p = path.join(s, "etc/app/app.conf");
+      const st = fs.statSync(p);
+      fs.writeFileSync(p, "answer = 43\n");
+      fs.utimesSync(p, st.atime, st.mtime);
+    }],
+  ];
+  for (const [what, change] of changes) {
+    test(`${what} → new archive (4)`, async () => {
+      fx = serverFixture();
+      expect((await server()).final.code).toBe(30);
+      change(fx.src);
+      const r = await server();
+      expect(r.final.code).toBe(4);
+      expect(r.code).toBe(0);
+      expect(archivesIn(fx.backup)).toHaveLength(2);
+      md5sumCheck(fx.backup);
+    }, T);
+  }
+
+  test("round trip through GNU tar restores contents and metadata", async () => {
+    requireTool("tar");
+    fx = serverFixture();
+    fs.chmodSync(path.join(fx.src, "etc/hosts"), 0o640);
+    fs.symlinkSync("../etc/hosts", path.join(fx.src, "home/ann/hosts-link"));
+    fs.utimesSync(path.join(fx.src, "home/ann/notes.txt"), new Date("2020-01-02T03:04:05Z"), new Date("2020-01-02T03:04:05Z"));
+    const r = await server();
+    expect(r.final.code).toBe(30);
+    const out = tempDir();
+    const x = Bun.spawnSync(["tar", "-xpzf", path.join(fx.backup, r.final.archive.file), "-C", out]);
+    expect(x.exitCode).toBe(0);
+    const restored = path.join(out, fx.src.slice(1));
+    for (const rel of ["etc/hosts", "etc/app/app.conf", "home/ann/notes.txt", "var/www/index.html"]) {
+      const a = fs.statSync(path.join(fx.src, rel));
+      const b = fs.statSync(path.join(restored, rel));
+      expect(fs.readFileSync(path.join(restored, rel))).toEqual(fs.readFileSync(path.join(fx.src, rel)));
+      expect(b.mode).toBe(a.mode);
+      expect(Math.floor(b.mtimeMs / 1000)).toBe(Math.floor(a.mtimeMs / 1000));
+    }
+    expect(fs.readlinkSync(path.join(restored, "home/ann/hosts-link"))).toBe("../etc/hosts");
+    expect(fs.statSync(path.join(restored, "home/ann/empty")).isDirectory()).toBe(true);
+    fs.rmSync(out, { recursive: true, force: true });
+  }, T);
+
+  test("rotation keeps exactly `keep` archives with their checksum files", async () => {
+    fx = serverFixture('keep = 2');
+    for (let i = 0; i < 4; i++) {
+      fs.writeFileSync(path.join(fx.src, "etc/hosts"), `version ${i}\n`);
+      expect((await server()).code).toBe(0);
+    }
+    const names = fs.readdirSync(fx.backup).sort();
+    const archives = archivesIn(fx.backup);
+    expect(archives).toHaveLength(2);
+    expect(names.filter((n) => n.endsWith(".md5"))).toEqual(archives.map((a) => `${a}.md5`));
+    expect(names.filter((n) => n.endsWith(".list"))).toEqual(archives.map((a) => `${a}.list`));
+    expect(names.filter((n) => n.startsWith(".shoot-tmp"))).toEqual([]);
+    md5sumCheck(fx.backup);
+  }, T);
+
+  test("excluded files are left out", async () => {
+    fx = serverFixture('exclude = ["*.tmp", "/**/home/*/cache"]', {
+      "keep.txt": "k", "drop.tmp": "d", "home/ann/cache/big": "x", "home/ann/cache2/kept": "y",
+    });
+    const r = await server();
+    const list = Bun.spawnSync(["tar", "-tzf", path.join(fx.backup, r.final.archive.file)]).stdout.toString();
+    expect(list).toContain("keep.txt");
+    expect(list).toContain("cache2/kept");
+    expect(list).not.toContain("drop.tmp");
+    expect(list).not.toContain("cache/big");
+  }, T);
+
+  test("archives, checksums, lists and status are not readable by other users", async () => {
+    fx = serverFixture();
+    await server();
+    for (const n of fs.readdirSync(fx.backup)) {
+      expect({ n, other: fs.statSync(path.join(fx.backup, n)).mode & 0o077 }).toEqual({ n, other: 0 });
+    }
+  }, T);
+
+  test("a missing source fails with SOURCE_MISSING (20) and names it", async () => {
+    fx = serverFixture();
+    fs.writeFileSync(fx.config, fs.readFileSync(fx.config, "utf8").replace(/sources = \[.*\]/, `sources = ["${fx.src}/nope"]`));
+    const r = await server();
+    expect(r.code).toBe(20);
+    expect(r.final.name).toBe("SOURCE_MISSING");
+    expect(r.final.msg).toContain(`${fx.src}/nope`);
+  }, T);
+
+  test("a missing backup_dir fails with BACKUP_DIR_UNUSABLE (22)", async () => {
+    fx = serverFixture();
+    fs.rmSync(fx.backup, { recursive: true });
+    const r = await runShoot(["server", "--config", fx.config]);
+    expect(r.code).toBe(22);
+    expect(r.stdout + r.stderr).toContain("does not exist");
+  }, T);
+});
+
+describe("configuration errors", () => {
+  const cases: Array<[string, string, number, RegExp]> = [
+    ["missing file", "", 10, /does not exist/],
+    ["syntax", "[server\nsources = [\"/x\"]\n", 11, /:1: TOML syntax error/],
+    ["unknown key", "[server]\nsources = [\"/x\"]\nbackup_dir = \"/tmp\"\nkepe = 3\n", 11, /:4: \[server\] kepe: unknown key/],
+    ["wrong type", "[server]\nsources = [\"/x\"]\nbackup_dir = \"/tmp\"\nkeep = \"two\"\n", 11, /:4: \[server\] keep: expected a whole number/],
+    ["missing required", "[server]\nbackup_dir = \"/tmp\"\n", 11, /\[server\] sources: missing required key/],
+    ["relative path", "[server]\nsources = [\"etc\"]\nbackup_dir = \"/tmp\"\n", 11, /sources: expected an array of absolute paths/],
+    ["bad size", "[server]\nsources = [\"/x\"]\nbackup_dir = \"/tmp\"\nreserve = \"lots\"\n", 11, /reserve: expected a size/],
+    ["bad duration", "[server]\nsources = [\"/x\"]\nbackup_dir = \"/tmp\"\nmax_runtime = \"6 hours\"\n", 11, /max_runtime: expected a duration/],
+    ["no [server]", "[client]\ndest_dir = \"/srv\"\n[[client.source]]\nname = \"a\"\nremote = \"/x\"\n", 10, /\[server\]: missing/],
+  ];
+  for (const [what, text, want, re] of cases) {
+    test(`${what} → ${want}, naming file, line and key`, async () => {
+      const dir = tempDir();
+      const file = path.join(dir, "shoot.toml");
+      if (text) fs.writeFileSync(file, text);
+      const r = await runShoot(["server", "--config", file]);
+      expect(r.code).toBe(want);
+      expect(r.stderr).toContain(file);
+      expect(r.stderr).toMatch(re);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }, T);
+  }
+});
+
+describe("free space", () => {
+  test("a backup directory on a tiny tmpfs → NO_SPACE (23), earlier archives untouched, no temp file", async () => {
+    const { mountTmpfs } = await import("../helpers/tmpfs.ts");
+    const m = mountTmpfs("1m");
+    try {
+      fx = serverFixture();
+      fs.writeFileSync(fx.config, fs.readFileSync(fx.config, "utf8").replace(/backup_dir = .*/, `backup_dir = ${JSON.stringify(m.dir)}`));
+      fx.backup = m.dir;
+      const first = await server();
+      expect(first.final.code).toBe(30);
+      const before = fs.readFileSync(path.join(m.dir, first.final.archive.file));
+      // incompressible data larger than the file system: the estimate refuses it
+      fs.writeFileSync(path.join(fx.src, "big.bin"), crypto.getRandomValues(new Uint8Array(2 * 1024 * 1024)));
+      const r = await server();
+      expect(r.code).toBe(23);
+      expect(r.final.name).toBe("NO_SPACE");
+      expect(fs.readFileSync(path.join(m.dir, first.final.archive.file))).toEqual(before);
+      expect(fs.readdirSync(m.dir).filter((n) => n.startsWith(".shoot-tmp"))).toEqual([]);
+      expect(archivesIn(m.dir)).toEqual([first.final.archive.file]);
+    } finally {
+      m.unmount();
+    }
+  }, T);
+
+  test("the file system filling up during the write → NO_SPACE, partial archive removed", async () => {
+    const { mountTmpfs } = await import("../helpers/tmpfs.ts");
+    const m = mountTmpfs("3m");
+    try {
+      fx = serverFixture();
+      fs.writeFileSync(fx.config, fs.readFileSync(fx.config, "utf8").replace(/backup_dir = .*/, `backup_dir = ${JSON.stringify(m.dir)}`));
+      fx.backup = m.dir;
+      const first = await server();
+      expect(first.final.code).toBe(30);
+      // compressible by the estimate's guess (the last archive was tiny), not in fact
+      fs.writeFileSync(path.join(fx.src, "big.bin"), crypto.getRandomValues(new Uint8Array(1024 * 1024)));
+      fs.writeFileSync(path.join(fx.src, "big2.bin"), crypto.getRandomValues(new Uint8Array(1024 * 1024)));
+      fs.writeFileSync(path.join(fx.src, "big3.bin"), crypto.getRandomValues(new Uint8Array(1024 * 1024)));
+      fs.writeFileSync(path.join(fx.src, "big4.bin"), crypto.getRandomValues(new Uint8Array(1024 * 1024)));
+      const r = await server();
+      expect(r.code).toBe(23);
+      expect(fs.readdirSync(m.dir).filter((n) => n.startsWith(".shoot-tmp"))).toEqual([]);
+      expect(archivesIn(m.dir)).toEqual([first.final.archive.file]);
+    } finally {
+      m.unmount();
+    }
+  }, T);
+});

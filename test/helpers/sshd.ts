@@ -1,0 +1,161 @@
+/**
+ * A real sshd for end-to-end tests: 127.0.0.1 only, a random free port, throwaway host and
+ * user keys made with ssh-keygen in a temporary directory, its own sshd_config, run in the
+ * foreground (-D -e) as a child of the test and stopped by its pid.
+ *
+ * Running as root, the sshd reads authorized_keys from the temporary directory
+ * (AuthorizedKeysFile), so nothing in ~/.ssh is touched.
+ */
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { spawner, type Child } from "../../src/io/process.ts";
+import { requireTool } from "./tools.ts";
+
+export interface KeyPair {
+  /** Private key file. */
+  key: string;
+  /** The public key line ("ssh-ed25519 AAAA… comment"). */
+  publicLine: string;
+}
+
+export interface SshServer {
+  port: number;
+  dir: string;
+  /** The login name on the server (the user running the tests). */
+  user: string;
+  /** known_hosts holding this server's host key, for the client. */
+  knownHosts: string;
+  /** A key with full access (a plain authorized_keys line). */
+  userKey: KeyPair;
+  /** authorized_keys read by this sshd. */
+  authorizedKeys: string;
+  /** Make another key pair in the server's temporary directory. */
+  newKey(name: string): Promise<KeyPair>;
+  /** Append a line to authorized_keys (e.g. with a forced command). */
+  authorize(line: string): void;
+  /** Pids of the per-connection processes this sshd forked (to drop connections). */
+  sessionPids(): number[];
+  /** Lines sshd wrote to its standard error. */
+  log: string[];
+  pid: number;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function keygen(file: string, comment: string): Promise<KeyPair> {
+  const r = await spawner.run([requireTool("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", file], { timeoutMs: 10_000 });
+  if (r.exitCode !== 0) throw new Error(`ssh-keygen failed: ${r.stderrTail.join(" ")}`);
+  return { key: file, publicLine: fs.readFileSync(`${file}.pub`, "utf8").trim() };
+}
+
+/** Direct children of `pid`, read from /proc. */
+export function childPids(pid: number): number[] {
+  const out: number[] = [];
+  for (const e of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${e}/stat`, "utf8");
+      // the command name is in parentheses and may hold spaces: the ppid follows the last ')'
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) out.push(Number(e));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return out;
+}
+
+export async function startSshd(): Promise<SshServer> {
+  const sshd = requireTool("sshd");
+  requireTool("ssh");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shoot-sshd-"));
+  // sshd refuses to start without its privilege-separation directory
+  fs.mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
+  const hostKey = await keygen(path.join(dir, "host_ed25519"), "shoot-test-host");
+  const userKey = await keygen(path.join(dir, "user_ed25519"), "shoot-test-user");
+  const authorizedKeys = path.join(dir, "authorized_keys");
+  fs.writeFileSync(authorizedKeys, `${userKey.publicLine}\n`, { mode: 0o600 });
+  const port = await freePort();
+  const config = path.join(dir, "sshd_config");
+  fs.writeFileSync(config, [
+    `Port ${port}`,
+    "ListenAddress 127.0.0.1",
+    `HostKey ${hostKey.key}`,
+    `PidFile ${path.join(dir, "sshd.pid")}`,
+    `AuthorizedKeysFile ${authorizedKeys}`,
+    "UsePAM no",
+    "StrictModes no",
+    "PasswordAuthentication no",
+    "KbdInteractiveAuthentication no",
+    "PubkeyAuthentication yes",
+    "PermitRootLogin prohibit-password",
+    "PrintMotd no",
+    "MaxStartups 50",
+    "LogLevel INFO",
+    "",
+  ].join("\n"));
+  const knownHosts = path.join(dir, "known_hosts");
+  fs.writeFileSync(knownHosts, `[127.0.0.1]:${port} ${hostKey.publicLine.split(" ").slice(0, 2).join(" ")}\n`);
+
+  const log: string[] = [];
+  let ready: () => void;
+  const listening = new Promise<void>((r) => (ready = r));
+  const child: Child = spawner.start([sshd, "-D", "-e", "-f", config], {
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+    onStderrLine: (l) => {
+      log.push(l);
+      if (log.length > 2000) log.shift();
+      if (/Server listening on 127\.0\.0\.1/.test(l)) ready();
+    },
+  });
+  const ended = child.done.then((r) => {
+    throw new Error(`sshd exited before it listened (${r.exitCode ?? r.signal}): ${log.join("\n")}`);
+  });
+  const timer = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`sshd did not listen within 10 s: ${log.join("\n")}`)), 10_000));
+  await Promise.race([listening, ended, timer]);
+  ended.catch(() => {}); // from here on the end of sshd is awaited by stop()
+
+  const user = os.userInfo().username;
+  return {
+    port,
+    dir,
+    user,
+    knownHosts,
+    userKey,
+    authorizedKeys,
+    log,
+    pid: child.pid,
+    newKey: (name) => keygen(path.join(dir, name), `shoot-test-${name}`),
+    authorize(line) {
+      fs.appendFileSync(authorizedKeys, `${line}\n`);
+    },
+    sessionPids: () => childPids(child.pid),
+    async stop() {
+      // sessions still open would outlive the listener; they are ours, forked by this sshd
+      for (const p of childPids(child.pid)) {
+        try {
+          process.kill(p, "SIGKILL");
+        } catch {
+          // gone already
+        }
+      }
+      child.kill("SIGTERM");
+      const killer = setTimeout(() => child.kill("SIGKILL"), 3000);
+      await child.done.catch(() => undefined);
+      clearTimeout(killer);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
