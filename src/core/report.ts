@@ -36,10 +36,11 @@ export const TAIL_LINES = 20;
 export const MAX_WARNINGS = 20;
 const MAX_SUBJECT_SOURCES = 3;
 const MAX_SOURCE_WARNINGS = 5;
+const LABEL_WIDTH = 16;
 
 /**
  * Text from a status file or another process may hold control characters or bidi overrides
- * that would garble or disguise a line in a mail reader: they are shown as `?`.
+ * that would garble or disguise a line in a mail reader: they are shown as `?` (tabs stay).
  */
 export function clean(s: string): string {
   return s.replace(/[\u0000-\u0008\u000b-\u001f\u007f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, "?");
@@ -81,7 +82,7 @@ export function reportSubject(o: RunOutcome): string {
 }
 
 function field(label: string, value: string): string {
-  return `${`${label}:`.padEnd(14)}${indentLines(value, " ".repeat(14))}`;
+  return `${`${label}:`.padEnd(LABEL_WIDTH)}${indentLines(value, " ".repeat(LABEL_WIDTH))}`;
 }
 
 function archiveLines(a: ArchiveInfo): string[] {

@@ -121,7 +121,8 @@ export function createSmtpMailer(settings: SmtpSettings, password: string | unde
         connectionTimeout: settings.timeout,
         greetingTimeout: settings.timeout,
         socketTimeout: settings.timeout,
-        dnsTimeout: settings.timeout,
+        // a little under the connect time-out, so that a resolver that never answers is named as such
+        dnsTimeout: Math.max(1, Math.round(settings.timeout * 0.9)),
         tls: { ca, minVersion: "TLSv1.2" },
         auth: settings.user !== undefined ? { user: settings.user, pass: password } : undefined,
         logger: false,

@@ -23,6 +23,11 @@ export interface RunOptions {
   stderrLines?: number;
   /** Hint for the "not installed" message, e.g. "apt-get install rsync". */
   installHint?: string;
+  /**
+   * Hand our standard input and output to the child (a forced ssh command passing the
+   * connection on to rsync). Standard error is still read line by line.
+   */
+  passStdio?: boolean;
 }
 
 export interface RunResult {
@@ -100,8 +105,8 @@ export function start(argv: string[], opts: RunOptions = {}): Child {
   let proc: ReturnType<typeof Bun.spawn>;
   try {
     proc = Bun.spawn(argv, {
-      stdin: "ignore",
-      stdout: opts.captureStdout || opts.onStdoutLine ? "pipe" : "ignore",
+      stdin: opts.passStdio ? "inherit" : "ignore",
+      stdout: opts.passStdio ? "inherit" : opts.captureStdout || opts.onStdoutLine ? "pipe" : "ignore",
       stderr: "pipe",
       env: (opts.env ?? process.env) as Record<string, string>,
       cwd: opts.cwd,

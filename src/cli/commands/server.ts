@@ -14,9 +14,10 @@ export default defineCommand({
   args: { ...configArgs, ...quietArgs },
   async run({ args }) {
     const cfg = requireServer(loadConfig(resolveConfigPath(args.config, process.env)));
-    const signals = abortOnSignals();
+    const parent = parentRunFromEnv(process.env);
+    const signals = abortOnSignals(parent ? { orphanCheckMs: 1000 } : {});
     try {
-      const outcome = await runServer(cfg, realDeps(cliLog(args.quiet)), { parent: parentRunFromEnv(process.env), signal: signals.signal });
+      const outcome = await runServer(cfg, realDeps(cliLog(args.quiet)), { parent, signal: signals.signal });
       printOutcome(outcome);
       return exitCodeFor(outcome.code);
     } finally {

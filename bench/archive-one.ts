@@ -1,0 +1,38 @@
+/**
+ * Write one archive of a directory tree and print a JSON line: the result, the warnings, the
+ * wall time and the peak RSS of this process. Run as a child so its memory is measured alone:
+ *   bun bench/archive-one.ts --src DIR --out FILE [--compression gzip|zstd|none] [--level N]
+ */
+import fs from "node:fs";
+import { parseArgs } from "node:util";
+import { writeArchive, type ArchiveWarning } from "../src/core/archive.ts";
+import type { Compression } from "../src/core/config.ts";
+import { walkTree } from "./walk.ts";
+
+/** Peak resident set size of this process in bytes (Linux VmHWM). */
+export function peakRss(): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync("/proc/self/status", "utf8"));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+const { values } = parseArgs({
+  options: {
+    src: { type: "string" },
+    out: { type: "string" },
+    compression: { type: "string", default: "gzip" },
+    level: { type: "string" },
+  },
+});
+if (!values.src || !values.out) throw new Error("usage: archive-one.ts --src DIR --out FILE [--compression gzip|zstd|none] [--level N]");
+const compression = values.compression as Compression;
+if (!["gzip", "zstd", "none"].includes(compression)) throw new Error(`unknown compression ${compression}`);
+const level = values.level ? Number(values.level) : compression === "zstd" ? 3 : 6;
+
+const warnings: ArchiveWarning[] = [];
+const began = performance.now();
+const fd = fs.openSync(values.out, "w", 0o600);
+const result = await writeArchive(walkTree(values.src), fd, { compression, level, onWarning: (w) => warnings.push(w) });
+fs.fsyncSync(fd);
+fs.closeSync(fd);
+const wallMs = performance.now() - began;
+console.log(JSON.stringify({ result, warnings, wallMs, peakRss: peakRss() }));

@@ -1,0 +1,93 @@
+/**
+ * Make sure the programs the test suite drives are installed: `bun scripts/ensure-tools.ts`.
+ * As root on a Debian-like system it installs what is missing with apt-get; otherwise it
+ * names the missing programs and prints the exact command that installs them.
+ */
+import { which } from "bun";
+import { describeResult, spawner } from "../src/io/process.ts";
+
+export interface Tool {
+  name: string;
+  /** Debian package that provides it. */
+  pkg: string;
+  /** Where it must be when it is not looked up on PATH. */
+  at?: string;
+}
+
+export const TOOLS: readonly Tool[] = [
+  { name: "rsync", pkg: "rsync" },
+  { name: "ssh", pkg: "openssh-client" },
+  { name: "ssh-keygen", pkg: "openssh-client" },
+  { name: "sshd", pkg: "openssh-server", at: "/usr/sbin/sshd" },
+  { name: "tar", pkg: "tar" },
+  { name: "gzip", pkg: "gzip" },
+  { name: "zstd", pkg: "zstd" },
+  { name: "md5sum", pkg: "coreutils" },
+  { name: "openssl", pkg: "openssl" },
+  // the binary test asks `file` which platform a built executable is for
+  { name: "file", pkg: "file" },
+];
+
+const SBIN = "/usr/sbin:/sbin:/usr/local/sbin";
+
+function present(t: Tool): boolean {
+  if (t.at) return which(t.at) !== null;
+  return (which(t.name) ?? which(t.name, { PATH: SBIN })) !== null;
+}
+
+export function missingTools(tools: readonly Tool[] = TOOLS): Tool[] {
+  return tools.filter((t) => !present(t));
+}
+
+function packagesFor(tools: Tool[]): string[] {
+  return [...new Set(tools.map((t) => t.pkg))];
+}
+
+export function installCommand(tools: Tool[], sudo: boolean): string {
+  const s = sudo ? "sudo " : "";
+  return `${s}apt-get update && ${s}apt-get install -y ${packagesFor(tools).join(" ")}`;
+}
+
+async function apt(args: string[]): Promise<void> {
+  const argv = ["apt-get", ...args];
+  console.log(`ensure-tools: running ${argv.join(" ")}`);
+  const r = await spawner.run(argv, {
+    env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+    timeoutMs: 20 * 60_000,
+    onStdoutLine: (l) => console.log(`  ${l}`),
+    onStderrLine: (l) => console.error(`  ${l}`),
+    installHint: "this needs a Debian-like system with apt-get",
+  });
+  if (r.exitCode !== 0) throw new Error(describeResult(r));
+}
+
+/** Returns a process exit code: 0 when every tool is there (afterwards). */
+export async function ensureTools(tools: readonly Tool[] = TOOLS): Promise<number> {
+  const missing = missingTools(tools);
+  if (missing.length === 0) {
+    console.log(`ensure-tools: all present (${tools.map((t) => t.name).join(", ")})`);
+    return 0;
+  }
+  const names = missing.map((t) => t.name).join(", ");
+  if (process.getuid?.() !== 0) {
+    console.error(`ensure-tools: missing ${names}; the tests need them. Install them with:\n  ${installCommand(missing, true)}`);
+    return 1;
+  }
+  console.log(`ensure-tools: missing ${names}; installing ${packagesFor(missing).join(" ")}`);
+  try {
+    await apt(["update"]);
+    await apt(["install", "-y", "--no-install-recommends", ...packagesFor(missing)]);
+  } catch (e) {
+    console.error(`ensure-tools: installing failed: ${(e as Error).message}\n  install by hand with: ${installCommand(missing, false)}`);
+    return 1;
+  }
+  const still = missingTools(tools);
+  if (still.length > 0) {
+    console.error(`ensure-tools: still missing after apt-get install: ${still.map((t) => t.name).join(", ")}`);
+    return 1;
+  }
+  console.log("ensure-tools: all present now");
+  return 0;
+}
+
+if (import.meta.main) process.exitCode = await ensureTools();

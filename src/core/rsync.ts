@@ -1,0 +1,290 @@
+/**
+ * Command lines for rsync and ssh, built by pure functions: configuration and validated names
+ * in, argv out. Nothing read from a server ever becomes an option here: remote paths are
+ * joined from the configured directory and names that passed isArchiveName, and every list of
+ * paths follows `--`.
+ */
+import path from "node:path";
+import type { ClientConfig, SourceConfig } from "./config.ts";
+import { isLocalRemote, parseRemote } from "./config.ts";
+import type { CodeName } from "./codes.ts";
+import { ShootError } from "./errors.ts";
+
+/** Sub-directory of the staging directory where rsync keeps an interrupted transfer. */
+export const PARTIAL_DIR = ".shoot-partial";
+/** ssh keep-alive: a peer silent for ServerAliveInterval × ServerAliveCountMax is given up. */
+export const SERVER_ALIVE_INTERVAL_S = 15;
+export const SERVER_ALIVE_COUNT_MAX = 4;
+/** server.status is small; a bigger one is refused rather than filling the disk. */
+export const MAX_STATUS_BYTES = 16 * 1024 * 1024;
+
+/** Whole seconds for ssh and rsync options, at least 1 (0 would mean "no time-out"). */
+export function seconds(ms: number): number {
+  return Math.max(1, Math.ceil(ms / 1000));
+}
+
+/**
+ * One word of rsync's `-e` command: rsync splits that string at spaces itself and honours
+ * single quotes (a doubled quote inside stands for one).
+ */
+export function rshQuote(word: string): string {
+  if (word !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
+  return `'${word.replace(/'/g, "''")}'`;
+}
+
+/**
+ * A file path handed to ssh. ssh expands `%` sequences in IdentityFile and UserKnownHostsFile
+ * and quotes are consumed twice on the way (rsync's -e, then ssh's option parser): such paths
+ * are refused with a clear message instead of being guessed at.
+ */
+function sshPath(p: string, key: string): string {
+  if (/[%'"\\\0-\x1f\x7f]/.test(p)) {
+    throw new ShootError("CONFIG_INVALID", `${key} ${JSON.stringify(p)}: a path handed to ssh may not contain %, quotes, backslashes or control characters`);
+  }
+  return p;
+}
+
+/** The ssh command (argv) that rsync runs to reach a source. */
+export function sshArgv(client: Pick<ClientConfig, "connect_timeout" | "accept_new_host_key" | "known_hosts">, source: Pick<SourceConfig, "port" | "identity">): string[] {
+  const argv = [
+    "ssh",
+    "-o", "BatchMode=yes",
+    "-o", `ConnectTimeout=${seconds(client.connect_timeout)}`,
+    "-o", `ServerAliveInterval=${SERVER_ALIVE_INTERVAL_S}`,
+    "-o", `ServerAliveCountMax=${SERVER_ALIVE_COUNT_MAX}`,
+    // a changed host key is always refused; a new one only with the documented opt-in
+    "-o", `StrictHostKeyChecking=${client.accept_new_host_key ? "accept-new" : "yes"}`,
+    "-o", "ForwardAgent=no",
+    "-o", "ForwardX11=no",
+    "-o", "ClearAllForwardings=yes",
+    "-o", "LogLevel=ERROR",
+    "-p", String(source.port),
+  ];
+  if (client.known_hosts) {
+    // the value is a list of files separated by spaces for ssh: quote it as one
+    argv.push("-o", `UserKnownHostsFile="${sshPath(client.known_hosts, "known_hosts")}"`);
+  }
+  if (source.identity) argv.push("-i", sshPath(source.identity, "identity"), "-o", "IdentitiesOnly=yes");
+  return argv;
+}
+
+/** The single string rsync's `-e` takes. */
+export function rshString(argv: readonly string[]): string {
+  return argv.map(rshQuote).join(" ");
+}
+
+/**
+ * rsync's spelling of a file on the source: `[user@]host:/dir/name` over ssh, or a plain path.
+ * `name` must already be a checked plain file name.
+ */
+export function remoteFile(remote: string, name: string): string {
+  if (name === "" || name.includes("/") || name.startsWith("-") || name === "." || name === "..") {
+    throw new Error(`remoteFile: ${JSON.stringify(name)} is not a plain file name`);
+  }
+  if (isLocalRemote(remote)) return path.posix.join(remote, name);
+  const r = parseRemote(remote);
+  if (!r) throw new ShootError("CONFIG_INVALID", `remote ${JSON.stringify(remote)} is neither user@host:/path nor an absolute path`);
+  const host = r.host.includes(":") ? `[${r.host}]` : r.host;
+  return `${r.user ? `${r.user}@` : ""}${host}:${path.posix.join(r.path, name)}`;
+}
+
+export interface PullSpec {
+  client: Pick<ClientConfig, "timeout" | "connect_timeout" | "accept_new_host_key" | "known_hosts">;
+  source: SourceConfig;
+  /** Plain file names in the source's remote directory. */
+  files: readonly string[];
+  /** Local directory the files land in (the staging directory). */
+  into: string;
+  /** Files larger than this are not transferred at all. */
+  maxSize: number;
+  /**
+   * Resume and delta options: keep an interrupted transfer in PARTIAL_DIR, and let rsync take a
+   * similarly named earlier copy from `basisDir` (relative to `into`) as the basis, so only
+   * changed blocks travel. rsync only reads the basis; the new file is written beside it.
+   */
+  resumable?: { basisDir: string };
+}
+
+/** The full rsync argv for one pull. */
+export function rsyncPullArgv(spec: PullSpec): string[] {
+  if (spec.files.length === 0) throw new Error("rsyncPullArgv: no files");
+  const argv = [
+    "rsync",
+    "--times",
+    "--no-human-readable",
+    "--stats",
+    `--timeout=${seconds(spec.client.timeout)}`,
+    `--max-size=${Math.max(1, Math.floor(spec.maxSize))}`,
+  ];
+  if (spec.resumable) {
+    argv.push(`--partial-dir=${PARTIAL_DIR}`, `--copy-dest=${spec.resumable.basisDir}`, "--fuzzy", "--fuzzy");
+  }
+  if (spec.source.bwlimit !== undefined && spec.source.bwlimit > 0) {
+    // rsync counts in KiB per second and cannot go below 1
+    argv.push(`--bwlimit=${Math.max(1, Math.round(spec.source.bwlimit / 1024))}`);
+  }
+  if (!isLocalRemote(spec.source.remote)) {
+    argv.push("-e", rshString(sshArgv(spec.client, spec.source)));
+  }
+  argv.push("--", ...spec.files.map((f) => remoteFile(spec.source.remote, f)), spec.into.endsWith("/") ? spec.into : `${spec.into}/`);
+  return argv;
+}
+
+/**
+ * The environment for rsync: without the variables that would change how it talks to the
+ * server (secluded arguments would hide the paths from a forced command that checks them).
+ */
+export function rsyncEnv(env: Record<string, string | undefined>): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (k === "RSYNC_PROTECT_ARGS" || k === "RSYNC_OLD_ARGS" || k === "RSYNC_RSH" || k === "RSYNC_CONNECT_PROG") continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+export interface TransferStats {
+  /** Bytes sent as new data. */
+  literal?: number;
+  /** Bytes rebuilt from the basis already on the client (a partial file, an earlier copy). */
+  matched?: number;
+  /** Bytes the client received over the connection. */
+  received?: number;
+  sent?: number;
+}
+
+/** Numbers from rsync's --stats output (with or without thousands separators). */
+export function parseStats(stdout: string): TransferStats {
+  const num = (label: string): number | undefined => {
+    const m = new RegExp(`^${label}:\\s*([\\d,.']+)`, "m").exec(stdout);
+    if (!m) return undefined;
+    const n = Number(m[1]!.replace(/[,.']/g, ""));
+    return Number.isSafeInteger(n) ? n : undefined;
+  };
+  return {
+    literal: num("Literal data"),
+    matched: num("Matched data"),
+    received: num("Total bytes received"),
+    sent: num("Total bytes sent"),
+  };
+}
+
+export interface FailureClass {
+  code: CodeName;
+  why: string;
+}
+
+const UNREACHABLE_RE = /Connection refused|Connection timed out|Operation timed out|No route to host|Network is unreachable|Could not resolve hostname|Name or service not known|Temporary failure in name resolution|banner exchange/i;
+const HOST_KEY_RE = /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|host key for .* has changed|No [A-Z0-9-]+ host key is known/i;
+
+/**
+ * What a failed rsync run means, from its exit status and the tail of its standard error.
+ * `fallback` is the code when nothing more specific is recognised (STATUS_PULL_FAILED or
+ * PULL_FAILED).
+ */
+export function classifyFailure(r: { exitCode: number | null; signal: string | null; stderrTail: readonly string[]; timedOut: boolean }, fallback: CodeName): FailureClass {
+  const text = r.stderrTail.join("\n");
+  const lastUseful = r.stderrTail.map((l) => l.trim()).filter((l) => l && !/^rsync error:|^rsync: connection unexpectedly closed/.test(l));
+  const detail = (lastUseful.at(-1) ?? r.stderrTail.at(-1) ?? "").slice(0, 300);
+  if (/Failed to exec ssh|ssh: not found|exec: ssh:/.test(text)) return { code: "TOOL_MISSING", why: "ssh is not installed (or not on PATH); install it with: apt-get install openssh-client" };
+  if (HOST_KEY_RE.test(text)) return { code: "HOST_KEY_FAILED", why: `ssh refused the server's host key: ${detail}` };
+  if (UNREACHABLE_RE.test(text)) return { code: "UNREACHABLE", why: `the server could not be reached: ${detail}` };
+  if (r.timedOut) return { code: "UNREACHABLE", why: "rsync did not finish within its time limit and was stopped" };
+  if (r.exitCode === 30 || /timeout in data send\/receive|io timeout/i.test(text)) return { code: fallback, why: `the transfer stalled past the time-out: ${detail}` };
+  if (/Permission denied \(publickey|Too many authentication failures/.test(text)) return { code: fallback, why: `ssh login refused (is the key in the server's authorized_keys?): ${detail}` };
+  if (/No such file or directory|change_dir .* failed/.test(text)) return { code: fallback, why: `not found on the server: ${detail}` };
+  if (r.signal) return { code: fallback, why: `rsync was killed by ${r.signal}${detail ? `: ${detail}` : ""}` };
+  return { code: fallback, why: `rsync exited with ${r.exitCode}${detail ? `: ${detail}` : ""}` };
+}
+
+/**
+ * Short options a read-only rsync sender may be asked for. They only change what is read and
+ * how it is sent. Absent on purpose: L and k (follow symlinks, which could lead outside the
+ * served directory), s (secluded arguments would hide the paths from this check), R, and
+ * everything else.
+ */
+const SENDER_SHORT = new Set("vqtrlpogDdczHxnWSIumAXOJ".split(""));
+const SENDER_LONG = /^--(?:timeout=\d{1,9}|bwlimit=[0-9.]{1,12}[A-Za-z]{0,3}|compress-level=\d{1,2}|(?:compress-choice|zc|checksum-choice|cc)=[A-Za-z0-9,-]{1,40}|numeric-ids)$/;
+/** Characters rsync leaves unescaped in the command it sends; anything else must come backslashed. */
+const PLAIN_CHAR = /[A-Za-z0-9._,:+=@%/-]/;
+
+export interface SenderCommand {
+  options: string[];
+  paths: string[];
+}
+
+export class CommandRefused extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CommandRefused";
+  }
+}
+
+/**
+ * Split the command line ssh hands a forced command ($SSH_ORIGINAL_COMMAND) as rsync writes
+ * it: words separated by spaces, shell-active characters escaped with a backslash. No shell
+ * ever sees it, so an unescaped shell character is refused rather than interpreted.
+ */
+export function splitRsyncCommand(cmd: string): string[] {
+  const words: string[] = [];
+  let cur = "";
+  let inWord = false;
+  for (let i = 0; i < cmd.length; i++) {
+    const c = cmd[i]!;
+    if (c === " ") {
+      if (inWord) words.push(cur);
+      cur = "";
+      inWord = false;
+      continue;
+    }
+    inWord = true;
+    if (c === "\\") {
+      const next = cmd[i + 1];
+      if (next === undefined || /[\0-\x1f\x7f]/.test(next)) throw new CommandRefused("a dangling or control-character escape");
+      cur += next;
+      i++;
+      continue;
+    }
+    if (!PLAIN_CHAR.test(c)) throw new CommandRefused(`unexpected character ${JSON.stringify(c)} (no shell runs this command, so nothing is expanded)`);
+    cur += c;
+  }
+  if (inWord) words.push(cur);
+  return words;
+}
+
+/**
+ * Accept only `rsync --server --sender [checked options] . PATH…`: the rsync a client runs on
+ * the server to read files. Returns the options and paths; the caller confines the paths.
+ */
+export function parseSenderCommand(cmd: string): SenderCommand {
+  const w = splitRsyncCommand(cmd);
+  if (w.length === 0) throw new CommandRefused("no command: this key only serves rsync reads");
+  if (w[0] !== "rsync") throw new CommandRefused(`${JSON.stringify(w[0]!.slice(0, 60))} is not rsync: this key only serves rsync reads`);
+  if (w[1] !== "--server") throw new CommandRefused("not an rsync server invocation");
+  if (w[2] !== "--sender") throw new CommandRefused("writing is not allowed: this key may only read (rsync --sender)");
+  const options: string[] = [];
+  let i = 3;
+  for (; i < w.length && w[i] !== "."; i++) {
+    const o = w[i]!;
+    if (/^-[A-Za-z]/.test(o) && !o.startsWith("--")) {
+      // "-te.LsfxCIvu": options up to the first "e", then the protocol's capability flags
+      const e = o.indexOf("e");
+      const letters = e < 0 ? o.slice(1) : o.slice(1, e);
+      const caps = e < 0 ? "" : o.slice(e + 1);
+      const bad = [...letters].find((c) => !SENDER_SHORT.has(c));
+      if (bad) throw new CommandRefused(`rsync option -${bad} is not allowed here`);
+      if (!/^[.0-9]*[A-Za-z]*$/.test(caps)) throw new CommandRefused(`unexpected rsync capability string ${JSON.stringify(o)}`);
+    } else if (!SENDER_LONG.test(o)) {
+      throw new CommandRefused(`rsync option ${JSON.stringify(o.split("=")[0]!.slice(0, 60))} is not allowed here`);
+    }
+    options.push(o);
+  }
+  if (w[i] !== ".") throw new CommandRefused("no file to send");
+  const paths = w.slice(i + 1);
+  if (paths.length === 0) throw new CommandRefused("no file to send");
+  for (const p of paths) {
+    if (!p.startsWith("/")) throw new CommandRefused(`${JSON.stringify(p)}: only absolute paths are served`);
+    if (p.split("/").includes("..")) throw new CommandRefused(`${JSON.stringify(p)}: ".." is not allowed`);
+  }
+  return { options, paths };
+}

@@ -1,0 +1,179 @@
+import { describe, expect, test } from "bun:test";
+import { BLOCK, encodeHeader, formatPaxTime, parsePax, paxRecord, splitUstarName, TarParser, type TarHeader, type TarListing } from "../../src/core/tar.ts";
+
+const T0 = 1_700_000_000n * 1_000_000_000n;
+
+function header(over: Partial<TarHeader> = {}): TarHeader {
+  return { name: "etc/passwd", type: "file", mode: 0o644, uid: 0, gid: 0, uname: "root", gname: "root", size: 1234, mtimeNs: T0, ...over };
+}
+
+const text = (b: Uint8Array, from: number, len: number) => {
+  const f = b.subarray(from, from + len);
+  const z = f.indexOf(0);
+  return new TextDecoder().decode(z < 0 ? f : f.subarray(0, z));
+};
+
+/** The pax records of an encoded header, or an empty map when it is plain ustar. */
+function paxOf(b: Uint8Array): Map<string, string> {
+  if (b[156] !== 0x78) return new Map();
+  const len = parseInt(text(b, 124, 12), 8);
+  return parsePax(b.subarray(BLOCK, BLOCK + len));
+}
+
+function decode(b: Uint8Array): TarListing {
+  const p = new TarParser();
+  const got: TarListing[] = [];
+  p.push(b, (e) => got.push(e));
+  expect(got.length).toBe(1);
+  return got[0]!;
+}
+
+function checksumOk(block: Uint8Array): boolean {
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 32 : block[i]!;
+  return sum === parseInt(text(block, 148, 8), 8);
+}
+
+describe("ustar header when everything fits", () => {
+  test("a plain file is one block with the fields in octal", () => {
+    const b = encodeHeader(header());
+    expect(b.length).toBe(BLOCK);
+    expect(text(b, 0, 100)).toBe("etc/passwd");
+    expect(text(b, 100, 8)).toBe("0000644");
+    expect(text(b, 124, 12)).toBe("00000002322");
+    expect(text(b, 136, 12)).toBe((1_700_000_000).toString(8).padStart(11, "0"));
+    expect(String.fromCharCode(b[156]!)).toBe("0");
+    expect(text(b, 257, 6)).toBe("ustar");
+    expect(text(b, 263, 2)).toBe("00");
+    expect(text(b, 265, 32)).toBe("root");
+    expect(checksumOk(b)).toBe(true);
+  }, 5000);
+
+  test("a directory gets a trailing slash and size 0", () => {
+    const b = encodeHeader(header({ name: "var/empty", type: "dir", mode: 0o1777, size: 99 }));
+    expect(text(b, 0, 100)).toBe("var/empty/");
+    expect(text(b, 100, 8)).toBe("0001777");
+    expect(text(b, 124, 12)).toBe("00000000000");
+    expect(String.fromCharCode(b[156]!)).toBe("5");
+  }, 5000);
+
+  test("setuid bits are kept; file type bits are not", () => {
+    const b = encodeHeader(header({ mode: 0o104755 }));
+    expect(text(b, 100, 8)).toBe("0004755");
+  }, 5000);
+
+  test("symlink and hard link carry the target in linkname", () => {
+    const s = encodeHeader(header({ type: "symlink", linkTarget: "../x y", size: 0 }));
+    expect(String.fromCharCode(s[156]!)).toBe("2");
+    expect(text(s, 157, 100)).toBe("../x y");
+    const h = encodeHeader(header({ type: "hardlink", linkTarget: "etc/group", size: 5 }));
+    expect(String.fromCharCode(h[156]!)).toBe("1");
+    expect(text(h, 157, 100)).toBe("etc/group");
+    expect(text(h, 124, 12)).toBe("00000000000");
+  }, 5000);
+
+  test("a 200-byte name is split into prefix and name at a slash", () => {
+    const name = "a".repeat(120) + "/" + "b".repeat(79);
+    const b = encodeHeader(header({ name }));
+    expect(b.length).toBe(BLOCK);
+    expect(text(b, 345, 155)).toBe("a".repeat(120));
+    expect(text(b, 0, 100)).toBe("b".repeat(79));
+    expect(decode(b).name).toBe(name);
+  }, 5000);
+
+  test("largest values that still fit octal fields need no pax", () => {
+    const b = encodeHeader(header({ size: 8 * 1024 ** 3 - 1, uid: 0o7777777, gid: 0o7777777 }));
+    expect(b.length).toBe(BLOCK);
+    const d = decode(b);
+    expect(d.size).toBe(8 * 1024 ** 3 - 1);
+    expect(d.uid).toBe(0o7777777);
+  }, 5000);
+});
+
+describe("pax extended header for what ustar cannot hold", () => {
+  const cases: Array<[string, Partial<TarHeader>, Record<string, string>]> = [
+    ["name over 255 bytes", { name: "d/".repeat(150) + "f" }, { path: "d/".repeat(150) + "f" }],
+    ["name whose last part is over 100 bytes", { name: "x/" + "n".repeat(101) }, { path: "x/" + "n".repeat(101) }],
+    ["unicode name", { name: "home/zoë/日本.txt" }, { path: "home/zoë/日本.txt" }],
+    ["newline in name", { name: "tmp/a\nb" }, { path: "tmp/a\nb" }],
+    ["unicode directory keeps its slash", { name: "dé", type: "dir" }, { path: "dé/" }],
+    ["size of 8 GiB", { size: 8 * 1024 ** 3 }, { size: String(8 * 1024 ** 3) }],
+    ["uid beyond the octal field", { uid: 0o10000000 }, { uid: String(0o10000000) }],
+    ["gid beyond the octal field", { gid: 4_000_000_000 }, { gid: "4000000000" }],
+    ["sub-second mtime", { mtimeNs: T0 + 500_000_000n }, { mtime: "1700000000.5" }],
+    ["nanosecond mtime", { mtimeNs: T0 + 123_456_789n }, { mtime: "1700000000.123456789" }],
+    ["mtime before 1970", { mtimeNs: -1_500_000_000n }, { mtime: "-1.5" }],
+    ["long symlink target", { type: "symlink", linkTarget: "t".repeat(101), size: 0 }, { linkpath: "t".repeat(101) }],
+    ["unicode symlink target", { type: "symlink", linkTarget: "ünï", size: 0 }, { linkpath: "ünï" }],
+    ["long user name", { uname: "u".repeat(32) }, { uname: "u".repeat(32) }],
+    ["unicode group name", { gname: "grüppe" }, { gname: "grüppe" }],
+  ];
+  for (const [what, over, want] of cases) {
+    test(what, () => {
+      const b = encodeHeader(header(over));
+      expect(String.fromCharCode(b[156]!)).toBe("x");
+      expect(b.length % BLOCK).toBe(0);
+      expect(checksumOk(b)).toBe(true);
+      expect(checksumOk(b.subarray(b.length - BLOCK))).toBe(true);
+      expect(Object.fromEntries(paxOf(b))).toEqual(want);
+      const d = decode(b);
+      const h = header(over);
+      expect(d.name).toBe(h.name);
+      if (h.type === "file") expect(d.size).toBe(h.size);
+      expect(d.uid).toBe(h.uid);
+      expect(d.gid).toBe(h.gid);
+      expect(d.mtimeNs).toBe(h.mtimeNs);
+      if (h.linkTarget) expect(d.linkTarget).toBe(h.linkTarget);
+    }, 5000);
+  }
+
+  test("never atime or ctime", () => {
+    const b = encodeHeader(header({ name: "é".repeat(200), mtimeNs: T0 + 1n, size: 2 ** 40, uid: 2 ** 31, gid: 2 ** 31 }));
+    const keys = [...paxOf(b).keys()].sort();
+    expect(keys).toEqual(["gid", "mtime", "path", "size", "uid"]);
+  }, 5000);
+});
+
+describe("pax records", () => {
+  test("the length prefix counts itself, across a change in its digit count", () => {
+    for (let n = 0; n < 120; n++) {
+      const r = paxRecord("path", "x".repeat(n));
+      const s = new TextDecoder().decode(r);
+      expect(Number(s.slice(0, s.indexOf(" ")))).toBe(r.length);
+      expect(s.endsWith("\n")).toBe(true);
+    }
+  }, 5000);
+
+  test("UTF-8 values are counted in bytes", () => {
+    const r = paxRecord("path", "日本");
+    expect(new TextDecoder().decode(r)).toBe("15 path=日本\n");
+  }, 5000);
+
+  test("time formatting", () => {
+    expect(formatPaxTime(T0)).toBe("1700000000");
+    expect(formatPaxTime(T0 + 10n)).toBe("1700000000.00000001");
+    expect(formatPaxTime(-1n)).toBe("-0.000000001");
+  }, 5000);
+
+  test("ustar split refuses what cannot be split", () => {
+    const enc = new TextEncoder();
+    expect(splitUstarName(enc.encode("a".repeat(101)))).toBeNull();
+    expect(splitUstarName(enc.encode("a".repeat(156) + "/b"))).toBeNull();
+    expect(splitUstarName(enc.encode("a".repeat(155) + "/" + "b".repeat(100)))).not.toBeNull();
+  }, 5000);
+});
+
+describe("determinism", () => {
+  test("the same entry encodes to the same bytes", () => {
+    const h = header({ name: "home/zoë/" + "long/".repeat(40) + "f", mtimeNs: T0 + 7n, size: 9 * 1024 ** 3 });
+    expect(Buffer.from(encodeHeader(h)).equals(Buffer.from(encodeHeader({ ...h })))).toBe(true);
+  }, 5000);
+
+  test("the parser reads a header split across many small pushes", () => {
+    const b = encodeHeader(header({ name: "é/".repeat(100) + "f", mtimeNs: T0 + 3n }));
+    const p = new TarParser();
+    const got: TarListing[] = [];
+    for (let i = 0; i < b.length; i += 7) p.push(b.subarray(i, i + 7), (e) => got.push(e));
+    expect(got.map((e) => e.name)).toEqual(["é/".repeat(100) + "f"]);
+  }, 5000);
+});
