@@ -35,12 +35,15 @@ export interface Target {
   loader?: string;
 }
 
+// x64 binaries embed Bun's "baseline" runtime: the default one needs AVX2 (2013 and later)
+// and dies with "Illegal instruction" on older servers and on VMs given a conservative CPU
+// model; compression and hashing measured no slower with it.
 export const TARGETS: readonly Target[] = [
-  { name: "linux-x64", bun: "bun-linux-x64", os: "linux", arch: "x64", musl: false, loader: "/lib64/ld-linux-x86-64.so.2" },
-  { name: "linux-x64-musl", bun: "bun-linux-x64-musl", os: "linux", arch: "x64", musl: true, loader: "/lib/ld-musl-x86_64.so.1" },
+  { name: "linux-x64", bun: "bun-linux-x64-baseline", os: "linux", arch: "x64", musl: false, loader: "/lib64/ld-linux-x86-64.so.2" },
+  { name: "linux-x64-musl", bun: "bun-linux-x64-baseline-musl", os: "linux", arch: "x64", musl: true, loader: "/lib/ld-musl-x86_64.so.1" },
   { name: "linux-arm64", bun: "bun-linux-arm64", os: "linux", arch: "arm64", musl: false, loader: "/lib/ld-linux-aarch64.so.1" },
   { name: "linux-arm64-musl", bun: "bun-linux-arm64-musl", os: "linux", arch: "arm64", musl: true, loader: "/lib/ld-musl-aarch64.so.1" },
-  { name: "darwin-x64", bun: "bun-darwin-x64", os: "darwin", arch: "x64", musl: false },
+  { name: "darwin-x64", bun: "bun-darwin-x64-baseline", os: "darwin", arch: "x64", musl: false },
   { name: "darwin-arm64", bun: "bun-darwin-arm64", os: "darwin", arch: "arm64", musl: false },
 ];
 

@@ -4,6 +4,8 @@ import type { CommandDef } from "citty";
 export const SUBCOMMANDS: Record<string, { describe: string; load: () => Promise<CommandDef<any>> }> = {
   wrapper: { describe: "Cron's entry point on a server: lock, recover, run and supervise the server, report", load: () => import("./commands/wrapper.ts").then((m) => m.default) },
   server: { describe: "Make the backup archive when something changed (run by the wrapper)", load: () => import("./commands/server.ts").then((m) => m.default) },
+  client: { describe: "Pull the servers' archives over ssh, verify them, keep copies", load: () => import("./commands/client.ts").then((m) => m.default) },
+  serve: { describe: "Forced command for the backup host's key: serve read-only rsync pulls of one directory", load: () => import("./commands/serve.ts").then((m) => m.default) },
   codes: { describe: "Print the table of status and exit codes", load: () => import("./commands/codes.ts").then((m) => m.default) },
   mail: { describe: "Mail a test message with the current [mail] settings (--test)", load: () => import("./commands/mail.ts").then((m) => m.default) },
   "check-config": { describe: "Validate the configuration file and print what it resolves to", load: () => import("./commands/check-config.ts").then((m) => m.default) },

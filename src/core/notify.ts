@@ -12,7 +12,7 @@ import { isGolden } from "./codes.ts";
 import { ConfigError, type Config, type MailConfig } from "./config.ts";
 import { errnoCode, errorMessage, ShootError } from "./errors.ts";
 import type { RunOutcome } from "./outcome.ts";
-import { plural, renderReport, type RenderedReport, type StatusTail } from "./report.ts";
+import { plural, renderReport, type StatusTail } from "./report.ts";
 import { readStatusFile } from "./status.ts";
 import { formatBytes } from "./units.ts";
 
@@ -131,17 +131,16 @@ function ensureSpoolDir(dir: string): void {
   }
 }
 
-function spoolWrite(dir: string, report: RenderedReport, host: string, made: Date): string {
+function spoolWrite(dir: string, report: SpooledReport): string {
   ensureSpoolDir(dir);
-  const stamp = made.toISOString().replace(/[-:]/g, "");
+  const stamp = report.made.replace(/[-:]/g, "");
   const seq = (spoolSeq++).toString(36).padStart(4, "0");
   const name = `${stamp}-${process.pid}-${seq}-${Math.floor(Math.random() * 0xffff).toString(16)}.mail`;
-  const body: SpooledReport = { v: 1, made: made.toISOString(), host, subject: report.subject, text: report.text };
   const tmp = path.join(dir, `.tmp-${name}`);
   // written whole under a temporary name, then renamed: the spool never holds half a report
   const fd = fs.openSync(tmp, "wx", 0o600);
   try {
-    fs.writeSync(fd, JSON.stringify(body));
+    fs.writeSync(fd, JSON.stringify(report));
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
@@ -235,23 +234,27 @@ async function deliver(outcome: RunOutcome, opts: NotifyOptions): Promise<Notify
   const now = opts.now ?? (() => new Date());
   const dir = mail.spool_dir ?? opts.spoolDefault;
   const wanted = mail.when === "always" || !isGolden(outcome.code);
-  const waiting = readSpool(dir).files;
+  let spoolError: string | undefined;
+  let waiting: string[] = [];
+  try {
+    waiting = readSpool(dir).files;
+  } catch (e) {
+    spoolError = `the mail spool ${dir} cannot be read (${errorMessage(e)})`;
+  }
   // a clean run with nothing waiting needs no relay at all
   if (!wanted && waiting.length === 0) return result;
 
   const earlierDropped = readDropped(dir);
   let current: { name?: string; report: SpooledReport } | undefined;
-  let spoolError: string | undefined;
   if (wanted) {
     const notes: string[] = [];
     if (waiting.length > 0) notes.push(`${plural(waiting.length, "earlier report")} from the mail spool ${waiting.length === 1 ? "goes" : "go"} out before this one.`);
     if (earlierDropped > 0) notes.push(`${plural(earlierDropped, "older report")} could not be mailed and ${earlierDropped === 1 ? "was" : "were"} dropped because the spool was full (spool_max = ${mail.spool_max}).`);
     const rendered = renderReport(outcome, { tail: statusTail(outcome.statusFile), notes });
-    const made = now();
-    const report: SpooledReport = { v: 1, made: made.toISOString(), host: outcome.host, subject: rendered.subject, text: rendered.text };
+    const report: SpooledReport = { v: 1, made: now().toISOString(), host: outcome.host, subject: rendered.subject, text: rendered.text };
     // spooled before the first attempt: a run killed while talking to the relay loses nothing
     try {
-      current = { name: spoolWrite(dir, rendered, outcome.host, made), report };
+      current = { name: spoolWrite(dir, report), report };
     } catch (e) {
       spoolError = `the mail spool ${dir} cannot be written (${errorMessage(e)})`;
       current = { report };
@@ -350,6 +353,14 @@ async function deliver(outcome: RunOutcome, opts: NotifyOptions): Promise<Notify
   return result;
 }
 
+function safeMode(file: string): number {
+  try {
+    return fs.statSync(file).mode;
+  } catch {
+    return 0;
+  }
+}
+
 function safeSpoolState(dir: string): SpoolState {
   try {
     return readSpool(dir);
@@ -380,8 +391,16 @@ export function spoolDirs(cfg: Config): string[] {
 export async function mailTest(cfg: Config, opts: MailTestOptions): Promise<string[]> {
   const mail = cfg.mail;
   if (!mail) throw new ConfigError(cfg.file, undefined, "[mail]", "missing: shoot mail --test needs a [mail] section", true);
-  const fail = (e: MailError) => new ShootError("MAIL_TEST_FAILED", `test message not sent: ${e.kind}: ${e.message}`, { cause: e });
   const notes: string[] = [];
+  if (mail.password_file && (safeMode(mail.password_file) & 0o077) !== 0) {
+    notes.push(`warning: password_file ${mail.password_file} can be read by other users; chmod 600 it`);
+  }
+  const spools = spoolDirs(cfg).map((d) => ({ dir: d, ...safeSpoolState(d) }));
+  for (const s of spools) if (s.files.length > 0) notes.push(`${plural(s.files.length, "report")} (${formatBytes(s.bytes)}) ${s.files.length === 1 ? "waits" : "wait"} in the mail spool ${s.dir}; the next run sends ${s.files.length === 1 ? "it" : "them"}`);
+  if (mail.when === "never") notes.push('note: when = "never": runs mail no reports');
+  // the notes matter most when the test fails, so they go with the error too
+  const fail = (e: MailError) =>
+    new ShootError("MAIL_TEST_FAILED", [`test message not sent: ${e.kind}: ${e.message}`, ...notes].join("\n"), { cause: e });
   let password: string | undefined;
   let security: string;
   try {
@@ -390,13 +409,7 @@ export async function mailTest(cfg: Config, opts: MailTestOptions): Promise<stri
   } catch (e) {
     throw e instanceof MailError ? fail(e) : e;
   }
-  if (mail.password_file && (fs.statSync(mail.password_file).mode & 0o077) !== 0) {
-    notes.push(`warning: password_file ${mail.password_file} can be read by other users; chmod 600 it`);
-  }
   if (mail.user === undefined && password !== undefined) notes.push("note: a password is set but no user, so none is sent");
-  const spools = spoolDirs(cfg).map((d) => ({ dir: d, ...safeSpoolState(d) }));
-  for (const s of spools) if (s.files.length > 0) notes.push(`${plural(s.files.length, "report")} (${formatBytes(s.bytes)}) ${s.files.length === 1 ? "waits" : "wait"} in the mail spool ${s.dir}; the next run sends ${s.files.length === 1 ? "it" : "them"}`);
-  if (mail.when === "never") notes.push('note: when = "never": runs mail no reports');
 
   const now = (opts.now ?? (() => new Date()))();
   const text = [

@@ -132,7 +132,8 @@ export function rsyncPullArgv(spec: PullSpec): string[] {
 
 /**
  * The environment for rsync: without the variables that would change how it talks to the
- * server (secluded arguments would hide the paths from a forced command that checks them).
+ * server (secluded arguments would hide the paths from a forced command that checks them),
+ * and in the C locale so that its messages and numbers read the same everywhere.
  */
 export function rsyncEnv(env: Record<string, string | undefined>): Record<string, string | undefined> {
   const out: Record<string, string | undefined> = {};
@@ -140,6 +141,7 @@ export function rsyncEnv(env: Record<string, string | undefined>): Record<string
     if (k === "RSYNC_PROTECT_ARGS" || k === "RSYNC_OLD_ARGS" || k === "RSYNC_RSH" || k === "RSYNC_CONNECT_PROG") continue;
     out[k] = v;
   }
+  out.LC_ALL = "C";
   return out;
 }
 

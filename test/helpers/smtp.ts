@@ -3,8 +3,10 @@
  * with a throwaway self-signed certificate, AUTH PLAIN/LOGIN, and every accepted message
  * parsed back with mailparser so tests can check what a person would receive.
  */
+import { afterAll, afterEach, beforeAll } from "bun:test";
 import fs from "node:fs";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { simpleParser, type AddressObject, type ParsedMail } from "mailparser";
 import { SMTPServer } from "smtp-server";
@@ -171,5 +173,54 @@ export async function startSilentServer(): Promise<{ port: number; close(): Prom
         for (const sock of sockets) sock.destroy();
         s.close(() => resolve());
       }),
+  };
+}
+
+export interface RelayFixture {
+  /** A temporary directory for this test file, removed afterwards. */
+  readonly tmp: string;
+  readonly cert: TestCert;
+  /** A password file (mode 0600) holding the password of the relay's user "shoot". */
+  readonly pwFile: string;
+  /** A relay (STARTTLS, user "shoot" by default), closed after the test. */
+  relay(opts?: Partial<RelayOptions>): Promise<TestRelay>;
+  /** Something else to stop after the test. */
+  onCleanup(fn: () => Promise<void>): void;
+}
+
+/** Hooks for a test file that talks to relays: a certificate, a password file, cleanup. */
+export function relayFixture(prefix: string, password: string): RelayFixture {
+  const cleanups: (() => Promise<void>)[] = [];
+  const state = { tmp: "", cert: undefined as TestCert | undefined, pwFile: "" };
+  beforeAll(async () => {
+    state.tmp = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    state.cert = await makeCert(state.tmp);
+    state.pwFile = path.join(state.tmp, "smtp.pass");
+    fs.writeFileSync(state.pwFile, `${password}\n`, { mode: 0o600 });
+  });
+  afterEach(async () => {
+    await Promise.all(cleanups.splice(0).map((c) => c()));
+  });
+  afterAll(() => {
+    if (state.tmp) fs.rmSync(state.tmp, { recursive: true, force: true });
+  });
+  return {
+    get tmp() {
+      return state.tmp;
+    },
+    get cert() {
+      return state.cert!;
+    },
+    get pwFile() {
+      return state.pwFile;
+    },
+    async relay(opts = {}) {
+      const r = await startRelay({ tls: "starttls", cert: state.cert, users: { shoot: password }, ...opts });
+      cleanups.push(() => r.close());
+      return r;
+    },
+    onCleanup(fn) {
+      cleanups.push(fn);
+    },
   };
 }

@@ -127,7 +127,8 @@ export async function startSshd(): Promise<SshServer> {
   await Promise.race([listening, ended, timer]);
   ended.catch(() => {}); // from here on the end of sshd is awaited by stop()
 
-  const user = os.userInfo().username;
+  // the tests run as root (the sshd needs it); Bun may not resolve the name from the uid
+  const user = process.getuid?.() === 0 ? "root" : os.userInfo().username;
   return {
     port,
     dir,

@@ -1,0 +1,39 @@
+import { defineCommand } from "citty";
+import { codeName, exitCodeFor, isGolden } from "../../core/codes.ts";
+import { runClient } from "../../core/client.ts";
+import { loadConfig, requireClient, resolveConfigPath } from "../../core/config.ts";
+import { realDeps } from "../../core/deps.ts";
+import { configArgs, quietArgs } from "../args.ts";
+import { cliLog } from "../log.ts";
+import { printOutcome } from "../output.ts";
+import { abortOnSignals } from "../signals.ts";
+
+// variadic: any number of source names (see checkArgs in run.ts)
+const meta = { name: "client", description: "Pull, verify and keep the servers' archives (all sources, or the ones named)", variadic: true };
+
+export default defineCommand({
+  meta,
+  args: {
+    ...configArgs,
+    ...quietArgs,
+    json: { type: "boolean", description: "Print the outcome as JSON" },
+    name: { type: "positional", required: false, description: "Sources to pull (default: all)", valueHint: "NAME…" },
+  },
+  async run({ args }) {
+    const cfg = requireClient(loadConfig(resolveConfigPath(args.config, process.env)));
+    const signals = abortOnSignals();
+    try {
+      const outcome = await runClient(cfg, realDeps(cliLog(args.quiet)), { only: args._, signal: signals.signal });
+      if (args.json) console.log(JSON.stringify(outcome, null, 2));
+      else {
+        printOutcome(outcome);
+        for (const s of outcome.sources ?? []) {
+          console.log(`  ${s.name}: ${isGolden(s.code) ? "OK" : "FAILED"} ${s.code} ${codeName(s.code)}: ${s.message}`);
+        }
+      }
+      return exitCodeFor(outcome.code);
+    } finally {
+      signals.dispose();
+    }
+  },
+});

@@ -1,0 +1,492 @@
+/**
+ * The client run: for every source, pull server.status, decide whether the server ended clean
+ * and recently, check space, pull the archive and its checksum into a staging directory,
+ * verify, and only then move the copy into place and prune old copies. Sources are pulled at
+ * most `concurrency` at once, each on its own: one failing never stops another.
+ *
+ * Layout of dest_dir:
+ *   client.status, client.status.1, .shoot.lock
+ *   <source>/<archive>, <source>/<archive>.md5        verified copies (the .md5 is written last)
+ *   <source>/.shoot-tmp-pull/                          staging; .shoot-partial/ inside for resuming
+ *
+ * Everything read from a server is untrusted: the archive's name must be a plain name of the
+ * archive pattern, nothing from server.status becomes an rsync option or reaches a shell, and
+ * nothing is written outside dest_dir/<source>/.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { code, codeName, isGolden, mostSevere, type CodeName } from "./codes.ts";
+import { ShootError, errnoCode, errorMessage } from "./errors.ts";
+import type { ClientConfig, SourceConfig } from "./config.ts";
+import type { Deps } from "./deps.ts";
+import { fsyncDir, writeFileAtomic } from "./fsutil.ts";
+import { LockedError, acquireLock, type Lock } from "./lock.ts";
+import { CHECKSUM_SUFFIX, TEMP_PREFIX, isArchiveName, md5Line, parseMd5Line, sortArchives } from "./naming.ts";
+import type { RunOutcome, SourceOutcome, Warning } from "./outcome.ts";
+import { clean } from "./report.ts";
+import { toRemove } from "./retention.ts";
+import {
+  MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
+} from "./rsync.ts";
+import {
+  CLIENT_STATUS, SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, lastFinal, newRunId, parseStatus,
+  type ArchiveInfo, type ParsedStatus, type StatusRecord,
+} from "./status.ts";
+import { formatBytes, formatDuration } from "./units.ts";
+import { ToolMissingError, type Child, type RunResult } from "../io/process.ts";
+import { VERSION } from "../version.ts";
+
+/** Staging directory inside each source's directory; its name can never be taken for a copy. */
+export const STAGE_DIR = `${TEMP_PREFIX}pull`;
+/** A server clock this far ahead of ours is tolerated; beyond it a record is not believed. */
+export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
+/** The largest archive size a status record may claim (1 PiB): anything above is nonsense. */
+const MAX_ARCHIVE_SIZE = 2 ** 50;
+/** Directory entries of dest_dir that a source name must not take. */
+const RESERVED_NAMES = new Set([CLIENT_STATUS, `${CLIENT_STATUS}.1`, "mail-spool"]);
+
+export interface ClientRunOptions {
+  /** Pull only these sources (names from the command line). */
+  only?: readonly string[];
+  signal?: AbortSignal;
+}
+
+/** The sources a run pulls: all, or the ones named (each must exist). */
+export function selectSources(cfg: ClientConfig, only: readonly string[] | undefined): SourceConfig[] {
+  for (const s of cfg.sources) {
+    if (RESERVED_NAMES.has(s.name)) throw new ShootError("CONFIG_INVALID", `source name ${JSON.stringify(s.name)} is reserved for shoot's own files in dest_dir`);
+  }
+  if (!only || only.length === 0) return [...cfg.sources];
+  const known = cfg.sources.map((s) => s.name);
+  const unknown = only.filter((n) => !known.includes(n));
+  if (unknown.length > 0) {
+    throw new ShootError("SOURCE_UNKNOWN", `unknown source${unknown.length > 1 ? "s" : ""} ${unknown.map((n) => JSON.stringify(n)).join(", ")} (configured: ${known.join(", ")})`);
+  }
+  return cfg.sources.filter((s) => only.includes(s.name));
+}
+
+/** Run `fn` over `items` with at most `limit` running at once; results in input order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(Math.max(1, limit), items.length) }, worker));
+  return out;
+}
+
+/** The run's final code: the most severe failure, else 9 when nothing was new, 30 when everything was a first copy, else 4. */
+export function clientFinalCode(codes: readonly number[]): number {
+  const failures = codes.filter((c) => !isGolden(c));
+  if (failures.length > 0) return mostSevere(failures);
+  if (codes.every((c) => c === code("UNCHANGED"))) return code("UNCHANGED");
+  if (codes.every((c) => c === code("FIRST_ARCHIVE"))) return code("FIRST_ARCHIVE");
+  return code("NEW_ARCHIVE");
+}
+
+// --- judging server.status (pure) -----------------------------------------------------------
+
+export type StatusVerdict =
+  | { ok: true; archive: ArchiveInfo; serverCode: number; final: StatusRecord }
+  | { ok: false; code: CodeName; why: string };
+
+function ago(ms: number): string {
+  return formatDuration(Math.max(0, ms));
+}
+
+/** A message from the server, fit to show: no control characters, bounded length. */
+function shown(s: string, max = 300): string {
+  const one = clean(s.replace(/\r?\n/g, " "));
+  return one.length > max ? `${one.slice(0, max)}…` : one;
+}
+
+/**
+ * Decide from server.status whether there is an archive to pull, in SPEC.md's order: too old,
+ * not finished, not golden, then the archive's fields. `mtime` is the file's modification
+ * time as rsync kept it.
+ */
+export function judgeStatus(parsed: ParsedStatus, mtime: Date, now: Date, maxAgeMs: number): StatusVerdict {
+  const bad = (c: CodeName, why: string): StatusVerdict => ({ ok: false, code: c, why });
+  const { records, skipped } = parsed;
+  if (records.length === 0) return bad("STATUS_INVALID", `server.status holds no readable record${skipped ? ` (${skipped} unreadable line(s))` : " (it is empty)"}`);
+  const nowMs = now.getTime();
+  const future = records.find((r) => Date.parse(r.t) > nowMs + MAX_CLOCK_SKEW_MS);
+  if (future) return bad("STATUS_INVALID", `server.status holds a record from the future (${shown(future.t, 40)}; it is ${now.toISOString()} here): are the clocks set right?`);
+  if (mtime.getTime() > nowMs + MAX_CLOCK_SKEW_MS) return bad("STATUS_INVALID", `server.status was modified in the future (${mtime.toISOString()}; it is ${now.toISOString()} here): are the clocks set right?`);
+  const fileAge = nowMs - mtime.getTime();
+  if (fileAge > maxAgeMs) return bad("STATUS_STALE", `server.status was last written ${ago(fileAge)} ago (max_age ${ago(maxAgeMs)}): the server has not run`);
+  const last = records.at(-1)!;
+  const lastAge = nowMs - Date.parse(last.t);
+  if (lastAge > maxAgeMs) return bad("STATUS_STALE", `the newest record in server.status is ${ago(lastAge)} old (max_age ${ago(maxAgeMs)}): the server has not run`);
+  const final = lastFinal(records);
+  if (!final) {
+    return bad("SERVER_BUSY", `the server is in the middle of a run (last record ${shown(last.t, 40)}: ${last.code} ${codeName(last.code)} ${shown(last.msg, 120)})${skipped ? `; ${skipped} unreadable line(s)` : ""}`);
+  }
+  if (!isGolden(final.code)) {
+    return bad("SERVER_FAILED", `the server's last run ended with ${final.code} ${codeName(final.code)}: ${shown(final.msg)} (at ${shown(final.t, 40)})`);
+  }
+  const finalAge = nowMs - Date.parse(final.t);
+  if (finalAge > maxAgeMs) return bad("STATUS_STALE", `the server's last run ended ${ago(finalAge)} ago (max_age ${ago(maxAgeMs)}): the server has not run since`);
+  const a = final.archive as Partial<Record<keyof ArchiveInfo, unknown>> | undefined;
+  if (!a) return bad("STATUS_INVALID", `the server's final record (${final.code} ${codeName(final.code)}) names no archive`);
+  if (typeof a.file !== "string" || !isArchiveName(a.file)) {
+    return bad("UNSAFE_NAME", `server.status names the archive ${JSON.stringify(shown(String(a.file), 120))}, which is not a plain file name of the archive pattern; nothing was pulled`);
+  }
+  if (typeof a.size !== "number" || !Number.isSafeInteger(a.size) || a.size <= 0 || a.size > MAX_ARCHIVE_SIZE) {
+    return bad("STATUS_INVALID", `server.status gives the archive an impossible size (${shown(String(a.size), 40)})`);
+  }
+  if (typeof a.md5 !== "string" || !/^[0-9a-f]{32}$/.test(a.md5)) return bad("STATUS_INVALID", "server.status gives the archive a checksum that is not 32 hex digits");
+  if (a.sha256 !== undefined && (typeof a.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(a.sha256))) {
+    return bad("STATUS_INVALID", "server.status gives the archive a sha256 that is not 64 hex digits");
+  }
+  // a fresh object with only the checked fields: nothing else from the record travels on
+  const archive: ArchiveInfo = { file: a.file, size: a.size, md5: a.md5, ...(a.sha256 ? { sha256: a.sha256 as string } : {}) };
+  return { ok: true, archive, serverCode: final.code, final };
+}
+
+// --- copies on disk -----------------------------------------------------------------------
+
+/** Verified copies in a source's directory, oldest first: archive names whose .md5 is present. */
+export function verifiedCopies(dir: string): string[] {
+  const names = listDir(dir);
+  const set = new Set(names);
+  return sortArchives(names).filter((n) => set.has(`${n}${CHECKSUM_SUFFIX}`));
+}
+
+function listDir(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir);
+  } catch (e) {
+    if (errnoCode(e) === "ENOENT") return [];
+    throw e;
+  }
+}
+
+/** The copy is already here and was verified when it arrived (copies only ever arrive verified). */
+function holds(dir: string, a: ArchiveInfo): boolean {
+  try {
+    if (fs.statSync(path.join(dir, a.file)).size !== a.size) return false;
+    const text = fs.readFileSync(path.join(dir, `${a.file}${CHECKSUM_SUFFIX}`), "utf8");
+    return parseMd5Line(text, a.file) === a.md5;
+  } catch {
+    return false;
+  }
+}
+
+async function hashFile(file: string, sha256: boolean): Promise<{ md5: string; sha256?: string }> {
+  const md5 = new Bun.CryptoHasher("md5");
+  const sha = sha256 ? new Bun.CryptoHasher("sha256") : undefined;
+  for await (const chunk of Bun.file(file).stream()) {
+    md5.update(chunk);
+    sha?.update(chunk);
+  }
+  return { md5: md5.digest("hex"), ...(sha ? { sha256: sha.digest("hex") } : {}) };
+}
+
+/**
+ * Start a staging directory afresh, keeping what can speed up the next transfer: rsync's
+ * partial files, and whole files left unverified by an earlier run (moved into the partial
+ * directory, where rsync takes them as the basis; they are never taken as copies).
+ */
+function prepareStage(stage: string): void {
+  fs.mkdirSync(path.join(stage, PARTIAL_DIR), { recursive: true, mode: 0o700 });
+  for (const e of fs.readdirSync(stage, { withFileTypes: true })) {
+    if (e.name === PARTIAL_DIR) continue;
+    const p = path.join(stage, e.name);
+    if (e.isFile() && isArchiveName(e.name)) fs.renameSync(p, path.join(stage, PARTIAL_DIR, e.name));
+    else fs.rmSync(p, { recursive: true, force: true });
+  }
+}
+
+/** Partial files of other archives are of no use any more. */
+function prunePartials(stage: string, keepName: string): void {
+  const dir = path.join(stage, PARTIAL_DIR);
+  for (const n of listDir(dir)) if (n !== keepName) fs.rmSync(path.join(dir, n), { recursive: true, force: true });
+}
+
+interface RetentionResult {
+  removed: string[];
+  error?: string;
+}
+
+/** Keep `keep` verified copies (never the newest); also drop archives without .md5 older than the newest copy. */
+function applyRetention(dir: string, keep: number): RetentionResult {
+  const removed: string[] = [];
+  try {
+    const names = listDir(dir);
+    const verified = verifiedCopies(dir);
+    const newest = verified.at(-1);
+    const all = sortArchives(names);
+    const orphans = newest ? all.slice(0, all.indexOf(newest)).filter((n) => !verified.includes(n)) : [];
+    for (const n of [...toRemove(verified, keep), ...orphans]) {
+      // the .md5 goes first: a copy half removed is never counted as verified
+      fs.rmSync(path.join(dir, `${n}${CHECKSUM_SUFFIX}`), { force: true });
+      fs.rmSync(path.join(dir, n), { force: true });
+      removed.push(n);
+    }
+    return { removed };
+  } catch (e) {
+    return { removed, error: errorMessage(e) };
+  }
+}
+
+// --- one source -----------------------------------------------------------------------------
+
+interface RunContext {
+  cfg: ClientConfig;
+  deps: Deps;
+  status: StatusWriter;
+  signal?: AbortSignal;
+  children: Set<Child>;
+}
+
+class SourceFailure extends Error {
+  constructor(readonly codeName: CodeName, message: string) {
+    super(message);
+  }
+}
+
+async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeoutMs?: number): Promise<{ result: RunResult; stats: TransferStats }> {
+  if (ctx.signal?.aborted) throw new SourceFailure(fallback, "the run was interrupted");
+  const argv = rsyncPullArgv(spec);
+  let child: Child;
+  try {
+    child = ctx.deps.spawner.start(argv, {
+      env: rsyncEnv(ctx.deps.env),
+      captureStdout: true,
+      maxStdout: 64 * 1024,
+      stderrLines: 12,
+      timeoutMs,
+    });
+  } catch (e) {
+    if (e instanceof ToolMissingError) throw new SourceFailure("TOOL_MISSING", e.message);
+    throw e;
+  }
+  ctx.children.add(child);
+  const result = await child.done.finally(() => ctx.children.delete(child));
+  if (result.exitCode !== 0) {
+    const f = classifyFailure(result, fallback);
+    throw new SourceFailure(f.code, ctx.signal?.aborted ? `the run was interrupted: ${f.why}` : f.why);
+  }
+  return { result, stats: parseStats(result.stdout) };
+}
+
+function describePull(a: ArchiveInfo, s: TransferStats): string {
+  const parts = [`${formatBytes(a.size)}`];
+  if (s.received !== undefined) parts.push(`${formatBytes(s.received)} received`);
+  if (s.matched) parts.push(`${formatBytes(s.matched)} reused from data already here`);
+  return parts.join(", ");
+}
+
+async function pullSource(ctx: RunContext, source: SourceConfig): Promise<SourceOutcome> {
+  const { cfg, deps, status } = ctx;
+  const dir = path.join(cfg.dest_dir, source.name);
+  const stage = path.join(dir, STAGE_DIR);
+  const warnings: Warning[] = [];
+  const step = (msg: string) => {
+    status.write("STEP", `${source.name}: ${msg}`, { step: "pull", data: { source: source.name } });
+    deps.log.info(`${source.name}: ${msg}`);
+  };
+  try {
+    try {
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      prepareStage(stage);
+    } catch (e) {
+      throw new SourceFailure("DEST_UNUSABLE", `${dir} cannot be used: ${errorMessage(e)}`);
+    }
+
+    // 1. server.status
+    step("pulling server.status");
+    const timeoutMs = cfg.connect_timeout + cfg.timeout + 30_000;
+    await rsync(ctx, { client: cfg, source, files: [SERVER_STATUS], into: stage, maxSize: MAX_STATUS_BYTES }, "STATUS_PULL_FAILED", timeoutMs);
+    const statusPath = path.join(stage, SERVER_STATUS);
+    let text: string;
+    let mtime: Date;
+    try {
+      const st = fs.lstatSync(statusPath);
+      if (!st.isFile()) throw new Error("not a regular file");
+      mtime = st.mtime;
+      text = fs.readFileSync(statusPath, "utf8");
+    } catch {
+      throw new SourceFailure("STATUS_INVALID", `server.status was not transferred: it is larger than ${formatBytes(MAX_STATUS_BYTES)} or not a regular file`);
+    } finally {
+      fs.rmSync(statusPath, { force: true });
+    }
+    const parsed = parseStatus(text);
+    if (parsed.skipped > 0) warnings.push({ code: code("STATUS_TORN"), msg: `${parsed.skipped} unreadable line(s) in the server's status file were skipped` });
+
+    // 2. too old, not finished, not golden, unsafe
+    const verdict = judgeStatus(parsed, mtime, deps.clock.now(), cfg.max_age);
+    if (!verdict.ok) throw new SourceFailure(verdict.code, verdict.why);
+    const a = verdict.archive;
+
+    if (holds(dir, a)) {
+      const kept = applyRetention(dir, cfg.keep);
+      if (kept.error) throw new SourceFailure("CLIENT_ROTATION_FAILED", `${a.file} is current, but removing old copies failed: ${kept.error}`);
+      fs.rmSync(stage, { recursive: true, force: true });
+      const why = verdict.serverCode === code("UNCHANGED") ? "nothing changed on the server" : "pulled by an earlier run";
+      return { name: source.name, code: code("UNCHANGED"), message: `already holds the current archive ${a.file} (${why})`, archive: a, warnings };
+    }
+    const first = verifiedCopies(dir).length === 0;
+
+    // 3. space
+    const free = deps.disk.freeBytes(dir);
+    if (free < a.size + cfg.reserve) {
+      throw new SourceFailure("CLIENT_NO_SPACE", `${a.file} needs ${formatBytes(a.size)} plus the reserve of ${formatBytes(cfg.reserve)}; ${formatBytes(free)} is free in ${dir}`);
+    }
+
+    // 4. pull, verify, move into place
+    prunePartials(stage, a.file);
+    step(`pulling ${a.file} (${formatBytes(a.size)})`);
+    const { stats } = await rsync(ctx, {
+      client: cfg, source, files: [a.file, `${a.file}${CHECKSUM_SUFFIX}`], into: stage,
+      // the checksum file is tiny; an archive bigger than its record says is not transferred
+      maxSize: Math.max(a.size, 64 * 1024),
+      resumable: { basisDir: ".." },
+    }, "PULL_FAILED");
+    await verify(stage, a);
+    commit(stage, dir, a);
+    status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {
+      step: "pull", archive: a,
+      data: { source: source.name, literal: stats.literal, matched: stats.matched, received: stats.received },
+    });
+
+    // 5. retention
+    const kept = applyRetention(dir, cfg.keep);
+    if (kept.removed.length > 0) status.write("ROTATED", `${source.name}: removed ${kept.removed.join(", ")}`, { step: "rotate", data: { source: source.name } });
+    fs.rmSync(stage, { recursive: true, force: true });
+    const message = `pulled and verified ${a.file} (${describePull(a, stats)})${first ? ", the first copy of this source" : ""}`;
+    if (kept.error) {
+      return { name: source.name, code: code("CLIENT_ROTATION_FAILED"), message: `${message}; removing old copies failed: ${kept.error}`, archive: a, wireBytes: stats.received, warnings };
+    }
+    return { name: source.name, code: code(first ? "FIRST_ARCHIVE" : "NEW_ARCHIVE"), message, archive: a, wireBytes: stats.received, warnings };
+  } catch (e) {
+    if (e instanceof SourceFailure) return { name: source.name, code: code(e.codeName), message: e.message, warnings };
+    if (e instanceof ShootError) return { name: source.name, code: e.code, message: e.message, warnings };
+    return { name: source.name, code: code("INTERNAL_ERROR"), message: `internal error: ${errorMessage(e)}`, warnings };
+  }
+}
+
+/** Check the staged archive against its .md5 file and the status record; a bad one is removed. */
+async function verify(stage: string, a: ArchiveInfo): Promise<void> {
+  const file = path.join(stage, a.file);
+  const md5File = path.join(stage, `${a.file}${CHECKSUM_SUFFIX}`);
+  const reject = (why: string): never => {
+    // a bad copy is never kept, not even as the basis of a later transfer
+    fs.rmSync(file, { force: true });
+    fs.rmSync(md5File, { force: true });
+    fs.rmSync(path.join(stage, PARTIAL_DIR, a.file), { force: true });
+    throw new SourceFailure("CHECKSUM_MISMATCH", `${a.file} was rejected and not kept: ${why}`);
+  };
+  let size: number;
+  try {
+    const st = fs.lstatSync(file);
+    if (!st.isFile()) return reject("it is not a regular file");
+    size = st.size;
+  } catch {
+    return reject(`it was not transferred: the file on the server is larger than the ${formatBytes(a.size)} its status record gives`);
+  }
+  if (size !== a.size) return reject(`it has ${size} bytes, its status record says ${a.size}`);
+  let listed: string | undefined;
+  try {
+    const st = fs.lstatSync(md5File);
+    listed = st.isFile() && st.size < 4096 ? parseMd5Line(fs.readFileSync(md5File, "utf8"), a.file) : undefined;
+  } catch {
+    listed = undefined;
+  }
+  if (!listed) return reject(`its checksum file ${a.file}${CHECKSUM_SUFFIX} is missing or not one md5sum line for it`);
+  if (listed !== a.md5) return reject(`its checksum file says ${listed}, the status record ${a.md5}`);
+  const h = await hashFile(file, a.sha256 !== undefined);
+  if (h.md5 !== a.md5) return reject(`its MD5 is ${h.md5}, the server recorded ${a.md5}`);
+  if (a.sha256 !== undefined && h.sha256 !== a.sha256) return reject(`its SHA-256 is ${h.sha256}, the server recorded ${a.sha256}`);
+}
+
+/** Move a verified archive into place; its .md5 (written by us, not the server's) comes last and marks it verified. */
+function commit(stage: string, dir: string, a: ArchiveInfo): void {
+  const staged = path.join(stage, a.file);
+  const fd = fs.openSync(staged, "r");
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.chmodSync(staged, 0o600);
+  fs.rmSync(path.join(stage, `${a.file}${CHECKSUM_SUFFIX}`), { force: true });
+  fs.renameSync(staged, path.join(dir, a.file));
+  fsyncDir(dir);
+  writeFileAtomic(dir, `${a.file}${CHECKSUM_SUFFIX}`, md5Line(a.md5, a.file));
+  fsyncDir(dir);
+}
+
+// --- the run --------------------------------------------------------------------------------
+
+export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOptions = {}): Promise<RunOutcome> {
+  const sources = selectSources(cfg, opts.only);
+  const started = deps.clock.now();
+  const dir = cfg.dest_dir;
+  const statusFile = path.join(dir, CLIENT_STATUS);
+  const base = { role: "client" as const, host: deps.hostname, started, warnings: [] as Warning[] };
+  const early = (c: CodeName, message: string): RunOutcome => ({ ...base, run: "", code: code(c), message, ended: deps.clock.now() });
+
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch (e) {
+    return early("DEST_UNUSABLE", `dest_dir ${dir} cannot be created or written: ${errorMessage(e)}`);
+  }
+  let lock: Lock;
+  try {
+    lock = acquireLock(dir, "client", started);
+  } catch (e) {
+    if (e instanceof LockedError) return early("ALREADY_RUNNING", e.message);
+    return early("DEST_UNUSABLE", `cannot take the lock in ${dir}: ${errorMessage(e)}`);
+  }
+
+  const run = newRunId(started);
+  const status = new StatusWriter(statusFile, "client", run, deps.clock);
+  const ctx: RunContext = { cfg, deps, status, signal: opts.signal, children: new Set() };
+  const onAbort = () => {
+    // rsync keeps what it has received in the partial directory when stopped with SIGTERM
+    for (const c of ctx.children) c.kill("SIGTERM");
+  };
+  opts.signal?.addEventListener("abort", onAbort);
+  try {
+    status.startFresh();
+    status.write("RUN_START", `shoot ${VERSION} client run on ${deps.hostname}: ${sources.map((s) => s.name).join(", ")}`, {
+      format: STATUS_FORMAT, host: deps.hostname, data: { version: VERSION, formatVersion: STATUS_VERSION, sources: sources.map((s) => s.name) },
+    });
+    if (lock.staleFrom) {
+      status.write("STALE_LOCK", `took over a stale lock: pid ${lock.staleFrom.pid} (${lock.staleFrom.role}, started ${lock.staleFrom.started}) no longer runs`);
+    }
+    const outcomes = await mapLimit(sources, cfg.concurrency, async (s) => {
+      const o = await pullSource(ctx, s);
+      status.write("SOURCE_DONE", `${s.name}: ${o.code} ${codeName(o.code)}: ${o.message}`, {
+        step: "pull", ...(o.archive ? { archive: o.archive } : {}), data: { source: s.name, code: o.code, name: codeName(o.code) },
+      });
+      return o;
+    });
+    let final = clientFinalCode(outcomes.map((o) => o.code));
+    if (opts.signal?.aborted) final = code("INTERRUPTED");
+    const ok = outcomes.filter((o) => isGolden(o.code)).length;
+    const failed = outcomes.filter((o) => !isGolden(o.code)).map((o) => `${o.name}: ${o.code} ${codeName(o.code)}`);
+    const message = `${outcomes.length} source(s): ${ok} OK${failed.length ? `, ${failed.length} failed (${failed.join("; ")})` : ""}`;
+    status.write(codeName(final) as CodeName, message, { step: "end" });
+    return { ...base, run, code: final, message, ended: deps.clock.now(), sources: outcomes, statusFile };
+  } catch (e) {
+    const message = `client run failed: ${errorMessage(e)}`;
+    try {
+      status.write("INTERNAL_ERROR", message, { step: "end" });
+    } catch {
+      // the status file itself is what failed; the outcome still says what happened
+    }
+    return { ...base, run, code: code("INTERNAL_ERROR"), message, ended: deps.clock.now(), statusFile };
+  } finally {
+    opts.signal?.removeEventListener("abort", onAbort);
+    status.close();
+    lock.release();
+  }
+}

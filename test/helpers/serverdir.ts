@@ -1,0 +1,57 @@
+/**
+ * Backup directories as a server leaves them, made by hand for client tests that need a
+ * server in a state a real run would not produce on demand (two days old, failed, lying about
+ * its archive): an "archive" of given bytes, its `md5sum` file, and a server.status written
+ * with the real StatusWriter.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { spawner } from "../../src/io/process.ts";
+import { CHECKSUM_SUFFIX } from "../../src/core/naming.ts";
+import { SERVER_STATUS, StatusWriter, type ArchiveInfo } from "../../src/core/status.ts";
+import type { CodeName } from "../../src/core/codes.ts";
+import { requireTool } from "./tools.ts";
+
+export interface FakeRun {
+  /** Final record's code name; "none" leaves the run unfinished (mid-run). */
+  final: CodeName | "none";
+  msg?: string;
+  /** Age of every record and of the file's mtime, in ms. */
+  ageMs?: number;
+  /** Overrides for the final record's archive field (untrusted input tests). */
+  archive?: Partial<Record<keyof ArchiveInfo, unknown>>;
+}
+
+/** Write `bytes` as archive `name` in `dir` with a real `md5sum` line beside it. */
+export async function writeArchive(dir: string, name: string, bytes: Uint8Array): Promise<ArchiveInfo> {
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, name), bytes);
+  const r = await spawner.run([requireTool("md5sum"), "--", name], { cwd: dir, captureStdout: true, timeoutMs: 30_000 });
+  if (r.exitCode !== 0) throw new Error(`md5sum failed: ${r.stderrTail.join(" ")}`);
+  fs.writeFileSync(path.join(dir, `${name}${CHECKSUM_SUFFIX}`), r.stdout);
+  return { file: name, size: bytes.length, md5: r.stdout.slice(0, 32) };
+}
+
+/** Bytes that do not compress and differ per seed (an archive's content does not matter to the client). */
+export function randomBytes(size: number): Uint8Array {
+  const b = new Uint8Array(size);
+  crypto.getRandomValues(b.subarray(0, Math.min(size, 65536)));
+  for (let off = 65536; off < size; off += 65536) crypto.getRandomValues(b.subarray(off, Math.min(size, off + 65536)));
+  return b;
+}
+
+/** Write server.status for one run ending as `run` says, about `archive`. */
+export function writeServerStatus(dir: string, archive: ArchiveInfo | undefined, run: FakeRun): void {
+  const when = new Date(Date.now() - (run.ageMs ?? 0));
+  const file = path.join(dir, SERVER_STATUS);
+  fs.rmSync(file, { force: true });
+  const w = new StatusWriter(file, "server", "test-run", { now: () => when });
+  w.write("RUN_START", "test server run", { host: "testhost", format: "shoot-status" });
+  w.write("STEP", "scanning", { step: "scan" });
+  if (run.final !== "none") {
+    const a = run.archive ? { ...archive, ...run.archive } : archive;
+    w.write(run.final, run.msg ?? `ended with ${run.final}`, a ? { archive: a as ArchiveInfo } : {});
+  }
+  w.close();
+  fs.utimesSync(file, when, when);
+}

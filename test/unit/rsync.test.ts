@@ -1,0 +1,188 @@
+import { describe, expect, test } from "bun:test";
+import {
+  CommandRefused, classifyFailure, parseSenderCommand, parseStats, remoteFile, rshQuote, rshString, rsyncEnv, rsyncPullArgv, seconds,
+  splitRsyncCommand, sshArgv, type PullSpec,
+} from "../../src/core/rsync.ts";
+import type { SourceConfig } from "../../src/core/config.ts";
+
+const T = 5_000;
+const client = { timeout: 600_000, connect_timeout: 30_000, accept_new_host_key: false, known_hosts: undefined as string | undefined };
+const src = (over: Partial<SourceConfig> = {}): SourceConfig => ({ name: "web1", remote: "backup@web1.example.com:/var/backups/shoot", port: 22, ...over });
+
+describe("rshQuote / rshString", () => {
+  const cases: Array<[string, string]> = [
+    ["ssh", "ssh"],
+    ["BatchMode=yes", "BatchMode=yes"],
+    ["/etc/shoot/id_ed25519", "/etc/shoot/id_ed25519"],
+    ["/a b/key", "'/a b/key'"],
+    ["it's", "'it''s'"],
+    ['UserKnownHostsFile="/x y/kh"', `'UserKnownHostsFile="/x y/kh"'`],
+    ["", "''"],
+    ["$HOME", "'$HOME'"],
+  ];
+  for (const [word, quoted] of cases) {
+    test(`${JSON.stringify(word)} → ${quoted}`, () => expect(rshQuote(word)).toBe(quoted), T);
+  }
+  test("joins words with single spaces", () => expect(rshString(["ssh", "-p", "22", "/a b"])).toBe("ssh -p 22 '/a b'"), T);
+});
+
+describe("sshArgv", () => {
+  const cases: Array<[string, Parameters<typeof sshArgv>[0], Parameters<typeof sshArgv>[1], string[], string[]]> = [
+    // name, client, source, must contain (in order, as adjacent pairs), must not contain
+    ["defaults: strict host keys, batch mode, time-outs", client, { port: 22 },
+      ["-o BatchMode=yes", "-o ConnectTimeout=30", "-o ServerAliveInterval=15", "-o ServerAliveCountMax=4", "-o StrictHostKeyChecking=yes", "-p 22"],
+      ["-i", "IdentitiesOnly=yes", "StrictHostKeyChecking=accept-new"]],
+    ["opt-in to accept a new host key", { ...client, accept_new_host_key: true }, { port: 2222 },
+      ["-o StrictHostKeyChecking=accept-new", "-p 2222"], ["StrictHostKeyChecking=yes"]],
+    ["identity and known_hosts", { ...client, known_hosts: "/etc/shoot/known hosts" }, { port: 22, identity: "/etc/shoot/id_ed25519" },
+      ['-o UserKnownHostsFile="/etc/shoot/known hosts"', "-i /etc/shoot/id_ed25519", "-o IdentitiesOnly=yes"], []],
+    ["a time-out below a second still waits a second", { ...client, connect_timeout: 200 }, { port: 22 }, ["-o ConnectTimeout=1"], []],
+  ];
+  for (const [name, c, s, must, mustNot] of cases) {
+    test(name, () => {
+      const argv = sshArgv(c, s);
+      expect(argv[0]).toBe("ssh");
+      const pairs = argv.slice(1).map((a, i, all) => `${a} ${all[i + 1]}`);
+      for (const m of must) expect(pairs).toContain(m);
+      for (const m of mustNot) expect(argv.join(" ")).not.toContain(m);
+    }, T);
+  }
+  const refused: Array<[string, string]> = [["identity", "/k%h"], ["identity", "/it's"], ["known_hosts", '/a"b'], ["known_hosts", "/a\nb"]];
+  for (const [key, p] of refused) {
+    test(`${key} ${JSON.stringify(p)} is refused with a message naming the key`, () => {
+      const c = key === "known_hosts" ? { ...client, known_hosts: p } : client;
+      const s = key === "identity" ? { port: 22, identity: p } : { port: 22 };
+      expect(() => sshArgv(c, s)).toThrow(key);
+    }, T);
+  }
+});
+
+describe("remoteFile", () => {
+  const cases: Array<[string, string, string]> = [
+    ["backup@web1:/var/backups/shoot", "server.status", "backup@web1:/var/backups/shoot/server.status"],
+    ["web1:/var/backups/shoot/", "a-20260101-000000.tar.gz", "web1:/var/backups/shoot/a-20260101-000000.tar.gz"],
+    ["backup@[2001:db8::1]:/b", "server.status", "backup@[2001:db8::1]:/b/server.status"],
+    ["/var/backups/shoot", "server.status", "/var/backups/shoot/server.status"],
+  ];
+  for (const [remote, name, want] of cases) test(`${remote} + ${name}`, () => expect(remoteFile(remote, name)).toBe(want), T);
+  for (const bad of ["../x", "-e sh", "a/b", "", "..", "."]) {
+    test(`refuses the name ${JSON.stringify(bad)}`, () => expect(() => remoteFile("h:/b", bad)).toThrow("plain file name"), T);
+  }
+});
+
+describe("rsyncPullArgv", () => {
+  const base: PullSpec = { client, source: src(), files: ["server.status"], into: "/srv/shoot/web1/.shoot-tmp-pull", maxSize: 1000 };
+  test("status pull: times, stats, time-out, size cap, ssh, then -- and the paths last", () => {
+    const argv = rsyncPullArgv(base);
+    expect(argv.slice(0, 6)).toEqual(["rsync", "--times", "--no-human-readable", "--stats", "--timeout=600", "--max-size=1000"]);
+    expect(argv).not.toContain("--partial-dir=.shoot-partial");
+    const e = argv.indexOf("-e");
+    expect(argv[e + 1]).toStartWith("ssh -o BatchMode=yes");
+    expect(argv.slice(-3)).toEqual(["--", "backup@web1.example.com:/var/backups/shoot/server.status", "/srv/shoot/web1/.shoot-tmp-pull/"]);
+  }, T);
+  test("archive pull: resumable with a basis, bandwidth limit in KiB/s", () => {
+    const argv = rsyncPullArgv({ ...base, source: src({ bwlimit: 10 * 1024 * 1024 }), files: ["a-20260101-000000.tar.gz", "a-20260101-000000.tar.gz.md5"], resumable: { basisDir: ".." } });
+    for (const o of ["--partial-dir=.shoot-partial", "--copy-dest=..", "--bwlimit=10240"]) expect(argv).toContain(o);
+    expect(argv.filter((a) => a === "--fuzzy")).toHaveLength(2);
+    expect(argv.slice(-3, -1)).toEqual(["backup@web1.example.com:/var/backups/shoot/a-20260101-000000.tar.gz", "backup@web1.example.com:/var/backups/shoot/a-20260101-000000.tar.gz.md5"]);
+  }, T);
+  test("a bandwidth limit under 1 KiB/s becomes the smallest rsync allows", () => {
+    expect(rsyncPullArgv({ ...base, source: src({ bwlimit: 100 }) })).toContain("--bwlimit=1");
+  }, T);
+  test("a local remote needs no ssh", () => {
+    const argv = rsyncPullArgv({ ...base, source: src({ remote: "/var/backups/shoot" }) });
+    expect(argv).not.toContain("-e");
+    expect(argv.slice(-2)).toEqual(["/var/backups/shoot/server.status", "/srv/shoot/web1/.shoot-tmp-pull/"]);
+  }, T);
+  test("every path follows --", () => {
+    const argv = rsyncPullArgv({ ...base, files: ["a-20260101-000000.tar.gz"] });
+    const dd = argv.indexOf("--");
+    expect(argv.slice(dd + 1).every((a) => !a.startsWith("-"))).toBe(true);
+  }, T);
+  test("seconds rounds up and never gives 0", () => {
+    expect([seconds(0), seconds(1), seconds(1000), seconds(1001)]).toEqual([1, 1, 1, 2]);
+  }, T);
+});
+
+test("rsyncEnv drops variables that change how rsync talks to the server and speaks C", () => {
+  const env = rsyncEnv({ PATH: "/usr/bin", RSYNC_PROTECT_ARGS: "1", RSYNC_OLD_ARGS: "1", RSYNC_RSH: "evil", HOME: "/root" });
+  expect(env).toEqual({ PATH: "/usr/bin", HOME: "/root", LC_ALL: "C" });
+}, T);
+
+describe("parseStats", () => {
+  const plain = "Number of files: 1\nLiteral data: 4194752 bytes\nMatched data: 2096704 bytes\nTotal bytes sent: 8756\nTotal bytes received: 4201674\n";
+  const grouped = "Literal data: 3,145,790 bytes\nMatched data: 0 bytes\nTotal bytes sent: 80\nTotal bytes received: 3,146,717\n";
+  test("plain numbers", () => expect(parseStats(plain)).toEqual({ literal: 4194752, matched: 2096704, received: 4201674, sent: 8756 }), T);
+  test("thousands separators", () => expect(parseStats(grouped)).toEqual({ literal: 3145790, matched: 0, received: 3146717, sent: 80 }), T);
+  test("no stats", () => expect(parseStats("")).toEqual({ literal: undefined, matched: undefined, received: undefined, sent: undefined }), T);
+});
+
+describe("classifyFailure", () => {
+  const r = (exitCode: number | null, stderr: string[], extra: { signal?: string; timedOut?: boolean } = {}) => ({ exitCode, stderrTail: stderr, signal: extra.signal ?? null, timedOut: extra.timedOut ?? false });
+  const closed = ["rsync: connection unexpectedly closed (0 bytes received so far) [Receiver]", "rsync error: unexplained error (code 255) at io.c(232) [Receiver=3.2.7]"];
+  const cases: Array<[string, ReturnType<typeof r>, string, string]> = [
+    ["connection refused", r(255, ["ssh: connect to host 127.0.0.1 port 1: Connection refused", ...closed]), "UNREACHABLE", "Connection refused"],
+    ["connect time-out", r(255, ["ssh: connect to host 10.0.0.1 port 22: Connection timed out", ...closed]), "UNREACHABLE", "timed out"],
+    ["banner time-out", r(255, ["Connection timed out during banner exchange", ...closed]), "UNREACHABLE", "banner"],
+    ["unknown host name", r(255, ["ssh: Could not resolve hostname nowhere: Name or service not known", ...closed]), "UNREACHABLE", "resolve"],
+    ["unknown host key", r(255, ["Host key verification failed.", ...closed]), "HOST_KEY_FAILED", "Host key verification failed"],
+    ["changed host key", r(255, ["@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @", "Host key verification failed."]), "HOST_KEY_FAILED", "host key"],
+    ["ssh not installed", r(14, ["rsync: [Receiver] Failed to exec ssh: No such file or directory (2)"]), "TOOL_MISSING", "openssh-client"],
+    ["key not authorized", r(255, ["backup@web1: Permission denied (publickey).", ...closed]), "PULL_FAILED", "authorized_keys"],
+    ["file missing on the server", r(23, ['rsync: [sender] link_stat "/b/server.status" failed: No such file or directory (2)', "rsync error: some files/attrs were not transferred (see previous errors) (code 23)"]), "PULL_FAILED", "not found on the server"],
+    ["stalled transfer", r(30, ["[receiver] io timeout after 30 seconds -- exiting"]), "PULL_FAILED", "stalled"],
+    ["killed", r(null, [], { signal: "SIGTERM" }), "PULL_FAILED", "SIGTERM"],
+    ["our own time limit", r(null, [], { signal: "SIGTERM", timedOut: true }), "UNREACHABLE", "time limit"],
+    ["a refusal by the forced command", r(12, ["shoot serve: refused: writing is not allowed", ...closed]), "PULL_FAILED", "refused"],
+  ];
+  for (const [name, res, want, mention] of cases) {
+    test(name, () => {
+      const c = classifyFailure(res, "PULL_FAILED");
+      expect(c.code).toBe(want as never);
+      expect(c.why).toContain(mention);
+    }, T);
+  }
+});
+
+describe("splitRsyncCommand", () => {
+  const cases: Array<[string, string[]]> = [
+    ["rsync --server --sender -te.LsfxCIvu . /b/x", ["rsync", "--server", "--sender", "-te.LsfxCIvu", ".", "/b/x"]],
+    ["rsync  --server   .  /a\\ b/c", ["rsync", "--server", ".", "/a b/c"]],
+    ["rsync . /a\\'b\\;c", ["rsync", ".", "/a'b;c"]],
+  ];
+  for (const [cmd, want] of cases) test(cmd, () => expect(splitRsyncCommand(cmd)).toEqual(want), T);
+  for (const bad of ["rsync . /x; rm -rf /", "rsync . $(id)", "rsync . /x|sh", "rsync . /x*", "rsync . /x\\"]) {
+    test(`refuses ${JSON.stringify(bad)}`, () => expect(() => splitRsyncCommand(bad)).toThrow(CommandRefused), T);
+  }
+});
+
+describe("parseSenderCommand", () => {
+  const ok: Array<[string, string[], string[]]> = [
+    ["rsync --server --sender -te.LsfxCIvu --timeout=30 . /var/backups/shoot/server.status", ["-te.LsfxCIvu", "--timeout=30"], ["/var/backups/shoot/server.status"]],
+    ["rsync --server --sender -te.LsfxCIvu --timeout=600 --bwlimit=10240 . /b/a.tar.gz /b/a.tar.gz.md5", ["-te.LsfxCIvu", "--timeout=600", "--bwlimit=10240"], ["/b/a.tar.gz", "/b/a.tar.gz.md5"]],
+    ["rsync --server --sender -vlogDtpre.iLsfxCIvu . /b/", ["-vlogDtpre.iLsfxCIvu"], ["/b/"]],
+    ["rsync --server --sender -logDtprze.iLsfxCIvu --compress-level=3 . /b", ["-logDtprze.iLsfxCIvu", "--compress-level=3"], ["/b"]],
+  ];
+  for (const [cmd, options, paths] of ok) test(`accepts: ${cmd}`, () => expect(parseSenderCommand(cmd)).toEqual({ options, paths }), T);
+  const refused: Array<[string, string, string]> = [
+    ["empty (an interactive login)", "", "no command"],
+    ["a shell command", "cat /etc/shadow", "not rsync"],
+    ["a write (no --sender)", "rsync --server -te.LsfxCIvu . /b/", "writing is not allowed"],
+    ["remove the sent files", "rsync --server --sender -te.LsfxCIvu --remove-source-files . /b/x", "--remove-source-files"],
+    ["follow symlinks (-L)", "rsync --server --sender -Lte.LsfxCIvu . /b/x", "-L"],
+    ["secluded arguments hide the paths", "rsync --server --sender -se.LsfxCIvu .", "-s"],
+    ["a log file written on the server", "rsync --server --sender -te.LsfxCIvu --log-file=/b/x . /b/x", "--log-file"],
+    ["files-from reads a list from anywhere", "rsync --server --sender -te.LsfxCIvu --files-from=/etc/x . /b", "--files-from"],
+    ["relative path", "rsync --server --sender -te.LsfxCIvu . b/x", "absolute"],
+    ["dot-dot", "rsync --server --sender -te.LsfxCIvu . /b/../etc/passwd", ".."],
+    ["no path", "rsync --server --sender -te.LsfxCIvu .", "no file"],
+    ["no dot", "rsync --server --sender -te.LsfxCIvu /b/x", "no file"],
+    ["daemon mode", "rsync --server --daemon .", "--sender"],
+  ];
+  for (const [name, cmd, mention] of refused) {
+    test(`refuses ${name}`, () => {
+      expect(() => parseSenderCommand(cmd)).toThrow(CommandRefused);
+      expect(() => parseSenderCommand(cmd)).toThrow(mention);
+    }, T);
+  }
+});
