@@ -266,7 +266,7 @@ export function parseSenderCommand(cmd: string): SenderCommand {
   if (w[2] !== "--sender") throw new CommandRefused("writing is not allowed: this key may only read (rsync --sender)");
   const options: string[] = [];
   let i = 3;
-  for (; i < w.length && w[i] !== "."; i++) {
+  for (; i < w.length && w[i]!.startsWith("-"); i++) {
     const o = w[i]!;
     if (/^-[A-Za-z]/.test(o) && !o.startsWith("--")) {
       // "-te.LsfxCIvu": options up to the first "e", then the protocol's capability flags
@@ -281,7 +281,7 @@ export function parseSenderCommand(cmd: string): SenderCommand {
     }
     options.push(o);
   }
-  if (w[i] !== ".") throw new CommandRefused("no file to send");
+  if (w[i] !== ".") throw new CommandRefused("no file to send (expected \".\" and then the paths)");
   const paths = w.slice(i + 1);
   if (paths.length === 0) throw new CommandRefused("no file to send");
   for (const p of paths) {

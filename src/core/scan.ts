@@ -110,9 +110,8 @@ export function scanSources(sources: readonly string[], opts: ScanOptions): Scan
       uname: owners.user(st.uid),
       gname: owners.group(st.gid),
       size: type === "file" ? st.size : 0,
-      mtimeMs: Math.floor(st.mtimeMs),
-      // microseconds are what a double holds exactly for today's dates: stable across runs
-      mtimeNs: BigInt(Math.round(st.mtimeMs * 1000)) * 1000n,
+      // the fraction is kept: the archive writes it as the pax mtime
+      mtimeMs: st.mtimeMs,
       ctimeMs: st.ctimeMs,
       ino: st.ino,
     };
@@ -197,21 +196,36 @@ export interface ListHeader {
   sha256?: string;
 }
 
-/** One line per entry, JSON: what change detection and deep verification need. */
-function signature(e: ScanEntry): string {
-  return JSON.stringify([e.name, e.type, e.mode, e.uid, e.gid, e.size, e.mtimeMs, e.mtimeNs?.toString() ?? "", e.ctimeMs, e.ino, e.linkTarget ?? null]);
+/**
+ * One line per entry, a JSON array: [name, type, mode, uid, gid, size, mtimeMs, "", ctimeMs,
+ * ino, linkTarget]. Built by hand rather than by JSON.stringify of an array, and compared as a
+ * whole string: the unchanged check on a large tree is dominated by this per-entry work.
+ */
+function entryLine(e: ScanEntry, nameJson: string = JSON.stringify(e.name)): string {
+  const link = e.linkTarget === undefined ? "null" : JSON.stringify(e.linkTarget);
+  return `[${nameJson},"${e.type}",${e.mode},${e.uid},${e.gid},${e.size},${e.mtimeMs},"",${e.ctimeMs},${e.ino},${link}]`;
+}
+
+/** Index just past the JSON string that starts at `from` (an opening quote). */
+function jsonStringEnd(s: string, from: number): number {
+  for (let i = from + 1; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 92) i++; // backslash: skip the escaped character
+    else if (c === 34) return i + 1;
+  }
+  return -1;
 }
 
 export function renderList(archive: string, scan: ScanResult, sums: { size: number; md5: string; sha256: string }): string {
   const header: ListHeader = { format: LIST_FORMAT, v: LIST_VERSION, archive, entries: scan.entries.length, bytes: scan.bytes, ...sums };
   const out: string[] = [JSON.stringify(header)];
-  for (const e of scan.entries) out.push(signature(e));
+  for (const e of scan.entries) out.push(entryLine(e));
   return `${out.join("\n")}\n`;
 }
 
 export interface RecordedList {
   header: ListHeader;
-  /** name → the entry's line, compared as a whole. */
+  /** The entry's name as JSON → the entry's line, compared as a whole. */
   lines: Map<string, string>;
 }
 
@@ -223,7 +237,9 @@ export function parseList(text: string): RecordedList {
   for (let i = 1; i < lines.length; i++) {
     const l = lines[i]!;
     if (l === "") continue;
-    map.set((JSON.parse(l) as [string])[0], l);
+    const end = l.charCodeAt(0) === 91 && l.charCodeAt(1) === 34 ? jsonStringEnd(l, 1) : -1;
+    if (end < 0) throw new Error(`file list line ${i + 1} is not an entry`);
+    map.set(l.slice(1, end), l);
   }
   if (map.size !== header.entries) throw new Error(`file list holds ${map.size} entries, its header says ${header.entries} (truncated?)`);
   return { header, lines: map };
@@ -244,13 +260,14 @@ export function compareWithList(scan: ScanResult, list: RecordedList): Changes {
   };
   let matched = 0;
   for (const e of scan.entries) {
-    const prev = list.lines.get(e.name);
+    const key = JSON.stringify(e.name);
+    const prev = list.lines.get(key);
     if (prev === undefined) {
       ch.added++;
       note("new", e.name);
     } else {
       matched++;
-      if (prev !== signature(e)) {
+      if (prev !== entryLine(e, key)) {
         ch.changed++;
         note("changed", e.name);
       }
@@ -258,8 +275,8 @@ export function compareWithList(scan: ScanResult, list: RecordedList): Changes {
   }
   ch.removed = list.lines.size - matched;
   if (ch.removed > 0 && ch.examples.length < 10) {
-    const now = new Set(scan.entries.map((e) => e.name));
-    for (const name of list.lines.keys()) if (!now.has(name)) note("deleted", name);
+    const now = new Set(scan.entries.map((e) => JSON.stringify(e.name)));
+    for (const key of list.lines.keys()) if (!now.has(key)) note("deleted", JSON.parse(key) as string);
   }
   return ch;
 }

@@ -42,6 +42,7 @@ export function writeClientConfig(file: string, c: ClientSpec): string {
     if (s.identity) lines.push(`identity = ${q(s.identity)}`);
     if (s.bwlimit) lines.push(`bwlimit = ${q(s.bwlimit)}`);
   }
+  fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, `${lines.join("\n")}\n`);
   return file;
 }

@@ -1,0 +1,257 @@
+/**
+ * `shoot client` against a real sshd on 127.0.0.1 and real rsync: `shoot wrapper` makes the
+ * server's backups where a real run can, hand-made backup directories stand in for servers in
+ * states a run does not produce on demand (two days old, failed, lying).
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { runShoot } from "../helpers/cli.ts";
+import { listTree, runClient, sshSource, writeClientConfig } from "../helpers/client.ts";
+import { serverFixture, statusRecords, tempDir, writeTree, type ServerFixture } from "../helpers/fixture.ts";
+import { randomBytes, writeArchive, writeServerStatus } from "../helpers/serverdir.ts";
+import { freePort, startSshd, type SshServer } from "../helpers/sshd.ts";
+import { requireTool } from "../helpers/tools.ts";
+import { archiveName, isArchiveName } from "../../src/core/naming.ts";
+
+const T = 120_000;
+let sshd: SshServer;
+const cleanups: Array<() => void> = [];
+
+beforeAll(async () => {
+  requireTool("rsync");
+  sshd = await startSshd();
+}, 30_000);
+afterAll(async () => {
+  await sshd?.stop();
+}, 30_000);
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
+
+function root(): string {
+  const r = tempDir("shoot-client-");
+  cleanups.push(() => fs.rmSync(r, { recursive: true, force: true }));
+  return r;
+}
+
+function fixture(): ServerFixture {
+  const fx = serverFixture();
+  cleanups.push(() => fx.cleanup());
+  return fx;
+}
+
+async function wrapper(fx: ServerFixture): Promise<Record<string, any>> {
+  const r = await runShoot(["wrapper", "--config", fx.config]);
+  expect(r.code).toBe(0);
+  return statusRecords(path.join(fx.backup, "server.status")).filter((x) => x.archive).at(-1)!;
+}
+
+function md5sumCheck(dir: string): string[] {
+  const copies = fs.readdirSync(dir).filter((n) => isArchiveName(n)).sort();
+  for (const a of copies) {
+    const r = Bun.spawnSync([requireTool("md5sum"), "-c", `${a}.md5`], { cwd: dir });
+    expect({ archive: a, code: r.exitCode, out: r.stdout.toString() }).toEqual({ archive: a, code: 0, out: `${a}: OK\n` });
+  }
+  return copies;
+}
+
+/** A crafted backup directory for source `name` under `base`, with an archive of `size` random bytes. */
+async function craftedServer(base: string, name: string, size = 20_000, ageMs = 0) {
+  const dir = path.join(base, name, "backup");
+  const file = archiveName(name, new Date(Date.now() - ageMs), "gzip");
+  const archive = await writeArchive(dir, file, randomBytes(size));
+  return { dir, archive };
+}
+
+describe("shoot client over ssh", () => {
+  test("happy path: pulls what `shoot wrapper` made, verified (md5sum -c passes), then 9, then 4 with retention", async () => {
+    const fx = fixture();
+    const first = await wrapper(fx);
+    const dest = path.join(fx.root, "dest");
+    const cfg = writeClientConfig(path.join(fx.root, "client.toml"), { dest, keep: 2, known_hosts: sshd.knownHosts, sources: [sshSource(sshd, "web1", fx.backup)] });
+
+    const r1 = await runClient(cfg, dest);
+    expect({ exit: r1.code, codes: r1.codes }).toEqual({ exit: 0, codes: { web1: 30 } });
+    expect(md5sumCheck(path.join(dest, "web1"))).toEqual([first.archive.file]);
+    // the copy is exactly the server's archive
+    expect(Bun.hash(fs.readFileSync(path.join(dest, "web1", first.archive.file)))).toBe(Bun.hash(fs.readFileSync(path.join(fx.backup, first.archive.file))));
+    expect(r1.records[0]!.name).toBe("RUN_START");
+    expect(r1.records.map((x) => x.name)).toContain("PULLED");
+    expect(r1.records.find((x) => x.name === "SOURCE_DONE")!.data).toEqual({ source: "web1", code: 30, name: "FIRST_ARCHIVE" });
+    expect(r1.records.at(-1)!.code).toBe(30);
+    // nothing but the copy, its checksum and shoot's own files
+    expect(listTree(dest)).toEqual(["client.status", `web1/${first.archive.file}`, `web1/${first.archive.file}.md5`]);
+
+    // the server says 9 and the client holds that archive: nothing pulled, still a success
+    expect((await wrapper(fx)).code).toBe(9);
+    const r2 = await runClient(cfg, dest);
+    expect({ exit: r2.code, codes: r2.codes }).toEqual({ exit: 0, codes: { web1: 9 } });
+    expect(r2.records.map((x) => x.name)).not.toContain("PULLED");
+    expect(fs.existsSync(path.join(dest, "client.status.1"))).toBe(true);
+
+    // two new archives: keep = 2 leaves the two newest
+    const names = [first.archive.file];
+    for (const text of ["change one\n", "change two\n"]) {
+      fs.writeFileSync(path.join(fx.src, "etc/hosts"), text);
+      const rec = await wrapper(fx);
+      expect(rec.code).toBe(4);
+      names.push(rec.archive.file);
+      const r = await runClient(cfg, dest);
+      expect({ exit: r.code, codes: r.codes }).toEqual({ exit: 0, codes: { web1: 4 } });
+    }
+    expect(md5sumCheck(path.join(dest, "web1"))).toEqual(names.slice(1));
+  }, T);
+
+  test("refusals: stale, failed, busy, unsafe names, corrupted, lying about its size — each its own code, nothing bad kept, nothing outside dest_dir", async () => {
+    const base = root();
+    const dest = path.join(base, "client", "dest");
+    const two = 2 * 86_400_000;
+
+    const stale = await craftedServer(base, "stale", 20_000, two);
+    writeServerStatus(stale.dir, stale.archive, { final: "NEW_ARCHIVE", ageMs: two });
+
+    const failed = await craftedServer(base, "failed");
+    writeServerStatus(failed.dir, undefined, { final: "NO_SPACE", msg: "not enough free space in /var/backups/shoot" });
+
+    const busy = await craftedServer(base, "busy");
+    writeServerStatus(busy.dir, undefined, { final: "none" });
+
+    // names that would reach outside dest_dir or be read as an option, with files there to find
+    const dotdot = await craftedServer(base, "dotdot");
+    writeTree(path.join(base, "dotdot"), { "etc/x": "taken from outside the backup directory" });
+    writeServerStatus(dotdot.dir, dotdot.archive, { final: "NEW_ARCHIVE", archive: { file: "../../etc/x" } });
+    const option = await craftedServer(base, "option");
+    writeTree(option.dir, { "-e sh": "an option in disguise" });
+    writeServerStatus(option.dir, option.archive, { final: "NEW_ARCHIVE", archive: { file: "-e sh" } });
+
+    // corrupted on the server after its checksum was written (same size, one byte changed)
+    const corrupt = await craftedServer(base, "corrupt", 200_000);
+    writeServerStatus(corrupt.dir, corrupt.archive, { final: "NEW_ARCHIVE" });
+    const fd = fs.openSync(path.join(corrupt.dir, corrupt.archive.file), "r+");
+    fs.writeSync(fd, Buffer.from([0xff ^ fs.readFileSync(path.join(corrupt.dir, corrupt.archive.file))[1000]!]), 0, 1, 1000);
+    fs.closeSync(fd);
+
+    // a status that claims a small archive while the file is large: never transferred
+    const liar = await craftedServer(base, "liar", 3 * 1024 * 1024);
+    writeServerStatus(liar.dir, liar.archive, { final: "NEW_ARCHIVE", archive: { size: 1000 } });
+
+    const sources = [stale, failed, busy, dotdot, option, corrupt, liar].map((s) => sshSource(sshd, path.basename(path.dirname(s.dir)), s.dir));
+    const cfg = writeClientConfig(path.join(base, "client", "client.toml"), { dest, concurrency: 4, known_hosts: sshd.knownHosts, sources });
+    const before = listTree(base).filter((p) => !p.startsWith("client/"));
+    const r = await runClient(cfg, dest);
+
+    expect(r.codes).toEqual({ stale: 44, failed: 45, busy: 46, dotdot: 47, option: 47, corrupt: 50, liar: 50 });
+    expect(r.code).toBe(50); // the most severe: a copy that does not match its checksum
+    const msg = (n: string) => r.outcome.sources.find((s) => s.name === n)!.message;
+    expect(msg("stale")).toContain("has not run");
+    expect(msg("failed")).toContain("23 NO_SPACE: not enough free space in /var/backups/shoot");
+    expect(msg("busy")).toContain("middle of a run");
+    expect(msg("dotdot")).toContain("../../etc/x");
+    expect(msg("option")).toContain("-e sh");
+    expect(msg("corrupt")).toContain("MD5");
+    expect(msg("liar")).toContain("larger");
+    // nothing outside dest_dir changed, and dest_dir holds no archive, no copy of the bad one
+    expect(listTree(base).filter((p) => !p.startsWith("client/"))).toEqual(before);
+    const held = listTree(dest).filter((p) => p !== "client.status");
+    expect(held.filter((p) => !p.includes("/.shoot-tmp-pull/"))).toEqual([]);
+    expect(held.filter((p) => /\.tar|etc\/x|-e sh/.test(p))).toEqual([]);
+    expect(r.records.filter((x) => x.name === "SOURCE_DONE")).toHaveLength(7);
+  }, T);
+
+  test("unreachable: a closed port and a silent one end with UNREACHABLE within the configured time-out", async () => {
+    const base = root();
+    const dest = path.join(base, "dest");
+    const closed = await freePort();
+    // accepts connections and never answers: only ssh's ConnectTimeout ends the wait
+    const silent = net.createServer(() => {});
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    cleanups.push(() => silent.close());
+    const silentPort = (silent.address() as net.AddressInfo).port;
+    const cfg = writeClientConfig(path.join(base, "client.toml"), {
+      dest, concurrency: 2, connect_timeout: "3s", known_hosts: sshd.knownHosts,
+      sources: [sshSource(sshd, "closed", "/nowhere", { port: closed }), sshSource(sshd, "silent", "/nowhere", { port: silentPort })],
+    });
+    const t0 = performance.now();
+    const r = await runClient(cfg, dest);
+    const secs = (performance.now() - t0) / 1000;
+    expect(r.codes).toEqual({ closed: 40, silent: 40 });
+    expect(r.code).toBe(40);
+    expect(r.outcome.sources[0]!.message).toContain("Connection refused");
+    expect(r.outcome.sources[1]!.message).toMatch(/timed out/i);
+    // 3 s connect time-out plus start-up, far from rsync's 30 s and the test's limit
+    expect(secs).toBeLessThan(20);
+  }, T);
+
+  test("host keys: unknown → HOST_KEY_FAILED; accept_new_host_key learns it; a changed key is refused even then", async () => {
+    const fx = fixture();
+    await wrapper(fx);
+    const dest = path.join(fx.root, "dest");
+    const kh = path.join(fx.root, "known_hosts");
+    fs.writeFileSync(kh, "");
+    const spec = { dest, known_hosts: kh, sources: [sshSource(sshd, "web1", fx.backup)] };
+    const strict = writeClientConfig(path.join(fx.root, "strict.toml"), spec);
+    const lenient = writeClientConfig(path.join(fx.root, "lenient.toml"), { ...spec, accept_new_host_key: true });
+
+    const r1 = await runClient(strict, dest);
+    expect({ exit: r1.code, codes: r1.codes }).toEqual({ exit: 41, codes: { web1: 41 } });
+    expect(r1.outcome.sources[0]!.message).toContain("Host key verification failed");
+
+    const r2 = await runClient(lenient, dest);
+    expect({ exit: r2.code, codes: r2.codes }).toEqual({ exit: 0, codes: { web1: 30 } });
+    expect(fs.readFileSync(kh, "utf8")).toContain(fs.readFileSync(sshd.knownHosts, "utf8").split(" ")[2]!.trim());
+
+    // another server's key for this address: a changed host key
+    const other = (await sshd.newKey("not-the-host")).publicLine.split(" ").slice(0, 2).join(" ");
+    fs.writeFileSync(kh, `[127.0.0.1]:${sshd.port} ${other}\n`);
+    const r3 = await runClient(lenient, dest);
+    expect({ exit: r3.code, codes: r3.codes }).toEqual({ exit: 41, codes: { web1: 41 } });
+    md5sumCheck(path.join(dest, "web1"));
+  }, T);
+
+  test("two sources are pulled at the same time; NAME… pulls only those; an unknown NAME is SOURCE_UNKNOWN", async () => {
+    const base = root();
+    const dest = path.join(base, "dest");
+    // 1.5 MiB at 1 MiB/s each: long enough that the two transfers overlap when run together
+    const a = await craftedServer(base, "alpha", 1536 * 1024);
+    writeServerStatus(a.dir, a.archive, { final: "FIRST_ARCHIVE" });
+    const b = await craftedServer(base, "beta", 1536 * 1024);
+    writeServerStatus(b.dir, b.archive, { final: "FIRST_ARCHIVE" });
+    const sources = [sshSource(sshd, "alpha", a.dir, { bwlimit: "1MiB" }), sshSource(sshd, "beta", b.dir, { bwlimit: "1MiB" })];
+    const cfg = writeClientConfig(path.join(base, "client.toml"), { dest, concurrency: 2, known_hosts: sshd.knownHosts, sources });
+
+    const only = await runClient(cfg, dest, ["beta"]);
+    expect({ exit: only.code, codes: only.codes }).toEqual({ exit: 0, codes: { beta: 30 } });
+    expect(fs.existsSync(path.join(dest, "alpha"))).toBe(false);
+    fs.rmSync(dest, { recursive: true });
+
+    const r = await runClient(cfg, dest);
+    expect({ exit: r.code, codes: r.codes }).toEqual({ exit: 0, codes: { alpha: 30, beta: 30 } });
+    const pullStarts = r.records.map((x, i) => [x, i] as const).filter(([x]) => x.name === "STEP" && /pulling (alpha|beta)-/.test(x.msg)).map(([, i]) => i);
+    const firstPulled = r.records.findIndex((x) => x.name === "PULLED");
+    expect(pullStarts).toHaveLength(2);
+    // both archive transfers began before either ended
+    expect(Math.max(...pullStarts)).toBeLessThan(firstPulled);
+    md5sumCheck(path.join(dest, "alpha"));
+    md5sumCheck(path.join(dest, "beta"));
+
+    const unknown = await runShoot(["client", "--config", cfg, "gamma"]);
+    expect(unknown.code).toBe(53);
+    expect(unknown.stderr).toContain('unknown source "gamma" (configured: alpha, beta)');
+  }, T);
+});
+
+test("a local-path remote is pulled with rsync alone (no ssh on PATH)", async () => {
+  const fx = fixture();
+  const rec = await wrapper(fx);
+  const dest = path.join(fx.root, "dest");
+  const bin = path.join(fx.root, "bin");
+  fs.mkdirSync(bin);
+  fs.symlinkSync(requireTool("rsync"), path.join(bin, "rsync"));
+  const cfg = writeClientConfig(path.join(fx.root, "client.toml"), { dest, sources: [{ name: "self", remote: fx.backup }] });
+  const r = await runShoot(["client", "--config", cfg, "--json"], { env: { PATH: bin } });
+  expect(r.code).toBe(0);
+  expect(JSON.parse(r.stdout).sources[0].code).toBe(30);
+  expect(md5sumCheck(path.join(dest, "self"))).toEqual([rec.archive.file]);
+}, T);
