@@ -328,7 +328,8 @@ export async function writeArchive(
         }
         size = st.size;
         openedMtimeMs = st.mtimeMs;
-        if (size !== e.size || Math.floor(st.mtimeMs) !== Math.floor(e.mtimeMs)) {
+        // (a hard link standing in for its left-out first name has no scanned size to compare)
+        if ((e.type === "file" && size !== e.size) || Math.floor(st.mtimeMs) !== Math.floor(e.mtimeMs)) {
           // archive the file as it is now, with the metadata that goes with this content
           warn("FILE_CHANGED", e.source, `${e.source}: changed since the scan (size ${e.size} → ${size}); archived as found`);
           mtimeNs = nsOf({ mtimeMs: st.mtimeMs });
@@ -429,7 +430,7 @@ export async function listArchive(file: string): Promise<ListedEntry[]> {
       type: t.type,
       size: t.size,
       mode: t.mode,
-      mtime: Number(t.mtimeNs) / 1e6,
+      mtime: Number(t.mtimeNs / 1_000_000n) + Number(t.mtimeNs % 1_000_000n) / 1e6,
       mtimeNs: t.mtimeNs,
       linkTarget: t.linkTarget,
       uid: t.uid,

@@ -52,10 +52,11 @@ function maskFor(gap: number): number {
 
 const ZEROS = new Uint8Array(64 * 1024);
 
-export function isAllZero(b: Uint8Array, from = 0, to = b.length): boolean {
+/** memcmp against zeros: stops at the first non-zero byte, and allocates nothing. */
+export function isAllZero(b: Buffer, from = 0, to = b.length): boolean {
   for (let at = from; at < to; at += ZEROS.length) {
-    const end = Math.min(to, at + ZEROS.length);
-    if (Buffer.compare(b.subarray(at, end), ZEROS.subarray(0, end - at)) !== 0) return false;
+    const n = Math.min(to - at, ZEROS.length);
+    if (b.compare(ZEROS, 0, n, at, at + n) !== 0) return false;
   }
   return true;
 }

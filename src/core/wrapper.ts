@@ -14,7 +14,7 @@ import { removeLeftovers } from "./leftovers.ts";
 import { LockedError, acquireLock, type Lock } from "./lock.ts";
 import type { RunOutcome, Warning } from "./outcome.ts";
 import {
-  SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, describeRecord, lastStep, newRunId, readStatusFile, type StatusRecord,
+  SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, describeRecord, lastFinal, lastStep, newRunId, readStatusFile, type StatusRecord,
 } from "./status.ts";
 import { formatDuration } from "./units.ts";
 import { ENV_LOCK_TOKEN, ENV_PARENT_RUN } from "./wrapper-env.ts";
@@ -92,7 +92,8 @@ export async function runWrapper(cfg: ServerConfig, deps: Deps, opts: WrapperOpt
 /** The previous run did not end with a final record: say where it died and remove what it left. */
 function recoverPrevious(dir: string, records: StatusRecord[], status: StatusWriter, warnings: Warning[]): void {
   const last = records.at(-1);
-  const unclean = last !== undefined && !isFinal(last.code);
+  // report records (MAIL_*) may follow the final one: a run is unclean when it has none at all
+  const unclean = last !== undefined && lastFinal(records) === undefined;
   const left = removeLeftovers(dir);
   for (const f of left.failed) {
     warnings.push({ code: code("CLEANUP_FAILED"), msg: `could not remove ${f} left by an earlier run` });

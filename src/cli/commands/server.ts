@@ -6,6 +6,7 @@ import { runServer } from "../../core/server.ts";
 import { parentRunFromEnv } from "../../core/wrapper-env.ts";
 import { configArgs, quietArgs } from "../args.ts";
 import { cliLog } from "../log.ts";
+import { finishRun } from "../finish.ts";
 import { printOutcome } from "../output.ts";
 import { abortOnSignals } from "../signals.ts";
 
@@ -13,12 +14,15 @@ export default defineCommand({
   meta: { name: "server", description: "Make the backup archive when something changed (cron runs `shoot wrapper`, which runs this)" },
   args: { ...configArgs, ...quietArgs },
   async run({ args }) {
-    const cfg = requireServer(loadConfig(resolveConfigPath(args.config, process.env)));
+    const config = loadConfig(resolveConfigPath(args.config, process.env));
+    const cfg = requireServer(config);
     const parent = parentRunFromEnv(process.env);
     const signals = abortOnSignals(parent ? { orphanCheckMs: 1000 } : {});
     try {
       const outcome = await runServer(cfg, realDeps(cliLog(args.quiet)), { parent, signal: signals.signal });
-      printOutcome(outcome);
+      // under the wrapper, the wrapper reports; a server run by hand reports itself
+      if (parent) printOutcome(outcome);
+      else await finishRun(outcome, { mail: config.mail, roleDir: cfg.backup_dir, quiet: args.quiet });
       return exitCodeFor(outcome.code);
     } finally {
       signals.dispose();

@@ -5,7 +5,7 @@ import { realDeps } from "../../core/deps.ts";
 import { runWrapper } from "../../core/wrapper.ts";
 import { configArgs, quietArgs } from "../args.ts";
 import { cliLog } from "../log.ts";
-import { printOutcome } from "../output.ts";
+import { finishRun } from "../finish.ts";
 import { selfArgv } from "../self.ts";
 import { abortOnSignals } from "../signals.ts";
 
@@ -14,12 +14,13 @@ export default defineCommand({
   args: { ...configArgs, ...quietArgs },
   async run({ args }) {
     const file = resolveConfigPath(args.config, process.env);
-    const cfg = requireServer(loadConfig(file));
+    const config = loadConfig(file);
+    const cfg = requireServer(config);
     const signals = abortOnSignals();
     try {
       const serverArgv = [...selfArgv(), "server", "--config", file, ...(args.quiet ? ["--quiet"] : [])];
       const outcome = await runWrapper(cfg, realDeps(cliLog(args.quiet)), { serverArgv, signal: signals.signal });
-      printOutcome(outcome);
+      await finishRun(outcome, { mail: config.mail, roleDir: cfg.backup_dir, quiet: args.quiet });
       return exitCodeFor(outcome.code);
     } finally {
       signals.dispose();

@@ -1,0 +1,86 @@
+/**
+ * An archive transfer cut half-way (the server's sshd drops the connection) is resumed by the
+ * next run: the data already received is reused, not fetched again, and the copy verifies.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { startShoot } from "../helpers/cli.ts";
+import { listTree, runClient, sshSource, writeClientConfig } from "../helpers/client.ts";
+import { tempDir } from "../helpers/fixture.ts";
+import { randomBytes, writeArchive, writeServerStatus } from "../helpers/serverdir.ts";
+import { startSshd, type SshServer } from "../helpers/sshd.ts";
+import { requireTool } from "../helpers/tools.ts";
+import { archiveName } from "../../src/core/naming.ts";
+
+const T = 120_000;
+const SIZE = 8 * 1024 * 1024;
+let sshd: SshServer;
+let base: string;
+
+beforeAll(async () => {
+  requireTool("rsync");
+  sshd = await startSshd();
+  base = tempDir("shoot-resume-");
+}, 30_000);
+afterAll(async () => {
+  await sshd?.stop();
+  fs.rmSync(base, { recursive: true, force: true });
+}, 30_000);
+
+/** Bytes received so far for `file` in the staging directory (rsync's temporary file or its kept partial). */
+function receivedSoFar(stage: string, file: string): number {
+  let best = 0;
+  for (const p of listTree(stage)) {
+    const n = path.basename(p);
+    if (n === file || n.startsWith(`.${file}.`)) best = Math.max(best, fs.statSync(path.join(stage, p)).size);
+  }
+  return best;
+}
+
+test("a transfer killed half-way is resumed by the next run, reusing what arrived, and verifies", async () => {
+  const backup = path.join(base, "server");
+  const file = archiveName("big", new Date(), "gzip");
+  const archive = await writeArchive(backup, file, randomBytes(SIZE));
+  writeServerStatus(backup, archive, { final: "NEW_ARCHIVE" });
+  const dest = path.join(base, "dest");
+  const stage = path.join(dest, "big", ".shoot-tmp-pull");
+  const slow = writeClientConfig(path.join(base, "slow.toml"), { dest, known_hosts: sshd.knownHosts, sources: [sshSource(sshd, "big", backup, { bwlimit: "1MiB" })] });
+  const fast = writeClientConfig(path.join(base, "fast.toml"), { dest, known_hosts: sshd.knownHosts, sources: [sshSource(sshd, "big", backup)] });
+
+  // 1. a slow pull, cut off by dropping the connection on the server's side once 2 MiB arrived
+  const proc = startShoot(["client", "--config", slow, "--json"]);
+  const deadline = Date.now() + 60_000;
+  while (receivedSoFar(stage, file) < 2 * 1024 * 1024) {
+    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`the transfer did not get going (exit ${proc.exitCode})`);
+    await Bun.sleep(100);
+  }
+  const sessions = sshd.sessionPids();
+  expect(sessions.length).toBeGreaterThan(0);
+  for (const pid of sessions) process.kill(pid, "SIGTERM");
+  const killer = setTimeout(() => proc.kill("SIGKILL"), 60_000);
+  const [out, exit] = [await new Response(proc.stdout).text(), await proc.exited];
+  clearTimeout(killer);
+  expect(exit).toBe(49);
+  expect(JSON.parse(out).sources[0].code).toBe(49);
+  const partial = fs.statSync(path.join(stage, ".shoot-partial", file)).size;
+  expect(partial).toBeGreaterThanOrEqual(2 * 1024 * 1024);
+  expect(partial).toBeLessThan(SIZE);
+  // nothing half-done is taken for a copy
+  expect(fs.readdirSync(path.join(dest, "big"))).toEqual([".shoot-tmp-pull"]);
+
+  // 2. the next run picks up where the first stopped
+  const r = await runClient(fast, dest);
+  expect({ exit: r.code, codes: r.codes }).toEqual({ exit: 0, codes: { big: 30 } });
+  const pulled = r.records.find((x) => x.name === "PULLED")!;
+  const { matched, literal, received } = pulled.data as { matched: number; literal: number; received: number };
+  // the blocks received before the cut were matched, only the rest crossed the wire
+  expect(matched).toBeGreaterThanOrEqual(partial - 128 * 1024);
+  expect(literal).toBeLessThanOrEqual(SIZE - partial + 128 * 1024);
+  expect(received).toBeLessThan(SIZE - partial / 2);
+  const copy = path.join(dest, "big", file);
+  const md5 = Bun.spawnSync([requireTool("md5sum"), "-c", `${file}.md5`], { cwd: path.dirname(copy) });
+  expect(md5.stdout.toString()).toBe(`${file}: OK\n`);
+  expect(listTree(path.join(dest, "big"))).toEqual([file, `${file}.md5`]);
+  console.log(`resume: ${partial} bytes before the cut; second run matched ${matched}, literal ${literal}, received ${received} of ${SIZE}`);
+}, T);
