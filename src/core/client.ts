@@ -365,9 +365,19 @@ async function pullSource(ctx: RunContext, source: SourceConfig): Promise<Source
     }
     return { name: source.name, code: code(first ? "FIRST_ARCHIVE" : "NEW_ARCHIVE"), message, archive: a, wireBytes: stats.received, warnings };
   } catch (e) {
+    tidyStage(stage);
     if (e instanceof SourceFailure) return { name: source.name, code: code(e.codeName), message: e.message, warnings };
     if (e instanceof ShootError) return { name: source.name, code: e.code, message: e.message, warnings };
     return { name: source.name, code: code("INTERNAL_ERROR"), message: `internal error: ${errorMessage(e)}`, warnings };
+  }
+}
+
+/** After a failure the staging directory stays only when it holds data worth resuming from. */
+function tidyStage(stage: string): void {
+  try {
+    if (listDir(path.join(stage, PARTIAL_DIR)).length === 0) fs.rmSync(stage, { recursive: true, force: true });
+  } catch {
+    // left for the next run, which starts the staging directory afresh anyway
   }
 }
 

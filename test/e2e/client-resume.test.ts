@@ -84,3 +84,28 @@ test("a transfer killed half-way is resumed by the next run, reusing what arrive
   expect(listTree(path.join(dest, "big"))).toEqual([file, `${file}.md5`]);
   console.log(`resume: ${partial} bytes before the cut; second run matched ${matched}, literal ${literal}, received ${received} of ${SIZE}`);
 }, T);
+
+test("SIGTERM during a pull ends the run with INTERRUPTED, keeps the partial data and releases the lock", async () => {
+  const backup = path.join(base, "server2");
+  const file = archiveName("stop", new Date(), "gzip");
+  const archive = await writeArchive(backup, file, randomBytes(4 * 1024 * 1024));
+  writeServerStatus(backup, archive, { final: "NEW_ARCHIVE" });
+  const dest = path.join(base, "dest2");
+  const stage = path.join(dest, "stop", ".shoot-tmp-pull");
+  const cfg = writeClientConfig(path.join(base, "stop.toml"), { dest, known_hosts: sshd.knownHosts, sources: [sshSource(sshd, "stop", backup, { bwlimit: "1MiB" })] });
+  const proc = startShoot(["client", "--config", cfg, "--json"]);
+  const deadline = Date.now() + 60_000;
+  while (receivedSoFar(stage, file) < 1024 * 1024) {
+    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`the transfer did not get going (exit ${proc.exitCode})`);
+    await Bun.sleep(100);
+  }
+  proc.kill("SIGTERM");
+  const killer = setTimeout(() => proc.kill("SIGKILL"), 30_000);
+  const exit = await proc.exited;
+  clearTimeout(killer);
+  expect(exit).toBe(34);
+  expect(fs.statSync(path.join(stage, ".shoot-partial", file)).size).toBeGreaterThanOrEqual(1024 * 1024);
+  const records = fs.readFileSync(path.join(dest, "client.status"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  expect(records.at(-1)!.name).toBe("INTERRUPTED");
+  expect(fs.existsSync(path.join(dest, ".shoot.lock"))).toBe(false);
+}, T);

@@ -96,7 +96,7 @@ describe("content-defined chunker", () => {
     expect(pieces).toBeGreaterThan(8000);
     expect(allMax).toBe(true);
     // hashing 512 MiB byte by byte takes about a second; skipping zero runs a small part of that
-    expect(ms).toBeLessThan(400);
+    expect(ms).toBeLessThan(600);
   }, 10_000);
 
   test("without hashing, pieces are cut at the maximum only", () => {

@@ -1,0 +1,102 @@
+/**
+ * Benchmark plumbing shared by every bench script: run a command under /usr/bin/time to get
+ * its wall time and peak RSS, take medians, and print one comparison table.
+ */
+import { spawner, describeResult, type RunOptions } from "../src/io/process.ts";
+
+export const MiB = 1024 * 1024;
+
+export interface Measured {
+  wallMs: number;
+  /** Peak resident set size in bytes (the largest of the process and the children it waited for). */
+  peakRss: number;
+  stdout: string;
+}
+
+/** Run argv to completion under GNU time; throws when it fails. */
+export async function measure(argv: string[], opts: RunOptions = {}): Promise<Measured> {
+  const lines: string[] = [];
+  const began = performance.now();
+  const r = await spawner.run(["/usr/bin/time", "-v", ...argv], {
+    timeoutMs: 30 * 60_000,
+    captureStdout: true,
+    stderrLines: 60,
+    ...opts,
+    onStderrLine: (l) => lines.push(l),
+    installHint: "apt-get install time",
+  });
+  const wallMs = performance.now() - began;
+  if (r.exitCode !== 0) throw new Error(describeResult(r, 10));
+  const m = lines.map((l) => /Maximum resident set size \(kbytes\): (\d+)/.exec(l)).find((x) => x);
+  return { wallMs, peakRss: m ? Number(m[1]) * 1024 : 0, stdout: r.stdout };
+}
+
+/** Run a sequence of commands one after the other, as one measured step. */
+export async function measureAll(argvs: string[][], opts: RunOptions = {}): Promise<Measured> {
+  let wallMs = 0;
+  let peakRss = 0;
+  let stdout = "";
+  for (const argv of argvs) {
+    const m = await measure(argv, opts);
+    wallMs += m.wallMs;
+    peakRss = Math.max(peakRss, m.peakRss);
+    stdout += m.stdout;
+  }
+  return { wallMs, peakRss, stdout };
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** Run `step` n times and keep the run with the median wall time. */
+export async function medianOf(n: number, step: () => Promise<Measured>): Promise<Measured> {
+  const runs: Measured[] = [];
+  for (let i = 0; i < n; i++) runs.push(await step());
+  const mid = median(runs.map((r) => r.wallMs));
+  return runs.find((r) => r.wallMs === mid) ?? runs[0]!;
+}
+
+export interface Row {
+  name: string;
+  wallMs?: number;
+  /** Input bytes per second, when the row processes the benchmark tree. */
+  bytes?: number;
+  peakRss?: number;
+  /** Speed relative to the row this one is compared with (× faster). */
+  ratio?: number;
+  /** Free text: what was measured, when it is not a speed (e.g. "wire 1.3 %"). */
+  note?: string;
+  /** Goal and pass/fail. */
+  target?: string;
+  verdict?: "pass" | "ok" | "FAIL" | "";
+}
+
+/** "pass" at or beyond the goal, "ok" at or beyond the minimum, else "FAIL". */
+export function verdict(value: number, goal: number, minimum: number, higherIsBetter = true): "pass" | "ok" | "FAIL" {
+  const better = (a: number, b: number) => (higherIsBetter ? a >= b : a <= b);
+  return better(value, goal) ? "pass" : better(value, minimum) ? "ok" : "FAIL";
+}
+
+export function mbps(bytes: number, ms: number): number {
+  return bytes / 1e6 / (ms / 1000);
+}
+
+export function formatTable(rows: Row[]): string {
+  const head = ["pipeline", "wall s", "MB/s", "peak RSS MiB", "× ref", "note", "target", "result"];
+  const body = rows.map((r) => [
+    r.name,
+    r.wallMs !== undefined ? (r.wallMs / 1000).toFixed(2) : "",
+    r.wallMs !== undefined && r.bytes !== undefined ? mbps(r.bytes, r.wallMs).toFixed(0) : "",
+    r.peakRss !== undefined ? (r.peakRss / MiB).toFixed(0) : "",
+    r.ratio !== undefined ? r.ratio.toFixed(2) : "",
+    r.note ?? "",
+    r.target ?? "",
+    r.verdict ?? "",
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) => "| " + cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ") + " |";
+  return [line(head), "| " + widths.map((w) => "-".repeat(w)).join(" | ") + " |", ...body.map(line)].join("\n");
+}
