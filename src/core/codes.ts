@@ -65,6 +65,12 @@ const table = [
   { code: 51, name: "CLIENT_ROTATION_FAILED", kind: "failure", role: "client", meaning: "Removing copies beyond `keep` failed; the new copy is verified and in place." },
   { code: 52, name: "DEST_UNUSABLE", kind: "failure", role: "client", meaning: "The destination directory cannot be created or written." },
   { code: 53, name: "SOURCE_UNKNOWN", kind: "failure", role: "client", meaning: "A source named on the command line is not in the configuration." },
+  // day-two commands: verify, restore
+  { code: 90, name: "VERIFY_FAILED", kind: "failure", role: "any", meaning: "An archive does not match its checksum, or (verify --deep, restore) cannot be read whole or differs from the file list the server recorded; restore wrote nothing." },
+  { code: 91, name: "ARCHIVE_NOT_FOUND", kind: "failure", role: "any", meaning: "The archive named on the command line is not held here and is not a readable file, or a path asked for is not in it." },
+  { code: 92, name: "RESTORE_UNSAFE", kind: "failure", role: "any", meaning: "The archive holds entries that would land or point outside the target directory (absolute or `..` paths, links out, writes through links); they were not restored, the rest was." },
+  { code: 93, name: "RESTORE_EXISTS", kind: "failure", role: "any", meaning: "Files to restore already exist in the target directory; nothing was restored (use --force to overwrite them)." },
+  { code: 94, name: "RESTORE_FAILED", kind: "failure", role: "any", meaning: "Restoring failed part way (a file could not be written); the message names it." },
   // info records (never final)
   { code: 60, name: "RUN_START", kind: "info", role: "any", meaning: "First record of a run: format version, host, role and run id." },
   { code: 61, name: "STEP", kind: "info", role: "any", meaning: "A step of the run began; the message names it." },

@@ -9,6 +9,7 @@ const HEADERS: Record<Section, string> = {
   client: "[client]",
   "client.source": "[[client.source]]",
   mail: "[mail]",
+  monitor: "[monitor]",
 };
 
 function defaultIsLiteral(d: KeyDef): boolean {

@@ -10,7 +10,7 @@ import path from "node:path";
 import { ShootError } from "./errors.ts";
 import { parseDuration, parseSize } from "./units.ts";
 
-export type Section = "server" | "client" | "client.source" | "mail";
+export type Section = "server" | "client" | "client.source" | "mail" | "monitor";
 export type KeyType =
   | "string" | "strings" | "name" | "int" | "bool" | "size" | "duration"
   | "path" | "paths" | "enum" | "smtp-url";
@@ -71,6 +71,12 @@ export const KEYS: readonly KeyDef[] = [
   { section: "mail", key: "timeout", type: "duration", default: '"60s"', doc: "Time-out for connecting to and talking with the relay." },
   { section: "mail", key: "spool_dir", type: "path", default: "backup_dir or dest_dir + /mail-spool", doc: "Reports that could not be sent wait here for the next run." },
   { section: "mail", key: "spool_max", type: "int", min: 1, max: 10000, default: "100", doc: "Reports kept in the spool at most; the oldest are dropped beyond (and the report says so)." },
+  // [monitor]
+  { section: "monitor", key: "max_age", type: "duration", default: '"26h"', doc: "`shoot status` calls a role stale (STATUS_STALE) when its last finished run, or a source's last good pull, is older than this: a daily run plus slack." },
+  { section: "monitor", key: "unchanged_warn", type: "duration", default: '"7d"', doc: "Warn (UNCHANGED_TOO_LONG) when the server has answered 'nothing changed' (9) for longer than this; \"0s\" turns the warning off." },
+  { section: "monitor", key: "space_warn_days", type: "int", min: 0, max: 3650, default: "14", doc: "Warn (SPACE_LOW) when free space will run out within this many days at the growth of the archives held; 0 turns the warning off." },
+  { section: "monitor", key: "metrics_file", type: "path", default: "none", doc: "Prometheus node_exporter textfile (e.g. /var/lib/node_exporter/textfile/shoot.prom), replaced atomically after every run." },
+  { section: "monitor", key: "healthcheck_url", type: "string", default: "none", doc: "healthchecks-style URL pinged at the start (/start), success and failure (/<code>) of every run; `{role}` in it becomes server or client. A failed ping never changes the outcome.", example: '"https://hc-ping.com/your-uuid"' },
 ];
 
 export type Compression = "gzip" | "zstd" | "none";
@@ -129,6 +135,15 @@ export interface Config {
   server?: ServerConfig;
   client?: ClientConfig;
   mail?: MailConfig;
+  monitor?: MonitorConfig;
+}
+
+export interface MonitorConfig {
+  max_age: number;
+  unchanged_warn: number;
+  space_warn_days: number;
+  metrics_file?: string;
+  healthcheck_url?: string;
 }
 
 export const DEFAULT_CONFIG_PATH = "/etc/shoot/shoot.toml";
@@ -295,8 +310,8 @@ export function parseConfig(text: string, file: string, hostname: string = os.ho
   }
   const cfg: Config = { file };
   for (const k of Object.keys(doc)) {
-    if (!["server", "client", "mail"].includes(k)) {
-      throw new ConfigError(file, findKeyLine(text, k, undefined) ?? findKeyLine(text, "", k), k, "unknown section or key (known sections: [server], [client], [[client.source]], [mail])");
+    if (!["server", "client", "mail", "monitor"].includes(k)) {
+      throw new ConfigError(file, findKeyLine(text, k, undefined) ?? findKeyLine(text, "", k), k, "unknown section or key (known sections: [server], [client], [[client.source]], [mail], [monitor])");
     }
     const v = doc[k];
     if (typeof v !== "object" || v === null || Array.isArray(v)) {
@@ -349,6 +364,12 @@ export function parseConfig(text: string, file: string, hostname: string = os.ho
     const v = validateTable(file, text, "mail", "[mail]", doc.mail as Table);
     cfg.mail = withDefaults<MailConfig>("mail", v);
   }
+  // always present: `shoot status` and the metrics need the defaults even without [monitor]
+  const mv = doc.monitor ? validateTable(file, text, "monitor", "[monitor]", doc.monitor as Table) : {};
+  if (typeof mv.healthcheck_url === "string" && !/^https?:\/\/[^/\s]+/i.test(mv.healthcheck_url)) {
+    throw new ConfigError(file, findKeyLine(text, "monitor", "healthcheck_url"), "[monitor] healthcheck_url", `expected an http:// or https:// URL, got ${JSON.stringify(mv.healthcheck_url)}`);
+  }
+  cfg.monitor = withDefaults<MonitorConfig>("monitor", mv);
   return cfg;
 }
 

@@ -245,6 +245,29 @@ export function parseList(text: string): RecordedList {
   return { header, lines: map };
 }
 
+/**
+ * True when the scan produces exactly the lines of the recorded list, in order: the common
+ * "nothing changed" case, decided in one pass without building a map of the list.
+ */
+export function sameAsList(scan: ScanResult, text: string): boolean {
+  let pos = text.indexOf("\n");
+  if (pos < 0) return false;
+  let header: ListHeader;
+  try {
+    header = JSON.parse(text.slice(0, pos)) as ListHeader;
+  } catch {
+    return false;
+  }
+  if (header.format !== LIST_FORMAT || header.v !== LIST_VERSION || header.entries !== scan.entries.length) return false;
+  pos++;
+  for (const e of scan.entries) {
+    const line = entryLine(e);
+    if (!text.startsWith(line, pos) || text.charCodeAt(pos + line.length) !== 10) return false;
+    pos += line.length + 1;
+  }
+  return pos === text.length;
+}
+
 export interface Changes {
   added: number;
   changed: number;

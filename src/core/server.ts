@@ -16,7 +16,7 @@ import { removeLeftovers } from "./leftovers.ts";
 import { LockedError, acquireLock, currentLock, type Lock } from "./lock.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "./naming.ts";
 import type { RunOutcome, Warning } from "./outcome.ts";
-import { compareWithList, hasChanges, parseList, renderList, scanSources, type ScanResult } from "./scan.ts";
+import { compareWithList, hasChanges, parseList, renderList, sameAsList, scanSources, type ListHeader, type ScanResult } from "./scan.ts";
 import { SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, newRunId, type ArchiveInfo } from "./status.ts";
 import { formatBytes } from "./units.ts";
 import { VERSION } from "../version.ts";
@@ -247,26 +247,30 @@ async function serverSteps(
 }
 
 function compareWithNewest(cfg: ServerConfig, dir: string, newest: string, scan: ScanResult): { unchanged: boolean; summary: string; bytes?: number; archive?: ArchiveInfo } {
+  let text: string;
   let list;
   try {
-    list = parseList(fs.readFileSync(path.join(dir, newest + LIST_SUFFIX), "utf8"));
+    text = fs.readFileSync(path.join(dir, newest + LIST_SUFFIX), "utf8");
+    if (newest.endsWith(EXTENSIONS[cfg.compression]) && sameAsList(scan, text)) {
+      const h = JSON.parse(text.slice(0, text.indexOf("\n"))) as ListHeader;
+      const archive = h.md5 && h.size !== undefined ? { file: newest, size: h.size, md5: h.md5, sha256: h.sha256 } : undefined;
+      // the archive must still be what its list describes, or "unchanged" would point at a broken file
+      if (archive && safeStat(path.join(dir, newest))?.size === archive.size) return { unchanged: true, summary: "unchanged", bytes: h.bytes, archive };
+      return { unchanged: false, summary: `${newest} is not the size its file list records: making a new archive`, bytes: h.bytes };
+    }
+    list = parseList(text);
   } catch (e) {
     return { unchanged: false, summary: `no usable file list for ${newest} (${errorMessage(e)}): making a new archive` };
   }
   const h = list.header;
-  const archive = h.md5 && h.size !== undefined ? { file: newest, size: h.size, md5: h.md5, sha256: h.sha256 } : undefined;
   if (!newest.endsWith(EXTENSIONS[cfg.compression])) {
-    return { unchanged: false, summary: `compression changed to ${cfg.compression}: making a new archive`, bytes: h.bytes, archive };
+    return { unchanged: false, summary: `compression changed to ${cfg.compression}: making a new archive`, bytes: h.bytes, archive: undefined };
   }
   const ch = compareWithList(scan, list);
-  if (!hasChanges(ch)) {
-    // the archive must still be what its list describes, or "unchanged" would point at a broken file
-    const st = safeStat(path.join(dir, newest));
-    if (archive && st && st.size === archive.size) return { unchanged: true, summary: "unchanged", bytes: h.bytes, archive };
-    return { unchanged: false, summary: `${newest} is not the size its file list records: making a new archive`, bytes: h.bytes };
-  }
-  const summary = `${ch.added} new, ${ch.changed} changed, ${ch.removed} deleted (${ch.examples.slice(0, 5).join(", ")})`;
-  return { unchanged: false, summary, bytes: h.bytes, archive };
+  const summary = hasChanges(ch)
+    ? `${ch.added} new, ${ch.changed} changed, ${ch.removed} deleted (${ch.examples.slice(0, 5).join(", ")})`
+    : "the file list is in another order or format: making a new archive";
+  return { unchanged: false, summary, bytes: h.bytes, archive: h.size !== undefined ? { file: newest, size: h.size, md5: h.md5 ?? "" } : undefined };
 }
 
 function safeStat(p: string): fs.Stats | undefined {

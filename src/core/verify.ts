@@ -1,0 +1,447 @@
+/**
+ * What this host holds and whether it is still good. `heldArchives` finds the archives of
+ * either role (the server's backup_dir, the client's dest_dir/<source>/); `verifyArchive`
+ * hashes one against its .md5 file and the file list the server recorded, and with `deep`
+ * also decompresses it and reads every entry, comparing names, types and sizes with that
+ * list: a restore drill that leaves nothing behind and says how long reading it all took.
+ *
+ * One streaming pass does it all (hash → decompress → tar headers), so a deep check reads
+ * the file once. restore.ts uses the same pass before it writes anything.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { Transform, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import zlib from "node:zlib";
+import type { Config } from "./config.ts";
+import { code } from "./codes.ts";
+import { ShootError, errnoCode, errorMessage } from "./errors.ts";
+import { CHECKSUM_SUFFIX, LIST_SUFFIX, parseArchiveName, parseMd5Line, sortArchives } from "./naming.ts";
+import type { Progress } from "./progress.ts";
+import { LIST_FORMAT, parseList, type ListHeader } from "./scan.ts";
+import { TarParser, type TarListing } from "./tar.ts";
+import { formatBytes, formatDuration } from "./units.ts";
+
+// --- what is held ---------------------------------------------------------------------------
+
+/** The state of an archive's .md5 file, as far as it can be told without hashing. */
+export type ChecksumFileState = "ok" | "missing" | "bad" | "size-mismatch";
+
+export interface HeldArchive {
+  /** "file": an archive named by its path, held by neither role. */
+  role: "server" | "client" | "file";
+  /** The server's name, the client's source name, or "" for a file named by its path. */
+  owner: string;
+  dir: string;
+  file: string;
+  path: string;
+  /** Bytes on disk. */
+  bytes: number;
+  /** When the server made it (from its name, UTC). */
+  made?: Date;
+  /** The checksum its .md5 file gives, when the file is one md5sum line for it. */
+  md5?: string;
+  checksumFile: ChecksumFileState;
+  /** The header of the file list beside it (the server's; copies on a client have none). */
+  list?: ListHeader;
+}
+
+/** When an archive was made, from the UTC stamp in its name. */
+export function archiveTime(file: string): Date | undefined {
+  const k = parseArchiveName(file)?.key;
+  if (!k) return undefined;
+  return new Date(Date.UTC(+k.slice(0, 4), +k.slice(4, 6) - 1, +k.slice(6, 8), +k.slice(8, 10), +k.slice(10, 12), +k.slice(12, 14)));
+}
+
+function readDir(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir);
+  } catch (e) {
+    if (errnoCode(e) === "ENOENT") return [];
+    throw e;
+  }
+}
+
+/** The first line of a file without reading all of it (file lists can be large). */
+function firstLine(file: string, max = 64 * 1024): string | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, "r");
+  } catch {
+    return undefined;
+  }
+  try {
+    const buf = Buffer.alloc(max);
+    const n = fs.readSync(fd, buf, 0, max, 0);
+    const text = buf.subarray(0, n).toString("utf8");
+    const nl = text.indexOf("\n");
+    return nl < 0 ? text : text.slice(0, nl);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function readListHeader(file: string): ListHeader | undefined {
+  const line = firstLine(file);
+  if (!line) return undefined;
+  try {
+    const h = JSON.parse(line) as ListHeader;
+    return h && h.format === LIST_FORMAT ? h : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Describe one archive file on disk (cheap: stat and the small files beside it). */
+export function describeArchive(file: string, role: HeldArchive["role"], owner: string): HeldArchive | undefined {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch {
+    return undefined;
+  }
+  if (!st.isFile()) return undefined;
+  const name = path.basename(file);
+  let md5: string | undefined;
+  let checksumFile: ChecksumFileState = "missing";
+  try {
+    const text = fs.readFileSync(`${file}${CHECKSUM_SUFFIX}`, "utf8");
+    md5 = parseMd5Line(text.length < 4096 ? text : "", name);
+    checksumFile = md5 ? "ok" : "bad";
+  } catch {
+    checksumFile = "missing";
+  }
+  const list = readListHeader(`${file}${LIST_SUFFIX}`);
+  if (checksumFile === "ok" && list?.size !== undefined && list.size !== st.size) checksumFile = "size-mismatch";
+  return { role, owner, dir: path.dirname(file), file: name, path: file, bytes: st.size, made: archiveTime(name), md5, checksumFile, list };
+}
+
+/** Every archive this host holds, server's first, each directory oldest first. */
+export function heldArchives(cfg: Config): HeldArchive[] {
+  const out: HeldArchive[] = [];
+  const add = (dir: string, role: HeldArchive["role"], owner: string) => {
+    for (const f of sortArchives(readDir(dir))) {
+      const h = describeArchive(path.join(dir, f), role, owner);
+      if (h) out.push(h);
+    }
+  };
+  if (cfg.server) add(cfg.server.backup_dir, "server", cfg.server.name);
+  if (cfg.client) for (const s of cfg.client.sources) add(path.join(cfg.client.dest_dir, s.name), "client", s.name);
+  return out;
+}
+
+/**
+ * The archive a command line names: a path (anything with a "/"), else a name held here
+ * (the newest copy when several directories hold it), else a file of that name here.
+ */
+export function resolveArchive(cfg: Config | undefined, arg: string): HeldArchive {
+  if (arg === "") throw new ShootError("ARCHIVE_NOT_FOUND", "no archive named");
+  const held = cfg ? heldArchives(cfg) : [];
+  if (!arg.includes("/")) {
+    const matches = held.filter((h) => h.file === arg);
+    if (matches.length > 0) return matches.at(-1)!;
+  }
+  const byPath = describeArchive(path.resolve(arg), "file", "");
+  if (byPath) {
+    const same = held.find((h) => h.path === byPath.path);
+    return same ?? byPath;
+  }
+  const names = held.map((h) => h.file);
+  const hint = names.length > 0 ? `; held here: ${names.slice(-5).join(", ")}${names.length > 5 ? ` and ${names.length - 5} more (shoot list)` : ""}` : cfg ? "; this host holds no archives" : "";
+  throw new ShootError("ARCHIVE_NOT_FOUND", `archive ${JSON.stringify(arg)} is neither held here nor a readable file${hint}`);
+}
+
+// --- reading an archive in one pass ----------------------------------------------------------
+
+export type StreamCompression = "gzip" | "zstd" | "none";
+
+/** The compression of an archive, from its first bytes (its name may lie). */
+export function compressionOf(head: Uint8Array): StreamCompression {
+  if (head[0] === 0x1f && head[1] === 0x8b) return "gzip";
+  if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return "zstd";
+  return "none";
+}
+
+export interface PassResult {
+  /** Bytes of the archive file read. */
+  size: number;
+  md5: string;
+  sha256: string;
+  /** Bytes of the tar stream after decompression. */
+  tarBytes: number;
+  ms: number;
+}
+
+export interface PassOptions {
+  progress?: Progress;
+  signal?: AbortSignal;
+}
+
+/**
+ * Read the archive open on `fd` from the start: hash every byte, decompress, and hand the
+ * tar stream to `sink`. Rejects when the compressed stream is damaged or ends early.
+ */
+export async function archivePass(fd: number, sink: NodeJS.WritableStream, opts: PassOptions = {}): Promise<PassResult> {
+  const started = performance.now();
+  const head = Buffer.alloc(4);
+  fs.readSync(fd, head, 0, 4, 0);
+  const md5 = new Bun.CryptoHasher("md5");
+  const sha256 = new Bun.CryptoHasher("sha256");
+  let size = 0;
+  let tarBytes = 0;
+  const hasher = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      md5.update(chunk);
+      sha256.update(chunk);
+      size += chunk.length;
+      opts.progress?.update(size);
+      done(null, chunk);
+    },
+  });
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      tarBytes += chunk.length;
+      done(null, chunk);
+    },
+  });
+  const input = fs.createReadStream("", { fd, start: 0, autoClose: false, highWaterMark: 1 << 20 });
+  const compression = compressionOf(head);
+  const stages: NodeJS.ReadWriteStream[] = [hasher];
+  if (compression === "gzip") stages.push(zlib.createGunzip());
+  else if (compression === "zstd") stages.push(zlib.createZstdDecompress());
+  stages.push(counter);
+  await pipeline([input, ...stages, sink] as unknown as Parameters<typeof pipeline>[0], { signal: opts.signal });
+  return { size, md5: md5.digest("hex"), sha256: sha256.digest("hex"), tarBytes, ms: performance.now() - started };
+}
+
+/** A sink that reads tar headers (content is read through, not kept). */
+export function tarSink(onEntry: (e: TarListing) => void): { sink: Writable; ended: () => boolean } {
+  const parser = new TarParser();
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      try {
+        parser.push(chunk, onEntry);
+        done();
+      } catch (e) {
+        done(e as Error);
+      }
+    },
+  });
+  return { sink, ended: () => parser.ended };
+}
+
+/** Why a pass failed, in words an administrator can act on. */
+export function describeReadError(e: unknown, pass: { size: number; total: number }): string {
+  const msg = errorMessage(e);
+  const where = `after ${formatBytes(pass.size)} of ${formatBytes(pass.total)}`;
+  if (/unexpected end of file/i.test(msg)) return `the compressed stream ends early ${where}: the archive is truncated`;
+  if ((e as Error)?.name === "TarFormatError") return `the tar stream is damaged (${msg})`;
+  return `the archive cannot be read whole (${msg}, ${where})`;
+}
+
+// --- verifying one archive ----------------------------------------------------------------
+
+export interface VerifyOptions extends PassOptions {
+  deep?: boolean;
+}
+
+export interface ArchiveVerdict {
+  archive: HeldArchive;
+  ok: boolean;
+  /** What is wrong; empty when ok. */
+  problems: string[];
+  /** What is worth knowing but not wrong. */
+  notes: string[];
+  md5?: string;
+  sha256?: string;
+  /** Deep only: entries read, and how long reading and decompressing all of it took. */
+  entries?: number;
+  tarBytes?: number;
+  readMs?: number;
+  /** The file disappeared while being checked (rotation removed it): neither good nor bad. */
+  gone?: boolean;
+}
+
+interface ListedEntryLine {
+  type: string;
+  size: number;
+}
+
+/** Compare what the archive holds with the file list, as entries stream by. */
+class ListComparison {
+  private seen = new Set<string>();
+  readonly extra: string[] = [];
+  readonly typeDiff: string[] = [];
+  readonly sizeDiff: string[] = [];
+  readonly duplicate: string[] = [];
+  constructor(private readonly lines: Map<string, string>) {}
+
+  add(e: TarListing): void {
+    if (this.seen.has(e.name)) {
+      this.duplicate.push(e.name);
+      return;
+    }
+    this.seen.add(e.name);
+    const line = this.lines.get(e.name);
+    if (line === undefined) {
+      this.extra.push(e.name);
+      return;
+    }
+    const [, type, , , , size] = JSON.parse(line) as [string, string, number, number, number, number];
+    const listed: ListedEntryLine = { type, size };
+    // the writer stores a hard link whose first name it could not read as the file itself
+    const sameType = listed.type === e.type || (listed.type === "hardlink" && e.type === "file");
+    if (!sameType) this.typeDiff.push(`${e.name} (${listed.type} in the list, ${e.type} in the archive)`);
+    else if (e.type === "file" && listed.type === "file" && listed.size !== e.size) this.sizeDiff.push(`${e.name} (${listed.size} → ${e.size} bytes)`);
+  }
+
+  missing(): string[] {
+    const out: string[] = [];
+    for (const name of this.lines.keys()) if (!this.seen.has(name)) out.push(name);
+    return out;
+  }
+}
+
+function examples(names: readonly string[], n = 3): string {
+  return `${names.slice(0, n).map((x) => `/${x}`).join(", ")}${names.length > n ? `, … (${names.length} in all)` : ""}`;
+}
+
+function loadList(a: HeldArchive): { lines?: Map<string, string>; error?: string } {
+  const file = `${a.path}${LIST_SUFFIX}`;
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (e) {
+    return errnoCode(e) === "ENOENT" ? {} : { error: `its file list cannot be read: ${errorMessage(e)}` };
+  }
+  try {
+    return { lines: parseList(text).lines };
+  } catch (e) {
+    return { error: `its file list ${path.basename(file)} is damaged: ${errorMessage(e)}` };
+  }
+}
+
+/** Check the computed digests against the .md5 file and the file list's header. */
+function checksumProblems(a: HeldArchive, got: { size: number; md5: string; sha256: string }): string[] {
+  const problems: string[] = [];
+  if (a.checksumFile === "missing") problems.push(`no checksum file ${a.file}${CHECKSUM_SUFFIX} beside it`);
+  else if (a.checksumFile === "bad") problems.push(`${a.file}${CHECKSUM_SUFFIX} is not one md5sum line for it`);
+  else if (a.md5 !== got.md5) problems.push(`its MD5 is ${got.md5}, ${a.file}${CHECKSUM_SUFFIX} says ${a.md5}`);
+  const h = a.list;
+  if (h) {
+    // the list was written by the server in the same run as the archive: a checksum file
+    // rewritten to match a changed archive does not rewrite this
+    if (h.size !== undefined && h.size !== got.size) problems.push(`it has ${got.size} bytes, the server's file list recorded ${h.size}`);
+    if (h.md5 && h.md5 !== got.md5) problems.push(`its MD5 is ${got.md5}, the server's file list recorded ${h.md5}`);
+    else if (h.sha256 && h.sha256 !== got.sha256) problems.push(`its SHA-256 is ${got.sha256}, the server's file list recorded ${h.sha256}`);
+  }
+  return problems;
+}
+
+/** Hash one archive (and with `deep`, read all of it); never throws for a bad archive. */
+export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): Promise<ArchiveVerdict> {
+  const verdict: ArchiveVerdict = { archive: a, ok: false, problems: [], notes: [] };
+  let fd: number;
+  try {
+    fd = fs.openSync(a.path, "r");
+  } catch (e) {
+    if (errnoCode(e) === "ENOENT") return { ...verdict, ok: true, gone: true, notes: ["removed while this check ran (rotation)"] };
+    return { ...verdict, problems: [`cannot be opened: ${errorMessage(e)}`] };
+  }
+  try {
+    const list = opts.deep ? loadList(a) : {};
+    if (list.error) verdict.problems.push(list.error);
+    const comparison = list.lines ? new ListComparison(list.lines) : undefined;
+    let entries = 0;
+    let ended = () => true;
+    let sink: NodeJS.WritableStream;
+    if (opts.deep) {
+      const t = tarSink((e) => {
+        entries++;
+        comparison?.add(e);
+      });
+      sink = t.sink;
+      ended = t.ended;
+    } else {
+      sink = new Writable({ write: (_c, _e, done) => done() });
+    }
+    let pass: PassResult;
+    let readSoFar = 0;
+    const progress = opts.progress;
+    try {
+      pass = await archivePass(fd, sink, {
+        signal: opts.signal,
+        progress: { update: (n) => ((readSoFar = n), progress?.update(n)), finish: () => progress?.finish() },
+      });
+    } catch (e) {
+      if (opts.signal?.aborted) throw e;
+      verdict.problems.push(describeReadError(e, { size: readSoFar, total: a.bytes }));
+      return verdict;
+    } finally {
+      progress?.finish();
+    }
+    verdict.md5 = pass.md5;
+    verdict.sha256 = pass.sha256;
+    verdict.problems.push(...checksumProblems(a, pass));
+    if (opts.deep) {
+      verdict.entries = entries;
+      verdict.tarBytes = pass.tarBytes;
+      verdict.readMs = pass.ms;
+      if (!ended()) verdict.problems.push(`the tar stream ends without its end-of-archive blocks after ${entries} entries: the archive is truncated`);
+      if (comparison) {
+        const authentic = a.list?.sha256 === pass.sha256 || (!a.list?.sha256 && a.list?.md5 === pass.md5);
+        const missing = comparison.missing();
+        if (comparison.extra.length) verdict.problems.push(`${comparison.extra.length} entries are not in the server's file list: ${examples(comparison.extra)}`);
+        if (comparison.duplicate.length) verdict.problems.push(`${comparison.duplicate.length} entries appear twice: ${examples(comparison.duplicate)}`);
+        if (comparison.typeDiff.length) verdict.problems.push(`${comparison.typeDiff.length} entries differ in type from the file list: ${examples(comparison.typeDiff)}`);
+        // An archive that is byte for byte what the server wrote may still differ from the
+        // scan: files that vanished or changed size between the scan and the read are
+        // archived as found (and were warnings of that run). Anything else is damage.
+        const drift = [
+          missing.length ? `${missing.length} listed entries are not in the archive: ${examples(missing)}` : "",
+          comparison.sizeDiff.length ? `${comparison.sizeDiff.length} files differ in size from the file list: ${examples(comparison.sizeDiff)}` : "",
+        ].filter(Boolean);
+        if (authentic) verdict.notes.push(...drift.map((d) => `${d} (changed or vanished while the archive was written)`));
+        else verdict.problems.push(...drift);
+        if (!drift.length && !verdict.problems.length) verdict.notes.push(`all ${entries} entries match the server's file list`);
+      } else if (!list.error) {
+        verdict.notes.push("no file list beside it: entries were read but not compared");
+      }
+      const rate = pass.ms > 0 ? (pass.tarBytes / pass.ms) * 1000 : 0;
+      verdict.notes.push(`restore drill: read and decompressed ${formatBytes(pass.tarBytes)} in ${entries} entries in ${formatDuration(pass.ms)}${rate ? ` (${formatBytes(Math.round(rate))}/s)` : ""}; a full restore takes at least that long`);
+    }
+    verdict.ok = verdict.problems.length === 0;
+    return verdict;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+// --- verifying everything held ------------------------------------------------------------
+
+export interface VerifyReport {
+  verdicts: ArchiveVerdict[];
+  /** 0 when every archive checked is good, else VERIFY_FAILED (ARCHIVE_NOT_FOUND when there was nothing to check). */
+  code: number;
+  message: string;
+}
+
+export async function runVerify(
+  archives: readonly HeldArchive[],
+  opts: VerifyOptions & { progressFor?: (a: HeldArchive) => Progress; onVerdict?: (v: ArchiveVerdict) => void } = {},
+): Promise<VerifyReport> {
+  if (archives.length === 0) return { verdicts: [], code: code("ARCHIVE_NOT_FOUND"), message: "no archives are held here: nothing to verify" };
+  const verdicts: ArchiveVerdict[] = [];
+  for (const a of archives) {
+    if (opts.signal?.aborted) break;
+    const v = await verifyArchive(a, { ...opts, progress: opts.progressFor?.(a) });
+    verdicts.push(v);
+    opts.onVerdict?.(v);
+  }
+  const bad = verdicts.filter((v) => !v.ok);
+  const checked = verdicts.filter((v) => !v.gone).length;
+  if (bad.length === 0) {
+    return { verdicts, code: 0, message: `${checked} archive(s) verified${opts.deep ? " (deep)" : ""}: all good` };
+  }
+  return { verdicts, code: code("VERIFY_FAILED"), message: `${bad.length} of ${checked} archive(s) failed verification: ${bad.map((v) => v.archive.file).join(", ")}` };
+}
