@@ -223,3 +223,45 @@ describe("free space", () => {
     }
   }, T);
 });
+
+describe("files the server cannot take", () => {
+  test("a FIFO and a socket are skipped with SPECIAL_SKIPPED warnings; the archive is made", async () => {
+    fx = serverFixture();
+    Bun.spawnSync(["mkfifo", path.join(fx.src, "etc/pipe")]);
+    const sock = Bun.listen({ unix: path.join(fx.src, "etc/sock"), socket: { data() {} } });
+    try {
+      const r = await server();
+      expect(r.final.code).toBe(30);
+      const recs = statusRecords(path.join(fx.backup, "server.status"));
+      const skipped = recs.filter((x) => x.name === "SPECIAL_SKIPPED").map((x) => x.msg);
+      expect(skipped.some((m) => m.includes("etc/pipe") && m.includes("FIFO"))).toBe(true);
+      expect(skipped.some((m) => m.includes("etc/sock") && m.includes("socket"))).toBe(true);
+      expect(r.out).toContain("SPECIAL_SKIPPED");
+    } finally {
+      sock.stop(true);
+    }
+  }, T);
+
+  test("an unreadable file (server not run as root) is a FILE_UNREADABLE warning, the rest is archived", async () => {
+    requireTool("tar");
+    const setpriv = Bun.which("setpriv");
+    if (!setpriv) throw new Error("setpriv is required (apt-get install -y util-linux)");
+    fx = serverFixture();
+    fs.writeFileSync(path.join(fx.src, "etc/secret"), "no\n", { mode: 0o000 });
+    Bun.spawnSync(["chown", "-R", "nobody:nogroup", fx.root]);
+    fs.chmodSync(fx.root, 0o755);
+    fs.chmodSync(path.join(fx.src, "etc/secret"), 0o000);
+    const { shootArgv } = await import("../helpers/cli.ts");
+    const argv = shootArgv();
+    // bun itself must be reachable by the unprivileged user
+    const r = Bun.spawnSync([setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", ...argv, "server", "--config", fx.config], { env: { ...process.env, HOME: fx.root }, cwd: fx.root });
+    const out = r.stdout.toString() + r.stderr.toString();
+    expect({ code: r.exitCode, out }).toMatchObject({ code: 0 });
+    const recs = statusRecords(path.join(fx.backup, "server.status"));
+    expect(recs.at(-1)!.code).toBe(30);
+    expect(recs.some((x) => x.name === "FILE_UNREADABLE" && x.msg.includes("etc/secret"))).toBe(true);
+    const list = Bun.spawnSync(["tar", "-tzf", path.join(fx.backup, recs.at(-1)!.archive.file)]).stdout.toString();
+    expect(list).toContain("etc/hosts");
+    expect(list).not.toContain("etc/secret");
+  }, T);
+});
