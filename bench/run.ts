@@ -21,7 +21,7 @@ const { values } = parseArgs({
     only: { type: "string", default: "gzip,zstd,none,day2" },
   },
 });
-const total = parseSize(values.size!);
+const total = parseSize(values.size!) ?? 0;
 if (!total || total < 8 * MiB) throw new Error(`--size: expected a size of at least 8MiB, got ${values.size}`);
 const runs = Math.max(1, Number(values.runs));
 const only = new Set(values.only!.split(","));

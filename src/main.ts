@@ -1,6 +1,14 @@
 #!/usr/bin/env bun
 // The only place that ends the process: everything below returns an exit code.
-import { runCli } from "./cli/run.ts";
-
-const exitCode = await runCli(process.argv.slice(2));
+// `--version` is answered before anything else is loaded: monitoring calls it often.
+const argv = process.argv.slice(2);
+let exitCode: number;
+if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
+  const { VERSION, TARGET } = await import("./version.ts");
+  process.stdout.write(`shoot ${VERSION} (${TARGET})\n`);
+  exitCode = 0;
+} else {
+  const { runCli } = await import("./cli/run.ts");
+  exitCode = await runCli(argv);
+}
 process.exit(exitCode);

@@ -106,14 +106,95 @@ function compressorFor(compression: Compression, level: number): Compressor {
   }
 }
 
+/**
+ * MD5 and SHA-256 of the output, computed on a worker thread: together they cost ~2 ns a
+ * byte, which on the main thread would hold up reading and cutting. Buffers are transferred
+ * (not copied) to the worker and come back for reuse. The worker is inline source, so a
+ * compiled single-file executable needs no extra file.
+ */
+class Digester {
+  private static readonly SOURCE = `
+    const md5 = new Bun.CryptoHasher("md5");
+    const sha256 = new Bun.CryptoHasher("sha256");
+    self.onmessage = (e) => {
+      const m = e.data;
+      if (m.buf) {
+        const v = new Uint8Array(m.buf, 0, m.len);
+        md5.update(v);
+        sha256.update(v);
+        postMessage({ buf: m.buf }, [m.buf]);
+      } else {
+        postMessage({ md5: md5.digest("hex"), sha256: sha256.digest("hex") });
+      }
+    };`;
+  private readonly worker: Worker;
+  private free: ArrayBuffer[] = [];
+  private outstanding = 0;
+  private failure: unknown;
+  private wake: (() => void) | undefined;
+  private result: { md5: string; sha256: string } | undefined;
+
+  /** One URL for the process: the worker loads it asynchronously, so it is never revoked. */
+  private static url: string | undefined;
+
+  constructor() {
+    Digester.url ??= URL.createObjectURL(new Blob([Digester.SOURCE], { type: "application/javascript" }));
+    this.worker = new Worker(Digester.url);
+    this.worker.onmessage = (e: MessageEvent) => {
+      const m = e.data as { buf?: ArrayBuffer; md5?: string; sha256?: string };
+      if (m.buf) {
+        this.outstanding--;
+        this.free.push(m.buf);
+      } else {
+        this.result = { md5: m.md5!, sha256: m.sha256! };
+      }
+      this.wake?.();
+    };
+    this.worker.onerror = (e: ErrorEvent) => {
+      this.failure = new Error(`checksum worker failed: ${e.message}`);
+      this.wake?.();
+    };
+  }
+
+  /** Hash the first `len` bytes of `buf`; the buffer is handed over and must not be used again. */
+  update(buf: ArrayBuffer, len: number): void {
+    this.outstanding++;
+    this.worker.postMessage({ buf, len }, [buf]);
+  }
+
+  /** A buffer back from the worker, if one is free. */
+  take(): ArrayBuffer | undefined {
+    return this.free.pop();
+  }
+
+  /** Wait until at most `max` buffers are still being hashed. */
+  async settle(max: number): Promise<void> {
+    while (this.outstanding > max && this.failure === undefined) await new Promise<void>((r) => (this.wake = r));
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  async digest(): Promise<{ md5: string; sha256: string }> {
+    this.worker.postMessage({});
+    while (!this.result && this.failure === undefined) await new Promise<void>((r) => (this.wake = r));
+    if (this.failure !== undefined) throw this.failure;
+    return this.result!;
+  }
+
+  close(): void {
+    this.worker.terminate();
+  }
+}
+
+/** Output buffers the digest worker may hold at once (OUT_BUFFER each). */
+const MAX_HASHING = 4;
+
 /** Orders compressed pieces, hashes them and writes them to the file descriptor. */
 class OrderedOutput {
-  private queue: Array<{ done: boolean; out?: Uint8Array; error?: unknown; settled: Promise<void>; inputLen: number }> = [];
+  private queue: Array<{ done: boolean; out?: Uint8Array; error?: unknown; settled: Promise<void>; piece: Buffer }> = [];
   private inFlightBytes = 0;
-  private buf = Buffer.allocUnsafeSlow(OUT_BUFFER);
+  private buf = Buffer.from(new ArrayBuffer(OUT_BUFFER));
   private fill = 0;
-  private readonly md5 = new Bun.CryptoHasher("md5");
-  private readonly sha256 = new Bun.CryptoHasher("sha256");
+  private readonly digester = new Digester();
   written = 0;
   /** Compressed output of an all-zero piece, by length: sparse files cost no compression. */
   private zeroCache = new Map<number, Promise<Uint8Array>>();
@@ -121,11 +202,15 @@ class OrderedOutput {
   constructor(
     private readonly fd: number,
     private readonly compress: Compressor,
+    /** Output may be the piece itself (no compression): then there is nothing to cache. */
+    private readonly cacheZeros: boolean,
+    /** Called with each piece once its output has been written. */
+    private readonly done: (piece: Buffer) => void,
   ) {}
 
   submit(piece: Buffer): void {
     let p: Promise<Uint8Array>;
-    if (piece.length >= BLOCK * 8 && isAllZero(piece)) {
+    if (this.cacheZeros && piece.length >= BLOCK * 8 && isAllZero(piece)) {
       let cached = this.zeroCache.get(piece.length);
       if (!cached) {
         if (this.zeroCache.size >= 4) this.zeroCache.clear();
@@ -136,7 +221,7 @@ class OrderedOutput {
     } else {
       p = this.compress(piece);
     }
-    const item: (typeof this.queue)[number] = { done: false, settled: Promise.resolve(), inputLen: piece.length };
+    const item: (typeof this.queue)[number] = { done: false, settled: Promise.resolve(), piece };
     item.settled = p.then(
       (out) => {
         item.done = true;
@@ -155,6 +240,7 @@ class OrderedOutput {
   async drain(all: boolean): Promise<void> {
     for (;;) {
       this.writeReady();
+      await this.digester.settle(MAX_HASHING);
       const busy = this.queue.length > MAX_IN_FLIGHT || this.inFlightBytes > MAX_IN_FLIGHT_BYTES;
       if (this.queue.length === 0 || (!all && !busy)) return;
       await this.queue[0]!.settled;
@@ -164,9 +250,10 @@ class OrderedOutput {
   private writeReady(): void {
     while (this.queue.length > 0 && this.queue[0]!.done) {
       const item = this.queue.shift()!;
-      this.inFlightBytes -= item.inputLen;
+      this.inFlightBytes -= item.piece.length;
       if (item.error !== undefined) throw item.error;
       this.put(item.out!);
+      this.done(item.piece);
     }
   }
 
@@ -184,22 +271,27 @@ class OrderedOutput {
   flush(): void {
     if (this.fill === 0) return;
     const data = this.buf.subarray(0, this.fill);
-    this.md5.update(data);
-    this.sha256.update(data);
     let at = 0;
     while (at < data.length) at += fs.writeSync(this.fd, data, at, data.length - at);
     this.written += data.length;
+    this.digester.update(this.buf.buffer as ArrayBuffer, this.fill);
+    this.buf = Buffer.from(this.digester.take() ?? new ArrayBuffer(OUT_BUFFER));
     this.fill = 0;
   }
 
-  /** Let pieces still being compressed finish quietly after a failure. */
+  /** Let pieces still being compressed finish quietly after a failure; stop the worker. */
   abandon(): void {
     for (const item of this.queue) item.settled.catch(() => {});
     this.queue = [];
+    this.digester.close();
   }
 
-  digests(): { md5: string; sha256: string } {
-    return { md5: this.md5.digest("hex"), sha256: this.sha256.digest("hex") };
+  async digests(): Promise<{ md5: string; sha256: string }> {
+    try {
+      return await this.digester.digest();
+    } finally {
+      this.digester.close();
+    }
   }
 }
 
@@ -216,6 +308,7 @@ function nameToken(name: string): number {
   return h >>> 0;
 }
 
+const PADDING = new Uint8Array(BLOCK);
 const OPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
 
 function abortError(signal: AbortSignal): unknown {
@@ -233,8 +326,10 @@ export async function writeArchive(
   fd: number,
   opts: ArchiveOptions,
 ): Promise<ArchiveResult> {
-  const out = new OrderedOutput(fd, compressorFor(opts.compression, opts.level));
-  const chunker = new Chunker(PIECES[opts.compression], (piece) => out.submit(piece));
+  const out: OrderedOutput = new OrderedOutput(fd, compressorFor(opts.compression, opts.level), opts.compression !== "none", (piece) =>
+    chunker.recycle(piece),
+  );
+  const chunker: Chunker = new Chunker(PIECES[opts.compression], (piece) => out.submit(piece));
   const skipped: string[] = [];
   /** Hard-link targets that were left out → the name that took their place (or none yet). */
   const replaced = new Map<string, string | null>();
@@ -258,12 +353,16 @@ export async function writeArchive(
   };
 
   /** Stream one open file's content; returns false when it had to be zero-filled after a read error. */
-  const copyFile = async (e: ArchiveEntry, fdIn: number, size: number): Promise<boolean> => {
+  const copyFile = async (e: ArchiveEntry, fdIn: number, size: number): Promise<{ complete: boolean; endChecked: boolean }> => {
     let remaining = size;
     let readError: unknown;
+    let reads = 0;
+    let endChecked = false;
     while (remaining > 0) {
       if (signal?.aborted) throw abortError(signal);
-      const dst = chunker.space(remaining);
+      // ask for one byte more than is left: a short read then proves the file ended where its
+      // header says, and a full one that it grew, without another system call
+      const dst = chunker.space(remaining + 1);
       let n: number;
       try {
         n = fs.readSync(fdIn, dst, 0, dst.length, null);
@@ -271,11 +370,19 @@ export async function writeArchive(
         readError = err;
         break;
       }
+      reads++;
       if (n === 0) break;
+      if (n > remaining) {
+        warn("FILE_CHANGED", e.source, `${e.source}: grew while being read; archived its first ${size} bytes`);
+        n = remaining;
+        endChecked = true;
+      } else if (n === remaining && dst.length > remaining) {
+        endChecked = reads === 1; // a file read in several calls may have changed between them
+      }
       chunker.commit(n);
       remaining -= n;
       inputBytes += n;
-      await out.drain(false);
+      if (remaining > 0) await out.drain(false);
       progress();
     }
     if (readError !== undefined) {
@@ -286,8 +393,9 @@ export async function writeArchive(
     if (remaining > 0) {
       chunker.appendZeros(remaining);
       inputBytes += remaining;
+      endChecked = true;
     }
-    return readError === undefined;
+    return { complete: readError === undefined, endChecked };
   };
 
   try {
@@ -354,13 +462,15 @@ export async function writeArchive(
         emit(header);
         count++;
         if (fdIn !== undefined) {
-          const complete = await copyFile(e, fdIn, size);
+          const { complete, endChecked } = await copyFile(e, fdIn, size);
           if (!complete) skipped.push(e.name);
           const pad = paddingAfter(size);
-          if (pad) emit(new Uint8Array(pad));
-          const after = fs.fstatSync(fdIn);
-          if (after.size > size) warn("FILE_CHANGED", e.source, `${e.source}: grew while being read; archived its first ${size} bytes`);
-          else if (complete && after.size === size && after.mtimeMs !== openedMtimeMs) warn("FILE_CHANGED", e.source, `${e.source}: changed while being read`);
+          if (pad) emit(PADDING.subarray(0, pad));
+          if (!endChecked) {
+            const after = fs.fstatSync(fdIn);
+            if (after.size > size) warn("FILE_CHANGED", e.source, `${e.source}: grew while being read; archived its first ${size} bytes`);
+            else if (after.mtimeMs !== openedMtimeMs) warn("FILE_CHANGED", e.source, `${e.source}: changed while being read`);
+          }
         }
       } finally {
         if (fdIn !== undefined) fs.closeSync(fdIn);
@@ -381,7 +491,7 @@ export async function writeArchive(
     throw err;
   }
   opts.onProgress?.({ inputBytes, outputBytes: out.written });
-  const { md5, sha256 } = out.digests();
+  const { md5, sha256 } = await out.digests();
   return { size: out.written, md5, sha256, entries: count, inputBytes, skipped };
 }
 

@@ -33,7 +33,7 @@ import {
   type ArchiveInfo, type ParsedStatus, type StatusRecord,
 } from "./status.ts";
 import { formatBytes, formatDuration } from "./units.ts";
-import { ToolMissingError, type Child, type RunResult } from "../io/process.ts";
+import { ToolMissingError, type Child } from "../io/process.ts";
 import { VERSION } from "../version.ts";
 
 /** Staging directory inside each source's directory; its name can never be taken for a copy. */
@@ -166,14 +166,21 @@ function listDir(dir: string): string[] {
   }
 }
 
-/** The copy is already here and was verified when it arrived (copies only ever arrive verified). */
-function holds(dir: string, a: ArchiveInfo): boolean {
+/** The MD5 of the verified copy held under this name (copies only ever arrive verified), if there is one. */
+function heldChecksum(dir: string, file: string): string | undefined {
   try {
-    if (fs.statSync(path.join(dir, a.file)).size !== a.size) return false;
-    const text = fs.readFileSync(path.join(dir, `${a.file}${CHECKSUM_SUFFIX}`), "utf8");
-    return parseMd5Line(text, a.file) === a.md5;
+    if (!fs.lstatSync(path.join(dir, file)).isFile()) return undefined;
+    return parseMd5Line(fs.readFileSync(path.join(dir, `${file}${CHECKSUM_SUFFIX}`), "utf8"), file);
   } catch {
-    return false;
+    return undefined;
+  }
+}
+
+function sizeOf(p: string): number | undefined {
+  try {
+    return fs.statSync(p).size;
+  } catch {
+    return undefined;
   }
 }
 
@@ -250,7 +257,7 @@ class SourceFailure extends Error {
   }
 }
 
-async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeoutMs?: number): Promise<{ result: RunResult; stats: TransferStats }> {
+async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeoutMs?: number): Promise<TransferStats> {
   if (ctx.signal?.aborted) throw new SourceFailure(fallback, "the run was interrupted");
   const argv = rsyncPullArgv(spec);
   let child: Child;
@@ -272,7 +279,24 @@ async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeou
     const f = classifyFailure(result, fallback);
     throw new SourceFailure(f.code, ctx.signal?.aborted ? `the run was interrupted: ${f.why}` : f.why);
   }
-  return { result, stats: parseStats(result.stdout) };
+  return parseStats(result.stdout);
+}
+
+/** Pull server.status into the staging directory and read it (with its time as rsync kept it); the file does not stay. */
+async function pullStatus(ctx: RunContext, source: SourceConfig, stage: string): Promise<{ parsed: ParsedStatus; mtime: Date }> {
+  const { cfg } = ctx;
+  const timeoutMs = cfg.connect_timeout + cfg.timeout + 30_000;
+  await rsync(ctx, { client: cfg, source, files: [SERVER_STATUS], into: stage, maxSize: MAX_STATUS_BYTES }, "STATUS_PULL_FAILED", timeoutMs);
+  const file = path.join(stage, SERVER_STATUS);
+  try {
+    const st = fs.lstatSync(file);
+    if (!st.isFile()) throw new Error("not a regular file");
+    return { parsed: parseStatus(fs.readFileSync(file, "utf8")), mtime: st.mtime };
+  } catch {
+    throw new SourceFailure("STATUS_INVALID", `server.status was not transferred: it is larger than ${formatBytes(MAX_STATUS_BYTES)} or not a regular file`);
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
 }
 
 function describePull(a: ArchiveInfo, s: TransferStats): string {
@@ -301,22 +325,7 @@ async function pullSource(ctx: RunContext, source: SourceConfig): Promise<Source
 
     // 1. server.status
     step("pulling server.status");
-    const timeoutMs = cfg.connect_timeout + cfg.timeout + 30_000;
-    await rsync(ctx, { client: cfg, source, files: [SERVER_STATUS], into: stage, maxSize: MAX_STATUS_BYTES }, "STATUS_PULL_FAILED", timeoutMs);
-    const statusPath = path.join(stage, SERVER_STATUS);
-    let text: string;
-    let mtime: Date;
-    try {
-      const st = fs.lstatSync(statusPath);
-      if (!st.isFile()) throw new Error("not a regular file");
-      mtime = st.mtime;
-      text = fs.readFileSync(statusPath, "utf8");
-    } catch {
-      throw new SourceFailure("STATUS_INVALID", `server.status was not transferred: it is larger than ${formatBytes(MAX_STATUS_BYTES)} or not a regular file`);
-    } finally {
-      fs.rmSync(statusPath, { force: true });
-    }
-    const parsed = parseStatus(text);
+    const { parsed, mtime } = await pullStatus(ctx, source, stage);
     if (parsed.skipped > 0) warnings.push({ code: code("STATUS_TORN"), msg: `${parsed.skipped} unreadable line(s) in the server's status file were skipped` });
 
     // 2. too old, not finished, not golden, unsafe
@@ -324,7 +333,12 @@ async function pullSource(ctx: RunContext, source: SourceConfig): Promise<Source
     if (!verdict.ok) throw new SourceFailure(verdict.code, verdict.why);
     const a = verdict.archive;
 
-    if (holds(dir, a)) {
+    const heldMd5 = heldChecksum(dir, a.file);
+    if (heldMd5 !== undefined && heldMd5 !== a.md5) {
+      // a server never makes two archives of one name: a copy held is never replaced by another
+      throw new SourceFailure("STATUS_INVALID", `server.status gives ${a.file} the MD5 ${a.md5}, but the verified copy held under that name has ${heldMd5}; it is kept and nothing was pulled`);
+    }
+    if (heldMd5 === a.md5 && sizeOf(path.join(dir, a.file)) === a.size) {
       const kept = applyRetention(dir, cfg.keep);
       if (kept.error) throw new SourceFailure("CLIENT_ROTATION_FAILED", `${a.file} is current, but removing old copies failed: ${kept.error}`);
       fs.rmSync(stage, { recursive: true, force: true });
@@ -342,7 +356,7 @@ async function pullSource(ctx: RunContext, source: SourceConfig): Promise<Source
     // 4. pull, verify, move into place
     prunePartials(stage, a.file);
     step(`pulling ${a.file} (${formatBytes(a.size)})`);
-    const { stats } = await rsync(ctx, {
+    const stats = await rsync(ctx, {
       client: cfg, source, files: [a.file, `${a.file}${CHECKSUM_SUFFIX}`], into: stage,
       // the checksum file is tiny; an archive bigger than its record says is not transferred
       maxSize: Math.max(a.size, 64 * 1024),
@@ -398,7 +412,7 @@ async function verify(stage: string, a: ArchiveInfo): Promise<void> {
     if (!st.isFile()) return reject("it is not a regular file");
     size = st.size;
   } catch {
-    return reject(`it was not transferred: the file on the server is larger than the ${formatBytes(a.size)} its status record gives`);
+    return reject(`it was not transferred: on the server it is larger than the ${formatBytes(a.size)} its status record gives, or not a regular file`);
   }
   if (size !== a.size) return reject(`it has ${size} bytes, its status record says ${a.size}`);
   let listed: string | undefined;

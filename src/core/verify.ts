@@ -13,7 +13,7 @@ import path from "node:path";
 import { Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
-import type { Config } from "./config.ts";
+import { loadConfig, resolveConfigPath, type Config } from "./config.ts";
 import { code } from "./codes.ts";
 import { ShootError, errnoCode, errorMessage } from "./errors.ts";
 import { CHECKSUM_SUFFIX, LIST_SUFFIX, parseArchiveName, parseMd5Line, sortArchives } from "./naming.ts";
@@ -131,6 +131,16 @@ export function heldArchives(cfg: Config): HeldArchive[] {
 }
 
 /**
+ * The configuration for a command about an archive: needed to find one by name, not for a
+ * path when no configuration was asked for (restoring on a host without shoot set up).
+ */
+export function configForArchive(flag: string | undefined, arg: string | undefined, env: Record<string, string | undefined>): Config | undefined {
+  const file = resolveConfigPath(flag, env);
+  if (arg?.includes("/") && !flag && !env.SHOOT_CONFIG && !fs.existsSync(file)) return undefined;
+  return loadConfig(file);
+}
+
+/**
  * The archive a command line names: a path (anything with a "/"), else a name held here
  * (the newest copy when several directories hold it), else a file of that name here.
  */
@@ -177,9 +187,18 @@ export interface PassOptions {
   signal?: AbortSignal;
 }
 
+/** A pass that could not read the archive whole: where it stopped, and why. */
+export class ArchiveReadError extends Error {
+  constructor(override readonly cause: unknown, readonly bytesRead: number) {
+    super(errorMessage(cause));
+    this.name = "ArchiveReadError";
+  }
+}
+
 /**
  * Read the archive open on `fd` from the start: hash every byte, decompress, and hand the
- * tar stream to `sink`. Rejects when the compressed stream is damaged or ends early.
+ * tar stream to `sink`. Rejects with ArchiveReadError when the compressed stream is damaged
+ * or ends early (or the sink fails), and with the signal's reason when aborted.
  */
 export async function archivePass(fd: number, sink: NodeJS.WritableStream, opts: PassOptions = {}): Promise<PassResult> {
   const started = performance.now();
@@ -210,7 +229,13 @@ export async function archivePass(fd: number, sink: NodeJS.WritableStream, opts:
   if (compression === "gzip") stages.push(zlib.createGunzip());
   else if (compression === "zstd") stages.push(zlib.createZstdDecompress());
   stages.push(counter);
-  await pipeline([input, ...stages, sink] as unknown as Parameters<typeof pipeline>[0], { signal: opts.signal });
+  try {
+    // a variable number of stages: the typed overloads only know fixed ones
+    await (pipeline as (...streams: unknown[]) => Promise<void>)(input, ...stages, sink, { signal: opts.signal });
+  } catch (e) {
+    if (opts.signal?.aborted) throw e;
+    throw new ArchiveReadError(e, size);
+  }
   return { size, md5: md5.digest("hex"), sha256: sha256.digest("hex"), tarBytes, ms: performance.now() - started };
 }
 
@@ -231,12 +256,13 @@ export function tarSink(onEntry: (e: TarListing) => void): { sink: Writable; end
 }
 
 /** Why a pass failed, in words an administrator can act on. */
-export function describeReadError(e: unknown, pass: { size: number; total: number }): string {
-  const msg = errorMessage(e);
-  const where = `after ${formatBytes(pass.size)} of ${formatBytes(pass.total)}`;
+export function describeReadError(e: unknown, total: number): string {
+  const cause = e instanceof ArchiveReadError ? e.cause : e;
+  const msg = errorMessage(cause);
+  const where = e instanceof ArchiveReadError ? `after ${formatBytes(e.bytesRead)} of ${formatBytes(total)}` : "";
   if (/unexpected end of file/i.test(msg)) return `the compressed stream ends early ${where}: the archive is truncated`;
-  if ((e as Error)?.name === "TarFormatError") return `the tar stream is damaged (${msg})`;
-  return `the archive cannot be read whole (${msg}, ${where})`;
+  if ((cause as Error)?.name === "TarFormatError") return `the tar stream is damaged (${msg}) ${where}`;
+  return `the archive cannot be read whole (${msg}${where ? `, ${where}` : ""})`;
 }
 
 // --- verifying one archive ----------------------------------------------------------------
@@ -366,19 +392,14 @@ export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): P
       sink = new Writable({ write: (_c, _e, done) => done() });
     }
     let pass: PassResult;
-    let readSoFar = 0;
-    const progress = opts.progress;
     try {
-      pass = await archivePass(fd, sink, {
-        signal: opts.signal,
-        progress: { update: (n) => ((readSoFar = n), progress?.update(n)), finish: () => progress?.finish() },
-      });
+      pass = await archivePass(fd, sink, opts);
     } catch (e) {
-      if (opts.signal?.aborted) throw e;
-      verdict.problems.push(describeReadError(e, { size: readSoFar, total: a.bytes }));
+      if (!(e instanceof ArchiveReadError)) throw e;
+      verdict.problems.push(describeReadError(e, a.bytes));
       return verdict;
     } finally {
-      progress?.finish();
+      opts.progress?.finish();
     }
     verdict.md5 = pass.md5;
     verdict.sha256 = pass.sha256;

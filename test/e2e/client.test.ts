@@ -8,12 +8,12 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { runShoot } from "../helpers/cli.ts";
-import { listTree, runClient, sshSource, writeClientConfig } from "../helpers/client.ts";
+import { listTree, md5sumCheck, runClient, sshSource, writeClientConfig } from "../helpers/client.ts";
 import { serverFixture, statusRecords, tempDir, writeTree, type ServerFixture } from "../helpers/fixture.ts";
 import { randomBytes, writeArchive, writeServerStatus } from "../helpers/serverdir.ts";
 import { freePort, startSshd, type SshServer } from "../helpers/sshd.ts";
 import { requireTool } from "../helpers/tools.ts";
-import { archiveName, isArchiveName } from "../../src/core/naming.ts";
+import { archiveName } from "../../src/core/naming.ts";
 
 const T = 120_000;
 let sshd: SshServer;
@@ -46,15 +46,6 @@ async function wrapper(fx: ServerFixture): Promise<Record<string, any>> {
   const r = await runShoot(["wrapper", "--config", fx.config]);
   expect(r.code).toBe(0);
   return statusRecords(path.join(fx.backup, "server.status")).filter((x) => x.archive).at(-1)!;
-}
-
-function md5sumCheck(dir: string): string[] {
-  const copies = fs.readdirSync(dir).filter((n) => isArchiveName(n)).sort();
-  for (const a of copies) {
-    const r = Bun.spawnSync([requireTool("md5sum"), "-c", `${a}.md5`], { cwd: dir });
-    expect({ archive: a, code: r.exitCode, out: r.stdout.toString() }).toEqual({ archive: a, code: 0, out: `${a}: OK\n` });
-  }
-  return copies;
 }
 
 /** A crafted backup directory for source `name` under `base`, with an archive of `size` random bytes. */
@@ -104,7 +95,33 @@ describe("shoot client over ssh", () => {
     expect(md5sumCheck(path.join(dest, "web1"))).toEqual(names.slice(1));
   }, T);
 
-  test("refusals: stale, failed, busy, unsafe names, corrupted, lying about its size — each its own code, nothing bad kept, nothing outside dest_dir", async () => {
+  test("the newest copy held is rsync's basis: a slightly changed archive mostly matches, the old copy stays untouched", async () => {
+    const base = root();
+    const dest = path.join(base, "dest");
+    const backup = path.join(base, "server");
+    const bytes = randomBytes(2 * 1024 * 1024);
+    const day1 = await writeArchive(backup, archiveName("web1", new Date(Date.now() - 86_400_000), "gzip"), bytes);
+    writeServerStatus(backup, day1, { final: "FIRST_ARCHIVE" });
+    const cfg = writeClientConfig(path.join(base, "client.toml"), { dest, known_hosts: sshd.knownHosts, sources: [sshSource(sshd, "web1", backup)] });
+    expect((await runClient(cfg, dest)).codes).toEqual({ web1: 30 });
+    const held = path.join(dest, "web1", day1.file);
+    const before = fs.statSync(held);
+
+    const changed = Uint8Array.from(bytes);
+    changed.set(randomBytes(100), 1024 * 1024);
+    const day2 = await writeArchive(backup, archiveName("web1", new Date(), "gzip"), changed);
+    writeServerStatus(backup, day2, { final: "NEW_ARCHIVE" });
+    const r = await runClient(cfg, dest);
+    expect(r.codes).toEqual({ web1: 4 });
+    const data = r.records.find((x) => x.name === "PULLED")!.data as { matched: number; literal: number; received: number };
+    expect(data.matched).toBeGreaterThan(2 * 1024 * 1024 - 64 * 1024);
+    expect(data.received).toBeLessThan(128 * 1024);
+    const after = fs.statSync(held);
+    expect([after.ino, after.nlink, after.mtimeMs]).toEqual([before.ino, 1, before.mtimeMs]);
+    expect(md5sumCheck(path.join(dest, "web1"))).toEqual([day1.file, day2.file]);
+  }, T);
+
+  test("refusals: stale, failed, busy, unsafe names, corrupted, lying about its size, reusing a held name — each its own code, nothing bad kept, nothing outside dest_dir", async () => {
     const base = root();
     const dest = path.join(base, "client", "dest");
     const two = 2 * 86_400_000;
@@ -137,12 +154,18 @@ describe("shoot client over ssh", () => {
     const liar = await craftedServer(base, "liar", 3 * 1024 * 1024);
     writeServerStatus(liar.dir, liar.archive, { final: "NEW_ARCHIVE", archive: { size: 1000 } });
 
-    const sources = [stale, failed, busy, dotdot, option, corrupt, liar].map((s) => sshSource(sshd, path.basename(path.dirname(s.dir)), s.dir));
-    const cfg = writeClientConfig(path.join(base, "client", "client.toml"), { dest, concurrency: 4, known_hosts: sshd.knownHosts, sources });
+    // a status naming an archive the client already holds, with other contents: the copy held stays
+    const reused = await craftedServer(base, "reused");
+    writeServerStatus(reused.dir, reused.archive, { final: "NEW_ARCHIVE" });
+    const heldCopy = path.join(dest, "reused", reused.archive.file);
+    writeTree(path.join(dest, "reused"), { [reused.archive.file]: "the copy held", [`${reused.archive.file}.md5`]: `${"0".repeat(32)}  ${reused.archive.file}\n` });
+
+    const sources = [stale, failed, busy, dotdot, option, corrupt, liar, reused].map((s) => sshSource(sshd, path.basename(path.dirname(s.dir)), s.dir));
+    const cfg = writeClientConfig(path.join(base, "client", "client.toml"), { dest, concurrency: 8, known_hosts: sshd.knownHosts, sources });
     const before = listTree(base).filter((p) => !p.startsWith("client/"));
     const r = await runClient(cfg, dest);
 
-    expect(r.codes).toEqual({ stale: 44, failed: 45, busy: 46, dotdot: 47, option: 47, corrupt: 50, liar: 50 });
+    expect(r.codes).toEqual({ stale: 44, failed: 45, busy: 46, dotdot: 47, option: 47, corrupt: 50, liar: 50, reused: 43 });
     expect(r.code).toBe(50); // the most severe: a copy that does not match its checksum
     const msg = (n: string) => r.outcome.sources.find((s) => s.name === n)!.message;
     expect(msg("stale")).toContain("has not run");
@@ -152,10 +175,12 @@ describe("shoot client over ssh", () => {
     expect(msg("option")).toContain("-e sh");
     expect(msg("corrupt")).toContain("MD5");
     expect(msg("liar")).toContain("larger");
+    expect(msg("reused")).toContain("it is kept and nothing was pulled");
+    expect(fs.readFileSync(heldCopy, "utf8")).toBe("the copy held");
     // nothing outside dest_dir changed, and dest_dir holds no archive, no copy of the bad one
     expect(listTree(base).filter((p) => !p.startsWith("client/"))).toEqual(before);
-    expect(listTree(dest)).toEqual(["client.status"]);
-    expect(r.records.filter((x) => x.name === "SOURCE_DONE")).toHaveLength(7);
+    expect(listTree(dest)).toEqual(["client.status", `reused/${reused.archive.file}`, `reused/${reused.archive.file}.md5`]);
+    expect(r.records.filter((x) => x.name === "SOURCE_DONE")).toHaveLength(8);
   }, T);
 
   test("unreachable: a closed port and a silent one end with UNREACHABLE within the configured time-out", async () => {
@@ -252,4 +277,22 @@ test("a local-path remote is pulled with rsync alone (no ssh on PATH)", async ()
   expect(r.code).toBe(0);
   expect(JSON.parse(r.stdout).sources[0].code).toBe(30);
   expect(md5sumCheck(path.join(dest, "self"))).toEqual([rec.archive.file]);
+}, T);
+
+test("rsync or ssh missing: TOOL_MISSING (14) naming the package to install", async () => {
+  const base = root();
+  const dest = path.join(base, "dest");
+  const onlyRsync = path.join(base, "only-rsync");
+  const nothing = path.join(base, "nothing");
+  fs.mkdirSync(onlyRsync);
+  fs.mkdirSync(nothing);
+  fs.symlinkSync(requireTool("rsync"), path.join(onlyRsync, "rsync"));
+  const cfg = writeClientConfig(path.join(base, "client.toml"), { dest, sources: [{ name: "far", remote: "backup@192.0.2.1:/var/backups/shoot" }] });
+  const noSsh = await runShoot(["client", "--config", cfg], { env: { PATH: onlyRsync } });
+  expect(noSsh.code).toBe(14);
+  expect(noSsh.stdout).toContain("far: FAILED 14 TOOL_MISSING: ssh is not installed");
+  expect(noSsh.stdout).toContain("apt-get install openssh-client");
+  const noRsync = await runShoot(["client", "--config", cfg], { env: { PATH: nothing } });
+  expect(noRsync.code).toBe(14);
+  expect(noRsync.stdout).toContain("rsync is not installed");
 }, T);

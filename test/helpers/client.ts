@@ -1,9 +1,12 @@
 /** Client configurations and runs for end-to-end tests. */
+import { expect } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
+import { isArchiveName } from "../../src/core/naming.ts";
 import { runShoot, type ShootResult } from "./cli.ts";
 import { statusRecords } from "./fixture.ts";
 import type { SshServer } from "./sshd.ts";
+import { requireTool } from "./tools.ts";
 
 export interface SourceSpec {
   name: string;
@@ -86,4 +89,14 @@ export function listTree(root: string): string[] {
   };
   if (fs.existsSync(root)) walk(root);
   return out.sort();
+}
+
+/** `md5sum -c` passes for every copy in `dir`; returns the copies, oldest first. */
+export function md5sumCheck(dir: string): string[] {
+  const copies = fs.readdirSync(dir).filter((n) => isArchiveName(n)).sort();
+  for (const a of copies) {
+    const r = Bun.spawnSync([requireTool("md5sum"), "-c", `${a}.md5`], { cwd: dir });
+    expect({ archive: a, code: r.exitCode, out: r.stdout.toString() }).toEqual({ archive: a, code: 0, out: `${a}: OK\n` });
+  }
+  return copies;
 }

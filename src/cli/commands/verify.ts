@@ -1,0 +1,49 @@
+import { defineCommand } from "citty";
+import { codeName } from "../../core/codes.ts";
+import { configForArchive, heldArchives, resolveArchive, runVerify, type ArchiveVerdict } from "../../core/verify.ts";
+import { createProgress } from "../../core/progress.ts";
+import { formatBytes } from "../../core/units.ts";
+import { configArgs, quietArgs } from "../args.ts";
+import { abortOnSignals } from "../signals.ts";
+
+// variadic: any number of archives (default: every one held)
+const meta = { name: "verify", description: "Check every held archive against its checksum; --deep also reads every entry and compares with the server's file list", variadic: true };
+
+function printVerdict(v: ArchiveVerdict): void {
+  const a = v.archive;
+  const verdict = v.gone ? "GONE" : v.ok ? "OK" : "FAILED";
+  console.log(`${verdict.padEnd(6)} ${a.role}${a.owner ? ` ${a.owner}` : ""}: ${a.file} (${formatBytes(a.bytes)})${v.md5 ? ` md5 ${v.md5}` : ""}`);
+  for (const p of v.problems) console.log(`  problem: ${p}`);
+  for (const n of v.notes) console.log(`  ${n}`);
+}
+
+export default defineCommand({
+  meta,
+  args: {
+    ...configArgs,
+    ...quietArgs,
+    deep: { type: "boolean", description: "Also decompress and read every entry, compare with the file list, and time it (a restore drill)" },
+    json: { type: "boolean", description: "Print the verdicts as JSON" },
+    archive: { type: "positional", required: false, description: "Archives to check (names held here or paths; default: all held)", valueHint: "ARCHIVE…" },
+  },
+  async run({ args }) {
+    // archives named by path need no configuration; names and "everything held" do
+    const onlyPaths = args._.length > 0 && args._.every((x) => x.includes("/"));
+    const cfg = configForArchive(args.config, onlyPaths ? args._[0] : undefined, process.env);
+    const archives = args._.length ? args._.map((x) => resolveArchive(cfg, x)) : heldArchives(cfg!);
+    const signals = abortOnSignals();
+    try {
+      const report = await runVerify(archives, {
+        deep: args.deep,
+        signal: signals.signal,
+        progressFor: (a) => createProgress({ label: `${args.deep ? "reading" : "hashing"} ${a.file}`, total: a.bytes, quiet: args.quiet }),
+        onVerdict: args.json ? undefined : printVerdict,
+      });
+      if (args.json) console.log(JSON.stringify(report, null, 2));
+      else console.log(`shoot verify: ${report.code === 0 ? "OK" : `FAILED ${report.code} ${codeName(report.code)}`}: ${report.message}`);
+      return report.code;
+    } finally {
+      signals.dispose();
+    }
+  },
+});
