@@ -12,3 +12,4 @@ if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
   exitCode = await runCli(argv);
 }
 process.exit(exitCode);
+export {};

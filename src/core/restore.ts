@@ -256,8 +256,9 @@ export function planRestore(listings: readonly TarListing[], opts: { root: strin
   return { plan, alsoRestored, unmatched };
 }
 
-function mtimeOf(l: TarListing): Date {
-  return new Date(Number(l.mtimeNs / 1_000_000n));
+/** Seconds with the fraction the archive holds (to the microsecond a double keeps): utimes takes them as they are. */
+function mtimeOf(l: TarListing): number {
+  return Number(l.mtimeNs / 1000n) / 1e6;
 }
 
 async function readPlanPass(fd: number, opts: RestoreOptions, total: number): Promise<{ listings: TarListing[]; pass: PassResult; ended: boolean }> {
@@ -335,7 +336,7 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     result.skipped = plan.filter((p) => p.decision === "skipped").map(note);
     result.conflicts = plan.filter((p) => p.decision === "conflict").map(note);
     if (result.conflicts.length > 0) {
-      return finish("RESTORE_EXISTS", `${result.conflicts.length} entries exist in ${root} already: ${listNotes(result.conflicts)}; nothing was restored (--force overwrites files)`);
+      return finish("RESTORE_EXISTS", `${result.conflicts.length} entries exist in ${root} already (${listNotes(result.conflicts, 3)}); nothing was restored (--force overwrites files)`);
     }
 
     // 3. files, directories and hard links through node-tar, in archive order
@@ -355,6 +356,8 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
       chmod: true,
       processUmask: 0,
       preserveOwner: process.getuid?.() === 0,
+      // times are set at the end, to the microsecond (node-tar would set milliseconds)
+      noMtime: true,
       filter: (p: string, entry) => {
         const s = splitEntryName(p);
         if ("why" in s) return false;
@@ -397,6 +400,15 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
         result.failed.push({ name: p.key, why: errorMessage(e) });
       }
     }
+    for (const p of plan) {
+      if (p.decision !== "restore" || !written.has(p.key) || p.listing.type === "dir" || p.listing.type === "symlink") continue;
+      try {
+        fs.utimesSync(path.join(root, p.key), mtimeOf(p.listing), mtimeOf(p.listing));
+      } catch (e) {
+        result.failed.push({ name: p.key, why: `setting its time: ${errorMessage(e)}` });
+      }
+    }
+    // deepest first: setting a directory's time must come after everything inside it is written
     const dirs = plan.filter((p) => p.decision === "restore" && p.listing.type === "dir").sort((x, y) => y.parts!.length - x.parts!.length);
     for (const p of dirs) {
       const abs = path.join(root, p.key);

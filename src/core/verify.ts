@@ -293,7 +293,7 @@ interface ListedEntryLine {
   size: number;
 }
 
-/** Compare what the archive holds with the file list, as entries stream by. */
+/** Compare what the archive holds with the file list (keyed by the name as JSON), as entries stream by. */
 class ListComparison {
   private seen = new Set<string>();
   readonly extra: string[] = [];
@@ -303,12 +303,13 @@ class ListComparison {
   constructor(private readonly lines: Map<string, string>) {}
 
   add(e: TarListing): void {
-    if (this.seen.has(e.name)) {
+    if (this.seen.has(JSON.stringify(e.name))) {
       this.duplicate.push(e.name);
       return;
     }
-    this.seen.add(e.name);
-    const line = this.lines.get(e.name);
+    const key = JSON.stringify(e.name);
+    this.seen.add(key);
+    const line = this.lines.get(key);
     if (line === undefined) {
       this.extra.push(e.name);
       return;
@@ -323,7 +324,7 @@ class ListComparison {
 
   missing(): string[] {
     const out: string[] = [];
-    for (const name of this.lines.keys()) if (!this.seen.has(name)) out.push(name);
+    for (const key of this.lines.keys()) if (!this.seen.has(key)) out.push(JSON.parse(key) as string);
     return out;
   }
 }

@@ -5,7 +5,6 @@
  * so that the caller can keep the message for later and tell a person what to fix.
  */
 import fs from "node:fs";
-import nodemailer from "nodemailer";
 import type { NodemailerError, SMTPTransportOptions } from "nodemailer";
 
 export interface OutgoingMail {
@@ -127,6 +126,8 @@ export function createSmtpMailer(settings: SmtpSettings, password: string | unde
         auth: settings.user !== undefined ? { user: settings.user, pass: password } : undefined,
         logger: false,
       };
+      // loaded only when a report is mailed: most runs of most commands never need it
+      const { default: nodemailer } = await import("nodemailer");
       const transport = nodemailer.createTransport(options);
       try {
         const info = await transport.sendMail({
