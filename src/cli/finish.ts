@@ -10,15 +10,18 @@ import type { RunOutcome } from "../core/outcome.ts";
 import { StatusWriter, type Role } from "../core/status.ts";
 import { printOutcome } from "./output.ts";
 
-export async function finishRun(outcome: RunOutcome, opts: { mail?: MailConfig; roleDir: string; quiet?: boolean }): Promise<void> {
+export async function finishRun(outcome: RunOutcome, opts: { mail?: MailConfig; roleDir: string; quiet?: boolean; json?: boolean }): Promise<void> {
+  if (opts.json) console.log(JSON.stringify(outcome, null, 2));
   const writer = outcome.statusFile && outcome.run ? new StatusWriter(outcome.statusFile, outcome.role as Role, outcome.run, systemClock) : undefined;
   const result = await notify(outcome, {
     mail: opts.mail,
     spoolDefault: defaultSpoolDir(opts.roleDir),
     env: process.env,
+    // with --json, standard output carries the JSON alone
+    out: opts.json ? () => {} : undefined,
     record: writer ? (name, msg) => writer.write(name, msg, { step: "report" }) : undefined,
   });
   writer?.close();
   // without [mail] the whole report went to stdout already (cron mails it)
-  if (!result.printed && (!opts.quiet || !isGolden(outcome.code))) printOutcome(outcome);
+  if (!opts.json && !result.printed && (!opts.quiet || !isGolden(outcome.code))) printOutcome(outcome);
 }

@@ -193,7 +193,7 @@ export function planRestore(listings: readonly TarListing[], opts: { root: strin
   const linkInPath = (parts: readonly string[]): string | undefined => {
     for (let i = 1; i < parts.length; i++) {
       const k = parts.slice(0, i).join("/");
-      if (links.has(k)) return `the archive's symbolic link /${k}`;
+      if (links.has(k)) return `the archive's symbolic link ${k}`;
       if (disk.at(k).kind === "symlink") return `the existing symbolic link ${path.join(opts.root, k)}`;
     }
     return undefined;
@@ -289,8 +289,12 @@ function checkIntegrity(a: HeldArchive, pass: PassResult, ended: boolean, checks
   if (h?.sha256 && h.sha256 !== pass.sha256) fail(`its SHA-256 is ${pass.sha256}, the server's file list recorded ${h.sha256}`);
 }
 
+function entries(n: number): string {
+  return `${n} ${n === 1 ? "entry" : "entries"}`;
+}
+
 function listNotes(notes: readonly EntryNote[], n = 5): string {
-  return `${notes.slice(0, n).map((x) => `/${x.name} (${x.why})`).join("; ")}${notes.length > n ? `; … ${notes.length} in all` : ""}`;
+  return `${notes.slice(0, n).map((x) => `${x.name} (${x.why})`).join("; ")}${notes.length > n ? `; … ${notes.length} in all` : ""}`;
 }
 
 export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<RestoreResult> {
@@ -336,7 +340,7 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     result.skipped = plan.filter((p) => p.decision === "skipped").map(note);
     result.conflicts = plan.filter((p) => p.decision === "conflict").map(note);
     if (result.conflicts.length > 0) {
-      return finish("RESTORE_EXISTS", `${result.conflicts.length} entries exist in ${root} already (${listNotes(result.conflicts, 3)}); nothing was restored (--force overwrites files)`);
+      return finish("RESTORE_EXISTS", `${entries(result.conflicts.length)} exist in ${root} already (${listNotes(result.conflicts, 3)}); nothing was restored (--force overwrites files)`);
     }
 
     // 3. files, directories and hard links through node-tar, in archive order
@@ -401,7 +405,7 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
       }
     }
     for (const p of plan) {
-      if (p.decision !== "restore" || !written.has(p.key) || p.listing.type === "dir" || p.listing.type === "symlink") continue;
+      if (p.decision !== "restore" || !written.has(p.key) || p.listing.type === "dir" || p.listing.type === "symlink" || result.failed.some((f) => f.name === p.key)) continue;
       try {
         fs.utimesSync(path.join(root, p.key), mtimeOf(p.listing), mtimeOf(p.listing));
       } catch (e) {
@@ -423,9 +427,12 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     result.restored = restored.length;
     result.bytes = restored.reduce((n, p) => n + (p.listing.type === "file" ? p.listing.size : 0), 0);
     const took = formatDuration(performance.now() - started);
-    const what = `${result.restored} entries (${formatBytes(result.bytes)}) from ${a.file} into ${root} in ${took}`;
-    if (result.failed.length > 0) return finish("RESTORE_FAILED", `restored ${what}, but ${result.failed.length} could not be written: ${listNotes(result.failed)}`);
-    if (result.refused.length > 0) return finish("RESTORE_UNSAFE", `restored ${what}; refused ${result.refused.length} unsafe entries: ${listNotes(result.refused)}`);
+    const what = `${entries(result.restored)} (${formatBytes(result.bytes)}) from ${a.file} into ${root} in ${took}`;
+    if (result.failed.length > 0) return finish("RESTORE_FAILED", `restored ${what}, but ${entries(result.failed.length)} could not be written: ${listNotes(result.failed)}`);
+    if (result.refused.length > 0) {
+      const links = result.refused.some((r) => r.why.includes("points outside")) && !opts.allowOutsideLinks ? " (--allow-outside-links creates links that point out, after everything else)" : "";
+      return finish("RESTORE_UNSAFE", `restored ${what}; refused ${entries(result.refused.length)} that would land or point outside it: ${listNotes(result.refused)}${links}`);
+    }
     return finish("OK", `restored ${what}${result.skipped.length ? `; skipped ${result.skipped.length}: ${listNotes(result.skipped)}` : ""}`);
   } finally {
     fs.closeSync(fd);

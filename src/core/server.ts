@@ -13,6 +13,7 @@ import { ShootError, errnoCode, errorMessage } from "./errors.ts";
 import { compileExcludes } from "./exclude.ts";
 import { exists, fsyncDir, writeFileAtomic } from "./fsutil.ts";
 import { removeLeftovers } from "./leftovers.ts";
+import { toRemove } from "./retention.ts";
 import { LockedError, acquireLock, currentLock, type Lock } from "./lock.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "./naming.ts";
 import type { RunOutcome, Warning } from "./outcome.ts";
@@ -365,8 +366,7 @@ function removeArchive(dir: string, name: string): void {
 }
 
 function rotate(dir: string, prefix: string, keep: number, justMade: string): string[] {
-  const all = sortArchives(fs.readdirSync(dir), prefix);
-  const remove = all.slice(0, Math.max(0, all.length - keep)).filter((a) => a !== justMade);
+  const remove = toRemove(sortArchives(fs.readdirSync(dir), prefix), keep).filter((a) => a !== justMade);
   try {
     for (const a of remove) removeArchive(dir, a);
   } catch (e) {

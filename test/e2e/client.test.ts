@@ -290,7 +290,7 @@ test("rsync or ssh missing: TOOL_MISSING (14) naming the package to install", as
   const cfg = writeClientConfig(path.join(base, "client.toml"), { dest, sources: [{ name: "far", remote: "backup@192.0.2.1:/var/backups/shoot" }] });
   const noSsh = await runShoot(["client", "--config", cfg], { env: { PATH: onlyRsync } });
   expect(noSsh.code).toBe(14);
-  expect(noSsh.stdout).toContain("far: FAILED 14 TOOL_MISSING: ssh is not installed");
+  expect(noSsh.stdout).toContain("far  FAILED 14 TOOL_MISSING\n       ssh is not installed");
   expect(noSsh.stdout).toContain("apt-get install openssh-client");
   const noRsync = await runShoot(["client", "--config", cfg], { env: { PATH: nothing } });
   expect(noRsync.code).toBe(14);

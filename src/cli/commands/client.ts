@@ -1,11 +1,11 @@
 import { defineCommand } from "citty";
-import { codeName, exitCodeFor, isGolden } from "../../core/codes.ts";
+import { exitCodeFor } from "../../core/codes.ts";
 import { runClient } from "../../core/client.ts";
 import { loadConfig, requireClient, resolveConfigPath } from "../../core/config.ts";
 import { realDeps } from "../../core/deps.ts";
 import { configArgs, quietArgs } from "../args.ts";
 import { cliLog } from "../log.ts";
-import { printOutcome } from "../output.ts";
+import { finishRun } from "../finish.ts";
 import { abortOnSignals } from "../signals.ts";
 
 // variadic: any number of source names (see checkArgs in run.ts)
@@ -20,17 +20,12 @@ export default defineCommand({
     name: { type: "positional", required: false, description: "Sources to pull (default: all)", valueHint: "NAME…" },
   },
   async run({ args }) {
-    const cfg = requireClient(loadConfig(resolveConfigPath(args.config, process.env)));
+    const config = loadConfig(resolveConfigPath(args.config, process.env));
+    const cfg = requireClient(config);
     const signals = abortOnSignals();
     try {
       const outcome = await runClient(cfg, realDeps(cliLog(args.quiet)), { only: args._, signal: signals.signal });
-      if (args.json) console.log(JSON.stringify(outcome, null, 2));
-      else {
-        printOutcome(outcome);
-        for (const s of outcome.sources ?? []) {
-          console.log(`  ${s.name}: ${isGolden(s.code) ? "OK" : "FAILED"} ${s.code} ${codeName(s.code)}: ${s.message}`);
-        }
-      }
+      await finishRun(outcome, { mail: config.mail, roleDir: cfg.dest_dir, quiet: args.quiet, json: args.json });
       return exitCodeFor(outcome.code);
     } finally {
       signals.dispose();

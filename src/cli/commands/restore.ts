@@ -13,7 +13,7 @@ const meta = { name: "restore", description: "Check an archive, then restore all
 function printNotes(title: string, notes: readonly EntryNote[], max = 20): void {
   if (notes.length === 0) return;
   console.log(`${title} (${notes.length}):`);
-  for (const n of notes.slice(0, max)) console.log(`  /${n.name}: ${n.why}`);
+  for (const n of notes.slice(0, max)) console.log(`  ${n.name}: ${n.why}`);
   if (notes.length > max) console.log(`  … and ${notes.length - max} more`);
 }
 
@@ -48,7 +48,7 @@ export default defineCommand({
       if (args.json) console.log(JSON.stringify(result, null, 2));
       else {
         console.log(`shoot restore: ${result.code === 0 ? "OK" : `FAILED ${result.code} ${codeName(result.code)}`}: ${result.message}`);
-        if (result.alsoRestored.length) console.log(`also restored, as hard-link targets of what was asked for: ${result.alsoRestored.map((n) => `/${n}`).join(", ")}`);
+        if (result.alsoRestored.length) console.log(`also restored, as hard-link targets of what was asked for: ${result.alsoRestored.join(", ")}`);
         printNotes("refused (outside the target)", result.refused);
         printNotes("existing", result.conflicts);
         printNotes("not written", result.failed);
