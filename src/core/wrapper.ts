@@ -109,6 +109,15 @@ function recoverPrevious(dir: string, records: StatusRecord[], status: StatusWri
   }
 }
 
+/**
+ * The server's environment: the wrapper's, without Bun's own variables (BUN_OPTIONS can
+ * preload code, BUN_BE_BUN turns the binary into a plain runtime): a stray line in a crontab
+ * must not change what the backup runs.
+ */
+export function childEnv(env: Record<string, string | undefined>): Record<string, string | undefined> {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith("BUN_")));
+}
+
 interface Supervised {
   result?: RunResult;
   startError?: string;
@@ -119,7 +128,7 @@ async function superviseServer(cfg: ServerConfig, deps: Deps, opts: WrapperOptio
   let child;
   try {
     child = deps.spawner.start(opts.serverArgv, {
-      env: { ...deps.env, [ENV_PARENT_RUN]: run, [ENV_LOCK_TOKEN]: lock.info.token },
+      env: { ...childEnv(deps.env), [ENV_PARENT_RUN]: run, [ENV_LOCK_TOKEN]: lock.info.token },
       timeoutMs: cfg.max_runtime,
       killSignal: "SIGTERM",
       killGraceMs: cfg.kill_grace,

@@ -6,6 +6,7 @@ import { realDeps } from "../../core/deps.ts";
 import { configArgs, quietArgs } from "../args.ts";
 import { cliLog } from "../log.ts";
 import { finishRun } from "../finish.ts";
+import { pingHealthcheck, reportToMonitoring } from "../../core/metrics.ts";
 import { abortOnSignals } from "../signals.ts";
 
 // variadic: any number of source names (see checkArgs in run.ts)
@@ -24,8 +25,12 @@ export default defineCommand({
     const cfg = requireClient(config);
     const signals = abortOnSignals();
     try {
-      const outcome = await runClient(cfg, realDeps(cliLog(args.quiet)), { only: args._, signal: signals.signal });
+      const log = cliLog(args.quiet);
+      const ping = await pingHealthcheck("start", { role: "client" }, config);
+      if (ping.error) log.warn(ping.error);
+      const outcome = await runClient(cfg, realDeps(log), { only: args._, signal: signals.signal });
       await finishRun(outcome, { mail: config.mail, roleDir: cfg.dest_dir, quiet: args.quiet, json: args.json });
+      for (const problem of await reportToMonitoring(outcome, config)) log.warn(problem);
       return exitCodeFor(outcome.code);
     } finally {
       signals.dispose();
