@@ -373,7 +373,7 @@ export function parseConfig(text: string, file: string, hostname: string = os.ho
   return cfg;
 }
 
-function sanitizeHostname(h: string): string {
+export function sanitizeHostname(h: string): string {
   const short = h.split(".")[0] ?? "";
   const clean = short.replace(/[^A-Za-z0-9._-]/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 64);
   return clean || "host";

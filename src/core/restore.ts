@@ -154,8 +154,14 @@ function isWithin(key: string, sel: string): boolean {
   return key === sel || key.startsWith(`${sel}/`);
 }
 
+/** Paths asked for that no entry of the archive is, or lies below. */
+function unmatchedPaths(listings: readonly TarListing[], selection: readonly string[]): string[] {
+  const keys = listings.map((l) => splitEntryName(l.name)).filter((s) => "parts" in s).map((s) => (s as { parts: string[] }).parts.join("/"));
+  return selection.filter((sel) => !keys.some((k) => isWithin(k, sel)));
+}
+
 /** Decide, entry by entry, what is restored: pure apart from looking at the target directory. */
-export function planRestore(listings: readonly TarListing[], opts: { root: string; selection: readonly string[]; force: boolean; allowOutsideLinks: boolean }): { plan: Planned[]; alsoRestored: string[]; unmatched: string[] } {
+export function planRestore(listings: readonly TarListing[], opts: { root: string; selection: readonly string[]; force: boolean; allowOutsideLinks: boolean }): { plan: Planned[]; alsoRestored: string[] } {
   const disk = new DiskView(opts.root);
   const rootIsSlash = opts.root === "/";
   const plan: Planned[] = listings.map((l) => {
@@ -166,7 +172,6 @@ export function planRestore(listings: readonly TarListing[], opts: { root: strin
     const selected = opts.selection.length === 0 || opts.selection.some((sel) => isWithin(key, sel));
     return { listing: l, parts: s.parts, key, decision: selected ? "restore" : "unselected" };
   });
-  const unmatched = opts.selection.filter((sel) => !plan.some((p) => p.parts && isWithin(p.key, sel)));
 
   // a selected hard link needs its target restored too
   const alsoRestored: string[] = [];
@@ -253,7 +258,7 @@ export function planRestore(listings: readonly TarListing[], opts: { root: strin
     if (here.kind === "dir") refuse(p, "conflict", "a directory of that name is in the way (remove it first; --force does not remove directories)");
     else if (!opts.force) refuse(p, "conflict", "exists");
   }
-  return { plan, alsoRestored, unmatched };
+  return { plan, alsoRestored };
 }
 
 /** Seconds with the fraction the archive holds (to the microsecond a double keeps): utimes takes them as they are. */
@@ -319,6 +324,11 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
       throw new ShootError("VERIFY_FAILED", `${a.file}: ${describeReadError(e, a.bytes)}; nothing was restored`);
     }
     checkIntegrity(a, first.pass, first.ended, opts.checksum !== false);
+    const unmatched = unmatchedPaths(first.listings, selection);
+    if (unmatched.length > 0) {
+      const tops = [...new Set(first.listings.map((l) => l.name.split("/").find((p) => p !== "" && p !== ".")).filter(Boolean))].slice(0, 5);
+      throw new ShootError("ARCHIVE_NOT_FOUND", `not in ${a.file}: ${unmatched.map((u) => `/${u}`).join(", ")} (its entries start with ${tops.map((t) => `/${t}`).join(", ") || "nothing"}; see shoot list ${a.file}); nothing was restored`);
+    }
 
     // 2. the target, and the plan
     try {
@@ -329,11 +339,7 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     const root = fs.realpathSync(opts.to);
     if (!fs.statSync(root).isDirectory()) throw new ShootError("RESTORE_FAILED", `${opts.to} is not a directory`);
     result.to = root;
-    const { plan, alsoRestored, unmatched } = planRestore(first.listings, { root, selection, force: opts.force === true, allowOutsideLinks: opts.allowOutsideLinks === true });
-    if (unmatched.length > 0) {
-      const tops = [...new Set(plan.filter((p) => p.parts?.length).map((p) => p.parts![0]!))].slice(0, 5);
-      throw new ShootError("ARCHIVE_NOT_FOUND", `not in ${a.file}: ${unmatched.map((u) => `/${u}`).join(", ")} (its entries start with ${tops.map((t) => `/${t}`).join(", ") || "nothing"}; see shoot list ${a.file}); nothing was restored`);
-    }
+    const { plan, alsoRestored } = planRestore(first.listings, { root, selection, force: opts.force === true, allowOutsideLinks: opts.allowOutsideLinks === true });
     result.alsoRestored = alsoRestored;
     const note = (p: Planned) => ({ name: p.key, why: p.why ?? "" });
     result.refused = plan.filter((p) => p.decision === "refused").map(note);

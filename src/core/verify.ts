@@ -14,7 +14,8 @@ import { Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import { loadConfig, resolveConfigPath, type Config } from "./config.ts";
-import { code } from "./codes.ts";
+import { code, isFinal } from "./codes.ts";
+import { SERVER_STATUS, readStatusFile } from "./status.ts";
 import { ShootError, errnoCode, errorMessage } from "./errors.ts";
 import { CHECKSUM_SUFFIX, LIST_SUFFIX, parseArchiveName, parseMd5Line, sortArchives } from "./naming.ts";
 import type { Progress } from "./progress.ts";
@@ -185,6 +186,8 @@ export interface PassResult {
 export interface PassOptions {
   progress?: Progress;
   signal?: AbortSignal;
+  /** false: hash the file only (the sink gets the compressed bytes). */
+  decompress?: boolean;
 }
 
 /** A pass that could not read the archive whole: where it stopped, and why. */
@@ -226,8 +229,8 @@ export async function archivePass(fd: number, sink: NodeJS.WritableStream, opts:
   const input = fs.createReadStream("", { fd, start: 0, autoClose: false, highWaterMark: 1 << 20 });
   const compression = compressionOf(head);
   const stages: NodeJS.ReadWriteStream[] = [hasher];
-  if (compression === "gzip") stages.push(zlib.createGunzip());
-  else if (compression === "zstd") stages.push(zlib.createZstdDecompress());
+  if (opts.decompress !== false && compression === "gzip") stages.push(zlib.createGunzip());
+  else if (opts.decompress !== false && compression === "zstd") stages.push(zlib.createZstdDecompress());
   stages.push(counter);
   try {
     // a variable number of stages: the typed overloads only know fixed ones
@@ -298,7 +301,7 @@ class ListComparison {
   private seen = new Set<string>();
   readonly extra: string[] = [];
   readonly typeDiff: string[] = [];
-  readonly sizeDiff: string[] = [];
+  readonly sizeDiff: Array<{ name: string; detail: string }> = [];
   readonly duplicate: string[] = [];
   constructor(private readonly lines: Map<string, string>) {}
 
@@ -319,7 +322,7 @@ class ListComparison {
     // the writer stores a hard link whose first name it could not read as the file itself
     const sameType = listed.type === e.type || (listed.type === "hardlink" && e.type === "file");
     if (!sameType) this.typeDiff.push(`${e.name} (${listed.type} in the list, ${e.type} in the archive)`);
-    else if (e.type === "file" && listed.type === "file" && listed.size !== e.size) this.sizeDiff.push(`${e.name} (${listed.size} → ${e.size} bytes)`);
+    else if (e.type === "file" && listed.type === "file" && listed.size !== e.size) this.sizeDiff.push({ name: e.name, detail: `${e.name} (${listed.size} → ${e.size} bytes)` });
   }
 
   missing(): string[] {
@@ -327,6 +330,28 @@ class ListComparison {
     for (const key of this.lines.keys()) if (!this.seen.has(key)) out.push(JSON.parse(key) as string);
     return out;
   }
+}
+
+/** Files the run that made this archive warned about (vanished, unreadable, changed while read), from the status files beside it. */
+function warnedPaths(a: HeldArchive): Set<string> {
+  const out = new Set<string>();
+  const records = [SERVER_STATUS, `${SERVER_STATUS}.1`].flatMap((f) => {
+    try {
+      return readStatusFile(path.join(a.dir, f))?.records ?? [];
+    } catch {
+      return [];
+    }
+  });
+  const made = records.find((r) => r.archive?.file === a.file && isFinal(r.code));
+  if (!made) return out;
+  const warningCodes = new Set([code("FILE_VANISHED"), code("FILE_UNREADABLE"), code("FILE_CHANGED")]);
+  for (const r of records) {
+    if (r.run !== made.run || !warningCodes.has(r.code)) continue;
+    // the message starts with the file's path: "/srv/x/log: changed since the scan (…)"
+    const colon = r.msg.indexOf(": ");
+    if (colon > 0) out.add(r.msg.slice(0, colon));
+  }
+  return out;
 }
 
 function examples(names: readonly string[], n = 3): string {
@@ -394,7 +419,7 @@ export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): P
     }
     let pass: PassResult;
     try {
-      pass = await archivePass(fd, sink, opts);
+      pass = await archivePass(fd, sink, { ...opts, decompress: opts.deep === true });
     } catch (e) {
       if (!(e instanceof ArchiveReadError)) throw e;
       verdict.problems.push(describeReadError(e, a.bytes));
@@ -411,21 +436,22 @@ export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): P
       verdict.readMs = pass.ms;
       if (!ended()) verdict.problems.push(`the tar stream ends without its end-of-archive blocks after ${entries} entries: the archive is truncated`);
       if (comparison) {
-        const authentic = a.list?.sha256 === pass.sha256 || (!a.list?.sha256 && a.list?.md5 === pass.md5);
         const missing = comparison.missing();
         if (comparison.extra.length) verdict.problems.push(`${comparison.extra.length} entries are not in the server's file list: ${examples(comparison.extra)}`);
         if (comparison.duplicate.length) verdict.problems.push(`${comparison.duplicate.length} entries appear twice: ${examples(comparison.duplicate)}`);
         if (comparison.typeDiff.length) verdict.problems.push(`${comparison.typeDiff.length} entries differ in type from the file list: ${examples(comparison.typeDiff)}`);
-        // An archive that is byte for byte what the server wrote may still differ from the
-        // scan: files that vanished or changed size between the scan and the read are
-        // archived as found (and were warnings of that run). Anything else is damage.
-        const drift = [
-          missing.length ? `${missing.length} listed entries are not in the archive: ${examples(missing)}` : "",
-          comparison.sizeDiff.length ? `${comparison.sizeDiff.length} files differ in size from the file list: ${examples(comparison.sizeDiff)}` : "",
-        ].filter(Boolean);
-        if (authentic) verdict.notes.push(...drift.map((d) => `${d} (changed or vanished while the archive was written)`));
-        else verdict.problems.push(...drift);
-        if (!drift.length && !verdict.problems.length) verdict.notes.push(`all ${entries} entries match the server's file list`);
+        // The list records the scan; a file that vanished or changed size between the scan and
+        // its read is archived as found, and the run that made the archive warned about it.
+        // A difference no warning explains is damage (or a forgery that rewrote the checksums).
+        const warned = warnedPaths(a);
+        const explained = (name: string) => warned.has(`/${name}`);
+        const lost = missing.filter((n) => !explained(n));
+        const resized = comparison.sizeDiff.filter((d) => !explained(d.name)).map((d) => d.detail);
+        if (lost.length) verdict.problems.push(`${lost.length} listed entries are not in the archive: ${examples(lost)}`);
+        if (resized.length) verdict.problems.push(`${resized.length} files differ in size from the file list: ${examples(resized)}`);
+        const known = missing.length - lost.length + comparison.sizeDiff.length - resized.length;
+        if (known) verdict.notes.push(`${known} entries differ from the file list as the run that made it warned (changed or vanished while it was written)`);
+        if (!verdict.problems.length) verdict.notes.push(`all ${entries} entries match the server's file list${known ? " or its run's warnings" : ""}`);
       } else if (!list.error) {
         verdict.notes.push("no file list beside it: entries were read but not compared");
       }

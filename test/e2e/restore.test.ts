@@ -1,0 +1,286 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { linkStaysInside } from "../../src/core/restore.ts";
+import { encodeHeader } from "../../src/core/tar.ts";
+import { runShoot } from "../helpers/cli.ts";
+import { archivesIn, serverFixture, tempDir, type ServerFixture } from "../helpers/fixture.ts";
+import { requireTool } from "../helpers/tools.ts";
+
+const T = 60_000;
+let fx: ServerFixture | undefined;
+const extra: string[] = [];
+afterEach(() => {
+  fx?.cleanup();
+  fx = undefined;
+  for (const d of extra.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+interface Node {
+  type: string;
+  mode: number;
+  size: number;
+  mtimeMs: number;
+  content?: string;
+  link?: string;
+  /** Names that share this inode (hard links), relative. */
+  twins?: string[];
+}
+
+/** Everything below `root` as it matters for a restore: types, modes, sizes, times, bytes, link targets, hard links. */
+function snapshot(root: string): Record<string, Node> {
+  const out: Record<string, Node> = {};
+  const inodes = new Map<number, string[]>();
+  const walk = (rel: string) => {
+    const abs = path.join(root, rel);
+    const st = fs.lstatSync(abs);
+    const node: Node = { type: st.isDirectory() ? "dir" : st.isSymbolicLink() ? "symlink" : "file", mode: st.mode & 0o7777, size: st.isFile() ? st.size : 0, mtimeMs: Math.floor(st.mtimeMs) };
+    if (st.isFile()) {
+      node.content = new Bun.CryptoHasher("sha256").update(fs.readFileSync(abs)).digest("hex");
+      if (st.nlink > 1) inodes.set(st.ino, [...(inodes.get(st.ino) ?? []), rel]);
+    }
+    if (st.isSymbolicLink()) {
+      node.link = fs.readlinkSync(abs);
+      node.mode = 0;
+    }
+    if (rel !== "") out[rel] = node;
+    if (st.isDirectory()) for (const n of fs.readdirSync(abs).sort()) walk(rel ? `${rel}/${n}` : n);
+  };
+  walk("");
+  for (const names of inodes.values()) for (const n of names) out[n]!.twins = names;
+  return out;
+}
+
+/** A fixture with the kinds of entries a restore must get right. */
+function richFixture(extraServer = ""): ServerFixture {
+  const f = serverFixture(extraServer);
+  const s = f.src;
+  fs.writeFileSync(path.join(s, "home/ann/photo.bin"), crypto.getRandomValues(new Uint8Array(200_000)));
+  fs.linkSync(path.join(s, "etc/hosts"), path.join(s, "etc/hosts.hard"));
+  fs.symlinkSync("../etc/hosts", path.join(s, "var/hosts-link"));
+  fs.symlinkSync("app/app.conf", path.join(s, "etc/app.conf"));
+  fs.chmodSync(path.join(s, "etc/app"), 0o750);
+  fs.chmodSync(path.join(s, "home/ann/notes.txt"), 0o640);
+  fs.chmodSync(path.join(s, "var/www/index.html"), 0o4755);
+  fs.utimesSync(path.join(s, "etc/hosts"), new Date("2020-02-02T02:02:02.123Z"), new Date("2020-02-02T02:02:02.123Z"));
+  fs.utimesSync(path.join(s, "home/ann/empty"), new Date("2019-01-01T00:00:00Z"), new Date("2019-01-01T00:00:00Z"));
+  return f;
+}
+
+async function makeArchive(f: ServerFixture): Promise<string> {
+  const r = await runShoot(["wrapper", "--config", f.config]);
+  expect(r.code).toBe(0);
+  return archivesIn(f.backup).at(-1)!;
+}
+
+/** The restored copy of the fixture's sources: archive names are absolute paths without the leading "/". */
+const restoredSrc = (to: string, f: ServerFixture) => path.join(to, f.src.slice(1));
+
+describe("shoot restore", () => {
+  for (const compression of ["gzip", "zstd"]) {
+    test(`a whole ${compression} archive restores to a tree equal to the source: content, modes, times, links`, async () => {
+      fx = richFixture(`compression = "${compression}"`);
+      const name = await makeArchive(fx);
+      const to = path.join(fx.root, "restore");
+      const r = await runShoot(["restore", "--config", fx.config, name, "--to", to]);
+      expect({ code: r.code, out: r.stdout }).toEqual({ code: 0, out: expect.stringContaining("shoot restore: OK: restored 16 entries") });
+      // not a terminal: no progress display
+      expect(r.stderr).not.toContain("ETA");
+      expect(snapshot(restoredSrc(to, fx))).toEqual(snapshot(fx.src));
+      expect(fs.readdirSync(to)).toEqual([fx.src.split("/")[1]!]);
+    }, T);
+  }
+
+  test("selected paths only (with or without the leading /); a hard link brings its target along", async () => {
+    fx = richFixture();
+    const name = await makeArchive(fx);
+    const to = path.join(fx.root, "some");
+    const rel = fx.src.slice(1);
+    const r = await runShoot(["restore", "--config", fx.config, name, "--to", to, `${fx.src}/home/ann`, `${rel}/etc/hosts.hard`]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`also restored, as hard-link targets of what was asked for: ${rel}/etc/hosts`);
+    const got = snapshot(restoredSrc(to, fx));
+    const want = snapshot(fx.src);
+    expect(Object.keys(got).sort()).toEqual(["etc", "etc/hosts", "etc/hosts.hard", "home", "home/ann", "home/ann/empty", "home/ann/notes.txt", "home/ann/photo.bin"]);
+    for (const k of ["home/ann/empty", "home/ann/notes.txt", "home/ann/photo.bin", "etc/hosts", "etc/hosts.hard"]) expect(got[k]).toEqual(want[k]!);
+
+    const missing = await runShoot(["restore", "--config", fx.config, name, "--to", path.join(fx.root, "none"), "/no/such/path"]);
+    expect(missing.code).toBe(91);
+    expect(missing.stderr).toContain("not in");
+    expect(fs.existsSync(path.join(fx.root, "none"))).toBe(false);
+  }, T);
+
+  test("never over existing files without --force; --force replaces a file and a link to outside, never writes through it", async () => {
+    fx = richFixture();
+    const name = await makeArchive(fx);
+    const to = path.join(fx.root, "again");
+    expect((await runShoot(["restore", "--config", fx.config, name, "--to", to])).code).toBe(0);
+    const hosts = path.join(restoredSrc(to, fx), "etc/hosts");
+    fs.rmSync(hosts);
+    fs.writeFileSync(hosts, "edited since\n");
+    // a link left in the target that points outside it, where the archive has a file
+    const outside = path.join(fx.root, "outside.txt");
+    fs.writeFileSync(outside, "precious\n");
+    const notes = path.join(restoredSrc(to, fx), "home/ann/notes.txt");
+    fs.rmSync(notes);
+    fs.symlinkSync(outside, notes);
+
+    const refused = await runShoot(["restore", "--config", fx.config, name, "--to", to]);
+    expect(refused.code).toBe(93);
+    expect(refused.stdout).toContain("nothing was restored");
+    expect(fs.readFileSync(hosts, "utf8")).toBe("edited since\n");
+
+    const forced = await runShoot(["restore", "--config", fx.config, name, "--to", to, "--force"]);
+    expect(forced.code).toBe(0);
+    expect(fs.readFileSync(outside, "utf8")).toBe("precious\n");
+    expect(fs.lstatSync(notes).isFile()).toBe(true);
+    expect(snapshot(restoredSrc(to, fx))).toEqual(snapshot(fx.src));
+  }, T);
+
+  test("a directory link already in the target is never written through, even with --force", async () => {
+    fx = richFixture();
+    const name = await makeArchive(fx);
+    const to = path.join(fx.root, "linked");
+    const elsewhere = path.join(fx.root, "elsewhere");
+    fs.mkdirSync(elsewhere);
+    fs.mkdirSync(path.dirname(restoredSrc(to, fx)), { recursive: true });
+    fs.symlinkSync(elsewhere, restoredSrc(to, fx));
+    const r = await runShoot(["restore", "--config", fx.config, name, "--to", to, "--force"]);
+    expect(r.code).toBe(92);
+    expect(r.stdout).toContain("would be written through the existing symbolic link");
+    expect(fs.readdirSync(elsewhere)).toEqual([]);
+  }, T);
+
+  test("an archive that does not match its checksum is refused before anything is written", async () => {
+    fx = richFixture();
+    const name = await makeArchive(fx);
+    const file = path.join(fx.backup, name);
+    const bytes = fs.readFileSync(file);
+    bytes[bytes.length - 30]! ^= 0xff;
+    fs.writeFileSync(file, bytes);
+    const to = path.join(fx.root, "bad");
+    const r = await runShoot(["restore", "--config", fx.config, name, "--to", to]);
+    expect(r.code).toBe(90);
+    expect(r.stderr).toContain("nothing was restored");
+    expect(fs.existsSync(to)).toBe(false);
+  }, T);
+});
+
+describe("shoot restore of a crafted archive made elsewhere", () => {
+  /**
+   * GNU tar with -P keeps what it would otherwise strip: `../`, absolute names. --transform
+   * renames regular entries (r), hard-link targets (h) and symlink targets (s).
+   */
+  function craft(jail: string): { archive: string; listing: string } {
+    const tar = requireTool("tar");
+    const work = path.join(jail, "work");
+    fs.mkdirSync(path.join(work, "d"), { recursive: true });
+    fs.writeFileSync(path.join(work, "ok.txt"), "fine\n");
+    fs.writeFileSync(path.join(work, "d/evil.txt"), "evil\n");
+    fs.symlinkSync(path.join(jail, "outside"), path.join(work, "link"));
+    fs.symlinkSync("../../..", path.join(work, "up"));
+    fs.symlinkSync(".", path.join(work, "here"));
+    fs.symlinkSync("here/..", path.join(work, "climb"));
+    const archive = path.join(jail, "crafted.tar");
+    const run = (...args: string[]) => {
+      const r = Bun.spawnSync([tar, ...args], { cwd: work });
+      if (r.exitCode !== 0) throw new Error(`tar ${args.join(" ")}: ${r.stderr.toString()}`);
+    };
+    run("-cf", archive, "ok.txt", "link", "up", "here", "climb");
+    // an entry written through the link made just before it
+    run("-rf", archive, "--transform", "s,^d/,link/,", "d/evil.txt");
+    run("-rf", archive, "--transform", "s,^d/,climb/,", "d/evil.txt");
+    run("-rf", archive, "-P", "--transform", "s,^d/evil.txt,../escape.txt,", "d/evil.txt");
+    run("-rf", archive, "-P", "--transform", `s,^d/evil.txt,${jail}/abs.txt,`, "d/evil.txt");
+    // hard links whose targets lie outside: GNU tar will not write those, so raw headers do
+    const raw = path.join(jail, "links.tar");
+    const header = (name: string, linkTarget: string) => encodeHeader({ name, type: "hardlink", mode: 0o644, uid: 0, gid: 0, size: 0, mtimeNs: 0n, linkTarget });
+    fs.writeFileSync(raw, Buffer.concat([header("f2", "../outside/secret"), header("f3", `${jail}/outside/secret`), Buffer.alloc(1024)]));
+    run("-Af", archive, raw);
+    const listing = Bun.spawnSync([tar, "-tvPf", archive]).stdout.toString();
+    return { archive, listing };
+  }
+
+  function jailFiles(jail: string): string[] {
+    const out: string[] = [];
+    const walk = (d: string) => {
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+        const p = path.join(d, e.name);
+        out.push(path.relative(jail, p));
+        if (e.isDirectory() && !e.isSymbolicLink()) walk(p);
+      }
+    };
+    walk(jail);
+    return out.sort();
+  }
+
+  /** Every link below `dir` resolves inside it (or nowhere). */
+  function linksStayInside(dir: string): string[] {
+    const bad: string[] = [];
+    const real = fs.realpathSync(dir);
+    const walk = (d: string) => {
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+        const p = path.join(d, e.name);
+        if (e.isSymbolicLink()) {
+          let target: string | undefined;
+          try {
+            target = fs.realpathSync(p);
+          } catch {
+            target = undefined;
+          }
+          if (target !== undefined && target !== real && !target.startsWith(`${real}/`)) bad.push(`${p} -> ${target}`);
+        } else if (e.isDirectory()) walk(p);
+      }
+    };
+    walk(dir);
+    return bad;
+  }
+
+  test("`../`, absolute names, links out and entries written through links restore nothing outside DIR", async () => {
+    const jail = tempDir("shoot-jail-");
+    extra.push(jail);
+    fs.mkdirSync(path.join(jail, "outside"));
+    fs.writeFileSync(path.join(jail, "outside/secret"), "secret\n");
+    const { archive, listing } = craft(jail);
+    // the archive really is hostile
+    for (const e of ["../escape.txt", `${jail}/abs.txt`, "link -> ", "link/evil.txt", "up -> ../../..", "climb -> here/..", "climb/evil.txt", "f2 link to ../outside/secret", `f3 link to ${jail}/outside/secret`]) expect(listing).toContain(e);
+    const before = jailFiles(jail);
+    const to = path.join(jail, "dest");
+
+    const noSum = await runShoot(["restore", archive, "--to", to]);
+    expect(noSum.code).toBe(90);
+    expect(noSum.stderr).toContain("--no-checksum");
+
+    const r = await runShoot(["restore", archive, "--no-checksum", "--to", to]);
+    expect(r.code).toBe(92);
+    for (const refused of ["../escape.txt", `${jail.slice(1)}/abs.txt`, "link:", "up:", "climb:", "link/evil.txt", "climb/evil.txt", "f2:", "f3:"]) expect(r.stdout).toContain(refused);
+    expect(jailFiles(jail)).toEqual([...before, "dest", "dest/here", "dest/ok.txt"].sort());
+    expect(fs.readFileSync(path.join(jail, "outside/secret"), "utf8")).toBe("secret\n");
+    expect(fs.readFileSync(path.join(to, "ok.txt"), "utf8")).toBe("fine\n");
+    expect(linksStayInside(to)).toEqual([]);
+
+    // links that point out may be asked for: made last, nothing is written through them
+    const to2 = path.join(jail, "dest2");
+    const r2 = await runShoot(["restore", archive, "--no-checksum", "--allow-outside-links", "--to", to2]);
+    expect(r2.code).toBe(92);
+    expect(fs.readlinkSync(path.join(to2, "link"))).toBe(path.join(jail, "outside"));
+    expect(fs.readdirSync(path.join(jail, "outside"))).toEqual(["secret"]);
+    expect(fs.existsSync(path.join(jail, "escape.txt"))).toBe(false);
+    expect(fs.existsSync(path.join(jail, "abs.txt"))).toBe(false);
+  }, T);
+
+  test("a link's target is followed through the archive's other links, as the kernel would", () => {
+    const noLinks = () => undefined;
+    expect(linkStaysInside(["a", "l"], "../b", false, noLinks)).toBe(true);
+    expect(linkStaysInside(["l"], "../b", false, noLinks)).toBe(false);
+    expect(linkStaysInside(["l"], "/etc", false, noLinks)).toBe(false);
+    expect(linkStaysInside(["l"], "/etc", true, noLinks)).toBe(true);
+    // here -> . ; climb -> here/.. : lexically ".", really the parent of the target
+    const links = new Map([["here", "."], ["deep", "a/b/c"]]);
+    expect(linkStaysInside(["climb"], "here/..", false, (k) => links.get(k))).toBe(false);
+    expect(linkStaysInside(["x"], "deep/../..", false, (k) => links.get(k))).toBe(true);
+    // a loop is never "inside"
+    const loop = new Map([["p", "q"], ["q", "p"]]);
+    expect(linkStaysInside(["x"], "p/f", false, (k) => loop.get(k))).toBe(false);
+  });
+});
