@@ -12,6 +12,8 @@ import type { Matcher } from "./exclude.ts";
 export interface ScanEntry extends ArchiveEntry {
   ctimeMs: number;
   ino: number;
+  /** The archive name as a JSON string: the key of the file list, built once per entry. */
+  nameJson: string;
 }
 
 export type ScanWarningCode = "FILE_VANISHED" | "FILE_UNREADABLE" | "SPECIAL_SKIPPED";
@@ -71,6 +73,9 @@ function typeOf(st: fs.Stats): EntryType | "special" {
   return "special";
 }
 
+/** A name JSON would write as it is: printable ASCII without quote or backslash. */
+const PLAIN_NAME = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
 function archiveNameOf(abs: string): string {
   return abs.replace(/^\/+/, "");
 }
@@ -91,7 +96,7 @@ export function scanSources(sources: readonly string[], opts: ScanOptions): Scan
 
   const warn = (code: ScanWarningCode, p: string, message: string) => warnings.push({ code, path: p, message });
 
-  const visit = (abs: string, st: fs.Stats, isTop: boolean): void => {
+  const visit = (abs: string, st: fs.Stats, isTop: boolean, nameJson: string): void => {
     const type = typeOf(st);
     if (type === "special") {
       warn("SPECIAL_SKIPPED", abs, `${abs}: ${describeSpecial(st)} skipped`);
@@ -114,6 +119,7 @@ export function scanSources(sources: readonly string[], opts: ScanOptions): Scan
       mtimeMs: st.mtimeMs,
       ctimeMs: st.ctimeMs,
       ino: st.ino,
+      nameJson,
     };
     if (type === "symlink") {
       try {
@@ -133,7 +139,7 @@ export function scanSources(sources: readonly string[], opts: ScanOptions): Scan
     }
     if (name !== "") entries.push(e);
     if (e.type === "file") bytes += e.size;
-    if (type === "dir") walkDir(abs);
+    if (type === "dir") walkDir(abs, nameJson);
   };
 
   const warnErr = (abs: string, err: unknown) => {
@@ -142,7 +148,7 @@ export function scanSources(sources: readonly string[], opts: ScanOptions): Scan
     else warn("FILE_UNREADABLE", abs, `${abs}: ${c ?? ""} ${(err as Error).message}`.trim());
   };
 
-  const walkDir = (dir: string): void => {
+  const walkDir = (dir: string, dirJson: string): void => {
     let names: string[];
     try {
       names = fs.readdirSync(dir);
@@ -152,6 +158,8 @@ export function scanSources(sources: readonly string[], opts: ScanOptions): Scan
     }
     names.sort();
     const prefix = dir === "/" ? "/" : `${dir}/`;
+    // the directory's part of each child's JSON name is escaped once, not once per child
+    const jsonPrefix = dir === "/" ? '"' : `${dirJson.slice(0, -1)}/`;
     for (const n of names) {
       const abs = prefix + n;
       let st: fs.Stats;
@@ -161,12 +169,12 @@ export function scanSources(sources: readonly string[], opts: ScanOptions): Scan
         warnErr(abs, err);
         continue;
       }
-      visit(abs, st, false);
+      visit(abs, st, false, PLAIN_NAME.test(n) ? `${jsonPrefix}${n}"` : JSON.stringify(archiveNameOf(abs)));
     }
   };
 
   for (const src of normaliseSources(sources)) {
-    visit(src, fs.lstatSync(src), true);
+    visit(src, fs.lstatSync(src), true, JSON.stringify(archiveNameOf(src)));
   }
   return { entries, bytes, warnings };
 }
@@ -197,13 +205,14 @@ export interface ListHeader {
 }
 
 /**
- * One line per entry, a JSON array: [name, type, mode, uid, gid, size, mtimeMs, "", ctimeMs,
- * ino, linkTarget]. Built by hand rather than by JSON.stringify of an array, and compared as a
- * whole string: the unchanged check on a large tree is dominated by this per-entry work.
+ * One line per entry, a JSON array: [name, type, mode, uid, gid, size, mtimeUs, ctimeUs, ino,
+ * linkTarget], times in whole microseconds. Built by hand rather than by JSON.stringify of an
+ * array, and compared as a whole string: the unchanged check on a large tree is dominated by
+ * this per-entry work (integers print several times faster than fractional numbers).
  */
-function entryLine(e: ScanEntry, nameJson: string = JSON.stringify(e.name)): string {
+function entryLine(e: ScanEntry): string {
   const link = e.linkTarget === undefined ? "null" : JSON.stringify(e.linkTarget);
-  return `[${nameJson},"${e.type}",${e.mode},${e.uid},${e.gid},${e.size},${e.mtimeMs},"",${e.ctimeMs},${e.ino},${link}]`;
+  return `[${e.nameJson},"${e.type}",${e.mode},${e.uid},${e.gid},${e.size},${Math.round(e.mtimeMs * 1000)},${Math.round(e.ctimeMs * 1000)},${e.ino},${link}]`;
 }
 
 /** Index just past the JSON string that starts at `from` (an opening quote). */
@@ -283,14 +292,14 @@ export function compareWithList(scan: ScanResult, list: RecordedList): Changes {
   };
   let matched = 0;
   for (const e of scan.entries) {
-    const key = JSON.stringify(e.name);
+    const key = e.nameJson;
     const prev = list.lines.get(key);
     if (prev === undefined) {
       ch.added++;
       note("new", e.name);
     } else {
       matched++;
-      if (prev !== entryLine(e, key)) {
+      if (prev !== entryLine(e)) {
         ch.changed++;
         note("changed", e.name);
       }
@@ -298,7 +307,7 @@ export function compareWithList(scan: ScanResult, list: RecordedList): Changes {
   }
   ch.removed = list.lines.size - matched;
   if (ch.removed > 0 && ch.examples.length < 10) {
-    const now = new Set(scan.entries.map((e) => JSON.stringify(e.name)));
+    const now = new Set(scan.entries.map((e) => e.nameJson));
     for (const key of list.lines.keys()) if (!now.has(key)) note("deleted", JSON.parse(key) as string);
   }
   return ch;

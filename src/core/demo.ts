@@ -1,0 +1,437 @@
+/**
+ * `shoot demo`: the whole cycle on one machine with nothing configured, in one directory.
+ * A sample tree and a configuration (server and client in one file) are made there; the
+ * wrapper and the client run as child processes exactly as cron would start them; the copy is
+ * checked (MD5 against its .md5 file and the server's record, then restored with `shoot
+ * restore` and compared with the sample tree); a second round shows 9 (UNCHANGED).
+ *
+ * By default the client pulls over a local path: no root, no sshd. With `ssh`, a throwaway
+ * sshd on 127.0.0.1 (its own keys and config in the demo directory) serves the pull through
+ * the read-only forced command, as a real server would, and is stopped afterwards.
+ */
+import crypto from "node:crypto";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { codeInfo, codeName, isGolden, type CodeName } from "./codes.ts";
+import { ShootError, UsageError, errorMessage } from "./errors.ts";
+import { authorizedKeysLine, renderConfig } from "./init.ts";
+import { parseMd5Line } from "./naming.ts";
+import { CLIENT_STATUS, lastFinal, readStatusFile, SERVER_STATUS, type ArchiveInfo } from "./status.ts";
+import { formatBytes, formatDuration } from "./units.ts";
+import { ToolMissingError, type Child, type RunResult, type Spawner } from "../io/process.ts";
+
+export interface DemoOptions {
+  /** Where to work: an empty or new directory; a fresh temporary one when absent. */
+  dir?: string;
+  /** Pull over ssh through a throwaway sshd instead of a local path. */
+  ssh: boolean;
+  /** How to start shoot itself (the binary, or bun and the entry file). */
+  self: readonly string[];
+  spawner: Spawner;
+  env: Record<string, string | undefined>;
+  print: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface DemoResult {
+  dir: string;
+  config: string;
+  archive: string;
+  copy: string;
+}
+
+const SOURCE = "demo";
+const CHILD_TIMEOUT_MS = 60_000;
+const TEXT_FILES = { chapters: 10, pages: 30 };
+const BINARY_BYTES = 256 * 1024;
+
+interface Layout {
+  root: string;
+  sample: string;
+  server: string;
+  client: string;
+  restored: string;
+  logs: string;
+  config: string;
+}
+
+/** Find a program on PATH or in the sbin directories (sshd lives there, often off a user's PATH). */
+function findTool(name: string, hint: string): string {
+  const found = Bun.which(name) ?? Bun.which(name, { PATH: "/usr/sbin:/sbin:/usr/local/sbin" });
+  if (!found) throw new ToolMissingError(name, hint);
+  return found;
+}
+
+function prepareDir(given: string | undefined): string {
+  if (!given) return fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), "shoot-demo-")));
+  const dir = path.resolve(given);
+  if (fs.existsSync(dir)) {
+    if (!fs.statSync(dir).isDirectory()) throw new UsageError(`--dir ${dir} is not a directory`);
+    if (fs.readdirSync(dir).length > 0) throw new UsageError(`--dir ${dir} is not empty: give a new or empty directory (the demo's first run must be a first run)`);
+  } else fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return fs.realpathSync(dir);
+}
+
+/** A few hundred small text files, one binary file, a symbolic link and an empty directory. */
+function makeSample(dir: string): string {
+  const words = ["backup", "archive", "server", "client", "pull", "verify", "restore", "golden", "status", "checksum"];
+  for (let c = 1; c <= TEXT_FILES.chapters; c++) {
+    const chapter = path.join(dir, "docs", `chapter-${String(c).padStart(2, "0")}`);
+    fs.mkdirSync(chapter, { recursive: true });
+    for (let p = 1; p <= TEXT_FILES.pages; p++) {
+      const lines = Array.from({ length: 5 + ((c * p) % 20) }, (_, i) => `${c}.${p}.${i} ${words[(c + p + i) % words.length]} ${words[(c * i + p) % words.length]}`);
+      fs.writeFileSync(path.join(chapter, `page-${String(p).padStart(3, "0")}.txt`), `${lines.join("\n")}\n`);
+    }
+  }
+  fs.mkdirSync(path.join(dir, "data"));
+  fs.writeFileSync(path.join(dir, "data", "random.bin"), crypto.randomBytes(BINARY_BYTES));
+  fs.symlinkSync(path.join("docs", "chapter-01", "page-001.txt"), path.join(dir, "first-page.txt"));
+  fs.mkdirSync(path.join(dir, "empty"));
+  fs.writeFileSync(path.join(dir, "README.txt"), "Sample files for `shoot demo`: change some and run the demo's wrapper again to see code 4.\n");
+  return `${TEXT_FILES.chapters * TEXT_FILES.pages + 1} text files, a binary file (${formatBytes(BINARY_BYTES)}), a symbolic link and an empty directory`;
+}
+
+// --- the throwaway sshd ------------------------------------------------------------------------
+
+interface DemoSshd {
+  port: number;
+  user: string;
+  identity: string;
+  knownHosts: string;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function keygen(spawner: Spawner, file: string, comment: string): Promise<string> {
+  const r = await spawner.run([findTool("ssh-keygen", "apt-get install openssh-client"), "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", file], { timeoutMs: 20_000 });
+  if (r.exitCode !== 0) throw new ShootError("INTERNAL_ERROR", `ssh-keygen failed: ${r.stderrTail.join(" ")}`);
+  return fs.readFileSync(`${file}.pub`, "utf8").trim();
+}
+
+/**
+ * sshd on 127.0.0.1 and a free port, in the foreground as our child, reading only files in
+ * `dir`. The client's key may do one thing: `shoot serve --read-only BACKUP_DIR`.
+ */
+async function startSshd(dir: string, backupDir: string, o: DemoOptions): Promise<DemoSshd> {
+  const sshd = findTool("sshd", "apt-get install openssh-server");
+  findTool("ssh", "apt-get install openssh-client");
+  fs.mkdirSync(dir, { mode: 0o700 });
+  // as root, sshd refuses to start without its privilege-separation directory
+  if (process.getuid?.() === 0) fs.mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
+  const hostKey = path.join(dir, "host_ed25519");
+  const hostPub = await keygen(o.spawner, hostKey, "shoot-demo-host");
+  const identity = path.join(dir, "client_ed25519");
+  const clientPub = await keygen(o.spawner, identity, "shoot-demo-client");
+  const authorized = path.join(dir, "authorized_keys");
+  fs.writeFileSync(authorized, `${authorizedKeysLine(o.self, backupDir, clientPub)}\n`, { mode: 0o600 });
+  const port = await freePort();
+  const config = path.join(dir, "sshd_config");
+  fs.writeFileSync(config, [
+    `Port ${port}`,
+    "ListenAddress 127.0.0.1",
+    `HostKey ${hostKey}`,
+    `PidFile ${path.join(dir, "sshd.pid")}`,
+    `AuthorizedKeysFile ${authorized}`,
+    // the demo directory lies under /tmp, which StrictModes would reject as group-writable
+    "StrictModes no",
+    "UsePAM no",
+    "PasswordAuthentication no",
+    "KbdInteractiveAuthentication no",
+    "PubkeyAuthentication yes",
+    "PermitRootLogin forced-commands-only",
+    "PrintMotd no",
+    "",
+  ].join("\n"));
+  const knownHosts = path.join(dir, "known_hosts");
+  fs.writeFileSync(knownHosts, `[127.0.0.1]:${port} ${hostPub.split(" ").slice(0, 2).join(" ")}\n`);
+
+  const log = fs.openSync(path.join(dir, "sshd.log"), "a");
+  let ready!: () => void;
+  const listening = new Promise<void>((r) => (ready = r));
+  const child: Child = o.spawner.start([sshd, "-D", "-e", "-f", config], {
+    env: { PATH: o.env.PATH ?? "/usr/bin:/bin" },
+    onStderrLine: (l) => {
+      fs.writeSync(log, `${l}\n`);
+      if (/Server listening on 127\.0\.0\.1/.test(l)) ready();
+    },
+  });
+  const stop = async () => {
+    child.kill("SIGTERM");
+    const killer = setTimeout(() => child.kill("SIGKILL"), 3000);
+    await child.done.catch(() => undefined);
+    clearTimeout(killer);
+    fs.closeSync(log);
+  };
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const failed = new Promise<never>((_, reject) => {
+    child.done.then((r) => reject(new Error(`sshd ended before it listened (${r.exitCode ?? r.signal})`)), reject);
+    timer = setTimeout(() => reject(new Error("sshd did not listen within 10 s")), 10_000);
+  });
+  try {
+    await Promise.race([listening, failed]);
+  } catch (e) {
+    await stop();
+    throw new ShootError("INTERNAL_ERROR", `the demo's sshd did not start: ${errorMessage(e)}; see ${path.join(dir, "sshd.log")}`);
+  } finally {
+    clearTimeout(timer);
+  }
+  failed.catch(() => undefined); // its end is awaited by stop()
+  const user = process.getuid?.() === 0 ? "root" : os.userInfo().username;
+  return { port, user, identity, knownHosts, stop };
+}
+
+// --- runs and checks ---------------------------------------------------------------------------
+
+class StepFailed extends ShootError {}
+
+function failure(name: CodeName, message: string): StepFailed {
+  return new StepFailed(name, message);
+}
+
+/** The code's name as a CodeName, for an error that carries a child's exit code on. */
+function nameOf(n: number): CodeName {
+  return (codeInfo(n)?.name ?? "INTERNAL_ERROR") as CodeName;
+}
+
+interface RunSummary {
+  code: number;
+  message: string;
+  archive?: ArchiveInfo;
+  ms: number;
+  /** The log file that holds the run's whole output. */
+  log: string;
+}
+
+export async function runDemo(o: DemoOptions): Promise<DemoResult> {
+  findTool("rsync", "apt-get install rsync");
+  if (o.ssh) {
+    findTool("sshd", "apt-get install openssh-server");
+    findTool("ssh", "apt-get install openssh-client");
+    findTool("ssh-keygen", "apt-get install openssh-client");
+  }
+  const root = prepareDir(o.dir);
+  const L: Layout = {
+    root,
+    sample: path.join(root, "sample"),
+    server: path.join(root, "server"),
+    client: path.join(root, "client"),
+    restored: path.join(root, "restored"),
+    logs: path.join(root, "logs"),
+    config: path.join(root, "shoot.toml"),
+  };
+  for (const d of [L.sample, L.server, L.client, L.logs]) fs.mkdirSync(d, { mode: 0o700 });
+  const p = o.print;
+  const ok = (label: string, text: string) => p(`✔ ${label.padEnd(15)} ${text}`);
+  const rel = (f: string) => (f.startsWith(`${root}/`) ? f.slice(root.length + 1) : f);
+  p(`shoot demo in ${root}`);
+  p(`(everything happens in this directory${o.ssh ? "" : "; no root and no sshd needed"})`);
+  p("");
+
+  let running: Child | undefined;
+  const onAbort = () => running?.kill("SIGTERM");
+  o.signal?.addEventListener("abort", onAbort);
+  let sshd: DemoSshd | undefined;
+  const childEnv = { ...o.env, NO_COLOR: "1", SHOOT_CONFIG: undefined };
+  let runNo = 0;
+
+  /** Run shoot as cron would; its whole output goes to a log file. */
+  const shoot = async (args: string[], log: string): Promise<RunResult & { out: string }> => {
+    if (o.signal?.aborted) throw new ShootError("INTERRUPTED", "the demo was interrupted");
+    const lines: string[] = [];
+    const child = o.spawner.start([...o.self, ...args], {
+      env: childEnv, captureStdout: true, timeoutMs: CHILD_TIMEOUT_MS, onStderrLine: (l) => lines.push(l),
+    });
+    running = child;
+    const r = await child.done;
+    running = undefined;
+    fs.writeFileSync(path.join(L.logs, log), `$ shoot ${args.join(" ")}\n${r.stdout}${lines.length ? `\n--- standard error ---\n${lines.join("\n")}\n` : ""}exit code ${r.exitCode ?? r.signal}\n`);
+    if (o.signal?.aborted) throw new ShootError("INTERRUPTED", "the demo was interrupted");
+    if (r.timedOut) throw failure("INTERNAL_ERROR", `shoot ${args[0]} did not finish within ${CHILD_TIMEOUT_MS / 1000} s; see ${path.join(L.logs, log)}`);
+    return { ...r, out: r.stdout };
+  };
+
+  const expectCode = (what: string, s: RunSummary, want: number) => {
+    if (s.code === want) return;
+    const why = isGolden(s.code) ? `ended with ${s.code} ${codeName(s.code)}, not ${want} ${codeName(want)}` : `failed with ${s.code} ${codeName(s.code)}`;
+    p(`✘ ${what}: ${why}: ${s.message}`);
+    throw failure(isGolden(s.code) ? "INTERNAL_ERROR" : nameOf(s.code), `${what} ${why}: ${s.message} (its whole output: ${path.join(L.logs, s.log)})`);
+  };
+
+  const wrapper = async (): Promise<RunSummary> => {
+    const log = `${String(++runNo).padStart(2, "0")}-wrapper.log`;
+    const r = await shoot(["wrapper", "--config", L.config], log);
+    const final = lastFinal(readStatusFile(path.join(L.server, SERVER_STATUS))?.records ?? []);
+    const s: RunSummary = final
+      ? { code: final.code, message: final.msg, archive: final.archive, ms: r.durationMs, log }
+      : { code: r.exitCode ?? 1, message: `no final record in ${SERVER_STATUS}`, ms: r.durationMs, log };
+    if (r.exitCode !== 0 && isGolden(s.code)) s.code = r.exitCode ?? 1;
+    return s;
+  };
+
+  const client = async (): Promise<RunSummary> => {
+    const log = `${String(++runNo).padStart(2, "0")}-client.log`;
+    const r = await shoot(["client", "--config", L.config, "--json"], log);
+    let outcome: { code: number; message: string; sources?: Array<{ code: number; message: string; archive?: ArchiveInfo }> };
+    try {
+      outcome = JSON.parse(r.out);
+    } catch {
+      return { code: r.exitCode ?? 1, message: "shoot client printed no outcome", ms: r.durationMs, log };
+    }
+    const src = outcome.sources?.[0];
+    return { code: src?.code ?? outcome.code, message: src?.message ?? outcome.message, archive: src?.archive, ms: r.durationMs, log };
+  };
+
+  try {
+    // 1. the sample tree and the configuration
+    ok("sample tree", `${makeSample(L.sample)} in ${rel(L.sample)}/`);
+    const values: Record<string, string> = {
+      "server.name": JSON.stringify(SOURCE),
+      "server.sources": `[${JSON.stringify(L.sample)}]`,
+      "server.backup_dir": JSON.stringify(L.server),
+      // a small reserve: the demo must run on a nearly full /tmp too
+      "server.reserve": '"1MiB"',
+      "client.dest_dir": JSON.stringify(L.client),
+      "client.reserve": '"1MiB"',
+      "client.source.name": JSON.stringify(SOURCE),
+      "client.source.remote": JSON.stringify(L.server),
+    };
+    let how = "over a local path";
+    if (o.ssh) {
+      sshd = await startSshd(path.join(root, "ssh"), L.server, o);
+      Object.assign(values, {
+        "client.known_hosts": JSON.stringify(sshd.knownHosts),
+        "client.connect_timeout": '"10s"',
+        "client.source.remote": JSON.stringify(`${sshd.user}@127.0.0.1:${L.server}`),
+        "client.source.port": String(sshd.port),
+        "client.source.identity": JSON.stringify(sshd.identity),
+      });
+      how = `over ssh through 127.0.0.1:${sshd.port}, where its key may only run \`shoot serve --read-only\``;
+      ok("sshd", `listening on 127.0.0.1:${sshd.port}, keys and config in ${rel(path.join(root, "ssh"))}/`);
+    }
+    const title = "shoot demo configuration: this machine is both the server and the backup host.";
+    fs.writeFileSync(L.config, renderConfig(title, ["server", "client", "client.source", "monitor"], values, ["mail"]), { mode: 0o600 });
+    ok("configuration", `${rel(L.config)}: [server] backs up sample/ into server/; [client] pulls into client/ ${how}`);
+
+    // 2. first round: 30 and 30
+    const w1 = await wrapper();
+    expectCode("server backup (shoot wrapper)", w1, 30);
+    ok("server backup", `shoot wrapper → ${w1.code} ${codeName(w1.code)}: ${w1.message} (${formatDuration(w1.ms)})`);
+    const archive = w1.archive!;
+    const c1 = await client();
+    expectCode("client pull (shoot client)", c1, 30);
+    ok("client pull", `shoot client → ${c1.code} ${codeName(c1.code)}: ${c1.message} (${formatDuration(c1.ms)})`);
+
+    // 3. the copy: its bytes, then its contents
+    const copy = path.join(L.client, SOURCE, archive.file);
+    const md5 = await fileMd5(copy);
+    const listed = parseMd5Line(readSmall(`${copy}.md5`), archive.file);
+    if (md5 !== listed || md5 !== archive.md5) {
+      p(`✘ copy check: md5 ${md5}, its .md5 file says ${listed ?? "nothing usable"}, the server recorded ${archive.md5}`);
+      throw failure("VERIFY_FAILED", `the copy ${copy} does not match: md5 ${md5}, .md5 file ${listed ?? "unreadable"}, server ${archive.md5}`);
+    }
+    ok("copy verified", `${rel(copy)}: md5 ${md5} = its .md5 file = the server's record`);
+    const rs = await shoot(["restore", copy, "--to", L.restored, "--config", L.config, "--quiet"], `${String(++runNo).padStart(2, "0")}-restore.log`);
+    if (rs.exitCode !== 0) {
+      p(`✘ restore check: shoot restore exited with ${rs.exitCode} ${codeName(rs.exitCode ?? 1)}`);
+      throw failure(nameOf(rs.exitCode ?? 1), `shoot restore of ${copy} failed with ${rs.exitCode}: ${rs.stderrTail.slice(-3).join(" ")} (see ${L.logs})`);
+    }
+    const restoredSample = path.join(L.restored, L.sample.replace(/^\/+/, ""));
+    const compared = compareTrees(L.sample, restoredSample);
+    if (compared.problems.length) {
+      p(`✘ restore check: ${compared.problems.slice(0, 5).join("; ")}`);
+      throw failure("VERIFY_FAILED", `the restored files differ from the sample tree: ${compared.problems.slice(0, 5).join("; ")}`);
+    }
+    ok("restore check", `shoot restore into ${rel(L.restored)}/: all ${compared.entries} files, links and directories match the sample tree`);
+
+    // 4. second round: nothing changed, so 9 and 9
+    const w2 = await wrapper();
+    expectCode("second server run", w2, 9);
+    ok("server again", `shoot wrapper → ${w2.code} ${codeName(w2.code)}: ${w2.message}`);
+    const c2 = await client();
+    expectCode("second client run", c2, 9);
+    ok("client again", `shoot client → ${c2.code} ${codeName(c2.code)}: ${c2.message}`);
+
+    const serverArchive = path.join(L.server, archive.file);
+    const golden = [30, 4, 9].map((n) => `  ${String(n).padStart(2)} ${codeName(n).padEnd(14)} ${codeInfo(n)!.meaning}`);
+    p("");
+    p("Where everything is:");
+    for (const [label, where] of [
+      ["configuration", L.config],
+      ["sample files", `${L.sample}/`],
+      ["server archive", `${serverArchive} (with .md5 and .list beside it)`],
+      ["server status", path.join(L.server, SERVER_STATUS)],
+      ["client copy", `${copy} (md5sum -c ${archive.file}.md5 passes in its directory)`],
+      ["client status", path.join(L.client, CLIENT_STATUS)],
+      ["restored files", `${restoredSample}/`],
+      ["each run's output", `${L.logs}/`],
+      ...(o.ssh ? [["sshd (stopped)", `${path.join(root, "ssh")}/ (config, keys, authorized_keys, log)`]] : []),
+    ] as const) p(`  ${label.padEnd(18)} ${where}`);
+    p("");
+    p("The golden codes: the only final codes that mean a run ended clean (exit code 0):");
+    for (const g of golden) p(g);
+    p("Every other final code is a failure with its own number, which is also the exit code (shoot codes lists them).");
+    p("");
+    p(`Try: shoot status --config ${L.config}; change a file in sample/ and run shoot wrapper --config ${L.config} (code 4).`);
+    p(`Set up real hosts with shoot init server and shoot init client. Remove the demo with: rm -rf ${root}`);
+    return { dir: root, config: L.config, archive: serverArchive, copy };
+  } finally {
+    o.signal?.removeEventListener("abort", onAbort);
+    if (sshd) await sshd.stop();
+  }
+}
+
+function readSmall(file: string): string {
+  try {
+    const text = fs.readFileSync(file, "utf8");
+    return text.length < 4096 ? text : "";
+  } catch {
+    return "";
+  }
+}
+
+async function fileMd5(file: string): Promise<string> {
+  const h = new Bun.CryptoHasher("md5");
+  for await (const chunk of Bun.file(file).stream()) h.update(chunk);
+  return h.digest("hex");
+}
+
+/** Every entry under `a` must be under `b` with the same type and contents (files) or target (links). */
+function compareTrees(a: string, b: string): { entries: number; problems: string[] } {
+  const problems: string[] = [];
+  let entries = 0;
+  const walk = (rel: string) => {
+    for (const e of fs.readdirSync(path.join(a, rel), { withFileTypes: true })) {
+      const r = path.join(rel, e.name);
+      entries++;
+      const pa = path.join(a, r);
+      const pb = path.join(b, r);
+      let sb: fs.Stats;
+      try {
+        sb = fs.lstatSync(pb);
+      } catch {
+        problems.push(`${r} is missing`);
+        continue;
+      }
+      if (e.isSymbolicLink()) {
+        if (!sb.isSymbolicLink() || fs.readlinkSync(pb) !== fs.readlinkSync(pa)) problems.push(`${r}: the link differs`);
+      } else if (e.isDirectory()) {
+        if (!sb.isDirectory()) problems.push(`${r} is not a directory`);
+        else walk(r);
+      } else if (!sb.isFile() || !fs.readFileSync(pa).equals(fs.readFileSync(pb))) problems.push(`${r}: the contents differ`);
+    }
+  };
+  walk("");
+  return { entries, problems };
+}
