@@ -8,6 +8,8 @@ export const MiB = 1024 * 1024;
 
 export interface Measured {
   wallMs: number;
+  /** User + system CPU time of the process and its children. */
+  cpuMs: number;
   /** Peak resident set size in bytes (the largest of the process and the children it waited for). */
   peakRss: number;
   stdout: string;
@@ -27,22 +29,25 @@ export async function measure(argv: string[], opts: RunOptions = {}): Promise<Me
   });
   const wallMs = performance.now() - began;
   if (r.exitCode !== 0) throw new Error(describeResult(r, 10));
-  const m = lines.map((l) => /Maximum resident set size \(kbytes\): (\d+)/.exec(l)).find((x) => x);
-  return { wallMs, peakRss: m ? Number(m[1]) * 1024 : 0, stdout: r.stdout };
+  const field = (re: RegExp) => Number(lines.map((l) => re.exec(l)).find((x) => x)?.[1] ?? 0);
+  const cpuMs = (field(/User time \(seconds\): ([\d.]+)/) + field(/System time \(seconds\): ([\d.]+)/)) * 1000;
+  return { wallMs, cpuMs, peakRss: field(/Maximum resident set size \(kbytes\): (\d+)/) * 1024, stdout: r.stdout };
 }
 
 /** Run a sequence of commands one after the other, as one measured step. */
 export async function measureAll(argvs: string[][], opts: RunOptions = {}): Promise<Measured> {
   let wallMs = 0;
+  let cpuMs = 0;
   let peakRss = 0;
   let stdout = "";
   for (const argv of argvs) {
     const m = await measure(argv, opts);
     wallMs += m.wallMs;
+    cpuMs += m.cpuMs;
     peakRss = Math.max(peakRss, m.peakRss);
     stdout += m.stdout;
   }
-  return { wallMs, peakRss, stdout };
+  return { wallMs, cpuMs, peakRss, stdout };
 }
 
 export function median(xs: number[]): number {
@@ -62,6 +67,7 @@ export async function medianOf(n: number, step: () => Promise<Measured>): Promis
 export interface Row {
   name: string;
   wallMs?: number;
+  cpuMs?: number;
   /** Input bytes per second, when the row processes the benchmark tree. */
   bytes?: number;
   peakRss?: number;
@@ -85,10 +91,11 @@ export function mbps(bytes: number, ms: number): number {
 }
 
 export function formatTable(rows: Row[]): string {
-  const head = ["pipeline", "wall s", "MB/s", "peak RSS MiB", "× ref", "note", "target", "result"];
+  const head = ["pipeline", "wall s", "CPU s", "MB/s", "peak RSS MiB", "× ref", "note", "target", "result"];
   const body = rows.map((r) => [
     r.name,
     r.wallMs !== undefined ? (r.wallMs / 1000).toFixed(2) : "",
+    r.cpuMs !== undefined ? (r.cpuMs / 1000).toFixed(2) : "",
     r.wallMs !== undefined && r.bytes !== undefined ? mbps(r.bytes, r.wallMs).toFixed(0) : "",
     r.peakRss !== undefined ? (r.peakRss / MiB).toFixed(0) : "",
     r.ratio !== undefined ? r.ratio.toFixed(2) : "",

@@ -151,7 +151,7 @@ async function main(): Promise<void> {
     console.error(`${label}: ${refName} ...`);
     const r = await medianOf(runs, ref);
     const refSize = fs.statSync(refOut).size;
-    rows.push({ name: refName, wallMs: r.wallMs, bytes, peakRss: r.peakRss, ratio: 1, note: sizeNote(refSize) });
+    rows.push({ name: refName, wallMs: r.wallMs, cpuMs: r.cpuMs, bytes, peakRss: r.peakRss, ratio: 1, note: sizeNote(refSize) });
     rm(refOut);
     for (const o of others) {
       console.error(`${label}: ${o.name} ...`);
@@ -162,6 +162,7 @@ async function main(): Promise<void> {
       rows.push({
         name: o.name,
         wallMs: m.wallMs,
+        cpuMs: m.cpuMs,
         bytes,
         peakRss: m.peakRss,
         ratio,

@@ -17,8 +17,9 @@ export async function finishRun(outcome: RunOutcome, opts: { mail?: MailConfig; 
     mail: opts.mail,
     spoolDefault: defaultSpoolDir(opts.roleDir),
     env: process.env,
-    // with --json, standard output carries the JSON alone
-    out: opts.json ? () => {} : undefined,
+    // with --json, standard output carries the JSON alone; --quiet keeps a clean run silent,
+    // so that cron mails only the runs that need a person
+    out: opts.json || (opts.quiet && isGolden(outcome.code)) ? () => {} : undefined,
     record: writer ? (name, msg) => writer.write(name, msg, { step: "report" }) : undefined,
   });
   writer?.close();

@@ -143,9 +143,9 @@ export class Chunker {
     this.start = 0;
   }
 
-  /** Give a piece's memory back once nothing refers to it any more. */
-  recycle(piece: Buffer): void {
-    if (piece.buffer.byteLength === this.p.maxSize && this.free.length < 64) this.free.push(piece.buffer as ArrayBuffer);
+  /** Give a piece's memory (the piece's ArrayBuffer) back once nothing refers to it any more. */
+  recycle(slab: ArrayBuffer): void {
+    if (slab.byteLength === this.p.maxSize && this.free.length < 64) this.free.push(slab);
   }
 
   private cut(at: number): void {

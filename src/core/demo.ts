@@ -20,7 +20,7 @@ import { authorizedKeysLine, renderConfig } from "./init.ts";
 import { parseMd5Line } from "./naming.ts";
 import { CLIENT_STATUS, lastFinal, readStatusFile, SERVER_STATUS, type ArchiveInfo } from "./status.ts";
 import { formatBytes, formatDuration } from "./units.ts";
-import { ToolMissingError, type Child, type RunResult, type Spawner } from "../io/process.ts";
+import { describeResult, ToolMissingError, type Child, type RunResult, type Spawner } from "../io/process.ts";
 
 export interface DemoOptions {
   /** Where to work: an empty or new directory; a fresh temporary one when absent. */
@@ -96,6 +96,7 @@ function makeSample(dir: string): string {
 // --- the throwaway sshd ------------------------------------------------------------------------
 
 interface DemoSshd {
+  pid: number;
   port: number;
   user: string;
   identity: string;
@@ -189,7 +190,7 @@ async function startSshd(dir: string, backupDir: string, o: DemoOptions): Promis
   }
   failed.catch(() => undefined); // its end is awaited by stop()
   const user = process.getuid?.() === 0 ? "root" : os.userInfo().username;
-  return { port, user, identity, knownHosts, stop };
+  return { pid: child.pid, port, user, identity, knownHosts, stop };
 }
 
 // --- runs and checks ---------------------------------------------------------------------------
@@ -275,7 +276,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const final = lastFinal(readStatusFile(path.join(L.server, SERVER_STATUS))?.records ?? []);
     const s: RunSummary = final
       ? { code: final.code, message: final.msg, archive: final.archive, ms: r.durationMs, log }
-      : { code: r.exitCode ?? 1, message: `no final record in ${SERVER_STATUS}`, ms: r.durationMs, log };
+      : { code: r.exitCode ?? 1, message: `no final record in ${SERVER_STATUS}; ${describeResult(r)}`, ms: r.durationMs, log };
     if (r.exitCode !== 0 && isGolden(s.code)) s.code = r.exitCode ?? 1;
     return s;
   };
@@ -287,7 +288,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     try {
       outcome = JSON.parse(r.out);
     } catch {
-      return { code: r.exitCode ?? 1, message: "shoot client printed no outcome", ms: r.durationMs, log };
+      return { code: r.exitCode ?? 1, message: `shoot client printed no outcome; ${describeResult(r)}`, ms: r.durationMs, log };
     }
     const src = outcome.sources?.[0];
     return { code: src?.code ?? outcome.code, message: src?.message ?? outcome.message, archive: src?.archive, ms: r.durationMs, log };
@@ -318,7 +319,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         "client.source.identity": JSON.stringify(sshd.identity),
       });
       how = `over ssh through 127.0.0.1:${sshd.port}, where its key may only run \`shoot serve --read-only\``;
-      ok("sshd", `listening on 127.0.0.1:${sshd.port}, keys and config in ${rel(path.join(root, "ssh"))}/`);
+      ok("sshd", `pid ${sshd.pid} listening on 127.0.0.1:${sshd.port}, keys and config in ${rel(path.join(root, "ssh"))}/`);
     }
     const title = "shoot demo configuration: this machine is both the server and the backup host.";
     fs.writeFileSync(L.config, renderConfig(title, ["server", "client", "client.source", "monitor"], values, ["mail"]), { mode: 0o600 });
@@ -345,7 +346,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const rs = await shoot(["restore", copy, "--to", L.restored, "--config", L.config, "--quiet"], `${String(++runNo).padStart(2, "0")}-restore.log`);
     if (rs.exitCode !== 0) {
       p(`✘ restore check: shoot restore exited with ${rs.exitCode} ${codeName(rs.exitCode ?? 1)}`);
-      throw failure(nameOf(rs.exitCode ?? 1), `shoot restore of ${copy} failed with ${rs.exitCode}: ${rs.stderrTail.slice(-3).join(" ")} (see ${L.logs})`);
+      throw failure(nameOf(rs.exitCode ?? 1), `shoot restore of ${copy} failed: ${describeResult(rs)} (see ${L.logs})`);
     }
     const restoredSample = path.join(L.restored, L.sample.replace(/^\/+/, ""));
     const compared = compareTrees(L.sample, restoredSample);
@@ -388,7 +389,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     return { dir: root, config: L.config, archive: serverArchive, copy };
   } finally {
     o.signal?.removeEventListener("abort", onAbort);
-    if (sshd) await sshd.stop();
+    if (sshd) {
+      await sshd.stop();
+      ok("sshd stopped", `pid ${sshd.pid}`);
+    }
   }
 }
 

@@ -157,7 +157,7 @@ describe("shoot init client", () => {
     });
 
     expect(onePrinted(r.stdout, "ssh-keygen -t")).toBe(`ssh-keygen -t ed25519 -N '' -C shoot@${sanitizeHostname(os.hostname())} -f ${path.join(d, "etc/id_ed25519")}`);
-    expect(onePrinted(r.stdout, "command=")).toMatch(/^command="\/opt\/shoot\/shoot serve --read-only \/var\/backups\/shoot",restrict ssh-ed25519 AAAA… shoot@\S+$/);
+    expect(onePrinted(r.stdout, "restrict ssh-")).toMatch(/^command="\/opt\/shoot\/shoot serve --read-only \/var\/backups\/shoot",restrict ssh-ed25519 AAAA… shoot@\S+$/);
     expect(onePrinted(r.stdout, "ssh-keyscan")).toBe(`ssh-keyscan -p 2222 -t ed25519 web1.example.com > ${path.join(d, "etc/web1.hostkey")}`);
     expect(r.stdout).toContain("PermitRootLogin forced-commands-only");
     expect(r.stdout).toContain(`30 5 * * *  root  /opt/shoot/shoot client --config ${cfg} --quiet`);
@@ -217,7 +217,7 @@ describe("the printed steps, followed as written on localhost", () => {
     const c2 = await runShoot([...clientArgs, "--force"]);
     expect(c2.code).toBe(0);
     expect(printed(c2.stdout, "ssh-keygen -t")).toEqual([]);
-    const line = onePrinted(c2.stdout, "command=");
+    const line = onePrinted(c2.stdout, "restrict ssh-");
     expect(line).toBe(built);
     expect(line).toStartWith('command="');
     expect(line).toContain(`serve --read-only ${backup}",restrict ssh-ed25519 AAAA`);
