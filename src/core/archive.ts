@@ -176,26 +176,42 @@ function compressionThreads(): number {
 }
 
 /**
- * MD5 and SHA-256 of the output, computed on a worker thread: together they cost ~2 ns a
- * byte, which on the main thread would hold up reading and cutting. Buffers are transferred
- * (not copied) to the worker and come back for reuse. The worker is inline source, so a
- * compiled single-file executable needs no extra file.
+ * Writes the output to the file descriptor and computes its MD5 and SHA-256, in order, on a
+ * worker thread: the hashes cost ~2 ns a byte and a write can block for a long while when
+ * the kernel throttles dirty pages; neither should hold up reading and cutting on the main
+ * thread. Buffers are transferred (not copied) to the worker and come back for reuse. The
+ * worker is inline source, so a compiled single-file executable needs no extra file.
  */
-class Digester {
+class OutputSink {
   private static readonly SOURCE = `
+    const fs = require("node:fs");
     const md5 = new Bun.CryptoHasher("md5");
     const sha256 = new Bun.CryptoHasher("sha256");
+    let fd = -1;
+    let failed;
     self.onmessage = (e) => {
       const m = e.data;
-      if (m.buf) {
-        const v = new Uint8Array(m.buf, 0, m.len);
-        md5.update(v);
-        sha256.update(v);
-        postMessage({ buf: m.buf }, [m.buf]);
+      if (m.fd !== undefined) {
+        fd = m.fd;
+      } else if (m.buf) {
+        if (!failed) {
+          const v = new Uint8Array(m.buf, 0, m.len);
+          try {
+            let at = 0;
+            while (at < v.length) at += fs.writeSync(fd, v, at, v.length - at);
+            md5.update(v);
+            sha256.update(v);
+          } catch (err) {
+            failed = { message: err.message, code: err.code, errno: err.errno, syscall: err.syscall };
+          }
+        }
+        postMessage({ buf: m.buf, failed }, [m.buf]);
       } else {
-        postMessage({ md5: md5.digest("hex"), sha256: sha256.digest("hex") });
+        postMessage(failed ? { failed } : { md5: md5.digest("hex"), sha256: sha256.digest("hex") });
       }
     };`;
+  /** One URL for the process: the worker loads it asynchronously, so it is never revoked. */
+  private static url: string | undefined;
   private readonly worker: Worker;
   private free: ArrayBuffer[] = [];
   private outstanding = 0;
@@ -203,30 +219,30 @@ class Digester {
   private wake: (() => void) | undefined;
   private result: { md5: string; sha256: string } | undefined;
 
-  /** One URL for the process: the worker loads it asynchronously, so it is never revoked. */
-  private static url: string | undefined;
-
-  constructor() {
-    Digester.url ??= URL.createObjectURL(new Blob([Digester.SOURCE], { type: "application/javascript" }));
-    this.worker = new Worker(Digester.url);
+  constructor(fd: number) {
+    OutputSink.url ??= URL.createObjectURL(new Blob([OutputSink.SOURCE], { type: "application/javascript" }));
+    this.worker = new Worker(OutputSink.url);
+    this.worker.postMessage({ fd });
     this.worker.onmessage = (e: MessageEvent) => {
-      const m = e.data as { buf?: ArrayBuffer; md5?: string; sha256?: string };
+      const m = e.data as { buf?: ArrayBuffer; md5?: string; sha256?: string; failed?: ErrnoFields };
+      if (m.failed && this.failure === undefined) this.failure = errnoError(m.failed);
       if (m.buf) {
         this.outstanding--;
         this.free.push(m.buf);
-      } else {
-        this.result = { md5: m.md5!, sha256: m.sha256! };
+      } else if (m.md5 && m.sha256) {
+        this.result = { md5: m.md5, sha256: m.sha256 };
       }
       this.wake?.();
     };
     this.worker.onerror = (e: ErrorEvent) => {
-      this.failure = new Error(`checksum worker failed: ${e.message}`);
+      this.failure ??= new Error(`output worker failed: ${e.message}`);
       this.wake?.();
     };
   }
 
-  /** Hash the first `len` bytes of `buf`; the buffer is handed over and must not be used again. */
-  update(buf: ArrayBuffer, len: number): void {
+  /** Write and hash the first `len` bytes of `buf`; the buffer is handed over and must not be used again. */
+  write(buf: ArrayBuffer, len: number): void {
+    if (this.failure !== undefined) throw this.failure;
     this.outstanding++;
     this.worker.postMessage({ buf, len }, [buf]);
   }
@@ -236,13 +252,14 @@ class Digester {
     return this.free.pop();
   }
 
-  /** Wait until at most `max` buffers are still being hashed. */
+  /** Wait until at most `max` buffers are still being written; throws the write error if there was one. */
   async settle(max: number): Promise<void> {
     while (this.outstanding > max && this.failure === undefined) await new Promise<void>((r) => (this.wake = r));
     if (this.failure !== undefined) throw this.failure;
   }
 
-  async digest(): Promise<{ md5: string; sha256: string }> {
+  /** Wait for every write; the digests of everything written. */
+  async finish(): Promise<{ md5: string; sha256: string }> {
     this.worker.postMessage({});
     while (!this.result && this.failure === undefined) await new Promise<void>((r) => (this.wake = r));
     if (this.failure !== undefined) throw this.failure;
@@ -254,8 +271,20 @@ class Digester {
   }
 }
 
-/** Output buffers the digest worker may hold at once (OUT_BUFFER each). */
-const MAX_HASHING = 4;
+interface ErrnoFields {
+  message: string;
+  code?: string;
+  errno?: number;
+  syscall?: string;
+}
+
+/** The worker's write error as the same kind of error the main thread would have seen. */
+function errnoError(f: ErrnoFields): Error {
+  return Object.assign(new Error(f.message), { code: f.code, errno: f.errno, syscall: f.syscall });
+}
+
+/** Output buffers the output worker may hold at once (OUT_BUFFER each). */
+const MAX_WRITING = 4;
 
 /** Orders compressed pieces, hashes them and writes them to the file descriptor. */
 class OrderedOutput {
@@ -263,19 +292,22 @@ class OrderedOutput {
   private inFlightBytes = 0;
   private buf = Buffer.from(new ArrayBuffer(OUT_BUFFER));
   private fill = 0;
-  private readonly digester = new Digester();
+  private readonly sink: OutputSink;
+  /** Bytes handed to the output worker. */
   written = 0;
   /** Compressed output of an all-zero piece, by length: sparse files cost no compression. */
   private zeroCache = new Map<number, Promise<Uint8Array>>();
 
   constructor(
-    private readonly fd: number,
+    fd: number,
     private readonly compress: Compressor,
     /** Output may be the piece itself (no compression): then there is nothing to cache. */
     private readonly cacheZeros: boolean,
     /** Called with each piece once its output has been written. */
     private readonly done: (piece: Buffer) => void,
-  ) {}
+  ) {
+    this.sink = new OutputSink(fd);
+  }
 
   submit(piece: Buffer): void {
     let p: Promise<Uint8Array>;
@@ -309,7 +341,7 @@ class OrderedOutput {
   async drain(all: boolean): Promise<void> {
     for (;;) {
       this.writeReady();
-      await this.digester.settle(MAX_HASHING);
+      await this.sink.settle(MAX_WRITING);
       const busy = this.queue.length > MAX_IN_FLIGHT || this.inFlightBytes > MAX_IN_FLIGHT_BYTES;
       if (this.queue.length === 0 || (!all && !busy)) return;
       await this.queue[0]!.settled;
@@ -339,12 +371,9 @@ class OrderedOutput {
 
   flush(): void {
     if (this.fill === 0) return;
-    const data = this.buf.subarray(0, this.fill);
-    let at = 0;
-    while (at < data.length) at += fs.writeSync(this.fd, data, at, data.length - at);
-    this.written += data.length;
-    this.digester.update(this.buf.buffer as ArrayBuffer, this.fill);
-    this.buf = Buffer.from(this.digester.take() ?? new ArrayBuffer(OUT_BUFFER));
+    this.sink.write(this.buf.buffer as ArrayBuffer, this.fill);
+    this.written += this.fill;
+    this.buf = Buffer.from(this.sink.take() ?? new ArrayBuffer(OUT_BUFFER));
     this.fill = 0;
   }
 
@@ -352,14 +381,16 @@ class OrderedOutput {
   abandon(): void {
     for (const item of this.queue) item.settled.catch(() => {});
     this.queue = [];
-    this.digester.close();
+    this.sink.close();
   }
 
-  async digests(): Promise<{ md5: string; sha256: string }> {
+  /** Flush, wait for every write, and return the digests. */
+  async finish(): Promise<{ md5: string; sha256: string }> {
+    this.flush();
     try {
-      return await this.digester.digest();
+      return await this.sink.finish();
     } finally {
-      this.digester.close();
+      this.sink.close();
     }
   }
 }
@@ -556,16 +587,16 @@ export async function writeArchive(
     emit(new Uint8Array(end + ((RECORD - (total % RECORD)) % RECORD)));
     chunker.finish();
     await out.drain(true);
-    out.flush();
+    pool?.close();
+    const { md5, sha256 } = await out.finish();
+    opts.onProgress?.({ inputBytes, outputBytes: out.written });
+    return { size: out.written, md5, sha256, entries: count, inputBytes, skipped };
   } catch (err) {
     out.abandon();
     throw err;
   } finally {
     pool?.close();
   }
-  opts.onProgress?.({ inputBytes, outputBytes: out.written });
-  const { md5, sha256 } = await out.digests();
-  return { size: out.written, md5, sha256, entries: count, inputBytes, skipped };
 }
 
 /** Detect the compression of an archive from its first bytes. */

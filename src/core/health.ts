@@ -13,7 +13,7 @@ import path from "node:path";
 import { code, codeInfo, codeName, isGolden, mostSevere } from "./codes.ts";
 import { parseConfig, type ClientConfig, type Config, type MonitorConfig, type ServerConfig } from "./config.ts";
 import type { Clock, Disk } from "./deps.ts";
-import { ShootError } from "./errors.ts";
+import { ShootError, errnoCode, errorMessage } from "./errors.ts";
 import { currentLock, staleReason } from "./lock.ts";
 import type { Warning } from "./outcome.ts";
 import { clean } from "./report.ts";
@@ -391,10 +391,20 @@ export function checkHealth(cfg: Config, deps: HealthDeps): HealthReport {
     throw new ShootError("CONFIG_MISSING", `${cfg.file}: status needs a [server] or a [client] section to know what to look at`);
   }
   const mon = monitorOf(cfg);
-  const held = heldArchives(cfg);
+  // a directory this user may not read is said so, not reported as an internal error
+  const readable = <T>(dir: string, name: "BACKUP_DIR_UNUSABLE" | "DEST_UNUSABLE", f: () => T): T => {
+    try {
+      return f();
+    } catch (e) {
+      const c = errnoCode(e);
+      if (c === "EACCES" || c === "EPERM") throw new ShootError(name, `cannot read ${dir}: ${errorMessage(e)} (run shoot status as the user that runs the backups)`);
+      throw e;
+    }
+  };
+  const held = readable(cfg.server?.backup_dir ?? cfg.client!.dest_dir, cfg.server ? "BACKUP_DIR_UNUSABLE" : "DEST_UNUSABLE", () => heldArchives(cfg));
   const roles: RoleHealth[] = [];
-  if (cfg.server) roles.push(serverHealth(cfg.server, mon, held, deps));
-  if (cfg.client) roles.push(clientHealth(cfg.client, mon, held, deps));
+  if (cfg.server) roles.push(readable(cfg.server.backup_dir, "BACKUP_DIR_UNUSABLE", () => serverHealth(cfg.server!, mon, held, deps)));
+  if (cfg.client) roles.push(readable(cfg.client.dest_dir, "DEST_UNUSABLE", () => clientHealth(cfg.client!, mon, held, deps)));
   const failures = roles.map((r) => r.exitCode).filter((x) => x !== 0);
   const exitCode = failures.length ? mostSevere(failures) : 0;
   const nagios = exitCode !== 0 ? 2 : roles.some((r) => r.warnings.length > 0) ? 1 : 0;
@@ -459,4 +469,17 @@ export function renderNagios(r: HealthReport): string {
   }
   const text = shown(parts.join(" | ").replace(/\|/g, "/"), 1000);
   return `SHOOT ${NAGIOS_WORD[r.nagios]} - ${text}${perf.length ? ` | ${perf.join(" ")}` : ""}`;
+}
+
+/**
+ * The silent-failure alarms (UNCHANGED_TOO_LONG, SPACE_LOW) of one role, for a run's report:
+ * the caller adds them to the outcome's warnings before reporting. Never throws.
+ */
+export function alarmsFor(cfg: Config, role: "server" | "client", deps: HealthDeps): Warning[] {
+  const alarms = new Set([code("UNCHANGED_TOO_LONG"), code("SPACE_LOW")]);
+  try {
+    return checkHealth(cfg, deps).roles.filter((r) => r.role === role).flatMap((r) => r.warnings).filter((w) => alarms.has(w.code));
+  } catch {
+    return [];
+  }
 }

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { code } from "../../src/core/codes.ts";
 import { parseConfig, type Config } from "../../src/core/config.ts";
-import { checkHealth, projectSpace, renderHealth, renderNagios, type HealthReport } from "../../src/core/health.ts";
+import { alarmsFor, checkHealth, projectSpace, renderHealth, renderNagios, type HealthReport } from "../../src/core/health.ts";
 import { acquireLock } from "../../src/core/lock.ts";
 import { pingUrl, renderMetrics } from "../../src/core/metrics.ts";
 import { createProgress, progressLine } from "../../src/core/progress.ts";
@@ -281,4 +281,16 @@ describe("renderings", () => {
     createProgress({ label: "x", stream: { isTTY: true, write: (s: string) => none.push(s) }, env: { TERM: "dumb" } }).update(1);
     expect(none).toEqual([]);
   });
+});
+
+describe("alarms for a run's report", () => {
+  test("only UNCHANGED_TOO_LONG and SPACE_LOW of the role asked for", () => {
+    const d = dir();
+    serverRun(d, at(3_600_000), "UNCHANGED", archive(d, at(10 * DAY)));
+    fs.appendFileSync(path.join(d, "server.status"), "{torn\n");
+    const all = checkHealth(serverConfig(d), deps()).roles[0]!.warnings.map((w) => w.code);
+    expect(all).toEqual([code("STATUS_TORN"), code("UNCHANGED_TOO_LONG")]);
+    expect(alarmsFor(serverConfig(d), "server", deps()).map((w) => w.code)).toEqual([code("UNCHANGED_TOO_LONG")]);
+    expect(alarmsFor(serverConfig(d), "client", deps())).toEqual([]);
+  }, T);
 });
