@@ -1,20 +1,34 @@
 /**
- * The end of every run: the report (mailed, spooled, or printed for cron), its MAIL_* record
- * in the run's status file, and the one summary line. Nothing here changes the outcome.
+ * The end of every run: the silent-failure alarms added to the report, the report (mailed,
+ * spooled, or printed for cron) with its MAIL_* record in the run's status file, the metrics
+ * file and the healthcheck ping, and the one summary line. Nothing here changes the outcome.
  */
 import { isGolden } from "../core/codes.ts";
-import type { MailConfig } from "../core/config.ts";
-import { systemClock } from "../core/deps.ts";
+import type { Config } from "../core/config.ts";
+import { systemClock, systemDisk, type Log } from "../core/deps.ts";
+import { alarmsFor } from "../core/health.ts";
+import { reportToMonitoring } from "../core/metrics.ts";
 import { defaultSpoolDir, notify } from "../core/notify.ts";
 import type { RunOutcome } from "../core/outcome.ts";
 import { StatusWriter, type Role } from "../core/status.ts";
 import { printOutcome } from "./output.ts";
 
-export async function finishRun(outcome: RunOutcome, opts: { mail?: MailConfig; roleDir: string; quiet?: boolean; json?: boolean }): Promise<void> {
-  if (opts.json) console.log(JSON.stringify(outcome, null, 2));
+export interface FinishOptions {
+  config: Config;
+  /** backup_dir on a server, dest_dir on a backup host: where the mail spool lives by default. */
+  roleDir: string;
+  log: Log;
+  quiet?: boolean;
+  json?: boolean;
+}
+
+export async function finishRun(outcome: RunOutcome, opts: FinishOptions): Promise<void> {
+  const alarms = alarmsFor(opts.config, outcome.role === "client" ? "client" : "server", { clock: systemClock, disk: systemDisk });
+  const report: RunOutcome = alarms.length ? { ...outcome, warnings: [...outcome.warnings, ...alarms] } : outcome;
+  if (opts.json) console.log(JSON.stringify(report, null, 2));
   const writer = outcome.statusFile && outcome.run ? new StatusWriter(outcome.statusFile, outcome.role as Role, outcome.run, systemClock) : undefined;
-  const result = await notify(outcome, {
-    mail: opts.mail,
+  const result = await notify(report, {
+    mail: opts.config.mail,
     spoolDefault: defaultSpoolDir(opts.roleDir),
     env: process.env,
     // with --json, standard output carries the JSON alone; --quiet keeps a clean run silent,
@@ -23,6 +37,6 @@ export async function finishRun(outcome: RunOutcome, opts: { mail?: MailConfig; 
     record: writer ? (name, msg) => writer.write(name, msg, { step: "report" }) : undefined,
   });
   writer?.close();
-  // without [mail] the whole report went to stdout already (cron mails it)
-  if (!opts.json && !result.printed && (!opts.quiet || !isGolden(outcome.code))) printOutcome(outcome);
+  if (!opts.json && !result.printed && (!opts.quiet || !isGolden(outcome.code))) printOutcome(report);
+  for (const problem of await reportToMonitoring(outcome, opts.config)) opts.log.warn(problem);
 }

@@ -81,8 +81,8 @@ export interface ArchiveResult {
  * cuts at all: uncompressed, unchanged bytes stay unchanged.
  */
 const PIECES: Record<Compression, ChunkerParams> = {
-  gzip: { minSize: 32 << 10, avgGap: 32 << 10, maxSize: 256 << 10, readSize: 1 << 20 },
-  zstd: { minSize: 64 << 10, avgGap: 128 << 10, maxSize: 1 << 20, readSize: 1 << 20 },
+  gzip: { minSize: 32 << 10, avgGap: 32 << 10, maxSize: 256 << 10, readSize: 256 << 10 },
+  zstd: { minSize: 64 << 10, avgGap: 128 << 10, maxSize: 1 << 20, readSize: 256 << 10 },
   none: { minSize: 1 << 20, avgGap: 0, maxSize: 1 << 20, readSize: 1 << 20 },
 };
 

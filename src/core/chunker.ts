@@ -145,7 +145,7 @@ export class Chunker {
 
   /** Give a piece's memory (the piece's ArrayBuffer) back once nothing refers to it any more. */
   recycle(slab: ArrayBuffer): void {
-    if (slab.byteLength === this.p.maxSize && this.free.length < 64) this.free.push(slab);
+    if (slab.byteLength === this.p.maxSize && this.free.length < 16) this.free.push(slab);
   }
 
   private cut(at: number): void {

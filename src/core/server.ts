@@ -29,6 +29,8 @@ export interface ServerRunOptions {
   /** Set when the wrapper started this run: it holds the lock and wrote the first records. */
   parent?: { run: string; lockToken: string };
   signal?: AbortSignal;
+  /** Bytes of tar stream written so far and the sources' size: for a progress display. */
+  onArchiveProgress?: (done: number, total: number) => void;
 }
 
 class Run {
@@ -94,7 +96,7 @@ export async function runServer(cfg: ServerConfig, deps: Deps, opts: ServerRunOp
       const left = removeLeftovers(dir);
       if (left.removed.length) run.step("recover", `removed what an earlier run left: ${left.removed.join(", ")}`, "RECOVERED");
     }
-    const result = await serverSteps(cfg, deps, run, opts.signal, (p) => (tmpArchive = p));
+    const result = await serverSteps(cfg, deps, run, opts, (p) => (tmpArchive = p));
     tmpArchive = undefined;
     run.flushWarningCount();
     const rec = status.write(result.name, result.message, { step: "done", archive: result.archive, data: result.data });
@@ -145,9 +147,10 @@ interface StepsResult {
 }
 
 async function serverSteps(
-  cfg: ServerConfig, deps: Deps, run: Run, signal: AbortSignal | undefined, setTmp: (p: string) => void,
+  cfg: ServerConfig, deps: Deps, run: Run, opts: ServerRunOptions, setTmp: (p: string) => void,
 ): Promise<StepsResult> {
   const dir = cfg.backup_dir;
+  const signal = opts.signal;
   const checkAbort = () => {
     if (signal?.aborted) throw new ShootError("INTERRUPTED", "interrupted");
   };
@@ -213,13 +216,13 @@ async function serverSteps(
   const tmp = path.join(dir, `${TEMP_PREFIX}${name}`);
   setTmp(tmp);
   run.step("archive", `writing ${name} (${cfg.compression}) from ${scan.entries.length} entries`);
-  const result = await writeArchiveFile(cfg, tmp, scan, run, signal);
+  const result = await writeArchiveFile(cfg, tmp, scan, run, signal, opts.onArchiveProgress);
   checkAbort();
 
   run.step("checksum", `md5 ${result.md5}, ${formatBytes(result.size)}`);
   try {
     writeFileAtomic(dir, name + CHECKSUM_SUFFIX, md5Line(result.md5, name));
-    writeFileAtomic(dir, name + LIST_SUFFIX, renderList(name, scan, { size: result.size, md5: result.md5, sha256: result.sha256 }));
+    writeFileAtomic(dir, name + LIST_SUFFIX, renderList(name, archivedPart(scan, result.skipped), { size: result.size, md5: result.md5, sha256: result.sha256 }));
     // the archive takes its final name last: a name that exists always has its checksum beside it
     fs.renameSync(tmp, path.join(dir, name));
     fsyncDir(dir);
@@ -282,6 +285,17 @@ function safeStat(p: string): fs.Stats | undefined {
   }
 }
 
+/**
+ * The scan less what the archive does not hold whole (vanished, unreadable, changed while
+ * read): the file list must describe the archive, and a file missing from it counts as new
+ * next time, so the next run tries it again instead of calling the tree unchanged.
+ */
+function archivedPart(scan: ScanResult, skipped: readonly string[]): ScanResult {
+  if (skipped.length === 0) return scan;
+  const left = new Set(skipped);
+  return { ...scan, entries: scan.entries.filter((e) => !left.has(e.name)) };
+}
+
 /** Size the archive will take: the last archive scaled by how the sources grew, else the raw bytes. */
 export function estimateSize(cfg: Pick<ServerConfig, "compression">, scan: Pick<ScanResult, "bytes" | "entries">, previousBytes?: number, previousSize?: number): number {
   const tarOverhead = scan.entries.length * 1024 + 10240;
@@ -307,7 +321,9 @@ function ensureSpace(cfg: ServerConfig, deps: Deps, run: Run, estimate: number, 
   throw new ShootError("NO_SPACE", `not enough free space in ${dir}: ${formatBytes(free)} free, the archive needs about ${formatBytes(estimate)} and ${formatBytes(cfg.reserve)} must stay free (reserve); nothing was deleted${cfg.make_room ? " beyond what make_room allows" : " (make_room = false)"}`);
 }
 
-async function writeArchiveFile(cfg: ServerConfig, tmp: string, scan: ScanResult, run: Run, signal?: AbortSignal): Promise<ArchiveResult> {
+async function writeArchiveFile(
+  cfg: ServerConfig, tmp: string, scan: ScanResult, run: Run, signal?: AbortSignal, onProgress?: (done: number, total: number) => void,
+): Promise<ArchiveResult> {
   let fd: number;
   try {
     fd = fs.openSync(tmp, "wx", 0o600);
@@ -320,6 +336,7 @@ async function writeArchiveFile(cfg: ServerConfig, tmp: string, scan: ScanResult
       level: cfg.level,
       signal,
       onWarning: (w) => run.warn(w.code, w.message),
+      onProgress: onProgress ? (p) => onProgress(p.inputBytes, scan.bytes) : undefined,
     });
     fs.fsyncSync(fd);
     return result;

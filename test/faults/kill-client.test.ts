@@ -106,19 +106,22 @@ async function killPulls(lane: Lane, target: number, stats: KillStats): Promise<
     const which = ["rsync", "rsync child", "ssh"][Math.floor(rand() * 3)]!;
     const delay = rand() * (phase === "server.status" ? 60 : 180);
     const proc = startShoot(["client", "--config", lane.config, "--json"]);
-    const rsync = await waitFor(() => transferProcs(proc.pid).find((p) => p.cmd.startsWith("rsync") && p.cmd.includes(phase)), 15_000, 3);
+    const rsync = await waitFor(() => transferProcs(proc.pid).find((p) => p.cmd.startsWith("rsync") && p.cmd.includes(phase)), 15_000, 5);
     let hit = false;
+    let target = "";
     if (rsync) {
       await Bun.sleep(delay);
       const procs = descendants(rsync.pid).map((pid) => ({ pid, cmd: cmdline(pid) }));
-      const victim = which === "rsync" ? rsync.pid : procs.find((p) => (which === "ssh" ? p.cmd.startsWith("ssh") : p.cmd.startsWith("rsync")))?.pid;
-      if (victim !== undefined) hit = killPid(victim);
+      // rsync forks its second process only once the connection is up: until then rsync itself is hit
+      const victim = which === "rsync" ? undefined : procs.find((p) => (which === "ssh" ? p.cmd.startsWith("ssh") : p.cmd.startsWith("rsync")))?.pid;
+      hit = killPid(victim ?? rsync.pid);
+      if (hit) target = `${victim === undefined ? "rsync" : which} in ${phase === "tar.gz" ? "archive" : "status"} pull`;
     }
     const code = await boundedExit(proc, context);
     if (hit) {
       injected("SIGKILL client rsync/ssh");
       stats.landed++;
-      stats.byTarget[`${which} in ${phase === "tar.gz" ? "archive" : "status"} pull`] = (stats.byTarget[`${which} in ${phase === "tar.gz" ? "archive" : "status"} pull`] ?? 0) + 1;
+      stats.byTarget[target] = (stats.byTarget[target] ?? 0) + 1;
     } else stats.missed++;
     stats.codes[code] = (stats.codes[code] ?? 0) + 1;
     expectNamed(code, CUT_SHORT, context);

@@ -126,11 +126,12 @@ export function expectNamed(code: number, allowed: readonly CodeName[], context:
 
 // --- processes -----------------------------------------------------------------------------------
 
-/** Parent of every process, from one pass over /proc. */
-function parents(): Map<number, number[]> {
+/** Children of every process started after `after`, from one pass over /proc. */
+function childrenSince(after: number): Map<number, number[]> {
   const children = new Map<number, number[]>();
   for (const e of fs.readdirSync("/proc")) {
-    if (e.charCodeAt(0) > 57) continue;
+    // pids grow: a process's descendants came after it (a wrap-around of the pid counter only costs a missed kill)
+    if (e.charCodeAt(0) > 57 || Number(e) <= after) continue;
     try {
       const stat = fs.readFileSync(`/proc/${e}/stat`, "utf8");
       // the command name is in parentheses and may hold spaces: the ppid follows the last ')'
@@ -147,7 +148,7 @@ function parents(): Map<number, number[]> {
 
 /** All descendants of `pid` (children first, then theirs), from one pass over /proc. */
 export function descendants(pid: number): number[] {
-  const children = parents();
+  const children = childrenSince(pid);
   const out: number[] = [];
   const queue = [pid];
   while (queue.length) {

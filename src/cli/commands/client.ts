@@ -6,7 +6,7 @@ import { realDeps } from "../../core/deps.ts";
 import { configArgs, quietArgs } from "../args.ts";
 import { cliLog } from "../log.ts";
 import { finishRun } from "../finish.ts";
-import { pingHealthcheck, reportToMonitoring } from "../../core/metrics.ts";
+import { pingHealthcheck } from "../../core/metrics.ts";
 import { abortOnSignals } from "../signals.ts";
 
 // variadic: any number of source names (see checkArgs in run.ts)
@@ -29,8 +29,7 @@ export default defineCommand({
       const ping = await pingHealthcheck("start", { role: "client" }, config);
       if (ping.error) log.warn(ping.error);
       const outcome = await runClient(cfg, realDeps(log), { only: args._, signal: signals.signal });
-      await finishRun(outcome, { mail: config.mail, roleDir: cfg.dest_dir, quiet: args.quiet, json: args.json });
-      for (const problem of await reportToMonitoring(outcome, config)) log.warn(problem);
+      await finishRun(outcome, { config, roleDir: cfg.dest_dir, log, quiet: args.quiet, json: args.json });
       return exitCodeFor(outcome.code);
     } finally {
       signals.dispose();

@@ -2,6 +2,7 @@ import { defineCommand } from "citty";
 import { exitCodeFor } from "../../core/codes.ts";
 import { loadConfig, requireServer, resolveConfigPath } from "../../core/config.ts";
 import { realDeps } from "../../core/deps.ts";
+import { createProgress, type Progress } from "../../core/progress.ts";
 import { runServer } from "../../core/server.ts";
 import { parentRunFromEnv } from "../../core/wrapper-env.ts";
 import { configArgs, quietArgs } from "../args.ts";
@@ -19,10 +20,17 @@ export default defineCommand({
     const parent = parentRunFromEnv(process.env);
     const signals = abortOnSignals(parent ? { orphanCheckMs: 1000 } : {});
     try {
-      const outcome = await runServer(cfg, realDeps(cliLog(args.quiet)), { parent, signal: signals.signal });
+      const log = cliLog(args.quiet);
+      let progress: Progress | undefined;
+      const onArchiveProgress = (done: number, total: number) => {
+        progress ??= createProgress({ label: "archive", total, quiet: args.quiet });
+        progress.update(done);
+      };
+      const outcome = await runServer(cfg, realDeps(log), { parent, signal: signals.signal, onArchiveProgress });
+      progress?.finish();
       // under the wrapper, the wrapper reports; a server run by hand reports itself
       if (parent) printOutcome(outcome);
-      else await finishRun(outcome, { mail: config.mail, roleDir: cfg.backup_dir, quiet: args.quiet });
+      else await finishRun(outcome, { config, roleDir: cfg.backup_dir, log, quiet: args.quiet });
       return exitCodeFor(outcome.code);
     } finally {
       signals.dispose();

@@ -6,7 +6,7 @@ import { runWrapper } from "../../core/wrapper.ts";
 import { configArgs, quietArgs } from "../args.ts";
 import { cliLog } from "../log.ts";
 import { finishRun } from "../finish.ts";
-import { pingHealthcheck, reportToMonitoring } from "../../core/metrics.ts";
+import { pingHealthcheck } from "../../core/metrics.ts";
 import { selfArgv } from "../self.ts";
 import { abortOnSignals } from "../signals.ts";
 
@@ -24,8 +24,7 @@ export default defineCommand({
       const ping = await pingHealthcheck("start", { role: "wrapper" }, config);
       if (ping.error) log.warn(ping.error);
       const outcome = await runWrapper(cfg, realDeps(log), { serverArgv, signal: signals.signal });
-      await finishRun(outcome, { mail: config.mail, roleDir: cfg.backup_dir, quiet: args.quiet });
-      for (const problem of await reportToMonitoring(outcome, config)) log.warn(problem);
+      await finishRun(outcome, { config, roleDir: cfg.backup_dir, log, quiet: args.quiet });
       return exitCodeFor(outcome.code);
     } finally {
       signals.dispose();
