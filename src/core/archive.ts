@@ -131,7 +131,7 @@ class CompressorPool {
   ) {
     CompressorPool.url ??= URL.createObjectURL(new Blob([CompressorPool.SOURCE], { type: "application/javascript" }));
     for (let i = 0; i < count; i++) {
-      const slot = { worker: new Worker(CompressorPool.url), busy: 0 };
+      const slot = { worker: new Worker(CompressorPool.url, { smol: true }), busy: 0 };
       slot.worker.onmessage = (e: MessageEvent) => this.onDone(e.data as { id: number; buf: ArrayBuffer; out?: ArrayBuffer; error?: string });
       slot.worker.onerror = (e: ErrorEvent) => this.failAll(new Error(`compression worker failed: ${e.message}`));
       this.workers.push(slot);
@@ -221,7 +221,7 @@ class OutputSink {
 
   constructor(fd: number) {
     OutputSink.url ??= URL.createObjectURL(new Blob([OutputSink.SOURCE], { type: "application/javascript" }));
-    this.worker = new Worker(OutputSink.url);
+    this.worker = new Worker(OutputSink.url, { smol: true });
     this.worker.postMessage({ fd });
     this.worker.onmessage = (e: MessageEvent) => {
       const m = e.data as { buf?: ArrayBuffer; md5?: string; sha256?: string; failed?: ErrnoFields };
@@ -599,8 +599,8 @@ export async function writeArchive(
   }
 }
 
-/** Detect the compression of an archive from its first bytes. */
-function detectCompression(head: Uint8Array): Compression {
+/** The compression of an archive, from its first bytes (its name may lie). */
+export function detectCompression(head: Uint8Array): Compression {
   if (head[0] === 0x1f && head[1] === 0x8b) return "gzip";
   if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return "zstd";
   return "none";

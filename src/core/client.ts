@@ -19,7 +19,7 @@ import { code, codeName, isGolden, mostSevere, type CodeName } from "./codes.ts"
 import { ShootError, errnoCode, errorMessage } from "./errors.ts";
 import type { ClientConfig, SourceConfig } from "./config.ts";
 import type { Deps } from "./deps.ts";
-import { fsyncDir, writeFileAtomic } from "./fsutil.ts";
+import { fsyncDir, readDirOrEmpty, writeFileAtomic } from "./fsutil.ts";
 import { LockedError, acquireLock, type Lock } from "./lock.ts";
 import { CHECKSUM_SUFFIX, TEMP_PREFIX, isArchiveName, md5Line, parseMd5Line, sortArchives } from "./naming.ts";
 import type { RunOutcome, SourceOutcome, Warning } from "./outcome.ts";
@@ -152,19 +152,11 @@ export function judgeStatus(parsed: ParsedStatus, mtime: Date, now: Date, maxAge
 
 /** Verified copies in a source's directory, oldest first: archive names whose .md5 is present. */
 export function verifiedCopies(dir: string): string[] {
-  const names = listDir(dir);
+  const names = readDirOrEmpty(dir);
   const set = new Set(names);
   return sortArchives(names).filter((n) => set.has(`${n}${CHECKSUM_SUFFIX}`));
 }
 
-function listDir(dir: string): string[] {
-  try {
-    return fs.readdirSync(dir);
-  } catch (e) {
-    if (errnoCode(e) === "ENOENT") return [];
-    throw e;
-  }
-}
 
 /** The MD5 of the verified copy held under this name (copies only ever arrive verified), if there is one. */
 function heldChecksum(dir: string, file: string): string | undefined {
@@ -212,7 +204,7 @@ function prepareStage(stage: string): void {
 /** Partial files of other archives are of no use any more. */
 function prunePartials(stage: string, keepName: string): void {
   const dir = path.join(stage, PARTIAL_DIR);
-  for (const n of listDir(dir)) if (n !== keepName) fs.rmSync(path.join(dir, n), { recursive: true, force: true });
+  for (const n of readDirOrEmpty(dir)) if (n !== keepName) fs.rmSync(path.join(dir, n), { recursive: true, force: true });
 }
 
 interface RetentionResult {
@@ -224,7 +216,7 @@ interface RetentionResult {
 function applyRetention(dir: string, keep: number): RetentionResult {
   const removed: string[] = [];
   try {
-    const names = listDir(dir);
+    const names = readDirOrEmpty(dir);
     const verified = verifiedCopies(dir);
     const newest = verified.at(-1);
     const all = sortArchives(names);
@@ -389,7 +381,7 @@ async function pullSource(ctx: RunContext, source: SourceConfig): Promise<Source
 /** After a failure the staging directory stays only when it holds data worth resuming from. */
 function tidyStage(stage: string): void {
   try {
-    if (listDir(path.join(stage, PARTIAL_DIR)).length === 0) fs.rmSync(stage, { recursive: true, force: true });
+    if (readDirOrEmpty(path.join(stage, PARTIAL_DIR)).length === 0) fs.rmSync(stage, { recursive: true, force: true });
   } catch {
     // left for the next run, which starts the staging directory afresh anyway
   }

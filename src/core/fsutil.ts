@@ -32,6 +32,16 @@ export function writeFileAtomic(dir: string, name: string, content: string | Uin
   fs.renameSync(tmp, path.join(dir, name));
 }
 
+/** The names in a directory; none when it does not exist (yet). */
+export function readDirOrEmpty(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir);
+  } catch (e) {
+    if ((e as { code?: string }).code === "ENOENT") return [];
+    throw e;
+  }
+}
+
 export function exists(p: string): boolean {
   try {
     fs.lstatSync(p);

@@ -27,6 +27,13 @@ export function parseArchiveName(file: string): ParsedArchiveName | undefined {
   return { prefix: m[1]!, key: `${m[2]}${m[3]}${(m[4] ?? "0").padStart(4, "0")}` };
 }
 
+/** When an archive was made, from its name (UTC, to the second). */
+export function archiveTime(file: string): Date | undefined {
+  const k = parseArchiveName(file)?.key;
+  if (!k) return undefined;
+  return new Date(Date.UTC(+k.slice(0, 4), +k.slice(4, 6) - 1, +k.slice(6, 8), +k.slice(8, 10), +k.slice(10, 12), +k.slice(12, 14)));
+}
+
 /** A plain file name of the archive pattern, optionally for one prefix. */
 export function isArchiveName(file: string, prefix?: string): boolean {
   const p = parseArchiveName(file);

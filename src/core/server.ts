@@ -15,7 +15,7 @@ import { exists, fsyncDir, writeFileAtomic } from "./fsutil.ts";
 import { removeLeftovers } from "./leftovers.ts";
 import { toRemove } from "./retention.ts";
 import { LockedError, acquireLock, currentLock, type Lock } from "./lock.ts";
-import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "./naming.ts";
+import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "./naming.ts";
 import type { RunOutcome, Warning } from "./outcome.ts";
 import { compareWithList, hasChanges, parseList, renderList, sameAsList, scanSources, type ListHeader, type ScanResult } from "./scan.ts";
 import { SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, newRunId, type ArchiveInfo } from "./status.ts";
@@ -362,7 +362,7 @@ export function nextArchiveName(cfg: Pick<ServerConfig, "name" | "compression">,
   const newest = sortArchives(existing, cfg.name).at(-1);
   const newestKey = newest ? parseArchiveName(newest)!.key : "";
   const keyOf = (n: string) => parseArchiveName(n)!.key;
-  const base = newest && keyOf(archiveName(cfg.name, now, cfg.compression)) <= newestKey ? stampOf(newest) : now;
+  const base = newest && keyOf(archiveName(cfg.name, now, cfg.compression)) <= newestKey ? archiveTime(newest)! : now;
   for (let seq = 0; seq < 10000; seq++) {
     const c = archiveName(cfg.name, base, cfg.compression, seq);
     if (keyOf(c) > newestKey && !names.has(c) && !names.has(`${TEMP_PREFIX}${c}`)) return c;
@@ -370,10 +370,6 @@ export function nextArchiveName(cfg: Pick<ServerConfig, "name" | "compression">,
   throw new ShootError("ARCHIVE_FAILED", "no free archive name");
 }
 
-function stampOf(archive: string): Date {
-  const k = parseArchiveName(archive)!.key;
-  return new Date(Date.UTC(+k.slice(0, 4), +k.slice(4, 6) - 1, +k.slice(6, 8), +k.slice(8, 10), +k.slice(10, 12), +k.slice(12, 14)));
-}
 
 function removeArchive(dir: string, name: string): void {
   // the archive goes first: a checksum without its archive is a leftover the next run removes

@@ -17,9 +17,11 @@ import { loadConfig, resolveConfigPath, type Config } from "./config.ts";
 import { code, isFinal } from "./codes.ts";
 import { SERVER_STATUS, readStatusFile } from "./status.ts";
 import { ShootError, errnoCode, errorMessage } from "./errors.ts";
-import { CHECKSUM_SUFFIX, LIST_SUFFIX, parseArchiveName, parseMd5Line, sortArchives } from "./naming.ts";
+import { CHECKSUM_SUFFIX, LIST_SUFFIX, archiveTime, parseMd5Line, sortArchives } from "./naming.ts";
+import { readDirOrEmpty } from "./fsutil.ts";
 import type { Progress } from "./progress.ts";
 import { LIST_FORMAT, parseList, type ListHeader } from "./scan.ts";
+import { detectCompression } from "./archive.ts";
 import { TarParser, type TarListing } from "./tar.ts";
 import { formatBytes, formatDuration } from "./units.ts";
 
@@ -47,21 +49,6 @@ export interface HeldArchive {
   list?: ListHeader;
 }
 
-/** When an archive was made, from the UTC stamp in its name. */
-export function archiveTime(file: string): Date | undefined {
-  const k = parseArchiveName(file)?.key;
-  if (!k) return undefined;
-  return new Date(Date.UTC(+k.slice(0, 4), +k.slice(4, 6) - 1, +k.slice(6, 8), +k.slice(8, 10), +k.slice(10, 12), +k.slice(12, 14)));
-}
-
-function readDir(dir: string): string[] {
-  try {
-    return fs.readdirSync(dir);
-  } catch (e) {
-    if (errnoCode(e) === "ENOENT") return [];
-    throw e;
-  }
-}
 
 /** The first line of a file without reading all of it (file lists can be large). */
 function firstLine(file: string, max = 64 * 1024): string | undefined {
@@ -121,7 +108,7 @@ export function describeArchive(file: string, role: HeldArchive["role"], owner: 
 export function heldArchives(cfg: Config): HeldArchive[] {
   const out: HeldArchive[] = [];
   const add = (dir: string, role: HeldArchive["role"], owner: string) => {
-    for (const f of sortArchives(readDir(dir))) {
+    for (const f of sortArchives(readDirOrEmpty(dir))) {
       const h = describeArchive(path.join(dir, f), role, owner);
       if (h) out.push(h);
     }
@@ -164,14 +151,6 @@ export function resolveArchive(cfg: Config | undefined, arg: string): HeldArchiv
 
 // --- reading an archive in one pass ----------------------------------------------------------
 
-export type StreamCompression = "gzip" | "zstd" | "none";
-
-/** The compression of an archive, from its first bytes (its name may lie). */
-export function compressionOf(head: Uint8Array): StreamCompression {
-  if (head[0] === 0x1f && head[1] === 0x8b) return "gzip";
-  if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return "zstd";
-  return "none";
-}
 
 export interface PassResult {
   /** Bytes of the archive file read. */
@@ -227,7 +206,7 @@ export async function archivePass(fd: number, sink: NodeJS.WritableStream, opts:
     },
   });
   const input = fs.createReadStream("", { fd, start: 0, autoClose: false, highWaterMark: 1 << 20 });
-  const compression = compressionOf(head);
+  const compression = detectCompression(head);
   const stages: NodeJS.ReadWriteStream[] = [hasher];
   if (opts.decompress !== false && compression === "gzip") stages.push(zlib.createGunzip());
   else if (opts.decompress !== false && compression === "zstd") stages.push(zlib.createZstdDecompress());

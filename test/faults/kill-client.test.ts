@@ -15,7 +15,7 @@ import { runClient, sshSource, writeClientConfig } from "../helpers/client.ts";
 import { serverFixture, tempDir } from "../helpers/fixture.ts";
 import {
   alive, bounded, boundedExit, caseSeed, checkArchives, checkClean, checkGoodKept, checkNoCorruptAccepted, cmdline,
-  descendants, expectNamed, faultFile, injected, killPid, mutateTree, scaled, seedTree, snapshotGood, waitFor,
+  descendants, expectNamed, faultFile, injected, killPid, mutateTree, scaled, seedTree, skipShellStartupFiles, snapshotGood, waitFor,
 } from "../helpers/faults.ts";
 import { randomBytes, seeded } from "../helpers/random.ts";
 import { writeArchive, writeServerStatus } from "../helpers/serverdir.ts";
@@ -35,6 +35,7 @@ let base: string;
 beforeAll(async () => {
   requireTool("rsync");
   sshd = await startSshd();
+  await skipShellStartupFiles(sshd);
   base = tempDir("shoot-fault-client-");
 }, 30_000);
 afterAll(async () => {

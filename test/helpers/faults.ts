@@ -20,6 +20,7 @@ import { CHECKSUM_SUFFIX, TEMP_PREFIX, isArchiveName, parseMd5Line, sortArchives
 import { LOCK_FILE } from "../../src/core/lock.ts";
 import { runShoot, type ShootOptions, type ShootResult } from "./cli.ts";
 import { tempDir, writeTree } from "./fixture.ts";
+import type { SshServer } from "./sshd.ts";
 import { randomBytes } from "./random.ts";
 import { requireTool } from "./tools.ts";
 
@@ -209,6 +210,23 @@ export async function waitGone(pid: number, what: string, timeoutMs = 10_000): P
     killPid(pid);
     throw new Error(`${what} (pid ${pid}) still ran ${timeoutMs} ms later`);
   }
+}
+
+/**
+ * sshd runs every command through the account's shell, and a bash started by sshd reads
+ * ~/.bashrc; on a machine where that file is slow (pyenv init takes seconds) every pull would
+ * pay for it twice. SHLVL=1 in the session makes bash count as nested and skip it. The test
+ * sshd re-reads its configuration on SIGHUP (same pid); this waits until it listens again.
+ */
+export async function skipShellStartupFiles(sshd: SshServer): Promise<void> {
+  const config = path.join(sshd.dir, "sshd_config");
+  if (fs.readFileSync(config, "utf8").includes("SetEnv SHLVL=1")) return;
+  fs.appendFileSync(config, "SetEnv SHLVL=1\n");
+  const listening = () => sshd.log.filter((l) => /Server listening on 127\.0\.0\.1/.test(l)).length;
+  const before = listening();
+  process.kill(sshd.pid, "SIGHUP");
+  const again = await waitFor(() => (listening() > before ? true : undefined), 10_000, 10);
+  if (!again) throw new Error(`sshd did not listen again after SIGHUP: ${sshd.log.slice(-5).join("\n")}`);
 }
 
 // --- invariants ------------------------------------------------------------------------------------
