@@ -4,8 +4,8 @@
  *
  * Each piece becomes an independent gzip member or zstd frame; concatenated they are a
  * standard .tar.gz / .tar.zst that gzip, zstd and tar read as one stream. Pieces are
- * compressed on the runtime's thread pool (several at once, so every core works) and written
- * in order as they complete. Because the cut points depend only on the content around them,
+ * compressed on worker threads (several at once, so every core works) and written in order
+ * as they complete. Because the cut points depend only on the content around them,
  * an unchanged region of the tree compresses to the same bytes day after day, which is what
  * lets rsync send only the changed parts of a new archive.
  */
@@ -14,23 +14,17 @@ import os from "node:os";
 import zlib from "node:zlib";
 import type { Compression } from "./config.ts";
 import { Chunker, isAllZero, type ChunkerParams } from "./chunker.ts";
-import { encodeHeader, paddingAfter, RECORD, BLOCK, TarParser, type TarListing } from "./tar.ts";
+import { encodeHeader, paddingAfter, RECORD, BLOCK, TarFormatError, TarParser, type TarListing, type TarOwnership, type TarType } from "./tar.ts";
 import { errnoCode, errorMessage } from "./errors.ts";
 
-export type EntryType = "file" | "dir" | "symlink" | "hardlink";
+export type EntryType = TarType;
 
-export interface ArchiveEntry {
+export interface ArchiveEntry extends TarOwnership {
   /** Absolute path on disk to read from (files, and hard links whose first name was left out). */
   source: string;
   /** Name inside the archive: absolute path without the leading "/"; directories without a trailing "/". */
   name: string;
   type: EntryType;
-  /** st_mode & 0o7777 */
-  mode: number;
-  uid: number;
-  gid: number;
-  uname?: string;
-  gname?: string;
   /** File size from the scan (0 for non-files). The archive holds the size found when the file is opened. */
   size: number;
   /** Modification time in ms (integer part from stat). */
@@ -77,198 +71,139 @@ export interface ArchiveResult {
 
 /**
  * Piece sizes. gzip forgets everything beyond 32 KiB anyway, so small pieces cost little
- * ratio; zstd looks further back and gets larger pieces. Plain tar needs no content-defined
- * cuts at all: uncompressed, unchanged bytes stay unchanged.
+ * ratio; zstd looks further back and gets larger pieces (~320 KiB), with a large minimum so
+ * that only a fifth of the bytes are hashed. Measured on a 1 GiB tree: +4 % (gzip) and
+ * +1.5 % (zstd) size against one stream, and 0.2 % of the archive sent by rsync after 1 % of
+ * the files changed. Plain tar needs no content-defined cuts: unchanged bytes stay unchanged.
  */
 const PIECES: Record<Compression, ChunkerParams> = {
   gzip: { minSize: 32 << 10, avgGap: 32 << 10, maxSize: 256 << 10, readSize: 256 << 10 },
-  zstd: { minSize: 64 << 10, avgGap: 128 << 10, maxSize: 1 << 20, readSize: 256 << 10 },
+  zstd: { minSize: 256 << 10, avgGap: 64 << 10, maxSize: 1 << 20, readSize: 256 << 10 },
   none: { minSize: 1 << 20, avgGap: 0, maxSize: 1 << 20, readSize: 1 << 20 },
 };
 
-/** Pieces being compressed at once, and their bytes: enough to keep every core busy. */
-const MAX_IN_FLIGHT = 8;
-const MAX_IN_FLIGHT_BYTES = 8 << 20;
-/** Compressed bytes gathered before one write(2). */
-const OUT_BUFFER = 1 << 20;
 const PROGRESS_EVERY_MS = 250;
 
-type Compressor = (piece: Buffer) => Promise<Uint8Array>;
-
-/**
- * Compression on worker threads, one per core: gzip through libdeflate (about twice as fast
- * as zlib at the same level, and a standard gzip member all the same), zstd through its
- * one-shot API. Each piece's memory is transferred to the worker and back, never copied;
- * the worker code is inline, so a compiled single-file executable needs no extra file.
+/*
+ * The pieces' journey. Every message is a plain object; memory is transferred, never copied.
+ *   main → compression worker   { seq, buf, len, keep }        a piece to compress
+ *   compression worker → sink   { seq, buf, len }              its compressed bytes (over a port)
+ *   compression worker → main   { seq, buf, len, copy?, error? } the piece's memory back
+ *   main → sink                 { seq, buf, len, back }        bytes to write as they are
+ *   sink → main                 { back } | { done, written, failed? } | final digests
+ * The sink (output worker) writes pieces strictly in sequence order and hashes exactly what it
+ * writes. Compressed bytes never pass through the main thread: it only reads, cuts and
+ * dispatches, and its heap (which may hold a large file list) sees no garbage from them.
  */
-class CompressorPool {
-  private static readonly SOURCE = `
-    self.onmessage = (e) => {
-      const { id, buf, len, kind, level } = e.data;
-      try {
-        const input = new Uint8Array(buf, 0, len);
-        const out = kind === "gzip"
-          ? Bun.gzipSync(input, { level, library: "libdeflate" })
-          : Bun.zstdCompressSync(input, { level });
-        const whole = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength;
-        const o = whole ? out.buffer : out.slice().buffer;
-        postMessage({ id, buf, out: o }, [buf, o]);
-      } catch (err) {
-        postMessage({ id, buf, error: String((err && err.message) || err) }, [buf]);
-      }
-    };`;
-  private static url: string | undefined;
-  private readonly workers: Array<{ worker: Worker; busy: number }> = [];
-  private readonly pending = new Map<number, { resolve: (out: Uint8Array) => void; reject: (e: unknown) => void; slot: { busy: number } }>();
-  private nextId = 0;
 
-  constructor(
-    private readonly kind: "gzip" | "zstd",
-    private readonly level: number,
-    count: number,
-    /** Receives each piece's memory back from the worker. */
-    private readonly recycle: (slab: ArrayBuffer) => void,
-  ) {
-    CompressorPool.url ??= URL.createObjectURL(new Blob([CompressorPool.SOURCE], { type: "application/javascript" }));
-    for (let i = 0; i < count; i++) {
-      const slot = { worker: new Worker(CompressorPool.url, { smol: true }), busy: 0 };
-      slot.worker.onmessage = (e: MessageEvent) => this.onDone(e.data as { id: number; buf: ArrayBuffer; out?: ArrayBuffer; error?: string });
-      slot.worker.onerror = (e: ErrorEvent) => this.failAll(new Error(`compression worker failed: ${e.message}`));
-      this.workers.push(slot);
+const COMPRESS_SOURCE = `
+  let sink, kind, level;
+  self.onmessage = (e) => {
+    const m = e.data;
+    if (m.port) {
+      sink = m.port;
+      kind = m.kind;
+      level = m.level;
+      return;
+    }
+    try {
+      const input = new Uint8Array(m.buf, 0, m.len);
+      const out = kind === "gzip"
+        ? Bun.gzipSync(input, { level, library: "libdeflate" })
+        : Bun.zstdCompressSync(input, { level });
+      const whole = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength;
+      const o = whole ? out.buffer : out.slice().buffer;
+      const copy = m.keep ? o.slice(0) : undefined;
+      sink.postMessage({ seq: m.seq, buf: o, len: o.byteLength }, [o]);
+      postMessage({ seq: m.seq, buf: m.buf, len: m.len, copy }, copy ? [m.buf, copy] : [m.buf]);
+    } catch (err) {
+      postMessage({ seq: m.seq, buf: m.buf, len: m.len, error: String((err && err.message) || err) }, [m.buf]);
+    }
+  };`;
+
+/** Compressed bytes gathered before one write(2). */
+const OUT_BUFFER = 512 << 10;
+
+const SINK_SOURCE = `
+  const fs = require("node:fs");
+  const md5 = new Bun.CryptoHasher("md5");
+  const sha256 = new Bun.CryptoHasher("sha256");
+  const OUT = new Uint8Array(${OUT_BUFFER});
+  const held = new Map();
+  let fd = -1, fill = 0, next = 0, end = -1, written = 0, failed;
+  function emit(v) {
+    let at = 0;
+    while (at < v.length) at += fs.writeSync(fd, v, at, v.length - at);
+    md5.update(v);
+    sha256.update(v);
+  }
+  function put(v) {
+    if (fill + v.length > OUT.length && fill > 0) {
+      emit(OUT.subarray(0, fill));
+      fill = 0;
+    }
+    if (v.length >= OUT.length / 2) emit(v);
+    else {
+      OUT.set(v, fill);
+      fill += v.length;
+    }
+    written += v.length;
+  }
+  function fail(err) {
+    failed = { message: err.message, code: err.code, errno: err.errno, syscall: err.syscall };
+  }
+  function advance() {
+    let moved = false;
+    while (held.has(next)) {
+      const m = held.get(next);
+      held.delete(next);
+      if (!failed) {
+        try { put(new Uint8Array(m.buf, 0, m.len)); } catch (err) { fail(err); }
+      }
+      if (m.back) postMessage({ back: m.buf }, [m.buf]);
+      next++;
+      moved = true;
+    }
+    if (end >= 0 && next === end) {
+      if (!failed && fill > 0) {
+        try { emit(OUT.subarray(0, fill)); } catch (err) { fail(err); }
+      }
+      postMessage(failed ? { failed } : { md5: md5.digest("hex"), sha256: sha256.digest("hex"), written });
+      end = -2;
+    } else if (moved) {
+      postMessage({ done: next, written, failed });
     }
   }
-
-  readonly compress: Compressor = (piece) =>
-    new Promise((resolve, reject) => {
-      // the least busy worker: pieces differ in size, so strict turns would leave one idle
-      let slot = this.workers[0]!;
-      for (const w of this.workers) if (w.busy < slot.busy) slot = w;
-      const id = this.nextId++;
-      slot.busy++;
-      this.pending.set(id, { resolve, reject, slot });
-      const buf = piece.buffer as ArrayBuffer;
-      slot.worker.postMessage({ id, buf, len: piece.length, kind: this.kind, level: this.level }, [buf]);
-    });
-
-  private onDone(m: { id: number; buf: ArrayBuffer; out?: ArrayBuffer; error?: string }): void {
-    const p = this.pending.get(m.id);
-    if (!p) return;
-    this.pending.delete(m.id);
-    p.slot.busy--;
-    this.recycle(m.buf);
-    if (m.out) p.resolve(new Uint8Array(m.out));
-    else p.reject(new Error(`${this.kind} compression failed: ${m.error}`));
+  function onPiece(m) {
+    held.set(m.seq, m);
+    advance();
   }
+  self.onmessage = (e) => {
+    const m = e.data;
+    if (m.fd !== undefined) {
+      fd = m.fd;
+      for (const p of m.ports) p.onmessage = (ev) => onPiece(ev.data);
+    } else if (m.end !== undefined) {
+      end = m.end;
+      advance();
+    } else onPiece(m);
+  };`;
 
-  private failAll(e: unknown): void {
-    for (const p of this.pending.values()) p.reject(e);
-    this.pending.clear();
+const workerUrls = new Map<string, string>();
+/** Inline worker code, so a compiled single-file executable needs no extra file. */
+function startWorker(source: string): Worker {
+  let url = workerUrls.get(source);
+  if (!url) {
+    // the worker loads its URL asynchronously: never revoked, one per process
+    url = URL.createObjectURL(new Blob([source], { type: "application/javascript" }));
+    workerUrls.set(source, url);
   }
-
-  close(): void {
-    for (const w of this.workers) w.worker.terminate();
-  }
+  return new Worker(url, { smol: true });
 }
 
 /** Worker threads for compression: one per core the process may use. */
 function compressionThreads(): number {
   return Math.max(1, Math.min(16, os.availableParallelism()));
-}
-
-/**
- * Writes the output to the file descriptor and computes its MD5 and SHA-256, in order, on a
- * worker thread: the hashes cost ~2 ns a byte and a write can block for a long while when
- * the kernel throttles dirty pages; neither should hold up reading and cutting on the main
- * thread. Buffers are transferred (not copied) to the worker and come back for reuse. The
- * worker is inline source, so a compiled single-file executable needs no extra file.
- */
-class OutputSink {
-  private static readonly SOURCE = `
-    const fs = require("node:fs");
-    const md5 = new Bun.CryptoHasher("md5");
-    const sha256 = new Bun.CryptoHasher("sha256");
-    let fd = -1;
-    let failed;
-    self.onmessage = (e) => {
-      const m = e.data;
-      if (m.fd !== undefined) {
-        fd = m.fd;
-      } else if (m.buf) {
-        if (!failed) {
-          const v = new Uint8Array(m.buf, 0, m.len);
-          try {
-            let at = 0;
-            while (at < v.length) at += fs.writeSync(fd, v, at, v.length - at);
-            md5.update(v);
-            sha256.update(v);
-          } catch (err) {
-            failed = { message: err.message, code: err.code, errno: err.errno, syscall: err.syscall };
-          }
-        }
-        postMessage({ buf: m.buf, failed }, [m.buf]);
-      } else {
-        postMessage(failed ? { failed } : { md5: md5.digest("hex"), sha256: sha256.digest("hex") });
-      }
-    };`;
-  /** One URL for the process: the worker loads it asynchronously, so it is never revoked. */
-  private static url: string | undefined;
-  private readonly worker: Worker;
-  private free: ArrayBuffer[] = [];
-  private outstanding = 0;
-  private failure: unknown;
-  private wake: (() => void) | undefined;
-  private result: { md5: string; sha256: string } | undefined;
-
-  constructor(fd: number) {
-    OutputSink.url ??= URL.createObjectURL(new Blob([OutputSink.SOURCE], { type: "application/javascript" }));
-    this.worker = new Worker(OutputSink.url, { smol: true });
-    this.worker.postMessage({ fd });
-    this.worker.onmessage = (e: MessageEvent) => {
-      const m = e.data as { buf?: ArrayBuffer; md5?: string; sha256?: string; failed?: ErrnoFields };
-      if (m.failed && this.failure === undefined) this.failure = errnoError(m.failed);
-      if (m.buf) {
-        this.outstanding--;
-        this.free.push(m.buf);
-      } else if (m.md5 && m.sha256) {
-        this.result = { md5: m.md5, sha256: m.sha256 };
-      }
-      this.wake?.();
-    };
-    this.worker.onerror = (e: ErrorEvent) => {
-      this.failure ??= new Error(`output worker failed: ${e.message}`);
-      this.wake?.();
-    };
-  }
-
-  /** Write and hash the first `len` bytes of `buf`; the buffer is handed over and must not be used again. */
-  write(buf: ArrayBuffer, len: number): void {
-    if (this.failure !== undefined) throw this.failure;
-    this.outstanding++;
-    this.worker.postMessage({ buf, len }, [buf]);
-  }
-
-  /** A buffer back from the worker, if one is free. */
-  take(): ArrayBuffer | undefined {
-    return this.free.pop();
-  }
-
-  /** Wait until at most `max` buffers are still being written; throws the write error if there was one. */
-  async settle(max: number): Promise<void> {
-    while (this.outstanding > max && this.failure === undefined) await new Promise<void>((r) => (this.wake = r));
-    if (this.failure !== undefined) throw this.failure;
-  }
-
-  /** Wait for every write; the digests of everything written. */
-  async finish(): Promise<{ md5: string; sha256: string }> {
-    this.worker.postMessage({});
-    while (!this.result && this.failure === undefined) await new Promise<void>((r) => (this.wake = r));
-    if (this.failure !== undefined) throw this.failure;
-    return this.result!;
-  }
-
-  close(): void {
-    this.worker.terminate();
-  }
 }
 
 interface ErrnoFields {
@@ -278,122 +213,173 @@ interface ErrnoFields {
   syscall?: string;
 }
 
-/** The worker's write error as the same kind of error the main thread would have seen. */
+/** The output worker's write error as the same kind of error the main thread would have seen. */
 function errnoError(f: ErrnoFields): Error {
   return Object.assign(new Error(f.message), { code: f.code, errno: f.errno, syscall: f.syscall });
 }
 
-/** Output buffers the output worker may hold at once (OUT_BUFFER each). */
-const MAX_WRITING = 4;
+/**
+ * Pieces in flight (compressing, or compressed and waiting for their turn to be written): two
+ * per thread keeps every thread busy, a few more absorb a slow piece ahead of quick ones.
+ * The byte bound caps memory whatever the piece sizes.
+ */
+const IN_FLIGHT_PER_THREAD = 2;
+const IN_FLIGHT_SLACK = 4;
+const MAX_IN_FLIGHT_BYTES = 4 << 20;
+/** Compressed all-zero pieces kept by length (sparse files cost no compression). */
+const ZERO_CACHE = 4;
 
-/** Orders compressed pieces, hashes them and writes them to the file descriptor. */
-class OrderedOutput {
-  private queue: Array<{ done: boolean; out?: Uint8Array; error?: unknown; settled: Promise<void>; piece: Buffer }> = [];
+/**
+ * Compression on worker threads, one per core: gzip through libdeflate (about twice as fast
+ * as zlib at the same level, and a standard gzip member all the same), zstd through its
+ * one-shot API; then one output worker that writes to the file descriptor and computes MD5
+ * and SHA-256 in order (~2 ns a byte, and a write may block while the kernel throttles dirty
+ * pages: neither should hold up reading and cutting).
+ */
+class PiecePipeline {
+  private readonly sink: Worker;
+  private readonly compressors: Array<{ worker: Worker; busy: number }> = [];
+  private seq = 0;
+  private done = 0;
+  /** Piece memory handed to a worker and not yet back: returns can lag behind the writes. */
+  private slabsOut = 0;
+  private readonly lengths = new Map<number, number>();
   private inFlightBytes = 0;
-  private buf = Buffer.from(new ArrayBuffer(OUT_BUFFER));
-  private fill = 0;
-  private readonly sink: OutputSink;
-  /** Bytes handed to the output worker. */
+  private failure: unknown;
+  private wake: (() => void) | undefined;
+  private result: { md5: string; sha256: string; written: number } | undefined;
+  private readonly zeroCache = new Map<number, ArrayBuffer>();
+  private readonly zeroAsked = new Set<number>();
+  private readonly maxInFlight: number;
+  /** Bytes written by the output worker so far. */
   written = 0;
-  /** Compressed output of an all-zero piece, by length: sparse files cost no compression. */
-  private zeroCache = new Map<number, Promise<Uint8Array>>();
 
   constructor(
     fd: number,
-    private readonly compress: Compressor,
-    /** Output may be the piece itself (no compression): then there is nothing to cache. */
-    private readonly cacheZeros: boolean,
-    /** Called with each piece once its output has been written. */
-    private readonly done: (piece: Buffer) => void,
+    private readonly compression: Compression,
+    level: number,
+    threads: number,
+    /** Receives each piece's memory back once nothing refers to it. */
+    private readonly recycle: (slab: ArrayBuffer) => void,
   ) {
-    this.sink = new OutputSink(fd);
+    this.maxInFlight = threads * IN_FLIGHT_PER_THREAD + IN_FLIGHT_SLACK;
+    this.sink = startWorker(SINK_SOURCE);
+    this.sink.onmessage = (e: MessageEvent) => this.fromSink(e.data as SinkMessage);
+    this.sink.onerror = (e: ErrorEvent) => this.fail(new Error(`output worker failed: ${e.message}`));
+    const ports: MessagePort[] = [];
+    if (compression !== "none") {
+      for (let i = 0; i < threads; i++) {
+        const slot = { worker: startWorker(COMPRESS_SOURCE), busy: 0 };
+        const channel = new MessageChannel();
+        slot.worker.postMessage({ port: channel.port1, kind: compression, level }, [channel.port1]);
+        ports.push(channel.port2);
+        slot.worker.onmessage = (e: MessageEvent) => {
+          slot.busy--;
+          this.fromCompressor(e.data as CompressorMessage);
+        };
+        slot.worker.onerror = (e: ErrorEvent) => this.fail(new Error(`compression worker failed: ${e.message}`));
+        this.compressors.push(slot);
+      }
+    }
+    this.sink.postMessage({ fd, ports }, ports);
   }
 
   submit(piece: Buffer): void {
-    let p: Promise<Uint8Array>;
-    if (this.cacheZeros && piece.length >= BLOCK * 8 && isAllZero(piece)) {
-      let cached = this.zeroCache.get(piece.length);
-      if (!cached) {
-        if (this.zeroCache.size >= 4) this.zeroCache.clear();
-        cached = this.compress(piece);
-        this.zeroCache.set(piece.length, cached);
+    if (this.failure !== undefined) throw this.failure;
+    const seq = this.seq++;
+    const len = piece.length;
+    const buf = piece.buffer as ArrayBuffer;
+    this.lengths.set(seq, len);
+    this.inFlightBytes += len;
+    if (this.compression === "none") {
+      this.slabsOut++;
+      this.sink.postMessage({ seq, buf, len, back: true }, [buf]);
+      return;
+    }
+    let keep = false;
+    if (len >= 8 * BLOCK && isAllZero(piece)) {
+      const cached = this.zeroCache.get(len);
+      if (cached) {
+        const copy = cached.slice(0);
+        this.sink.postMessage({ seq, buf: copy, len: copy.byteLength }, [copy]);
+        this.recycle(buf);
+        return;
       }
-      p = cached;
+      keep = !this.zeroAsked.has(len) && this.zeroAsked.size < ZERO_CACHE;
+      if (keep) this.zeroAsked.add(len);
+    }
+    // the least busy worker: pieces differ in size, so strict turns would leave one idle
+    let slot = this.compressors[0]!;
+    for (const c of this.compressors) if (c.busy < slot.busy) slot = c;
+    slot.busy++;
+    this.slabsOut++;
+    slot.worker.postMessage({ seq, buf, len, keep }, [buf]);
+  }
+
+  /** Wait while too much is in flight; throws the first failure (a write error keeps its errno). */
+  async room(): Promise<void> {
+    while (
+      this.failure === undefined &&
+      (this.seq - this.done > this.maxInFlight || this.inFlightBytes > MAX_IN_FLIGHT_BYTES || this.slabsOut > this.maxInFlight)
+    ) {
+      await new Promise<void>((r) => (this.wake = r));
+    }
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** Wait for every piece to be written; the digests of everything written. */
+  async finish(): Promise<{ md5: string; sha256: string; size: number }> {
+    this.sink.postMessage({ end: this.seq });
+    while (!this.result && this.failure === undefined) await new Promise<void>((r) => (this.wake = r));
+    if (this.failure !== undefined) throw this.failure;
+    const { md5, sha256, written } = this.result!;
+    return { md5, sha256, size: written };
+  }
+
+  close(): void {
+    for (const c of this.compressors) c.worker.terminate();
+    this.sink.terminate();
+  }
+
+  private fromCompressor(m: CompressorMessage): void {
+    this.slabsOut--;
+    this.recycle(m.buf);
+    if (m.copy && this.zeroCache.size < ZERO_CACHE) this.zeroCache.set(m.len, m.copy);
+    if (m.error !== undefined) this.fail(new Error(`${this.compression} compression failed: ${m.error}`));
+    this.wake?.();
+  }
+
+  private fromSink(m: SinkMessage): void {
+    if ("back" in m) {
+      this.slabsOut--;
+      this.recycle(m.back);
+    } else if ("done" in m) {
+      for (; this.done < m.done; this.done++) {
+        this.inFlightBytes -= this.lengths.get(this.done) ?? 0;
+        this.lengths.delete(this.done);
+      }
+      this.written = m.written;
+      if (m.failed) this.fail(errnoError(m.failed));
+    } else if ("failed" in m) {
+      this.fail(errnoError(m.failed));
     } else {
-      p = this.compress(piece);
+      this.result = m;
     }
-    const item: (typeof this.queue)[number] = { done: false, settled: Promise.resolve(), piece };
-    item.settled = p.then(
-      (out) => {
-        item.done = true;
-        item.out = out;
-      },
-      (error) => {
-        item.done = true;
-        item.error = error ?? new Error("compression failed");
-      },
-    );
-    this.inFlightBytes += piece.length;
-    this.queue.push(item);
+    this.wake?.();
   }
 
-  /** Write out every piece that is ready, in order; wait while too many are in flight. */
-  async drain(all: boolean): Promise<void> {
-    for (;;) {
-      this.writeReady();
-      await this.sink.settle(MAX_WRITING);
-      const busy = this.queue.length > MAX_IN_FLIGHT || this.inFlightBytes > MAX_IN_FLIGHT_BYTES;
-      if (this.queue.length === 0 || (!all && !busy)) return;
-      await this.queue[0]!.settled;
-    }
-  }
-
-  private writeReady(): void {
-    while (this.queue.length > 0 && this.queue[0]!.done) {
-      const item = this.queue.shift()!;
-      this.inFlightBytes -= item.piece.length;
-      if (item.error !== undefined) throw item.error;
-      this.put(item.out!);
-      this.done(item.piece);
-    }
-  }
-
-  private put(bytes: Uint8Array): void {
-    let at = 0;
-    while (at < bytes.length) {
-      const n = Math.min(bytes.length - at, this.buf.length - this.fill);
-      this.buf.set(bytes.subarray(at, at + n), this.fill);
-      this.fill += n;
-      at += n;
-      if (this.fill === this.buf.length) this.flush();
-    }
-  }
-
-  flush(): void {
-    if (this.fill === 0) return;
-    this.sink.write(this.buf.buffer as ArrayBuffer, this.fill);
-    this.written += this.fill;
-    this.buf = Buffer.from(this.sink.take() ?? new ArrayBuffer(OUT_BUFFER));
-    this.fill = 0;
-  }
-
-  /** Let pieces still being compressed finish quietly after a failure; stop the worker. */
-  abandon(): void {
-    for (const item of this.queue) item.settled.catch(() => {});
-    this.queue = [];
-    this.sink.close();
-  }
-
-  /** Flush, wait for every write, and return the digests. */
-  async finish(): Promise<{ md5: string; sha256: string }> {
-    this.flush();
-    try {
-      return await this.sink.finish();
-    } finally {
-      this.sink.close();
-    }
+  private fail(e: unknown): void {
+    this.failure ??= e;
+    this.wake?.();
   }
 }
+
+type CompressorMessage = { seq: number; buf: ArrayBuffer; len: number; copy?: ArrayBuffer; error?: string };
+type SinkMessage =
+  | { back: ArrayBuffer }
+  | { done: number; written: number; failed?: ErrnoFields }
+  | { failed: ErrnoFields }
+  | { md5: string; sha256: string; written: number };
 
 function nsOf(e: { mtimeMs: number; mtimeNs?: bigint }): bigint {
   if (e.mtimeNs !== undefined) return e.mtimeNs;
@@ -427,10 +413,8 @@ export async function writeArchive(
   opts: ArchiveOptions,
 ): Promise<ArchiveResult> {
   const c = opts.compression;
-  const pool = c === "none" ? undefined : new CompressorPool(c, opts.level, compressionThreads(), (slab) => chunker.recycle(slab));
-  const compress: Compressor = pool ? pool.compress : (piece) => Promise.resolve(piece);
-  // with no compression the output is the piece itself: it is free again once written
-  const out = new OrderedOutput(fd, compress, c !== "none", (piece) => chunker.recycle(piece.buffer as ArrayBuffer));
+  const threads = compressionThreads();
+  const out: PiecePipeline = new PiecePipeline(fd, c, opts.level, threads, (slab) => chunker.recycle(slab));
   const chunker: Chunker = new Chunker(PIECES[c], (piece) => out.submit(piece));
   const skipped: string[] = [];
   /** Hard-link targets that were left out → the name that took their place (or none yet). */
@@ -484,7 +468,7 @@ export async function writeArchive(
       chunker.commit(n);
       remaining -= n;
       inputBytes += n;
-      if (remaining > 0) await out.drain(false);
+      if (remaining > 0) await out.room();
       progress();
     }
     if (readError !== undefined) {
@@ -541,7 +525,8 @@ export async function writeArchive(
         // (a hard link standing in for its left-out first name has no scanned size to compare)
         if ((e.type === "file" && size !== e.size) || Math.floor(st.mtimeMs) !== Math.floor(e.mtimeMs)) {
           // archive the file as it is now, with the metadata that goes with this content
-          warn("FILE_CHANGED", e.source, `${e.source}: changed since the scan (size ${e.size} → ${size}); archived as found`);
+          const what = e.type === "file" && size !== e.size ? `size ${e.size} → ${size} bytes` : "modification time";
+          warn("FILE_CHANGED", e.source, `${e.source}: changed since the scan (${what}); archived as found`);
           mtimeNs = nsOf({ mtimeMs: st.mtimeMs });
         }
         if (e.type === "hardlink" && e.linkTarget !== undefined) replaced.set(e.linkTarget, e.name);
@@ -577,7 +562,7 @@ export async function writeArchive(
       } finally {
         if (fdIn !== undefined) fs.closeSync(fdIn);
       }
-      await out.drain(false);
+      await out.room();
       progress();
     }
 
@@ -586,16 +571,11 @@ export async function writeArchive(
     const total = inputBytes + end;
     emit(new Uint8Array(end + ((RECORD - (total % RECORD)) % RECORD)));
     chunker.finish();
-    await out.drain(true);
-    pool?.close();
-    const { md5, sha256 } = await out.finish();
-    opts.onProgress?.({ inputBytes, outputBytes: out.written });
-    return { size: out.written, md5, sha256, entries: count, inputBytes, skipped };
-  } catch (err) {
-    out.abandon();
-    throw err;
+    const { md5, sha256, size } = await out.finish();
+    opts.onProgress?.({ inputBytes, outputBytes: size });
+    return { size, md5, sha256, entries: count, inputBytes, skipped };
   } finally {
-    pool?.close();
+    out.close();
   }
 }
 
@@ -652,10 +632,14 @@ export async function listArchive(file: string): Promise<ListedEntry[]> {
       uname: t.uname,
       gname: t.gname,
     });
-  for await (const chunk of stream) {
-    parser.push(chunk as Uint8Array, onEntry);
-    if (parser.ended) break;
+  try {
+    for await (const chunk of stream) {
+      parser.push(chunk as Uint8Array, onEntry);
+      if (parser.ended) break;
+    }
+  } finally {
+    input.destroy();
   }
-  input.destroy();
+  if (!parser.ended) throw new TarFormatError(`the archive ends before its end-of-archive marker (truncated after ${found.length} entries?)`);
   return found;
 }

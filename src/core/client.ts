@@ -17,7 +17,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { code, codeName, isGolden, mostSevere, type CodeName } from "./codes.ts";
 import { ShootError, errnoCode, errorMessage } from "./errors.ts";
-import type { ClientConfig, SourceConfig } from "./config.ts";
+import { isLocalRemote, type ClientConfig, type SourceConfig } from "./config.ts";
 import type { Deps } from "./deps.ts";
 import { fsyncDir, readDirOrEmpty, writeFileAtomic } from "./fsutil.ts";
 import { LockedError, acquireLock, type Lock } from "./lock.ts";
@@ -249,7 +249,62 @@ class SourceFailure extends Error {
   }
 }
 
-async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeoutMs?: number): Promise<TransferStats> {
+/** Why ssh could not use `key` as an identity, if it can tell from the file alone. */
+function unusableKey(key: string): string | undefined {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(key);
+    fs.accessSync(key, fs.constants.R_OK);
+  } catch (e) {
+    return errnoCode(e) === "ENOENT" ? "does not exist" : `cannot be read (${errnoCode(e) ?? errorMessage(e)})`;
+  }
+  if (!st.isFile()) return "is not a regular file";
+  // ssh ignores a private key of its own user that others may read
+  if (st.uid === process.getuid?.() && (st.mode & 0o077) !== 0) return `can be read by other users (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`;
+  return undefined;
+}
+
+/** Bytes of the files under `dir` now (rsync's temporary and partial files grow as data arrives). */
+function bytesUnder(dir: string): number {
+  let n = 0;
+  try {
+    for (const rel of fs.readdirSync(dir, { recursive: true })) n += fs.statSync(path.join(dir, String(rel)), { throwIfNoEntry: false })?.size ?? 0;
+  } catch {
+    // the directory changes under us: the next look counts again
+  }
+  return n;
+}
+
+/** rsync's receiver gathers this much before it writes (fileio.c: WRITE_SIZE * 8): growth comes in such steps. */
+const RSYNC_WRITE_BUFFER = 256 * 1024;
+
+/**
+ * rsync's --timeout does not catch every silent sender: while its generator can still write
+ * keep-alives, rsync counts that as I/O, so a server whose rsync hangs before the data flows
+ * (a stalled disk, a stopped process, a connection that only goes quiet one way) held a pull
+ * for ever. So an archive pull is also watched from here: when nothing under `dir` has grown
+ * for `timeout` (after connect_timeout for the connection; and never less than two of rsync's
+ * write buffers take at `bwlimit`), rsync is stopped with SIGTERM, which keeps what arrived
+ * for the next run.
+ */
+function watchStall(dir: string, cfg: Pick<ClientConfig, "timeout" | "connect_timeout">, bwlimit: number | undefined, onStall: () => void): () => void {
+  const idleMs = Math.max(cfg.timeout, bwlimit ? (2 * RSYNC_WRITE_BUFFER * 1000) / bwlimit : 0);
+  let seen = bytesUnder(dir);
+  let deadline = Date.now() + cfg.connect_timeout + idleMs;
+  const timer = setInterval(() => {
+    const now = bytesUnder(dir);
+    if (now !== seen) {
+      seen = now;
+      deadline = Date.now() + idleMs;
+    } else if (Date.now() > deadline) {
+      clearInterval(timer);
+      onStall();
+    }
+  }, Math.min(1000, Math.max(100, cfg.timeout / 4)));
+  return () => clearInterval(timer);
+}
+
+async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeoutMs?: number, watchDir?: string): Promise<TransferStats> {
   if (ctx.signal?.aborted) throw new SourceFailure(fallback, "the run was interrupted");
   const argv = rsyncPullArgv(spec);
   let child: Child;
@@ -266,7 +321,18 @@ async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeou
     throw e;
   }
   ctx.children.add(child);
-  const result = await child.done.finally(() => ctx.children.delete(child));
+  let stalled = false;
+  const unwatch = watchDir ? watchStall(watchDir, ctx.cfg, spec.source.bwlimit, () => {
+    stalled = true;
+    child.kill("SIGTERM");
+  }) : undefined;
+  const result = await child.done.finally(() => {
+    ctx.children.delete(child);
+    unwatch?.();
+  });
+  if (stalled && result.exitCode !== 0) {
+    throw new SourceFailure(fallback, `no data arrived for ${formatDuration(ctx.cfg.timeout)} (timeout): the transfer was stopped; what arrived is kept for the next run`);
+  }
   if (result.exitCode !== 0) {
     const f = classifyFailure(result, fallback);
     throw new SourceFailure(f.code, ctx.signal?.aborted ? `the run was interrupted: ${f.why}` : f.why);
@@ -315,7 +381,9 @@ async function pullSource(ctx: RunContext, source: SourceConfig): Promise<Source
       throw new SourceFailure("DEST_UNUSABLE", `${dir} cannot be used: ${errorMessage(e)}`);
     }
 
-    // 1. server.status
+    // 1. server.status (ssh says only "Permission denied" when it cannot use the key: say why first)
+    const keyProblem = source.identity && !isLocalRemote(source.remote) ? unusableKey(source.identity) : undefined;
+    if (keyProblem) throw new SourceFailure("STATUS_PULL_FAILED", `identity ${source.identity} ${keyProblem}: ssh cannot log in with it`);
     step("pulling server.status");
     const { parsed, mtime } = await pullStatus(ctx, source, stage);
     if (parsed.skipped > 0) warnings.push({ code: code("STATUS_TORN"), msg: `${parsed.skipped} unreadable line(s) in the server's status file were skipped` });
@@ -339,21 +407,29 @@ async function pullSource(ctx: RunContext, source: SourceConfig): Promise<Source
     }
     const first = verifiedCopies(dir).length === 0;
 
-    // 3. space
-    const free = deps.disk.freeBytes(dir);
+    // 3. space. Data kept from an interrupted transfer only saves time: partials of other
+    // archives go first, and this archive's own partial goes when the space is short (resuming
+    // needs room for the partial and the whole new file). Kept, either would block every later
+    // pull on a nearly full disk with CLIENT_NO_SPACE.
+    prunePartials(stage, a.file);
+    let free = deps.disk.freeBytes(dir);
+    const partial = path.join(stage, PARTIAL_DIR, a.file);
+    if (free < a.size + cfg.reserve && sizeOf(partial) !== undefined) {
+      fs.rmSync(partial, { force: true });
+      free = deps.disk.freeBytes(dir);
+    }
     if (free < a.size + cfg.reserve) {
       throw new SourceFailure("CLIENT_NO_SPACE", `${a.file} needs ${formatBytes(a.size)} plus the reserve of ${formatBytes(cfg.reserve)}; ${formatBytes(free)} is free in ${dir}`);
     }
 
     // 4. pull, verify, move into place
-    prunePartials(stage, a.file);
     step(`pulling ${a.file} (${formatBytes(a.size)})`);
     const stats = await rsync(ctx, {
       client: cfg, source, files: [a.file, `${a.file}${CHECKSUM_SUFFIX}`], into: stage,
       // the checksum file is tiny; an archive bigger than its record says is not transferred
       maxSize: Math.max(a.size, 64 * 1024),
       resumable: { basisDir: ".." },
-    }, "PULL_FAILED");
+    }, "PULL_FAILED", undefined, stage);
     await verify(stage, a);
     commit(stage, dir, a);
     status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {

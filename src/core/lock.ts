@@ -95,9 +95,14 @@ function tryCreate(file: string, info: LockInfo): boolean {
   try {
     fs.writeSync(fd, JSON.stringify(info));
     fs.fsyncSync(fd);
-  } finally {
+  } catch (e) {
+    // a full file system takes the file but not its content: an empty lock left behind would
+    // turn the next run away as ALREADY_RUNNING until it ages; the file is ours, remove it
     fs.closeSync(fd);
+    fs.rmSync(file, { force: true });
+    throw e;
   }
+  fs.closeSync(fd);
   return true;
 }
 
@@ -163,7 +168,14 @@ function takeOver(file: string, judged: LockInfo | undefined): boolean {
 }
 
 function releaseLock(file: string, token: string): void {
-  if (readLock(file)?.token === token) fs.rmSync(file, { force: true });
+  if (readLock(file)?.token !== token) return;
+  try {
+    fs.rmSync(file, { force: true });
+  } catch {
+    // the file system went read-only (or away) as the run ended: the lock names a process that
+    // is about to exit, so the next run takes it over as stale; a finished run must not turn
+    // into an internal error for it
+  }
 }
 
 /** The lock as it is now, for status displays and for a child that runs under its parent's lock. */

@@ -133,12 +133,15 @@ export function rsyncPullArgv(spec: PullSpec): string[] {
 /**
  * The environment for rsync: without the variables that would change how it talks to the
  * server (secluded arguments would hide the paths from a forced command that checks them),
- * and in the C locale so that its messages and numbers read the same everywhere.
+ * without the SMTP password (notify.ts's PASSWORD_ENV: rsync and ssh have no use for it, and
+ * an ssh_config with `SendEnv *` would hand it to the server), and in the C locale so that its
+ * messages and numbers read the same everywhere.
  */
 export function rsyncEnv(env: Record<string, string | undefined>): Record<string, string | undefined> {
   const out: Record<string, string | undefined> = {};
   for (const [k, v] of Object.entries(env)) {
     if (k === "RSYNC_PROTECT_ARGS" || k === "RSYNC_OLD_ARGS" || k === "RSYNC_RSH" || k === "RSYNC_CONNECT_PROG") continue;
+    if (k === "SHOOT_SMTP_PASSWORD") continue;
     out[k] = v;
   }
   out.LC_ALL = "C";

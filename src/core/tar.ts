@@ -15,15 +15,20 @@ export const RECORD = 20 * BLOCK;
 
 export type TarType = "file" | "dir" | "symlink" | "hardlink";
 
-export interface TarHeader {
-  /** Name inside the archive, without a leading "/"; directories without a trailing "/". */
-  name: string;
-  type: TarType;
+/** Permission bits and owner: what a header restores besides name, type, size and time. */
+export interface TarOwnership {
+  /** st_mode & 0o7777 (setuid, setgid and sticky included) */
   mode: number;
   uid: number;
   gid: number;
   uname?: string;
   gname?: string;
+}
+
+export interface TarHeader extends TarOwnership {
+  /** Name inside the archive, without a leading "/"; directories without a trailing "/". */
+  name: string;
+  type: TarType;
   /** Bytes of content that follow the header (0 for everything but files). */
   size: number;
   /** Modification time in nanoseconds since the epoch. */

@@ -112,10 +112,11 @@ function recoverPrevious(dir: string, records: StatusRecord[], status: StatusWri
 /**
  * The server's environment: the wrapper's, without Bun's own variables (BUN_OPTIONS can
  * preload code, BUN_BE_BUN turns the binary into a plain runtime): a stray line in a crontab
- * must not change what the backup runs.
+ * must not change what the backup runs. Nor the SMTP password (notify.ts's PASSWORD_ENV): the
+ * wrapper mails the report, the server never does, so a secret has no business there.
  */
 export function childEnv(env: Record<string, string | undefined>): Record<string, string | undefined> {
-  return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith("BUN_")));
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith("BUN_") && k !== "SHOOT_SMTP_PASSWORD"));
 }
 
 interface Supervised {

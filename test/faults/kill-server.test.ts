@@ -9,191 +9,154 @@
  * over the whole life of the server process, learnt from a normal run.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import fs from "node:fs";
 import path from "node:path";
 import { startShoot } from "../helpers/cli.ts";
 import { serverFixture, statusRecords, type ServerFixture } from "../helpers/fixture.ts";
 import {
-  alive, bounded, boundedExit, caseSeed, checkArchives, checkClean, checkGoodKept, faultFile, injected, killPid,
-  mutateTree, scaled, seedTree, snapshotGood, waitFor, waitGone,
+  alive, boundedExit, caseSeed, checkArchives, checkClean, checkGoodKept, faultFile, goldenWrapper, injected, killPid,
+  mutateTree, scaled, seedTree, serverLife, serverPidOf, snapshotGood, waitGone,
 } from "../helpers/faults.ts";
 import { seeded } from "../helpers/random.ts";
+import { isFinal, isGolden } from "../../src/core/codes.ts";
 
 faultFile(import.meta.path);
 
+/** Server SIGKILLs in all: most alone, the rest together with the wrapper (a power cut). */
 const KILLS = scaled(100);
+const POWER_CUTS = scaled(12);
+const WRAPPER_KILLS = scaled(6);
 const fixtures: ServerFixture[] = [];
 afterAll(() => {
   for (const fx of fixtures) fx.cleanup();
 });
 
-function lane(): ServerFixture {
+async function lane(rand: () => number): Promise<ServerFixture> {
   const fx = serverFixture("keep = 2");
   fixtures.push(fx);
+  seedTree(fx.src, rand);
+  await goldenWrapper(fx, "first run");
   return fx;
 }
 
 const finalOf = (fx: ServerFixture) => statusRecords(path.join(fx.backup, "server.status")).at(-1)!;
 
-/** A normal wrapper run that must end golden and leave nothing behind; returns how long its server lived. */
-async function normalRun(fx: ServerFixture, context: string): Promise<number> {
-  const t0 = performance.now();
-  const r = await bounded(["wrapper", "--config", fx.config, "--quiet"]);
-  expect({ context, code: r.code, out: r.code === 0 ? "" : r.stdout + r.stderr }).toEqual({ context, code: 0, out: "" });
-  checkClean(fx.backup, context);
-  checkArchives(fx.backup, context);
-  return performance.now() - t0;
+interface Strike {
+  /** The signal reached a live process that matters for this kind of fault. */
+  hit: boolean;
+  kind: string;
 }
 
-/**
- * The server process a wrapper started, from the wrapper's SERVER_STARTED record (reading one
- * small file each millisecond costs far less than walking /proc).
- */
-async function serverOf(fx: ServerFixture, wrapperPid: number): Promise<number | undefined> {
-  const file = path.join(fx.backup, "server.status");
-  let seen = -1;
-  return await waitFor(() => {
-    let text: string;
-    try {
-      const size = fs.statSync(file).size;
-      if (size === seen) return undefined;
-      seen = size;
-      text = fs.readFileSync(file, "utf8");
-    } catch {
-      return undefined;
-    }
-    for (const line of text.split("\n")) {
-      if (!line.includes('"SERVER_STARTED"')) continue;
-      const r = JSON.parse(line) as { pid?: number; data?: { pid?: number } };
-      if (r.pid === wrapperPid) return r.data?.pid;
-    }
-    return undefined;
-  }, 20_000, 1);
-}
-
-/** How long the server of a normal run that makes an archive lives: the window the kills are drawn from. */
-async function serverLife(fx: ServerFixture, rand: () => number): Promise<number> {
-  mutateTree(fx.src, rand, "warm-up");
-  const w = startShoot(["wrapper", "--config", fx.config, "--quiet"]);
-  const pid = await serverOf(fx, w.pid);
-  const t0 = performance.now();
-  if (pid) await waitGone(pid, "the warm-up server", 30_000);
-  const life = performance.now() - t0;
-  expect(await boundedExit(w, "warm-up")).toBe(0);
-  return life;
-}
-
-interface LaneResult {
+interface KillResult {
   landed: number;
   missed: number;
+  /** Where the killed runs were, from the final record the wrapper (or the next run) wrote. */
   steps: Record<string, number>;
 }
 
-async function killServerLane(id: number, target: number): Promise<LaneResult> {
-  const rand = seeded(caseSeed(`server SIGKILL lane ${id}`));
-  const fx = lane();
-  seedTree(fx.src, rand);
-  await normalRun(fx, `lane ${id} first run`);
-  const window = await serverLife(fx, rand);
-  const out: LaneResult = { landed: 0, missed: 0, steps: {} };
+/**
+ * Start wrapper runs and strike each at a random moment of its server's life until `target`
+ * strikes have landed. The window the moments are drawn from starts as a normal run's server
+ * life and shrinks when a strike comes too late. After each strike: the archives verify, the
+ * good archive is intact, and (unless the run still ended golden) the next run is golden.
+ */
+async function strikeRuns(fx: ServerFixture, rand: () => number, target: number, name: string, strike: (wrapper: number, server: number) => Strike, expectCode: (code: number, context: string) => void): Promise<KillResult> {
+  let window = await serverLife(fx, rand);
+  const out: KillResult = { landed: 0, missed: 0, steps: {} };
   for (let i = 0; out.landed < target && i < target * 3; i++) {
-    const context = `lane ${id} kill ${i}`;
+    const context = `${name} ${i}`;
     const good = snapshotGood(fx.backup);
     // most runs have something to archive; some find nothing changed (a shorter life to hit)
     if (rand() < 0.85) mutateTree(fx.src, rand, context);
     const w = startShoot(["wrapper", "--config", fx.config, "--quiet"]);
-    const pid = await serverOf(fx, w.pid);
-    expect({ context, serverStarted: pid !== undefined }).toEqual({ context, serverStarted: true });
-    await Bun.sleep(rand() * window);
-    const hit = killPid(pid!);
+    const server = await serverPidOf(fx.backup, w.pid);
+    expect({ context, serverStarted: server !== undefined }).toEqual({ context, serverStarted: true });
+    const delay = rand() * window;
+    await Bun.sleep(delay);
+    const s = strike(w.pid, server!);
     const code = await boundedExit(w, context);
-    if (hit) {
-      injected("SIGKILL server");
+    // a server that lost its wrapper notices within a second and ends: never left running
+    await waitGone(server!, `${context}: the server`);
+    if (s.hit) {
+      injected(s.kind);
       out.landed++;
-    } else out.missed++;
-    if (code !== 0) {
-      // the kill landed before the server's final record: the wrapper says so, with the step
-      const last = finalOf(fx);
-      expect({ context, code, name: last.name }).toEqual({ context, code: 32, name: "SERVER_KILLED" });
-      const step = /step "([^"]+)"/.exec(last.msg)?.[1] ?? "?";
-      out.steps[step] = (out.steps[step] ?? 0) + 1;
-    } else if (hit) {
-      out.steps["after the final record"] = (out.steps["after the final record"] ?? 0) + 1;
+      window *= 1.05;
+    } else {
+      out.missed++;
+      // the server had ended before the moment drawn: draw from a shorter window
+      window = Math.max(30, delay);
     }
+    expectCode(code, context);
     checkArchives(fx.backup, context);
     checkGoodKept(good, context);
+    if (code === 0 && s.hit) out.steps["after the final record"] = (out.steps["after the final record"] ?? 0) + 1;
     // a run that still ended golden needs no recovery; one that was cut short must be followed by a golden one
     if (code === 0) checkClean(fx.backup, context);
-    else await normalRun(fx, `${context}: the next run`);
+    else {
+      const where = await goldenWrapperAfter(fx, context);
+      if (s.hit) out.steps[where] = (out.steps[where] ?? 0) + 1;
+    }
   }
   expect(out.landed).toBeGreaterThanOrEqual(target);
   return out;
 }
 
+/** The next run after a cut-short one: golden; returns the step the cut run died in, as recorded. */
+async function goldenWrapperAfter(fx: ServerFixture, context: string): Promise<string> {
+  const before = finalOf(fx);
+  await goldenWrapper(fx, `${context}: the next run`);
+  const recovered = statusRecords(path.join(fx.backup, "server.status")).find((r) => r.name === "RECOVERED");
+  return /step "([^"]+)"/.exec(before.name === "SERVER_KILLED" ? before.msg : recovered?.msg ?? "")?.[1] ?? "?";
+}
+
+function merge(into: Record<string, number>, from: Record<string, number>): void {
+  for (const [k, n] of Object.entries(from)) into[k] = (into[k] ?? 0) + n;
+}
+
 describe("process death on the server", () => {
-  test(`shoot server SIGKILLed at ${KILLS} random moments (two backup directories at once)`, async () => {
-    const half = Math.ceil(KILLS / 2);
-    const lanes = await Promise.all([killServerLane(1, half), killServerLane(2, KILLS - half)]);
+  test(`shoot server SIGKILLed at ${KILLS - POWER_CUTS} random moments (two backup directories at once)`, async () => {
+    const alone = KILLS - POWER_CUTS;
+    const half = Math.ceil(alone / 2);
+    const serverOnly = (_w: number, server: number): Strike => ({ hit: killPid(server), kind: "SIGKILL server" });
+    const killed = (code: number, context: string) => {
+      if (code !== 0) expect({ context, code }).toEqual({ context, code: 32 });
+    };
+    const lanes = await Promise.all([1, 2].map(async (id) => {
+      const rand = seeded(caseSeed(`server SIGKILL lane ${id}`));
+      return await strikeRuns(await lane(rand), rand, id === 1 ? half : alone - half, `server kill lane ${id}`, serverOnly, killed);
+    }));
     const steps: Record<string, number> = {};
-    for (const l of lanes) for (const [k, n] of Object.entries(l.steps)) steps[k] = (steps[k] ?? 0) + n;
+    for (const l of lanes) merge(steps, l.steps);
     const landed = lanes.reduce((n, l) => n + l.landed, 0);
     const missed = lanes.reduce((n, l) => n + l.missed, 0);
     console.log(`server kills: ${landed} landed (${missed} came after the server had exited), by step ${JSON.stringify(steps)}`);
-    expect(landed).toBeGreaterThanOrEqual(KILLS);
+    expect(landed).toBeGreaterThanOrEqual(alone);
     // the moments spread over the run, not one step
     expect(Object.keys(steps).length).toBeGreaterThanOrEqual(3);
   }, 240_000);
 
-  test(`the wrapper SIGKILLed at ${scaled(12)} random moments: its server stops itself, the next run recovers`, async () => {
-    const rand = seeded(caseSeed("wrapper SIGKILL"));
-    const fx = lane();
-    seedTree(fx.src, rand);
-    await normalRun(fx, "first run");
-    const window = await serverLife(fx, rand);
-    for (let i = 0; i < scaled(12); i++) {
-      const context = `wrapper kill ${i}`;
-      const good = snapshotGood(fx.backup);
-      mutateTree(fx.src, rand, context);
-      const w = startShoot(["wrapper", "--config", fx.config, "--quiet"]);
-      const server = await serverOf(fx, w.pid);
-      await Bun.sleep(rand() * window);
-      if (killPid(w.pid)) injected("SIGKILL wrapper");
-      await boundedExit(w, context);
-      // a server that lost its wrapper notices within a second and ends: never left running
-      if (server) await waitGone(server, `${context}: the orphaned server`);
-      checkArchives(fx.backup, context);
-      checkGoodKept(good, context);
-      await normalRun(fx, `${context}: the next run`);
-    }
+  test(`power cut: wrapper and server SIGKILLed together at ${POWER_CUTS} random moments, then run again`, async () => {
+    const rand = seeded(caseSeed("power cut server"));
+    const fx = await lane(rand);
+    // everything at once, as when the power goes: nobody writes a last word
+    const both = (w: number, server: number): Strike => {
+      const hit = alive(server);
+      killPid(w);
+      killPid(server);
+      return { hit, kind: "SIGKILL server in a power cut" };
+    };
+    const r = await strikeRuns(fx, rand, POWER_CUTS, "power cut", both, () => {});
+    console.log(`power cuts: ${r.landed} landed, next runs found the cut runs in ${JSON.stringify(r.steps)}`);
   }, 120_000);
 
-  test(`power cut: wrapper and server SIGKILLed together at ${scaled(12)} random moments, then run again`, async () => {
-    const rand = seeded(caseSeed("power cut server"));
-    const fx = lane();
-    seedTree(fx.src, rand);
-    await normalRun(fx, "first run");
-    const window = await serverLife(fx, rand);
-    let recovered = 0;
-    for (let i = 0; i < scaled(12); i++) {
-      const context = `power cut ${i}`;
-      const good = snapshotGood(fx.backup);
-      mutateTree(fx.src, rand, context);
-      const w = startShoot(["wrapper", "--config", fx.config, "--quiet"]);
-      const server = await serverOf(fx, w.pid);
-      await Bun.sleep(rand() * window);
-      // everything at once, as when the power goes: nobody writes a last word
-      const hitServer = server !== undefined && alive(server);
-      killPid(w.pid);
-      if (server) killPid(server);
-      if (hitServer) injected("power cut (server host)");
-      await boundedExit(w, context);
-      checkArchives(fx.backup, context);
-      checkGoodKept(good, context);
-      await normalRun(fx, `${context}: the next run`);
-      const recs = statusRecords(path.join(fx.backup, "server.status"));
-      if (recs.some((r) => r.name === "RECOVERED")) recovered++;
-    }
-    // most cuts leave a run without a final record, and the next run says so
-    expect(recovered).toBeGreaterThan(0);
+  test(`the wrapper SIGKILLed at ${WRAPPER_KILLS} random moments: its server stops itself, the next run recovers`, async () => {
+    const rand = seeded(caseSeed("wrapper SIGKILL"));
+    const fx = await lane(rand);
+    const wrapperOnly = (w: number): Strike => ({ hit: killPid(w), kind: "SIGKILL wrapper" });
+    // the wrapper cannot have a last word; its server, left alone, has it: INTERRUPTED, or its own golden end
+    const serverSaidSo = (_code: number, context: string) => {
+      const last = [...statusRecords(path.join(fx.backup, "server.status"))].reverse().find((r) => isFinal(r.code));
+      expect({ context, final: last && (isGolden(last.code) || last.name === "INTERRUPTED") }).toEqual({ context, final: true });
+    };
+    await strikeRuns(fx, rand, WRAPPER_KILLS, "wrapper kill", wrapperOnly, serverSaidSo);
   }, 120_000);
 });

@@ -12,15 +12,19 @@
  * test/faults that does so has finished, the line is printed and a loss, an accepted corrupt
  * copy or a hang fails that file's afterAll (and so the run).
  */
-import { afterAll, expect } from "bun:test";
+import { afterAll, beforeAll, expect } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { codeInfo, codeName, isGolden, type CodeName } from "../../src/core/codes.ts";
-import { CHECKSUM_SUFFIX, TEMP_PREFIX, isArchiveName, parseMd5Line, sortArchives } from "../../src/core/naming.ts";
+import { CHECKSUM_SUFFIX, TEMP_PREFIX, archiveName, isArchiveName, parseMd5Line, sortArchives } from "../../src/core/naming.ts";
+import { CLIENT_STATUS, SERVER_STATUS } from "../../src/core/status.ts";
 import { LOCK_FILE } from "../../src/core/lock.ts";
-import { runShoot, type ShootOptions, type ShootResult } from "./cli.ts";
-import { tempDir, writeTree } from "./fixture.ts";
-import type { SshServer } from "./sshd.ts";
+import { runShoot, startShoot, type ShootOptions, type ShootResult } from "./cli.ts";
+import { runClient, sshSource, writeClientConfig, type ClientSpec } from "./client.ts";
+import { tempDir, writeTree, type ServerFixture } from "./fixture.ts";
+import { writeArchive, writeServerStatus } from "./serverdir.ts";
+import { startSshd, type SshServer } from "./sshd.ts";
+
 import { randomBytes } from "./random.ts";
 import { requireTool } from "./tools.ts";
 
@@ -65,6 +69,12 @@ export function summaryLine(t: Tally = tally): string {
   return `faults: ${t.injected} injected, ${t.goodLost} good backups lost, ${t.corruptAccepted} corrupt copies accepted, ${t.hangs} hangs`;
 }
 
+/** What the whole directory promises to inject at least (kinds of faults counted together). */
+const MINIMUMS: Record<string, [string[], number]> = {
+  "SIGKILL of the server at 100 moments": [["SIGKILL server", "SIGKILL server in a power cut"], scaled(100)],
+  "SIGKILL of the client's rsync or ssh at 50 moments": [["SIGKILL client rsync/ssh"], scaled(50)],
+};
+
 const FAULT_DIR = path.resolve(import.meta.dir, "../faults");
 const finished = new Set<string>();
 
@@ -75,17 +85,32 @@ function reportingFiles(): string[] {
     .filter((n) => fs.readFileSync(path.join(FAULT_DIR, n), "utf8").includes("faultFile(import.meta.path)"));
 }
 
+/** CPU seconds of this process and of the children it has waited for (/proc/self/stat utime … cstime). */
+function cpuSeconds(): { self: number; children: number } {
+  const f = fs.readFileSync("/proc/self/stat", "utf8").slice(fs.readFileSync("/proc/self/stat", "utf8").lastIndexOf(")") + 2).split(" ");
+  // fields 14-17 of stat (utime, stime, cutime, cstime), in clock ticks (100 a second on Linux)
+  const t = (i: number) => Number(f[i - 3]) / 100;
+  return { self: t(14) + t(15), children: t(16) + t(17) };
+}
+
 /** Call once at the top of every fault file: its end is counted, and the last one prints the summary. */
 export function faultFile(file: string): void {
+  const cpu0 = cpuSeconds();
+  const injected0 = tally.injected;
   afterAll(() => {
+    const cpu = cpuSeconds();
+    console.log(`${path.basename(file)}: ${tally.injected - injected0} faults injected, CPU ${(cpu.self - cpu0.self).toFixed(1)} s here + ${(cpu.children - cpu0.children).toFixed(1)} s in child processes`);
     finished.add(path.basename(file));
     const missing = reportingFiles().filter((n) => !finished.has(n));
     if (missing.length > 0) return;
     const kinds = Object.entries(tally.byKind).map(([k, n]) => `${k} ${n}`).join(", ");
     console.log(`fault kinds: ${kinds}`);
     console.log(summaryLine());
-    expect({ goodLost: tally.goodLost, corruptAccepted: tally.corruptAccepted, hangs: tally.hangs })
-      .toEqual({ goodLost: 0, corruptAccepted: 0, hangs: 0 });
+    const short = Object.entries(MINIMUMS).filter(([, [kinds, n]]) => kinds.reduce((sum, k) => sum + (tally.byKind[k] ?? 0), 0) < n).map(([what]) => what);
+    if (short.length > 0) throw new Error(`the fault suite injected fewer faults than it promises: ${short.join(", ")}`);
+    if (tally.goodLost + tally.corruptAccepted + tally.hangs > 0) {
+      throw new Error(`the fault suite counted losses, accepted corrupt copies or hangs: ${summaryLine()} (the failing cases above say where)`);
+    }
   });
 }
 
@@ -170,6 +195,38 @@ export function cmdline(pid: number): string {
   }
 }
 
+/** A client's rsync and ssh processes right now, with their command lines. */
+export function transferProcs(clientPid: number): Array<{ pid: number; cmd: string }> {
+  return descendants(clientPid).map((pid) => ({ pid, cmd: cmdline(pid) })).filter((p) => /^(\S*\/)?(rsync|ssh) /.test(p.cmd));
+}
+
+/**
+ * The client's rsync that pulls `file` (server.status, an archive's name, or ".tar.gz" for
+ * whichever archive), once it runs. The client records "pulling …" in client.status just
+ * before it starts rsync: watching that small file is cheap, walking /proc is not.
+ */
+export async function rsyncPulling(client: { pid: number; exitCode: number | null }, dest: string, file: string, timeoutMs = 15_000): Promise<number | undefined> {
+  const clientPid = client.pid;
+  // this run's record (the file of the run before may still be there when we first look);
+  // a run that ends without pulling `file` (nothing new on the server) ends the wait too
+  const announced = await watchFile(path.join(dest, CLIENT_STATUS), (text) =>
+    text.split("\n").some((l) => l.includes(`"pid":${clientPid},`) && l.includes(": pulling ") && l.includes(file)) ? true : undefined,
+    () => client.exitCode !== null, timeoutMs, 2);
+  if (!announced) return undefined;
+  return await waitFor(() => (client.exitCode !== null ? 0 : transferProcs(clientPid).find((p) => p.cmd.startsWith("rsync") && p.cmd.includes(file))?.pid), timeoutMs, 2) || undefined;
+}
+
+/** Size of the largest file under `dir` (a transfer's temporary or partial file as it grows); 0 when there is none. */
+export function largestUnder(dir: string): number {
+  let most = 0;
+  try {
+    for (const p of fs.readdirSync(dir, { recursive: true }).map(String)) most = Math.max(most, fs.statSync(path.join(dir, p), { throwIfNoEntry: false })?.size ?? 0);
+  } catch {
+    // not there (yet, or any more)
+  }
+  return most;
+}
+
 /** Running (not gone, not a zombie waiting to be reaped). */
 export function alive(pid: number): boolean {
   try {
@@ -202,6 +259,27 @@ export async function waitFor<T>(probe: () => T | undefined, timeoutMs = 20_000,
   }
 }
 
+/**
+ * Read a small file each time it grows until `probe` finds what it looks for in its text;
+ * undefined when `stop` says so first or after `timeoutMs`.
+ */
+export async function watchFile<T>(file: string, probe: (text: string) => T | undefined, stop: () => boolean, timeoutMs: number, everyMs: number): Promise<T | undefined> {
+  let seen = -1;
+  const found = await waitFor<{ v?: T }>(() => {
+    if (stop()) return {};
+    try {
+      const size = fs.statSync(file).size;
+      if (size === seen) return undefined;
+      seen = size;
+      const v = probe(fs.readFileSync(file, "utf8"));
+      return v === undefined ? undefined : { v };
+    } catch {
+      return undefined;
+    }
+  }, timeoutMs, everyMs);
+  return found?.v;
+}
+
 /** Wait until `pid` is gone; a process that outlives `timeoutMs` is a hang (killed and counted). */
 export async function waitGone(pid: number, what: string, timeoutMs = 10_000): Promise<void> {
   const gone = await waitFor(() => (alive(pid) ? undefined : true), timeoutMs, 20);
@@ -213,17 +291,56 @@ export async function waitGone(pid: number, what: string, timeoutMs = 10_000): P
 }
 
 /**
+ * A test sshd (commands run without the shell's startup files) and a scratch directory for
+ * the fault file or describe block that calls this: started before its tests, removed after.
+ */
+export function faultSshd(prefix: string): { readonly sshd: SshServer; readonly base: string } {
+  const state: { sshd?: SshServer; base?: string } = {};
+  beforeAll(async () => {
+    requireTool("rsync");
+    state.sshd = await startSshd();
+    await skipShellStartupFiles(state.sshd);
+    state.base = tempDir(prefix);
+  }, 30_000);
+  afterAll(async () => {
+    await state.sshd?.stop();
+    if (state.base) fs.rmSync(state.base, { recursive: true, force: true });
+  }, 30_000);
+  return {
+    get sshd() {
+      return state.sshd!;
+    },
+    get base() {
+      return state.base!;
+    },
+  };
+}
+
+/**
  * sshd runs every command through the account's shell, and a bash started by sshd reads
  * ~/.bashrc; on a machine where that file is slow (pyenv init takes seconds) every pull would
- * pay for it twice. SHLVL=1 in the session makes bash count as nested and skip it. The test
- * sshd re-reads its configuration on SIGHUP (same pid); this waits until it listens again.
+ * pay for it twice. SHLVL=1 in the session makes bash count as nested and skip it.
  */
 export async function skipShellStartupFiles(sshd: SshServer): Promise<void> {
+  await addSshdConfig(sshd, "SetEnv SHLVL=1");
+}
+
+/**
+ * Add a line to the test sshd's configuration and make it re-read it: sshd re-executes itself
+ * on SIGHUP (same pid); this waits until it listens again.
+ */
+export async function addSshdConfig(sshd: SshServer, line: string): Promise<void> {
   const config = path.join(sshd.dir, "sshd_config");
-  if (fs.readFileSync(config, "utf8").includes("SetEnv SHLVL=1")) return;
-  fs.appendFileSync(config, "SetEnv SHLVL=1\n");
+  if (fs.readFileSync(config, "utf8").split("\n").includes(line)) return;
+  fs.appendFileSync(config, `${line}\n`);
   const listening = () => sshd.log.filter((l) => /Server listening on 127\.0\.0\.1/.test(l)).length;
   const before = listening();
+  // sshd says it listens a moment before it handles SIGHUP; until then the signal would end it
+  const handlesHup = () => {
+    const m = /^SigCgt:\s*([0-9a-f]+)$/m.exec(fs.readFileSync(`/proc/${sshd.pid}/status`, "utf8"));
+    return m && (BigInt(`0x${m[1]}`) & 1n) === 1n ? true : undefined;
+  };
+  if (!(await waitFor(handlesHup, 10_000, 5))) throw new Error("sshd does not handle SIGHUP");
   process.kill(sshd.pid, "SIGHUP");
   const again = await waitFor(() => (listening() > before ? true : undefined), 10_000, 10);
   if (!again) throw new Error(`sshd did not listen again after SIGHUP: ${sshd.log.slice(-5).join("\n")}`);
@@ -379,10 +496,11 @@ export interface FaultMount {
   unmount(): void;
 }
 
-/** A tmpfs of `size` on a fresh directory (root only, as CI runs). */
-export function faultTmpfs(size: string): FaultMount {
+/** A tmpfs of `size` on `at` (created if needed) or a fresh directory (root only, as CI runs). */
+export function faultTmpfs(size: string, at?: string): FaultMount {
   if (process.getuid?.() !== 0) throw new Error("the storage faults mount tmpfs file systems and must run as root (CI runs as root)");
-  const dir = tempDir("shoot-fault-fs-");
+  const dir = at ?? tempDir("shoot-fault-fs-");
+  fs.mkdirSync(dir, { recursive: true });
   const m = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", `size=${size},mode=0700`, "tmpfs", dir]);
   if (m.exitCode !== 0) throw new Error(`mount tmpfs failed: ${m.stderr.toString()}`);
   let fillers = 0;
@@ -415,4 +533,115 @@ export function faultTmpfs(size: string): FaultMount {
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+// --- runs on both hosts ------------------------------------------------------------------------
+
+/** A normal wrapper run: it must end golden and leave no temporary file or lock. Returns its wall time. */
+export async function goldenWrapper(fx: ServerFixture, context: string): Promise<number> {
+  const t0 = performance.now();
+  const r = await bounded(["wrapper", "--config", fx.config, "--quiet"]);
+  expect({ context, code: r.code, out: r.code === 0 ? "" : r.stdout + r.stderr }).toEqual({ context, code: 0, out: "" });
+  checkClean(fx.backup, context);
+  checkArchives(fx.backup, context);
+  return performance.now() - t0;
+}
+
+/**
+ * The server process a wrapper started, from the wrapper's SERVER_STARTED record (reading one
+ * small file each millisecond costs far less than walking /proc).
+ */
+export async function serverPidOf(backup: string, wrapperPid: number): Promise<number | undefined> {
+  return await watchFile(path.join(backup, SERVER_STATUS), (text) => {
+    for (const line of text.split("\n")) {
+      if (!line.includes('"SERVER_STARTED"')) continue;
+      const r = JSON.parse(line) as { pid?: number; data?: { pid?: number } };
+      if (r.pid === wrapperPid) return r.data?.pid;
+    }
+    return undefined;
+  }, () => false, 20_000, 1);
+}
+
+/** How long the server of a normal run that makes an archive lives: the window random moments are drawn from. */
+export async function serverLife(fx: ServerFixture, rand: () => number): Promise<number> {
+  mutateTree(fx.src, rand, "warm-up");
+  const w = startShoot(["wrapper", "--config", fx.config, "--quiet"]);
+  const pid = await serverPidOf(fx.backup, w.pid);
+  const t0 = performance.now();
+  if (pid) await waitGone(pid, "the warm-up server", 30_000);
+  const life = performance.now() - t0;
+  expect(await boundedExit(w, "warm-up")).toBe(0);
+  return life;
+}
+
+/**
+ * A server's backup directory made by hand (fast: no run of its own), a new archive published
+ * when asked, and a client configured to pull it, over the test sshd or from the local path.
+ */
+export class PullLane {
+  readonly backup: string;
+  readonly dest: string;
+  /** dest_dir/<name>: the verified copies. */
+  readonly copies: string;
+  readonly config: string;
+  /** Archive name → MD5 of the genuine archive: what a verified copy must be. */
+  readonly truth = new Map<string, string>();
+  private made = 0;
+  constructor(
+    readonly root: string,
+    readonly name: string,
+    readonly rand: () => number,
+    opts: { sshd?: SshServer; bwlimit?: string; client?: Partial<ClientSpec> } = {},
+  ) {
+    this.backup = path.join(root, name, "server");
+    this.dest = path.join(root, name, "dest");
+    this.copies = path.join(this.dest, name);
+    fs.mkdirSync(this.backup, { recursive: true });
+    this.config = path.join(root, name, "client.toml");
+    this.configure(opts);
+  }
+
+  /** (Re)write the client's configuration: another sshd, port, limit or [client] setting. */
+  configure(opts: { sshd?: SshServer; port?: number; bwlimit?: string; client?: Partial<ClientSpec> }): void {
+    const limit = opts.bwlimit ? { bwlimit: opts.bwlimit } : {};
+    const source = opts.sshd
+      ? sshSource(opts.sshd, this.name, this.backup, { ...limit, ...(opts.port ? { port: opts.port } : {}) })
+      : { name: this.name, remote: this.backup, ...limit };
+    writeClientConfig(this.config, {
+      dest: this.dest, keep: 2, ...(opts.sshd ? { known_hosts: opts.sshd.knownHosts } : {}), ...opts.client, sources: [source],
+    });
+  }
+
+  /** A new archive on the "server" (names an hour apart, in order) and a fresh status naming it. */
+  async publish(bytes = 768 * 1024): Promise<{ file: string; size: number; md5: string }> {
+    const when = new Date(Date.UTC(2026, 0, 1) + this.made++ * 3_600_000);
+    const info = await writeArchive(this.backup, archiveName(this.name, when, "gzip"), randomBytes(this.rand, bytes));
+    this.truth.set(info.file, info.md5);
+    writeServerStatus(this.backup, info, { final: this.made === 1 ? "FIRST_ARCHIVE" : "NEW_ARCHIVE" });
+    return info;
+  }
+
+  /** The copies verify and none differs from what the server made. */
+  check(context: string, afterCrash: boolean): void {
+    checkArchives(this.copies, context, { orphansOk: afterCrash });
+    checkNoCorruptAccepted(this.copies, this.truth, context, path.join(this.dest, "client.status"));
+  }
+
+  /** Run the client, bounded; a hang is counted. */
+  async pull(timeoutMs = 60_000) {
+    try {
+      return await runClient(this.config, this.dest, [], timeoutMs);
+    } catch (e) {
+      if (/hung and was killed/.test(String(e))) tally.hangs++;
+      throw e;
+    }
+  }
+
+  /** A normal pull: it must end golden and leave no staging directory or lock. */
+  async normalRun(context: string): Promise<void> {
+    const r = await this.pull();
+    expect({ context, code: r.code, message: r.code === 0 ? "" : r.outcome.sources[0]?.message }).toEqual({ context, code: 0, message: "" });
+    checkClean(this.dest, context);
+    this.check(context, false);
+  }
 }
