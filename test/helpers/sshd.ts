@@ -97,6 +97,9 @@ export async function startSshd(): Promise<SshServer> {
     `AuthorizedKeysFile ${authorizedKeys}`,
     "UsePAM no",
     "StrictModes no",
+    // the login shell still reads root's ~/.bashrc for a forced command; heavy start-up files
+    // there (pyenv on these machines) cost seconds per connection, so mark the shell nested
+    "SetEnv SHLVL=1",
     "PasswordAuthentication no",
     "KbdInteractiveAuthentication no",
     "PubkeyAuthentication yes",
