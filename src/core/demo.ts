@@ -11,15 +11,16 @@
  */
 import crypto from "node:crypto";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { codeInfo, codeName, isGolden, type CodeName } from "./codes.ts";
 import { ShootError, UsageError, errorMessage } from "./errors.ts";
 import { authorizedKeysLine, renderConfig } from "./init.ts";
 import { parseMd5Line } from "./naming.ts";
+import { loopbackKnownHostsLine, loopbackSshdConfig } from "./sshd-config.ts";
 import { CLIENT_STATUS, lastFinal, readStatusFile, SERVER_STATUS, type ArchiveInfo } from "./status.ts";
 import { formatBytes, formatDuration } from "./units.ts";
+import { freePort } from "../io/net.ts";
 import { describeResult, ToolMissingError, type Child, type RunResult, type Spawner } from "../io/process.ts";
 
 export interface DemoOptions {
@@ -104,16 +105,6 @@ interface DemoSshd {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function keygen(spawner: Spawner, file: string, comment: string): Promise<string> {
   const r = await spawner.run([findTool("ssh-keygen", "apt-get install openssh-client"), "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", file], { timeoutMs: 20_000 });
@@ -139,24 +130,11 @@ async function startSshd(dir: string, backupDir: string, o: DemoOptions): Promis
   fs.writeFileSync(authorized, `${authorizedKeysLine(o.self, backupDir, clientPub)}\n`, { mode: 0o600 });
   const port = await freePort();
   const config = path.join(dir, "sshd_config");
-  fs.writeFileSync(config, [
-    `Port ${port}`,
-    "ListenAddress 127.0.0.1",
-    `HostKey ${hostKey}`,
-    `PidFile ${path.join(dir, "sshd.pid")}`,
-    `AuthorizedKeysFile ${authorized}`,
-    // the demo directory lies under /tmp, which StrictModes would reject as group-writable
-    "StrictModes no",
-    "UsePAM no",
-    "PasswordAuthentication no",
-    "KbdInteractiveAuthentication no",
-    "PubkeyAuthentication yes",
-    "PermitRootLogin forced-commands-only",
-    "PrintMotd no",
-    "",
-  ].join("\n"));
+  fs.writeFileSync(config, loopbackSshdConfig({
+    port, hostKey, pidFile: path.join(dir, "sshd.pid"), authorizedKeys: authorized, permitRootLogin: "forced-commands-only",
+  }));
   const knownHosts = path.join(dir, "known_hosts");
-  fs.writeFileSync(knownHosts, `[127.0.0.1]:${port} ${hostPub.split(" ").slice(0, 2).join(" ")}\n`);
+  fs.writeFileSync(knownHosts, loopbackKnownHostsLine(port, hostPub));
 
   const log = fs.openSync(path.join(dir, "sshd.log"), "a");
   let ready!: () => void;

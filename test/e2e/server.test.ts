@@ -4,6 +4,7 @@ import path from "node:path";
 import { runShoot } from "../helpers/cli.ts";
 import { archivesIn, serverFixture, statusRecords, tempDir, type ServerFixture } from "../helpers/fixture.ts";
 import { requireTool } from "../helpers/tools.ts";
+import { mountTmpfs, type Mount } from "../helpers/tmpfs.ts";
 
 const T = 60_000;
 let fx: ServerFixture;
@@ -176,14 +177,19 @@ describe("configuration errors", () => {
   }
 });
 
+/** The fixture with its backup directory on a tmpfs of `size`; unmount when done. */
+function backupOnTmpfs(size: string): Mount {
+  const m = mountTmpfs(size);
+  fx = serverFixture();
+  fs.writeFileSync(fx.config, fs.readFileSync(fx.config, "utf8").replace(/backup_dir = .*/, `backup_dir = ${JSON.stringify(m.dir)}`));
+  fx.backup = m.dir;
+  return m;
+}
+
 describe("free space", () => {
   test("a backup directory on a tiny tmpfs → NO_SPACE (23), earlier archives untouched, no temp file", async () => {
-    const { mountTmpfs } = await import("../helpers/tmpfs.ts");
-    const m = mountTmpfs("1m");
+    const m = backupOnTmpfs("1m");
     try {
-      fx = serverFixture();
-      fs.writeFileSync(fx.config, fs.readFileSync(fx.config, "utf8").replace(/backup_dir = .*/, `backup_dir = ${JSON.stringify(m.dir)}`));
-      fx.backup = m.dir;
       const first = await server();
       expect(first.final.code).toBe(30);
       const before = fs.readFileSync(path.join(m.dir, first.final.archive.file));
@@ -201,12 +207,8 @@ describe("free space", () => {
   }, T);
 
   test("the file system filling up during the write → NO_SPACE, partial archive removed", async () => {
-    const { mountTmpfs } = await import("../helpers/tmpfs.ts");
-    const m = mountTmpfs("3m");
+    const m = backupOnTmpfs("3m");
     try {
-      fx = serverFixture();
-      fs.writeFileSync(fx.config, fs.readFileSync(fx.config, "utf8").replace(/backup_dir = .*/, `backup_dir = ${JSON.stringify(m.dir)}`));
-      fx.backup = m.dir;
       const first = await server();
       expect(first.final.code).toBe(30);
       // compressible by the estimate's guess (the last archive was tiny), not in fact

@@ -11,6 +11,8 @@ import path from "node:path";
 import { simpleParser, type AddressObject, type ParsedMail } from "mailparser";
 import { SMTPServer } from "smtp-server";
 import { spawner } from "../../src/io/process.ts";
+import { freePort } from "../../src/io/net.ts";
+export { freePort };
 import { requireTool } from "./tools.ts";
 
 export interface TestCert {
@@ -73,17 +75,6 @@ function addresses(a: AddressObject | AddressObject[] | undefined): string[] {
   return list.flatMap((o) => o.value.map((v) => v.address ?? ""));
 }
 
-/** A port on 127.0.0.1 that nothing listens on right now. */
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => resolve());
-  });
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 export async function startRelay(opts: RelayOptions): Promise<TestRelay> {
   if (opts.tls !== "none" && !opts.cert) throw new Error("startRelay: a TLS relay needs a cert (makeCert)");

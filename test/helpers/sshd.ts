@@ -7,10 +7,12 @@
  * (AuthorizedKeysFile), so nothing in ~/.ssh is touched.
  */
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { spawner, type Child } from "../../src/io/process.ts";
+import { freePort } from "../../src/io/net.ts";
+export { freePort };
+import { loopbackKnownHostsLine, loopbackSshdConfig } from "../../src/core/sshd-config.ts";
 import { requireTool } from "./tools.ts";
 
 export interface KeyPair {
@@ -43,16 +45,6 @@ export interface SshServer {
   stop(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function keygen(file: string, comment: string): Promise<KeyPair> {
   const r = await spawner.run([requireTool("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", file], { timeoutMs: 10_000 });
@@ -89,28 +81,18 @@ export async function startSshd(): Promise<SshServer> {
   fs.writeFileSync(authorizedKeys, `${userKey.publicLine}\n`, { mode: 0o600 });
   const port = await freePort();
   const config = path.join(dir, "sshd_config");
-  fs.writeFileSync(config, [
-    `Port ${port}`,
-    "ListenAddress 127.0.0.1",
-    `HostKey ${hostKey.key}`,
-    `PidFile ${path.join(dir, "sshd.pid")}`,
-    `AuthorizedKeysFile ${authorizedKeys}`,
-    "UsePAM no",
-    "StrictModes no",
-    // the login shell still reads root's ~/.bashrc for a forced command; heavy start-up files
-    // there (pyenv on these machines) cost seconds per connection, so mark the shell nested
-    "SetEnv SHLVL=1",
-    "PasswordAuthentication no",
-    "KbdInteractiveAuthentication no",
-    "PubkeyAuthentication yes",
-    "PermitRootLogin prohibit-password",
-    "PrintMotd no",
-    "MaxStartups 50",
-    "LogLevel INFO",
-    "",
-  ].join("\n"));
+  fs.writeFileSync(config, loopbackSshdConfig({
+    port, hostKey: hostKey.key, pidFile: path.join(dir, "sshd.pid"), authorizedKeys, permitRootLogin: "prohibit-password",
+    extra: [
+      // the login shell still reads root's ~/.bashrc for a forced command; heavy start-up files
+      // there (pyenv on these machines) cost seconds per connection, so mark the shell nested
+      "SetEnv SHLVL=1",
+      "MaxStartups 50",
+      "LogLevel INFO",
+    ],
+  }));
   const knownHosts = path.join(dir, "known_hosts");
-  fs.writeFileSync(knownHosts, `[127.0.0.1]:${port} ${hostKey.publicLine.split(" ").slice(0, 2).join(" ")}\n`);
+  fs.writeFileSync(knownHosts, loopbackKnownHostsLine(port, hostKey.publicLine));
 
   const log: string[] = [];
   let ready: () => void;
