@@ -118,6 +118,9 @@ async function compile(target: Target, outfile: string, version: string): Promis
     format: "esm",
     // parsing ahead of time takes about a third off start-up (measured: 55 ms -> 40 ms)
     bytecode: true,
+    // each lazily imported subcommand becomes a chunk of its own inside the binary, so a run
+    // loads only the code it uses: `shoot --version` went from 51 ms to 30 ms (hello world: 38 ms)
+    splitting: true,
     minify: { whitespace: true, syntax: true, identifiers: false },
     sourcemap: "linked",
     define: {
