@@ -22,7 +22,7 @@ export const ROOT = path.resolve(import.meta.dir, "..");
  * here too, and start it with `new Worker(new URL("./worker.ts", import.meta.url))`, which
  * finds it both from source and inside the binary.
  */
-export const ENTRYPOINTS: readonly string[] = ["src/main.ts"];
+export const ENTRYPOINTS: readonly string[] = ["src/main.ts", "src/core/scan-worker.ts"];
 
 export interface Target {
   /** Our name, also the file name suffix: dist/shoot-<name>. */

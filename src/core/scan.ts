@@ -14,6 +14,8 @@ export interface ScanEntry extends ArchiveEntry {
   ino: number;
   /** The archive name as a JSON string: the key of the file list, built once per entry. */
   nameJson: string;
+  /** dev:ino of a file with more than one link, when the walk leaves hard links to its caller. */
+  linkKey?: string;
 }
 
 export type ScanWarningCode = "FILE_VANISHED" | "FILE_UNREADABLE" | "SPECIAL_SKIPPED";
@@ -86,24 +88,52 @@ export function normaliseSources(sources: readonly string[]): string[] {
   return sorted.filter((s) => !sorted.some((o) => o !== s && (o === "/" || s.startsWith(`${o}/`))));
 }
 
-export function scanSources(sources: readonly string[], opts: ScanOptions): ScanResult {
-  const entries: ScanEntry[] = [];
-  const warnings: ScanWarning[] = [];
-  const links = new Map<string, string>();
-  const owners = opts.owners ?? systemOwners();
-  const skip = new Set(opts.skip.map((s) => path.resolve(s)));
-  let bytes = 0;
+/**
+ * One step of a walk: the entry for a path (or nothing, when it is skipped) and the sorted
+ * children of a directory. The caller decides whether to descend, so the same rules serve
+ * the whole scan and the parallel unchanged check (scan-parallel.ts).
+ */
+export class TreeWalker {
+  readonly warnings: ScanWarning[] = [];
+  private readonly skip: Set<string>;
 
-  const warn = (code: ScanWarningCode, p: string, message: string) => warnings.push({ code, path: p, message });
+  /**
+   * @param links hard-link bookkeeping (dev:ino → first name); without it every file is
+   *   returned as a file, and those with more than one link carry `linkKey` for the caller
+   * @param owners without it, uname and gname are left out (the file list does not hold them)
+   */
+  constructor(
+    private readonly matcher: Matcher,
+    skip: readonly string[],
+    private readonly owners?: OwnerNames,
+    private readonly links?: Map<string, string>,
+  ) {
+    this.skip = new Set(skip.map((s) => path.resolve(s)));
+  }
 
-  const visit = (abs: string, st: fs.Stats, isTop: boolean, nameJson: string): void => {
+  private warn(code: ScanWarningCode, p: string, message: string): void {
+    this.warnings.push({ code, path: p, message });
+  }
+
+  private warnErr(abs: string, err: unknown): void {
+    const c = (err as { code?: string }).code;
+    if (c === "ENOENT") this.warn("FILE_VANISHED", abs, `${abs}: vanished during the scan`);
+    else this.warn("FILE_UNREADABLE", abs, `${abs}: ${c ?? ""} ${(err as Error).message}`.trim());
+  }
+
+  /** The entry a source itself gives (lstat failures are the caller's: a missing source is an error). */
+  source(abs: string): ScanEntry | undefined {
+    return this.entry(abs, fs.lstatSync(abs), true, JSON.stringify(archiveNameOf(abs)));
+  }
+
+  entry(abs: string, st: fs.Stats, isTop: boolean, nameJson: string): ScanEntry | undefined {
     const type = typeOf(st);
     if (type === "special") {
-      warn("SPECIAL_SKIPPED", abs, `${abs}: ${describeSpecial(st)} skipped`);
-      return;
+      this.warn("SPECIAL_SKIPPED", abs, `${abs}: ${describeSpecial(st)} skipped`);
+      return undefined;
     }
-    if (!isTop && opts.matcher.excluded(abs, type === "dir")) return;
-    if (type === "dir" && skip.has(abs)) return;
+    if (!isTop && this.matcher.excluded(abs, type === "dir")) return undefined;
+    if (type === "dir" && this.skip.has(abs)) return undefined;
     const name = archiveNameOf(abs);
     const e: ScanEntry = {
       source: abs,
@@ -112,8 +142,8 @@ export function scanSources(sources: readonly string[], opts: ScanOptions): Scan
       mode: st.mode & 0o7777,
       uid: st.uid,
       gid: st.gid,
-      uname: owners.user(st.uid),
-      gname: owners.group(st.gid),
+      uname: this.owners?.user(st.uid),
+      gname: this.owners?.group(st.gid),
       size: type === "file" ? st.size : 0,
       // the fraction is kept: the archive writes it as the pax mtime
       mtimeMs: st.mtimeMs,
@@ -125,35 +155,31 @@ export function scanSources(sources: readonly string[], opts: ScanOptions): Scan
       try {
         e.linkTarget = fs.readlinkSync(abs);
       } catch (err) {
-        warnErr(abs, err);
-        return;
+        this.warnErr(abs, err);
+        return undefined;
       }
     } else if (type === "file" && st.nlink > 1) {
       const key = `${st.dev}:${st.ino}`;
-      const first = links.get(key);
-      if (first !== undefined) {
-        e.type = "hardlink";
-        e.linkTarget = first;
-        e.size = 0;
-      } else links.set(key, name);
+      if (!this.links) e.linkKey = key;
+      else {
+        const first = this.links.get(key);
+        if (first !== undefined) {
+          e.type = "hardlink";
+          e.linkTarget = first;
+          e.size = 0;
+        } else this.links.set(key, name);
+      }
     }
-    if (name !== "") entries.push(e);
-    if (e.type === "file") bytes += e.size;
-    if (type === "dir") walkDir(abs, nameJson);
-  };
+    return e;
+  }
 
-  const warnErr = (abs: string, err: unknown) => {
-    const c = (err as { code?: string }).code;
-    if (c === "ENOENT") warn("FILE_VANISHED", abs, `${abs}: vanished during the scan`);
-    else warn("FILE_UNREADABLE", abs, `${abs}: ${c ?? ""} ${(err as Error).message}`.trim());
-  };
-
-  const walkDir = (dir: string, dirJson: string): void => {
+  /** Each entry directly inside `dir`, in name order, to `take`. */
+  children(dir: string, dirJson: string, take: (e: ScanEntry) => void): void {
     let names: string[];
     try {
       names = fs.readdirSync(dir);
     } catch (err) {
-      warnErr(dir, err);
+      this.warnErr(dir, err);
       return;
     }
     names.sort();
@@ -166,17 +192,29 @@ export function scanSources(sources: readonly string[], opts: ScanOptions): Scan
       try {
         st = fs.lstatSync(abs);
       } catch (err) {
-        warnErr(abs, err);
+        this.warnErr(abs, err);
         continue;
       }
-      visit(abs, st, false, PLAIN_NAME.test(n) ? `${jsonPrefix}${n}"` : JSON.stringify(archiveNameOf(abs)));
+      const e = this.entry(abs, st, false, PLAIN_NAME.test(n) ? `${jsonPrefix}${n}"` : JSON.stringify(archiveNameOf(abs)));
+      if (e) take(e);
     }
-  };
-
-  for (const src of normaliseSources(sources)) {
-    visit(src, fs.lstatSync(src), true, JSON.stringify(archiveNameOf(src)));
   }
-  return { entries, bytes, warnings };
+}
+
+export function scanSources(sources: readonly string[], opts: ScanOptions): ScanResult {
+  const entries: ScanEntry[] = [];
+  const walker = new TreeWalker(opts.matcher, opts.skip, opts.owners ?? systemOwners(), new Map());
+  let bytes = 0;
+  const take = (e: ScanEntry): void => {
+    if (e.name !== "") entries.push(e);
+    if (e.type === "file") bytes += e.size;
+    else if (e.type === "dir") walker.children(e.source, e.nameJson, take);
+  };
+  for (const src of normaliseSources(sources)) {
+    const e = walker.source(src);
+    if (e) take(e);
+  }
+  return { entries, bytes, warnings: walker.warnings };
 }
 
 function describeSpecial(st: fs.Stats): string {
@@ -210,7 +248,7 @@ export interface ListHeader {
  * array, and compared as a whole string: the unchanged check on a large tree is dominated by
  * this per-entry work (integers print several times faster than fractional numbers).
  */
-function entryLine(e: ScanEntry): string {
+export function entryLine(e: ScanEntry): string {
   const link = e.linkTarget === undefined ? "null" : JSON.stringify(e.linkTarget);
   return `[${e.nameJson},"${e.type}",${e.mode},${e.uid},${e.gid},${e.size},${Math.round(e.mtimeMs * 1000)},${Math.round(e.ctimeMs * 1000)},${e.ino},${link}]`;
 }
@@ -254,21 +292,26 @@ export function parseList(text: string): RecordedList {
   return { header, lines: map };
 }
 
+/** The header of a recorded list and where its first entry line starts; undefined for anything else. */
+export function listStart(text: string): { header: ListHeader; pos: number } | undefined {
+  const end = text.indexOf("\n");
+  if (end < 0) return undefined;
+  try {
+    const header = JSON.parse(text.slice(0, end)) as ListHeader;
+    return header.format === LIST_FORMAT && header.v === LIST_VERSION ? { header, pos: end + 1 } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * True when the scan produces exactly the lines of the recorded list, in order: the common
  * "nothing changed" case, decided in one pass without building a map of the list.
  */
 export function sameAsList(scan: ScanResult, text: string): boolean {
-  let pos = text.indexOf("\n");
-  if (pos < 0) return false;
-  let header: ListHeader;
-  try {
-    header = JSON.parse(text.slice(0, pos)) as ListHeader;
-  } catch {
-    return false;
-  }
-  if (header.format !== LIST_FORMAT || header.v !== LIST_VERSION || header.entries !== scan.entries.length) return false;
-  pos++;
+  const start = listStart(text);
+  if (!start || start.header.entries !== scan.entries.length) return false;
+  let pos = start.pos;
   for (const e of scan.entries) {
     const line = entryLine(e);
     if (!text.startsWith(line, pos) || text.charCodeAt(pos + line.length) !== 10) return false;

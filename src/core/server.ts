@@ -17,7 +17,8 @@ import { toRemove } from "./retention.ts";
 import { LockedError, acquireLock, currentLock, type Lock } from "./lock.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "./naming.ts";
 import type { RunOutcome, Warning } from "./outcome.ts";
-import { compareWithList, hasChanges, parseList, renderList, sameAsList, scanSources, type ListHeader, type ScanResult } from "./scan.ts";
+import { compareWithList, hasChanges, listStart, parseList, renderList, sameAsList, scanSources, type ListHeader, type ScanResult } from "./scan.ts";
+import { quickCompare, type QuickCheck } from "./scan-parallel.ts";
 import { SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, newRunId, type ArchiveInfo } from "./status.ts";
 import { formatBytes } from "./units.ts";
 import { VERSION } from "../version.ts";
@@ -180,6 +181,16 @@ async function serverSteps(
   // 4. (before 3: the estimate needs the scan) change detection
   run.step("scan", `walking ${cfg.sources.join(", ")}`);
   const scanStarted = performance.now();
+  if (!firstRun && newest) {
+    const quick = await unchangedOnEveryCore(cfg, dir, newest);
+    if (quick) {
+      for (const w of quick.warnings) run.warn(w.code, w.message);
+      const scanMs = Math.round(performance.now() - scanStarted);
+      run.step("scan", `scanned ${quick.entries} entries in ${scanMs} ms (${quick.threads} thread${quick.threads === 1 ? "" : "s"}): nothing changed since ${newest}`, "SCANNED", { entries: quick.entries, bytes: quick.bytes });
+      return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive: quick.archive };
+    }
+    checkAbort();
+  }
   let scan: ScanResult;
   try {
     scan = scanSources(cfg.sources, { matcher: compileExcludes(cfg.exclude), skip: [dir] });
@@ -248,6 +259,28 @@ async function serverSteps(
   return firstRun
     ? { name: "FIRST_ARCHIVE", message: `first backup made: ${summary}`, archive }
     : { name: "NEW_ARCHIVE", message: `new backup made: ${summary}`, archive };
+}
+
+/**
+ * The common cron run: nothing changed. Answered by the parallel walk (scan-parallel.ts);
+ * undefined whenever the answer is anything but a clear "unchanged, and the archive is
+ * whole", and the ordinary scan then decides and says why.
+ */
+async function unchangedOnEveryCore(cfg: ServerConfig, dir: string, newest: string): Promise<(QuickCheck & { archive: ArchiveInfo }) | undefined> {
+  if (!newest.endsWith(EXTENSIONS[cfg.compression])) return undefined;
+  let header: ListHeader | undefined;
+  try {
+    const quick = await quickCompare(cfg.sources, { excludes: cfg.exclude, skip: [dir] }, () => {
+      const text = fs.readFileSync(path.join(dir, newest + LIST_SUFFIX), "utf8");
+      header = listStart(text)?.header;
+      return text;
+    });
+    if (!quick.same || !header?.md5 || header.size === undefined) return undefined;
+    if (safeStat(path.join(dir, newest))?.size !== header.size) return undefined;
+    return { ...quick, archive: { file: newest, size: header.size, md5: header.md5, sha256: header.sha256 } };
+  } catch {
+    return undefined;
+  }
 }
 
 function compareWithNewest(cfg: ServerConfig, dir: string, newest: string, scan: ScanResult): { unchanged: boolean; summary: string; bytes?: number; archive?: ArchiveInfo } {

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { runShoot } from "../helpers/cli.ts";
 import { archivesIn, serverFixture, statusRecords, tempDir, type ServerFixture } from "../helpers/fixture.ts";
@@ -27,6 +28,8 @@ function md5sumCheck(dir: string): void {
 describe("shoot server", () => {
   test("first run makes the first archive (30), an unchanged second run makes none (9)", async () => {
     fx = serverFixture();
+    // enough directories for the unchanged check to hand subtrees to worker threads
+    for (let d = 0; d < 40; d++) fs.mkdirSync(path.join(fx.src, `data/d${d}/sub`), { recursive: true });
     const first = await server();
     expect(first.code).toBe(0);
     expect(first.final.code).toBe(30);
@@ -44,6 +47,9 @@ describe("shoot server", () => {
     expect(second.final.code).toBe(9);
     expect(second.final.archive.file).toBe(first.final.archive.file);
     expect(archivesIn(fx.backup)).toHaveLength(1);
+    // decided by the walk on every core (in a compiled binary too: the worker is an entry point of its own)
+    const scanned = statusRecords(path.join(fx.backup, "server.status")).find((r) => r.name === "SCANNED")!;
+    expect(scanned.msg).toMatch(new RegExp(`^scanned \\d+ entries in \\d+ ms \\(${Math.min(4, os.availableParallelism())} threads?\\): nothing changed`));
     // the previous run's status is kept
     expect(statusRecords(path.join(fx.backup, "server.status.1")).at(-1)!.code).toBe(30);
   }, T);

@@ -1,0 +1,250 @@
+/**
+ * The unchanged check, spread over the cores: most runs of a busy cron find nothing changed,
+ * and on a large tree that answer costs one lstat per file. The tree is cut into subtrees
+ * (tasks), which worker threads and this thread take from a shared counter; each task's
+ * file-list lines come back as text, and the lines are compared with the recorded list in
+ * order. Hard links are settled here, in walk order, since the first name of a linked file
+ * may lie in another task.
+ *
+ * The answer is only ever "exactly the recorded list" or "something differs"; in the second
+ * case the server walks again the ordinary way (scanSources) to make the archive.
+ */
+import os from "node:os";
+import { compileExcludes } from "./exclude.ts";
+import { entryLine, listStart, normaliseSources, TreeWalker, type ScanEntry, type ScanWarning } from "./scan.ts";
+
+/** A file with more than one link: its line depends on whether its first name came earlier. */
+interface LinkedFile {
+  key: string;
+  name: string;
+  size: number;
+  /** Its line as the first name (a file). */
+  file: string;
+  /** Its line as a later name, less the link target and the closing bracket. */
+  later: string;
+}
+
+/** A run of whole lines ("…\n"), or one linked file. */
+type Part = string | LinkedFile;
+
+export interface TaskResult {
+  parts: Part[];
+  entries: number;
+  bytes: number;
+  warnings: ScanWarning[];
+}
+
+export interface WalkTask {
+  abs: string;
+  nameJson: string;
+}
+
+export interface WalkSetup {
+  excludes: readonly string[];
+  skip: readonly string[];
+}
+
+/** Collects lines into parts. */
+class PartWriter {
+  readonly parts: Part[] = [];
+  entries = 0;
+  bytes = 0;
+  private lines: string[] = [];
+
+  add(e: ScanEntry): void {
+    if (e.name === "") return; // the root itself is not an entry
+    this.entries++;
+    if (e.type === "file") this.bytes += e.size;
+    if (e.linkKey === undefined) {
+      this.lines.push(entryLine(e));
+      return;
+    }
+    this.flush();
+    const file = entryLine(e);
+    const later = entryLine({ ...e, type: "hardlink", size: 0, linkTarget: "" });
+    this.parts.push({ key: e.linkKey, name: e.name, size: e.size, file, later: later.slice(0, later.length - 3) });
+  }
+
+  flush(): void {
+    if (this.lines.length) this.parts.push(`${this.lines.join("\n")}\n`);
+    this.lines = [];
+  }
+}
+
+/** Walk one subtree (without its own entry) into parts: what a worker does per task. */
+export function walkTask(walker: TreeWalker, task: WalkTask): TaskResult {
+  const out = new PartWriter();
+  const before = walker.warnings.length;
+  const take = (e: ScanEntry): void => {
+    out.add(e);
+    if (e.type === "dir") walker.children(e.source, e.nameJson, take);
+  };
+  walker.children(task.abs, task.nameJson, take);
+  out.flush();
+  return { parts: out.parts, entries: out.entries, bytes: out.bytes, warnings: walker.warnings.splice(before) };
+}
+
+export function taskWalker(setup: WalkSetup): TreeWalker {
+  return new TreeWalker(compileExcludes(setup.excludes), setup.skip);
+}
+
+/** A segment of the walk in order: lines already known, or a subtree still to walk. */
+type Segment = { parts: Part[] } | { task: number };
+
+/** Enough tasks that threads finishing at different times still share the work fairly. */
+const TASKS_PER_THREAD = 4;
+const MAX_EXPANSIONS = 6;
+
+/**
+ * Cut the sources into the walk's order: each source's entry, then its subtrees as tasks.
+ * While there are too few tasks, the subtrees are opened one level further (a source with a
+ * single huge directory still spreads).
+ */
+function planWalk(walker: TreeWalker, sources: readonly string[], threads: number): { segments: Segment[]; tasks: WalkTask[]; head: PartWriter } {
+  const head = new PartWriter();
+  let plan: Array<{ parts: Part[] } | { walk: WalkTask }> = [];
+  const lead = (e: ScanEntry, into: typeof plan): void => {
+    const w = new PartWriter();
+    w.add(e);
+    w.flush();
+    head.entries += w.entries;
+    head.bytes += w.bytes;
+    into.push({ parts: w.parts });
+    if (e.type === "dir") into.push({ walk: { abs: e.source, nameJson: e.nameJson } });
+  };
+  for (const src of normaliseSources(sources)) {
+    const e = walker.source(src);
+    if (e) lead(e, plan);
+  }
+  let before = 0;
+  for (let round = 0; round < MAX_EXPANSIONS; round++) {
+    const open = plan.filter((s) => "walk" in s).length;
+    // a level with fewer subtrees than the one above it is where the tree narrows: stop there
+    if (open === 0 || open >= threads * TASKS_PER_THREAD || open < before) break;
+    before = open;
+    const next: typeof plan = [];
+    for (const s of plan) {
+      if ("walk" in s) walker.children(s.walk.abs, s.walk.nameJson, (e) => lead(e, next));
+      else next.push(s);
+    }
+    plan = next;
+  }
+  const tasks: WalkTask[] = [];
+  const segments = plan.map((s): Segment => ("walk" in s ? { task: tasks.push(s.walk) - 1 } : s));
+  return { segments, tasks, head };
+}
+
+function workerThreads(): number {
+  // lstat stops scaling beyond a few threads (the kernel's directory locks), so a few suffice
+  return Math.max(1, Math.min(4, os.availableParallelism()));
+}
+
+/** Where the worker's code is: beside this file from source, by its build path inside the binary. */
+function workerSpecifier(): string {
+  return import.meta.url.startsWith("file:///$bunfs/") ? "./core/scan-worker.ts" : new URL("./scan-worker.ts", import.meta.url).href;
+}
+
+export interface WorkerRequest {
+  setup: WalkSetup;
+  tasks: WalkTask[];
+  /** One Int32: the next task to take, shared by every thread. */
+  next: SharedArrayBuffer;
+}
+
+export type WorkerReply = { task: number; result: TaskResult } | { done: true } | { failed: string };
+
+export interface QuickCheck {
+  /** True when the walk gives exactly the recorded list's lines, in order. */
+  same: boolean;
+  entries: number;
+  bytes: number;
+  warnings: ScanWarning[];
+  /** Threads that walked: this one and the workers given tasks. */
+  threads: number;
+  /** Why a worker could not finish (the answer is then "differs"). */
+  failure?: string;
+}
+
+/**
+ * Walk the sources on every core and compare with the recorded list `listText` (read by
+ * `readList` while the threads start). A worker that fails makes the answer "differs", never
+ * a wrong "same".
+ */
+export async function quickCompare(sources: readonly string[], setup: WalkSetup, readList: () => string, threads = workerThreads()): Promise<QuickCheck> {
+  const walker = taskWalker(setup);
+  const workers: Worker[] = [];
+  const pending: Array<Promise<void>> = [];
+  const results: Array<TaskResult | undefined> = [];
+  let failure: string | undefined;
+  try {
+    for (let i = 1; i < threads; i++) workers.push(new Worker(workerSpecifier(), { smol: true }));
+    const { segments, tasks, head } = planWalk(walker, sources, threads);
+    const next = new SharedArrayBuffer(4);
+    const counter = new Int32Array(next);
+    const useWorkers = tasks.length > 1 ? workers : [];
+    for (const w of useWorkers) {
+      pending.push(
+        new Promise<void>((resolve) => {
+          w.onmessage = (ev: MessageEvent<WorkerReply>) => {
+            const m = ev.data;
+            if ("task" in m) results[m.task] = m.result;
+            else {
+              if ("failed" in m) failure ??= m.failed;
+              resolve();
+            }
+          };
+          w.onerror = (ev) => {
+            failure ??= ev.message || "a scan worker failed";
+            resolve();
+          };
+        }),
+      );
+      w.postMessage({ setup, tasks, next } satisfies WorkerRequest);
+    }
+    const text = readList();
+    for (let i = Atomics.add(counter, 0, 1); i < tasks.length; i = Atomics.add(counter, 0, 1)) results[i] = walkTask(walker, tasks[i]!);
+    await Promise.all(pending);
+
+    const out: QuickCheck = { same: false, entries: head.entries, bytes: head.bytes, warnings: [...walker.warnings], threads: 1 + useWorkers.length, failure };
+    for (const r of results) {
+      if (!r) continue;
+      out.entries += r.entries;
+      out.bytes += r.bytes;
+      out.warnings.push(...r.warnings);
+    }
+    if (failure === undefined && (results.length < tasks.length || results.some((r) => !r))) out.failure = "a task was not walked";
+    if (out.failure !== undefined) return out;
+    out.same = sameLines(text, segments, results as TaskResult[], out);
+    return out;
+  } finally {
+    for (const w of workers) w.terminate();
+  }
+}
+
+/** Compare the walk's lines, in order, with the list; settles hard links on the way. */
+function sameLines(text: string, segments: Segment[], results: TaskResult[], out: QuickCheck): boolean {
+  const start = listStart(text);
+  if (!start) return false;
+  const header = start.header;
+  let pos = start.pos;
+  const firstNames = new Map<string, string>();
+  for (const seg of segments) {
+    for (const p of "task" in seg ? results[seg.task]!.parts : seg.parts) {
+      let chunk: string;
+      if (typeof p === "string") chunk = p;
+      else {
+        const first = firstNames.get(p.key);
+        if (first === undefined) {
+          firstNames.set(p.key, p.name);
+          chunk = `${p.file}\n`;
+        } else {
+          out.bytes -= p.size; // a later name holds no content of its own
+          chunk = `${p.later}${JSON.stringify(first)}]\n`;
+        }
+      }
+      if (!text.startsWith(chunk, pos)) return false;
+      pos += chunk.length;
+    }
+  }
+  return pos === text.length && header.entries === out.entries;
+}

@@ -1,0 +1,119 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { compileExcludes } from "../../src/core/exclude.ts";
+import { quickCompare } from "../../src/core/scan-parallel.ts";
+import { renderList, scanSources } from "../../src/core/scan.ts";
+import { tempDir } from "../helpers/fixture.ts";
+import { requireTool } from "../helpers/tools.ts";
+
+const T = 30_000;
+let root: string;
+afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
+
+const EXCLUDES = ["*.tmp", "cache/"];
+
+/** A tree with everything the file list distinguishes, spread over enough directories to give workers tasks. */
+function makeTree(): { src: string; other: string; backup: string } {
+  root = tempDir();
+  const src = path.join(root, "src");
+  const other = path.join(root, "other");
+  const backup = path.join(src, "backup");
+  for (let d = 0; d < 30; d++) {
+    const dir = path.join(src, `d${String(d).padStart(2, "0")}`);
+    fs.mkdirSync(path.join(dir, "sub", "deeper"), { recursive: true });
+    for (let f = 0; f < 5; f++) fs.writeFileSync(path.join(dir, `f${f}.txt`), `file ${d}/${f}\n`.repeat(f + 1));
+    fs.writeFileSync(path.join(dir, "sub", "deeper", "x"), "x");
+  }
+  // hard links whose first name lies in another subtree, and a third name in a third one
+  fs.linkSync(path.join(src, "d03", "f1.txt"), path.join(src, "d17", "link-to-d03"));
+  fs.linkSync(path.join(src, "d03", "f1.txt"), path.join(src, "d29", "sub", "also-d03"));
+  fs.symlinkSync("../d00/f0.txt", path.join(src, "d01", "sym"));
+  fs.writeFileSync(path.join(src, "d02", "name with spaces, ünïcode\nand a newline"), "odd");
+  fs.writeFileSync(path.join(src, "d04", "scratch.tmp"), "excluded");
+  fs.mkdirSync(path.join(src, "d05", "cache"));
+  fs.writeFileSync(path.join(src, "d05", "cache", "big"), "excluded too");
+  fs.mkdirSync(path.join(src, "empty"));
+  fs.mkdirSync(backup);
+  fs.writeFileSync(path.join(backup, "old.tar.gz"), "skipped: the backup directory is never walked");
+  requireTool("mkfifo");
+  expect(Bun.spawnSync(["mkfifo", path.join(src, "d06", "pipe")]).exitCode).toBe(0);
+  fs.mkdirSync(other);
+  fs.writeFileSync(path.join(other, "second-source"), "2");
+  return { src, other, backup };
+}
+
+function recordedList(sources: string[], backup: string): { text: string; entries: number; bytes: number } {
+  const scan = scanSources(sources, { matcher: compileExcludes(EXCLUDES), skip: [backup] });
+  return { text: renderList("a.tar.gz", scan, { size: 1, md5: "0", sha256: "0" }), entries: scan.entries.length, bytes: scan.bytes };
+}
+
+function check(sources: string[], backup: string, text: string, threads: number) {
+  return quickCompare(sources, { excludes: EXCLUDES, skip: [backup] }, () => text, threads);
+}
+
+describe("the unchanged check on every core", () => {
+  test("an unchanged tree gives exactly the recorded lines, whatever the number of threads", async () => {
+    const { src, other, backup } = makeTree();
+    const list = recordedList([src, other], backup);
+    for (const threads of [1, 2, 3, 4]) {
+      const r = await check([src, other], backup, list.text, threads);
+      expect({ threads, same: r.same, entries: r.entries, bytes: r.bytes, failure: r.failure }).toEqual({ threads, same: true, entries: list.entries, bytes: list.bytes, failure: undefined });
+      expect(r.threads).toBe(threads);
+      expect(r.warnings.map((w) => w.code)).toEqual(["SPECIAL_SKIPPED"]);
+    }
+  }, T);
+
+  const changes: Array<[string, (src: string) => void]> = [
+    ["content", (s) => fs.appendFileSync(path.join(s, "d12", "f2.txt"), "more")],
+    ["same size, mtime set back", (s) => {
+      const p = path.join(s, "d20", "f3.txt");
+      const st = fs.statSync(p);
+      fs.writeFileSync(p, fs.readFileSync(p, "utf8").toUpperCase());
+      fs.utimesSync(p, st.atime, st.mtime);
+    }],
+    ["new file deep down", (s) => fs.writeFileSync(path.join(s, "d29", "sub", "deeper", "new"), "")],
+    ["deleted file", (s) => fs.rmSync(path.join(s, "d00", "f4.txt"))],
+    ["mode", (s) => fs.chmodSync(path.join(s, "d08", "f0.txt"), 0o600)],
+    ["symlink target", (s) => {
+      fs.rmSync(path.join(s, "d01", "sym"));
+      fs.symlinkSync("../d00/f1.txt", path.join(s, "d01", "sym"));
+    }],
+    ["one name of a hard link removed", (s) => fs.rmSync(path.join(s, "d17", "link-to-d03"))],
+    ["first name of a hard link removed", (s) => fs.rmSync(path.join(s, "d03", "f1.txt"))],
+    ["excluded directory no longer excluded by name", (s) => fs.renameSync(path.join(s, "d05", "cache"), path.join(s, "d05", "kept"))],
+    ["last entry of the walk", (s) => fs.writeFileSync(path.join(s, "empty", "z"), "")],
+  ];
+  for (const [what, change] of changes) {
+    test(`notices: ${what}`, async () => {
+      const { src, other, backup } = makeTree();
+      const list = recordedList([src, other], backup);
+      change(src);
+      for (const threads of [1, 3]) expect({ threads, same: (await check([src, other], backup, list.text, threads)).same }).toEqual({ threads, same: false });
+    }, T);
+  }
+
+  test("a change in what is excluded or skipped is not a change", async () => {
+    const { src, other, backup } = makeTree();
+    const list = recordedList([src, other], backup);
+    fs.writeFileSync(path.join(src, "d04", "scratch.tmp"), "rewritten");
+    fs.writeFileSync(path.join(src, "d05", "cache", "more"), "new");
+    fs.writeFileSync(path.join(backup, "new.tar.gz"), "a new archive");
+    expect((await check([src, other], backup, list.text, 2)).same).toBe(true);
+  }, T);
+
+  test("a list of another format or a truncated list is never the same", async () => {
+    const { src, other, backup } = makeTree();
+    const list = recordedList([src, other], backup);
+    const lines = list.text.split("\n");
+    const truncated = lines.slice(0, -3).join("\n") + "\n";
+    const otherVersion = list.text.replace('"v":1', '"v":2');
+    for (const text of [truncated, otherVersion, "", "not json\n"]) expect((await check([src, other], backup, text, 2)).same).toBe(false);
+  }, T);
+
+  test("a list that cannot be read is an error for the caller, and no thread is left running", async () => {
+    const { src, other, backup } = makeTree();
+    const failing = quickCompare([src, other], { excludes: EXCLUDES, skip: [backup] }, () => fs.readFileSync(path.join(root, "missing.list"), "utf8"), 3);
+    await expect(failing).rejects.toThrow(/ENOENT|no such file/);
+  }, T);
+});
