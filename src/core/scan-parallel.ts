@@ -11,7 +11,7 @@
  */
 import os from "node:os";
 import { compileExcludes } from "./exclude.ts";
-import { entryLine, listStart, normaliseSources, TreeWalker, type ScanEntry, type ScanWarning } from "./scan.ts";
+import { entryLine, listStart, normaliseSources, TreeWalker, type LineSink, type ScanEntry, type ScanWarning } from "./scan.ts";
 
 /** A file with more than one link: its line depends on whether its first name came earlier. */
 interface LinkedFile {
@@ -45,24 +45,30 @@ export interface WalkSetup {
 }
 
 /** Collects lines into parts. */
-class PartWriter {
+class PartWriter implements LineSink {
   readonly parts: Part[] = [];
   entries = 0;
   bytes = 0;
   private lines: string[] = [];
 
+  line(line: string, bytes: number): void {
+    this.entries++;
+    this.bytes += bytes;
+    this.lines.push(line);
+  }
+
+  linked(key: string, name: string, bytes: number, file: string, laterWithEmptyTarget: string): void {
+    this.entries++;
+    this.bytes += bytes;
+    this.flush();
+    this.parts.push({ key, name, size: bytes, file, later: laterWithEmptyTarget.slice(0, -3) });
+  }
+
+  /** An entry the planning walk made (a source, or a level opened to find subtrees). */
   add(e: ScanEntry): void {
     if (e.name === "") return; // the root itself is not an entry
-    this.entries++;
-    if (e.type === "file") this.bytes += e.size;
-    if (e.linkKey === undefined) {
-      this.lines.push(entryLine(e));
-      return;
-    }
-    this.flush();
-    const file = entryLine(e);
-    const later = entryLine({ ...e, type: "hardlink", size: 0, linkTarget: "" });
-    this.parts.push({ key: e.linkKey, name: e.name, size: e.size, file, later: later.slice(0, later.length - 3) });
+    if (e.linkKey === undefined) this.line(entryLine(e), e.type === "file" ? e.size : 0);
+    else this.linked(e.linkKey, e.name, e.size, entryLine(e), entryLine({ ...e, type: "hardlink", size: 0, linkTarget: "" }));
   }
 
   flush(): void {
@@ -75,11 +81,7 @@ class PartWriter {
 export function walkTask(walker: TreeWalker, task: WalkTask): TaskResult {
   const out = new PartWriter();
   const before = walker.warnings.length;
-  const take = (e: ScanEntry): void => {
-    out.add(e);
-    if (e.type === "dir") walker.children(e.source, e.nameJson, take);
-  };
-  walker.children(task.abs, task.nameJson, take);
+  walker.lines(task.abs, task.nameJson, out);
   out.flush();
   return { parts: out.parts, entries: out.entries, bytes: out.bytes, warnings: walker.warnings.splice(before) };
 }
