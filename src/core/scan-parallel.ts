@@ -24,8 +24,8 @@ interface LinkedFile {
   later: string;
 }
 
-/** A run of whole lines ("…\n"), or one linked file. */
-type Part = string | LinkedFile;
+/** A run of whole lines ("…\n") as UTF-8, or one linked file. */
+type Part = Uint8Array | LinkedFile;
 
 export interface TaskResult {
   parts: Part[];
@@ -44,7 +44,12 @@ export interface WalkSetup {
   skip: readonly string[];
 }
 
-/** Collects lines into parts. */
+const encoder = new TextEncoder();
+
+/**
+ * Collects lines into parts, encoded as they come: the list is compared as bytes, and bytes
+ * pass from a worker to this thread without a copy.
+ */
 class PartWriter implements LineSink {
   readonly parts: Part[] = [];
   entries = 0;
@@ -72,9 +77,14 @@ class PartWriter implements LineSink {
   }
 
   flush(): void {
-    if (this.lines.length) this.parts.push(`${this.lines.join("\n")}\n`);
+    if (this.lines.length) this.parts.push(encoder.encode(`${this.lines.join("\n")}\n`));
     this.lines = [];
   }
+}
+
+/** The memory a result's parts hold, to hand over to another thread without a copy. */
+export function transferList(r: TaskResult): ArrayBuffer[] {
+  return r.parts.flatMap((p) => (p instanceof Uint8Array ? [p.buffer as ArrayBuffer] : []));
 }
 
 /** Walk one subtree (without its own entry) into parts: what a worker does per task. */
@@ -168,11 +178,11 @@ export interface QuickCheck {
 }
 
 /**
- * Walk the sources on every core and compare with the recorded list `listText` (read by
- * `readList` while the threads start). A worker that fails makes the answer "differs", never
+ * Walk the sources on every core and compare with the recorded list (its bytes, from
+ * `readList`, called while the threads start). A worker that fails makes the answer "differs", never
  * a wrong "same".
  */
-export async function quickCompare(sources: readonly string[], setup: WalkSetup, readList: () => string, threads = workerThreads()): Promise<QuickCheck> {
+export async function quickCompare(sources: readonly string[], setup: WalkSetup, readList: () => Uint8Array, threads = workerThreads()): Promise<QuickCheck> {
   const walker = taskWalker(setup);
   const workers: Worker[] = [];
   const pending: Array<Promise<void>> = [];
@@ -203,7 +213,7 @@ export async function quickCompare(sources: readonly string[], setup: WalkSetup,
       );
       w.postMessage({ setup, tasks, next } satisfies WorkerRequest);
     }
-    const text = readList();
+    const list = readList();
     for (let i = Atomics.add(counter, 0, 1); i < tasks.length; i = Atomics.add(counter, 0, 1)) results[i] = walkTask(walker, tasks[i]!);
     await Promise.all(pending);
 
@@ -216,7 +226,7 @@ export async function quickCompare(sources: readonly string[], setup: WalkSetup,
     }
     if (failure === undefined && (results.length < tasks.length || results.some((r) => !r))) out.failure = "a task was not walked";
     if (out.failure !== undefined) return out;
-    out.same = sameLines(text, segments, results as TaskResult[], out);
+    out.same = sameLines(list, segments, results as TaskResult[], out);
     return out;
   } finally {
     for (const w of workers) w.terminate();
@@ -224,29 +234,30 @@ export async function quickCompare(sources: readonly string[], setup: WalkSetup,
 }
 
 /** Compare the walk's lines, in order, with the list; settles hard links on the way. */
-function sameLines(text: string, segments: Segment[], results: TaskResult[], out: QuickCheck): boolean {
-  const start = listStart(text);
+function sameLines(list: Uint8Array, segments: Segment[], results: TaskResult[], out: QuickCheck): boolean {
+  const start = listStart(list);
   if (!start) return false;
   const header = start.header;
   let pos = start.pos;
+  const listBuf = Buffer.from(list.buffer, list.byteOffset, list.byteLength);
   const firstNames = new Map<string, string>();
   for (const seg of segments) {
     for (const p of "task" in seg ? results[seg.task]!.parts : seg.parts) {
-      let chunk: string;
-      if (typeof p === "string") chunk = p;
+      let chunk: Uint8Array;
+      if (p instanceof Uint8Array) chunk = p;
       else {
         const first = firstNames.get(p.key);
         if (first === undefined) {
           firstNames.set(p.key, p.name);
-          chunk = `${p.file}\n`;
+          chunk = encoder.encode(`${p.file}\n`);
         } else {
           out.bytes -= p.size; // a later name holds no content of its own
-          chunk = `${p.later}${JSON.stringify(first)}]\n`;
+          chunk = encoder.encode(`${p.later}${JSON.stringify(first)}]\n`);
         }
       }
-      if (!text.startsWith(chunk, pos)) return false;
+      if (pos + chunk.length > listBuf.length || listBuf.compare(chunk, 0, chunk.length, pos, pos + chunk.length) !== 0) return false;
       pos += chunk.length;
     }
   }
-  return pos === text.length && header.entries === out.entries;
+  return pos === listBuf.length && header.entries === out.entries;
 }

@@ -3,17 +3,20 @@
  * shared counter until none are left, sending each task's lines back as it finishes.
  * A compiled binary holds this file as an entry point of its own (scripts/build.ts).
  */
-import { taskWalker, walkTask, type WorkerReply, type WorkerRequest } from "./scan-parallel.ts";
+import { taskWalker, transferList, walkTask, type WorkerReply, type WorkerRequest } from "./scan-parallel.ts";
 
 declare const self: Worker;
 
 self.onmessage = (ev: MessageEvent<WorkerRequest>) => {
   const { setup, tasks, next } = ev.data;
   const counter = new Int32Array(next);
-  const reply = (m: WorkerReply) => self.postMessage(m);
+  const reply = (m: WorkerReply, transfer: ArrayBuffer[] = []) => self.postMessage(m, transfer);
   try {
     const walker = taskWalker(setup);
-    for (let i = Atomics.add(counter, 0, 1); i < tasks.length; i = Atomics.add(counter, 0, 1)) reply({ task: i, result: walkTask(walker, tasks[i]!) });
+    for (let i = Atomics.add(counter, 0, 1); i < tasks.length; i = Atomics.add(counter, 0, 1)) {
+      const result = walkTask(walker, tasks[i]!);
+      reply({ task: i, result }, transferList(result));
+    }
     reply({ done: true });
   } catch (e) {
     reply({ failed: e instanceof Error ? e.message : String(e) });

@@ -349,12 +349,13 @@ export function parseList(text: string): RecordedList {
   return { header, lines: map };
 }
 
-/** The header of a recorded list and where its first entry line starts; undefined for anything else. */
-export function listStart(text: string): { header: ListHeader; pos: number } | undefined {
-  const end = text.indexOf("\n");
+/** The header of a recorded list and where its first entry line starts (in characters of a string, bytes of bytes); undefined for anything else. */
+export function listStart(text: string | Uint8Array): { header: ListHeader; pos: number } | undefined {
+  const end = typeof text === "string" ? text.indexOf("\n") : text.indexOf(10);
   if (end < 0) return undefined;
   try {
-    const header = JSON.parse(text.slice(0, end)) as ListHeader;
+    const first = typeof text === "string" ? text.slice(0, end) : new TextDecoder().decode(text.subarray(0, end));
+    const header = JSON.parse(first) as ListHeader;
     return header.format === LIST_FORMAT && header.v === LIST_VERSION ? { header, pos: end + 1 } : undefined;
   } catch {
     return undefined;

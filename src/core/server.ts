@@ -271,9 +271,9 @@ async function unchangedOnEveryCore(cfg: ServerConfig, dir: string, newest: stri
   let header: ListHeader | undefined;
   try {
     const quick = await quickCompare(cfg.sources, { excludes: cfg.exclude, skip: [dir] }, () => {
-      const text = fs.readFileSync(path.join(dir, newest + LIST_SUFFIX), "utf8");
-      header = listStart(text)?.header;
-      return text;
+      const list = fs.readFileSync(path.join(dir, newest + LIST_SUFFIX));
+      header = listStart(list)?.header;
+      return list;
     });
     if (!quick.same || !header?.md5 || header.size === undefined) return undefined;
     if (safeStat(path.join(dir, newest))?.size !== header.size) return undefined;

@@ -49,7 +49,7 @@ function recordedList(sources: string[], backup: string): { text: string; entrie
 }
 
 function check(sources: string[], backup: string, text: string, threads: number) {
-  return quickCompare(sources, { excludes: EXCLUDES, skip: [backup] }, () => text, threads);
+  return quickCompare(sources, { excludes: EXCLUDES, skip: [backup] }, () => Buffer.from(text), threads);
 }
 
 describe("the unchanged check on every core", () => {
@@ -113,7 +113,7 @@ describe("the unchanged check on every core", () => {
 
   test("a list that cannot be read is an error for the caller, and no thread is left running", async () => {
     const { src, other, backup } = makeTree();
-    const failing = quickCompare([src, other], { excludes: EXCLUDES, skip: [backup] }, () => fs.readFileSync(path.join(root, "missing.list"), "utf8"), 3);
+    const failing = quickCompare([src, other], { excludes: EXCLUDES, skip: [backup] }, () => fs.readFileSync(path.join(root, "missing.list")), 3);
     await expect(failing).rejects.toThrow(/ENOENT|no such file/);
   }, T);
 });
