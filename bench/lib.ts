@@ -2,6 +2,9 @@
  * Benchmark plumbing shared by every bench script: run a command under /usr/bin/time to get
  * its wall time and peak RSS, take medians, and print one comparison table.
  */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { spawner, describeResult, type RunOptions } from "../src/io/process.ts";
 
 export const MiB = 1024 * 1024;
@@ -15,24 +18,33 @@ export interface Measured {
   stdout: string;
 }
 
-/** Run argv to completion under GNU time; throws when it fails. */
+/**
+ * Run argv to completion under GNU time; throws when it fails. GNU time writes its report to a
+ * file: a child that makes its inherited standard error non-blocking (as Bun does) would make
+ * time's own writes to the shared pipe fail, cutting the report short and its exit code to 1.
+ */
 export async function measure(argv: string[], opts: RunOptions = {}): Promise<Measured> {
-  const lines: string[] = [];
+  const report = path.join(os.tmpdir(), `shoot-bench-time-${process.pid}-${++measured}`);
   const began = performance.now();
-  const r = await spawner.run(["/usr/bin/time", "-v", ...argv], {
-    timeoutMs: 30 * 60_000,
-    captureStdout: true,
-    stderrLines: 60,
-    ...opts,
-    onStderrLine: (l) => lines.push(l),
-    installHint: "apt-get install time",
-  });
-  const wallMs = performance.now() - began;
-  if (r.exitCode !== 0) throw new Error(describeResult(r, 10));
-  const field = (re: RegExp) => Number(lines.map((l) => re.exec(l)).find((x) => x)?.[1] ?? 0);
-  const cpuMs = (field(/User time \(seconds\): ([\d.]+)/) + field(/System time \(seconds\): ([\d.]+)/)) * 1000;
-  return { wallMs, cpuMs, peakRss: field(/Maximum resident set size \(kbytes\): (\d+)/) * 1024, stdout: r.stdout };
+  try {
+    const r = await spawner.run(["/usr/bin/time", "-v", "-o", report, ...argv], {
+      timeoutMs: 30 * 60_000,
+      captureStdout: true,
+      stderrLines: 20,
+      ...opts,
+      installHint: "apt-get install time",
+    });
+    const wallMs = performance.now() - began;
+    if (r.exitCode !== 0) throw new Error(`${argv.join(" ")}: ${describeResult(r, 10)}`);
+    const text = fs.readFileSync(report, "utf8");
+    const field = (re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
+    const cpuMs = (field(/User time \(seconds\): ([\d.]+)/) + field(/System time \(seconds\): ([\d.]+)/)) * 1000;
+    return { wallMs, cpuMs, peakRss: field(/Maximum resident set size \(kbytes\): (\d+)/) * 1024, stdout: r.stdout };
+  } finally {
+    fs.rmSync(report, { force: true });
+  }
 }
+let measured = 0;
 
 /** Run a sequence of commands one after the other, as one measured step. */
 export async function measureAll(argvs: string[][], opts: RunOptions = {}): Promise<Measured> {
@@ -56,12 +68,17 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
+/** The run with the median wall time (the lower of the two middle ones for an even count). */
+export function medianRun<T extends Measured>(runs: readonly T[]): T {
+  const s = [...runs].sort((a, b) => a.wallMs - b.wallMs);
+  return s[(s.length - 1) >> 1]!;
+}
+
 /** Run `step` n times and keep the run with the median wall time. */
-export async function medianOf(n: number, step: () => Promise<Measured>): Promise<Measured> {
-  const runs: Measured[] = [];
+export async function medianOf<T extends Measured>(n: number, step: () => Promise<T>): Promise<T> {
+  const runs: T[] = [];
   for (let i = 0; i < n; i++) runs.push(await step());
-  const mid = median(runs.map((r) => r.wallMs));
-  return runs.find((r) => r.wallMs === mid) ?? runs[0]!;
+  return medianRun(runs);
 }
 
 export interface Row {

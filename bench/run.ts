@@ -1,10 +1,12 @@
 /**
- * The archive benchmark: shoot's writer against GNU tar with gzip, zstd and pigz on a mixed
- * tree, and the rsync wire share of a day-2 archive after ~1 % of the files changed.
+ * The benchmark: shoot's archive writer against GNU tar with gzip, zstd and pigz on a mixed
+ * tree, the rsync wire share of a day-2 archive after ~1 % of the files changed, and whole
+ * runs of the compiled binary (whole.ts, pull.ts) against their peers.
  *
- *   bun bench/run.ts [--size 1GiB] [--runs 1] [--data bench/data] [--only gzip,zstd,none,day2]
+ *   bun bench/run.ts [--size 1GiB] [--runs 1] [--data bench/data] [--bin dist/shoot-linux-x64]
+ *                    [--files 100000] [--only gzip,zstd,none,server,unchanged,startup,pull,day2]
  *
- * The tree is generated once under bench/data/ (deterministic, reused by later runs).
+ * The trees are generated once under bench/data/ (deterministic, reused by later runs).
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -12,19 +14,30 @@ import { parseArgs } from "node:util";
 import { parseSize } from "../src/core/units.ts";
 import { makeRng, randomBytes, textLike } from "./gen.ts";
 import { formatTable, measure, measureAll, medianOf, MiB, mbps, verdict, type Measured, type Row } from "./lib.ts";
+import { sshSections } from "./pull.ts";
+import { DEFAULT_BIN, ensureBinary, type BenchContext } from "./shoot.ts";
+import { serverSection, startupSection, unchangedSection } from "./whole.ts";
 
 const { values } = parseArgs({
   options: {
     size: { type: "string", default: "1GiB" },
     runs: { type: "string", default: "1" },
     data: { type: "string", default: path.join(import.meta.dir, "data") },
-    only: { type: "string", default: "gzip,zstd,none,day2" },
+    only: { type: "string", default: "gzip,zstd,none,server,unchanged,startup,pull,day2" },
+    bin: { type: "string", default: DEFAULT_BIN },
+    files: { type: "string", default: "100000" },
   },
 });
 const total = parseSize(values.size!) ?? 0;
 if (!total || total < 8 * MiB) throw new Error(`--size: expected a size of at least 8MiB, got ${values.size}`);
 const runs = Math.max(1, Number(values.runs));
 const only = new Set(values.only!.split(","));
+const SECTIONS = ["gzip", "zstd", "none", "server", "unchanged", "startup", "pull", "day2"];
+const unknown = [...only].filter((s) => !SECTIONS.includes(s));
+if (unknown.length) throw new Error(`--only: unknown section(s) ${unknown.join(", ")}; known: ${SECTIONS.join(", ")}`);
+const files = Number(values.files);
+if (!Number.isInteger(files) || files < 200) throw new Error(`--files: expected a whole number of at least 200, got ${values.files}`);
+const bin = path.resolve(values.bin!);
 const dataDir = path.resolve(values.data!);
 const tree = path.join(dataDir, `tree-${total}`);
 const outDir = path.join(dataDir, "out");
@@ -195,6 +208,16 @@ async function main(): Promise<void> {
     rm(out("shoot.tar"));
   }
 
+  const wholeRuns = ["server", "unchanged", "startup", "pull", "day2"].some((x) => only.has(x));
+  if (wholeRuns) await ensureBinary(bin);
+  const ctx: BenchContext = { rows, runs, bin, dataDir, tree, info, changeOnePercent: () => changeOnePercent(info) };
+  const firstRuns: Partial<Record<"gzip" | "zstd", string>> = {};
+  if (only.has("server")) {
+    for (const c of ["gzip", "zstd"] as const) firstRuns[c] = await serverSection(ctx, c);
+  }
+  if (only.has("unchanged")) await unchangedSection(ctx, files);
+  if (only.has("startup")) await startupSection(ctx);
+
   if (only.has("day2")) {
     const goals = { gzip: 2, zstd: 5 } as const;
     const ext = { gzip: "tgz", zstd: "tzst" } as const;
@@ -221,8 +244,11 @@ async function main(): Promise<void> {
     }
   }
   for (const f of ["shoot.tgz", "shoot.tzst"]) rm(out(f));
+  await sshSections(ctx, { pull: only.has("pull"), day2: only.has("day2"), firstRuns });
+  for (const d of ["server-gzip", "server-zstd", "pull"]) fs.rmSync(path.join(dataDir, d), { recursive: true, force: true });
 
-  console.log(`\nArchive benchmark: ${info.files} files, ${(bytes / MiB).toFixed(0)} MiB, median of ${runs} run(s); × ref = speed relative to the GNU row above it\n`);
+  console.log(`\nBenchmark: ${info.files} files, ${(bytes / MiB).toFixed(0)} MiB, median of ${runs} run(s) (unchanged: at least 5, startup: 30)${wholeRuns ? `; binary ${bin}` : ""}`);
+  console.log("× ref: each row against the peer row above it; speed (higher is better) for archive and server rows, time (lower is better) where the target says \"time\" and for startup, wire share (lower is better) for day-2 pulls\n");
   console.log(formatTable(rows));
 }
 

@@ -1,0 +1,220 @@
+/**
+ * `shoot client` over a real loopback sshd (the test suite's: 127.0.0.1, a free port,
+ * throwaway keys), against rsync over the same ssh command line:
+ *   pull   a full first pull of a ~650 MB archive, verified, vs rsync + md5sum, once with ssh's
+ *          default ciphers and once with aes128-gcm preferred
+ *   day2   after ~1 % of the files changed, what a real day-2 pull moves over the wire
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { code } from "../src/core/codes.ts";
+import { loadConfig, requireClient } from "../src/core/config.ts";
+import { parseStats, remoteFile, rshString, sshArgv } from "../src/core/rsync.ts";
+import { CLIENT_STATUS, readStatusFile } from "../src/core/status.ts";
+import { spawner } from "../src/io/process.ts";
+import { startSshd, type SshServer } from "../test/helpers/sshd.ts";
+import { measure, measureAll, medianOf, MiB, verdict } from "./lib.ts";
+import { clientRun, freshDir, pushPair, seconds, serverRun, writeClientConfig, writeServerConfig, type BenchContext } from "./shoot.ts";
+
+const FIRST = code("FIRST_ARCHIVE");
+const NEW = code("NEW_ARCHIVE");
+const SOURCE = "bench";
+/** The cipher list the issue names. */
+const FAST_CIPHERS = "aes128-gcm@openssh.com,chacha20-poly1305@openssh.com";
+
+interface Variant {
+  label: string;
+  /** The environment of both shoot client and the peer rsync. */
+  env: Record<string, string | undefined>;
+}
+
+/**
+ * The ciphers are pinned outside both programs: an `ssh` first on PATH that puts `-c LIST`
+ * before whatever it is given (-c wins over any `-o Ciphers=`), so the compiled binary, whatever
+ * its own ssh command line says, and the peer rsync use the same cipher in each variant.
+ */
+async function cipherVariants(dataDir: string): Promise<Variant[]> {
+  const ssh = Bun.which("ssh");
+  if (!ssh) throw new Error("ssh is not installed; install it with: apt-get install openssh-client");
+  const g = await spawner.run([ssh, "-G", "127.0.0.1"], { captureStdout: true, timeoutMs: 10_000 });
+  const defaults = /^ciphers (\S+)$/m.exec(g.stdout)?.[1];
+  if (!defaults) throw new Error("ssh -G printed no cipher list");
+  const variant = (label: string, name: string, list: string): Variant => {
+    const dir = path.join(dataDir, "ssh", name);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, "ssh"), `#!/bin/sh\nexec ${ssh} -c ${list} "$@"\n`, { mode: 0o755 });
+    return { label, env: { ...process.env, PATH: `${dir}:${process.env.PATH ?? "/usr/bin:/bin"}` } };
+  };
+  return [variant("default ciphers", "default", defaults), variant(`-c ${FAST_CIPHERS.replace(/@openssh\.com/g, "")}`, "fast", FAST_CIPHERS)];
+}
+
+interface Served {
+  backup: string;
+  clientConfig: string;
+  dest: string;
+}
+
+/** A client configuration that pulls `backup` through the sshd into `dest`. */
+function clientFor(sshd: SshServer, dir: string, backup: string, dest = path.join(dir, "dest")): Served {
+  const clientConfig = writeClientConfig(path.join(dir, `${path.basename(dest)}.toml`), {
+    dest,
+    knownHosts: sshd.knownHosts,
+    source: { name: SOURCE, remote: `${sshd.user}@127.0.0.1:${backup}`, port: sshd.port, identity: sshd.userKey.key },
+  });
+  return { backup, clientConfig, dest };
+}
+
+/** rsync of one file of the served backup_dir over the ssh command line shoot builds from the same configuration. */
+function peerRsync(s: Served, file: string, into: string, extra: string[] = []): string[] {
+  const cfg = requireClient(loadConfig(s.clientConfig));
+  const source = cfg.sources[0]!;
+  return ["rsync", "--times", ...extra, "-e", rshString(sshArgv(cfg, source)), "--", remoteFile(source.remote, file), `${into}/`];
+}
+
+/** A full first pull of a ~650 MB archive: `shoot client` vs rsync + md5sum, per cipher variant. */
+async function pullSection(ctx: BenchContext, sshd: SshServer): Promise<void> {
+  const dir = path.join(ctx.dataDir, "pull");
+  const backup = freshDir(path.join(dir, "backup"));
+  // the large files, uncompressed: about 60 % of the tree, ~650 MB for the 1 GiB tree
+  const serverConfig = writeServerConfig(path.join(dir, "server.toml"), { name: SOURCE, sources: [path.join(ctx.tree, "big")], backupDir: backup, compression: "none" });
+  console.error("pull: making the archive to pull ...");
+  const archive = (await serverRun(ctx.bin, serverConfig, backup, FIRST)).final.archive!;
+  const served = clientFor(sshd, dir, backup);
+  const peerDest = path.join(dir, "peer");
+  for (const v of await cipherVariants(ctx.dataDir)) {
+    console.error(`pull (${v.label}): rsync + md5sum ...`);
+    const peer = await medianOf(ctx.runs, () => {
+      freshDir(peerDest);
+      return measureAll([peerRsync(served, archive.file, peerDest), ["md5sum", path.join(peerDest, archive.file)]], { env: v.env });
+    });
+    fs.rmSync(peerDest, { recursive: true, force: true });
+    console.error(`pull (${v.label}): shoot client ...`);
+    const shoot = await medianOf(ctx.runs, async () => {
+      freshDir(served.dest);
+      const r = await clientRun(ctx.bin, served.clientConfig, served.dest, FIRST, v.env);
+      if (fs.statSync(path.join(served.dest, SOURCE, archive.file)).size !== archive.size) throw new Error("shoot client: the pulled copy has the wrong size");
+      return r;
+    });
+    pushPair(ctx.rows, {
+      peerName: `rsync over ssh + md5sum, ${v.label} (pull peer)`,
+      peer,
+      name: `shoot client, first pull, ${v.label}`,
+      shoot,
+      bytes: archive.size,
+      ratio: "time",
+      note: `${(archive.size / 1e6).toFixed(0)} MB; rsync ${seconds(peer.wallMs)}; verified + fsync`,
+      goal: [1.2, 1.2],
+    });
+  }
+  fs.rmSync(served.dest, { recursive: true, force: true });
+}
+
+/** The transfer counts the client recorded for its last pull (client.status, PULLED). */
+function pulledStats(dest: string): { received?: number; literal?: number; matched?: number } {
+  const rec = readStatusFile(path.join(dest, CLIENT_STATUS))?.records.findLast((r) => r.name === "PULLED");
+  if (!rec?.data) throw new Error(`${dest}/${CLIENT_STATUS}: no PULLED record with transfer counts`);
+  return rec.data as { received?: number; literal?: number; matched?: number };
+}
+
+const RSYNCABLE = { gzip: { tar: "pigz --rsyncable", ext: "tgz" }, zstd: { tar: "zstd -3 --rsyncable", ext: "tzst" } } as const;
+
+/**
+ * The peer of a day-2 pull: GNU tar with the rsyncable compressor, day 1's archive as the
+ * basis under the new one's name on the client, rsync over the same ssh. `between` changes
+ * the tree between the two archives. Returns the bytes received and the day-2 archive's size.
+ */
+async function peerDay2(ctx: BenchContext, sshd: SshServer, dir: string, c: "gzip" | "zstd", between: () => Promise<void>) {
+  const serverDir = freshDir(path.join(dir, "peer-server"));
+  const clientDir = freshDir(path.join(dir, "peer-client"));
+  const day2 = `gnu-day2.${RSYNCABLE[c].ext}`;
+  const tar = (out: string) => measure(["tar", "-I", RSYNCABLE[c].tar, "-cf", out, "-C", "/", ctx.tree.slice(1)]);
+  await tar(path.join(clientDir, day2));
+  await between();
+  await tar(path.join(serverDir, day2));
+  const served = clientFor(sshd, dir, serverDir, clientDir);
+  const m = await measure(peerRsync(served, day2, clientDir, ["--stats"]));
+  const received = parseStats(m.stdout).received;
+  if (received === undefined) throw new Error("rsync --stats printed no received byte count");
+  return { m, received, size: fs.statSync(path.join(serverDir, day2)).size };
+}
+
+/**
+ * Day 2 through real runs: day 1's archive pulled, ~1 % of the files changed, `shoot server`
+ * again (4), `shoot client` again (4); the bytes it received as a share of the new archive,
+ * beside the same for GNU tar with the rsyncable compressor. shoot records the bytes received,
+ * not the bytes sent (the block checksums going the other way), so both shares are of
+ * received bytes.
+ */
+async function day2Section(ctx: BenchContext, sshd: SshServer, firstRuns: Partial<Record<"gzip" | "zstd", string>>): Promise<void> {
+  const goals = { gzip: 2, zstd: 5 } as const;
+  for (const c of ["gzip", "zstd"] as const) {
+    const dir = path.join(ctx.dataDir, `day2-${c}`);
+    let backup = firstRuns[c];
+    const serverConfig = path.join(dir, "server.toml");
+    if (backup) {
+      writeServerConfig(serverConfig, { name: "bench", sources: [ctx.tree], backupDir: backup, compression: c });
+    } else {
+      backup = freshDir(path.join(dir, "backup"));
+      writeServerConfig(serverConfig, { name: "bench", sources: [ctx.tree], backupDir: backup, compression: c });
+      console.error(`day 2 ${c}: day 1's shoot server run ...`);
+      await serverRun(ctx.bin, serverConfig, backup, FIRST);
+    }
+    const served = clientFor(sshd, dir, backup);
+    freshDir(served.dest);
+    console.error(`day 2 ${c}: day 1's pull ...`);
+    await clientRun(ctx.bin, served.clientConfig, served.dest, FIRST);
+    let undo = () => {};
+    try {
+      console.error(`day 2 ${c}: GNU tar with ${RSYNCABLE[c].tar}, day 1 and day 2 ...`);
+      const peer = await peerDay2(ctx, sshd, dir, c, async () => {
+        undo = ctx.changeOnePercent();
+      });
+      const peerShare = (peer.received / peer.size) * 100;
+      console.error(`day 2 ${c}: shoot server (4) and shoot client (4) ...`);
+      const size = (await serverRun(ctx.bin, serverConfig, backup, NEW)).final.archive!.size;
+      const pull = await clientRun(ctx.bin, served.clientConfig, served.dest, NEW);
+      const s = pulledStats(served.dest);
+      if (s.received === undefined) throw new Error("shoot client recorded no received byte count");
+      const share = (s.received / size) * 100;
+      ctx.rows.push({
+        name: `GNU tar + ${RSYNCABLE[c].tar}, rsync over ssh (day 2 peer)`,
+        wallMs: peer.m.wallMs,
+        cpuMs: peer.m.cpuMs,
+        peakRss: peer.m.peakRss,
+        ratio: 1,
+        note: `received ${peerShare.toFixed(2)} % of ${(peer.size / MiB).toFixed(0)} MiB`,
+      });
+      ctx.rows.push({
+        ratio: share / peerShare,
+        name: `day 2 over ssh, shoot client pull of ${c} (1 % changed)`,
+        wallMs: pull.wallMs,
+        cpuMs: pull.cpuMs,
+        peakRss: pull.peakRss,
+        note: `received ${share.toFixed(2)} % of ${(size / MiB).toFixed(0)} MiB (sent not recorded)`,
+        target: `≤ ${goals[c]} %`,
+        verdict: verdict(share, goals[c], goals[c], false),
+      });
+    } finally {
+      undo();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+}
+
+export interface PullOptions {
+  pull: boolean;
+  day2: boolean;
+  /** backup_dirs holding a first archive of the whole tree, from the server section. */
+  firstRuns: Partial<Record<"gzip" | "zstd", string>>;
+}
+
+export async function sshSections(ctx: BenchContext, o: PullOptions): Promise<void> {
+  if (!o.pull && !o.day2) return;
+  const sshd = await startSshd();
+  try {
+    if (o.pull) await pullSection(ctx, sshd);
+    if (o.day2) await day2Section(ctx, sshd, o.firstRuns);
+  } finally {
+    await sshd.stop();
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * Whole runs of the compiled shoot binary for the benchmark: its configuration files, one
+ * measured `shoot server` or `shoot client` run checked by the final code in its status file,
+ * and the peer-then-shoot pair of rows every whole-run section prints.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { codeName } from "../src/core/codes.ts";
+import { spawner, describeResult } from "../src/io/process.ts";
+import { CLIENT_STATUS, SERVER_STATUS, lastFinal, readStatusFile, type StatusRecord } from "../src/core/status.ts";
+import { measure, MiB, verdict, type Measured, type Row } from "./lib.ts";
+
+export const REPO = path.resolve(import.meta.dir, "..");
+export const DEFAULT_BIN = path.join(REPO, "dist", "shoot-linux-x64");
+
+/** What every whole-run section gets from bench/run.ts. */
+export interface BenchContext {
+  rows: Row[];
+  /** Repetitions per measured row (median). */
+  runs: number;
+  bin: string;
+  dataDir: string;
+  /** The generated mixed tree and what it holds. */
+  tree: string;
+  info: { files: number; bytes: number };
+  /** Change ~1 % of the tree's files; returns the undo. */
+  changeOnePercent(): () => void;
+}
+
+/** The default binary is built when it is missing; a binary named with --bin must exist. */
+export async function ensureBinary(bin: string): Promise<void> {
+  if (fs.existsSync(bin)) return;
+  if (bin !== DEFAULT_BIN) throw new Error(`--bin ${bin}: no such file`);
+  console.error(`building ${bin} ...`);
+  const r = await spawner.run([process.execPath, path.join(REPO, "scripts", "build.ts"), "linux-x64"], { cwd: REPO, timeoutMs: 10 * 60_000, stderrLines: 20 });
+  if (r.exitCode !== 0 || !fs.existsSync(bin)) throw new Error(`building the binary failed: ${describeResult(r, 20)}`);
+}
+
+const q = (s: string) => JSON.stringify(s);
+
+export interface ServerSpec {
+  name: string;
+  sources: string[];
+  backupDir: string;
+  compression: "gzip" | "zstd" | "none";
+}
+
+export function writeServerConfig(file: string, s: ServerSpec): string {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, [
+    "[server]",
+    `name = ${q(s.name)}`,
+    `sources = [${s.sources.map(q).join(", ")}]`,
+    `backup_dir = ${q(s.backupDir)}`,
+    // the benchmark's disk may be nearly full of test data; space is not what is measured
+    'reserve = "0"',
+    `compression = ${q(s.compression)}`,
+    "keep = 2",
+    "",
+  ].join("\n"));
+  return file;
+}
+
+export interface ClientSpec {
+  dest: string;
+  knownHosts: string;
+  source: { name: string; remote: string; port: number; identity: string };
+}
+
+export function writeClientConfig(file: string, c: ClientSpec): string {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, [
+    "[client]",
+    `dest_dir = ${q(c.dest)}`,
+    'reserve = "0"',
+    `known_hosts = ${q(c.knownHosts)}`,
+    "",
+    "[[client.source]]",
+    `name = ${q(c.source.name)}`,
+    `remote = ${q(c.source.remote)}`,
+    `port = ${c.source.port}`,
+    `identity = ${q(c.source.identity)}`,
+    "",
+  ].join("\n"));
+  return file;
+}
+
+/** The final record of the run in `statusFile`; throws unless it has `want` as its code. */
+export function expectFinal(statusFile: string, want: number): StatusRecord {
+  const final = lastFinal(readStatusFile(statusFile)?.records ?? []);
+  if (!final) throw new Error(`${statusFile}: no final record`);
+  if (final.code !== want) throw new Error(`${statusFile}: the run ended with ${final.code} ${codeName(final.code)} (${final.msg}), expected ${want} ${codeName(want)}`);
+  return final;
+}
+
+export interface ShootRun extends Measured {
+  final: StatusRecord;
+}
+
+/** One measured `shoot server` run; it must exit 0 and end with `want` (30, 4 or 9), its archive in place. */
+export async function serverRun(bin: string, config: string, backupDir: string, want: number): Promise<ShootRun> {
+  const m = await measure([bin, "server", "--quiet", "--config", config]);
+  const final = expectFinal(path.join(backupDir, SERVER_STATUS), want);
+  const a = final.archive;
+  if (!a || fs.statSync(path.join(backupDir, a.file), { throwIfNoEntry: false })?.size !== a.size) {
+    throw new Error(`shoot server ended with ${want} but its archive ${a?.file ?? "(none named)"} is not in ${backupDir} with the recorded size`);
+  }
+  return { ...m, final };
+}
+
+/** One measured `shoot client` run; it must exit 0 and end with `want`. */
+export async function clientRun(bin: string, config: string, dest: string, want: number, env?: Record<string, string | undefined>): Promise<ShootRun> {
+  const m = await measure([bin, "client", "--quiet", "--config", config], env ? { env } : {});
+  return { ...m, final: expectFinal(path.join(dest, CLIENT_STATUS), want) };
+}
+
+/** An empty directory (whatever was there before is removed). */
+export function freshDir(dir: string): string {
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+export const seconds = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 3 : 1)} s`;
+
+export interface Pair {
+  peerName: string;
+  peer: Measured;
+  name: string;
+  shoot: Measured;
+  /** Input bytes, for the MB/s column. */
+  bytes?: number;
+  /** "speed": peer time / shoot time, higher is better; "time": shoot time / peer time, lower is better. */
+  ratio: "speed" | "time";
+  peerNote?: string;
+  note?: string;
+  /** Goal and minimum of the ratio (equal when the issue names one figure). */
+  goal: [number, number];
+  /** Largest peak RSS allowed for shoot. */
+  rssMax?: number;
+}
+
+/** The peer's row, then shoot's row with the ratio, the target and the verdict. */
+export function pushPair(rows: Row[], p: Pair): void {
+  const ratio = p.ratio === "speed" ? p.peer.wallMs / p.shoot.wallMs : p.shoot.wallMs / p.peer.wallMs;
+  const v = verdict(ratio, p.goal[0], p.goal[1], p.ratio === "speed");
+  const rssOk = p.rssMax === undefined || p.shoot.peakRss <= p.rssMax;
+  const [goal, min] = p.goal;
+  const target = (p.ratio === "speed" ? `≥ ${goal}×` : `time ≤ ${goal}×`) + (min !== goal ? ` (min ${min}×)` : "") + (p.rssMax ? `, ≤ ${p.rssMax / MiB} MiB` : "");
+  rows.push({ name: p.peerName, wallMs: p.peer.wallMs, cpuMs: p.peer.cpuMs, bytes: p.bytes, peakRss: p.peer.peakRss, ratio: 1, note: p.peerNote });
+  rows.push({
+    name: p.name, wallMs: p.shoot.wallMs, cpuMs: p.shoot.cpuMs, bytes: p.bytes, peakRss: p.shoot.peakRss, ratio,
+    note: p.note, target, verdict: v === "FAIL" || rssOk ? v : "FAIL",
+  });
+}

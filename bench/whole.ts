@@ -1,0 +1,144 @@
+/**
+ * Whole `shoot` runs of the compiled binary against the commands an administrator would run
+ * instead, each pair measured in the same run:
+ *   server     a first `shoot server` run on the mixed tree vs `tar -czf`/`tar --zstd` + md5sum
+ *   unchanged  a `shoot server` run that finds nothing changed (9) vs `find TREE -newer REF`
+ *   startup    `shoot --version` vs a compiled bun hello-world
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { code } from "../src/core/codes.ts";
+import { spawner, describeResult } from "../src/io/process.ts";
+import { makeRng, textLike } from "./gen.ts";
+import { measure, measureAll, medianOf, medianRun, MiB, verdict, type Measured } from "./lib.ts";
+import { freshDir, pushPair, seconds, serverRun, writeServerConfig, type BenchContext } from "./shoot.ts";
+
+const FIRST = code("FIRST_ARCHIVE");
+const UNCHANGED = code("UNCHANGED");
+
+/**
+ * A first `shoot server` run (into an empty backup_dir each time) against GNU tar + md5sum.
+ * Returns the backup_dir of the last run, which holds a first archive for later sections.
+ */
+export async function serverSection(ctx: BenchContext, compression: "gzip" | "zstd"): Promise<string> {
+  const dir = path.join(ctx.dataDir, `server-${compression}`);
+  const backup = path.join(dir, "backup");
+  const config = writeServerConfig(path.join(dir, "shoot.toml"), { name: "bench", sources: [ctx.tree], backupDir: backup, compression });
+  const peerOut = path.join(ctx.dataDir, "out", compression === "gzip" ? "gnu-server.tgz" : "gnu-server.tzst");
+  fs.mkdirSync(path.dirname(peerOut), { recursive: true });
+  const tarFlag = compression === "gzip" ? "-z" : "--zstd";
+
+  console.error(`server ${compression}: GNU tar ${tarFlag} + md5sum ...`);
+  const peer = await medianOf(ctx.runs, () => measureAll([["tar", tarFlag, "-cf", peerOut, "-C", "/", ctx.tree.slice(1)], ["md5sum", peerOut]]));
+  const peerSize = fs.statSync(peerOut).size;
+  fs.rmSync(peerOut, { force: true });
+  console.error(`server ${compression}: shoot server (first run) ...`);
+  const shoot = await medianOf(ctx.runs, () => {
+    freshDir(backup);
+    return serverRun(ctx.bin, config, backup, FIRST);
+  });
+  const size = shoot.final.archive!.size;
+  pushPair(ctx.rows, {
+    peerName: `GNU tar ${tarFlag} + md5sum (server peer)`,
+    peer,
+    peerNote: `out ${(peerSize / MiB).toFixed(0)} MiB`,
+    name: `shoot server ${compression}, first run (30)`,
+    shoot,
+    bytes: ctx.info.bytes,
+    ratio: "speed",
+    note: `out ${(size / MiB).toFixed(0)} MiB, incl. fsync, list, status`,
+    goal: compression === "gzip" ? [2.0, 1.3] : [1.0, 0.8],
+    rssMax: 120 * MiB,
+  });
+  return backup;
+}
+
+/** 200 directories of small text files, built once and reused (the marker says it is whole). */
+function smallTree(dataDir: string, files: number): string {
+  const tree = path.join(dataDir, files === 100_000 ? "tree100k" : `tree${files}`);
+  const marker = path.join(dataDir, `${path.basename(tree)}.complete`);
+  if (fs.existsSync(marker)) return tree;
+  fs.rmSync(tree, { recursive: true, force: true });
+  console.error(`generating ${files} small files in ${tree} ...`);
+  const rng = makeRng(100);
+  const dirs = 200;
+  for (let d = 0; d < dirs; d++) fs.mkdirSync(path.join(tree, `d${String(d).padStart(3, "0")}`), { recursive: true });
+  for (let i = 0; i < files; i++) {
+    const d = `d${String(i % dirs).padStart(3, "0")}`;
+    fs.writeFileSync(path.join(tree, d, `f${String(i).padStart(6, "0")}.txt`), textLike(rng, 200 + (rng() % 400)));
+  }
+  fs.writeFileSync(marker, `${files}\n`);
+  return tree;
+}
+
+/** A `shoot server` run that finds nothing changed against `find TREE -newer REF`; at least 5 runs. */
+export async function unchangedSection(ctx: BenchContext, files: number): Promise<void> {
+  const tree = smallTree(ctx.dataDir, files);
+  const dir = path.join(ctx.dataDir, "unchanged");
+  const backup = freshDir(path.join(dir, "backup"));
+  const config = writeServerConfig(path.join(dir, "shoot.toml"), { name: "bench", sources: [tree], backupDir: backup, compression: "gzip" });
+  // a reference newer than every file of the tree, so that find prints nothing: it walks and
+  // stats the whole tree, as the unchanged check must
+  const ref = path.join(dir, "ref");
+  fs.writeFileSync(ref, "");
+  const future = new Date(Date.now() + 3600_000);
+  fs.utimesSync(ref, future, future);
+  const n = Math.max(5, ctx.runs);
+
+  console.error(`unchanged: first shoot server run on ${files} files ...`);
+  await serverRun(ctx.bin, config, backup, FIRST);
+  console.error(`unchanged: find -newer and shoot server (9), ${n} runs each ...`);
+  const find = async (): Promise<Measured> => {
+    const m = await measure(["find", tree, "-newer", ref]);
+    if (m.stdout !== "") throw new Error(`find ${tree} -newer ${ref} printed files: the reference is not newer than the tree`);
+    return m;
+  };
+  await find();
+  const peer = await medianOf(n, find);
+  const shoot = await medianOf(n, () => serverRun(ctx.bin, config, backup, UNCHANGED));
+  pushPair(ctx.rows, {
+    peerName: `find -newer REF, ${files} files (unchanged peer)`,
+    peer,
+    name: `shoot server, nothing changed (9), ${files} files`,
+    shoot,
+    ratio: "time",
+    note: `find ${seconds(peer.wallMs)}, median of ${n}`,
+    goal: [1.5, 1.5],
+    rssMax: 150 * MiB,
+  });
+}
+
+/** `shoot --version` against a compiled bun hello-world, interleaved, median of 30 each. */
+export async function startupSection(ctx: BenchContext): Promise<void> {
+  const hello = path.join(ctx.dataDir, "hello");
+  if (!fs.existsSync(hello)) {
+    const src = path.join(ctx.dataDir, "hello.ts");
+    fs.writeFileSync(src, 'process.stdout.write("hi\\n");\n');
+    const r = await spawner.run([process.execPath, "build", "--compile", "--bytecode", src, "--outfile", hello], { timeoutMs: 5 * 60_000, stderrLines: 20 });
+    if (r.exitCode !== 0) throw new Error(`building the hello-world failed: ${describeResult(r, 20)}`);
+  }
+  console.error("startup: shoot --version and a compiled hello-world, 30 runs each ...");
+  const peerRuns: Measured[] = [];
+  const shootRuns: Measured[] = [];
+  // one unmeasured start each, so that both binaries are in the page cache
+  await measure([hello]);
+  await measure([ctx.bin, "--version"]);
+  for (let i = 0; i < 30; i++) {
+    peerRuns.push(await measure([hello]));
+    shootRuns.push(await measure([ctx.bin, "--version"]));
+  }
+  const peer = medianRun(peerRuns);
+  const shoot = medianRun(shootRuns);
+  const goalMs = 15;
+  ctx.rows.push({ name: "compiled bun hello-world (startup floor)", wallMs: peer.wallMs, cpuMs: peer.cpuMs, peakRss: peer.peakRss, ratio: 1, note: "median of 30" });
+  ctx.rows.push({
+    name: "shoot --version",
+    wallMs: shoot.wallMs,
+    cpuMs: shoot.cpuMs,
+    peakRss: shoot.peakRss,
+    ratio: shoot.wallMs / peer.wallMs,
+    note: `${shoot.wallMs.toFixed(1)} ms; floor ${peer.wallMs.toFixed(1)} ms`,
+    target: `≤ ${goalMs} ms`,
+    verdict: verdict(shoot.wallMs, goalMs, goalMs, false),
+  });
+}
