@@ -71,14 +71,15 @@ export interface ArchiveResult {
 
 /**
  * Piece sizes. gzip forgets everything beyond 32 KiB anyway, so small pieces cost little
- * ratio; zstd looks further back and gets larger pieces (~320 KiB), with a large minimum so
- * that only a fifth of the bytes are hashed. Measured on a 1 GiB tree: +4 % (gzip) and
- * +1.5 % (zstd) size against one stream, and 0.2 % of the archive sent by rsync after 1 % of
+ * ratio; zstd looks further back and gets larger pieces (~190 KiB), with a minimum so that
+ * only a third of the bytes are hashed. Pieces of up to 1 MiB made zstd 1.5 % smaller but
+ * took a whole server run over 120 MiB at times. Measured on a 1 GiB tree: +4 % (gzip) and
+ * +3 % (zstd) size against one stream, and 0.2 % of the archive sent by rsync after 1 % of
  * the files changed. Plain tar needs no content-defined cuts: unchanged bytes stay unchanged.
  */
 const PIECES: Record<Compression, ChunkerParams> = {
   gzip: { minSize: 32 << 10, avgGap: 32 << 10, maxSize: 256 << 10, readSize: 256 << 10 },
-  zstd: { minSize: 256 << 10, avgGap: 64 << 10, maxSize: 1 << 20, readSize: 256 << 10 },
+  zstd: { minSize: 128 << 10, avgGap: 64 << 10, maxSize: 512 << 10, readSize: 256 << 10 },
   none: { minSize: 1 << 20, avgGap: 0, maxSize: 1 << 20, readSize: 1 << 20 },
 };
 
@@ -121,6 +122,14 @@ const COMPRESS_SOURCE = `
     }
   };`;
 
+/**
+ * Written pieces are garbage to the output worker, but its engine collects them late: the
+ * heap sees small objects, not the memory they hold outside it. A collection after every
+ * 16 MiB keeps that memory from piling up (measured on the 1 GiB bench tree with zstd: peak
+ * RSS of a whole server run 118-125 MiB without, 111-114 MiB with, at the same speed).
+ */
+const GC_EVERY = 16 << 20;
+
 /** Compressed bytes gathered before one write(2). */
 const OUT_BUFFER = 512 << 10;
 
@@ -130,7 +139,7 @@ const SINK_SOURCE = `
   const sha256 = new Bun.CryptoHasher("sha256");
   const OUT = new Uint8Array(${OUT_BUFFER});
   const held = new Map();
-  let fd = -1, fill = 0, next = 0, end = -1, written = 0, failed;
+  let fd = -1, fill = 0, next = 0, end = -1, written = 0, collected = 0, failed;
   function emit(v) {
     let at = 0;
     while (at < v.length) at += fs.writeSync(fd, v, at, v.length - at);
@@ -161,6 +170,10 @@ const SINK_SOURCE = `
         try { put(new Uint8Array(m.buf, 0, m.len)); } catch (err) { fail(err); }
       }
       if (m.back) postMessage({ back: m.buf }, [m.buf]);
+      else if ((collected += m.len) >= ${GC_EVERY}) {
+        collected = 0;
+        Bun.gc(true);
+      }
       next++;
       moved = true;
     }
