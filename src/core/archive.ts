@@ -16,6 +16,7 @@ import type { Compression } from "./config.ts";
 import { Chunker, isAllZero, type ChunkerParams } from "./chunker.ts";
 import { encodeHeader, paddingAfter, RECORD, BLOCK, TarFormatError, TarParser, type TarListing, type TarOwnership, type TarType } from "./tar.ts";
 import { errnoCode, errorMessage } from "./errors.ts";
+import { startWorker } from "./inline-worker.ts";
 
 export type EntryType = TarType;
 
@@ -201,18 +202,6 @@ const SINK_SOURCE = `
       advance();
     } else onPiece(m);
   };`;
-
-const workerUrls = new Map<string, string>();
-/** Inline worker code, so a compiled single-file executable needs no extra file. */
-function startWorker(source: string): Worker {
-  let url = workerUrls.get(source);
-  if (!url) {
-    // the worker loads its URL asynchronously: never revoked, one per process
-    url = URL.createObjectURL(new Blob([source], { type: "application/javascript" }));
-    workerUrls.set(source, url);
-  }
-  return new Worker(url, { smol: true });
-}
 
 /** Worker threads for compression: one per core the process may use. */
 function compressionThreads(): number {

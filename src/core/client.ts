@@ -21,6 +21,7 @@ import { isLocalRemote, type ClientConfig, type SourceConfig } from "./config.ts
 import type { Deps } from "./deps.ts";
 import { fsyncDir, readDirOrEmpty, writeFileAtomic } from "./fsutil.ts";
 import { LockedError, acquireLock, type Lock } from "./lock.ts";
+import { fileDigests } from "./digest.ts";
 import { CHECKSUM_SUFFIX, TEMP_PREFIX, isArchiveName, md5Line, parseMd5Line, sortArchives } from "./naming.ts";
 import type { RunOutcome, SourceOutcome, Warning } from "./outcome.ts";
 import { clean } from "./report.ts";
@@ -174,16 +175,6 @@ function sizeOf(p: string): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-async function hashFile(file: string, sha256: boolean): Promise<{ md5: string; sha256?: string }> {
-  const md5 = new Bun.CryptoHasher("md5");
-  const sha = sha256 ? new Bun.CryptoHasher("sha256") : undefined;
-  for await (const chunk of Bun.file(file).stream()) {
-    md5.update(chunk);
-    sha?.update(chunk);
-  }
-  return { md5: md5.digest("hex"), ...(sha ? { sha256: sha.digest("hex") } : {}) };
 }
 
 /**
@@ -492,7 +483,7 @@ async function verify(stage: string, a: ArchiveInfo): Promise<void> {
   }
   if (!listed) return reject(`its checksum file ${a.file}${CHECKSUM_SUFFIX} is missing or not one md5sum line for it`);
   if (listed !== a.md5) return reject(`its checksum file says ${listed}, the status record ${a.md5}`);
-  const h = await hashFile(file, a.sha256 !== undefined);
+  const h = await fileDigests(file, a.sha256 !== undefined);
   if (h.md5 !== a.md5) return reject(`its MD5 is ${h.md5}, the server recorded ${a.md5}`);
   if (a.sha256 !== undefined && h.sha256 !== a.sha256) return reject(`its SHA-256 is ${h.sha256}, the server recorded ${a.sha256}`);
 }

@@ -20,6 +20,7 @@ import { parseMd5Line } from "./naming.ts";
 import { loopbackKnownHostsLine, loopbackSshdConfig } from "./sshd-config.ts";
 import { CLIENT_STATUS, lastFinal, readStatusFile, SERVER_STATUS, type ArchiveInfo } from "./status.ts";
 import { formatBytes, formatDuration } from "./units.ts";
+import { fileDigests } from "./digest.ts";
 import { freePort } from "../io/net.ts";
 import { describeResult, ToolMissingError, type Child, type RunResult, type Spawner } from "../io/process.ts";
 
@@ -384,9 +385,7 @@ function readSmall(file: string): string {
 }
 
 async function fileMd5(file: string): Promise<string> {
-  const h = new Bun.CryptoHasher("md5");
-  for await (const chunk of Bun.file(file).stream()) h.update(chunk);
-  return h.digest("hex");
+  return (await fileDigests(file, false)).md5;
 }
 
 /** Every entry under `a` must be under `b` with the same type and contents (files) or target (links). */
