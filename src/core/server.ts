@@ -17,7 +17,7 @@ import { toRemove } from "./retention.ts";
 import { LockedError, acquireLock, currentLock, type Lock } from "./lock.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "./naming.ts";
 import type { RunOutcome, Warning } from "./outcome.ts";
-import { compareWithList, hasChanges, listStart, parseList, renderList, sameAsList, scanSources, type ListHeader, type ScanResult } from "./scan.ts";
+import { compareWithList, hasChanges, parseList, renderList, sameAsList, scanSources, type ListHeader, type ScanResult } from "./scan.ts";
 import { quickCompare, type QuickCheck } from "./scan-parallel.ts";
 import { SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, newRunId, type ArchiveInfo } from "./status.ts";
 import { formatBytes } from "./units.ts";
@@ -268,13 +268,9 @@ async function serverSteps(
  */
 async function unchangedOnEveryCore(cfg: ServerConfig, dir: string, newest: string): Promise<(QuickCheck & { archive: ArchiveInfo }) | undefined> {
   if (!newest.endsWith(EXTENSIONS[cfg.compression])) return undefined;
-  let header: ListHeader | undefined;
   try {
-    const quick = await quickCompare(cfg.sources, { excludes: cfg.exclude, skip: [dir] }, () => {
-      const list = fs.readFileSync(path.join(dir, newest + LIST_SUFFIX));
-      header = listStart(list)?.header;
-      return list;
-    });
+    const quick = await quickCompare(cfg.sources, { excludes: cfg.exclude, skip: [dir] }, path.join(dir, newest + LIST_SUFFIX));
+    const header = quick.header;
     if (!quick.same || !header?.md5 || header.size === undefined) return undefined;
     if (safeStat(path.join(dir, newest))?.size !== header.size) return undefined;
     return { ...quick, archive: { file: newest, size: header.size, md5: header.md5, sha256: header.sha256 } };

@@ -49,7 +49,9 @@ function recordedList(sources: string[], backup: string): { text: string; entrie
 }
 
 function check(sources: string[], backup: string, text: string, threads: number) {
-  return quickCompare(sources, { excludes: EXCLUDES, skip: [backup] }, () => Buffer.from(text), threads);
+  const file = path.join(root, "a.tar.gz.list");
+  fs.writeFileSync(file, text);
+  return quickCompare(sources, { excludes: EXCLUDES, skip: [backup] }, file, threads);
 }
 
 describe("the unchanged check on every core", () => {
@@ -102,6 +104,23 @@ describe("the unchanged check on every core", () => {
     expect((await check([src, other], backup, list.text, 2)).same).toBe(true);
   }, T);
 
+  test("a list of several MiB, read in pieces, is compared to its last byte", async () => {
+    root = tempDir();
+    const src = path.join(root, "src");
+    // long names make a list of ~3 MiB out of 12k files, several refills of the 1 MiB buffer
+    const long = "n".repeat(180);
+    for (let d = 0; d < 40; d++) {
+      fs.mkdirSync(path.join(src, `d${d}`), { recursive: true });
+      for (let f = 0; f < 300; f++) fs.writeFileSync(path.join(src, `d${d}`, `${long}-${f}`), "");
+    }
+    const list = recordedList([src], path.join(root, "backup"));
+    expect(list.text.length).toBeGreaterThan(3 << 20);
+    expect((await check([src], path.join(root, "backup"), list.text, 2)).same).toBe(true);
+    fs.writeFileSync(path.join(src, "d39", `${long}-299`), "x");
+    expect((await check([src], path.join(root, "backup"), list.text, 2)).same).toBe(false);
+    expect((await check([src], path.join(root, "backup"), `${list.text}[]\n`, 2)).same).toBe(false);
+  }, T);
+
   test("a list of another format or a truncated list is never the same", async () => {
     const { src, other, backup } = makeTree();
     const list = recordedList([src, other], backup);
@@ -113,7 +132,7 @@ describe("the unchanged check on every core", () => {
 
   test("a list that cannot be read is an error for the caller, and no thread is left running", async () => {
     const { src, other, backup } = makeTree();
-    const failing = quickCompare([src, other], { excludes: EXCLUDES, skip: [backup] }, () => fs.readFileSync(path.join(root, "missing.list")), 3);
+    const failing = quickCompare([src, other], { excludes: EXCLUDES, skip: [backup] }, path.join(root, "missing.list"), 3);
     await expect(failing).rejects.toThrow(/ENOENT|no such file/);
   }, T);
 });
