@@ -33,7 +33,7 @@ export async function finishRun(outcome: RunOutcome, opts: FinishOptions): Promi
     env: process.env,
     // with --json, standard output carries the JSON alone; --quiet keeps a clean run silent,
     // so that cron mails only the runs that need a person
-    out: opts.json || (opts.quiet && isGolden(outcome.code)) ? () => {} : undefined,
+    out: opts.json || (opts.quiet && isGolden(outcome.code)) ? null : undefined,
     record: writer ? (name, msg) => writer.write(name, msg, { step: "report" }) : undefined,
   });
   writer?.close();

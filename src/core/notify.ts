@@ -34,8 +34,8 @@ export interface NotifyOptions {
   mailer?: Mailer;
   /** Writes a non-final status record (MAIL_SENT / MAIL_FAILED). */
   record?: (name: MailRecordName, msg: string) => void;
-  /** Where the report goes without `[mail]`; standard output by default. */
-  out?: (text: string) => void;
+  /** Where the report goes without `[mail]`: standard output by default, nowhere (not even made) with null. */
+  out?: ((text: string) => void) | null;
   env?: Record<string, string | undefined>;
   now?: () => Date;
 }
@@ -224,9 +224,10 @@ async function deliver(outcome: RunOutcome, opts: NotifyOptions): Promise<Notify
   const result: NotifyResult = { sent: 0, spooled: 0, dropped: 0, printed: false };
   const mail = opts.mail;
   if (!mail) {
+    result.printed = true;
+    if (opts.out === null) return result;
     const r = renderReport(outcome, { tail: statusTail(outcome.statusFile) });
     (opts.out ?? ((t) => process.stdout.write(t)))(`${r.subject}\n\n${r.text}`);
-    result.printed = true;
     return result;
   }
   if (mail.when === "never") return result;
