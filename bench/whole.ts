@@ -71,7 +71,7 @@ function smallTree(dataDir: string, files: number): string {
   return tree;
 }
 
-/** A `shoot server` run that finds nothing changed against `find TREE -newer REF`; at least 5 runs. */
+/** A `shoot server` run that finds nothing changed against `find TREE -newer REF`; at least 11 runs each. */
 export async function unchangedSection(ctx: BenchContext, files: number): Promise<void> {
   const tree = smallTree(ctx.dataDir, files);
   const dir = path.join(ctx.dataDir, "unchanged");
@@ -83,7 +83,9 @@ export async function unchangedSection(ctx: BenchContext, files: number): Promis
   fs.writeFileSync(ref, "");
   const future = new Date(Date.now() + 3600_000);
   fs.utimesSync(ref, future, future);
-  const n = Math.max(5, ctx.runs);
+  // short runs on a VM wander by a third from one run to the next: take many, alternating
+  // the two commands so that drift hits both alike
+  const n = Math.max(11, ctx.runs);
 
   console.error(`unchanged: first shoot server run on ${files} files ...`);
   await serverRun(ctx.bin, config, backup, FIRST);
@@ -94,8 +96,14 @@ export async function unchangedSection(ctx: BenchContext, files: number): Promis
     return m;
   };
   await find();
-  const peer = await medianOf(n, find);
-  const shoot = await medianOf(n, () => serverRun(ctx.bin, config, backup, UNCHANGED));
+  const peerRuns: Measured[] = [];
+  const shootRuns: Awaited<ReturnType<typeof serverRun>>[] = [];
+  for (let i = 0; i < n; i++) {
+    peerRuns.push(await find());
+    shootRuns.push(await serverRun(ctx.bin, config, backup, UNCHANGED));
+  }
+  const peer = medianRun(peerRuns);
+  const shoot = medianRun(shootRuns);
   pushPair(ctx.rows, {
     peerName: `find -newer REF, ${files} files (unchanged peer)`,
     peer,
