@@ -18,9 +18,12 @@ import { spawner } from "../src/io/process.ts";
 export const ROOT = path.resolve(import.meta.dir, "..");
 
 /**
- * Everything compiled into the binary. The first entry is the program; add a Worker script
- * here too, and start it with `new Worker(new URL("./worker.ts", import.meta.url))`, which
- * finds it both from source and inside the binary.
+ * Everything compiled into the binary. The first entry is the program; a Worker script that
+ * imports project modules is an entry of its own. Inside the binary a worker is found by its
+ * path relative to the entries' common folder (src/), e.g. `new Worker("./core/scan-worker.ts")`;
+ * `new URL(…, import.meta.url)` works only from source (see scan-parallel.ts workerSpecifier).
+ * Moving an entry changes that path: test/e2e/server.test.ts notices (the unchanged check then
+ * reports one thread).
  */
 export const ENTRYPOINTS: readonly string[] = ["src/main.ts", "src/core/scan-worker.ts"];
 
