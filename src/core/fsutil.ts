@@ -17,11 +17,12 @@ export function fsyncDir(dir: string): void {
 }
 
 /** Write `content` to dir/name through a temporary file: readers see the old or the new file, never a part. */
-export function writeFileAtomic(dir: string, name: string, content: string | Uint8Array, mode = 0o600): void {
+export function writeFileAtomic(dir: string, name: string, content: string | Uint8Array | Iterable<string>, mode = 0o600): void {
   const tmp = path.join(dir, `${TEMP_PREFIX}${name}`);
   const fd = fs.openSync(tmp, "w", mode);
   try {
-    fs.writeSync(fd, typeof content === "string" ? Buffer.from(content) : content);
+    if (typeof content === "string" || content instanceof Uint8Array) writeAll(fd, typeof content === "string" ? Buffer.from(content) : content);
+    else writePieces(fd, content);
     fs.fsyncSync(fd);
   } catch (e) {
     fs.closeSync(fd);
@@ -30,6 +31,25 @@ export function writeFileAtomic(dir: string, name: string, content: string | Uin
   }
   fs.closeSync(fd);
   fs.renameSync(tmp, path.join(dir, name));
+}
+
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let at = 0; at < bytes.length; ) at += fs.writeSync(fd, bytes, at, bytes.length - at);
+}
+
+/** Pieces gathered into writes of about 1 MiB: the whole text is never held at once. */
+function writePieces(fd: number, pieces: Iterable<string>): void {
+  let batch: string[] = [];
+  let size = 0;
+  for (const p of pieces) {
+    batch.push(p);
+    if ((size += p.length) >= 1 << 20) {
+      writeAll(fd, Buffer.from(batch.join("")));
+      batch = [];
+      size = 0;
+    }
+  }
+  if (batch.length) writeAll(fd, Buffer.from(batch.join("")));
 }
 
 /** The names in a directory; none when it does not exist (yet). */

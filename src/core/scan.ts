@@ -343,11 +343,15 @@ function jsonStringEnd(s: string, from: number): number {
   return -1;
 }
 
-export function renderList(archive: string, scan: ScanResult, sums: { size: number; md5: string; sha256: string }): string {
+/** The file list, a line at a time: written as it is made, a large tree's list is never in memory whole. */
+export function* listLines(archive: string, scan: ScanResult, sums: { size: number; md5: string; sha256: string }): Generator<string> {
   const header: ListHeader = { format: LIST_FORMAT, v: LIST_VERSION, archive, entries: scan.entries.length, bytes: scan.bytes, ...sums };
-  const out: string[] = [JSON.stringify(header)];
-  for (const e of scan.entries) out.push(entryLine(e));
-  return `${out.join("\n")}\n`;
+  yield `${JSON.stringify(header)}\n`;
+  for (const e of scan.entries) yield `${entryLine(e)}\n`;
+}
+
+export function renderList(archive: string, scan: ScanResult, sums: { size: number; md5: string; sha256: string }): string {
+  return [...listLines(archive, scan, sums)].join("");
 }
 
 export interface RecordedList {

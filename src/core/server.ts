@@ -17,7 +17,7 @@ import { toRemove } from "./retention.ts";
 import { LockedError, acquireLock, currentLock, type Lock } from "./lock.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "./naming.ts";
 import type { RunOutcome, Warning } from "./outcome.ts";
-import { compareWithList, hasChanges, parseList, renderList, sameAsList, scanSources, type ListHeader, type ScanResult } from "./scan.ts";
+import { compareWithList, hasChanges, listLines, parseList, sameAsList, scanSources, type ListHeader, type ScanResult } from "./scan.ts";
 import { quickCompare, type QuickCheck } from "./scan-parallel.ts";
 import { SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, newRunId, type ArchiveInfo } from "./status.ts";
 import { formatBytes } from "./units.ts";
@@ -233,7 +233,7 @@ async function serverSteps(
   run.step("checksum", `md5 ${result.md5}, ${formatBytes(result.size)}`);
   try {
     writeFileAtomic(dir, name + CHECKSUM_SUFFIX, md5Line(result.md5, name));
-    writeFileAtomic(dir, name + LIST_SUFFIX, renderList(name, archivedPart(scan, result.skipped), { size: result.size, md5: result.md5, sha256: result.sha256 }));
+    writeFileAtomic(dir, name + LIST_SUFFIX, listLines(name, archivedPart(scan, result.skipped), { size: result.size, md5: result.md5, sha256: result.sha256 }));
     // the archive takes its final name last: a name that exists always has its checksum beside it
     fs.renameSync(tmp, path.join(dir, name));
     fsyncDir(dir);
