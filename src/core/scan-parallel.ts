@@ -2,8 +2,7 @@
  * The unchanged check, spread over the cores: most runs of a busy cron find nothing changed,
  * and on a large tree that answer costs one lstat per file. The tree is cut into subtrees
  * (tasks), which worker threads and this thread take from a shared counter; each task's
- * file-list lines come back as text, and the lines are compared with the recorded list in
- * order. Hard links are settled here, in walk order, since the first name of a linked file
+ * file-list lines come back as UTF-8 bytes, compared in order with the recorded list. Hard links are settled here, in walk order, since the first name of a linked file
  * may lie in another task.
  *
  * The answer is only ever "exactly the recorded list" or "something differs"; in the second
@@ -48,8 +47,8 @@ export interface WalkSetup {
 const encoder = new TextEncoder();
 
 /**
- * Collects lines into parts, encoded as they come: the list is compared as bytes, and bytes
- * pass from a worker to this thread without a copy.
+ * Collects lines into parts, each run of lines encoded once when it ends: the list is
+ * compared as bytes, and bytes pass from a worker to this thread without a copy.
  */
 class PartWriter implements LineSink {
   readonly parts: Part[] = [];
