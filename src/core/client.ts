@@ -425,7 +425,7 @@ async function pullSource(ctx: RunContext, source: SourceConfig): Promise<Source
     commit(stage, dir, a);
     status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {
       step: "pull", archive: a,
-      data: { source: source.name, literal: stats.literal, matched: stats.matched, received: stats.received },
+      data: { source: source.name, literal: stats.literal, matched: stats.matched, received: stats.received, sent: stats.sent },
     });
 
     // 5. retention

@@ -113,9 +113,12 @@ describe("shoot client over ssh", () => {
     writeServerStatus(backup, day2, { final: "NEW_ARCHIVE" });
     const r = await runClient(cfg, dest);
     expect(r.codes).toEqual({ web1: 4 });
-    const data = r.records.find((x) => x.name === "PULLED")!.data as { matched: number; literal: number; received: number };
+    const data = r.records.find((x) => x.name === "PULLED")!.data as { matched: number; literal: number; received: number; sent: number };
     expect(data.matched).toBeGreaterThan(2 * 1024 * 1024 - 64 * 1024);
     expect(data.received).toBeLessThan(128 * 1024);
+    // what went the other way: the block checksums of the basis, a small share of it
+    expect(data.sent).toBeGreaterThan(0);
+    expect(data.sent).toBeLessThan(128 * 1024);
     const after = fs.statSync(held);
     expect([after.ino, after.nlink, after.mtimeMs]).toEqual([before.ino, 1, before.mtimeMs]);
     expect(md5sumCheck(path.join(dest, "web1"))).toEqual([day1.file, day2.file]);
