@@ -30,6 +30,12 @@ export interface KeyDef {
   example?: string;
 }
 
+/**
+ * The environment variable that may carry the SMTP password instead of password_file. Only
+ * the mail sender reads it; the wrapper and rsync strip it from their children's environment.
+ */
+export const PASSWORD_ENV = "SHOOT_SMTP_PASSWORD";
+
 export const KEYS: readonly KeyDef[] = [
   // [server]
   { section: "server", key: "name", type: "name", default: "the host name", doc: "Archive prefix and the name this host's backups go by.", example: '"web1"' },
@@ -64,7 +70,7 @@ export const KEYS: readonly KeyDef[] = [
   { section: "mail", key: "from", type: "string", required: true, doc: "Sender address.", example: '"shoot@web1.example.com"' },
   { section: "mail", key: "smtp", type: "smtp-url", required: true, doc: "Relay: smtp://host:587 (STARTTLS where offered) or smtps://host:465 (implicit TLS).", example: '"smtp://mail.example.com:587"' },
   { section: "mail", key: "user", type: "string", default: "no authentication", doc: "SMTP user name." },
-  { section: "mail", key: "password_file", type: "path", default: "none", doc: "File holding the SMTP password (keep it mode 0600); or set $SHOOT_SMTP_PASSWORD." },
+  { section: "mail", key: "password_file", type: "path", default: "none", doc: `File holding the SMTP password (keep it mode 0600); or set $${PASSWORD_ENV}.` },
   { section: "mail", key: "when", type: "enum", values: ["always", "failure", "never"], default: '"failure"', doc: "When to mail the report." },
   { section: "mail", key: "require_tls", type: "bool", default: "false", doc: "Refuse to send unless the connection is encrypted (STARTTLS or smtps)." },
   { section: "mail", key: "ca_file", type: "path", default: "system CAs", doc: "CA certificate (PEM) for a relay with a private certificate." },

@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { createSmtpMailer, describeSecurity, MailError, parseRelay, type Mailer, type MailErrorKind } from "../io/mailer.ts";
 import { isGolden } from "./codes.ts";
-import { ConfigError, type Config, type MailConfig } from "./config.ts";
+import { ConfigError, PASSWORD_ENV, type Config, type MailConfig } from "./config.ts";
 import { errnoCode, errorMessage, ShootError } from "./errors.ts";
 import type { RunOutcome } from "./outcome.ts";
 import { plural, renderReport, type StatusTail } from "./report.ts";
@@ -17,7 +17,6 @@ import { readStatusFile } from "./status.ts";
 import { formatBytes } from "./units.ts";
 
 export const SPOOL_DIRNAME = "mail-spool";
-export const PASSWORD_ENV = "SHOOT_SMTP_PASSWORD";
 
 /** The spool used when `[mail] spool_dir` is not set: inside backup_dir (server) or dest_dir (client). */
 export function defaultSpoolDir(roleDir: string): string {

@@ -6,7 +6,7 @@
  */
 import path from "node:path";
 import type { ClientConfig, SourceConfig } from "./config.ts";
-import { isLocalRemote, parseRemote } from "./config.ts";
+import { isLocalRemote, parseRemote, PASSWORD_ENV } from "./config.ts";
 import type { CodeName } from "./codes.ts";
 import { ShootError } from "./errors.ts";
 
@@ -133,7 +133,7 @@ export function rsyncPullArgv(spec: PullSpec): string[] {
 /**
  * The environment for rsync: without the variables that would change how it talks to the
  * server (secluded arguments would hide the paths from a forced command that checks them),
- * without the SMTP password (notify.ts's PASSWORD_ENV: rsync and ssh have no use for it, and
+ * without the SMTP password (PASSWORD_ENV: rsync and ssh have no use for it, and
  * an ssh_config with `SendEnv *` would hand it to the server), and in the C locale so that its
  * messages and numbers read the same everywhere.
  */
@@ -141,7 +141,7 @@ export function rsyncEnv(env: Record<string, string | undefined>): Record<string
   const out: Record<string, string | undefined> = {};
   for (const [k, v] of Object.entries(env)) {
     if (k === "RSYNC_PROTECT_ARGS" || k === "RSYNC_OLD_ARGS" || k === "RSYNC_RSH" || k === "RSYNC_CONNECT_PROG") continue;
-    if (k === "SHOOT_SMTP_PASSWORD") continue;
+    if (k === PASSWORD_ENV) continue;
     out[k] = v;
   }
   out.LC_ALL = "C";

@@ -183,12 +183,15 @@ async function serverSteps(
   const scanStarted = performance.now();
   if (!firstRun && newest) {
     const quick = await unchangedOnEveryCore(cfg, dir, newest);
-    if (quick) {
-      for (const w of quick.warnings) run.warn(w.code, w.message);
+    if (quick.unchanged) {
+      const { check, archive } = quick.unchanged;
+      for (const w of check.warnings) run.warn(w.code, w.message);
       const scanMs = Math.round(performance.now() - scanStarted);
-      run.step("scan", `scanned ${quick.entries} entries in ${scanMs} ms (${quick.threads} thread${quick.threads === 1 ? "" : "s"}): nothing changed since ${newest}`, "SCANNED", { entries: quick.entries, bytes: quick.bytes });
-      return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive: quick.archive };
+      run.step("scan", `scanned ${check.entries} entries in ${scanMs} ms (${check.threads} thread${check.threads === 1 ? "" : "s"}): nothing changed since ${newest}`, "SCANNED", { entries: check.entries, bytes: check.bytes });
+      return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive };
     }
+    // not an error (the walk below decides alone), but slower: the record says why
+    if (quick.problem) run.step("scan", `the walk on every core could not finish (${quick.problem}): walking again on one`);
     checkAbort();
   }
   let scan: ScanResult;
@@ -262,21 +265,27 @@ async function serverSteps(
 }
 
 /**
- * The common cron run: nothing changed. Answered by the parallel walk (scan-parallel.ts);
- * undefined whenever the answer is anything but a clear "unchanged, and the archive is
- * whole", and the ordinary scan then decides and says why.
+ * The common cron run: nothing changed. Answered by the parallel walk (scan-parallel.ts)
+ * only when the answer is a clear "unchanged, and the archive is whole"; otherwise the
+ * ordinary scan decides and says why, and `problem` tells why the parallel walk could not.
  */
-async function unchangedOnEveryCore(cfg: ServerConfig, dir: string, newest: string): Promise<(QuickCheck & { archive: ArchiveInfo }) | undefined> {
-  if (!newest.endsWith(EXTENSIONS[cfg.compression])) return undefined;
+async function unchangedOnEveryCore(cfg: ServerConfig, dir: string, newest: string): Promise<{ unchanged?: { check: QuickCheck; archive: ArchiveInfo }; problem?: string }> {
+  if (!newest.endsWith(EXTENSIONS[cfg.compression])) return {};
+  let check: QuickCheck;
   try {
-    const quick = await quickCompare(cfg.sources, { excludes: cfg.exclude, skip: [dir] }, path.join(dir, newest + LIST_SUFFIX));
-    const header = quick.header;
-    if (!quick.same || !header?.md5 || header.size === undefined) return undefined;
-    if (safeStat(path.join(dir, newest))?.size !== header.size) return undefined;
-    return { ...quick, archive: { file: newest, size: header.size, md5: header.md5, sha256: header.sha256 } };
-  } catch {
-    return undefined;
+    check = await quickCompare(cfg.sources, { excludes: cfg.exclude, skip: [dir] }, path.join(dir, newest + LIST_SUFFIX));
+  } catch (e) {
+    return { problem: errorMessage(e) };
   }
+  if (check.failure !== undefined) return { problem: check.failure };
+  const archive = check.same && check.header ? archiveOfList(dir, newest, check.header) : undefined;
+  return archive ? { unchanged: { check, archive } } : {};
+}
+
+/** The archive a file list describes, if the file is still there at the size recorded: "unchanged" must never point at a broken file. */
+function archiveOfList(dir: string, file: string, h: ListHeader): ArchiveInfo | undefined {
+  if (!h.md5 || h.size === undefined || safeStat(path.join(dir, file))?.size !== h.size) return undefined;
+  return { file, size: h.size, md5: h.md5, sha256: h.sha256 };
 }
 
 function compareWithNewest(cfg: ServerConfig, dir: string, newest: string, scan: ScanResult): { unchanged: boolean; summary: string; bytes?: number; archive?: ArchiveInfo } {
@@ -286,9 +295,8 @@ function compareWithNewest(cfg: ServerConfig, dir: string, newest: string, scan:
     text = fs.readFileSync(path.join(dir, newest + LIST_SUFFIX), "utf8");
     if (newest.endsWith(EXTENSIONS[cfg.compression]) && sameAsList(scan, text)) {
       const h = JSON.parse(text.slice(0, text.indexOf("\n"))) as ListHeader;
-      const archive = h.md5 && h.size !== undefined ? { file: newest, size: h.size, md5: h.md5, sha256: h.sha256 } : undefined;
-      // the archive must still be what its list describes, or "unchanged" would point at a broken file
-      if (archive && safeStat(path.join(dir, newest))?.size === archive.size) return { unchanged: true, summary: "unchanged", bytes: h.bytes, archive };
+      const archive = archiveOfList(dir, newest, h);
+      if (archive) return { unchanged: true, summary: "unchanged", bytes: h.bytes, archive };
       return { unchanged: false, summary: `${newest} is not the size its file list records: making a new archive`, bytes: h.bytes };
     }
     list = parseList(text);

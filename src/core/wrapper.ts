@@ -7,7 +7,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { code, codeInfo, codeName, isFinal, type CodeName } from "./codes.ts";
-import type { ServerConfig } from "./config.ts";
+import { PASSWORD_ENV, type ServerConfig } from "./config.ts";
 import type { Deps } from "./deps.ts";
 import { errnoCode, errorMessage } from "./errors.ts";
 import { removeLeftovers } from "./leftovers.ts";
@@ -112,11 +112,11 @@ function recoverPrevious(dir: string, records: StatusRecord[], status: StatusWri
 /**
  * The server's environment: the wrapper's, without Bun's own variables (BUN_OPTIONS can
  * preload code, BUN_BE_BUN turns the binary into a plain runtime): a stray line in a crontab
- * must not change what the backup runs. Nor the SMTP password (notify.ts's PASSWORD_ENV): the
+ * must not change what the backup runs. Nor the SMTP password (PASSWORD_ENV): the
  * wrapper mails the report, the server never does, so a secret has no business there.
  */
 export function childEnv(env: Record<string, string | undefined>): Record<string, string | undefined> {
-  return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith("BUN_") && k !== "SHOOT_SMTP_PASSWORD"));
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith("BUN_") && k !== PASSWORD_ENV));
 }
 
 interface Supervised {

@@ -21,7 +21,7 @@ import { writeArchive, writeServerStatus } from "../helpers/serverdir.ts";
 import { relayFixture } from "../helpers/smtp.ts";
 import type { KeyPair } from "../helpers/sshd.ts";
 import { archiveName } from "../../src/core/naming.ts";
-import { PASSWORD_ENV } from "../../src/core/notify.ts";
+import { PASSWORD_ENV } from "../../src/core/config.ts";
 import { rshString, sshArgv } from "../../src/core/rsync.ts";
 import { spawner } from "../../src/io/process.ts";
 
