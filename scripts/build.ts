@@ -149,6 +149,9 @@ async function compile(target: Target, outfile: string, version: string): Promis
   // the source map is embedded in the binary (stack traces name src/ files); the copy Bun
   // also writes beside it is not shipped
   fs.rmSync(`${outfile}.map`, { force: true });
+  // so are the maps of the chunks and the worker (splitting), which would pile up in dist/
+  const dir = path.dirname(outfile);
+  for (const f of fs.readdirSync(dir)) if (/^(chunk-[a-z0-9]+|scan-worker)\.js\.map$/.test(f)) fs.rmSync(path.join(dir, f), { force: true });
   if (!fs.existsSync(outfile)) throw new BuildError(`building ${target.name} reported success but wrote no ${outfile}`);
 }
 

@@ -389,6 +389,14 @@ function nsOf(e: { mtimeMs: number; mtimeNs?: bigint }): bigint {
   return BigInt(ms) * 1_000_000n + BigInt(Math.round((e.mtimeMs - ms) * 1e6));
 }
 
+/**
+ * Whether a file's mtime is no longer the scanned one: to the microsecond when the entry
+ * knows its mtime that closely (a list records whole microseconds), else to the millisecond.
+ */
+function mtimeMoved(nowMs: number, e: { mtimeMs: number; mtimeNs?: bigint }): boolean {
+  return e.mtimeNs !== undefined ? Math.abs(nowMs - Number(e.mtimeNs) / 1e6) >= 0.001 : Math.floor(nowMs) !== Math.floor(e.mtimeMs);
+}
+
 /** A stable 32-bit hash of a name (FNV-1a over UTF-16 units), for header cut decisions. */
 function nameToken(name: string): number {
   let h = 0x811c9dc5;
@@ -525,7 +533,7 @@ export async function writeArchive(
         size = st.size;
         openedMtimeMs = st.mtimeMs;
         // (a hard link standing in for its left-out first name has no scanned size to compare)
-        if ((e.type === "file" && size !== e.size) || Math.floor(st.mtimeMs) !== Math.floor(e.mtimeMs)) {
+        if ((e.type === "file" && size !== e.size) || mtimeMoved(st.mtimeMs, e)) {
           // archive the file as it is now, with the metadata that goes with this content
           const what = e.type === "file" && size !== e.size ? `size ${e.size} → ${size} bytes` : "modification time";
           warn("FILE_CHANGED", e.source, `${e.source}: changed since the scan (${what}); archived as found`);

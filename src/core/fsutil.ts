@@ -16,8 +16,12 @@ export function fsyncDir(dir: string): void {
   }
 }
 
-/** Write `content` to dir/name through a temporary file: readers see the old or the new file, never a part. */
-export function writeFileAtomic(dir: string, name: string, content: string | Uint8Array | Iterable<string>, mode = 0o600): void {
+/**
+ * Write `content` to dir/name through a temporary file: readers see the old or the new file,
+ * never a part. Pieces of text are gathered into writes of about 1 MiB; a piece of bytes is
+ * written before the next piece is asked for, so a reader may hand the same buffer each time.
+ */
+export function writeFileAtomic(dir: string, name: string, content: string | Uint8Array | Iterable<string | Uint8Array>, mode = 0o600): void {
   const tmp = path.join(dir, `${TEMP_PREFIX}${name}`);
   const fd = fs.openSync(tmp, "w", mode);
   try {
@@ -37,19 +41,94 @@ function writeAll(fd: number, bytes: Uint8Array): void {
   for (let at = 0; at < bytes.length; ) at += fs.writeSync(fd, bytes, at, bytes.length - at);
 }
 
-/** Pieces gathered into writes of about 1 MiB: the whole text is never held at once. */
-function writePieces(fd: number, pieces: Iterable<string>): void {
+function writePieces(fd: number, pieces: Iterable<string | Uint8Array>): void {
   let batch: string[] = [];
   let size = 0;
+  const flush = () => {
+    if (batch.length) writeAll(fd, Buffer.from(batch.join("")));
+    batch = [];
+    size = 0;
+  };
   for (const p of pieces) {
-    batch.push(p);
-    if ((size += p.length) >= 1 << 20) {
-      writeAll(fd, Buffer.from(batch.join("")));
-      batch = [];
-      size = 0;
+    if (typeof p !== "string") {
+      flush();
+      writeAll(fd, p);
+    } else {
+      batch.push(p);
+      if ((size += p.length) >= 1 << 20) flush();
     }
   }
-  if (batch.length) writeAll(fd, Buffer.from(batch.join("")));
+  flush();
+}
+
+/** The bytes of a file in pieces of up to 1 MiB, each in the same buffer: use one before asking for the next. */
+export function* readChunks(file: string): Generator<Uint8Array> {
+  const fd = fs.openSync(file, "r");
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (let n = fs.readSync(fd, buf, 0, buf.length, null); n > 0; n = fs.readSync(fd, buf, 0, buf.length, null)) yield buf.subarray(0, n);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * The lines of a text file, read in pieces of 1 MiB: a list of a million files is never in
+ * memory whole. A last line without its newline is given too.
+ */
+export function* readLines(file: string): Generator<string> {
+  const fd = fs.openSync(file, "r");
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    let carry = "";
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      // cut at the last newline: a newline byte is never part of a longer UTF-8 character
+      const cut = buf.lastIndexOf(10, n - 1);
+      if (cut < 0) {
+        carry += buf.toString("utf8", 0, n);
+        continue;
+      }
+      const lines = (carry + buf.toString("utf8", 0, cut)).split("\n");
+      carry = buf.toString("utf8", cut + 1, n);
+      yield* lines;
+    }
+    if (carry !== "") yield carry;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Lines appended to a new file (created for the owner only), written in pieces of about 1 MiB. */
+export class LineWriter {
+  private readonly fd: number;
+  private batch: string[] = [];
+  private size = 0;
+
+  constructor(readonly file: string) {
+    this.fd = fs.openSync(file, "wx", 0o600);
+  }
+
+  line(line: string): void {
+    this.batch.push(line);
+    if ((this.size += line.length + 1) >= 1 << 20) this.flush();
+  }
+
+  /** Write what is left and close; the file stays. */
+  close(): void {
+    try {
+      this.flush();
+    } finally {
+      fs.closeSync(this.fd);
+    }
+  }
+
+  private flush(): void {
+    if (this.batch.length) writeAll(this.fd, Buffer.from(`${this.batch.join("\n")}\n`));
+    this.batch = [];
+    this.size = 0;
+  }
 }
 
 /** The names in a directory; none when it does not exist (yet). */

@@ -177,15 +177,29 @@ export interface QuickCheck {
   failure?: string;
   /** The recorded list's header, when it has one. */
   header?: ListHeader;
+  /** Not walked: the list holds more entries than the parallel walk takes on. */
+  tooLarge?: boolean;
 }
+
+/**
+ * The walk's lines are held until they can be compared in order, about 100 bytes a file. Above
+ * this many entries (some 40 MB of lines) the server's one-thread walk, which compares as it
+ * goes and holds nothing, is used instead: memory must not grow with the tree.
+ */
+export const MAX_ENTRIES = 400_000;
 
 /**
  * Walk the sources on every core and compare with the recorded list in `listFile`. A worker that fails makes the answer "differs", never
  * a wrong "same".
  */
-export async function quickCompare(sources: readonly string[], setup: WalkSetup, listFile: string, threads = workerThreads()): Promise<QuickCheck> {
+export async function quickCompare(sources: readonly string[], setup: WalkSetup, listFile: string, threads = workerThreads(), maxEntries = MAX_ENTRIES): Promise<QuickCheck> {
   // opened first: without a list there is nothing to compare with, and no walk is wasted
   const list = new ListCursor(listFile);
+  const header = list.header();
+  if (!header || header.entries > maxEntries) {
+    list.close();
+    return { same: false, entries: 0, bytes: 0, warnings: [], threads: 0, header, tooLarge: header !== undefined };
+  }
   const walker = taskWalker(setup);
   const workers: Worker[] = [];
   const pending: Array<Promise<void>> = [];
@@ -228,7 +242,8 @@ export async function quickCompare(sources: readonly string[], setup: WalkSetup,
     }
     if (failure === undefined && (results.length < tasks.length || results.some((r) => !r))) out.failure = "a task was not walked";
     if (out.failure !== undefined) return out;
-    out.same = sameLines(list, segments, results as TaskResult[], out);
+    out.header = header;
+    out.same = sameLines(list, header, segments, results as TaskResult[], out);
     return out;
   } finally {
     for (const w of workers) w.terminate();
@@ -250,7 +265,7 @@ class ListCursor {
     this.fd = fs.openSync(file, "r");
   }
 
-  /** The header line, or undefined when the list does not start with one. */
+  /** The header line, or undefined when the list does not start with one; read once, first. */
   header(): ListHeader | undefined {
     this.fill();
     const s = listStart(this.buf.subarray(0, this.end));
@@ -287,10 +302,7 @@ class ListCursor {
 }
 
 /** Compare the walk's lines, in order, with the list; settles hard links on the way. */
-function sameLines(list: ListCursor, segments: Segment[], results: TaskResult[], out: QuickCheck): boolean {
-  const header = list.header();
-  out.header = header;
-  if (!header) return false;
+function sameLines(list: ListCursor, header: ListHeader, segments: Segment[], results: TaskResult[], out: QuickCheck): boolean {
   const firstNames = new Map<string, string>();
   for (const seg of segments) {
     for (const p of "task" in seg ? results[seg.task]!.parts : seg.parts) {

@@ -1,8 +1,10 @@
 /**
- * Walk the sources into a sorted list of entries (what the archive will hold), and compare it
- * with the file list recorded for the last archive: new, changed and deleted entries, changed
- * metadata. ctime is part of the comparison, so a file rewritten with the same size and its
- * mtime set back still counts as changed.
+ * Walk the sources, entry by entry in a fixed order (what the archive will hold), and compare
+ * the walk with the file list recorded for the last archive: new, changed and deleted entries,
+ * changed metadata. ctime is part of the comparison, so a file rewritten with the same size and
+ * its mtime set back still counts as changed. Nothing here holds the whole tree: entries go to
+ * a callback as they are found, and lists are read and written a line at a time, so memory does
+ * not grow with the number of files.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -26,8 +28,8 @@ export interface ScanWarning {
   message: string;
 }
 
-export interface ScanResult {
-  entries: ScanEntry[];
+export interface ScanSummary {
+  entries: number;
   /** Bytes of file content (hard links counted once). */
   bytes: number;
   warnings: ScanWarning[];
@@ -84,10 +86,27 @@ function archiveNameOf(abs: string): string {
   return abs.replace(/^\/+/, "");
 }
 
-/** Sources with those inside another source removed (they would be archived twice). */
+/**
+ * Sources with those inside another source removed (they would be archived twice), in walk
+ * order: the whole walk is then in one order, which lets two walks be compared in one pass.
+ */
 export function normaliseSources(sources: readonly string[]): string[] {
-  const sorted = [...new Set(sources.map((s) => path.resolve(s)))].sort();
+  const sorted = [...new Set(sources.map((s) => path.resolve(s)))].sort((a, b) => walkOrder(archiveNameOf(a), archiveNameOf(b)));
   return sorted.filter((s) => !sorted.some((o) => o !== s && (o === "/" || s.startsWith(`${o}/`))));
+}
+
+/**
+ * The order in which the walk meets two archive names: a directory before what it holds, and
+ * the names in one directory in the order of `Array.prototype.sort` (UTF-16 code units), the
+ * way each directory's listing is sorted.
+ */
+export function walkOrder(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
+  // where the names part, the end of a name sorts first, then the end of a component ("/")
+  const rank = (s: string) => (i === s.length ? -2 : s.charCodeAt(i) === 47 ? -1 : s.charCodeAt(i));
+  return rank(a) - rank(b);
 }
 
 /**
@@ -278,12 +297,16 @@ export interface LineSink {
   linked(key: string, name: string, bytes: number, first: string, laterWithEmptyTarget: string): void;
 }
 
-export function scanSources(sources: readonly string[], opts: ScanOptions): ScanResult {
-  const entries: ScanEntry[] = [];
+/** Walk the sources in walk order, giving each entry to `visit` as it is found; hard links are settled on the way. */
+export function scanSources(sources: readonly string[], opts: ScanOptions, visit: (e: ScanEntry) => void): ScanSummary {
   const walker = new TreeWalker(opts.matcher, opts.skip, opts.owners ?? systemOwners(), new Map());
+  let entries = 0;
   let bytes = 0;
   const take = (e: ScanEntry): void => {
-    if (e.name !== "") entries.push(e);
+    if (e.name !== "") {
+      entries++;
+      visit(e);
+    }
     if (e.type === "file") bytes += e.size;
     else if (e.type === "dir") walker.children(e.source, e.nameJson, take);
   };
@@ -343,15 +366,37 @@ function jsonStringEnd(s: string, from: number): number {
   return -1;
 }
 
-/** The file list, a line at a time: written as it is made, a large tree's list is never in memory whole. */
-export function* listLines(archive: string, scan: ScanResult, sums: { size: number; md5: string; sha256: string }): Generator<string> {
-  const header: ListHeader = { format: LIST_FORMAT, v: LIST_VERSION, archive, entries: scan.entries.length, bytes: scan.bytes, ...sums };
-  yield `${JSON.stringify(header)}\n`;
-  for (const e of scan.entries) yield `${entryLine(e)}\n`;
+/** The key of a list line: the entry's name as JSON, as it starts the line; undefined for a line that is not an entry. */
+export function lineKey(line: string): string | undefined {
+  const end = line.charCodeAt(0) === 91 && line.charCodeAt(1) === 34 ? jsonStringEnd(line, 1) : -1;
+  return end < 0 ? undefined : line.slice(1, end);
 }
 
-export function renderList(archive: string, scan: ScanResult, sums: { size: number; md5: string; sha256: string }): string {
-  return [...listLines(archive, scan, sums)].join("");
+function nameOfKey(key: string): string {
+  return key.includes("\\") ? (JSON.parse(key) as string) : key.slice(1, -1);
+}
+
+/**
+ * The archive entry a list line describes, for writing the archive from the list the scan
+ * wrote: the entries of a large tree are read back one at a time instead of held. The mtime
+ * comes back in whole microseconds, as the list records it.
+ */
+export function entryFromLine(line: string, owners?: OwnerNames): ArchiveEntry {
+  const [name, type, mode, uid, gid, size, mtimeUs, , , link] = JSON.parse(line) as [string, EntryType, number, number, number, number, number, number, number, string | null];
+  return {
+    source: `/${name}`,
+    name,
+    type,
+    mode,
+    uid,
+    gid,
+    uname: owners?.user(uid),
+    gname: owners?.group(gid),
+    size,
+    mtimeMs: mtimeUs / 1000,
+    mtimeNs: BigInt(mtimeUs) * 1000n,
+    linkTarget: link ?? undefined,
+  };
 }
 
 export interface RecordedList {
@@ -368,9 +413,9 @@ export function parseList(text: string): RecordedList {
   for (let i = 1; i < lines.length; i++) {
     const l = lines[i]!;
     if (l === "") continue;
-    const end = l.charCodeAt(0) === 91 && l.charCodeAt(1) === 34 ? jsonStringEnd(l, 1) : -1;
-    if (end < 0) throw new Error(`file list line ${i + 1} is not an entry`);
-    map.set(l.slice(1, end), l);
+    const key = lineKey(l);
+    if (key === undefined) throw new Error(`file list line ${i + 1} is not an entry`);
+    map.set(key, l);
   }
   if (map.size !== header.entries) throw new Error(`file list holds ${map.size} entries, its header says ${header.entries} (truncated?)`);
   return { header, lines: map };
@@ -389,22 +434,6 @@ export function listStart(text: string | Uint8Array): { header: ListHeader; pos:
   }
 }
 
-/**
- * True when the scan produces exactly the lines of the recorded list, in order: the common
- * "nothing changed" case, decided in one pass without building a map of the list.
- */
-export function sameAsList(scan: ScanResult, text: string): boolean {
-  const start = listStart(text);
-  if (!start || start.header.entries !== scan.entries.length) return false;
-  let pos = start.pos;
-  for (const e of scan.entries) {
-    const line = entryLine(e);
-    if (!text.startsWith(line, pos) || text.charCodeAt(pos + line.length) !== 10) return false;
-    pos += line.length + 1;
-  }
-  return pos === text.length;
-}
-
 export interface Changes {
   added: number;
   changed: number;
@@ -413,32 +442,60 @@ export interface Changes {
   examples: string[];
 }
 
-export function compareWithList(scan: ScanResult, list: RecordedList): Changes {
-  const ch: Changes = { added: 0, changed: 0, removed: 0, examples: [] };
-  const note = (what: string, name: string) => {
-    if (ch.examples.length < 10) ch.examples.push(`${what} /${name}`);
-  };
-  let matched = 0;
-  for (const e of scan.entries) {
-    const key = e.nameJson;
-    const prev = list.lines.get(key);
-    if (prev === undefined) {
-      ch.added++;
-      note("new", e.name);
-    } else {
-      matched++;
-      if (prev !== entryLine(e)) {
-        ch.changed++;
-        note("changed", e.name);
+/**
+ * Compares a walk with the recorded list in one pass, both in walk order, the way a merge
+ * does: neither is held whole. A recorded line the walk has passed without meeting its name
+ * was deleted; a walked name the list has passed was added.
+ */
+export class ListComparer {
+  readonly changes: Changes = { added: 0, changed: 0, removed: 0, examples: [] };
+  private line: string | undefined;
+  private key: string | undefined;
+
+  /** @param recorded the list's entry lines, after its header */
+  constructor(private readonly recorded: Iterator<string>) {
+    this.advance();
+  }
+
+  /** The walk's next entry: its name, its key (the name as JSON) and its whole line. */
+  next(name: string, key: string, line: string): void {
+    while (this.key !== undefined && this.key !== key && walkOrder(nameOfKey(this.key), name) < 0) {
+      this.note("deleted", nameOfKey(this.key));
+      this.changes.removed++;
+      this.advance();
+    }
+    if (this.key === key) {
+      if (this.line !== line) {
+        this.changes.changed++;
+        this.note("changed", name);
       }
+      this.advance();
+    } else {
+      this.changes.added++;
+      this.note("new", name);
     }
   }
-  ch.removed = list.lines.size - matched;
-  if (ch.removed > 0 && ch.examples.length < 10) {
-    const now = new Set(scan.entries.map((e) => e.nameJson));
-    for (const key of list.lines.keys()) if (!now.has(key)) note("deleted", JSON.parse(key) as string);
+
+  /** What differs, once the walk has ended. */
+  finish(): Changes {
+    while (this.key !== undefined) {
+      this.note("deleted", nameOfKey(this.key));
+      this.changes.removed++;
+      this.advance();
+    }
+    return this.changes;
   }
-  return ch;
+
+  private note(what: string, name: string): void {
+    if (this.changes.examples.length < 10) this.changes.examples.push(`${what} /${name}`);
+  }
+
+  private advance(): void {
+    const r = this.recorded.next();
+    this.line = r.done ? undefined : r.value;
+    if (this.line === undefined) this.key = undefined;
+    else if ((this.key = lineKey(this.line)) === undefined) throw new Error(`the recorded file list holds a line that is not an entry: ${this.line.slice(0, 80)}`);
+  }
 }
 
 export function hasChanges(c: Changes): boolean {

@@ -2,6 +2,9 @@ import { afterEach, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { loadConfig, requireServer } from "../../src/core/config.ts";
+import { realDeps, silentLog } from "../../src/core/deps.ts";
+import { runServer } from "../../src/core/server.ts";
 import { runShoot } from "../helpers/cli.ts";
 import { archivesIn, serverFixture, statusRecords, tempDir, type ServerFixture } from "../helpers/fixture.ts";
 import { requireTool } from "../helpers/tools.ts";
@@ -54,31 +57,53 @@ describe("shoot server", () => {
     expect(statusRecords(path.join(fx.backup, "server.status.1")).at(-1)!.code).toBe(30);
   }, T);
 
-  const changes: Array<[string, (src: string) => void]> = [
-    ["edit", (s) => fs.appendFileSync(path.join(s, "etc/hosts"), "10.0.0.1 db\n")],
-    ["add", (s) => fs.writeFileSync(path.join(s, "home/ann/new.txt"), "new")],
-    ["delete", (s) => fs.rmSync(path.join(s, "var/www/index.html"))],
-    ["chmod", (s) => fs.chmodSync(path.join(s, "etc/app/app.conf"), 0o600)],
-    ["empty dir added", (s) => fs.mkdirSync(path.join(s, "home/ann/empty/deeper"))],
+  // what changed, and how the SCANNED record counts it (a directory whose contents changed counts too)
+  const changes: Array<[string, (src: string) => void, string]> = [
+    ["edit", (s) => fs.appendFileSync(path.join(s, "etc/hosts"), "10.0.0.1 db\n"), "0 new, 1 changed, 0 deleted (changed /SRC/etc/hosts)"],
+    ["add", (s) => fs.writeFileSync(path.join(s, "home/ann/new.txt"), "new"), "1 new, 1 changed, 0 deleted (changed /SRC/home/ann, new /SRC/home/ann/new.txt)"],
+    ["delete", (s) => fs.rmSync(path.join(s, "var/www/index.html")), "0 new, 1 changed, 1 deleted (changed /SRC/var/www, deleted /SRC/var/www/index.html)"],
+    ["chmod", (s) => fs.chmodSync(path.join(s, "etc/app/app.conf"), 0o600), "0 new, 1 changed, 0 deleted (changed /SRC/etc/app/app.conf)"],
+    ["empty dir added", (s) => fs.mkdirSync(path.join(s, "home/ann/empty/deeper")), "1 new, 1 changed, 0 deleted (changed /SRC/home/ann/empty, new /SRC/home/ann/empty/deeper)"],
     ["same size, mtime set back", (s) => {
       const p = path.join(s, "etc/app/app.conf");
       const st = fs.statSync(p);
       fs.writeFileSync(p, "answer = 43\n");
       fs.utimesSync(p, st.atime, st.mtime);
-    }],
+    }, "0 new, 1 changed, 0 deleted (changed /SRC/etc/app/app.conf)"],
   ];
-  for (const [what, change] of changes) {
-    test(`${what} → new archive (4)`, async () => {
+  for (const [what, change, counted] of changes) {
+    test(`${what} → new archive (4), counted; then unchanged (9)`, async () => {
       fx = serverFixture();
       expect((await server()).final.code).toBe(30);
       change(fx.src);
       const r = await server();
       expect(r.final.code).toBe(4);
       expect(r.code).toBe(0);
+      const scanned = statusRecords(path.join(fx.backup, "server.status")).find((x) => x.name === "SCANNED")!;
+      expect(scanned.msg).toMatch(/^scanned \d+ entries in \d+ ms: /);
+      expect(scanned.msg.replace(/^scanned \d+ entries in \d+ ms: /, "")).toBe(counted.replaceAll("/SRC", fx.src));
       expect(archivesIn(fx.backup)).toHaveLength(2);
       md5sumCheck(fx.backup);
+      // the list written for the new archive is exactly what the next walk finds
+      expect((await server()).final.code).toBe(9);
+      expect(fs.readdirSync(fx.backup).filter((n) => n.startsWith(".shoot-tmp-"))).toEqual([]);
     }, T);
   }
+
+  test("above the parallel walk's limit the unchanged check walks on one thread, comparing as it goes (9)", async () => {
+    fx = serverFixture();
+    expect((await server()).final.code).toBe(30);
+    const cfg = requireServer(loadConfig(fx.config));
+    const o = await runServer(cfg, realDeps(silentLog), { maxParallelEntries: 3 });
+    expect(o.code).toBe(9);
+    const recs = statusRecords(path.join(fx.backup, "server.status"));
+    expect(recs.map((r) => r.msg)).toContain("the last file list holds over 3 entries: walking on one thread, which compares as it goes");
+    expect(recs.find((r) => r.name === "SCANNED")!.msg).toMatch(/^scanned \d+ entries in \d+ ms: nothing changed since test-/);
+    expect(fs.readdirSync(fx.backup).filter((n) => n.startsWith(".shoot-tmp-"))).toEqual([]);
+    // and a change is still seen on that path
+    fs.appendFileSync(path.join(fx.src, "etc/hosts"), "more\n");
+    expect((await runServer(cfg, realDeps(silentLog), { maxParallelEntries: 3 })).code).toBe(4);
+  }, T);
 
   test("round trip through GNU tar restores contents and metadata", async () => {
     requireTool("tar");

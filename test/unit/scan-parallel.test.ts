@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { compileExcludes } from "../../src/core/exclude.ts";
 import { quickCompare } from "../../src/core/scan-parallel.ts";
-import { renderList, scanSources } from "../../src/core/scan.ts";
+import { entryLine, LIST_FORMAT, LIST_VERSION, scanSources } from "../../src/core/scan.ts";
 import { tempDir } from "../helpers/fixture.ts";
 import { requireTool } from "../helpers/tools.ts";
 
@@ -44,8 +44,10 @@ function makeTree(): { src: string; other: string; backup: string } {
 }
 
 function recordedList(sources: string[], backup: string): { text: string; entries: number; bytes: number } {
-  const scan = scanSources(sources, { matcher: compileExcludes(EXCLUDES), skip: [backup] });
-  return { text: renderList("a.tar.gz", scan, { size: 1, md5: "0", sha256: "0" }), entries: scan.entries.length, bytes: scan.bytes };
+  const lines: string[] = [];
+  const scan = scanSources(sources, { matcher: compileExcludes(EXCLUDES), skip: [backup] }, (e) => lines.push(`${entryLine(e)}\n`));
+  const header = { format: LIST_FORMAT, v: LIST_VERSION, archive: "a.tar.gz", entries: scan.entries, bytes: scan.bytes, size: 1, md5: "0", sha256: "0" };
+  return { text: `${JSON.stringify(header)}\n${lines.join("")}`, entries: scan.entries, bytes: scan.bytes };
 }
 
 function check(sources: string[], backup: string, text: string, threads: number) {

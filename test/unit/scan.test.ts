@@ -1,0 +1,133 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { compileExcludes } from "../../src/core/exclude.ts";
+import { readChunks, readLines } from "../../src/core/fsutil.ts";
+import { entryFromLine, entryLine, ListComparer, normaliseSources, scanSources, walkOrder, type ScanEntry } from "../../src/core/scan.ts";
+import { tempDir } from "../helpers/fixture.ts";
+
+let root: string | undefined;
+afterEach(() => {
+  if (root) fs.rmSync(root, { recursive: true, force: true });
+  root = undefined;
+});
+
+function walk(sources: string[]): ScanEntry[] {
+  const seen: ScanEntry[] = [];
+  scanSources(sources, { matcher: compileExcludes([]), skip: [] }, (e) => seen.push(e));
+  return seen;
+}
+
+describe("walk order", () => {
+  const cases: Array<[string, string, "<" | ">" | "="]> = [
+    ["a", "a", "="],
+    ["", "etc", "<"],
+    ["a", "a/b", "<"],
+    // a directory's contents come before a sibling whose name goes on with a character below "/"
+    ["a/z", "a b", "<"],
+    ["a/z", "a-b", "<"],
+    ["a/z", "a0", "<"],
+    ["a b", "a", ">"],
+    ["B", "a", "<"],
+    ["x/ä", "x/z", ">"],
+    ["x/y/z", "x/y", ">"],
+    ["srv/data", "etc/hosts", ">"],
+  ];
+  for (const [a, b, want] of cases) {
+    test(`${JSON.stringify(a)} ${want} ${JSON.stringify(b)}`, () => {
+      const got = walkOrder(a, b);
+      expect(got < 0 ? "<" : got > 0 ? ">" : "=").toBe(want);
+      const back = walkOrder(b, a);
+      expect(back < 0 ? "<" : back > 0 ? ">" : "=").toBe(want === "<" ? ">" : want === ">" ? "<" : "=");
+    });
+  }
+
+  test("the walk meets every name in walk order, across sources too", () => {
+    root = tempDir();
+    for (const d of ["a/inner/deep", "a b/x", "a-b", "a.b/y", "B", "ä/ö", "z", "a0"]) fs.mkdirSync(path.join(root, d), { recursive: true });
+    for (const f of ["a/file", "a/inner/f", "a b/x/f", "B/f", "ä/ö/f", "z/f"]) fs.writeFileSync(path.join(root, f), f);
+    const names = walk([root]).map((e) => e.name);
+    expect(names.length).toBe(20); // the source, 13 directories, 6 files
+    expect(names).toEqual([...names].sort(walkOrder));
+
+    // "a b" sorts before "a/…" as a string, after it in the walk: sources follow the walk
+    const sources = normaliseSources([path.join(root, "a b"), path.join(root, "a")]);
+    expect(sources).toEqual([path.join(root, "a"), path.join(root, "a b")]);
+    const both = walk(sources).map((e) => e.name);
+    expect(both).toEqual([...both].sort(walkOrder));
+  });
+});
+
+/** A file-list line for a name, with `v` standing for its metadata. */
+const line = (name: string, v = 1) => `[${JSON.stringify(name)},"file",420,0,0,1,${v},0,1,null]`;
+
+function compare(recorded: Array<[string, number?]>, walked: Array<[string, number?]>) {
+  const c = new ListComparer(recorded.map(([n, v]) => line(n, v))[Symbol.iterator]());
+  for (const [n, v] of walked) c.next(n, JSON.stringify(n), line(n, v));
+  return c.finish();
+}
+
+describe("comparing a walk with the recorded list in one pass", () => {
+  const tree: Array<[string, number?]> = [["srv"], ["srv/a"], ["srv/a/1"], ["srv/a/2"], ["srv/a b"], ["srv/b"], ["srv/b/x"], ["srv/c"]];
+  const cases: Array<[string, Array<[string, number?]>, { added: number; changed: number; removed: number; examples: string[] }]> = [
+    ["the same", tree, { added: 0, changed: 0, removed: 0, examples: [] }],
+    ["one changed", tree.map(([n]) => [n, n === "srv/a/2" ? 2 : 1]), { added: 0, changed: 1, removed: 0, examples: ["changed /srv/a/2"] }],
+    ["one new inside a subtree", [...tree.slice(0, 4), ["srv/a/3"], ...tree.slice(4)], { added: 1, changed: 0, removed: 0, examples: ["new /srv/a/3"] }],
+    ["one new first and one last", [["etc"], ...tree, ["srv/d"]], { added: 2, changed: 0, removed: 0, examples: ["new /etc", "new /srv/d"] }],
+    ["a directory deleted with what it held", tree.filter(([n]) => !n.startsWith("srv/a/") && n !== "srv/a"), { added: 0, changed: 0, removed: 3, examples: ["deleted /srv/a", "deleted /srv/a/1", "deleted /srv/a/2"] }],
+    ["a rename", tree.map(([n]) => [n === "srv/c" ? "srv/d" : n]), { added: 1, changed: 0, removed: 1, examples: ["deleted /srv/c", "new /srv/d"] }],
+    ["everything new", [["home"], ["home/ann"]], { added: 2, changed: 0, removed: 8, examples: ["new /home", "new /home/ann", "deleted /srv", "deleted /srv/a", "deleted /srv/a/1", "deleted /srv/a/2", "deleted /srv/a b", "deleted /srv/b", "deleted /srv/b/x", "deleted /srv/c"] }],
+  ];
+  for (const [what, walked, want] of cases) {
+    test(what, () => expect(compare(tree, walked)).toEqual(want));
+  }
+
+  test("names that need escaping are matched by their JSON key", () => {
+    const odd = "srv/new\nline \"quoted\" \\ back";
+    expect(compare([["srv"], [odd, 1]], [["srv"], [odd, 2]])).toEqual({ added: 0, changed: 1, removed: 0, examples: [`changed /${odd}`] });
+  });
+
+  test("no more than ten examples are kept", () => {
+    const many: Array<[string, number?]> = Array.from({ length: 30 }, (_, i) => [`f${String(i).padStart(2, "0")}`]);
+    const r = compare([], many);
+    expect(r.added).toBe(30);
+    expect(r.examples).toHaveLength(10);
+  });
+
+  test("a recorded line that is not an entry stops the comparison with an error that quotes it", () => {
+    expect(() => compare([["srv"], ["x"]], []).removed).not.toThrow();
+    const c = () => new ListComparer(["garbage here"][Symbol.iterator]());
+    expect(c).toThrow(/not an entry: garbage here/);
+  });
+});
+
+describe("lists on disk", () => {
+  test("readLines gives every line across 1 MiB reads, multi-byte characters and a missing last newline", () => {
+    root = tempDir();
+    const lines = ["first", "é".repeat(700_000), "", "x".repeat(1_500_000), ...Array.from({ length: 5000 }, (_, i) => `line ${i} ✓ ${"é".repeat(i % 300)}`), "last without newline"];
+    const file = path.join(root, "list");
+    fs.writeFileSync(file, lines.join("\n"));
+    expect([...readLines(file)]).toEqual(lines);
+    let bytes = 0;
+    for (const c of readChunks(file)) bytes += c.length;
+    expect(bytes).toBe(fs.statSync(file).size);
+  });
+
+  test("an entry read back from its list line is the entry the walk found", () => {
+    root = tempDir();
+    fs.mkdirSync(path.join(root, "d"));
+    fs.writeFileSync(path.join(root, "d", "f"), "12345");
+    fs.chmodSync(path.join(root, "d", "f"), 0o640);
+    fs.symlinkSync("../elsewhere", path.join(root, "d", "l"));
+    fs.linkSync(path.join(root, "d", "f"), path.join(root, "d", "h"));
+    fs.utimesSync(path.join(root, "d", "f"), 1_600_000_000.123456, 1_600_000_000.123456);
+    const entries = walk([root]);
+    expect(entries.map((e) => e.type)).toEqual(["dir", "dir", "file", "hardlink", "symlink"]);
+    for (const e of entries) {
+      const back = entryFromLine(entryLine(e));
+      expect(back).toMatchObject({ source: e.source, name: e.name, type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, size: e.size, linkTarget: e.linkTarget });
+      expect(back.mtimeNs).toBe(BigInt(Math.round(e.mtimeMs * 1000)) * 1000n);
+    }
+    expect(entryFromLine(entryLine(entries[2]!)).mtimeNs).toBe(1_600_000_000_123_456_000n);
+  });
+});
