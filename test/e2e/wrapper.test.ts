@@ -141,7 +141,7 @@ describe("shoot wrapper", () => {
 
   test("wrapper and server both killed (power-cut style): the next run records where it died and cleans up", async () => {
     const { good, goodBytes, w, pid } = await wrapperMidArchive();
-    await waitFor("temporary archive", () => (temps().length ? true : undefined));
+    await waitFor("temporary archive", () => (temps().some((n) => n.endsWith(".tar.gz")) ? true : undefined));
     process.kill(w.pid, "SIGKILL");
     process.kill(pid, "SIGKILL");
     await w.exited;
