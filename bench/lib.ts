@@ -81,6 +81,17 @@ export async function medianOf<T extends Measured>(n: number, step: () => Promis
   return medianRun(runs);
 }
 
+/**
+ * Run the steps in turn, n rounds (a, b, c, a, b, c, …), and keep each one's median run:
+ * this VM's speed drifts over minutes, and a peer measured just before shoot would otherwise
+ * take the drift as a difference between the two.
+ */
+export async function alternating<T extends Measured>(n: number, steps: ReadonlyArray<() => Promise<T>>): Promise<T[]> {
+  const runs: T[][] = steps.map(() => []);
+  for (let i = 0; i < n; i++) for (let s = 0; s < steps.length; s++) runs[s]!.push(await steps[s]!());
+  return runs.map(medianRun);
+}
+
 export interface Row {
   name: string;
   wallMs?: number;

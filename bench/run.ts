@@ -13,7 +13,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { parseSize } from "../src/core/units.ts";
 import { makeRng, randomBytes, textLike } from "./gen.ts";
-import { formatTable, measure, measureAll, medianOf, MiB, mbps, verdict, type Measured, type Row } from "./lib.ts";
+import { alternating, formatTable, measure, measureAll, MiB, mbps, verdict, type Measured, type Row } from "./lib.ts";
 import { sshSections } from "./pull.ts";
 import { DEFAULT_BIN, ensureBinary, type BenchContext } from "./shoot.ts";
 import { serverSection, startupSection, unchangedSection } from "./whole.ts";
@@ -161,15 +161,14 @@ async function main(): Promise<void> {
     refOut: string,
     others: Array<{ name: string; run: () => Promise<Measured>; out: string; goal?: [number, number]; rssGoal?: boolean }>,
   ) => {
-    console.error(`${label}: ${refName} ...`);
-    const r = await medianOf(runs, ref);
+    console.error(`${label}: ${[refName, ...others.map((o) => o.name)].join(", ")}, taking turns ...`);
+    const [r, ...ms] = await alternating(runs, [ref, ...others.map((o) => o.run)]);
     const refSize = fs.statSync(refOut).size;
-    rows.push({ name: refName, wallMs: r.wallMs, cpuMs: r.cpuMs, bytes, peakRss: r.peakRss, ratio: 1, note: sizeNote(refSize) });
+    rows.push({ name: refName, wallMs: r!.wallMs, cpuMs: r!.cpuMs, bytes, peakRss: r!.peakRss, ratio: 1, note: sizeNote(refSize) });
     rm(refOut);
-    for (const o of others) {
-      console.error(`${label}: ${o.name} ...`);
-      const m = await medianOf(runs, o.run);
-      const ratio = mbps(bytes, m.wallMs) / mbps(bytes, r.wallMs);
+    for (const [i, o] of others.entries()) {
+      const m = ms[i]!;
+      const ratio = mbps(bytes, m.wallMs) / mbps(bytes, r!.wallMs);
       const v = o.goal ? verdict(ratio, o.goal[0], o.goal[1]) : undefined;
       const rssOk = !o.rssGoal || m.peakRss <= 120 * MiB;
       rows.push({

@@ -10,7 +10,7 @@ import path from "node:path";
 import { code } from "../src/core/codes.ts";
 import { spawner, describeResult } from "../src/io/process.ts";
 import { makeRng, textLike } from "./gen.ts";
-import { measure, measureAll, medianOf, medianRun, MiB, verdict, type Measured } from "./lib.ts";
+import { alternating, measure, measureAll, medianRun, MiB, verdict, type Measured } from "./lib.ts";
 import { freshDir, pushPair, seconds, serverRun, writeServerConfig, type BenchContext } from "./shoot.ts";
 
 const FIRST = code("FIRST_ARCHIVE");
@@ -28,15 +28,20 @@ export async function serverSection(ctx: BenchContext, compression: "gzip" | "zs
   fs.mkdirSync(path.dirname(peerOut), { recursive: true });
   const tarFlag = compression === "gzip" ? "-z" : "--zstd";
 
-  console.error(`server ${compression}: GNU tar ${tarFlag} + md5sum ...`);
-  const peer = await medianOf(ctx.runs, () => measureAll([["tar", tarFlag, "-cf", peerOut, "-C", "/", ctx.tree.slice(1)], ["md5sum", peerOut]]));
-  const peerSize = fs.statSync(peerOut).size;
-  fs.rmSync(peerOut, { force: true });
-  console.error(`server ${compression}: shoot server (first run) ...`);
-  const shoot = await medianOf(ctx.runs, () => {
-    freshDir(backup);
-    return serverRun(ctx.bin, config, backup, FIRST);
-  });
+  console.error(`server ${compression}: GNU tar ${tarFlag} + md5sum and shoot server (first run), taking turns ...`);
+  let peerSize = 0;
+  const [peer, shoot] = (await alternating(ctx.runs, [
+    async () => {
+      const m = await measureAll([["tar", tarFlag, "-cf", peerOut, "-C", "/", ctx.tree.slice(1)], ["md5sum", peerOut]]);
+      peerSize = fs.statSync(peerOut).size;
+      fs.rmSync(peerOut, { force: true });
+      return m;
+    },
+    () => {
+      freshDir(backup);
+      return serverRun(ctx.bin, config, backup, FIRST);
+    },
+  ])) as [Measured, Awaited<ReturnType<typeof serverRun>>];
   const size = shoot.final.archive!.size;
   pushPair(ctx.rows, {
     peerName: `GNU tar ${tarFlag} + md5sum (server peer)`,

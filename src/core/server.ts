@@ -365,6 +365,8 @@ function scanToList(cfg: ServerConfig, file: string, recorded?: RecordedList): W
     });
     out.close();
     out = undefined;
+    // and once more at the end, so that the archive's buffers reuse what the walk left
+    Bun.gc(true);
     let changes: Changes | undefined;
     try {
       changes = comparer?.finish();
