@@ -195,7 +195,13 @@ export const MAX_ENTRIES = 400_000;
 export async function quickCompare(sources: readonly string[], setup: WalkSetup, listFile: string, threads = workerThreads(), maxEntries = MAX_ENTRIES): Promise<QuickCheck> {
   // opened first: without a list there is nothing to compare with, and no walk is wasted
   const list = new ListCursor(listFile);
-  const header = list.header();
+  let header: ListHeader | undefined;
+  try {
+    header = list.header();
+  } catch (e) {
+    list.close();
+    throw e;
+  }
   if (!header || header.entries > maxEntries) {
     list.close();
     return { same: false, entries: 0, bytes: 0, warnings: [], threads: 0, header, tooLarge: header !== undefined };

@@ -132,6 +132,16 @@ describe("the unchanged check on every core", () => {
     for (const text of [truncated, otherVersion, "", "not json\n"]) expect((await check([src, other], backup, text, 2)).same).toBe(false);
   }, T);
 
+  test("a list of more entries than the parallel walk takes on is not walked at all", async () => {
+    const { src, other, backup } = makeTree();
+    const list = recordedList([src, other], backup);
+    const file = path.join(root, "a.tar.gz.list");
+    fs.writeFileSync(file, list.text);
+    const r = await quickCompare([src, other], { excludes: EXCLUDES, skip: [backup] }, file, 2, list.entries - 1);
+    expect({ same: r.same, tooLarge: r.tooLarge, threads: r.threads, entries: r.entries, failure: r.failure }).toEqual({ same: false, tooLarge: true, threads: 0, entries: 0, failure: undefined });
+    expect((await quickCompare([src, other], { excludes: EXCLUDES, skip: [backup] }, file, 2, list.entries)).same).toBe(true);
+  }, T);
+
   test("a list that cannot be read is an error for the caller, and no thread is left running", async () => {
     const { src, other, backup } = makeTree();
     const failing = quickCompare([src, other], { excludes: EXCLUDES, skip: [backup] }, path.join(root, "missing.list"), 3);
