@@ -220,8 +220,7 @@ async function serverSteps(
 
   // the last archive's ratio of size to content predicts the next one's, in the same compression only
   const sameCompression = newest?.endsWith(EXTENSIONS[cfg.compression]) === true;
-  const previousBytes = sameCompression ? recorded?.header?.bytes : undefined;
-  const previousSize = sameCompression ? recorded?.header?.size : undefined;
+  const previous = sameCompression ? recorded?.header : undefined;
   if (recorded && newest) {
     const verdict = verdictOf(dir, newest, recorded, walked);
     if (verdict.archive) {
@@ -234,7 +233,7 @@ async function serverSteps(
   }
 
   // 3. free space
-  const estimate = estimateSize(cfg, scan, previousBytes, previousSize);
+  const estimate = estimateSize(cfg, scan, previous);
   run.step("space", `estimated archive size ${formatBytes(estimate)}, reserve ${formatBytes(cfg.reserve)}`);
   ensureSpace(cfg, deps, run, estimate, archives);
   checkAbort();
@@ -424,16 +423,25 @@ function* archivedList(archive: string, walkList: string, scan: ScanSummary, res
   else for (const line of readLines(walkList)) if (line !== "" && !left.has(lineKey(line) ?? "")) yield `${line}\n`;
 }
 
-/** Size the archive will take: the last archive scaled by how the sources grew, else the raw bytes. */
-export function estimateSize(cfg: Pick<ServerConfig, "compression">, scan: Pick<ScanSummary, "bytes" | "entries">, previousBytes?: number, previousSize?: number): number {
+/** Bytes of tar stream for this much content in this many entries (an upper bound). */
+function tarSize(bytes: number, entries: number): number {
   // per entry a header block, a pax header with its record (a sub-second mtime needs one, so
   // almost every file has it) and padding to the next block: 100,201 small files measured
   // 2,158 bytes an entry with their content, about 1.75 KiB of it overhead
-  const tarOverhead = scan.entries * 2048 + 10240;
-  if (cfg.compression !== "none" && previousBytes && previousSize) {
-    return Math.ceil((previousSize * (scan.bytes + tarOverhead)) / Math.max(previousBytes, 1) * 1.1) + 1024 * 1024;
+  return bytes + entries * 2048 + 10240;
+}
+
+/**
+ * Size the archive will take: the tar stream, scaled by how well the last archive of the
+ * same compression compressed its own tar stream; without one, the tar stream itself.
+ */
+export function estimateSize(cfg: Pick<ServerConfig, "compression">, scan: Pick<ScanSummary, "bytes" | "entries">, previous?: Pick<ListHeader, "bytes" | "entries" | "size">): number {
+  const raw = tarSize(scan.bytes, scan.entries);
+  if (cfg.compression !== "none" && previous?.size) {
+    const ratio = Math.min(1, previous.size / tarSize(previous.bytes, previous.entries));
+    return Math.ceil(raw * ratio * 1.1) + 1024 * 1024;
   }
-  return scan.bytes + tarOverhead;
+  return raw;
 }
 
 function ensureSpace(cfg: ServerConfig, deps: Deps, run: Run, estimate: number, archivesOldestFirst: string[]): void {

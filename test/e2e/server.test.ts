@@ -257,6 +257,37 @@ describe("free space", () => {
   }, T);
 });
 
+describe("free space for the walk's list", () => {
+  test("no room for the list of the walk → NO_SPACE (23) that says so, earlier archive untouched, no temp file", async () => {
+    const m = backupOnTmpfs("4m");
+    try {
+      const first = await server();
+      expect(first.final.code).toBe(30);
+      const before = fs.readFileSync(path.join(m.dir, first.final.archive.file));
+      // 3,000 new names make a list of some 400 KB; leave 32 KiB for it and the status records
+      for (let d = 0; d < 30; d++) {
+        const dir = path.join(fx.src, `spool/queue-${String(d).padStart(2, "0")}`);
+        fs.mkdirSync(dir, { recursive: true });
+        for (let f = 0; f < 100; f++) fs.writeFileSync(path.join(dir, `message-${String(f).padStart(4, "0")}-with-a-long-name.eml`), "");
+      }
+      const st = fs.statfsSync(m.dir);
+      const filler = path.join(m.dir, "filler.bin");
+      fs.writeFileSync(filler, new Uint8Array(Number(st.bavail) * Number(st.bsize) - 32 * 1024));
+      const r = await server();
+      expect(r.code).toBe(23);
+      expect(r.final.name).toBe("NO_SPACE");
+      expect(r.final.msg).toContain("for the list of the walk");
+      expect(fs.readFileSync(path.join(m.dir, first.final.archive.file))).toEqual(before);
+      expect(fs.readdirSync(m.dir).filter((n) => n.startsWith(".shoot-tmp"))).toEqual([]);
+      // room again: the next run makes the archive
+      fs.rmSync(filler);
+      expect((await server()).final.code).toBe(4);
+    } finally {
+      m.unmount();
+    }
+  }, T);
+});
+
 describe("files the server cannot take", () => {
   test("a FIFO and a socket are skipped with SPECIAL_SKIPPED warnings; the archive is made", async () => {
     fx = serverFixture();
