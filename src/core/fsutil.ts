@@ -80,21 +80,22 @@ export function* readLines(file: string): Generator<string> {
   const fd = fs.openSync(file, "r");
   try {
     const buf = Buffer.allocUnsafe(1 << 20);
-    let carry = "";
+    // bytes since the last newline, kept as bytes: a read may end inside a character, and
+    // only a newline (never part of a longer UTF-8 character) is a safe place to decode
+    let carry: Buffer[] = [];
     for (;;) {
       const n = fs.readSync(fd, buf, 0, buf.length, null);
       if (n === 0) break;
-      // cut at the last newline: a newline byte is never part of a longer UTF-8 character
       const cut = buf.lastIndexOf(10, n - 1);
       if (cut < 0) {
-        carry += buf.toString("utf8", 0, n);
+        carry.push(Buffer.from(buf.subarray(0, n)));
         continue;
       }
-      const lines = (carry + buf.toString("utf8", 0, cut)).split("\n");
-      carry = buf.toString("utf8", cut + 1, n);
-      yield* lines;
+      const head = carry.length ? Buffer.concat([...carry, buf.subarray(0, cut)]) : buf.subarray(0, cut);
+      carry = cut + 1 < n ? [Buffer.from(buf.subarray(cut + 1, n))] : [];
+      yield* head.toString("utf8").split("\n");
     }
-    if (carry !== "") yield carry;
+    if (carry.length) yield Buffer.concat(carry).toString("utf8");
   } finally {
     fs.closeSync(fd);
   }

@@ -108,6 +108,16 @@ describe("lists on disk", () => {
     const file = path.join(root, "list");
     fs.writeFileSync(file, lines.join("\n"));
     expect([...readLines(file)]).toEqual(lines);
+    // a read that ends inside a character, whatever its width: 2, 3 and 4 bytes, shifted
+    for (const ch of ["é", "✓", "😀"]) {
+      for (let shift = 0; shift < 4; shift++) {
+        const odd = ["x".repeat(shift), ch.repeat(600_000), `${ch}end`, "y"];
+        fs.writeFileSync(file, `${odd.join("\n")}\n`);
+        expect([...readLines(file)].map((l) => l.length)).toEqual(odd.map((l) => l.length));
+        expect([...readLines(file)]).toEqual(odd);
+      }
+    }
+    fs.writeFileSync(file, lines.join("\n"));
     let bytes = 0;
     for (const c of readChunks(file)) bytes += c.length;
     expect(bytes).toBe(fs.statSync(file).size);
