@@ -116,8 +116,12 @@ export class LineWriter {
     if ((this.size += line.length + 1) >= 1 << 20) this.flush();
   }
 
-  /** Write what is left and close; the file stays. */
+  private closed = false;
+
+  /** Write what is left and close; the file stays. A second call does nothing. */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     try {
       this.flush();
     } finally {
