@@ -51,9 +51,13 @@ function octalMax(width: number): number {
   return 8 ** (width - 1) - 1;
 }
 
+/** `value` (at most octalMax(width)) as width-1 octal digits and a NUL, digit by digit: a string per field cost a third of an entry's header time. */
 function writeOctal(block: Uint8Array, offset: number, width: number, value: number): void {
-  const digits = value.toString(8).padStart(width - 1, "0");
-  for (let i = 0; i < width - 1; i++) block[offset + i] = digits.charCodeAt(i);
+  let v = value;
+  for (let i = offset + width - 2; i >= offset; i--) {
+    block[i] = 0x30 + (v % 8);
+    v = Math.floor(v / 8);
+  }
   block[offset + width - 1] = 0;
 }
 
