@@ -74,22 +74,15 @@ export function medianRun<T extends Measured>(runs: readonly T[]): T {
   return s[(s.length - 1) >> 1]!;
 }
 
-/** Run `step` n times and keep the run with the median wall time. */
-export async function medianOf<T extends Measured>(n: number, step: () => Promise<T>): Promise<T> {
-  const runs: T[] = [];
-  for (let i = 0; i < n; i++) runs.push(await step());
-  return medianRun(runs);
-}
-
 /**
  * Run the steps in turn, n rounds (a, b, c, a, b, c, …), and keep each one's median run:
  * this VM's speed drifts over minutes, and a peer measured just before shoot would otherwise
  * take the drift as a difference between the two.
  */
-export async function alternating<T extends Measured>(n: number, steps: ReadonlyArray<() => Promise<T>>): Promise<T[]> {
-  const runs: T[][] = steps.map(() => []);
+export async function alternating<const S extends ReadonlyArray<() => Promise<Measured>>>(n: number, steps: S): Promise<{ -readonly [K in keyof S]: Awaited<ReturnType<S[K]>> }> {
+  const runs: Measured[][] = steps.map(() => []);
   for (let i = 0; i < n; i++) for (let s = 0; s < steps.length; s++) runs[s]!.push(await steps[s]!());
-  return runs.map(medianRun);
+  return runs.map(medianRun) as { -readonly [K in keyof S]: Awaited<ReturnType<S[K]>> };
 }
 
 export interface Row {

@@ -13,7 +13,7 @@ import { parseStats, remoteFile, rshString, sshArgv } from "../src/core/rsync.ts
 import { CLIENT_STATUS, readStatusFile } from "../src/core/status.ts";
 import { spawner } from "../src/io/process.ts";
 import { startSshd, type SshServer } from "../test/helpers/sshd.ts";
-import { measure, measureAll, medianOf, MiB, verdict } from "./lib.ts";
+import { alternating, measure, measureAll, MiB, verdict } from "./lib.ts";
 import { clientRun, freshDir, pushPair, seconds, serverRun, writeClientConfig, writeServerConfig, type BenchContext } from "./shoot.ts";
 
 const FIRST = code("FIRST_ARCHIVE");
@@ -82,19 +82,20 @@ async function pullSection(ctx: BenchContext, sshd: SshServer): Promise<void> {
   const served = clientFor(sshd, dir, backup);
   const peerDest = path.join(dir, "peer");
   for (const v of await cipherVariants(ctx.dataDir)) {
-    console.error(`pull (${v.label}): rsync + md5sum ...`);
-    const peer = await medianOf(ctx.runs, () => {
-      freshDir(peerDest);
-      return measureAll([peerRsync(served, archive.file, peerDest), ["md5sum", path.join(peerDest, archive.file)]], { env: v.env });
-    });
+    console.error(`pull (${v.label}): rsync + md5sum and shoot client, taking turns ...`);
+    const [peer, shoot] = await alternating(ctx.runs, [
+      () => {
+        freshDir(peerDest);
+        return measureAll([peerRsync(served, archive.file, peerDest), ["md5sum", path.join(peerDest, archive.file)]], { env: v.env });
+      },
+      async () => {
+        freshDir(served.dest);
+        const r = await clientRun(ctx.bin, served.clientConfig, served.dest, FIRST, v.env);
+        if (fs.statSync(path.join(served.dest, SOURCE, archive.file)).size !== archive.size) throw new Error("shoot client: the pulled copy has the wrong size");
+        return r;
+      },
+    ]);
     fs.rmSync(peerDest, { recursive: true, force: true });
-    console.error(`pull (${v.label}): shoot client ...`);
-    const shoot = await medianOf(ctx.runs, async () => {
-      freshDir(served.dest);
-      const r = await clientRun(ctx.bin, served.clientConfig, served.dest, FIRST, v.env);
-      if (fs.statSync(path.join(served.dest, SOURCE, archive.file)).size !== archive.size) throw new Error("shoot client: the pulled copy has the wrong size");
-      return r;
-    });
     pushPair(ctx.rows, {
       peerName: `rsync over ssh + md5sum, ${v.label} (pull peer)`,
       peer,

@@ -10,7 +10,7 @@ import path from "node:path";
 import { code } from "../src/core/codes.ts";
 import { spawner, describeResult } from "../src/io/process.ts";
 import { makeRng, textLike } from "./gen.ts";
-import { alternating, measure, measureAll, medianRun, MiB, verdict, type Measured } from "./lib.ts";
+import { alternating, measure, measureAll, MiB, verdict, type Measured } from "./lib.ts";
 import { freshDir, pushPair, seconds, serverRun, writeServerConfig, type BenchContext } from "./shoot.ts";
 
 const FIRST = code("FIRST_ARCHIVE");
@@ -25,23 +25,10 @@ export async function serverSection(ctx: BenchContext, compression: "gzip" | "zs
   const backup = path.join(dir, "backup");
   const config = writeServerConfig(path.join(dir, "shoot.toml"), { name: "bench", sources: [ctx.tree], backupDir: backup, compression });
   const peerOut = path.join(ctx.dataDir, "out", compression === "gzip" ? "gnu-server.tgz" : "gnu-server.tzst");
-  fs.mkdirSync(path.dirname(peerOut), { recursive: true });
   const tarFlag = compression === "gzip" ? "-z" : "--zstd";
 
   console.error(`server ${compression}: GNU tar ${tarFlag} + md5sum and shoot server (first run), taking turns ...`);
-  let peerSize = 0;
-  const [peer, shoot] = (await alternating(ctx.runs, [
-    async () => {
-      const m = await measureAll([["tar", tarFlag, "-cf", peerOut, "-C", "/", ctx.tree.slice(1)], ["md5sum", peerOut]]);
-      peerSize = fs.statSync(peerOut).size;
-      fs.rmSync(peerOut, { force: true });
-      return m;
-    },
-    () => {
-      freshDir(backup);
-      return serverRun(ctx.bin, config, backup, FIRST);
-    },
-  ])) as [Measured, Awaited<ReturnType<typeof serverRun>>];
+  const { peer, peerSize, shoot } = await firstRunAgainstTar(ctx, ctx.tree, tarFlag, peerOut, config, backup);
   const size = shoot.final.archive!.size;
   pushPair(ctx.rows, {
     peerName: `GNU tar ${tarFlag} + md5sum (server peer)`,
@@ -56,6 +43,28 @@ export async function serverSection(ctx: BenchContext, compression: "gzip" | "zs
     rssMax: 120 * MiB,
   });
   return backup;
+}
+
+/**
+ * A first `shoot server` run (into an emptied backup_dir each time) and GNU tar + md5sum of the
+ * same tree, taking turns; the peer's output is measured for its size and removed.
+ */
+async function firstRunAgainstTar(ctx: BenchContext, tree: string, tarFlag: string, peerOut: string, config: string, backup: string) {
+  fs.mkdirSync(path.dirname(peerOut), { recursive: true });
+  let peerSize = 0;
+  const [peer, shoot] = await alternating(ctx.runs, [
+    async () => {
+      const m = await measureAll([["tar", tarFlag, "-cf", peerOut, "-C", "/", tree.slice(1)], ["md5sum", peerOut]]);
+      peerSize = fs.statSync(peerOut).size;
+      fs.rmSync(peerOut, { force: true });
+      return m;
+    },
+    () => {
+      freshDir(backup);
+      return serverRun(ctx.bin, config, backup, FIRST);
+    },
+  ]);
+  return { peer, peerSize, shoot };
 }
 
 /** 200 directories of small text files, built once and reused (the marker says it is whole). */
@@ -94,16 +103,7 @@ export async function unchangedSection(ctx: BenchContext, files: number): Promis
 
   // the first run, against GNU tar: many small files are where memory per file would show
   console.error(`unchanged: first shoot server run on ${files} files and GNU tar -z + md5sum, taking turns ...`);
-  const tarOut = path.join(ctx.dataDir, "out", "gnu-small.tgz");
-  fs.mkdirSync(path.dirname(tarOut), { recursive: true });
-  const [tarFirst, shootFirst] = (await alternating(ctx.runs, [
-    () => measureAll([["tar", "-z", "-cf", tarOut, "-C", "/", tree.slice(1)], ["md5sum", tarOut]]),
-    () => {
-      freshDir(backup);
-      return serverRun(ctx.bin, config, backup, FIRST);
-    },
-  ])) as [Measured, Awaited<ReturnType<typeof serverRun>>];
-  fs.rmSync(tarOut, { force: true });
+  const { peer: tarFirst, shoot: shootFirst } = await firstRunAgainstTar(ctx, tree, "-z", path.join(ctx.dataDir, "out", "gnu-small.tgz"), config, backup);
   // the speed targets are the 1 GiB tree's; this row's target is memory alone
   ctx.rows.push({ name: `GNU tar -z + md5sum, ${files} small files`, wallMs: tarFirst.wallMs, cpuMs: tarFirst.cpuMs, peakRss: tarFirst.peakRss, ratio: 1 });
   ctx.rows.push({
@@ -123,14 +123,7 @@ export async function unchangedSection(ctx: BenchContext, files: number): Promis
     return m;
   };
   await find();
-  const peerRuns: Measured[] = [];
-  const shootRuns: Awaited<ReturnType<typeof serverRun>>[] = [];
-  for (let i = 0; i < n; i++) {
-    peerRuns.push(await find());
-    shootRuns.push(await serverRun(ctx.bin, config, backup, UNCHANGED));
-  }
-  const peer = medianRun(peerRuns);
-  const shoot = medianRun(shootRuns);
+  const [peer, shoot] = await alternating(n, [find, () => serverRun(ctx.bin, config, backup, UNCHANGED)]);
   pushPair(ctx.rows, {
     peerName: `find -newer REF, ${files} files (unchanged peer)`,
     peer,
@@ -153,17 +146,10 @@ export async function startupSection(ctx: BenchContext): Promise<void> {
     if (r.exitCode !== 0) throw new Error(`building the hello-world failed: ${describeResult(r, 20)}`);
   }
   console.error("startup: shoot --version and a compiled hello-world, 30 runs each ...");
-  const peerRuns: Measured[] = [];
-  const shootRuns: Measured[] = [];
   // one unmeasured start each, so that both binaries are in the page cache
   await measure([hello]);
   await measure([ctx.bin, "--version"]);
-  for (let i = 0; i < 30; i++) {
-    peerRuns.push(await measure([hello]));
-    shootRuns.push(await measure([ctx.bin, "--version"]));
-  }
-  const peer = medianRun(peerRuns);
-  const shoot = medianRun(shootRuns);
+  const [peer, shoot] = await alternating(30, [() => measure([hello]), () => measure([ctx.bin, "--version"])]);
   const goalMs = 15;
   ctx.rows.push({ name: "compiled bun hello-world (startup floor)", wallMs: peer.wallMs, cpuMs: peer.cpuMs, peakRss: peer.peakRss, ratio: 1, note: "median of 30" });
   ctx.rows.push({

@@ -41,24 +41,35 @@ function writeAll(fd: number, bytes: Uint8Array): void {
   for (let at = 0; at < bytes.length; ) at += fs.writeSync(fd, bytes, at, bytes.length - at);
 }
 
+/** Text gathered into writes of about 1 MiB: a large list is never one string in memory. */
+class TextBatch {
+  private parts: string[] = [];
+  private size = 0;
+
+  constructor(private readonly fd: number) {}
+
+  add(text: string): void {
+    this.parts.push(text);
+    if ((this.size += text.length) >= 1 << 20) this.flush();
+  }
+
+  flush(): void {
+    if (this.parts.length) writeAll(this.fd, Buffer.from(this.parts.join("")));
+    this.parts = [];
+    this.size = 0;
+  }
+}
+
 function writePieces(fd: number, pieces: Iterable<string | Uint8Array>): void {
-  let batch: string[] = [];
-  let size = 0;
-  const flush = () => {
-    if (batch.length) writeAll(fd, Buffer.from(batch.join("")));
-    batch = [];
-    size = 0;
-  };
+  const text = new TextBatch(fd);
   for (const p of pieces) {
-    if (typeof p !== "string") {
-      flush();
+    if (typeof p === "string") text.add(p);
+    else {
+      text.flush();
       writeAll(fd, p);
-    } else {
-      batch.push(p);
-      if ((size += p.length) >= 1 << 20) flush();
     }
   }
-  flush();
+  text.flush();
 }
 
 /** The bytes of a file in pieces of up to 1 MiB, each in the same buffer: use one before asking for the next. */
@@ -101,38 +112,47 @@ export function* readLines(file: string): Generator<string> {
   }
 }
 
-/** Lines appended to a new file (created for the owner only), written in pieces of about 1 MiB. */
+/**
+ * Lines appended to a new file (created for the owner only), written in pieces of about 1 MiB.
+ * Its errors name the file and keep their errno code (ENOSPC stays ENOSPC).
+ */
 export class LineWriter {
   private readonly fd: number;
-  private batch: string[] = [];
-  private size = 0;
+  private readonly text: TextBatch;
+  private closed = false;
 
   constructor(readonly file: string) {
-    this.fd = fs.openSync(file, "wx", 0o600);
+    try {
+      this.fd = fs.openSync(file, "wx", 0o600);
+    } catch (e) {
+      throw this.named(e);
+    }
+    this.text = new TextBatch(this.fd);
   }
 
   line(line: string): void {
-    this.batch.push(line);
-    if ((this.size += line.length + 1) >= 1 << 20) this.flush();
+    try {
+      this.text.add(`${line}\n`);
+    } catch (e) {
+      throw this.named(e);
+    }
   }
-
-  private closed = false;
 
   /** Write what is left and close; the file stays. A second call does nothing. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     try {
-      this.flush();
+      this.text.flush();
+    } catch (e) {
+      throw this.named(e);
     } finally {
       fs.closeSync(this.fd);
     }
   }
 
-  private flush(): void {
-    if (this.batch.length) writeAll(this.fd, Buffer.from(`${this.batch.join("\n")}\n`));
-    this.batch = [];
-    this.size = 0;
+  private named(e: unknown): Error {
+    return Object.assign(new Error(`writing ${this.file}: ${(e as Error).message}`), { code: (e as { code?: string }).code });
   }
 }
 

@@ -2,8 +2,9 @@
  * The unchanged check, spread over the cores: most runs of a busy cron find nothing changed,
  * and on a large tree that answer costs one lstat per file. The tree is cut into subtrees
  * (tasks), which worker threads and this thread take from a shared counter; each task's
- * file-list lines come back as UTF-8 bytes, compared in order with the recorded list. Hard links are settled here, in walk order, since the first name of a linked file
- * may lie in another task.
+ * file-list lines come back as UTF-8 bytes, compared in order with the recorded list. Hard
+ * links are settled here, in walk order, since the first name of a linked file may lie in
+ * another task.
  *
  * The answer is only ever "exactly the recorded list" or "something differs"; in the second
  * case the server walks again the ordinary way (scanSources) to make the archive.
@@ -189,8 +190,8 @@ export interface QuickCheck {
 export const MAX_ENTRIES = 400_000;
 
 /**
- * Walk the sources on every core and compare with the recorded list in `listFile`. A worker that fails makes the answer "differs", never
- * a wrong "same".
+ * Walk the sources on every core and compare with the recorded list in `listFile`. A worker
+ * that fails makes the answer "differs", never a wrong "same".
  */
 export async function quickCompare(sources: readonly string[], setup: WalkSetup, listFile: string, threads = workerThreads(), maxEntries = MAX_ENTRIES): Promise<QuickCheck> {
   // opened first: without a list there is nothing to compare with, and no walk is wasted

@@ -421,17 +421,21 @@ export function parseList(text: string): RecordedList {
   return { header, lines: map };
 }
 
-/** The header of a recorded list and where its first entry line starts (in characters of a string, bytes of bytes); undefined for anything else. */
-export function listStart(text: string | Uint8Array): { header: ListHeader; pos: number } | undefined {
-  const end = typeof text === "string" ? text.indexOf("\n") : text.indexOf(10);
-  if (end < 0) return undefined;
+/** The header of a recorded list from its first line; undefined for anything else. */
+export function parseListHeader(line: string): ListHeader | undefined {
   try {
-    const first = typeof text === "string" ? text.slice(0, end) : new TextDecoder().decode(text.subarray(0, end));
-    const header = JSON.parse(first) as ListHeader;
-    return header.format === LIST_FORMAT && header.v === LIST_VERSION ? { header, pos: end + 1 } : undefined;
+    const header = JSON.parse(line) as ListHeader;
+    return header?.format === LIST_FORMAT && header.v === LIST_VERSION ? header : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** The header at the start of a list's bytes and where its first entry line starts; undefined for anything else. */
+export function listStart(bytes: Uint8Array): { header: ListHeader; pos: number } | undefined {
+  const end = bytes.indexOf(10);
+  const header = end < 0 ? undefined : parseListHeader(new TextDecoder().decode(bytes.subarray(0, end)));
+  return header && { header, pos: end + 1 };
 }
 
 export interface Changes {
@@ -459,11 +463,7 @@ export class ListComparer {
 
   /** The walk's next entry: its name, its key (the name as JSON) and its whole line. */
   next(name: string, key: string, line: string): void {
-    while (this.key !== undefined && this.key !== key && walkOrder(nameOfKey(this.key), name) < 0) {
-      this.note("deleted", nameOfKey(this.key));
-      this.changes.removed++;
-      this.advance();
-    }
+    while (this.key !== undefined && this.key !== key && walkOrder(nameOfKey(this.key), name) < 0) this.deleted(this.key);
     if (this.key === key) {
       if (this.line !== line) {
         this.changes.changed++;
@@ -478,12 +478,15 @@ export class ListComparer {
 
   /** What differs, once the walk has ended. */
   finish(): Changes {
-    while (this.key !== undefined) {
-      this.note("deleted", nameOfKey(this.key));
-      this.changes.removed++;
-      this.advance();
-    }
+    while (this.key !== undefined) this.deleted(this.key);
     return this.changes;
+  }
+
+  /** The recorded entry under `key` is not in the walk: count it and move on. */
+  private deleted(key: string): void {
+    this.note("deleted", nameOfKey(key));
+    this.changes.removed++;
+    this.advance();
   }
 
   private note(what: string, name: string): void {

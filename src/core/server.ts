@@ -17,14 +17,16 @@ import { toRemove } from "./retention.ts";
 import { LockedError, acquireLock, currentLock, type Lock } from "./lock.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "./naming.ts";
 import type { RunOutcome, Warning } from "./outcome.ts";
-import { entryFromLine, entryLine, hasChanges, LIST_FORMAT, LIST_VERSION, lineKey, ListComparer, listStart, scanSources, systemOwners, type Changes, type ListHeader, type ScanSummary } from "./scan.ts";
+import { entryFromLine, entryLine, hasChanges, LIST_FORMAT, LIST_VERSION, lineKey, ListComparer, parseListHeader, scanSources, systemOwners, type Changes, type ListHeader, type ScanSummary } from "./scan.ts";
 import { MAX_ENTRIES, quickCompare, type QuickCheck } from "./scan-parallel.ts";
 import { SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, newRunId, type ArchiveInfo } from "./status.ts";
 import { formatBytes } from "./units.ts";
 import { VERSION } from "../version.ts";
 
-/** The walk's list while the run goes on (beside the archives, with the temporary prefix, so a killed run's copy is cleaned up). */
-const SCAN_LIST = "scan.list";
+/** The walk's list while the run goes on: beside the archives, with the temporary prefix, so a killed run's copy is cleaned up. */
+function scanListPath(dir: string): string {
+  return path.join(dir, `${TEMP_PREFIX}scan.list`);
+}
 
 /** Entries walked between two garbage collections (see scanToList). */
 const GC_EVERY_ENTRIES = 32768;
@@ -122,7 +124,7 @@ export async function runServer(cfg: ServerConfig, deps: Deps, opts: ServerRunOp
     return outcome(failure.code, failure.message, { run: runId, warnings: run.warnings, lastStep: run.lastStep });
   } finally {
     try {
-      fs.rmSync(path.join(dir, `${TEMP_PREFIX}${SCAN_LIST}`), { force: true });
+      fs.rmSync(scanListPath(dir), { force: true });
     } catch {
       // the next run's clean-up removes it
     }
@@ -193,10 +195,13 @@ async function serverSteps(
 
   // 4. (before 3: the estimate needs the scan) change detection
   run.step("scan", `walking ${cfg.sources.join(", ")}`);
-  const tmpList = path.join(dir, `${TEMP_PREFIX}${SCAN_LIST}`);
+  const tmpList = scanListPath(dir);
   const scanStarted = performance.now();
-  if (!firstRun && newest) {
-    const quick = await unchangedOnEveryCore(cfg, dir, newest, opts.maxParallelEntries ?? MAX_ENTRIES);
+  // an archive in another compression is never "still current", and its size predicts nothing
+  const sameCompression = newest?.endsWith(EXTENSIONS[cfg.compression]) === true;
+  if (!firstRun && newest && sameCompression) {
+    const maxParallel = opts.maxParallelEntries ?? MAX_ENTRIES;
+    const quick = await unchangedOnEveryCore(cfg, dir, newest, maxParallel);
     if (quick.unchanged) {
       const { check, archive } = quick.unchanged;
       for (const w of check.warnings) run.warn(w.code, w.message);
@@ -206,23 +211,21 @@ async function serverSteps(
     }
     // not an error (the walk below decides alone), but slower: the record says why
     if (quick.problem) run.step("scan", `the walk on every core could not finish (${quick.problem}): walking again on one`);
-    else if (quick.tooLarge) run.step("scan", `the last file list holds over ${opts.maxParallelEntries ?? MAX_ENTRIES} entries: walking on one thread, which compares as it goes`);
+    else if (quick.tooLarge) run.step("scan", `the last file list holds over ${maxParallel} entries: walking on one thread, which compares as it goes`);
     checkAbort();
   }
   // the walk's list goes to a file as it is made, and the archive is written from that file:
   // memory does not grow with the number of files
-  const recorded = !firstRun && newest ? openRecordedList(cfg, dir, newest) : undefined;
-  const walked = scanToList(cfg, tmpList, recorded);
+  const last = !firstRun && newest ? openLastList(cfg, dir, newest, sameCompression) : undefined;
+  const walked = scanToList(cfg, tmpList, last);
   const scan = walked.scan;
   for (const w of scan.warnings) run.warn(w.code, w.message);
   const scanMs = Math.round(performance.now() - scanStarted);
   checkAbort();
 
-  // the last archive's ratio of size to content predicts the next one's, in the same compression only
-  const sameCompression = newest?.endsWith(EXTENSIONS[cfg.compression]) === true;
-  const previous = sameCompression ? recorded?.header : undefined;
-  if (recorded && newest) {
-    const verdict = verdictOf(dir, newest, recorded, walked);
+  const previous = sameCompression ? last?.header : undefined;
+  if (last && newest) {
+    const verdict = verdictOf(dir, newest, last, walked);
     if (verdict.archive) {
       run.step("scan", `scanned ${scan.entries} entries in ${scanMs} ms: nothing changed since ${newest}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes });
       return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive: verdict.archive };
@@ -283,7 +286,6 @@ async function serverSteps(
  * ordinary scan decides and says why, and `problem` tells why the parallel walk could not.
  */
 async function unchangedOnEveryCore(cfg: ServerConfig, dir: string, newest: string, maxEntries: number): Promise<{ unchanged?: { check: QuickCheck; archive: ArchiveInfo }; problem?: string; tooLarge?: boolean }> {
-  if (!newest.endsWith(EXTENSIONS[cfg.compression])) return {};
   let check: QuickCheck;
   try {
     check = await quickCompare(cfg.sources, { excludes: cfg.exclude, skip: [dir] }, path.join(dir, newest + LIST_SUFFIX), undefined, maxEntries);
@@ -302,27 +304,23 @@ function archiveOfList(dir: string, file: string, h: ListHeader): ArchiveInfo | 
   return { file, size: h.size, md5: h.md5, sha256: h.sha256 };
 }
 
-/** The last archive's file list, open for a comparison in one pass; or why there is none to compare with. */
-interface RecordedList {
-  header?: ListHeader;
-  lines?: Generator<string>;
-  /** Why the walk cannot be compared with it: a new archive is made in any case. */
-  reason?: string;
-}
+/**
+ * The last archive's file list: open, after its header, for a comparison in one pass; or why
+ * the walk cannot be compared with it (a new archive is made in any case), with its header
+ * when it could be read.
+ */
+type LastList = { reason: string; header?: ListHeader } | { reason?: undefined; header: ListHeader; lines: Generator<string> };
 
-function openRecordedList(cfg: ServerConfig, dir: string, newest: string): RecordedList {
-  const file = path.join(dir, newest + LIST_SUFFIX);
+function openLastList(cfg: ServerConfig, dir: string, newest: string, sameCompression: boolean): LastList {
   let lines: Generator<string> | undefined;
   try {
-    lines = readLines(file);
+    lines = readLines(path.join(dir, newest + LIST_SUFFIX));
     const first = lines.next();
-    const start = first.done ? undefined : listStart(`${first.value}\n`);
-    if (!start) throw new Error("it does not start with a file list header");
-    if (!newest.endsWith(EXTENSIONS[cfg.compression])) {
-      lines.return(undefined);
-      return { header: start.header, reason: `compression changed to ${cfg.compression}: making a new archive` };
-    }
-    return { header: start.header, lines };
+    const header = first.done ? undefined : parseListHeader(first.value);
+    if (!header) throw new Error("it does not start with a file list header");
+    if (sameCompression) return { header, lines };
+    lines.return(undefined);
+    return { header, reason: `compression changed to ${cfg.compression}: making a new archive` };
   } catch (e) {
     lines?.return(undefined);
     return { reason: `no usable file list for ${newest} (${errorMessage(e)}): making a new archive` };
@@ -331,21 +329,21 @@ function openRecordedList(cfg: ServerConfig, dir: string, newest: string): Recor
 
 interface Walked {
   scan: ScanSummary;
-  /** What differs from the recorded list, when there was one to compare with. */
+  /** What differs from the last list; undefined when there was none, or it could not be read to its end. */
   changes?: Changes;
   /** Why the comparison stopped part-way (a damaged list): the walk itself went on. */
   compareProblem?: string;
 }
 
-/** Walk the sources, each entry's line to `file` and, when there is a recorded list, into the comparison. */
-function scanToList(cfg: ServerConfig, file: string, recorded?: RecordedList): Walked {
-  let comparer = recorded?.lines ? new ListComparer(recorded.lines) : undefined;
+/** Walk the sources, each entry's line to `file` and, when there is a last list, into the comparison. */
+function scanToList(cfg: ServerConfig, file: string, last?: LastList): Walked {
+  const lines = last?.reason === undefined ? last?.lines : undefined;
+  let comparer = lines ? new ListComparer(lines) : undefined;
   let compareProblem: string | undefined;
   let out: LineWriter | undefined;
   try {
     fs.rmSync(file, { force: true }); // a killed run's
-    out = new LineWriter(file);
-    const writer = out;
+    const writer = (out = new LineWriter(file));
     let seen = 0;
     const scan = scanSources(cfg.sources, { matcher: compileExcludes(cfg.exclude), skip: [cfg.backup_dir] }, (e) => {
       const line = entryLine(e);
@@ -362,8 +360,7 @@ function scanToList(cfg: ServerConfig, file: string, recorded?: RecordedList): W
         comparer = undefined;
       }
     });
-    out.close();
-    out = undefined;
+    writer.close();
     // and once more at the end, so that the archive's buffers reuse what the walk left
     Bun.gc(true);
     let changes: Changes | undefined;
@@ -379,24 +376,24 @@ function scanToList(cfg: ServerConfig, file: string, recorded?: RecordedList): W
     throw new ShootError("SCAN_FAILED", `walking the sources failed: ${errorMessage(e)}`);
   } finally {
     try {
-      out?.close();
+      out?.close(); // a second close does nothing
     } catch {
       // already failing: the first error is the one to report
     }
-    recorded?.lines?.return(undefined);
+    lines?.return(undefined);
   }
 }
 
 /** Unchanged (with the archive that is still current), or a summary of why a new archive is due. */
-function verdictOf(dir: string, newest: string, recorded: RecordedList, walked: Walked): { archive?: ArchiveInfo; summary: string } {
-  if (recorded.reason) return { summary: recorded.reason };
-  if (walked.compareProblem || !walked.changes || !recorded.header) return { summary: `the file list of ${newest} could not be read to its end (${walked.compareProblem ?? "no header"}): making a new archive` };
+function verdictOf(dir: string, newest: string, last: LastList, walked: Walked): { archive?: ArchiveInfo; summary: string } {
+  if (last.reason !== undefined) return { summary: last.reason };
   const ch = walked.changes;
+  if (!ch) return { summary: `the file list of ${newest} could not be read to its end (${walked.compareProblem}): making a new archive` };
   if (hasChanges(ch)) return { summary: `${ch.added} new, ${ch.changed} changed, ${ch.removed} deleted (${ch.examples.slice(0, 5).join(", ")})` };
-  if (recorded.header.entries !== walked.scan.entries) {
-    return { summary: `the file list of ${newest} holds ${walked.scan.entries} entries, its header says ${recorded.header.entries} (truncated?): making a new archive` };
+  if (last.header.entries !== walked.scan.entries) {
+    return { summary: `the file list of ${newest} holds ${walked.scan.entries} entries, its header says ${last.header.entries} (truncated?): making a new archive` };
   }
-  const archive = archiveOfList(dir, newest, recorded.header);
+  const archive = archiveOfList(dir, newest, last.header);
   return archive ? { archive, summary: "unchanged" } : { summary: `${newest} is not the size its file list records: making a new archive` };
 }
 

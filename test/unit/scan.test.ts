@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { compileExcludes } from "../../src/core/exclude.ts";
-import { readChunks, readLines } from "../../src/core/fsutil.ts";
+import { LineWriter, readChunks, readLines } from "../../src/core/fsutil.ts";
 import { entryFromLine, entryLine, ListComparer, normaliseSources, scanSources, walkOrder, type ScanEntry } from "../../src/core/scan.ts";
 import { tempDir } from "../helpers/fixture.ts";
 
@@ -121,6 +121,25 @@ describe("lists on disk", () => {
     let bytes = 0;
     for (const c of readChunks(file)) bytes += c.length;
     expect(bytes).toBe(fs.statSync(file).size);
+  });
+
+  test("a list that cannot be written says which file, and keeps the errno code", () => {
+    root = tempDir();
+    const file = path.join(root, "list");
+    fs.writeFileSync(file, "already here");
+    let err: (Error & { code?: string }) | undefined;
+    try {
+      new LineWriter(file);
+    } catch (e) {
+      err = e as Error & { code?: string };
+    }
+    expect(err?.message).toStartWith(`writing ${file}: `);
+    expect(err?.code).toBe("EEXIST");
+    const w = new LineWriter(path.join(root, "fresh"));
+    w.line("one");
+    w.close();
+    w.close(); // a second close does nothing
+    expect(fs.readFileSync(path.join(root, "fresh"), "utf8")).toBe("one\n");
   });
 
   test("an entry read back from its list line is the entry the walk found", () => {
