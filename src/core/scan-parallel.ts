@@ -12,6 +12,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import { compileExcludes } from "./exclude.ts";
+import { openStatx } from "./statx.ts";
 import { entryLine, listStart, normaliseSources, TreeWalker, type LineSink, type ListHeader, type ScanEntry, type ScanWarning } from "./scan.ts";
 
 /** A file with more than one link: its line depends on whether its first name came earlier. */
@@ -98,7 +99,7 @@ export function walkTask(walker: TreeWalker, task: WalkTask): TaskResult {
 }
 
 export function taskWalker(setup: WalkSetup): TreeWalker {
-  return new TreeWalker(compileExcludes(setup.excludes), setup.skip);
+  return new TreeWalker(compileExcludes(setup.excludes), setup.skip, undefined, undefined, openStatx());
 }
 
 /** A segment of the walk in order: lines already known, or a subtree still to walk. */
@@ -164,7 +165,7 @@ export interface WorkerRequest {
   next: SharedArrayBuffer;
 }
 
-export type WorkerReply = { task: number; result: TaskResult } | { done: true } | { failed: string };
+export type WorkerReply = { task: number; result: TaskResult } | { done: true; statx: boolean } | { failed: string };
 
 export interface QuickCheck {
   /** True when the walk gives exactly the recorded list's lines, in order. */
@@ -174,6 +175,8 @@ export interface QuickCheck {
   warnings: ScanWarning[];
   /** Threads that walked: this one and the workers given tasks. */
   threads: number;
+  /** Every thread looked entries up with statx (statx.ts), none with lstat by path. */
+  statx: boolean;
   /** Why a worker could not finish (the answer is then "differs"). */
   failure?: string;
   /** The recorded list's header, when it has one. */
@@ -205,13 +208,14 @@ export async function quickCompare(sources: readonly string[], setup: WalkSetup,
   }
   if (!header || header.entries > maxEntries) {
     list.close();
-    return { same: false, entries: 0, bytes: 0, warnings: [], threads: 0, header, tooLarge: header !== undefined };
+    return { same: false, entries: 0, bytes: 0, warnings: [], threads: 0, statx: false, header, tooLarge: header !== undefined };
   }
   const walker = taskWalker(setup);
   const workers: Worker[] = [];
   const pending: Array<Promise<void>> = [];
   const results: Array<TaskResult | undefined> = [];
   let failure: string | undefined;
+  let statx = walker.fast;
   try {
     for (let i = 1; i < threads; i++) workers.push(new Worker(workerSpecifier(), { smol: true }));
     const { segments, tasks, head } = planWalk(walker, sources, threads);
@@ -226,6 +230,7 @@ export async function quickCompare(sources: readonly string[], setup: WalkSetup,
             if ("task" in m) results[m.task] = m.result;
             else {
               if ("failed" in m) failure ??= m.failed;
+              else statx &&= m.statx;
               resolve();
             }
           };
@@ -240,7 +245,7 @@ export async function quickCompare(sources: readonly string[], setup: WalkSetup,
     for (let i = Atomics.add(counter, 0, 1); i < tasks.length; i = Atomics.add(counter, 0, 1)) results[i] = walkTask(walker, tasks[i]!);
     await Promise.all(pending);
 
-    const out: QuickCheck = { same: false, entries: head.entries, bytes: head.bytes, warnings: [...walker.warnings], threads: 1 + useWorkers.length, failure };
+    const out: QuickCheck = { same: false, entries: head.entries, bytes: head.bytes, warnings: [...walker.warnings], threads: 1 + useWorkers.length, statx, failure };
     for (const r of results) {
       if (!r) continue;
       out.entries += r.entries;

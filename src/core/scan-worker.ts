@@ -17,7 +17,7 @@ self.onmessage = (ev: MessageEvent<WorkerRequest>) => {
       const result = walkTask(walker, tasks[i]!);
       reply({ task: i, result }, transferList(result));
     }
-    reply({ done: true });
+    reply({ done: true, statx: walker.fast });
   } catch (e) {
     reply({ failed: e instanceof Error ? e.message : String(e) });
   }

@@ -10,6 +10,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { ArchiveEntry, EntryType } from "./archive.ts";
 import type { Matcher } from "./exclude.ts";
+import type { DirStatter, StatFields } from "./statx.ts";
 
 export interface ScanEntry extends ArchiveEntry {
   ctimeMs: number;
@@ -122,14 +123,22 @@ export class TreeWalker {
    * @param links hard-link bookkeeping (dev:ino → first name); without it every file is
    *   returned as a file, and those with more than one link carry `linkKey` for the caller
    * @param owners without it, uname and gname are left out (the file list does not hold them)
+   * @param statter stats a directory's children by name inside it (statx.ts); without it,
+   *   each child's path is given to lstat
    */
   constructor(
     private readonly matcher: Matcher,
     skip: readonly string[],
     private readonly owners?: OwnerNames,
     private readonly links?: Map<string, string>,
+    private readonly statter?: DirStatter,
   ) {
     this.skip = new Set(skip.map((s) => path.resolve(s)));
+  }
+
+  /** True when children are looked up with statx inside their directory, not by path. */
+  get fast(): boolean {
+    return this.statter !== undefined;
   }
 
   private warn(code: ScanWarningCode, p: string, message: string): void {
@@ -148,7 +157,7 @@ export class TreeWalker {
   }
 
   /** What the entry is, or undefined when the walk leaves it out (with a warning where one is due). */
-  private kind(abs: string, st: fs.Stats, isTop: boolean): EntryType | undefined {
+  private kind(abs: string, st: StatFields, isTop: boolean): EntryType | undefined {
     const type = TYPE_BITS.get(st.mode & S_IFMT);
     if (type === undefined) {
       this.warn("SPECIAL_SKIPPED", abs, `${abs}: ${describeSpecial(st)} skipped`);
@@ -173,7 +182,7 @@ export class TreeWalker {
     }
   }
 
-  entry(abs: string, st: fs.Stats, isTop: boolean, nameJson: string): ScanEntry | undefined {
+  entry(abs: string, st: StatFields, isTop: boolean, nameJson: string): ScanEntry | undefined {
     const type = this.kind(abs, st, isTop);
     if (type === undefined) return undefined;
     const name = archiveNameOf(abs);
@@ -229,10 +238,12 @@ export class TreeWalker {
     // the loop of eachChild written out: a callback per entry cost 6 % of the check
     const listing = this.listing(dir, dirJson);
     if (!listing) return;
-    const { prefix, jsonPrefix } = listing;
-    for (const n of listing.names) {
+    const { names, prefix, jsonPrefix } = listing;
+    const stats = this.statter?.statNames(dir, names);
+    for (let i = 0; i < names.length; i++) {
+      const n = names[i]!;
       const abs = prefix + n;
-      const st = this.lstat(abs);
+      const st = stats?.[i] ?? this.lstat(abs);
       if (!st) continue;
       const nameJson = childJson(jsonPrefix, n, abs);
       const type = this.kind(abs, st, false);
@@ -252,13 +263,15 @@ export class TreeWalker {
     }
   }
 
-  private eachChild(dir: string, dirJson: string, visit: (abs: string, st: fs.Stats, nameJson: string) => void): void {
+  private eachChild(dir: string, dirJson: string, visit: (abs: string, st: StatFields, nameJson: string) => void): void {
     const listing = this.listing(dir, dirJson);
     if (!listing) return;
-    for (const n of listing.names) {
-      const abs = listing.prefix + n;
-      const st = this.lstat(abs);
-      if (st) visit(abs, st, childJson(listing.jsonPrefix, n, abs));
+    const { names, prefix, jsonPrefix } = listing;
+    const stats = this.statter?.statNames(dir, names);
+    for (let i = 0; i < names.length; i++) {
+      const abs = prefix + names[i]!;
+      const st = stats?.[i] ?? this.lstat(abs);
+      if (st) visit(abs, st, childJson(jsonPrefix, names[i]!, abs));
     }
   }
 
@@ -317,12 +330,15 @@ export function scanSources(sources: readonly string[], opts: ScanOptions, visit
   return { entries, bytes, warnings: walker.warnings };
 }
 
-function describeSpecial(st: fs.Stats): string {
-  if (st.isFIFO()) return "FIFO";
-  if (st.isSocket()) return "socket";
-  if (st.isCharacterDevice()) return "character device";
-  if (st.isBlockDevice()) return "block device";
-  return "special file";
+const SPECIAL_KINDS: ReadonlyMap<number, string> = new Map([
+  [0o010000, "FIFO"],
+  [0o140000, "socket"],
+  [0o020000, "character device"],
+  [0o060000, "block device"],
+]);
+
+function describeSpecial(st: StatFields): string {
+  return SPECIAL_KINDS.get(st.mode & S_IFMT) ?? "special file";
 }
 
 // ---- the file list recorded beside each archive -------------------------------------------

@@ -206,7 +206,7 @@ async function serverSteps(
       const { check, archive } = quick.unchanged;
       for (const w of check.warnings) run.warn(w.code, w.message);
       const scanMs = Math.round(performance.now() - scanStarted);
-      run.step("scan", `scanned ${check.entries} entries in ${scanMs} ms (${check.threads} thread${check.threads === 1 ? "" : "s"}): nothing changed since ${newest}`, "SCANNED", { entries: check.entries, bytes: check.bytes });
+      run.step("scan", `scanned ${check.entries} entries in ${scanMs} ms (${check.threads} thread${check.threads === 1 ? "" : "s"}${check.statx ? ", statx" : ""}): nothing changed since ${newest}`, "SCANNED", { entries: check.entries, bytes: check.bytes });
       return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive };
     }
     // not an error (the walk below decides alone), but slower: the record says why
