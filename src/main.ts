@@ -5,7 +5,8 @@ const argv = process.argv.slice(2);
 let exitCode: number;
 if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
   const { VERSION, TARGET } = await import("./version.ts");
-  process.stdout.write(`shoot ${VERSION} (${TARGET})\n`);
+  // console.log, not process.stdout: setting up the stream would double the time this takes
+  console.log(`shoot ${VERSION} (${TARGET})`);
   exitCode = 0;
 } else {
   const { runCli } = await import("./cli/run.ts");

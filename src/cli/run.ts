@@ -4,11 +4,11 @@
  * keeps its own code instead of becoming 1.
  */
 import { renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
-import { consola } from "consola";
 import { code } from "../core/codes.ts";
 import { ShootError, UsageError } from "../core/errors.ts";
 import { ToolMissingError } from "../io/process.ts";
 import { TARGET, VERSION } from "../version.ts";
+import { errorLog } from "./log.ts";
 import { SUBCOMMANDS } from "./root.ts";
 
 function rootUsage(): string {
@@ -93,17 +93,17 @@ export async function runCli(argv: string[]): Promise<number> {
 
 function reportError(e: unknown, command: string): number {
   if (e instanceof UsageError || (e as { name?: string })?.name === "CLIError") {
-    consola.error(`shoot ${command}: ${(e as Error).message}`);
+    errorLog().error(`shoot ${command}: ${(e as Error).message}`);
     return code("USAGE");
   }
   if (e instanceof ShootError) {
-    consola.error(`shoot ${command}: ${e.message}`);
+    errorLog().error(`shoot ${command}: ${e.message}`);
     return e.code;
   }
   if (e instanceof ToolMissingError) {
-    consola.error(`shoot ${command}: ${e.message}`);
+    errorLog().error(`shoot ${command}: ${e.message}`);
     return code("TOOL_MISSING");
   }
-  consola.error(`shoot ${command}: internal error: ${(e as Error)?.stack ?? String(e)}`);
+  errorLog().error(`shoot ${command}: internal error: ${(e as Error)?.stack ?? String(e)}`);
   return code("INTERNAL_ERROR");
 }

@@ -8,6 +8,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { createSmtpMailer, describeSecurity, MailError, parseRelay, type Mailer, type MailErrorKind } from "../io/mailer.ts";
+import { writeStdout } from "../io/stdout.ts";
 import { isGolden } from "./codes.ts";
 import { ConfigError, PASSWORD_ENV, type Config, type MailConfig } from "./config.ts";
 import { errnoCode, errorMessage, ShootError } from "./errors.ts";
@@ -34,7 +35,7 @@ export interface NotifyOptions {
   /** Writes a non-final status record (MAIL_SENT / MAIL_FAILED). */
   record?: (name: MailRecordName, msg: string) => void;
   /** Where the report goes without `[mail]`: standard output by default, nowhere (not even made) with null. */
-  out?: ((text: string) => void) | null;
+  out?: ((text: string) => unknown) | null;
   env?: Record<string, string | undefined>;
   now?: () => Date;
 }
@@ -226,7 +227,7 @@ async function deliver(outcome: RunOutcome, opts: NotifyOptions): Promise<Notify
     result.printed = true;
     if (opts.out === null) return result;
     const r = renderReport(outcome, { tail: statusTail(outcome.statusFile) });
-    (opts.out ?? ((t) => process.stdout.write(t)))(`${r.subject}\n\n${r.text}`);
+    await (opts.out ?? writeStdout)(`${r.subject}\n\n${r.text}`);
     return result;
   }
   if (mail.when === "never") return result;
