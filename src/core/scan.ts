@@ -239,11 +239,11 @@ export class TreeWalker {
     const listing = this.listing(dir, dirJson);
     if (!listing) return;
     const { names, prefix, jsonPrefix } = listing;
-    const stats = this.statter?.statNames(dir, names);
+    const statOf = this.statter?.children(dir, names);
     for (let i = 0; i < names.length; i++) {
       const n = names[i]!;
       const abs = prefix + n;
-      const st = stats?.[i] ?? this.lstat(abs);
+      const st = statOf?.(i) ?? this.lstat(abs);
       if (!st) continue;
       const nameJson = childJson(jsonPrefix, n, abs);
       const type = this.kind(abs, st, false);
@@ -267,10 +267,10 @@ export class TreeWalker {
     const listing = this.listing(dir, dirJson);
     if (!listing) return;
     const { names, prefix, jsonPrefix } = listing;
-    const stats = this.statter?.statNames(dir, names);
+    const statOf = this.statter?.children(dir, names);
     for (let i = 0; i < names.length; i++) {
       const abs = prefix + names[i]!;
-      const st = stats?.[i] ?? this.lstat(abs);
+      const st = statOf?.(i) ?? this.lstat(abs);
       if (st) visit(abs, st, childJson(jsonPrefix, names[i]!, abs));
     }
   }

@@ -38,6 +38,9 @@ const STATX_SIZE = 256;
 /** Longest name a Linux file system takes (NAME_MAX, 255 bytes), plus its closing NUL. */
 const NAME_ROOM = 256;
 
+/** Names looked up per opening of their directory. */
+const STAT_BATCH = 1024;
+
 type StatxCall = (dirfd: number, name: Uint8Array, flags: number, mask: number, buf: Uint8Array) => number;
 
 export class DirStatter {
@@ -58,7 +61,7 @@ export class DirStatter {
    * name statx could not answer: the caller asks `fs.lstatSync` again, which names the error.
    * Undefined as a whole when the directory cannot be opened.
    */
-  statNames(dir: string, names: readonly string[]): Array<StatFields | undefined> | undefined {
+  statNames(dir: string, names: readonly string[], from = 0, to = names.length): Array<StatFields | undefined> | undefined {
     let fd: number;
     try {
       fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
@@ -66,10 +69,29 @@ export class DirStatter {
       return undefined;
     }
     try {
-      return names.map((n) => this.at(fd, n));
+      const out: Array<StatFields | undefined> = [];
+      for (let i = from; i < to; i++) out.push(this.at(fd, names[i]!));
+      return out;
     } finally {
       fs.closeSync(fd);
     }
+  }
+
+  /**
+   * The stat of `names[i]` in `dir`, looked up STAT_BATCH names at a time as `i` goes up:
+   * a directory of a million files then holds a thousand stats at once, not a million, and
+   * no directory stays open while the walk is below it (a deep tree needs no more descriptors).
+   */
+  children(dir: string, names: readonly string[]): (i: number) => StatFields | undefined {
+    let batch: Array<StatFields | undefined> = [];
+    let base = -STAT_BATCH;
+    return (i) => {
+      if (i < base || i >= base + STAT_BATCH) {
+        base = i;
+        batch = this.statNames(dir, names, i, Math.min(names.length, i + STAT_BATCH)) ?? [];
+      }
+      return batch[i - base];
+    };
   }
 
   private at(fd: number, name: string): StatFields | undefined {

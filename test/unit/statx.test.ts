@@ -142,3 +142,21 @@ test("the unchanged check's lines are the same with statx as with lstat", () => 
   expect(fast.warnings).toEqual(plain.warnings);
   expect(fast.warnings.map((w) => w.code)).toEqual(["SPECIAL_SKIPPED"]);
 });
+
+test("a directory of more names than one batch of lookups: the same lines, in order", () => {
+  root = tempDir("statx-");
+  const big = path.join(root, "big");
+  fs.mkdirSync(big);
+  // 2,500 names: past two batch boundaries, with a subdirectory walked between them
+  for (let i = 0; i < 2500; i++) fs.writeFileSync(path.join(big, `f${String(i).padStart(4, "0")}`), String(i));
+  fs.mkdirSync(path.join(big, "f1500.d"));
+  fs.writeFileSync(path.join(big, "f1500.d", "inner"), "x");
+  const plain = walkLines(new TreeWalker(compileExcludes([]), []), big);
+  expect(plain.length).toBe(2502);
+  expect(walkLines(new TreeWalker(compileExcludes([]), [], undefined, undefined, openStatx()), big)).toEqual(plain);
+  // looked up out of order too (the walker asks in order, but the answer must not depend on it)
+  const names = fs.readdirSync(big).sort();
+  expect(names.length).toBe(2501);
+  const statOf = openStatx()!.children(big, names);
+  for (const i of [2500, 0, 1023, 1024, 2047, 2048, 5]) expect(statOf(i)!.ino).toBe(fs.lstatSync(path.join(big, names[i]!)).ino);
+});
