@@ -10,7 +10,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { ArchiveEntry, EntryType } from "./archive.ts";
 import type { Matcher } from "./exclude.ts";
-import type { DirStatter, StatFields } from "./statx.ts";
+import { openStatx, type DirStatter, type StatFields } from "./statx.ts";
 
 export interface ScanEntry extends ArchiveEntry {
   ctimeMs: number;
@@ -312,7 +312,7 @@ export interface LineSink {
 
 /** Walk the sources in walk order, giving each entry to `visit` as it is found; hard links are settled on the way. */
 export function scanSources(sources: readonly string[], opts: ScanOptions, visit: (e: ScanEntry) => void): ScanSummary {
-  const walker = new TreeWalker(opts.matcher, opts.skip, opts.owners ?? systemOwners(), new Map());
+  const walker = new TreeWalker(opts.matcher, opts.skip, opts.owners ?? systemOwners(), new Map(), openStatx());
   let entries = 0;
   let bytes = 0;
   const take = (e: ScanEntry): void => {

@@ -3,7 +3,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { compileExcludes } from "../../src/core/exclude.ts";
-import { TreeWalker, type LineSink } from "../../src/core/scan.ts";
+import { scanSources, TreeWalker, type LineSink, type ScanEntry } from "../../src/core/scan.ts";
 import { devNumber, openStatx, type StatFields } from "../../src/core/statx.ts";
 import { tempDir } from "../helpers/fixture.ts";
 
@@ -159,4 +159,17 @@ test("a directory of more names than one batch of lookups: the same lines, in or
   expect(names.length).toBe(2501);
   const statOf = openStatx()!.children(big, names);
   for (const i of [2500, 0, 1023, 1024, 2047, 2048, 5]) expect(statOf(i)!.ino).toBe(fs.lstatSync(path.join(big, names[i]!)).ino);
+});
+
+test("the archive's walk (scanSources) records what lstat says of every entry", () => {
+  const t = variedTree();
+  const seen: ScanEntry[] = [];
+  scanSources([t], { matcher: compileExcludes([]), skip: [] }, (e) => seen.push(e));
+  expect(seen.length).toBe(22); // the tree itself and every entry but the FIFO
+  for (const e of seen) {
+    const st = fs.lstatSync(e.source);
+    const size = e.type === "file" ? st.size : 0;
+    expect([e.name, e.mode, e.uid, e.gid, e.size, e.mtimeMs, e.ctimeMs, e.ino]).toEqual([e.name, st.mode & 0o7777, st.uid, st.gid, size, st.mtimeMs, st.ctimeMs, st.ino]);
+  }
+  expect(seen.filter((e) => e.type === "hardlink").map((e) => e.linkTarget)).toEqual([path.join(t, "plain.txt").slice(1)]);
 });
