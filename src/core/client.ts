@@ -19,7 +19,7 @@ import { code, codeName, isGolden, mostSevere, type CodeName } from "./codes.ts"
 import { ShootError, errnoCode, errorMessage } from "./errors.ts";
 import { isLocalRemote, type ClientConfig, type SourceConfig } from "./config.ts";
 import type { Deps } from "./deps.ts";
-import { fsyncDir, readDirOrEmpty, writeFileAtomic } from "./fsutil.ts";
+import { flushToDisk, fsyncDir, readDirOrEmpty, writeFileAtomic } from "./fsutil.ts";
 import { LockedError, acquireLock, type Lock } from "./lock.ts";
 import { fileDigests } from "./digest.ts";
 import { CHECKSUM_SUFFIX, TEMP_PREFIX, isArchiveName, md5Line, parseMd5Line, sortArchives } from "./naming.ts";
@@ -421,7 +421,15 @@ async function pullSource(ctx: RunContext, source: SourceConfig): Promise<Source
       maxSize: Math.max(a.size, 64 * 1024),
       resumable: { basisDir: ".." },
     }, "PULL_FAILED", undefined, stage);
-    await verify(stage, a);
+    // the archive goes to disk while it is being hashed: on its own the fsync took 0.46 s
+    // for 700 MB, after the 1 s of hashing (commit's fsync then finds little left to write)
+    const flushed = flushToDisk(path.join(stage, a.file));
+    await verify(stage, a).catch(async (e: unknown) => {
+      await flushed; // a rejected copy is removed; what its flush met no longer matters
+      throw e;
+    });
+    const flushError = await flushed;
+    if (flushError !== undefined) throw flushError;
     commit(stage, dir, a);
     status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {
       step: "pull", archive: a,

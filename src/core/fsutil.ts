@@ -4,6 +4,25 @@ import path from "node:path";
 import { TEMP_PREFIX } from "./naming.ts";
 
 /** Flush a directory so a rename in it survives a power cut. */
+/**
+ * fsync a file on a pool thread, resolving (never rejecting) with the error it met, if any,
+ * so that a caller who stops waiting leaves no rejection unhandled. The caller must act on
+ * that error: Linux reports a failed write-back once, to the first fsync that asks, and a
+ * later fsync through another descriptor may not see it.
+ */
+export async function flushToDisk(file: string): Promise<unknown> {
+  let handle: fs.promises.FileHandle | undefined;
+  try {
+    handle = await fs.promises.open(file, "r");
+    await handle.sync();
+    return undefined;
+  } catch (e) {
+    return e;
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
+}
+
 export function fsyncDir(dir: string): void {
   let fd: number | undefined;
   try {

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { compileExcludes } from "../../src/core/exclude.ts";
-import { LineWriter, readChunks, readLines } from "../../src/core/fsutil.ts";
+import { flushToDisk, LineWriter, readChunks, readLines } from "../../src/core/fsutil.ts";
 import { entryFromLine, entryLine, ListComparer, normaliseSources, scanSources, walkOrder, type ScanEntry } from "../../src/core/scan.ts";
 import { tempDir } from "../helpers/fixture.ts";
 
@@ -158,5 +158,16 @@ describe("lists on disk", () => {
       expect(back.mtimeNs).toBe(BigInt(Math.round(e.mtimeMs * 1000)) * 1000n);
     }
     expect(entryFromLine(entryLine(entries[2]!)).mtimeNs).toBe(1_600_000_000_123_456_000n);
+  });
+});
+
+describe("flushToDisk", () => {
+  test("resolves once the file is on disk, and with the error instead of rejecting", async () => {
+    root = tempDir("flush-");
+    const f = path.join(root, "archive.tar");
+    fs.writeFileSync(f, Buffer.alloc(4 << 20, 1));
+    expect(await flushToDisk(f)).toBeUndefined();
+    const missing = await flushToDisk(path.join(root, "gone.tar"));
+    expect((missing as NodeJS.ErrnoException).code).toBe("ENOENT");
   });
 });
