@@ -153,8 +153,9 @@ describe("network faults", () => {
     for (let i = 0; i < scaled(2); i++) {
       const context = `server rsync stopped ${i}`;
       lane.configure({ sshd: host.sshd, bwlimit: "1MiB", client: { timeout: "2s", connect_timeout: "5s" } });
-      // 2 MiB at 1 MiB/s: the moment below falls inside the transfer
-      const info = await lane.publish(2 * 1024 * 1024);
+      // 4 MiB at 1 MiB/s: the moment below (finding the sender, then up to 0.8 s) must fall
+      // inside the transfer, on a busy machine too
+      const info = await lane.publish(4 * 1024 * 1024);
       const good = snapshotGood(lane.copies);
       const t0 = performance.now();
       const proc = startShoot(["client", "--config", lane.config, "--json"]);
