@@ -264,7 +264,7 @@ async function serverSteps(
     throw new ShootError("CHECKSUM_FAILED", `writing the checksum of ${name} failed: ${errorMessage(e)}`);
   }
   const archive: ArchiveInfo = { file: name, size: result.size, md5: result.md5, sha256: result.sha256 };
-  run.step("archive", `${name} complete: ${formatBytes(result.size)} from ${formatBytes(result.inputBytes)}`, "ARCHIVE_WRITTEN", { file: name, size: result.size });
+  run.step("archive", `${name} complete: ${formatBytes(result.size)} from ${formatBytes(result.inputBytes)}${cfg.compression === "none" ? "" : ` (${result.engine})`}`, "ARCHIVE_WRITTEN", { file: name, size: result.size });
 
   // 6. rotation
   run.step("rotate", `keeping ${cfg.keep} archive(s)`);

@@ -205,6 +205,22 @@ describe("GNU tar restores everything", () => {
     }, 60_000);
   }
 
+  test("zstd through the system's libzstd and through Bun's own zstd: the same tar stream, both restored by GNU tar", async () => {
+    const viaLib = path.join(base, "engine-lib.tar.zst");
+    const viaBun = path.join(base, "engine-bun.tar.zst");
+    const lib = await archive(walkTree(src), viaLib, "zstd");
+    const own = await archive(walkTree(src), viaBun, "zstd", { systemZstd: false });
+    expect(lib.result.engine).toMatch(/^libzstd 1\.\d+\.\d+$/);
+    expect(own.result.engine).toBe("Bun's zstd");
+    const tarOf = async (file: string) => Bun.spawnSync([ZSTD, "-q", "-dc", file], { stdout: "pipe" }).stdout;
+    const [a, b] = [await tarOf(viaLib), await tarOf(viaBun)];
+    expect(a.length).toBe(lib.result.inputBytes);
+    expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true);
+    const dest = path.join(base, "out-engine-bun");
+    await extract(viaBun, "zstd", dest);
+    expectSameTree(src, path.join(dest, src));
+  }, 60_000);
+
   test("listing a truncated archive fails instead of listing part of it", async () => {
     const file = path.join(base, "truncated.tar.zst");
     await archive(walkTree(src), file, "zstd");

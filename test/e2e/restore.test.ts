@@ -4,7 +4,7 @@ import path from "node:path";
 import { linkStaysInside } from "../../src/core/restore.ts";
 import { encodeHeader } from "../../src/core/tar.ts";
 import { runShoot } from "../helpers/cli.ts";
-import { archivesIn, serverFixture, tempDir, type ServerFixture } from "../helpers/fixture.ts";
+import { archivesIn, serverFixture, statusRecords, tempDir, type ServerFixture } from "../helpers/fixture.ts";
 import { requireTool } from "../helpers/tools.ts";
 
 const T = 60_000;
@@ -81,6 +81,9 @@ describe("shoot restore", () => {
     test(`a whole ${compression} archive restores to a tree equal to the source: content, modes, times, links`, async () => {
       fx = richFixture(`compression = "${compression}"`);
       const name = await makeArchive(fx);
+      // zstd through the system's libzstd, from a compiled binary's worker threads too
+      const written = statusRecords(path.join(fx.backup, "server.status")).find((r) => r.name === "ARCHIVE_WRITTEN")!;
+      expect(written.msg).toMatch(compression === "zstd" ? /\(libzstd 1\.\d+\.\d+\)$/ : /\(libdeflate\)$/);
       const to = path.join(fx.root, "restore");
       const r = await runShoot(["restore", "--config", fx.config, name, "--to", to]);
       expect({ code: r.code, out: r.stdout }).toEqual({ code: 0, out: expect.stringContaining("shoot restore: OK: restored 16 entries") });
