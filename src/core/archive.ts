@@ -57,6 +57,8 @@ export interface ArchiveOptions {
   signal?: AbortSignal;
   /** zstd: the system's libzstd when it loads (the default, see libzstd.ts); false: Bun's own zstd. */
   systemZstd?: boolean;
+  /** The caller will fsync fd: have the kernel write the archive to disk as it goes (FLUSH_BEHIND). */
+  flushBehind?: boolean;
 }
 
 export interface ArchiveResult {
@@ -156,6 +158,14 @@ const COMPRESS_SOURCE = `
  */
 const GC_EVERY = 16 << 20;
 
+/**
+ * With flushBehind, the output worker asks the kernel to start writing each 8 MiB to disk as
+ * soon as it is written (sync_file_range, Linux), so the fsync after the archive finds little
+ * left to do and the host never holds the whole archive as dirty pages. Measured on a 581 MiB
+ * archive: that fsync took 0.45-0.63 s after the last write without it.
+ */
+const FLUSH_BEHIND = 8 << 20;
+
 /** Compressed bytes gathered before one write(2). */
 const OUT_BUFFER = 512 << 10;
 
@@ -166,9 +176,25 @@ const SINK_SOURCE = `
   const OUT = new Uint8Array(${OUT_BUFFER});
   const held = new Map();
   let fd = -1, fill = 0, next = 0, end = -1, written = 0, collected = 0, failed;
+  let syncRange, onDisk = 0, flushed = 0;
+  function openSyncRange() {
+    try {
+      const ffi = require("bun:ffi");
+      const T = ffi.FFIType;
+      return ffi.dlopen("libc.so.6", { sync_file_range: { args: [T.i32, T.i64, T.i64, T.u32], returns: T.i32 } }).symbols.sync_file_range;
+    } catch {
+      return undefined;
+    }
+  }
   function emit(v) {
     let at = 0;
     while (at < v.length) at += fs.writeSync(fd, v, at, v.length - at);
+    onDisk += v.length;
+    if (syncRange && onDisk - flushed >= ${FLUSH_BEHIND}) {
+      // SYNC_FILE_RANGE_WRITE (2): start writing back, do not wait; errors wait for the fsync
+      syncRange(fd, flushed, onDisk - flushed, 2);
+      flushed = onDisk;
+    }
     md5.update(v);
     sha256.update(v);
   }
@@ -222,6 +248,7 @@ const SINK_SOURCE = `
     const m = e.data;
     if (m.fd !== undefined) {
       fd = m.fd;
+      if (m.flushBehind) syncRange = openSyncRange();
       for (const p of m.ports) p.onmessage = (ev) => onPiece(ev.data, p);
     } else if (m.end !== undefined) {
       end = m.end;
@@ -285,15 +312,16 @@ class PiecePipeline {
   /** What compresses: "libzstd 1.5.4" when the workers found the system's libzstd. */
   engine: string;
 
+  private readonly compression: Compression;
+
   constructor(
     fd: number,
-    private readonly compression: Compression,
-    level: number,
-    threads: number,
+    opts: Pick<ArchiveOptions, "compression" | "level" | "systemZstd" | "flushBehind"> & { threads: number },
     /** Receives each piece's memory back once nothing refers to it. */
     private readonly recycle: (slab: ArrayBuffer) => void,
-    systemZstd: boolean,
   ) {
+    const { compression, level, threads } = opts;
+    this.compression = compression;
     this.maxInFlight = threads * IN_FLIGHT_PER_THREAD + IN_FLIGHT_SLACK;
     this.engine = ENGINES[compression];
     this.sink = startWorker(SINK_SOURCE);
@@ -304,7 +332,7 @@ class PiecePipeline {
       for (let i = 0; i < threads; i++) {
         const slot = { worker: startWorker(COMPRESS_SOURCE), busy: 0 };
         const channel = new MessageChannel();
-        slot.worker.postMessage({ port: channel.port1, kind: compression, level, maxPiece: PIECES[compression].maxSize, systemZstd }, [channel.port1]);
+        slot.worker.postMessage({ port: channel.port1, kind: compression, level, maxPiece: PIECES[compression].maxSize, systemZstd: opts.systemZstd ?? true }, [channel.port1]);
         ports.push(channel.port2);
         slot.worker.onmessage = (e: MessageEvent) => {
           if ("engine" in e.data) {
@@ -318,7 +346,7 @@ class PiecePipeline {
         this.compressors.push(slot);
       }
     }
-    this.sink.postMessage({ fd, ports }, ports);
+    this.sink.postMessage({ fd, ports, flushBehind: opts.flushBehind === true && process.platform === "linux" }, ports);
   }
 
   submit(piece: Buffer): void {
@@ -458,8 +486,7 @@ export async function writeArchive(
   opts: ArchiveOptions,
 ): Promise<ArchiveResult> {
   const c = opts.compression;
-  const threads = compressionThreads();
-  const out: PiecePipeline = new PiecePipeline(fd, c, opts.level, threads, (slab) => chunker.recycle(slab), opts.systemZstd ?? true);
+  const out: PiecePipeline = new PiecePipeline(fd, { ...opts, threads: compressionThreads() }, (slab) => chunker.recycle(slab));
   const chunker: Chunker = new Chunker(PIECES[c], (piece) => out.submit(piece));
   const skipped: string[] = [];
   /** Hard-link targets that were left out → the name that took their place (or none yet). */

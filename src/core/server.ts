@@ -470,6 +470,7 @@ async function writeArchiveFile(
     const result = await writeArchive(listedEntries(walkList), fd, {
       compression: cfg.compression,
       level: cfg.level,
+      flushBehind: true,
       signal,
       onWarning: (w) => run.warn(w.code, w.message),
       onProgress: onProgress ? (p) => onProgress(p.inputBytes, totalBytes) : undefined,

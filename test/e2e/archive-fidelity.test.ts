@@ -248,11 +248,28 @@ describe("determinism and locality", () => {
       const a = path.join(base, `det-a.${compression}`);
       const b = path.join(base, `det-b.${compression}`);
       const ra = await archive(walkTree(src), a, compression);
-      const rb = await archive(walkTree(src), b, compression);
+      // written to disk as it goes (as the server does): the same bytes
+      const rb = await archive(walkTree(src), b, compression, { flushBehind: true });
       expect(rb.result.md5).toBe(ra.result.md5);
       expect(fs.readFileSync(a).equals(fs.readFileSync(b))).toBe(true);
     }, 60_000);
   }
+
+  test("an archive written to disk as it goes (several 8 MiB flushes) has the same bytes", async () => {
+    const tree = path.join(base, "flush-behind");
+    const rng = makeRng(5);
+    for (let i = 0; i < 6; i++) {
+      fs.mkdirSync(tree, { recursive: true });
+      fs.writeFileSync(path.join(tree, `r${i}.bin`), randomBytes(rng, 5 << 20));
+    }
+    const a = path.join(base, "flush-a.tar.zst");
+    const b = path.join(base, "flush-b.tar.zst");
+    const ra = await archive(walkTree(tree), a, "zstd");
+    const rb = await archive(walkTree(tree), b, "zstd", { flushBehind: true });
+    expect(rb.result.size).toBeGreaterThan(3 * 8 * 1024 * 1024);
+    expect(rb.result.sha256).toBe(ra.result.sha256);
+    expect(fs.readFileSync(a).equals(fs.readFileSync(b))).toBe(true);
+  }, 60_000);
 
   /** rsync's "Literal data" when updating `oldFile`'s bytes to `newFile` with the old as basis. */
   async function literalBytes(oldFile: string, newFile: string): Promise<number> {
@@ -377,14 +394,16 @@ describe("files that change under the writer", () => {
     await expect(archive(walkTree(src), file, "gzip", { signal: ac.signal })).rejects.toThrow("stop now");
   }, 30_000);
 
-  test("a write error rejects with the errno error", async () => {
-    const fd = fs.openSync("/dev/full", "w");
-    try {
-      await expect(writeArchive(walkTree(src), fd, { compression: "none", level: 1 })).rejects.toMatchObject({ code: "ENOSPC" });
-    } finally {
-      fs.closeSync(fd);
-    }
-  }, 30_000);
+  for (const [compression, flushBehind] of [["none", false], ["zstd", true]] as const) {
+    test(`a write error rejects with the errno error (${compression}${flushBehind ? ", written to disk as it goes" : ""})`, async () => {
+      const fd = fs.openSync("/dev/full", "w");
+      try {
+        await expect(writeArchive(walkTree(src), fd, { compression, level: 1, flushBehind })).rejects.toMatchObject({ code: "ENOSPC" });
+      } finally {
+        fs.closeSync(fd);
+      }
+    }, 30_000);
+  }
 });
 
 describe("files of 8 GiB and more", () => {
