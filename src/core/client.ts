@@ -26,7 +26,6 @@ import { CHECKSUM_SUFFIX, TEMP_PREFIX, isArchiveName, md5Line, parseMd5Line, sor
 import type { RunOutcome, SourceOutcome, Warning } from "./outcome.ts";
 import { clean } from "./report.ts";
 import { toRemove } from "./retention.ts";
-import { SharedSsh } from "./ssh-shared.ts";
 import {
   MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
 } from "./rsync.ts";
@@ -357,16 +356,6 @@ function describePull(a: ArchiveInfo, s: TransferStats): string {
 }
 
 async function pullSource(ctx: RunContext, source: SourceConfig): Promise<SourceOutcome> {
-  // started beside the status pull; the archive pull uses it when it is up by then
-  const shared = SharedSsh.start(ctx.deps.spawner, ctx.deps.env, ctx.cfg, source);
-  try {
-    return await pullSourceOver(ctx, source, shared);
-  } finally {
-    await shared.close();
-  }
-}
-
-async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: SharedSsh): Promise<SourceOutcome> {
   const { cfg, deps, status } = ctx;
   const dir = path.join(cfg.dest_dir, source.name);
   const stage = path.join(dir, STAGE_DIR);
@@ -426,13 +415,11 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
 
     // 4. pull, verify, move into place
     step(`pulling ${a.file} (${formatBytes(a.size)})`);
-    const controlPath = shared.controlPath;
     const stats = await rsync(ctx, {
       client: cfg, source, files: [a.file, `${a.file}${CHECKSUM_SUFFIX}`], into: stage,
       // the checksum file is tiny; an archive bigger than its record says is not transferred
       maxSize: Math.max(a.size, 64 * 1024),
       resumable: { basisDir: ".." },
-      controlPath,
     }, "PULL_FAILED", undefined, stage);
     // the archive goes to disk while it is being hashed: on its own the fsync took 0.46 s
     // for 700 MB, after the 1 s of hashing (commit's fsync then finds little left to write)
@@ -446,7 +433,7 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
     commit(stage, dir, a);
     status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {
       step: "pull", archive: a,
-      data: { source: source.name, literal: stats.literal, matched: stats.matched, received: stats.received, sent: stats.sent, sharedSsh: controlPath !== undefined },
+      data: { source: source.name, literal: stats.literal, matched: stats.matched, received: stats.received, sent: stats.sent },
     });
 
     // 5. retention
