@@ -14,7 +14,7 @@ import { CLIENT_STATUS, readStatusFile } from "../src/core/status.ts";
 import { spawner } from "../src/io/process.ts";
 import { startSshd, type SshServer } from "../test/helpers/sshd.ts";
 import { alternating, measure, measureAll, MiB, verdict } from "./lib.ts";
-import { clientRun, freshDir, pushPair, seconds, serverRun, writeClientConfig, writeServerConfig, type BenchContext } from "./shoot.ts";
+import { clientRun, freshDir, pushPair, serverRun, writeClientConfig, writeServerConfig, type BenchContext } from "./shoot.ts";
 
 const FIRST = code("FIRST_ARCHIVE");
 const NEW = code("NEW_ARCHIVE");
@@ -94,6 +94,7 @@ async function pullSection(ctx: BenchContext, sshd: SshServer): Promise<void> {
   const peerDest = path.join(dir, "peer");
   for (const v of await cipherVariants(ctx.dataDir)) {
     console.error(`pull (${v.label}): rsync + md5sum and shoot client, taking turns ...`);
+    const hashed = new Set<string>();
     const [peer, shoot] = await alternating(ctx.runs, [
       () => {
         settle(freshDir(peerDest));
@@ -103,6 +104,7 @@ async function pullSection(ctx: BenchContext, sshd: SshServer): Promise<void> {
         settle(freshDir(served.dest));
         const r = await clientRun(ctx.bin, served.clientConfig, served.dest, FIRST, v.env);
         if (fs.statSync(path.join(served.dest, SOURCE, archive.file)).size !== archive.size) throw new Error("shoot client: the pulled copy has the wrong size");
+        hashed.add(String(pulledRecord(served.dest).hashed));
         return r;
       },
     ]);
@@ -114,18 +116,27 @@ async function pullSection(ctx: BenchContext, sshd: SshServer): Promise<void> {
       shoot,
       bytes: archive.size,
       ratio: "time",
-      note: `${(archive.size / 1e6).toFixed(0)} MB; rsync ${seconds(peer.wallMs)}; verified + fsync`,
+      note: `${(archive.size / 1e6).toFixed(0)} MB; verified + fsync; hashed ${[...hashed].join(" / ")}`,
       goal: [1.2, 1.2],
     });
   }
   fs.rmSync(served.dest, { recursive: true, force: true });
 }
 
-/** The transfer counts the client recorded for its last pull (client.status, PULLED). */
-function pulledStats(dest: string): { received?: number; sent?: number; literal?: number; matched?: number } {
+interface PulledData {
+  received?: number;
+  sent?: number;
+  literal?: number;
+  matched?: number;
+  /** When the copy's checksums were taken. */
+  hashed?: string;
+}
+
+/** What the client recorded of its last pull (client.status, PULLED). */
+function pulledRecord(dest: string): PulledData {
   const rec = readStatusFile(path.join(dest, CLIENT_STATUS))?.records.findLast((r) => r.name === "PULLED");
   if (!rec?.data) throw new Error(`${dest}/${CLIENT_STATUS}: no PULLED record with transfer counts`);
-  return rec.data as { received?: number; sent?: number; literal?: number; matched?: number };
+  return rec.data as PulledData;
 }
 
 const RSYNCABLE = { gzip: { tar: "pigz --rsyncable", ext: "tgz" }, zstd: { tar: "zstd -3 --rsyncable", ext: "tzst" } } as const;
@@ -185,7 +196,7 @@ async function day2Section(ctx: BenchContext, sshd: SshServer, firstRuns: Partia
       console.error(`day 2 ${c}: shoot server (4) and shoot client (4) ...`);
       const size = (await serverRun(ctx.bin, serverConfig, backup, NEW)).final.archive!.size;
       const pull = await clientRun(ctx.bin, served.clientConfig, served.dest, NEW);
-      const s = pulledStats(served.dest);
+      const s = pulledRecord(served.dest);
       if (s.received === undefined || s.sent === undefined) throw new Error("shoot client recorded no sent or received byte count");
       const share = ((s.received + s.sent) / size) * 100;
       ctx.rows.push({

@@ -18,6 +18,7 @@ import { encodeHeader, paddingAfter, RECORD, BLOCK, TarFormatError, TarParser, t
 import { errnoCode, errorMessage } from "./errors.ts";
 import { startWorker } from "./inline-worker.ts";
 import { LIBZSTD_SOURCE } from "./libzstd.ts";
+import { OPEN_SYNC_RANGE_SOURCE, SYNC_FILE_RANGE_WRITE } from "./libc-source.ts";
 
 export type EntryType = TarType;
 
@@ -177,22 +178,14 @@ const SINK_SOURCE = `
   const held = new Map();
   let fd = -1, fill = 0, next = 0, end = -1, written = 0, collected = 0, failed;
   let syncRange, onDisk = 0, flushed = 0;
-  function openSyncRange() {
-    try {
-      const ffi = require("bun:ffi");
-      const T = ffi.FFIType;
-      return ffi.dlopen("libc.so.6", { sync_file_range: { args: [T.i32, T.i64, T.i64, T.u32], returns: T.i32 } }).symbols.sync_file_range;
-    } catch {
-      return undefined;
-    }
-  }
+  ${OPEN_SYNC_RANGE_SOURCE}
   function emit(v) {
     let at = 0;
     while (at < v.length) at += fs.writeSync(fd, v, at, v.length - at);
     onDisk += v.length;
     if (syncRange && onDisk - flushed >= ${FLUSH_BEHIND}) {
-      // SYNC_FILE_RANGE_WRITE (2): start writing back, do not wait; errors wait for the fsync
-      syncRange(fd, flushed, onDisk - flushed, 2);
+      // start writing back, do not wait; errors wait for the fsync
+      syncRange(fd, flushed, onDisk - flushed, ${SYNC_FILE_RANGE_WRITE});
       flushed = onDisk;
     }
     md5.update(v);

@@ -22,6 +22,7 @@ import type { Deps } from "./deps.ts";
 import { flushToDisk, fsyncDir, readDirOrEmpty, writeFileAtomic } from "./fsutil.ts";
 import { LockedError, acquireLock, type Lock } from "./lock.ts";
 import { fileDigests } from "./digest.ts";
+import { digestsFor, followDigests, type FollowResult } from "./follow-digest.ts";
 import { CHECKSUM_SUFFIX, TEMP_PREFIX, isArchiveName, md5Line, parseMd5Line, sortArchives } from "./naming.ts";
 import type { RunOutcome, SourceOutcome, Warning } from "./outcome.ts";
 import { clean } from "./report.ts";
@@ -415,16 +416,20 @@ async function pullSource(ctx: RunContext, source: SourceConfig): Promise<Source
 
     // 4. pull, verify, move into place
     step(`pulling ${a.file} (${formatBytes(a.size)})`);
+    const follower = followDigests(stage, a.file, a.sha256 !== undefined);
     const stats = await rsync(ctx, {
       client: cfg, source, files: [a.file, `${a.file}${CHECKSUM_SUFFIX}`], into: stage,
       // the checksum file is tiny; an archive bigger than its record says is not transferred
       maxSize: Math.max(a.size, 64 * 1024),
       resumable: { basisDir: ".." },
-    }, "PULL_FAILED", undefined, stage);
-    // the archive goes to disk while it is being hashed: on its own the fsync took 0.46 s
-    // for 700 MB, after the 1 s of hashing (commit's fsync then finds little left to write)
+    }, "PULL_FAILED", undefined, stage).catch((e: unknown) => {
+      follower.cancel();
+      throw e;
+    });
+    // what is still dirty goes to disk while the hashing ends: on its own the fsync took
+    // 0.46 s for 700 MB (commit's fsync then finds little left to write)
     const flushed = flushToDisk(path.join(stage, a.file));
-    await verify(stage, a).catch(async (e: unknown) => {
+    const hashed = await follower.finish().then((followed) => verify(stage, a, followed)).catch(async (e: unknown) => {
       await flushed; // a rejected copy is removed; what its flush met no longer matters
       throw e;
     });
@@ -433,7 +438,7 @@ async function pullSource(ctx: RunContext, source: SourceConfig): Promise<Source
     commit(stage, dir, a);
     status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {
       step: "pull", archive: a,
-      data: { source: source.name, literal: stats.literal, matched: stats.matched, received: stats.received, sent: stats.sent },
+      data: { source: source.name, literal: stats.literal, matched: stats.matched, received: stats.received, sent: stats.sent, hashed },
     });
 
     // 5. retention
@@ -462,8 +467,12 @@ function tidyStage(stage: string): void {
   }
 }
 
-/** Check the staged archive against its .md5 file and the status record; a bad one is removed. */
-async function verify(stage: string, a: ArchiveInfo): Promise<void> {
+/**
+ * Check the staged archive against its .md5 file and the status record; a bad one is removed.
+ * The checksums taken while it was received count when they are of this very file. Returns
+ * when the checksums compared were taken, for the PULLED record.
+ */
+async function verify(stage: string, a: ArchiveInfo, followed: FollowResult): Promise<string> {
   const file = path.join(stage, a.file);
   const md5File = path.join(stage, `${a.file}${CHECKSUM_SUFFIX}`);
   const reject = (why: string): never => {
@@ -491,9 +500,11 @@ async function verify(stage: string, a: ArchiveInfo): Promise<void> {
   }
   if (!listed) return reject(`its checksum file ${a.file}${CHECKSUM_SUFFIX} is missing or not one md5sum line for it`);
   if (listed !== a.md5) return reject(`its checksum file says ${listed}, the status record ${a.md5}`);
-  const h = await fileDigests(file, a.sha256 !== undefined);
+  const during = digestsFor(file, followed);
+  const h = during ?? await fileDigests(file, a.sha256 !== undefined);
   if (h.md5 !== a.md5) return reject(`its MD5 is ${h.md5}, the server recorded ${a.md5}`);
   if (a.sha256 !== undefined && h.sha256 !== a.sha256) return reject(`its SHA-256 is ${h.sha256}, the server recorded ${a.sha256}`);
+  return during ? "while receiving" : `after receiving (${followed.why ?? "read while received, but not the file that was kept"})`;
 }
 
 /** Move a verified archive into place; its .md5 (written by us, not the server's) comes last and marks it verified. */

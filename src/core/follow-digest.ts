@@ -1,0 +1,192 @@
+/**
+ * Checksums of a pulled archive taken while rsync is still receiving it, so that verifying a
+ * copy costs little more than the transfer. Measured on a 707 MB pull over loopback ssh:
+ * rsync 4.5-5.1 s, then MD5 and SHA-256 of the finished file 1.15-1.25 s.
+ *
+ * rsync receives a file into a temporary file `.NAME.XXXXXX` beside its final name, writes it
+ * front to back (a basis only changes where the bytes come from) and renames it when rsync
+ * has checked it whole. One worker per checksum finds that file, hashes what has been written,
+ * and waits for more until it is told the transfer ended. The checksums then stand only for
+ * the file that was read: the caller takes them only when the archive now in place is that
+ * file (same device and inode) with as many bytes as were read. Anything else (rsync redid the
+ * file after a failed check, the transfer ended before the file was seen, a worker failed)
+ * leaves the caller to hash the finished file, as before.
+ *
+ * The workers run as SCHED_IDLE while the transfer lasts: they use the CPU time rsync, ssh
+ * and the rest of the host leave. At normal priority, on two cores, they slowed rsync by about
+ * as much as they saved (the pull took 1.16x its peer hashed after and 1.1-1.2x hashed
+ * during); as idle threads, 0.98-1.09x. When the transfer has ended they return to the normal
+ * policy where they may (root may; others stay idle threads, which on a busy host only makes the
+ * check slower).
+ *
+ * The MD5 worker also starts write-back of every 8 MiB it has read (sync_file_range), so the
+ * fsync before the copy is kept has little left to do.
+ */
+import fs from "node:fs";
+import { startWorker } from "./inline-worker.ts";
+import { OPEN_SYNC_RANGE_SOURCE, SCHED_IDLE, SCHED_OTHER, SET_THREAD_POLICY_SOURCE, SYNC_FILE_RANGE_WRITE } from "./libc-source.ts";
+
+/** The suffix rsync's mkstemp() puts on a temporary name. */
+const TEMP_SUFFIX_LENGTH = 6;
+const READ = 1 << 20;
+/** How long a worker sleeps when it has caught up with rsync, unless told the transfer ended. */
+const POLL_MS = 20;
+const FLUSH_BEHIND = 8 << 20;
+
+/** States of the shared control word. */
+const RUNNING = 0;
+const FINISH = 1;
+const CANCEL = 2;
+
+/** What a worker read: the file (device and inode, as decimal text), its length, the checksum. */
+export interface FollowedFile {
+  dev: string;
+  ino: string;
+  bytes: number;
+  digest: string;
+}
+
+type WorkerReply = FollowedFile | { none: string } | { error: string };
+
+const FOLLOW_SOURCE = `
+  const fs = require("node:fs");
+  ${OPEN_SYNC_RANGE_SOURCE}
+  ${SET_THREAD_POLICY_SOURCE}
+  function find(dir, prefix) {
+    for (const n of fs.readdirSync(dir)) if (n.length === prefix.length + ${TEMP_SUFFIX_LENGTH} && n.startsWith(prefix)) return n;
+    return undefined;
+  }
+  function open(dir, prefix, state) {
+    for (;;) {
+      // read before looking: once the transfer has ended, a look that finds nothing is final
+      const now = Atomics.load(state, 0);
+      if (now === ${CANCEL}) return -1;
+      const name = find(dir, prefix);
+      if (name !== undefined) {
+        try {
+          return fs.openSync(dir + "/" + name, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+        } catch {
+          // renamed or removed since the look: look again
+        }
+      }
+      if (now === ${FINISH}) return -1;
+      Atomics.wait(state, 0, ${RUNNING}, ${POLL_MS});
+    }
+  }
+  function follow(m, state) {
+    setThreadPolicy(${SCHED_IDLE});
+    let policyRestored = false;
+    const fd = open(m.dir, m.prefix, state);
+    if (fd < 0) return { none: "the transfer ended before its temporary file was seen" };
+    try {
+      const st = fs.fstatSync(fd, { bigint: true });
+      if (!st.isFile()) return { none: "not a regular file" };
+      const syncRange = m.flushBehind ? openSyncRange() : undefined;
+      const h = new Bun.CryptoHasher(m.algorithm);
+      const buf = Buffer.allocUnsafe(${READ});
+      let bytes = 0, flushed = 0;
+      for (;;) {
+        const now = Atomics.load(state, 0);
+        if (now === ${CANCEL}) return { none: "cancelled" };
+        // what is left after the transfer is what the run waits for
+        if (now === ${FINISH} && !policyRestored) {
+          setThreadPolicy(${SCHED_OTHER});
+          policyRestored = true;
+        }
+        const n = fs.readSync(fd, buf, 0, buf.length, bytes);
+        if (n > 0) {
+          h.update(buf.subarray(0, n));
+          bytes += n;
+          if (syncRange && bytes - flushed >= ${FLUSH_BEHIND}) {
+            syncRange(fd, flushed, bytes - flushed, ${SYNC_FILE_RANGE_WRITE});
+            flushed = bytes;
+          }
+        } else if (now === ${FINISH}) {
+          // this read began after the transfer ended: the file is whole
+          return { dev: String(st.dev), ino: String(st.ino), bytes, digest: h.digest("hex") };
+        } else {
+          Atomics.wait(state, 0, ${RUNNING}, ${POLL_MS});
+        }
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  self.onmessage = (e) => {
+    try {
+      postMessage(follow(e.data, new Int32Array(e.data.control)));
+    } catch (err) {
+      postMessage({ error: String((err && err.message) || err) });
+    }
+  };`;
+
+export interface FollowResult {
+  md5?: FollowedFile;
+  sha256?: FollowedFile;
+  /** Why the checksums cannot stand for the finished file, when they cannot. */
+  why?: string;
+}
+
+export interface Follower {
+  /** The transfer has ended (the caller has seen rsync exit): what each worker read. */
+  finish(): Promise<FollowResult>;
+  /** The transfer failed: the workers close the file and end, without an answer. */
+  cancel(): void;
+}
+
+/** Start following rsync's temporary file for `file` in `dir`. */
+export function followDigests(dir: string, file: string, withSha256: boolean): Follower {
+  const control = new SharedArrayBuffer(4);
+  const state = new Int32Array(control);
+  const algorithms: ("md5" | "sha256")[] = withSha256 ? ["md5", "sha256"] : ["md5"];
+  // a worker ends once it has answered, having closed the file: ended earlier, it would keep it open
+  const replies = algorithms.map((algorithm) => new Promise<WorkerReply>((resolve) => {
+    const w = startWorker(FOLLOW_SOURCE);
+    const answer = (r: WorkerReply) => {
+      void w.terminate();
+      resolve(r);
+    };
+    w.onmessage = (e: MessageEvent<WorkerReply>) => answer(e.data);
+    w.onerror = (e) => answer({ error: e.message || "the hashing worker failed" });
+    w.postMessage({ dir, prefix: `.${file}.`, algorithm, control, flushBehind: algorithm === "md5" });
+  }));
+  const stop = (to: number) => {
+    Atomics.store(state, 0, to);
+    Atomics.notify(state, 0);
+  };
+  return {
+    async finish() {
+      stop(FINISH);
+      const got = await Promise.all(replies);
+      const result: FollowResult = {};
+      for (const [i, r] of got.entries()) {
+        if ("none" in r) return { why: r.none };
+        if ("error" in r) return { why: r.error };
+        result[algorithms[i]!] = r;
+      }
+      return result;
+    },
+    cancel() {
+      stop(CANCEL);
+    },
+  };
+}
+
+/**
+ * The checksums of `followed` when they are those of `file` as it is now: every worker read
+ * this very file, and all of it. Otherwise undefined: the file has to be hashed again.
+ */
+export function digestsFor(file: string, followed: FollowResult): { md5: string; sha256?: string } | undefined {
+  const read = [followed.md5, followed.sha256].filter((f): f is FollowedFile => f !== undefined);
+  if (!followed.md5 || read.length === 0) return undefined;
+  let st: fs.BigIntStats;
+  try {
+    st = fs.lstatSync(file, { bigint: true });
+  } catch {
+    return undefined;
+  }
+  if (!st.isFile()) return undefined;
+  const same = (f: FollowedFile) => f.dev === String(st.dev) && f.ino === String(st.ino) && BigInt(f.bytes) === st.size;
+  if (!read.every(same)) return undefined;
+  return { md5: followed.md5.digest, sha256: followed.sha256?.digest };
+}

@@ -1,0 +1,152 @@
+/**
+ * followDigests on real files, written the way rsync's receiver writes them: a temporary
+ * `.NAME.XXXXXX` beside the final name, filled front to back in pieces, renamed when whole.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { createHash, randomBytes } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { digestsFor, followDigests } from "../../src/core/follow-digest.ts";
+import { tempDir } from "../helpers/fixture.ts";
+
+const T = 30_000;
+const NAME = "web-20261127-030000.tar.zst";
+let root: string;
+afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
+
+function sums(b: Uint8Array): { md5: string; sha256: string } {
+  return { md5: createHash("md5").update(b).digest("hex"), sha256: createHash("sha256").update(b).digest("hex") };
+}
+
+/** Write `bytes` into `dir/name` in `pieces` appends with a pause between them. */
+async function writeSlowly(file: string, bytes: Uint8Array, pieces: number, pauseMs: number): Promise<void> {
+  const fd = fs.openSync(file, "wx", 0o600);
+  try {
+    const step = Math.ceil(bytes.length / pieces);
+    for (let at = 0; at < bytes.length; at += step) {
+      fs.writeSync(fd, bytes.subarray(at, Math.min(bytes.length, at + step)));
+      await Bun.sleep(pauseMs);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** How many descriptors of this process have `file` open, once that is `want` or 5 s have passed. */
+async function holdersOf(file: string, want: number): Promise<number> {
+  const count = () => fs.readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${fd}`) === file;
+    } catch {
+      return false; // closed since the listing
+    }
+  }).length;
+  const deadline = Date.now() + 5_000;
+  while (count() !== want && Date.now() < deadline) await Bun.sleep(10);
+  return count();
+}
+
+describe("followDigests", () => {
+  test("the checksums of a file hashed while it is written, then renamed, are those of the finished file", async () => {
+    root = tempDir();
+    const bytes = randomBytes((9 << 20) + 4321);
+    const follower = followDigests(root, NAME, true);
+    const temp = path.join(root, `.${NAME}.Ab3dE9`);
+    await writeSlowly(temp, bytes, 12, 25);
+    expect(await holdersOf(temp, 2)).toBe(2);
+    fs.renameSync(temp, path.join(root, NAME));
+    const followed = await follower.finish();
+    expect(followed.why).toBeUndefined();
+    expect(followed.md5!.bytes).toBe(bytes.length);
+    expect(digestsFor(path.join(root, NAME), followed)).toEqual(sums(bytes));
+  }, T);
+
+  test("without SHA-256 only MD5 is taken", async () => {
+    root = tempDir();
+    const bytes = randomBytes(300_000);
+    const follower = followDigests(root, NAME, false);
+    const temp = path.join(root, `.${NAME}.q1W2e3`);
+    await writeSlowly(temp, bytes, 3, 20);
+    expect(await holdersOf(temp, 1)).toBe(1);
+    fs.renameSync(temp, path.join(root, NAME));
+    const followed = await follower.finish();
+    expect(followed.sha256).toBeUndefined();
+    expect(digestsFor(path.join(root, NAME), followed)).toEqual({ md5: sums(bytes).md5, sha256: undefined });
+  }, T);
+
+  test("a file redone after a failed check (another temporary file, another inode) is not taken for the one read", async () => {
+    root = tempDir();
+    const first = randomBytes(2 << 20);
+    const second = randomBytes(2 << 20);
+    const follower = followDigests(root, NAME, true);
+    const a = path.join(root, `.${NAME}.aaaaaa`);
+    await writeSlowly(a, first, 4, 20);
+    expect(await holdersOf(a, 2)).toBe(2);
+    await Bun.sleep(100); // the workers have read it
+    fs.rmSync(a);
+    const b = path.join(root, `.${NAME}.bbbbbb`);
+    await writeSlowly(b, second, 4, 10);
+    fs.renameSync(b, path.join(root, NAME));
+    const followed = await follower.finish();
+    expect(followed.md5?.digest).toBe(sums(first).md5);
+    expect(digestsFor(path.join(root, NAME), followed)).toBeUndefined();
+  }, T);
+
+  test("a file longer than what was read, or gone, is hashed again", async () => {
+    root = tempDir();
+    const bytes = randomBytes(1 << 20);
+    const follower = followDigests(root, NAME, true);
+    const temp = path.join(root, `.${NAME}.zzzzzz`);
+    await writeSlowly(temp, bytes, 2, 20);
+    expect(await holdersOf(temp, 2)).toBe(2);
+    fs.renameSync(temp, path.join(root, NAME));
+    const followed = await follower.finish();
+    const final = path.join(root, NAME);
+    expect(digestsFor(final, followed)).toEqual(sums(bytes));
+    fs.appendFileSync(final, "x");
+    expect(digestsFor(final, followed)).toBeUndefined();
+    fs.rmSync(final);
+    expect(digestsFor(final, followed)).toBeUndefined();
+  }, T);
+
+  test("a transfer that ended before its temporary file was seen leaves nothing to take; the checksum file's temporary file is not the archive's", async () => {
+    root = tempDir();
+    const follower = followDigests(root, NAME, true);
+    // rsync's temporary file of NAME.md5 starts with the archive's prefix too
+    await writeSlowly(path.join(root, `.${NAME}.md5.Xy12Zw`), new TextEncoder().encode("0".repeat(32)), 1, 60);
+    const followed = await follower.finish();
+    expect(followed.why).toBe("the transfer ended before its temporary file was seen");
+    expect(digestsFor(path.join(root, NAME), followed)).toBeUndefined();
+  }, T);
+
+  test("cancel: the workers close the file they follow and end", async () => {
+    root = tempDir();
+    const temp = path.join(root, `.${NAME}.Cc4Dd5`);
+    fs.writeFileSync(temp, randomBytes(1000));
+    const follower = followDigests(root, NAME, true);
+    expect(await holdersOf(temp, 2)).toBe(2); // one reader per checksum, waiting for more
+    follower.cancel();
+    expect(await holdersOf(temp, 0)).toBe(0);
+  }, T);
+
+  test("while the transfer lasts the hashing threads are idle-class (SCHED_IDLE): the transfer comes first", async () => {
+    root = tempDir();
+    const idleThreads = () => fs.readdirSync("/proc/self/task").filter((tid) => {
+      try {
+        // field 41 of stat is the scheduling policy; fields are counted after the command's closing parenthesis
+        const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+        return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[41 - 3] === "5";
+      } catch {
+        return false; // the thread ended since the listing
+      }
+    }).length;
+    expect(idleThreads()).toBe(0);
+    const follower = followDigests(root, NAME, true);
+    const temp = path.join(root, `.${NAME}.Id1e00`);
+    fs.writeFileSync(temp, randomBytes(1 << 20));
+    expect(await holdersOf(temp, 2)).toBe(2);
+    expect(idleThreads()).toBe(2);
+    fs.renameSync(temp, path.join(root, NAME));
+    expect(digestsFor(path.join(root, NAME), await follower.finish())).toBeDefined();
+  }, T);
+});
