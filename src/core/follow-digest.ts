@@ -1,7 +1,8 @@
 /**
- * Checksums of a pulled archive taken while rsync is still receiving it, so that verifying a
- * copy costs little more than the transfer. Measured on a 707 MB pull over loopback ssh:
- * rsync 4.5-5.1 s, then MD5 and SHA-256 of the finished file 1.15-1.25 s.
+ * Checksums of a pulled archive taken while rsync is still receiving it, so that checking a
+ * copy costs little once the transfer has ended. That matters most over a slow link, where the
+ * transfer leaves the CPU idle for minutes; on a 707 MB pull the check after the transfer took
+ * 1.15-1.6 s, and 0.1-0.35 s when hashed while receiving.
  *
  * rsync receives a file into a temporary file `.NAME.XXXXXX` beside its final name, writes it
  * front to back (a basis only changes where the bytes come from) and renames it when rsync
@@ -12,15 +13,15 @@
  * file after a failed check, the transfer ended before the file was seen, a worker failed)
  * leaves the caller to hash the finished file, as before.
  *
- * The workers run as SCHED_IDLE while the transfer lasts: they use the CPU time rsync, ssh
- * and the rest of the host leave. At normal priority, on two cores, they slowed rsync by about
- * as much as they saved (the pull took 1.16x its peer hashed after and 1.1-1.2x hashed
- * during); as idle threads, 0.98-1.09x. When the transfer has ended they return to the normal
- * policy where they may (root may; others stay idle threads, which on a busy host only makes the
- * check slower).
+ * The hashing workers run as SCHED_IDLE while the transfer lasts: they use the CPU time rsync,
+ * ssh and the rest of the host leave. At normal priority, on two cores over loopback, they
+ * slowed rsync by as much as they saved. When the transfer has ended they return to the normal
+ * policy where they may (root may; others stay idle threads, which on a busy host only makes
+ * the check slower).
  *
- * The MD5 worker also starts write-back of every 8 MiB it has read (sync_file_range), so the
- * fsync before the copy is kept has little left to do.
+ * A third worker, at normal priority, starts write-back of every 8 MiB rsync has written
+ * (sync_file_range), so the disk writes while rsync receives, even when the hashing lags, and
+ * the fsync before the copy is kept has little left to do.
  */
 import fs from "node:fs";
 import { startWorker } from "./inline-worker.ts";
@@ -29,7 +30,7 @@ import { OPEN_SYNC_RANGE_SOURCE, SCHED_IDLE, SCHED_OTHER, SET_THREAD_POLICY_SOUR
 /** The suffix rsync's mkstemp() puts on a temporary name. */
 const TEMP_SUFFIX_LENGTH = 6;
 const READ = 1 << 20;
-/** How long a worker sleeps when it has caught up with rsync, unless told the transfer ended. */
+/** How long a worker sleeps when it has caught up with rsync (or between looks at the file's size), unless told the transfer ended. */
 const POLL_MS = 20;
 const FLUSH_BEHIND = 8 << 20;
 
@@ -46,7 +47,7 @@ export interface FollowedFile {
   digest: string;
 }
 
-type WorkerReply = FollowedFile | { none: string } | { error: string };
+type WorkerReply = FollowedFile | { none: string } | { error: string } | { flushed: number };
 
 const FOLLOW_SOURCE = `
   const fs = require("node:fs");
@@ -73,18 +74,31 @@ const FOLLOW_SOURCE = `
       Atomics.wait(state, 0, ${RUNNING}, ${POLL_MS});
     }
   }
+  function writeBack(fd, state) {
+    const syncRange = openSyncRange();
+    let flushed = 0;
+    while (syncRange && Atomics.load(state, 0) === ${RUNNING}) {
+      const size = fs.fstatSync(fd).size;
+      if (size - flushed >= ${FLUSH_BEHIND}) {
+        syncRange(fd, flushed, size - flushed, ${SYNC_FILE_RANGE_WRITE});
+        flushed = size;
+      }
+      Atomics.wait(state, 0, ${RUNNING}, ${POLL_MS});
+    }
+    return { flushed };
+  }
   function follow(m, state) {
-    setThreadPolicy(${SCHED_IDLE});
+    if (m.algorithm) setThreadPolicy(${SCHED_IDLE});
     let policyRestored = false;
     const fd = open(m.dir, m.prefix, state);
     if (fd < 0) return { none: "the transfer ended before its temporary file was seen" };
     try {
       const st = fs.fstatSync(fd, { bigint: true });
       if (!st.isFile()) return { none: "not a regular file" };
-      const syncRange = m.flushBehind ? openSyncRange() : undefined;
+      if (!m.algorithm) return writeBack(fd, state);
       const h = new Bun.CryptoHasher(m.algorithm);
       const buf = Buffer.allocUnsafe(${READ});
-      let bytes = 0, flushed = 0;
+      let bytes = 0;
       for (;;) {
         const now = Atomics.load(state, 0);
         if (now === ${CANCEL}) return { none: "cancelled" };
@@ -97,10 +111,6 @@ const FOLLOW_SOURCE = `
         if (n > 0) {
           h.update(buf.subarray(0, n));
           bytes += n;
-          if (syncRange && bytes - flushed >= ${FLUSH_BEHIND}) {
-            syncRange(fd, flushed, bytes - flushed, ${SYNC_FILE_RANGE_WRITE});
-            flushed = bytes;
-          }
         } else if (now === ${FINISH}) {
           // this read began after the transfer ended: the file is whole
           return { dev: String(st.dev), ino: String(st.ino), bytes, digest: h.digest("hex") };
@@ -140,7 +150,7 @@ export function followDigests(dir: string, file: string, withSha256: boolean): F
   const state = new Int32Array(control);
   const algorithms: ("md5" | "sha256")[] = withSha256 ? ["md5", "sha256"] : ["md5"];
   // a worker ends once it has answered, having closed the file: ended earlier, it would keep it open
-  const replies = algorithms.map((algorithm) => new Promise<WorkerReply>((resolve) => {
+  const replies = [...algorithms, undefined].map((algorithm) => new Promise<WorkerReply>((resolve) => {
     const w = startWorker(FOLLOW_SOURCE);
     const answer = (r: WorkerReply) => {
       void w.terminate();
@@ -148,7 +158,7 @@ export function followDigests(dir: string, file: string, withSha256: boolean): F
     };
     w.onmessage = (e: MessageEvent<WorkerReply>) => answer(e.data);
     w.onerror = (e) => answer({ error: e.message || "the hashing worker failed" });
-    w.postMessage({ dir, prefix: `.${file}.`, algorithm, control, flushBehind: algorithm === "md5" });
+    w.postMessage({ dir, prefix: `.${file}.`, algorithm, control });
   }));
   const stop = (to: number) => {
     Atomics.store(state, 0, to);
@@ -159,8 +169,9 @@ export function followDigests(dir: string, file: string, withSha256: boolean): F
       stop(FINISH);
       const got = await Promise.all(replies);
       const result: FollowResult = {};
-      for (const [i, r] of got.entries()) {
+      for (const [i, r] of got.slice(0, algorithms.length).entries()) {
         if ("none" in r) return { why: r.none };
+        if ("flushed" in r) continue;
         if ("error" in r) return { why: r.error };
         result[algorithms[i]!] = r;
       }
