@@ -64,13 +64,23 @@ const INSTALL_HINTS: Record<string, string> = {
   sshd: "apt-get install openssh-server",
 };
 
+/**
+ * How long the pipes may stay open after the child has exited. A grandchild that inherited
+ * them (an ssh multiplexing client, a daemon the child started) can hold them for as long as it
+ * lives; what it writes then is not waited for.
+ */
+const PIPE_GRACE_MS = 2_000;
+
 async function pumpLines(
   stream: ReadableStream<Uint8Array> | null | undefined,
   onLine: (line: string) => void,
+  stoppers: (() => void)[],
   keep?: { buf: string[]; max: number },
   capture?: { chunks: Uint8Array[]; size: number; max: number },
 ): Promise<void> {
   if (!stream) return;
+  const reader = stream.getReader();
+  stoppers.push(() => void reader.cancel().catch(() => undefined));
   const dec = new TextDecoder();
   let pending = "";
   const emit = (line: string) => {
@@ -80,7 +90,8 @@ async function pumpLines(
     }
     onLine(line);
   };
-  for await (const chunk of stream) {
+  for (let r = await reader.read(); !r.done; r = await reader.read()) {
+    const chunk = r.value;
     if (capture && capture.size < capture.max) {
       const take = chunk.subarray(0, capture.max - capture.size);
       capture.chunks.push(take);
@@ -131,13 +142,23 @@ export function start(argv: string[], opts: RunOptions = {}): Child {
   }
   const keep = { buf: [] as string[], max: opts.stderrLines ?? 20 };
   const capture = opts.captureStdout ? { chunks: [] as Uint8Array[], size: 0, max: opts.maxStdout ?? 16 * 1024 * 1024 } : undefined;
-  const errDone = pumpLines(proc.stderr as ReadableStream<Uint8Array>, opts.onStderrLine ?? (() => {}), keep);
+  const stoppers: (() => void)[] = [];
+  const errDone = pumpLines(proc.stderr as ReadableStream<Uint8Array>, opts.onStderrLine ?? (() => {}), stoppers, keep);
   const outDone = proc.stdout && typeof proc.stdout !== "number"
-    ? pumpLines(proc.stdout as ReadableStream<Uint8Array>, opts.onStdoutLine ?? (() => {}), undefined, capture)
+    ? pumpLines(proc.stdout as ReadableStream<Uint8Array>, opts.onStdoutLine ?? (() => {}), stoppers, undefined, capture)
     : Promise.resolve();
   const done = (async (): Promise<RunResult> => {
     await proc.exited;
-    await Promise.all([errDone, outDone]);
+    let grace: ReturnType<typeof setTimeout> | undefined;
+    const drained = await Promise.race([
+      Promise.all([errDone, outDone]).then(() => true),
+      new Promise<false>((resolve) => (grace = setTimeout(() => resolve(false), PIPE_GRACE_MS))),
+    ]);
+    clearTimeout(grace);
+    if (!drained) {
+      for (const stop of stoppers) stop();
+      await Promise.all([errDone, outDone]);
+    }
     if (killTimer) clearTimeout(killTimer);
     if (graceTimer) clearTimeout(graceTimer);
     return {
