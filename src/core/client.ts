@@ -27,6 +27,7 @@ import { CHECKSUM_SUFFIX, TEMP_PREFIX, isArchiveName, md5Line, parseMd5Line, sor
 import type { RunOutcome, SourceOutcome, Warning } from "./outcome.ts";
 import { clean } from "./report.ts";
 import { toRemove } from "./retention.ts";
+import { SharedSsh } from "./ssh-shared.ts";
 import {
   MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
 } from "./rsync.ts";
@@ -357,6 +358,16 @@ function describePull(a: ArchiveInfo, s: TransferStats): string {
 }
 
 async function pullSource(ctx: RunContext, source: SourceConfig): Promise<SourceOutcome> {
+  // started beside the status pull; the archive pull uses it when it is up by then
+  const shared = SharedSsh.start(ctx.deps.spawner, ctx.deps.env, ctx.cfg, source);
+  try {
+    return await pullSourceOver(ctx, source, shared);
+  } finally {
+    await shared.close();
+  }
+}
+
+async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: SharedSsh): Promise<SourceOutcome> {
   const { cfg, deps, status } = ctx;
   const dir = path.join(cfg.dest_dir, source.name);
   const stage = path.join(dir, STAGE_DIR);
@@ -416,12 +427,14 @@ async function pullSource(ctx: RunContext, source: SourceConfig): Promise<Source
 
     // 4. pull, verify, move into place
     step(`pulling ${a.file} (${formatBytes(a.size)})`);
+    const controlPath = shared.controlPath;
     const follower = followDigests(stage, a.file, a.sha256 !== undefined);
     const stats = await rsync(ctx, {
       client: cfg, source, files: [a.file, `${a.file}${CHECKSUM_SUFFIX}`], into: stage,
       // the checksum file is tiny; an archive bigger than its record says is not transferred
       maxSize: Math.max(a.size, 64 * 1024),
       resumable: { basisDir: ".." },
+      controlPath,
     }, "PULL_FAILED", undefined, stage).catch((e: unknown) => {
       follower.cancel();
       throw e;
@@ -438,7 +451,7 @@ async function pullSource(ctx: RunContext, source: SourceConfig): Promise<Source
     commit(stage, dir, a);
     status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {
       step: "pull", archive: a,
-      data: { source: source.name, literal: stats.literal, matched: stats.matched, received: stats.received, sent: stats.sent, hashed },
+      data: { source: source.name, literal: stats.literal, matched: stats.matched, received: stats.received, sent: stats.sent, hashed, sharedSsh: controlPath !== undefined },
     });
 
     // 5. retention

@@ -44,8 +44,20 @@ function sshPath(p: string, key: string): string {
   return p;
 }
 
-/** The ssh command (argv) that rsync runs to reach a source. */
-export function sshArgv(client: Pick<ClientConfig, "connect_timeout" | "accept_new_host_key" | "known_hosts">, source: Pick<SourceConfig, "port" | "identity">): string[] {
+/**
+ * Seconds a shared ssh connection stays up after its last transfer. It is started in the
+ * background by ssh itself (ControlPersist), so this bounds how long it outlives a client that
+ * was killed before it could close it.
+ */
+export const SHARED_PERSIST_S = 10;
+
+type SshClientOptions = Pick<ClientConfig, "connect_timeout" | "accept_new_host_key" | "known_hosts">;
+
+/**
+ * The ssh command (argv) that rsync runs to reach a source; with `controlPath`, it goes through
+ * the shared connection at that socket when there is one, and connects on its own when not.
+ */
+export function sshArgv(client: SshClientOptions, source: Pick<SourceConfig, "port" | "identity">, controlPath?: string): string[] {
   const argv = [
     "ssh",
     "-o", "BatchMode=yes",
@@ -65,7 +77,41 @@ export function sshArgv(client: Pick<ClientConfig, "connect_timeout" | "accept_n
     argv.push("-o", `UserKnownHostsFile="${sshPath(client.known_hosts, "known_hosts")}"`);
   }
   if (source.identity) argv.push("-i", sshPath(source.identity, "identity"), "-o", "IdentitiesOnly=yes");
+  if (controlPath !== undefined) argv.push("-o", "ControlMaster=no", "-o", `ControlPath=${controlPathOf(controlPath)}`);
   return argv;
+}
+
+/** ssh expands % in ControlPath and splits its value at white space: such a path is refused. */
+function controlPathOf(p: string): string {
+  if (!p.startsWith("/") || /[\s%'"\\\0-\x1f\x7f]/.test(p)) throw new Error(`ControlPath ${JSON.stringify(p)}: not an absolute path without white space, %, quotes or backslashes`);
+  return p;
+}
+
+/** `[user@]host` of an ssh remote, as ssh takes it on its command line (an IPv6 address without brackets). */
+function sshDestination(remote: string): string {
+  const r = parseRemote(remote);
+  if (!r || isLocalRemote(remote)) throw new Error(`sshDestination: ${JSON.stringify(remote)} is not an ssh remote`);
+  return `${r.user ? `${r.user}@` : ""}${r.host}`;
+}
+
+/**
+ * Start the shared connection: log in (same options, same host key checks), then go to the
+ * background holding the connection open at `controlPath`, running no command (-N), so a
+ * forced command in authorized_keys only ever sees the transfers. Exits 0 once logged in.
+ */
+export function sshSharedStartArgv(client: SshClientOptions, source: Pick<SourceConfig, "port" | "identity" | "remote">, controlPath: string): string[] {
+  return [
+    ...sshArgv(client, source),
+    "-o", "ControlMaster=yes",
+    "-o", `ControlPath=${controlPathOf(controlPath)}`,
+    "-o", `ControlPersist=${SHARED_PERSIST_S}`,
+    "-N", "-f", "--", sshDestination(source.remote),
+  ];
+}
+
+/** Ask the shared connection at `controlPath` to close now. */
+export function sshSharedExitArgv(client: SshClientOptions, source: Pick<SourceConfig, "port" | "identity" | "remote">, controlPath: string): string[] {
+  return [...sshArgv(client, source), "-o", `ControlPath=${controlPathOf(controlPath)}`, "-O", "exit", "--", sshDestination(source.remote)];
 }
 
 /** The single string rsync's `-e` takes. */
@@ -103,6 +149,8 @@ export interface PullSpec {
    * changed blocks travel. rsync only reads the basis; the new file is written beside it.
    */
   resumable?: { basisDir: string };
+  /** The shared ssh connection's socket, when one was started (see sshSharedStartArgv). */
+  controlPath?: string;
 }
 
 /** The full rsync argv for one pull. */
@@ -124,7 +172,7 @@ export function rsyncPullArgv(spec: PullSpec): string[] {
     argv.push(`--bwlimit=${Math.max(1, Math.round(spec.source.bwlimit / 1024))}`);
   }
   if (!isLocalRemote(spec.source.remote)) {
-    argv.push("-e", rshString(sshArgv(spec.client, spec.source)));
+    argv.push("-e", rshString(sshArgv(spec.client, spec.source, spec.controlPath)));
   }
   argv.push("--", ...spec.files.map((f) => remoteFile(spec.source.remote, f)), spec.into.endsWith("/") ? spec.into : `${spec.into}/`);
   return argv;

@@ -21,6 +21,11 @@ export interface RunOptions {
   onStdoutLine?: (line: string) => void;
   /** How many trailing stderr lines to keep. */
   stderrLines?: number;
+  /**
+   * Standard error to /dev/null, not read: for a program that leaves a process of its own in
+   * the background (ssh -f), which would hold a pipe open after the program itself exited.
+   */
+  discardStderr?: boolean;
   /** Hint for the "not installed" message, e.g. "apt-get install rsync". */
   installHint?: string;
   /**
@@ -118,7 +123,7 @@ export function start(argv: string[], opts: RunOptions = {}): Child {
     proc = Bun.spawn(argv, {
       stdin: opts.passStdio ? "inherit" : "ignore",
       stdout: opts.passStdio ? "inherit" : opts.captureStdout || opts.onStdoutLine ? "pipe" : "ignore",
-      stderr: "pipe",
+      stderr: opts.discardStderr ? "ignore" : "pipe",
       env: (opts.env ?? process.env) as Record<string, string>,
       cwd: opts.cwd,
     });
@@ -143,7 +148,7 @@ export function start(argv: string[], opts: RunOptions = {}): Child {
   const keep = { buf: [] as string[], max: opts.stderrLines ?? 20 };
   const capture = opts.captureStdout ? { chunks: [] as Uint8Array[], size: 0, max: opts.maxStdout ?? 16 * 1024 * 1024 } : undefined;
   const stoppers: (() => void)[] = [];
-  const errDone = pumpLines(proc.stderr as ReadableStream<Uint8Array>, opts.onStderrLine ?? (() => {}), stoppers, keep);
+  const errDone = opts.discardStderr ? Promise.resolve() : pumpLines(proc.stderr as ReadableStream<Uint8Array>, opts.onStderrLine ?? (() => {}), stoppers, keep);
   const outDone = proc.stdout && typeof proc.stdout !== "number"
     ? pumpLines(proc.stdout as ReadableStream<Uint8Array>, opts.onStdoutLine ?? (() => {}), stoppers, undefined, capture)
     : Promise.resolve();

@@ -56,7 +56,46 @@ async function craftedServer(base: string, name: string, size = 20_000, ageMs = 
   return { dir, archive };
 }
 
+/** Processes whose command line mentions `text` (an ssh still holding a socket under a directory). */
+function processesMentioning(text: string): number[] {
+  const found: number[] = [];
+  for (const e of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${e}/cmdline`, "utf8").includes(text)) found.push(Number(e));
+    } catch {
+      // ended while we looked
+    }
+  }
+  return found;
+}
+
 describe("shoot client over ssh", () => {
+  test("one ssh login serves both transfers: the archive goes through the connection started beside the status pull, closed after; with no room for its socket, each transfer logs in on its own", async () => {
+    const fx = fixture();
+    await wrapper(fx);
+    const runWith = async (tmp: string, dest: string) => {
+      fs.mkdirSync(tmp, { recursive: true });
+      const cfg = writeClientConfig(path.join(fx.root, `client-${path.basename(dest)}.toml`), { dest, known_hosts: sshd.knownHosts, sources: [sshSource(sshd, "web1", fx.backup)] });
+      const r = await runShoot(["client", "--config", cfg], { env: { TMPDIR: tmp }, timeoutMs: 90_000 });
+      expect(r.code).toBe(0);
+      expect(r.stderr).not.toMatch(/\[(warn|error)\]/);
+      return statusRecords(path.join(dest, "client.status")).find((x) => x.name === "PULLED")!.data;
+    };
+    const tmp = path.join(fx.root, "tmp");
+    expect((await runWith(tmp, path.join(fx.root, "dest1"))).sharedSsh).toBe(true);
+    // the socket's directory is gone, and so is the ssh that held it
+    expect(fs.readdirSync(tmp)).toEqual([]);
+    expect(processesMentioning(tmp)).toEqual([]);
+
+    // a socket path must stay under ~100 bytes: a long TMPDIR means no shared connection, the same pull
+    const long = path.join(fx.root, "t".repeat(120));
+    const data = await runWith(long, path.join(fx.root, "dest2"));
+    expect(data.sharedSsh).toBe(false);
+    expect(data.received).toBeGreaterThan(0);
+    expect(fs.readdirSync(long)).toEqual([]);
+  }, T);
+
   test("happy path: pulls what `shoot wrapper` made, verified (md5sum -c passes), then 9, then 4 with retention", async () => {
     const fx = fixture();
     const first = await wrapper(fx);

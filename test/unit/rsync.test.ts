@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import {
   CommandRefused, classifyFailure, parseSenderCommand, parseStats, remoteFile, rshQuote, rshString, rsyncEnv, rsyncPullArgv, seconds,
-  splitRsyncCommand, sshArgv, type PullSpec,
+  SHARED_PERSIST_S, splitRsyncCommand, sshArgv, sshSharedExitArgv, sshSharedStartArgv, type PullSpec,
 } from "../../src/core/rsync.ts";
 import type { SourceConfig } from "../../src/core/config.ts";
 
@@ -55,6 +55,43 @@ describe("sshArgv", () => {
       expect(() => sshArgv(c, s)).toThrow(key);
     }, T);
   }
+});
+
+describe("the shared ssh connection", () => {
+  const sock = "/tmp/shoot-ssh-AbC123/s";
+  test("a transfer goes through the socket when there is one, and connects on its own when not (ControlMaster=no)", () => {
+    const argv = sshArgv(client, { port: 22 }, sock);
+    expect(argv.slice(-4)).toEqual(["-o", "ControlMaster=no", "-o", `ControlPath=${sock}`]);
+    expect(sshArgv(client, { port: 22 }).join(" ")).not.toContain("Control");
+  }, T);
+  test("rsync's -e carries it", () => {
+    const argv = rsyncPullArgv({ client, source: src(), files: ["a.tar.gz"], into: "/d", maxSize: 10, controlPath: sock });
+    expect(argv[argv.indexOf("-e") + 1]).toContain(`-o ControlMaster=no -o ControlPath=${sock}`);
+  }, T);
+  const starts: Array<[string, SourceConfig, string]> = [
+    ["user and host", src(), "backup@web1.example.com"],
+    ["no user", src({ remote: "web1:/b" }), "web1"],
+    ["IPv6 without brackets", src({ remote: "root@[fd00::1]:/b" }), "root@fd00::1"],
+  ];
+  for (const [name, s, dest] of starts) {
+    test(`start: same login options, master in the background running no command, closing itself ${SHARED_PERSIST_S} s after its last transfer (${name})`, () => {
+      const argv = sshSharedStartArgv(client, s, sock);
+      expect(argv.slice(0, sshArgv(client, s).length)).toEqual(sshArgv(client, s));
+      expect(argv.slice(sshArgv(client, s).length)).toEqual([
+        "-o", "ControlMaster=yes", "-o", `ControlPath=${sock}`, "-o", `ControlPersist=${SHARED_PERSIST_S}`, "-N", "-f", "--", dest,
+      ]);
+      expect(sshSharedExitArgv(client, s, sock).slice(-6)).toEqual(["-o", `ControlPath=${sock}`, "-O", "exit", "--", dest]);
+    }, T);
+  }
+  for (const bad of ["relative/s", "/tmp/a b/s", "/tmp/%h/s", "/tmp/a'b/s", "/tmp/a\\b/s", "/tmp/a\nb/s"]) {
+    test(`refuses the socket path ${JSON.stringify(bad)}`, () => {
+      expect(() => sshArgv(client, { port: 22 }, bad)).toThrow("ControlPath");
+      expect(() => sshSharedStartArgv(client, src(), bad)).toThrow("ControlPath");
+    }, T);
+  }
+  test("a local remote has no ssh connection to share", () => {
+    expect(() => sshSharedStartArgv(client, src({ remote: "/var/backups" }), sock)).toThrow("not an ssh remote");
+  }, T);
 });
 
 describe("remoteFile", () => {

@@ -1,0 +1,99 @@
+/**
+ * One ssh connection for a source's transfers. A pull makes two: server.status, then the
+ * archive. Each logged in on its own, and a login costs about 250 ms on loopback (the key
+ * exchange), which is most of what a first pull spends beyond rsync and hashing.
+ *
+ * The shared connection is started beside the status pull, not before it, so it costs no
+ * time, and it changes nothing when it fails: the status pull connects on its own as always
+ * and reports every connection problem itself; the archive pull goes through the shared
+ * connection when it is up by then, and connects on its own when not.
+ *
+ * ssh keeps the connection in a background process of its own (-f, ControlPersist), which
+ * the client closes (-O exit) when the source is done. If the client is killed before that,
+ * the connection closes itself SHARED_PERSIST_S seconds after its last transfer ended.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import type { ClientConfig, SourceConfig } from "./config.ts";
+import { isLocalRemote } from "./config.ts";
+import { rsyncEnv, sshSharedExitArgv, sshSharedStartArgv } from "./rsync.ts";
+import type { Child, Spawner } from "../io/process.ts";
+
+/** Unix socket paths are limited to 107 bytes on Linux and 103 on macOS. */
+const MAX_SOCKET_PATH = 100;
+
+export class SharedSsh {
+  private ready = false;
+  private readonly starting: Child | undefined;
+
+  private constructor(
+    private readonly spawner: Spawner,
+    private readonly env: Record<string, string | undefined>,
+    private readonly cfg: ClientConfig,
+    private readonly source: SourceConfig,
+    private readonly dir: string | undefined,
+  ) {
+    if (!dir) return;
+    try {
+      this.starting = spawner.start(sshSharedStartArgv(cfg, source, this.socket), {
+        env: rsyncEnv(env),
+        discardStderr: true,
+        timeoutMs: cfg.connect_timeout + 10_000,
+      });
+    } catch {
+      // ssh missing: the status pull says so
+      return;
+    }
+    this.starting.done.then(
+      (r) => (this.ready = r.exitCode === 0 && fs.existsSync(this.socket)),
+      () => undefined,
+    );
+  }
+
+  /** Start a shared connection to `source` (none for a local path, or where no socket can be made). */
+  static start(spawner: Spawner, env: Record<string, string | undefined>, cfg: ClientConfig, source: SourceConfig): SharedSsh {
+    let dir: string | undefined;
+    if (!isLocalRemote(source.remote)) {
+      try {
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), "shoot-ssh-"));
+        if (path.join(dir, "s").length > MAX_SOCKET_PATH || /[\s%'"\\]/.test(dir)) {
+          fs.rmSync(dir, { recursive: true, force: true });
+          dir = undefined;
+        }
+      } catch {
+        dir = undefined;
+      }
+    }
+    return new SharedSsh(spawner, env, cfg, source, dir);
+  }
+
+  private get socket(): string {
+    return path.join(this.dir!, "s");
+  }
+
+  /** The socket to give a transfer now: undefined while the connection is not (yet) up. */
+  get controlPath(): string | undefined {
+    return this.ready ? this.socket : undefined;
+  }
+
+  /** Close the connection and remove its socket's directory; never throws. */
+  async close(): Promise<void> {
+    if (!this.dir) return;
+    try {
+      if (this.starting) {
+        try {
+          this.starting.kill("SIGTERM");
+        } catch {
+          // it has exited
+        }
+        await this.starting.done.catch(() => undefined);
+      }
+      if (fs.existsSync(this.socket)) {
+        await this.spawner.run(sshSharedExitArgv(this.cfg, this.source, this.socket), { env: rsyncEnv(this.env), discardStderr: true, timeoutMs: 10_000 }).catch(() => undefined);
+      }
+    } finally {
+      fs.rmSync(this.dir, { recursive: true, force: true });
+    }
+  }
+}
