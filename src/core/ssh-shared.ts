@@ -22,6 +22,41 @@ import type { Child, Spawner } from "../io/process.ts";
 
 /** Unix socket paths are limited to 107 bytes on Linux and 103 on macOS. */
 const MAX_SOCKET_PATH = 100;
+const DIR_PREFIX = "shoot-ssh-";
+/**
+ * A socket directory this old and empty was left by a client killed before it could remove it
+ * (ssh removes the socket itself when the connection closes). Younger ones may belong to a run
+ * whose connection is still being made.
+ */
+const STALE_DIR_MS = 10 * 60_000;
+
+/**
+ * Remove the empty socket directories of this user's killed clients in `tmp`. A directory with
+ * a socket in it belongs to a live connection and stays: rmdir refuses it.
+ */
+export function removeStaleSocketDirs(tmp: string, now: number): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = fs.readdirSync(tmp);
+  } catch {
+    return removed;
+  }
+  const uid = process.getuid?.();
+  for (const name of names) {
+    if (!name.startsWith(DIR_PREFIX)) continue;
+    const dir = path.join(tmp, name);
+    try {
+      const st = fs.lstatSync(dir);
+      if (!st.isDirectory() || st.uid !== uid || now - st.mtimeMs < STALE_DIR_MS) continue;
+      fs.rmdirSync(dir);
+      removed.push(name);
+    } catch {
+      // not empty, or not ours to remove
+    }
+  }
+  return removed;
+}
 
 export class SharedSsh {
   private ready = false;
@@ -56,7 +91,8 @@ export class SharedSsh {
     let dir: string | undefined;
     if (!isLocalRemote(source.remote)) {
       try {
-        dir = fs.mkdtempSync(path.join(os.tmpdir(), "shoot-ssh-"));
+        removeStaleSocketDirs(os.tmpdir(), Date.now());
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), DIR_PREFIX));
         if (path.join(dir, "s").length > MAX_SOCKET_PATH || /[\s%'"\\]/.test(dir)) {
           fs.rmSync(dir, { recursive: true, force: true });
           dir = undefined;
