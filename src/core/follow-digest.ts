@@ -158,6 +158,8 @@ export function followDigests(dir: string, file: string, withSha256: boolean): F
     };
     w.onmessage = (e: MessageEvent<WorkerReply>) => answer(e.data);
     w.onerror = (e) => answer({ error: e.message || "the hashing worker failed" });
+    // a worker that ends without a word (it exited, or was killed) must not leave finish() waiting
+    w.addEventListener("close", () => answer({ error: "the hashing worker ended without an answer" }));
     w.postMessage({ dir, prefix: `.${file}.`, algorithm, control });
   }));
   const stop = (to: number) => {
@@ -169,11 +171,11 @@ export function followDigests(dir: string, file: string, withSha256: boolean): F
       stop(FINISH);
       const got = await Promise.all(replies);
       const result: FollowResult = {};
+      // the last reply is the write-back worker's, which has nothing to say about the checksums
       for (const [i, r] of got.slice(0, algorithms.length).entries()) {
         if ("none" in r) return { why: r.none };
-        if ("flushed" in r) continue;
         if ("error" in r) return { why: r.error };
-        result[algorithms[i]!] = r;
+        if ("digest" in r) result[algorithms[i]!] = r;
       }
       return result;
     },
@@ -188,8 +190,8 @@ export function followDigests(dir: string, file: string, withSha256: boolean): F
  * this very file, and all of it. Otherwise undefined: the file has to be hashed again.
  */
 export function digestsFor(file: string, followed: FollowResult): { md5: string; sha256?: string } | undefined {
+  if (!followed.md5) return undefined;
   const read = [followed.md5, followed.sha256].filter((f): f is FollowedFile => f !== undefined);
-  if (!followed.md5 || read.length === 0) return undefined;
   let st: fs.BigIntStats;
   try {
     st = fs.lstatSync(file, { bigint: true });

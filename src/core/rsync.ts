@@ -81,9 +81,13 @@ export function sshArgv(client: SshClientOptions, source: Pick<SourceConfig, "po
   return argv;
 }
 
-/** ssh expands % in ControlPath and splits its value at white space: such a path is refused. */
+/** ssh expands % in ControlPath and splits its value at white space: only other paths can be one. */
+export function usableControlPath(p: string): boolean {
+  return p.startsWith("/") && !/[\s%'"\\\0-\x1f\x7f]/.test(p);
+}
+
 function controlPathOf(p: string): string {
-  if (!p.startsWith("/") || /[\s%'"\\\0-\x1f\x7f]/.test(p)) throw new Error(`ControlPath ${JSON.stringify(p)}: not an absolute path without white space, %, quotes or backslashes`);
+  if (!usableControlPath(p)) throw new Error(`ControlPath ${JSON.stringify(p)}: not an absolute path without white space, %, quotes or backslashes`);
   return p;
 }
 

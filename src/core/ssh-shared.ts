@@ -17,12 +17,13 @@ import os from "node:os";
 import path from "node:path";
 import type { ClientConfig, SourceConfig } from "./config.ts";
 import { isLocalRemote } from "./config.ts";
-import { rsyncEnv, sshSharedExitArgv, sshSharedStartArgv } from "./rsync.ts";
+import { rsyncEnv, sshSharedExitArgv, sshSharedStartArgv, usableControlPath } from "./rsync.ts";
 import type { Child, Spawner } from "../io/process.ts";
 
 /** Unix socket paths are limited to 107 bytes on Linux and 103 on macOS. */
 const MAX_SOCKET_PATH = 100;
 const DIR_PREFIX = "shoot-ssh-";
+const SOCKET = "s";
 /**
  * A socket directory this old and empty was left by a client killed before it could remove it
  * (ssh removes the socket itself when the connection closes). Younger ones may belong to a run
@@ -93,7 +94,8 @@ export class SharedSsh {
       try {
         removeStaleSocketDirs(os.tmpdir(), Date.now());
         dir = fs.mkdtempSync(path.join(os.tmpdir(), DIR_PREFIX));
-        if (path.join(dir, "s").length > MAX_SOCKET_PATH || /[\s%'"\\]/.test(dir)) {
+        const socket = path.join(dir, SOCKET);
+        if (socket.length > MAX_SOCKET_PATH || !usableControlPath(socket)) {
           fs.rmSync(dir, { recursive: true, force: true });
           dir = undefined;
         }
@@ -105,7 +107,7 @@ export class SharedSsh {
   }
 
   private get socket(): string {
-    return path.join(this.dir!, "s");
+    return path.join(this.dir!, SOCKET);
   }
 
   /** The socket to give a transfer now: undefined while the connection is not (yet) up. */

@@ -46,16 +46,25 @@ async function holdersOf(file: string, want: number): Promise<number> {
   return count();
 }
 
+/**
+ * Follow a transfer of `bytes` as rsync makes it: written slowly under a temporary name while
+ * every worker holds the file (one per checksum and one that starts write-back), then renamed.
+ */
+async function followTransfer(bytes: Uint8Array, withSha256: boolean, suffix: string, pieces: number, pauseMs: number) {
+  const follower = followDigests(root, NAME, withSha256);
+  const temp = path.join(root, `.${NAME}.${suffix}`);
+  await writeSlowly(temp, bytes, pieces, pauseMs);
+  const workers = withSha256 ? 3 : 2;
+  expect(await holdersOf(temp, workers)).toBe(workers);
+  fs.renameSync(temp, path.join(root, NAME));
+  return follower.finish();
+}
+
 describe("followDigests", () => {
   test("the checksums of a file hashed while it is written, then renamed, are those of the finished file", async () => {
     root = tempDir();
     const bytes = randomBytes((9 << 20) + 4321);
-    const follower = followDigests(root, NAME, true);
-    const temp = path.join(root, `.${NAME}.Ab3dE9`);
-    await writeSlowly(temp, bytes, 12, 25);
-    expect(await holdersOf(temp, 3)).toBe(3);
-    fs.renameSync(temp, path.join(root, NAME));
-    const followed = await follower.finish();
+    const followed = await followTransfer(bytes, true, "Ab3dE9", 12, 25);
     expect(followed.why).toBeUndefined();
     expect(followed.md5!.bytes).toBe(bytes.length);
     expect(digestsFor(path.join(root, NAME), followed)).toEqual(sums(bytes));
@@ -64,12 +73,7 @@ describe("followDigests", () => {
   test("without SHA-256 only MD5 is taken", async () => {
     root = tempDir();
     const bytes = randomBytes(300_000);
-    const follower = followDigests(root, NAME, false);
-    const temp = path.join(root, `.${NAME}.q1W2e3`);
-    await writeSlowly(temp, bytes, 3, 20);
-    expect(await holdersOf(temp, 2)).toBe(2);
-    fs.renameSync(temp, path.join(root, NAME));
-    const followed = await follower.finish();
+    const followed = await followTransfer(bytes, false, "q1W2e3", 3, 20);
     expect(followed.sha256).toBeUndefined();
     expect(digestsFor(path.join(root, NAME), followed)).toEqual({ md5: sums(bytes).md5, sha256: undefined });
   }, T);
@@ -95,12 +99,7 @@ describe("followDigests", () => {
   test("a file longer than what was read, or gone, is hashed again", async () => {
     root = tempDir();
     const bytes = randomBytes(1 << 20);
-    const follower = followDigests(root, NAME, true);
-    const temp = path.join(root, `.${NAME}.zzzzzz`);
-    await writeSlowly(temp, bytes, 2, 20);
-    expect(await holdersOf(temp, 3)).toBe(3);
-    fs.renameSync(temp, path.join(root, NAME));
-    const followed = await follower.finish();
+    const followed = await followTransfer(bytes, true, "zzzzzz", 2, 20);
     const final = path.join(root, NAME);
     expect(digestsFor(final, followed)).toEqual(sums(bytes));
     fs.appendFileSync(final, "x");
