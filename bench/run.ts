@@ -246,7 +246,7 @@ async function main(): Promise<void> {
   await sshSections(ctx, { pull: only.has("pull"), day2: only.has("day2"), firstRuns });
   for (const d of ["server-gzip", "server-zstd", "pull"]) fs.rmSync(path.join(dataDir, d), { recursive: true, force: true });
 
-  console.log(`\nBenchmark: ${info.files} files, ${(bytes / MiB).toFixed(0)} MiB, median of ${runs} run(s) (unchanged: at least 11, startup: 30, both alternating with their peer)${wholeRuns ? `; binary ${bin}` : ""}`);
+  console.log(`\nBenchmark: ${info.files} files, ${(bytes / MiB).toFixed(0)} MiB, median of ${runs} run(s) (unchanged: at least 11, startup: 50, all alternating with their peer)${wholeRuns ? `; binary ${bin}` : ""}`);
   console.log("× ref: each row against the peer row above it; speed (higher is better) for archive and server rows, time (lower is better) where the target says \"time\" and for startup, wire share (lower is better) for day-2 pulls\n");
   console.log(formatTable(rows));
 }
