@@ -165,8 +165,136 @@ function padded(len: number): number {
 /**
  * The header block(s) for one entry: a ustar block, preceded by a pax extended header and its
  * data when some value does not fit ustar.
+ *
+ * Most entries of a real tree are plain: an ASCII name that fits ustar's fields, ids and size
+ * in range, and at most a sub-second mtime for the pax header. Those are written straight into
+ * one buffer (`encodePlainHeader`), about five times as fast as the general encoder, which
+ * matters on trees of small files (a header per few hundred bytes of content). Every other
+ * entry goes through `encodeHeaderGeneral`. Both give the same bytes for a plain entry: the
+ * archive format does not depend on which one ran (test/unit/tar.test.ts compares them).
  */
 export function encodeHeader(h: TarHeader): Uint8Array {
+  return encodePlainHeader(h) ?? encodeHeaderGeneral(h);
+}
+
+/** The ustar name field split of a plain-ASCII name: where the prefix ends (-1: no prefix), or undefined when it does not fit. */
+function plainSplit(name: string): number | undefined {
+  if (name.length <= 100) return -1;
+  if (name.length > 256) return undefined;
+  // the same choice as splitUstarName: the first slash that leaves a short enough rest
+  for (let i = Math.max(1, name.length - 101); i < name.length - 1; i++) {
+    if (name.charCodeAt(i) === 0x2f) return i > 155 ? undefined : i;
+  }
+  return undefined;
+}
+
+function writeAscii(b: Uint8Array, offset: number, s: string, from = 0, to = s.length): void {
+  for (let i = from; i < to; i++) b[offset + i - from] = s.charCodeAt(i);
+}
+
+/** A ustar block at `base` of a zeroed buffer, fields given as plain ASCII strings. */
+function plainUstarInto(
+  b: Uint8Array,
+  base: number,
+  f: { name: string; nameFrom: number; prefixEnd: number; mode: number; uid: number; gid: number; size: number; mtime: number; typeflag: number; linkname: string; uname: string; gname: string },
+): void {
+  if (f.prefixEnd >= 0) writeAscii(b, base + 345, f.name, 0, f.prefixEnd);
+  writeAscii(b, base, f.name, f.nameFrom);
+  writeOctal(b, base + 100, 8, f.mode);
+  writeOctal(b, base + 108, 8, f.uid);
+  writeOctal(b, base + 116, 8, f.gid);
+  writeOctal(b, base + 124, 12, f.size);
+  writeOctal(b, base + 136, 12, f.mtime);
+  b.fill(0x20, base + 148, base + 156);
+  b[base + 156] = f.typeflag;
+  writeAscii(b, base + 157, f.linkname);
+  b.set(USTAR_MAGIC, base + 257);
+  writeAscii(b, base + 265, f.uname);
+  writeAscii(b, base + 297, f.gname);
+  writeOctal(b, base + 329, 8, 0);
+  writeOctal(b, base + 337, 8, 0);
+  let sum = 0;
+  for (let i = base; i < base + BLOCK; i++) sum += b[i]!;
+  writeOctal(b, base + 148, 7, sum);
+  b[base + 155] = 0x20;
+}
+
+const USTAR_MAGIC = new Uint8Array([0x75, 0x73, 0x74, 0x61, 0x72, 0x00, 0x30, 0x30]); // "ustar\0" "00"
+
+/** The header of a plain entry (see encodeHeader), or undefined for any other. */
+export function encodePlainHeader(h: TarHeader): Uint8Array | undefined {
+  const tarName = h.type === "dir" ? (h.name === "" ? "./" : h.name + "/") : h.name;
+  if (!isPlainAscii(tarName)) return undefined;
+  const prefixEnd = plainSplit(tarName);
+  if (prefixEnd === undefined) return undefined;
+  let linkname = "";
+  if (h.type === "symlink" || h.type === "hardlink") {
+    linkname = h.linkTarget ?? "";
+    if (linkname.length > 100 || !isPlainAscii(linkname)) return undefined;
+  }
+  const uname = h.uname ?? "";
+  const gname = h.gname ?? "";
+  if (uname.length > 31 || gname.length > 31 || !isPlainAscii(uname) || !isPlainAscii(gname)) return undefined;
+  const size = h.type === "file" ? h.size : 0;
+  if (!(size <= octalMax(12)) || h.uid < 0 || h.uid > octalMax(8) || h.gid < 0 || h.gid > octalMax(8)) return undefined;
+  if (h.mtimeNs < 0n) return undefined;
+  // seconds and nanoseconds from the decimal digits: one conversion instead of BigInt division
+  const digits = h.mtimeNs.toString();
+  const secDigits = digits.length > 9 ? digits.slice(0, digits.length - 9) : "0";
+  const fraction = digits.length > 9 ? digits.slice(digits.length - 9) : digits.padStart(9, "0");
+  const mtime = Number(secDigits);
+  if (mtime > octalMax(12)) return undefined;
+
+  const fields = {
+    name: tarName,
+    nameFrom: prefixEnd + 1,
+    prefixEnd,
+    mode: h.mode & 0o7777,
+    uid: h.uid,
+    gid: h.gid,
+    size,
+    mtime,
+    typeflag: TYPEFLAG[h.type],
+    linkname,
+    uname,
+    gname,
+  };
+  if (fraction === "000000000") {
+    const b = new Uint8Array(BLOCK);
+    plainUstarInto(b, 0, fields);
+    return b;
+  }
+  // the one pax record a plain entry needs: "LEN mtime=SECONDS.FRACTION\n", trailing zeros dropped
+  let end = 9;
+  while (fraction.charCodeAt(end - 1) === 0x30) end--;
+  const body = ` mtime=${secDigits}.${fraction.slice(0, end)}\n`;
+  let len = body.length + 1;
+  while (String(len).length + body.length !== len) len = String(len).length + body.length;
+  const record = String(len) + body;
+  const out = new Uint8Array(BLOCK + padded(len) + BLOCK);
+  const slash = tarName.lastIndexOf("/");
+  const paxName = ("PaxHeaders/" + tarName.slice(slash + 1)).slice(0, 100);
+  plainUstarInto(out, 0, {
+    name: paxName,
+    nameFrom: 0,
+    prefixEnd: -1,
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: len,
+    mtime,
+    typeflag: 0x78, // 'x'
+    linkname: "",
+    uname: "",
+    gname: "",
+  });
+  writeAscii(out, BLOCK, record);
+  plainUstarInto(out, BLOCK + padded(len), fields);
+  return out;
+}
+
+/** encodeHeader for any entry: long and non-ASCII names and link targets, large ids and sizes, any mtime. */
+export function encodeHeaderGeneral(h: TarHeader): Uint8Array {
   const pax: Uint8Array[] = [];
   const tarName = h.type === "dir" ? (h.name === "" ? "./" : h.name + "/") : h.name;
   const nameBytes = enc.encode(tarName);

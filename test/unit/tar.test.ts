@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { BLOCK, encodeHeader, formatPaxTime, parsePax, paxRecord, splitUstarName, TarParser, type TarHeader, type TarListing } from "../../src/core/tar.ts";
+import { BLOCK, encodeHeader, encodeHeaderGeneral, encodePlainHeader, formatPaxTime, parsePax, paxRecord, splitUstarName, TarParser, type TarHeader, type TarListing } from "../../src/core/tar.ts";
 
 const T0 = 1_700_000_000n * 1_000_000_000n;
 
@@ -176,4 +176,63 @@ describe("determinism", () => {
     for (let i = 0; i < b.length; i += 7) p.push(b.subarray(i, i + 7), (e) => got.push(e));
     expect(got.map((e) => e.name)).toEqual(["é/".repeat(100) + "f"]);
   }, 5000);
+});
+
+describe("the plain-entry path writes the general encoder's bytes", () => {
+  // every value at the edges of what the plain path takes: ustar field widths, octal limits,
+  // sub-second and whole-second times, non-ASCII and control characters
+  const OCTAL_8 = 0o7777777;
+  const OCTAL_12_SECONDS = BigInt(8 ** 11 - 1);
+  const NS = 1_000_000_000n;
+  const values = {
+    name: [
+      "etc/passwd", "", "f", "a".repeat(99), "a".repeat(100), "a".repeat(101), "d/" + "a".repeat(98), "d/" + "a".repeat(99),
+      "a".repeat(155) + "/" + "b".repeat(100), "a".repeat(155) + "/" + "b".repeat(101), "a".repeat(156) + "/b",
+      "a".repeat(154) + "/" + "b".repeat(101), "/" + "x".repeat(100), "x/".repeat(60) + "f", "a".repeat(200) + "/" + "c".repeat(56),
+      "a".repeat(200) + "/" + "c".repeat(57), "tab\tname", "new\nline", "zoë/f", "dir with space/f~!@#$%^&*()", "del\x7f", "x".repeat(99) + "/",
+    ],
+    type: ["file", "dir", "symlink", "hardlink"] as const,
+    linkTarget: [undefined, "", "../x y", "t".repeat(100), "t".repeat(101), "zoë", "a\tb"],
+    uname: [undefined, "", "root", "u".repeat(31), "u".repeat(32), "zoë"],
+    gname: [undefined, "", "wheel", "g".repeat(31), "g".repeat(32), "grüppe"],
+    uid: [0, 1000, OCTAL_8, OCTAL_8 + 1, -1],
+    gid: [0, 33, OCTAL_8, OCTAL_8 + 1, -2],
+    size: [0, 1, 1234, 8 * 1024 ** 3 - 1, 8 * 1024 ** 3],
+    mode: [0o644, 0o104755, 0o1777, 0o100600],
+    mtimeNs: [
+      T0, T0 + 1n, T0 + 10n, T0 + 123_456_789n, T0 + 500_000_000n, T0 + 999_999_999n, 0n, 1n, 999_999_999n, NS, NS + 1n, -1n, -NS, -NS - 1n,
+      OCTAL_12_SECONDS * NS, OCTAL_12_SECONDS * NS + 5n, (OCTAL_12_SECONDS + 1n) * NS, (OCTAL_12_SECONDS + 1n) * NS + 100n,
+    ],
+  };
+  type Key = keyof typeof values;
+  const keys = Object.keys(values) as Key[];
+  /** Whether the plain path took the entry; throws when its bytes differ from the general encoder's. */
+  const same = (h: TarHeader): boolean => {
+    const plain = encodePlainHeader(h);
+    const general = Buffer.from(encodeHeaderGeneral(h));
+    if (!Buffer.from(encodeHeader(h)).equals(general)) throw new Error("encodeHeader differs from encodeHeaderGeneral");
+    if (plain && !Buffer.from(plain).equals(general)) throw new Error(`different bytes for ${JSON.stringify(h, (_, v) => (typeof v === "bigint" ? `${v}n` : v))}`);
+    return plain !== undefined;
+  };
+
+  test("each value of each field, the others plain", () => {
+    let plain = 0;
+    for (const k of keys) for (const v of values[k]) if (same(header({ [k]: v } as Partial<TarHeader>))) plain++;
+    expect(same(header())).toBe(true);
+    expect(same(header({ mtimeNs: T0 + 123_456_789n }))).toBe(true);
+    expect(same(header({ name: "zoë/f" }))).toBe(false);
+    expect(plain).toBeGreaterThan(50);
+  }, 10_000);
+
+  test("20,000 mixtures of them", () => {
+    let x = 2026;
+    const pick = <T,>(a: readonly T[]): T => {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      return a[x % a.length]!;
+    };
+    let plain = 0;
+    for (let i = 0; i < 20_000; i++) if (same(header(Object.fromEntries(keys.map((k) => [k, pick<unknown>(values[k])])) as Partial<TarHeader>))) plain++;
+    // the mixtures reach the plain path too, not only the general one
+    expect(plain).toBeGreaterThan(500);
+  }, 20_000);
 });
