@@ -106,6 +106,12 @@ export class Chunker {
   }
 
   append(bytes: Uint8Array): void {
+    // a tar header fits the free space nearly always: copy it in without making views
+    if (bytes.length <= this.p.readSize && this.buf.length - this.end >= bytes.length) {
+      this.buf.set(bytes, this.end);
+      this.commit(bytes.length);
+      return;
+    }
     let at = 0;
     while (at < bytes.length) {
       const dst = this.space(bytes.length - at);
