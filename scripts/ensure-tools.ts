@@ -26,6 +26,8 @@ export const TOOLS: readonly Tool[] = [
   { name: "openssl", pkg: "openssl" },
   // the binary test asks `file` which platform a built executable is for
   { name: "file", pkg: "file" },
+  // the mount-point tests mount a tmpfs in a mount namespace of their own
+  { name: "unshare", pkg: "util-linux" },
 ];
 
 const SBIN = "/usr/sbin:/sbin:/usr/local/sbin";

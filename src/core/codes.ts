@@ -86,6 +86,7 @@ const table = [
   { code: 71, name: "MAIL_SENT", kind: "info", role: "any", meaning: "The report was mailed (with any spooled reports before it)." },
   { code: 72, name: "SOURCE_DONE", kind: "info", role: "client", meaning: "One source of a client run ended; the record carries its outcome code." },
   // warnings (never final)
+  { code: 79, name: "MOUNT_SKIPPED", kind: "warning", role: "server", meaning: "A directory where another file system is mounted was archived empty, not walked into: a pseudo file system (/proc, /sys, …) always, any other with one_file_system." },
   { code: 80, name: "FILE_VANISHED", kind: "warning", role: "server", meaning: "A file disappeared between the scan and the archive; the rest of the backup was made." },
   { code: 81, name: "FILE_UNREADABLE", kind: "warning", role: "server", meaning: "A file could not be read; it is not in the archive, the rest is." },
   { code: 82, name: "SPECIAL_SKIPPED", kind: "warning", role: "server", meaning: "A socket, FIFO or device file was skipped (tar archives hold data files, links and directories)." },

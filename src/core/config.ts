@@ -41,6 +41,7 @@ export const KEYS: readonly KeyDef[] = [
   { section: "server", key: "name", type: "name", default: "the host name", doc: "Archive prefix and the name this host's backups go by.", example: '"web1"' },
   { section: "server", key: "sources", type: "paths", required: true, doc: "Absolute paths to back up (directories or files).", example: '["/etc", "/home"]' },
   { section: "server", key: "exclude", type: "strings", default: "[]", doc: "Patterns left out: `*.tmp` matches a name anywhere; `/home/*/.cache` matches from the root; `*` stays within one path segment, `**` crosses them.", example: '["*.tmp", "/home/*/.cache"]' },
+  { section: "server", key: "one_file_system", type: "bool", default: "false", doc: "Stay on the file systems the sources are on: a directory where another file system is mounted is archived empty, as its mount point (like tar --one-file-system). Pseudo file systems (/proc, /sys, /dev/pts, cgroups, autofs …) are never walked into, whatever this says." },
   { section: "server", key: "backup_dir", type: "path", required: true, doc: "Where archives, checksum files, file lists and server.status are kept.", example: '"/var/backups/shoot"' },
   { section: "server", key: "keep", type: "int", min: 1, max: 10000, default: "2", doc: "Archives kept on the server (with their checksum files); the oldest beyond are removed after a new one is complete." },
   { section: "server", key: "compression", type: "enum", values: ["gzip", "zstd", "none"], default: '"gzip"', doc: "Archive compression: gzip (.tar.gz), zstd (.tar.zst) or none (.tar)." },
@@ -91,6 +92,7 @@ export interface ServerConfig {
   name: string;
   sources: string[];
   exclude: string[];
+  one_file_system: boolean;
   backup_dir: string;
   keep: number;
   compression: Compression;

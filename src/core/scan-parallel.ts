@@ -39,11 +39,14 @@ export interface TaskResult {
 export interface WalkTask {
   abs: string;
   nameJson: string;
+  /** The device of `abs`. */
+  dev: number;
 }
 
 export interface WalkSetup {
   excludes: readonly string[];
   skip: readonly string[];
+  oneFileSystem?: boolean;
 }
 
 const encoder = new TextEncoder();
@@ -93,13 +96,13 @@ export function transferList(r: TaskResult): ArrayBuffer[] {
 export function walkTask(walker: TreeWalker, task: WalkTask): TaskResult {
   const out = new PartWriter();
   const before = walker.warnings.length;
-  walker.lines(task.abs, task.nameJson, out);
+  walker.lines(task.abs, task.nameJson, out, task.dev);
   out.flush();
   return { parts: out.parts, entries: out.entries, bytes: out.bytes, warnings: walker.warnings.splice(before) };
 }
 
 export function taskWalker(setup: WalkSetup): TreeWalker {
-  return new TreeWalker(compileExcludes(setup.excludes), setup.skip, undefined, undefined, openStatx());
+  return new TreeWalker(compileExcludes(setup.excludes), setup.skip, undefined, undefined, openStatx(), setup.oneFileSystem);
 }
 
 /** A segment of the walk in order: lines already known, or a subtree still to walk. */
@@ -117,18 +120,18 @@ const MAX_EXPANSIONS = 6;
 function planWalk(walker: TreeWalker, sources: readonly string[], threads: number): { segments: Segment[]; tasks: WalkTask[]; head: PartWriter } {
   const head = new PartWriter();
   let plan: Array<{ parts: Part[] } | { walk: WalkTask }> = [];
-  const lead = (e: ScanEntry, into: typeof plan): void => {
+  const lead = (e: ScanEntry, into: typeof plan, parentDev: number | undefined): void => {
     const w = new PartWriter();
     w.add(e);
     w.flush();
     head.entries += w.entries;
     head.bytes += w.bytes;
     into.push({ parts: w.parts });
-    if (e.type === "dir") into.push({ walk: { abs: e.source, nameJson: e.nameJson } });
+    if (e.type === "dir" && walker.descends(e.source, e.dev, parentDev)) into.push({ walk: { abs: e.source, nameJson: e.nameJson, dev: e.dev } });
   };
   for (const src of normaliseSources(sources)) {
     const e = walker.source(src);
-    if (e) lead(e, plan);
+    if (e) lead(e, plan, undefined);
   }
   let before = 0;
   for (let round = 0; round < MAX_EXPANSIONS; round++) {
@@ -138,7 +141,7 @@ function planWalk(walker: TreeWalker, sources: readonly string[], threads: numbe
     before = open;
     const next: typeof plan = [];
     for (const s of plan) {
-      if ("walk" in s) walker.children(s.walk.abs, s.walk.nameJson, (e) => lead(e, next));
+      if ("walk" in s) walker.children(s.walk.abs, s.walk.nameJson, (e) => lead(e, next, s.walk.dev));
       else next.push(s);
     }
     plan = next;

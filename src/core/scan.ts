@@ -19,9 +19,11 @@ export interface ScanEntry extends ArchiveEntry {
   nameJson: string;
   /** dev:ino of a file with more than one link, when the walk leaves hard links to its caller. */
   linkKey?: string;
+  /** The device the entry is on: a directory on another device than its parent is a mount point. */
+  dev: number;
 }
 
-export type ScanWarningCode = "FILE_VANISHED" | "FILE_UNREADABLE" | "SPECIAL_SKIPPED";
+export type ScanWarningCode = "FILE_VANISHED" | "FILE_UNREADABLE" | "SPECIAL_SKIPPED" | "MOUNT_SKIPPED";
 
 export interface ScanWarning {
   code: ScanWarningCode;
@@ -41,6 +43,8 @@ export interface ScanOptions {
   /** Absolute paths never walked into (the backup directory itself, for one). */
   skip: readonly string[];
   owners?: OwnerNames;
+  /** Do not descend into directories where another file system is mounted (`one_file_system`). */
+  oneFileSystem?: boolean;
 }
 
 export interface OwnerNames {
@@ -69,6 +73,46 @@ export function systemOwners(): OwnerNames {
     user: (uid) => (users ??= readIdFile("/etc/passwd")).get(uid),
     group: (gid) => (groups ??= readIdFile("/etc/group")).get(gid),
   };
+}
+
+/**
+ * File systems whose files are the kernel's view of itself, not data: never walked into, wherever
+ * they are mounted (statfs f_type → name, from linux/magic.h). /proc alone would end a backup of
+ * "/" on most kernels: /proc/kcore gives its size as the whole address space (128 TiB), which no
+ * free-space check passes. autofs is here too: walking into it mounts every file system it serves.
+ */
+const PSEUDO_FILE_SYSTEMS: ReadonlyMap<number, string> = new Map([
+  [0x9fa0, "proc"],
+  [0x62656572, "sysfs"],
+  [0x1cd1, "devpts"],
+  [0x27e0eb, "cgroup"],
+  [0x63677270, "cgroup2"],
+  [0x73636673, "securityfs"],
+  [0x64626720, "debugfs"],
+  [0x74726163, "tracefs"],
+  [0x6165676c, "pstore"],
+  [0xcafe4a11, "bpf"],
+  [0x62656570, "configfs"],
+  [0x65735543, "fusectl"],
+  [0x19800202, "mqueue"],
+  [0x42494e4d, "binfmt_misc"],
+  [0xde5e81e4, "efivarfs"],
+  [0x958458f6, "hugetlbfs"],
+  [0x6e736673, "nsfs"],
+  [0x67596969, "rpc_pipefs"],
+  [0xf97cff8c, "selinuxfs"],
+  [0x43415d53, "smackfs"],
+  [0x0187, "autofs"],
+]);
+
+/** The name of the pseudo file system `dir` is on, or undefined for any other (and off Linux, where the numbers differ). */
+export function pseudoFileSystem(dir: string): string | undefined {
+  if (process.platform !== "linux") return undefined;
+  try {
+    return PSEUDO_FILE_SYSTEMS.get(fs.statfsSync(dir).type >>> 0);
+  } catch {
+    return undefined; // gone or unreadable: listing it reports that
+  }
 }
 
 // the file type bits of st_mode (POSIX: the same values on Linux and macOS); one field read
@@ -132,8 +176,29 @@ export class TreeWalker {
     private readonly owners?: OwnerNames,
     private readonly links?: Map<string, string>,
     private readonly statter?: DirStatter,
+    private readonly oneFileSystem = false,
   ) {
     this.skip = new Set(skip.map((s) => path.resolve(s)));
+  }
+
+  /**
+   * Whether the walk goes into directory `abs`, on device `dev`, found in a directory on
+   * `parentDev` (undefined for a source itself). Only a change of device costs anything: a
+   * mount point is looked at with statfs, and left as an empty directory in the archive when
+   * it holds a pseudo file system, or any other file system with `one_file_system`.
+   */
+  descends(abs: string, dev: number, parentDev: number | undefined): boolean {
+    if (dev === parentDev) return true;
+    const pseudo = pseudoFileSystem(abs);
+    if (pseudo !== undefined) {
+      this.warn("MOUNT_SKIPPED", abs, `${abs}: ${pseudo} file system, not walked into (archived as an empty directory)`);
+      return false;
+    }
+    if (this.oneFileSystem && parentDev !== undefined) {
+      this.warn("MOUNT_SKIPPED", abs, `${abs}: another file system is mounted here, not walked into (one_file_system; archived as an empty directory)`);
+      return false;
+    }
+    return true;
   }
 
   /** True when children are looked up with statx inside their directory, not by path. */
@@ -201,6 +266,7 @@ export class TreeWalker {
       ctimeMs: st.ctimeMs,
       ino: st.ino,
       nameJson,
+      dev: st.dev,
     };
     if (type === "symlink") {
       e.linkTarget = this.readLink(abs);
@@ -220,7 +286,7 @@ export class TreeWalker {
     return e;
   }
 
-  /** Each entry directly inside `dir`, in name order, to `take`. */
+  /** Each entry directly inside `dir`, in name order, to `take` (`descends` decides about going further). */
   children(dir: string, dirJson: string, take: (e: ScanEntry) => void): void {
     this.eachChild(dir, dirJson, (abs, st, nameJson) => {
       const e = this.entry(abs, st, false, nameJson);
@@ -232,9 +298,9 @@ export class TreeWalker {
    * The file-list line of every entry below `dir`, depth first, made straight from lstat
    * without an entry object: the unchanged check's hot path, where building 100k objects
    * cost as much as the lstat calls themselves. Files with more than one link go to
-   * `linked`, since their line depends on the walk before them.
+   * `linked`, since their line depends on the walk before them. `dev` is the device of `dir`.
    */
-  lines(dir: string, dirJson: string, out: LineSink): void {
+  lines(dir: string, dirJson: string, out: LineSink, dev: number): void {
     // the loop of eachChild written out: a callback per entry cost 6 % of the check
     const listing = this.listing(dir, dirJson);
     if (!listing) return;
@@ -258,7 +324,7 @@ export class TreeWalker {
         } else out.line(listLine(nameJson, type, mode & 0o7777, st.uid, st.gid, size, st.mtimeMs, st.ctimeMs, st.ino, undefined), size);
       } else {
         out.line(listLine(nameJson, type, mode & 0o7777, st.uid, st.gid, 0, st.mtimeMs, st.ctimeMs, st.ino, link), 0);
-        if (type === "dir") this.lines(abs, nameJson, out);
+        if (type === "dir" && this.descends(abs, st.dev, dev)) this.lines(abs, nameJson, out, st.dev);
       }
     }
   }
@@ -312,20 +378,20 @@ export interface LineSink {
 
 /** Walk the sources in walk order, giving each entry to `visit` as it is found; hard links are settled on the way. */
 export function scanSources(sources: readonly string[], opts: ScanOptions, visit: (e: ScanEntry) => void): ScanSummary {
-  const walker = new TreeWalker(opts.matcher, opts.skip, opts.owners ?? systemOwners(), new Map(), openStatx());
+  const walker = new TreeWalker(opts.matcher, opts.skip, opts.owners ?? systemOwners(), new Map(), openStatx(), opts.oneFileSystem);
   let entries = 0;
   let bytes = 0;
-  const take = (e: ScanEntry): void => {
+  const take = (e: ScanEntry, parentDev: number | undefined): void => {
     if (e.name !== "") {
       entries++;
       visit(e);
     }
     if (e.type === "file") bytes += e.size;
-    else if (e.type === "dir") walker.children(e.source, e.nameJson, take);
+    else if (e.type === "dir" && walker.descends(e.source, e.dev, parentDev)) walker.children(e.source, e.nameJson, (c) => take(c, e.dev));
   };
   for (const src of normaliseSources(sources)) {
     const e = walker.source(src);
-    if (e) take(e);
+    if (e) take(e, undefined);
   }
   return { entries, bytes, warnings: walker.warnings };
 }

@@ -288,7 +288,7 @@ async function serverSteps(
 async function unchangedOnEveryCore(cfg: ServerConfig, dir: string, newest: string, maxEntries: number): Promise<{ unchanged?: { check: QuickCheck; archive: ArchiveInfo }; problem?: string; tooLarge?: boolean }> {
   let check: QuickCheck;
   try {
-    check = await quickCompare(cfg.sources, { excludes: cfg.exclude, skip: [dir] }, path.join(dir, newest + LIST_SUFFIX), undefined, maxEntries);
+    check = await quickCompare(cfg.sources, { excludes: cfg.exclude, skip: [dir], oneFileSystem: cfg.one_file_system }, path.join(dir, newest + LIST_SUFFIX), undefined, maxEntries);
   } catch (e) {
     return { problem: errorMessage(e) };
   }
@@ -345,7 +345,7 @@ function scanToList(cfg: ServerConfig, file: string, last?: LastList): Walked {
     fs.rmSync(file, { force: true }); // a killed run's
     const writer = (out = new LineWriter(file));
     let seen = 0;
-    const scan = scanSources(cfg.sources, { matcher: compileExcludes(cfg.exclude), skip: [cfg.backup_dir] }, (e) => {
+    const scan = scanSources(cfg.sources, { matcher: compileExcludes(cfg.exclude), skip: [cfg.backup_dir], oneFileSystem: cfg.one_file_system }, (e) => {
       const line = entryLine(e);
       writer.line(line);
       // the walk's garbage (a stat result, an entry and a line per file) is collected late

@@ -10,6 +10,7 @@ const INSTALL: Record<string, string> = {
   gzip: "apt-get update && apt-get install -y gzip",
   zstd: "apt-get update && apt-get install -y zstd",
   md5sum: "apt-get update && apt-get install -y coreutils",
+  unshare: "apt-get update && apt-get install -y util-linux",
 };
 
 const SBIN = ["/usr/sbin", "/sbin", "/usr/local/sbin"];

@@ -128,7 +128,7 @@ function walkLines(walker: TreeWalker, dir: string): string[] {
     line: (l) => out.push(l),
     linked: (key, name, _bytes, first, later) => out.push(`${key} ${name} ${first} ${later}`),
   };
-  walker.lines(dir, JSON.stringify(dir.replace(/^\/+/, "")), sink);
+  walker.lines(dir, JSON.stringify(dir.replace(/^\/+/, "")), sink, fs.lstatSync(dir).dev);
   return out;
 }
 
