@@ -80,7 +80,7 @@ export async function runCli(argv: string[]): Promise<number> {
     const rest = argv.slice(1);
     const args = (typeof cmd.args === "function" ? await cmd.args() : cmd.args ?? {}) as ArgsDef;
     if (rest.includes("--help") || rest.includes("-h")) {
-      console.log(await renderUsage(cmd));
+      console.log(await plainUnlessTerminal(await renderUsage(cmd)));
       return 0;
     }
     checkArgs(args, rest, Boolean((cmd.meta as { variadic?: boolean } | undefined)?.variadic));
@@ -89,6 +89,17 @@ export async function runCli(argv: string[]): Promise<number> {
   } catch (e) {
     return reportError(e, first);
   }
+}
+
+/**
+ * citty colours its usage text whatever stdout is: into a pipe or a file (`shoot server --help |
+ * less`, a wiki page) that is escape sequences. Kept only for a terminal, and not with NO_COLOR.
+ */
+async function plainUnlessTerminal(text: string): Promise<string> {
+  const { isatty } = await import("node:tty");
+  if (isatty(1) && !process.env.NO_COLOR) return text;
+  const { stripVTControlCharacters } = await import("node:util");
+  return stripVTControlCharacters(text);
 }
 
 function reportError(e: unknown, command: string): number {

@@ -76,6 +76,17 @@ describe("compiled binary", () => {
     if (process.platform === "linux") expect(r.stdout).toContain(arch);
   }, 30_000);
 
+  test("a subcommand's --help written to a pipe is plain text, colours or not in the environment", async () => {
+    const { NO_COLOR: _, ...env } = cleanEnv();
+    for (const e of [env, { ...env, TERM: "xterm-256color" }, cleanEnv()]) {
+      const r = await runIn(tmp, [bin, "server", "--help"], e);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain("USAGE");
+      expect(r.stdout).toContain("--config");
+      expect(JSON.stringify(r.stdout)).not.toContain("\\u001b");
+    }
+  }, 30_000);
+
   test("codes --json prints the code table with the golden codes", async () => {
     const r = await runIn(tmp, [bin, "codes", "--json"]);
     expect(r.code).toBe(0);
