@@ -28,6 +28,9 @@ export const TOOLS: readonly Tool[] = [
   { name: "file", pkg: "file" },
   // the mount-point tests mount a tmpfs in a mount namespace of their own
   { name: "unshare", pkg: "util-linux" },
+  // tests that read as another user, and a FIFO in a walked tree
+  { name: "setpriv", pkg: "util-linux" },
+  { name: "mkfifo", pkg: "coreutils" },
 ];
 
 const SBIN = "/usr/sbin:/sbin:/usr/local/sbin";

@@ -1,17 +1,6 @@
 /** Tests need real tools; a missing one fails loudly with the command that installs it. */
 import { which } from "bun";
-
-const INSTALL: Record<string, string> = {
-  rsync: "apt-get update && apt-get install -y rsync",
-  ssh: "apt-get update && apt-get install -y openssh-client",
-  "ssh-keygen": "apt-get update && apt-get install -y openssh-client",
-  sshd: "apt-get update && apt-get install -y openssh-server",
-  tar: "apt-get update && apt-get install -y tar",
-  gzip: "apt-get update && apt-get install -y gzip",
-  zstd: "apt-get update && apt-get install -y zstd",
-  md5sum: "apt-get update && apt-get install -y coreutils",
-  unshare: "apt-get update && apt-get install -y util-linux",
-};
+import { installCommand, TOOLS } from "../../scripts/ensure-tools.ts";
 
 const SBIN = ["/usr/sbin", "/sbin", "/usr/local/sbin"];
 
@@ -19,7 +8,9 @@ const SBIN = ["/usr/sbin", "/sbin", "/usr/local/sbin"];
 export function requireTool(name: string): string {
   const found = which(name) ?? which(name, { PATH: SBIN.join(":") });
   if (!found) {
-    throw new Error(`${name} is required by the test suite but is not installed; install it with: ${INSTALL[name] ?? `apt-get install -y ${name}`}`);
+    // the package comes from the list `npm test` checks first (scripts/ensure-tools.ts)
+    const tool = TOOLS.find((t) => t.name === name) ?? { name, pkg: name };
+    throw new Error(`${name} is required by the test suite but is not installed; install it with: ${installCommand([tool], false)}`);
   }
   return found;
 }
