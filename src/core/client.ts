@@ -21,8 +21,8 @@ import { isLocalRemote, type ClientConfig, type SourceConfig } from "./config.ts
 import type { Deps } from "./deps.ts";
 import { flushToDisk, fsyncDir, readDirOrEmpty, writeFileAtomic } from "./fsutil.ts";
 import { LockedError, acquireLock, type Lock } from "./lock.ts";
-import { fileDigests } from "./digest.ts";
-import { digestsFor, followDigests, type FollowResult } from "./follow-digest.ts";
+import { fileDigest } from "./digest.ts";
+import { followDigest, followedDigest, type DigestAlgorithm, type FollowResult } from "./follow-digest.ts";
 import { CHECKSUM_SUFFIX, TEMP_PREFIX, isArchiveName, md5Line, parseMd5Line, sortArchives } from "./naming.ts";
 import type { RunOutcome, SourceOutcome, Warning } from "./outcome.ts";
 import { clean } from "./report.ts";
@@ -428,7 +428,7 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
     // 4. pull, verify, move into place
     step(`pulling ${a.file} (${formatBytes(a.size)})`);
     const controlPath = shared.controlPath;
-    const follower = followDigests(stage, a.file, a.sha256 !== undefined);
+    const follower = followDigest(stage, a.file, copyCheck(a).algorithm);
     const stats = await rsync(ctx, {
       client: cfg, source, files: [a.file, `${a.file}${CHECKSUM_SUFFIX}`], into: stage,
       // the checksum file is tiny; an archive bigger than its record says is not transferred
@@ -481,9 +481,20 @@ function tidyStage(stage: string): void {
 }
 
 /**
+ * The checksum a pulled copy's bytes are held to: the SHA-256 the server recorded, else its MD5.
+ * The server takes both in one pass over the bytes it writes, and the MD5 the copy keeps in its
+ * .md5 file must be the one in the status record (checked apart from the bytes), so the SHA-256
+ * alone answers for the bytes. It is the stronger check, and with SHA instructions it costs
+ * half what MD5 costs (700 MB: 0.52 s against 1.1 s, on one core of the bench machine).
+ */
+function copyCheck(a: ArchiveInfo): { algorithm: DigestAlgorithm; label: string; recorded: string } {
+  return a.sha256 !== undefined ? { algorithm: "sha256", label: "SHA-256", recorded: a.sha256 } : { algorithm: "md5", label: "MD5", recorded: a.md5 };
+}
+
+/**
  * Check the staged archive against its .md5 file and the status record; a bad one is removed.
- * The checksums taken while it was received count when they are of this very file. Returns
- * when the checksums compared were taken, for the PULLED record.
+ * The checksum taken while it was received counts when it is of this very file. Returns which
+ * checksum was compared and when it was taken, for the PULLED record.
  */
 async function verify(stage: string, a: ArchiveInfo, followed: FollowResult): Promise<string> {
   const file = path.join(stage, a.file);
@@ -513,11 +524,11 @@ async function verify(stage: string, a: ArchiveInfo, followed: FollowResult): Pr
   }
   if (!listed) return reject(`its checksum file ${a.file}${CHECKSUM_SUFFIX} is missing or not one md5sum line for it`);
   if (listed !== a.md5) return reject(`its checksum file says ${listed}, the status record ${a.md5}`);
-  const during = digestsFor(file, followed);
-  const h = during ?? await fileDigests(file, a.sha256 !== undefined);
-  if (h.md5 !== a.md5) return reject(`its MD5 is ${h.md5}, the server recorded ${a.md5}`);
-  if (a.sha256 !== undefined && h.sha256 !== a.sha256) return reject(`its SHA-256 is ${h.sha256}, the server recorded ${a.sha256}`);
-  return during ? "while receiving" : `after receiving (${followed.why ?? "read while received, but not the file that was kept"})`;
+  const check = copyCheck(a);
+  const during = followedDigest(file, followed);
+  const digest = during ?? await fileDigest(file, check.algorithm);
+  if (digest !== check.recorded) return reject(`its ${check.label} is ${digest}, the server recorded ${check.recorded}`);
+  return `${check.label} ${during ? "while receiving" : `after receiving (${followed.why ?? "read while received, but not the file that was kept"})`}`;
 }
 
 /** Move a verified archive into place; its .md5 (written by us, not the server's) comes last and marks it verified. */

@@ -20,7 +20,7 @@ import { parseMd5Line } from "./naming.ts";
 import { loopbackKnownHostsLine, loopbackSshdConfig } from "./sshd-config.ts";
 import { CLIENT_STATUS, lastFinal, readStatusFile, SERVER_STATUS, type ArchiveInfo } from "./status.ts";
 import { formatBytes, formatDuration } from "./units.ts";
-import { fileDigests } from "./digest.ts";
+import { fileDigest } from "./digest.ts";
 import { freePort } from "../io/net.ts";
 import { describeResult, ToolMissingError, type Child, type RunResult, type Spawner } from "../io/process.ts";
 
@@ -315,7 +315,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
 
     // 3. the copy: its bytes, then its contents
     const copy = path.join(L.client, SOURCE, archive.file);
-    const md5 = await fileMd5(copy);
+    const md5 = await fileDigest(copy, "md5");
     const listed = parseMd5Line(readSmall(`${copy}.md5`), archive.file);
     if (md5 !== listed || md5 !== archive.md5) {
       p(`✘ copy check: md5 ${md5}, its .md5 file says ${listed ?? "nothing usable"}, the server recorded ${archive.md5}`);
@@ -382,10 +382,6 @@ function readSmall(file: string): string {
   } catch {
     return "";
   }
-}
-
-async function fileMd5(file: string): Promise<string> {
-  return (await fileDigests(file, false)).md5;
 }
 
 /** Every entry under `a` must be under `b` with the same type and contents (files) or target (links). */

@@ -1,25 +1,25 @@
 /**
- * Checksums of a pulled archive taken while rsync is still receiving it, so that checking a
+ * The checksum of a pulled archive taken while rsync is still receiving it, so that checking a
  * copy costs little once the transfer has ended. That matters most over a slow link, where the
  * transfer leaves the CPU idle for minutes; on a 707 MB pull the check after the transfer took
  * 1.15-1.6 s, and 0.1-0.35 s when hashed while receiving.
  *
  * rsync receives a file into a temporary file `.NAME.XXXXXX` beside its final name, writes it
  * front to back (a basis only changes where the bytes come from) and renames it when rsync
- * has checked it whole. One worker per checksum finds that file, hashes what has been written,
- * and waits for more until it is told the transfer ended. The checksums then stand only for
- * the file that was read: the caller takes them only when the archive now in place is that
- * file (same device and inode) with as many bytes as were read. Anything else (rsync redid the
+ * has checked it whole. A worker finds that file, hashes what has been written, and waits for
+ * more until it is told the transfer ended. The checksum then stands only for the file that
+ * was read: the caller takes it only when the archive now in place is that file (same device
+ * and inode) with as many bytes as were read. Anything else (rsync redid the
  * file after a failed check, the transfer ended before the file was seen, a worker failed)
  * leaves the caller to hash the finished file, as before.
  *
- * The hashing workers run as SCHED_IDLE while the transfer lasts: they use the CPU time rsync,
+ * The hashing worker runs as SCHED_IDLE while the transfer lasts: it uses the CPU time rsync,
  * ssh and the rest of the host leave. At normal priority, on two cores over loopback, they
- * slowed rsync by as much as they saved. When the transfer has ended they return to the normal
- * policy where they may (root may; others stay idle threads, which on a busy host only makes
+ * slowed rsync by as much as they saved. When the transfer has ended it returns to the normal
+ * policy where it may (root may; others stay an idle thread, which on a busy host only makes
  * the check slower).
  *
- * A third worker, at normal priority, starts write-back of every 8 MiB rsync has written
+ * A second worker, at normal priority, starts write-back of every 8 MiB rsync has written
  * (sync_file_range), so the disk writes while rsync receives, even when the hashing lags, and
  * the fsync before the copy is kept has little left to do.
  */
@@ -130,27 +130,27 @@ const FOLLOW_SOURCE = `
     }
   };`;
 
+export type DigestAlgorithm = "md5" | "sha256";
+
 export interface FollowResult {
-  md5?: FollowedFile;
-  sha256?: FollowedFile;
-  /** Why the checksums cannot stand for the finished file, when they cannot. */
+  read?: FollowedFile;
+  /** Why the checksum cannot stand for the finished file, when it cannot. */
   why?: string;
 }
 
 export interface Follower {
-  /** The transfer has ended (the caller has seen rsync exit): what each worker read. */
+  /** The transfer has ended (the caller has seen rsync exit): what the hashing worker read. */
   finish(): Promise<FollowResult>;
   /** The transfer failed: the workers close the file and end, without an answer. */
   cancel(): void;
 }
 
-/** Start following rsync's temporary file for `file` in `dir`. */
-export function followDigests(dir: string, file: string, withSha256: boolean): Follower {
+/** Start following rsync's temporary file for `file` in `dir`, hashing it with `algorithm`. */
+export function followDigest(dir: string, file: string, algorithm: DigestAlgorithm): Follower {
   const control = new SharedArrayBuffer(4);
   const state = new Int32Array(control);
-  const algorithms: ("md5" | "sha256")[] = withSha256 ? ["md5", "sha256"] : ["md5"];
   // a worker ends once it has answered, having closed the file: ended earlier, it would keep it open
-  const replies = [...algorithms, undefined].map((algorithm) => new Promise<WorkerReply>((resolve) => {
+  const replies = [algorithm, undefined].map((algorithm) => new Promise<WorkerReply>((resolve) => {
     const w = startWorker(FOLLOW_SOURCE);
     const answer = (r: WorkerReply) => {
       void w.terminate();
@@ -169,15 +169,12 @@ export function followDigests(dir: string, file: string, withSha256: boolean): F
   return {
     async finish() {
       stop(FINISH);
-      const got = await Promise.all(replies);
-      const result: FollowResult = {};
-      // the last reply is the write-back worker's, which has nothing to say about the checksums
-      for (const [i, r] of got.slice(0, algorithms.length).entries()) {
-        if ("none" in r) return { why: r.none };
-        if ("error" in r) return { why: r.error };
-        if ("digest" in r) result[algorithms[i]!] = r;
-      }
-      return result;
+      // the second reply is the write-back worker's, which has nothing to say about the checksum
+      const [r] = await Promise.all(replies);
+      if ("none" in r!) return { why: r.none };
+      if ("error" in r!) return { why: r.error };
+      if ("digest" in r!) return { read: r };
+      return { why: "the hashing worker gave no checksum" };
     },
     cancel() {
       stop(CANCEL);
@@ -186,12 +183,12 @@ export function followDigests(dir: string, file: string, withSha256: boolean): F
 }
 
 /**
- * The checksums of `followed` when they are those of `file` as it is now: every worker read
- * this very file, and all of it. Otherwise undefined: the file has to be hashed again.
+ * The checksum `followed` took when it is that of `file` as it is now: the worker read this
+ * very file, and all of it. Otherwise undefined: the file has to be hashed again.
  */
-export function digestsFor(file: string, followed: FollowResult): { md5: string; sha256?: string } | undefined {
-  if (!followed.md5) return undefined;
-  const read = [followed.md5, followed.sha256].filter((f): f is FollowedFile => f !== undefined);
+export function followedDigest(file: string, followed: FollowResult): string | undefined {
+  const read = followed.read;
+  if (!read) return undefined;
   let st: fs.BigIntStats;
   try {
     st = fs.lstatSync(file, { bigint: true });
@@ -199,7 +196,6 @@ export function digestsFor(file: string, followed: FollowResult): { md5: string;
     return undefined;
   }
   if (!st.isFile()) return undefined;
-  const same = (f: FollowedFile) => f.dev === String(st.dev) && f.ino === String(st.ino) && BigInt(f.bytes) === st.size;
-  if (!read.every(same)) return undefined;
-  return { md5: followed.md5.digest, sha256: followed.sha256?.digest };
+  const same = read.dev === String(st.dev) && read.ino === String(st.ino) && BigInt(read.bytes) === st.size;
+  return same ? read.digest : undefined;
 }

@@ -1,12 +1,12 @@
 /**
- * followDigests on real files, written the way rsync's receiver writes them: a temporary
+ * followDigest on real files, written the way rsync's receiver writes them: a temporary
  * `.NAME.XXXXXX` beside the final name, filled front to back in pieces, renamed when whole.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { digestsFor, followDigests } from "../../src/core/follow-digest.ts";
+import { followDigest, followedDigest, type DigestAlgorithm } from "../../src/core/follow-digest.ts";
 import { tempDir } from "../helpers/fixture.ts";
 
 const T = 30_000;
@@ -14,8 +14,8 @@ const NAME = "web-20261127-030000.tar.zst";
 let root: string;
 afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
 
-function sums(b: Uint8Array): { md5: string; sha256: string } {
-  return { md5: createHash("md5").update(b).digest("hex"), sha256: createHash("sha256").update(b).digest("hex") };
+function sum(b: Uint8Array, algorithm: DigestAlgorithm = "sha256"): string {
+  return createHash(algorithm).update(b).digest("hex");
 }
 
 /** Write `bytes` into `dir/name` in `pieces` appends with a pause between them. */
@@ -48,87 +48,85 @@ async function holdersOf(file: string, want: number): Promise<number> {
 
 /**
  * Follow a transfer of `bytes` as rsync makes it: written slowly under a temporary name while
- * every worker holds the file (one per checksum and one that starts write-back), then renamed.
+ * both workers hold the file (one hashing, one starting write-back), then renamed.
  */
-async function followTransfer(bytes: Uint8Array, withSha256: boolean, suffix: string, pieces: number, pauseMs: number) {
-  const follower = followDigests(root, NAME, withSha256);
+async function followTransfer(bytes: Uint8Array, algorithm: DigestAlgorithm, suffix: string, pieces: number, pauseMs: number) {
+  const follower = followDigest(root, NAME, algorithm);
   const temp = path.join(root, `.${NAME}.${suffix}`);
   await writeSlowly(temp, bytes, pieces, pauseMs);
-  const workers = withSha256 ? 3 : 2;
-  expect(await holdersOf(temp, workers)).toBe(workers);
+  expect(await holdersOf(temp, 2)).toBe(2);
   fs.renameSync(temp, path.join(root, NAME));
   return follower.finish();
 }
 
-describe("followDigests", () => {
-  test("the checksums of a file hashed while it is written, then renamed, are those of the finished file", async () => {
+describe("followDigest", () => {
+  test("the SHA-256 of a file hashed while it is written, then renamed, is that of the finished file", async () => {
     root = tempDir();
     const bytes = randomBytes((9 << 20) + 4321);
-    const followed = await followTransfer(bytes, true, "Ab3dE9", 12, 25);
+    const followed = await followTransfer(bytes, "sha256", "Ab3dE9", 12, 25);
     expect(followed.why).toBeUndefined();
-    expect(followed.md5!.bytes).toBe(bytes.length);
-    expect(digestsFor(path.join(root, NAME), followed)).toEqual(sums(bytes));
+    expect(followed.read!.bytes).toBe(bytes.length);
+    expect(followedDigest(path.join(root, NAME), followed)).toBe(sum(bytes));
   }, T);
 
-  test("without SHA-256 only MD5 is taken", async () => {
+  test("MD5, for a status record without SHA-256", async () => {
     root = tempDir();
     const bytes = randomBytes(300_000);
-    const followed = await followTransfer(bytes, false, "q1W2e3", 3, 20);
-    expect(followed.sha256).toBeUndefined();
-    expect(digestsFor(path.join(root, NAME), followed)).toEqual({ md5: sums(bytes).md5, sha256: undefined });
+    const followed = await followTransfer(bytes, "md5", "q1W2e3", 3, 20);
+    expect(followedDigest(path.join(root, NAME), followed)).toBe(sum(bytes, "md5"));
   }, T);
 
   test("a file redone after a failed check (another temporary file, another inode) is not taken for the one read", async () => {
     root = tempDir();
     const first = randomBytes(2 << 20);
     const second = randomBytes(2 << 20);
-    const follower = followDigests(root, NAME, true);
+    const follower = followDigest(root, NAME, "sha256");
     const a = path.join(root, `.${NAME}.aaaaaa`);
     await writeSlowly(a, first, 4, 20);
-    expect(await holdersOf(a, 3)).toBe(3);
+    expect(await holdersOf(a, 2)).toBe(2);
     await Bun.sleep(100); // the workers have read it
     fs.rmSync(a);
     const b = path.join(root, `.${NAME}.bbbbbb`);
     await writeSlowly(b, second, 4, 10);
     fs.renameSync(b, path.join(root, NAME));
     const followed = await follower.finish();
-    expect(followed.md5?.digest).toBe(sums(first).md5);
-    expect(digestsFor(path.join(root, NAME), followed)).toBeUndefined();
+    expect(followed.read?.digest).toBe(sum(first));
+    expect(followedDigest(path.join(root, NAME), followed)).toBeUndefined();
   }, T);
 
   test("a file longer than what was read, or gone, is hashed again", async () => {
     root = tempDir();
     const bytes = randomBytes(1 << 20);
-    const followed = await followTransfer(bytes, true, "zzzzzz", 2, 20);
+    const followed = await followTransfer(bytes, "sha256", "zzzzzz", 2, 20);
     const final = path.join(root, NAME);
-    expect(digestsFor(final, followed)).toEqual(sums(bytes));
+    expect(followedDigest(final, followed)).toBe(sum(bytes));
     fs.appendFileSync(final, "x");
-    expect(digestsFor(final, followed)).toBeUndefined();
+    expect(followedDigest(final, followed)).toBeUndefined();
     fs.rmSync(final);
-    expect(digestsFor(final, followed)).toBeUndefined();
+    expect(followedDigest(final, followed)).toBeUndefined();
   }, T);
 
   test("a transfer that ended before its temporary file was seen leaves nothing to take; the checksum file's temporary file is not the archive's", async () => {
     root = tempDir();
-    const follower = followDigests(root, NAME, true);
+    const follower = followDigest(root, NAME, "sha256");
     // rsync's temporary file of NAME.md5 starts with the archive's prefix too
     await writeSlowly(path.join(root, `.${NAME}.md5.Xy12Zw`), new TextEncoder().encode("0".repeat(32)), 1, 60);
     const followed = await follower.finish();
     expect(followed.why).toBe("the transfer ended before its temporary file was seen");
-    expect(digestsFor(path.join(root, NAME), followed)).toBeUndefined();
+    expect(followedDigest(path.join(root, NAME), followed)).toBeUndefined();
   }, T);
 
   test("cancel: the workers close the file they follow and end", async () => {
     root = tempDir();
     const temp = path.join(root, `.${NAME}.Cc4Dd5`);
     fs.writeFileSync(temp, randomBytes(1000));
-    const follower = followDigests(root, NAME, true);
-    expect(await holdersOf(temp, 3)).toBe(3); // one reader per checksum and one that starts write-back, waiting for more
+    const follower = followDigest(root, NAME, "sha256");
+    expect(await holdersOf(temp, 2)).toBe(2); // one hashing and one starting write-back, waiting for more
     follower.cancel();
     expect(await holdersOf(temp, 0)).toBe(0);
   }, T);
 
-  test("while the transfer lasts the hashing threads are idle-class (SCHED_IDLE): the transfer comes first", async () => {
+  test("while the transfer lasts the hashing thread is idle-class (SCHED_IDLE): the transfer comes first", async () => {
     root = tempDir();
     const idleThreads = () => fs.readdirSync("/proc/self/task").filter((tid) => {
       try {
@@ -142,12 +140,12 @@ describe("followDigests", () => {
     // the workers of the tests before end soon after they answer
     for (const deadline = Date.now() + 5_000; idleThreads() > 0 && Date.now() < deadline;) await Bun.sleep(10);
     expect(idleThreads()).toBe(0);
-    const follower = followDigests(root, NAME, true);
+    const follower = followDigest(root, NAME, "sha256");
     const temp = path.join(root, `.${NAME}.Id1e00`);
     fs.writeFileSync(temp, randomBytes(1 << 20));
-    expect(await holdersOf(temp, 3)).toBe(3);
-    expect(idleThreads()).toBe(2);
+    expect(await holdersOf(temp, 2)).toBe(2);
+    expect(idleThreads()).toBe(1); // the hashing thread; the write-back thread keeps the normal policy
     fs.renameSync(temp, path.join(root, NAME));
-    expect(digestsFor(path.join(root, NAME), await follower.finish())).toBeDefined();
+    expect(followedDigest(path.join(root, NAME), await follower.finish())).toBeDefined();
   }, T);
 });
