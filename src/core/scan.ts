@@ -454,7 +454,8 @@ export function lineKey(line: string): string | undefined {
   return end < 0 ? undefined : line.slice(1, end);
 }
 
-function nameOfKey(key: string): string {
+/** The entry's name from its key (the name as JSON). */
+export function nameOfKey(key: string): string {
   return key.includes("\\") ? (JSON.parse(key) as string) : key.slice(1, -1);
 }
 

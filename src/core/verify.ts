@@ -18,9 +18,9 @@ import { code, isFinal } from "./codes.ts";
 import { SERVER_STATUS, readStatusFile } from "./status.ts";
 import { ShootError, errnoCode, errorMessage } from "./errors.ts";
 import { CHECKSUM_SUFFIX, LIST_SUFFIX, archiveTime, parseMd5Line, sortArchives } from "./naming.ts";
-import { readDirOrEmpty } from "./fsutil.ts";
+import { readDirOrEmpty, readLines } from "./fsutil.ts";
 import type { Progress } from "./progress.ts";
-import { LIST_FORMAT, parseList, type ListHeader } from "./scan.ts";
+import { LIST_FORMAT, LIST_VERSION, lineKey, nameOfKey, parseListHeader, walkOrder, type ListHeader } from "./scan.ts";
 import { detectCompression } from "./archive.ts";
 import { TarParser, type TarListing } from "./tar.ts";
 import { formatBytes, formatDuration } from "./units.ts";
@@ -270,44 +270,119 @@ export interface ArchiveVerdict {
   gone?: boolean;
 }
 
-interface ListedEntryLine {
-  type: string;
-  size: number;
+/** How many differences of one kind, and the first few names. */
+class Found {
+  count = 0;
+  readonly names: string[] = [];
+  add(name: string): void {
+    if (this.count++ < EXAMPLES) this.names.push(name);
+  }
 }
 
-/** Compare what the archive holds with the file list (keyed by the name as JSON), as entries stream by. */
-class ListComparison {
-  private seen = new Set<string>();
-  readonly extra: string[] = [];
-  readonly typeDiff: string[] = [];
-  readonly sizeDiff: Array<{ name: string; detail: string }> = [];
-  readonly duplicate: string[] = [];
-  constructor(private readonly lines: Map<string, string>) {}
+const EXAMPLES = 3;
 
-  add(e: TarListing): void {
-    if (this.seen.has(JSON.stringify(e.name))) {
-      this.duplicate.push(e.name);
-      return;
-    }
-    const key = JSON.stringify(e.name);
-    this.seen.add(key);
-    const line = this.lines.get(key);
-    if (line === undefined) {
-      this.extra.push(e.name);
-      return;
-    }
-    const [, type, , , , size] = JSON.parse(line) as [string, string, number, number, number, number];
-    const listed: ListedEntryLine = { type, size };
-    // the writer stores a hard link whose first name it could not read as the file itself
-    const sameType = listed.type === e.type || (listed.type === "hardlink" && e.type === "file");
-    if (!sameType) this.typeDiff.push(`${e.name} (${listed.type} in the list, ${e.type} in the archive)`);
-    else if (e.type === "file" && listed.type === "file" && listed.size !== e.size) this.sizeDiff.push({ name: e.name, detail: `${e.name} (${listed.size} → ${e.size} bytes)` });
+/**
+ * Compare what the archive holds with the server's file list as both stream by. The writer
+ * archives the list's entries in the list's order, so this is a merge, as the unchanged check
+ * does: neither is held whole, and memory stays flat however many files there are. A listed
+ * entry the archive has passed without holding is missing from it; an entry the list has
+ * passed is not in the list. A difference the run that made the archive warned about (a file
+ * vanished or changed while read) is counted apart: it is not damage. An archive whose entries
+ * go back in that order was not written as the list says (rebuilt by another program, or
+ * pieced together): that is a finding of its own, and the comparison stops there.
+ */
+export class ListComparison {
+  readonly extra = new Found();
+  readonly duplicate = new Found();
+  readonly typeDiff = new Found();
+  readonly sizeDiff = new Found();
+  readonly missing = new Found();
+  /** Differences the run's own warnings explain. */
+  explained = 0;
+  /** Why the list cannot be read to its end; nothing it was compared with counts. */
+  damaged: string | undefined;
+  /** Where the archive's entries first go back in the list's order; compared up to there. */
+  outOfOrder: string | undefined;
+  private key: string | undefined;
+  private line: string | undefined;
+  private lineNo = 1;
+  private listed = 0;
+  private lastName: string | undefined;
+
+  /**
+   * @param lines the list's lines after its header
+   * @param warned the paths (with their leading "/") the run's warnings name
+   */
+  constructor(private readonly header: ListHeader, private readonly lines: Iterator<string>, private readonly warned: ReadonlySet<string>) {
+    this.advance();
   }
 
-  missing(): string[] {
-    const out: string[] = [];
-    for (const key of this.lines.keys()) if (!this.seen.has(key)) out.push(JSON.parse(key) as string);
-    return out;
+  add(e: TarListing): void {
+    if (this.damaged !== undefined || this.outOfOrder !== undefined) return;
+    if (this.lastName !== undefined) {
+      const order = walkOrder(this.lastName, e.name);
+      if (order === 0) return this.duplicate.add(e.name);
+      if (order > 0) {
+        this.outOfOrder = `/${e.name} comes after /${this.lastName}`;
+        return;
+      }
+    }
+    this.lastName = e.name;
+    const key = JSON.stringify(e.name);
+    while (this.key !== undefined && this.key !== key && walkOrder(nameOfKey(this.key), e.name) < 0) this.passListed();
+    if (this.damaged !== undefined) return;
+    if (this.key !== key) return this.extra.add(e.name);
+    const [, type, , , , size] = JSON.parse(this.line!) as [string, string, number, number, number, number];
+    // the writer stores a hard link whose first name it could not read as the file itself
+    const sameType = type === e.type || (type === "hardlink" && e.type === "file");
+    if (!sameType) this.typeDiff.add(`${e.name} (${type} in the list, ${e.type} in the archive)`);
+    else if (e.type === "file" && type === "file" && size !== e.size) {
+      if (this.warned.has(`/${e.name}`)) this.explained++;
+      else this.sizeDiff.add(`${e.name} (${size} → ${e.size} bytes)`);
+    }
+    this.advance();
+  }
+
+  /** The archive has ended: the rest of the list is missing from it. */
+  finish(): void {
+    if (this.outOfOrder !== undefined) return;
+    while (this.key !== undefined) this.passListed();
+    if (this.damaged === undefined && this.listed !== this.header.entries) {
+      this.damaged = `it holds ${this.listed} entries, its header says ${this.header.entries} (truncated?)`;
+    }
+  }
+
+  /** Stop reading the list (closes it) when the comparison ends early. */
+  close(): void {
+    this.lines.return?.(undefined);
+  }
+
+  private passListed(): void {
+    const name = nameOfKey(this.key!);
+    if (this.warned.has(`/${name}`)) this.explained++;
+    else this.missing.add(name);
+    this.advance();
+  }
+
+  private advance(): void {
+    this.key = this.line = undefined;
+    try {
+      for (let r = this.lines.next(); !r.done; r = this.lines.next()) {
+        this.lineNo++;
+        if (r.value === "") continue;
+        const key = lineKey(r.value);
+        if (key === undefined) {
+          this.damaged = `line ${this.lineNo} is not an entry`;
+          return;
+        }
+        this.listed++;
+        this.key = key;
+        this.line = r.value;
+        return;
+      }
+    } catch (e) {
+      this.damaged = `it cannot be read to its end: ${errorMessage(e)}`;
+    }
   }
 }
 
@@ -333,22 +408,24 @@ function warnedPaths(a: HeldArchive): Set<string> {
   return out;
 }
 
-function examples(names: readonly string[], n = 3): string {
-  return `${names.slice(0, n).map((x) => `/${x}`).join(", ")}${names.length > n ? `, … (${names.length} in all)` : ""}`;
+function examples(found: Found): string {
+  const shown = found.names.map((x) => `/${x}`).join(", ");
+  return found.count > found.names.length ? `${shown}, … (${found.count} in all)` : shown;
 }
 
-function loadList(a: HeldArchive): { lines?: Map<string, string>; error?: string } {
+/** The server's file list beside `a`, opened for reading a line at a time; nothing when there is none. */
+function openList(a: HeldArchive): { header: ListHeader; lines: Generator<string> } | { error: string } | undefined {
   const file = `${a.path}${LIST_SUFFIX}`;
-  let text: string;
+  let lines: Generator<string>;
   try {
-    text = fs.readFileSync(file, "utf8");
+    lines = readLines(file);
+    const first = lines.next();
+    const header = first.done ? undefined : parseListHeader(first.value);
+    if (header) return { header, lines };
+    lines.return(undefined);
+    return { error: `its file list ${path.basename(file)} is damaged: not a ${LIST_FORMAT} v${LIST_VERSION} file list` };
   } catch (e) {
-    return errnoCode(e) === "ENOENT" ? {} : { error: `its file list cannot be read: ${errorMessage(e)}` };
-  }
-  try {
-    return { lines: parseList(text).lines };
-  } catch (e) {
-    return { error: `its file list ${path.basename(file)} is damaged: ${errorMessage(e)}` };
+    return errnoCode(e) === "ENOENT" ? undefined : { error: `its file list cannot be read: ${errorMessage(e)}` };
   }
 }
 
@@ -379,10 +456,11 @@ export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): P
     if (errnoCode(e) === "ENOENT") return { ...verdict, ok: true, gone: true, notes: ["removed while this check ran (rotation)"] };
     return { ...verdict, problems: [`cannot be opened: ${errorMessage(e)}`] };
   }
+  let comparison: ListComparison | undefined;
   try {
-    const list = opts.deep ? loadList(a) : {};
-    if (list.error) verdict.problems.push(list.error);
-    const comparison = list.lines ? new ListComparison(list.lines) : undefined;
+    const list = opts.deep ? openList(a) : undefined;
+    if (list && "error" in list) verdict.problems.push(list.error);
+    comparison = list && "header" in list ? new ListComparison(list.header, list.lines, warnedPaths(a)) : undefined;
     let entries = 0;
     let ended = () => true;
     let sink: NodeJS.WritableStream;
@@ -415,23 +493,24 @@ export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): P
       verdict.readMs = pass.ms;
       if (!ended()) verdict.problems.push(`the tar stream ends without its end-of-archive blocks after ${entries} entries: the archive is truncated`);
       if (comparison) {
-        const missing = comparison.missing();
-        if (comparison.extra.length) verdict.problems.push(`${comparison.extra.length} entries are not in the server's file list: ${examples(comparison.extra)}`);
-        if (comparison.duplicate.length) verdict.problems.push(`${comparison.duplicate.length} entries appear twice: ${examples(comparison.duplicate)}`);
-        if (comparison.typeDiff.length) verdict.problems.push(`${comparison.typeDiff.length} entries differ in type from the file list: ${examples(comparison.typeDiff)}`);
-        // The list records the scan; a file that vanished or changed size between the scan and
-        // its read is archived as found, and the run that made the archive warned about it.
-        // A difference no warning explains is damage (or a forgery that rewrote the checksums).
-        const warned = warnedPaths(a);
-        const explained = (name: string) => warned.has(`/${name}`);
-        const lost = missing.filter((n) => !explained(n));
-        const resized = comparison.sizeDiff.filter((d) => !explained(d.name)).map((d) => d.detail);
-        if (lost.length) verdict.problems.push(`${lost.length} listed entries are not in the archive: ${examples(lost)}`);
-        if (resized.length) verdict.problems.push(`${resized.length} files differ in size from the file list: ${examples(resized)}`);
-        const known = missing.length - lost.length + comparison.sizeDiff.length - resized.length;
-        if (known) verdict.notes.push(`${known} entries differ from the file list as the run that made it warned (changed or vanished while it was written)`);
-        if (!verdict.problems.length) verdict.notes.push(`all ${entries} entries match the server's file list${known ? " or its run's warnings" : ""}`);
-      } else if (!list.error) {
+        comparison.finish();
+        const c = comparison;
+        if (c.damaged !== undefined) verdict.problems.push(`its file list ${a.file}${LIST_SUFFIX} is damaged: ${c.damaged}`);
+        else {
+          if (c.extra.count) verdict.problems.push(`${c.extra.count} entries are not in the server's file list, or not where it puts them: ${examples(c.extra)}`);
+          if (c.duplicate.count) verdict.problems.push(`${c.duplicate.count} entries appear twice: ${examples(c.duplicate)}`);
+          if (c.typeDiff.count) verdict.problems.push(`${c.typeDiff.count} entries differ in type from the file list: ${examples(c.typeDiff)}`);
+          // The list records the scan; a file that vanished or changed size between the scan and
+          // its read is archived as found, and the run that made the archive warned about it.
+          // A difference no warning explains is damage (or a forgery that rewrote the checksums).
+          // entries out of order make the ones passed before it look missing: those are not counted
+          if (c.outOfOrder !== undefined) verdict.problems.push(`its entries are not in the order of the server's file list, as they would be had the server written it (${c.outOfOrder}); compared up to there`);
+          else if (c.missing.count) verdict.problems.push(`${c.missing.count} listed entries are not in the archive: ${examples(c.missing)}`);
+          if (c.sizeDiff.count) verdict.problems.push(`${c.sizeDiff.count} files differ in size from the file list: ${examples(c.sizeDiff)}`);
+          if (c.explained) verdict.notes.push(`${c.explained} entries differ from the file list as the run that made it warned (changed or vanished while it was written)`);
+          if (!verdict.problems.length) verdict.notes.push(`all ${entries} entries match the server's file list${c.explained ? " or its run's warnings" : ""}`);
+        }
+      } else if (!list) {
         verdict.notes.push("no file list beside it: entries were read but not compared");
       }
       const rate = pass.ms > 0 ? (pass.tarBytes / pass.ms) * 1000 : 0;
@@ -440,6 +519,7 @@ export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): P
     verdict.ok = verdict.problems.length === 0;
     return verdict;
   } finally {
+    comparison?.close();
     fs.closeSync(fd);
   }
 }

@@ -73,6 +73,28 @@ describe("shoot verify", () => {
     expect((await verify()).code).toBe(91);
   }, T);
 
+  test("--deep on a tree of names that sort in every way: the archive's order is the list's, all entries match", async () => {
+    fx = serverFixture("compression = \"zstd\"", {});
+    const names = ["b", "b-d", "b.d", "b0", "B", "b/c", "b/c/d", "é", "日本語", "a\\b", "q\"uote", "sp ace", "tab\tname", "new\nline", "x".repeat(150), `${"deep/".repeat(60)}leaf`];
+    for (const n of names) {
+      const file = path.join(fx.src, "t", n);
+      if (n === "b" || n === "b/c") continue;
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(file, n);
+    }
+    fs.mkdirSync(path.join(fx.src, "t/empty"));
+    fs.symlinkSync("b.d", path.join(fx.src, "t/link"));
+    fs.linkSync(path.join(fx.src, "t/b0"), path.join(fx.src, "t/hard"));
+    const r = await runShoot(["wrapper", "--config", fx.config]);
+    expect(r.code).toBe(0);
+    const name = archivesIn(fx.backup).at(-1)!;
+    const entries = fs.readFileSync(path.join(fx.backup, `${name}.list`), "utf8").split("\n").filter(Boolean).length - 1;
+    expect(entries).toBeGreaterThan(names.length + 60);
+    const deep = await verify("--deep");
+    expect(deep.code).toBe(0);
+    expect(deep.out).toContain(`all ${entries} entries match the server's file list`);
+  }, T);
+
   test("a gzip stream truncated behind an intact header, its checksum file rewritten to match, fails --deep", async () => {
     const { name, file } = await serverWithArchive();
     const bytes = fs.readFileSync(file);
@@ -108,18 +130,35 @@ describe("shoot verify", () => {
     expect(sameSize.code).toBe(90);
     expect(sameSize.out).toMatch(/its MD5 is [0-9a-f]{32}, the server's file list recorded [0-9a-f]{32}/);
 
-    // a file grown inside the archive, checksum file and list header both rewritten: the list's entries tell
+    // a file grown inside the archive, rebuilt by GNU tar in the list's order, checksum file and
+    // list header both rewritten: the list's entries tell
     const work = path.join(fx!.root, "unpacked");
     fs.mkdirSync(work);
     sh([tar, "-xzf", file, "-C", work]);
     fs.appendFileSync(path.join(work, fx!.src.slice(1), "etc/hosts"), "10.6.6.6 evil.example\n");
-    sh([tar, "--format=pax", "-czf", file, "-C", work, fx!.src.slice(1)]);
-    rewriteMd5(file);
-    rewriteListHeader(file);
+    const listed = fs.readFileSync(`${file}.list`, "utf8").split("\n").slice(1).filter(Boolean).map((l) => JSON.parse(l)[0] as string);
+    const names = path.join(fx!.root, "names");
+    const rebuild = (order: string[]) => {
+      fs.writeFileSync(names, order.map((n) => `${n}\n`).join(""));
+      sh([tar, "--format=pax", "--no-recursion", "-czf", file, "-C", work, "-T", names]);
+      rewriteMd5(file);
+      rewriteListHeader(file);
+    };
+    rebuild(listed);
     expect((await verify()).code).toBe(0);
     const deep = await verify("--deep");
     expect(deep.code).toBe(90);
     expect(deep.out).toMatch(/1 files differ in size from the file list: \/tmp\/[^ ]+\/etc\/hosts \(20 → 42 bytes\)/);
+    expect(deep.out).not.toContain("not in the order");
+
+    // rebuilt with var/ before home/: the order tells, and the entries before it were compared
+    const under = (dir: string) => listed.filter((n) => n.startsWith(`${fx!.src.slice(1)}/${dir}`));
+    rebuild([listed[0]!, ...under("etc"), ...under("var"), ...under("home")]);
+    const reordered = await verify("--deep");
+    expect(reordered.code).toBe(90);
+    expect(reordered.out).toMatch(/its entries are not in the order of the server's file list, as they would be had the server written it \(\/tmp\/[^ ]+\/home comes after \/tmp\/[^ ]+\/var\/www\/index\.html\); compared up to there/);
+    expect(reordered.out).toMatch(/1 files differ in size from the file list: \/tmp\/[^ ]+\/etc\/hosts/);
+    expect(reordered.out).not.toContain("listed entries are not in the archive");
   }, T);
 
   test("a file that changed while the archive was written differs from the list only as its run warned", async () => {
