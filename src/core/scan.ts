@@ -10,7 +10,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { ArchiveEntry, EntryType } from "./archive.ts";
 import type { Matcher } from "./exclude.ts";
-import { openStatx, type DirStatter, type StatFields } from "./statx.ts";
+import { devNumber, openStatx, type DirStatter, type StatFields } from "./statx.ts";
 
 export interface ScanEntry extends ArchiveEntry {
   ctimeMs: number;
@@ -105,14 +105,53 @@ const PSEUDO_FILE_SYSTEMS: ReadonlyMap<number, string> = new Map([
   [0x0187, "autofs"],
 ]);
 
-/** The name of the pseudo file system `dir` is on, or undefined for any other (and off Linux, where the numbers differ). */
-export function pseudoFileSystem(dir: string): string | undefined {
+const TMPFS_MAGIC = 0x01021994;
+
+/**
+ * The name of the pseudo file system `dir` (on device `dev`) is on, or undefined for any other
+ * (and off Linux, where the numbers differ).
+ */
+export function pseudoFileSystem(dir: string, dev: number): string | undefined {
   if (process.platform !== "linux") return undefined;
+  let type: number;
   try {
-    return PSEUDO_FILE_SYSTEMS.get(fs.statfsSync(dir).type >>> 0);
+    type = fs.statfsSync(dir).type >>> 0;
   } catch {
     return undefined; // gone or unreadable: listing it reports that
   }
+  // devtmpfs (/dev) gives statfs tmpfs's number; its device nodes are never archived, and each
+  // would be a warning on every run. Only the mount table tells the two apart.
+  if (type === TMPFS_MAGIC) return devtmpfsDevices().has(dev) ? "devtmpfs" : undefined;
+  return PSEUDO_FILE_SYSTEMS.get(type);
+}
+
+let devtmpfs: Set<number> | undefined;
+
+/** The devices devtmpfs is mounted from, read from this process's mount table once, when a tmpfs mount point is first met. */
+function devtmpfsDevices(): Set<number> {
+  if (devtmpfs) return devtmpfs;
+  let table = "";
+  try {
+    table = fs.readFileSync("/proc/self/mountinfo", "utf8");
+  } catch {
+    // without /proc a devtmpfs is walked like the tmpfs it says it is
+  }
+  return (devtmpfs = devicesOfType(table, "devtmpfs"));
+}
+
+/**
+ * The devices (as `st_dev` holds them) of the mounts of file system `type` in a mountinfo
+ * table: "ID PARENT MAJOR:MINOR ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - TYPE SOURCE ...".
+ */
+export function devicesOfType(mountinfo: string, type: string): Set<number> {
+  const out = new Set<number>();
+  for (const line of mountinfo.split("\n")) {
+    const f = line.split(" ");
+    const sep = f.indexOf("-", 6);
+    const dev = /^(\d+):(\d+)$/.exec(f[2] ?? "");
+    if (sep > 0 && f[sep + 1] === type && dev) out.add(devNumber(Number(dev[1]), Number(dev[2])));
+  }
+  return out;
 }
 
 // the file type bits of st_mode (POSIX: the same values on Linux and macOS); one field read
@@ -189,7 +228,7 @@ export class TreeWalker {
    */
   descends(abs: string, dev: number, parentDev: number | undefined): boolean {
     if (dev === parentDev) return true;
-    const pseudo = pseudoFileSystem(abs);
+    const pseudo = pseudoFileSystem(abs, dev);
     if (pseudo !== undefined) {
       this.warn("MOUNT_SKIPPED", abs, `${abs}: ${pseudo} file system, not walked into (archived as an empty directory)`);
       return false;

@@ -62,6 +62,21 @@ done`;
   expect(out).not.toContain(" exit ");
 }
 
+/**
+ * `shoot server` once in a new mount namespace with devtmpfs mounted read-only on the first mount
+ * point. devtmpfs is one instance shared with the host's /dev, so nothing is written to it; only
+ * root may mount it (a user namespace may not).
+ */
+async function serverWithDevtmpfs(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error("this test mounts devtmpfs and must run as root (CI runs as root)");
+  const unshare = requireTool("unshare");
+  const script = `mount -t devtmpfs -o ro shoot-test '${MOUNTS[0]}' || exit 97; "$@"`;
+  const p = Bun.spawn([unshare, "--mount", "sh", "-c", script, "sh", ...shootArgv(), "server", "--config", fx.config], { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
+  const err = await new Response(p.stderr).text();
+  const exit = await p.exited;
+  if (exit !== 0) throw new Error(`unshare --mount sh -c …: exit ${exit} (97: devtmpfs could not be mounted)\n${err}`);
+}
+
 describe("mount points", () => {
   test("a file system mounted in a source is archived by default", async () => {
     await serverWithTmpfs(1);
@@ -99,5 +114,14 @@ describe("mount points", () => {
     const names = listedNames();
     expect(names).toContain("proc");
     expect(names.filter((n) => n.startsWith("proc/"))).toEqual([]);
+  }, 60_000);
+
+  test("devtmpfs, which statfs calls a tmpfs, is never walked into either", async () => {
+    fx.setServer("");
+    await serverWithDevtmpfs();
+    expect(run()).toEqual({ code: 4, warnings: [`${MOUNTS[0]}: devtmpfs file system, not walked into (archived as an empty directory)`] });
+    const names = listedNames();
+    expect(names).toContain(name(MOUNTS[0]!));
+    expect(names.filter((n) => n.startsWith(`${name(MOUNTS[0]!)}/`))).toEqual([]);
   }, 60_000);
 });

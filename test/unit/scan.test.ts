@@ -3,7 +3,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { compileExcludes } from "../../src/core/exclude.ts";
 import { flushToDisk, LineWriter, readChunks, readLines } from "../../src/core/fsutil.ts";
-import { entryFromLine, entryLine, ListComparer, normaliseSources, scanSources, walkOrder, type ScanEntry } from "../../src/core/scan.ts";
+import { devicesOfType, entryFromLine, entryLine, ListComparer, normaliseSources, scanSources, walkOrder, type ScanEntry } from "../../src/core/scan.ts";
+import { devNumber } from "../../src/core/statx.ts";
 import { tempDir } from "../helpers/fixture.ts";
 
 let root: string | undefined;
@@ -158,6 +159,38 @@ describe("lists on disk", () => {
       expect(back.mtimeNs).toBe(BigInt(Math.round(e.mtimeMs * 1000)) * 1000n);
     }
     expect(entryFromLine(entryLine(entries[2]!)).mtimeNs).toBe(1_600_000_000_123_456_000n);
+  });
+});
+
+describe("devices of a file system type in a mount table", () => {
+  // lines as /proc/self/mountinfo gives them: optional fields (shared:N) before the "-", a
+  // mount point with an escaped space, a mount whose source is itself named devtmpfs
+  const table = [
+    "23 26 0:6 / /dev rw,nosuid,relatime shared:2 - devtmpfs udev rw,size=12334416k,mode=755",
+    "24 23 0:22 / /dev/shm rw,nosuid,nodev shared:3 - tmpfs tmpfs rw",
+    "26 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw",
+    "70 26 0:6 / /srv/dev\\040copy ro,relatime - devtmpfs devtmpfs ro",
+    "71 26 0:45 / /mnt/x rw - tmpfs devtmpfs rw",
+    "72 26 259:300 / /mnt/big rw shared:9 master:4 - devtmpfs devtmpfs rw",
+    "",
+    "garbage",
+  ].join("\n");
+  const cases: Array<[string, number[]]> = [
+    ["devtmpfs", [devNumber(0, 6), devNumber(259, 300)]],
+    ["tmpfs", [devNumber(0, 22), devNumber(0, 45)]],
+    ["ext4", [devNumber(254, 0)]],
+    ["proc", []],
+  ];
+  for (const [type, devs] of cases) {
+    test(type, () => {
+      expect([...devicesOfType(table, type)].sort()).toEqual(devs.sort());
+    });
+  }
+
+  test("st_dev of this machine's root is found under its file system's type", () => {
+    const root = fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n").find((l) => l.split(" ")[4] === "/")!;
+    const type = root.split(" ")[root.split(" ").indexOf("-", 6) + 1]!;
+    expect(devicesOfType(fs.readFileSync("/proc/self/mountinfo", "utf8"), type).has(fs.statSync("/").dev)).toBe(true);
   });
 });
 
