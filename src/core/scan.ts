@@ -521,28 +521,6 @@ export function entryFromLine(line: string, owners?: OwnerNames): ArchiveEntry {
   };
 }
 
-export interface RecordedList {
-  header: ListHeader;
-  /** The entry's name as JSON → the entry's line, compared as a whole. */
-  lines: Map<string, string>;
-}
-
-export function parseList(text: string): RecordedList {
-  const lines = text.split("\n");
-  const header = JSON.parse(lines[0]!) as ListHeader;
-  if (header.format !== LIST_FORMAT || header.v !== LIST_VERSION) throw new Error(`not a ${LIST_FORMAT} v${LIST_VERSION} file list`);
-  const map = new Map<string, string>();
-  for (let i = 1; i < lines.length; i++) {
-    const l = lines[i]!;
-    if (l === "") continue;
-    const key = lineKey(l);
-    if (key === undefined) throw new Error(`file list line ${i + 1} is not an entry`);
-    map.set(key, l);
-  }
-  if (map.size !== header.entries) throw new Error(`file list holds ${map.size} entries, its header says ${header.entries} (truncated?)`);
-  return { header, lines: map };
-}
-
 /** The header of a recorded list from its first line; undefined for anything else. */
 export function parseListHeader(line: string): ListHeader | undefined {
   try {

@@ -8,7 +8,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { LIST_SUFFIX, sortArchives } from "../../src/core/naming.ts";
-import { parseList } from "../../src/core/scan.ts";
+import { readLines } from "../../src/core/fsutil.ts";
+import { lineKey, nameOfKey } from "../../src/core/scan.ts";
 import { runShoot, shootArgv } from "../helpers/cli.ts";
 import { archivesIn, serverFixture, statusRecords } from "../helpers/fixture.ts";
 import { requireTool } from "../helpers/tools.ts";
@@ -25,8 +26,8 @@ const name = (abs: string) => abs.replace(/^\/+/, "");
 function listedNames(): string[] {
   // oldest first in shoot's own order (two runs in one second make NAME and NAME-1)
   const newest = sortArchives(archivesIn(fx.backup)).at(-1)!;
-  const { lines } = parseList(fs.readFileSync(path.join(fx.backup, newest + LIST_SUFFIX), "utf8"));
-  return [...lines.keys()].map((key) => JSON.parse(key) as string);
+  // the first line is the list's header, the others its entries
+  return [...readLines(path.join(fx.backup, newest + LIST_SUFFIX))].slice(1).filter(Boolean).map((l) => nameOfKey(lineKey(l)!));
 }
 
 /** A run's final code and MOUNT_SKIPPED warnings: the last run's in server.status, the one before in server.status.1. */
