@@ -154,10 +154,54 @@ function isWithin(key: string, sel: string): boolean {
   return key === sel || key.startsWith(`${sel}/`);
 }
 
-/** Paths asked for that no entry of the archive is, or lies below. */
-function unmatchedPaths(listings: readonly TarListing[], selection: readonly string[]): string[] {
-  const keys = listings.map((l) => splitEntryName(l.name)).filter((s) => "parts" in s).map((s) => (s as { parts: string[] }).parts.join("/"));
-  return selection.filter((sel) => !keys.some((k) => isWithin(k, sel)));
+/**
+ * What the first pass keeps of the archive's entries: with a selection, only what the plan needs
+ * (the entries selected, those whose names are refused, and the files selected hard links point
+ * to), so that restoring a few paths of an archive of millions of files holds a few entries, not
+ * millions. It also notes which of the paths asked for no entry is or lies below, and the first
+ * names at the archive's top, for the message when some are missing.
+ */
+class FirstPassKeep {
+  readonly listings: TarListing[] = [];
+  /** Files outside the selection that selected hard links point to (keys): kept by a further pass. */
+  readonly linkTargets = new Set<string>();
+  readonly tops = new Set<string>();
+  private readonly unmatched: Set<string>;
+
+  constructor(private readonly selection: readonly string[]) {
+    this.unmatched = new Set(selection);
+  }
+
+  take(l: TarListing): void {
+    const s = splitEntryName(l.name);
+    if ("why" in s) {
+      this.listings.push(l); // refused whatever the selection
+      return;
+    }
+    const key = s.parts.join("/");
+    if (this.tops.size < 5 && s.parts[0] !== undefined) this.tops.add(s.parts[0]);
+    for (const sel of this.unmatched) if (isWithin(key, sel)) this.unmatched.delete(sel);
+    if (!this.selected(key)) return;
+    this.listings.push(l);
+    if (l.type !== "hardlink") return;
+    const t = splitEntryName(l.linkTarget ?? "");
+    if ("parts" in t && !this.selected(t.parts.join("/"))) this.linkTargets.add(t.parts.join("/"));
+  }
+
+  /** In a further pass: an entry named as a file selected hard links point to. */
+  takeLinkTarget(l: TarListing): void {
+    const s = splitEntryName(l.name);
+    if ("parts" in s && this.linkTargets.has(s.parts.join("/"))) this.listings.push(l);
+  }
+
+  /** Paths asked for that no entry of the archive is, or lies below. */
+  missing(): string[] {
+    return [...this.unmatched];
+  }
+
+  private selected(key: string): boolean {
+    return this.selection.length === 0 || this.selection.some((sel) => isWithin(key, sel));
+  }
 }
 
 /** Decide, entry by entry, what is restored: pure apart from looking at the target directory. */
@@ -266,13 +310,13 @@ function mtimeOf(l: TarListing): number {
   return Number(l.mtimeNs / 1000n) / 1e6;
 }
 
-async function readPlanPass(fd: number, opts: RestoreOptions, total: number): Promise<{ listings: TarListing[]; pass: PassResult; ended: boolean }> {
-  const listings: TarListing[] = [];
-  const { sink, ended } = tarSink((e) => listings.push(e));
+/** One read of the whole archive, each entry to `take`: the checksums, and whether the tar stream ended properly. */
+async function listingPass(fd: number, opts: RestoreOptions, total: number, take: (e: TarListing) => void): Promise<{ pass: PassResult; ended: boolean }> {
+  const { sink, ended } = tarSink(take);
   const progress = opts.progressFor?.("checking", total);
   try {
     const pass = await archivePass(fd, sink, { progress, signal: opts.signal });
-    return { listings, pass, ended: ended() };
+    return { pass, ended: ended() };
   } finally {
     progress?.finish();
   }
@@ -316,19 +360,28 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
   const fd = fs.openSync(a.path, "r");
   try {
     // 1. read it whole: checksum, stream, entry list; nothing is written before this passes
-    let first: Awaited<ReturnType<typeof readPlanPass>>;
+    const keep = new FirstPassKeep(selection);
+    let first: { pass: PassResult; ended: boolean };
     try {
-      first = await readPlanPass(fd, opts, a.bytes);
+      first = await listingPass(fd, opts, a.bytes, (e) => keep.take(e));
+      checkIntegrity(a, first.pass, first.ended, opts.checksum !== false);
+      const unmatched = keep.missing();
+      if (unmatched.length > 0) {
+        const tops = [...keep.tops];
+        throw new ShootError("ARCHIVE_NOT_FOUND", `not in ${a.file}: ${unmatched.map((u) => `/${u}`).join(", ")} (its entries start with ${tops.map((t) => `/${t}`).join(", ") || "nothing"}; see shoot list ${a.file}); nothing was restored`);
+      }
+      // files outside the selection that selected hard links point to come before them in the
+      // archive: read it once more for those alone (only a selection with such links needs it)
+      if (keep.linkTargets.size > 0) {
+        // every entry of such a name, so that the n-th of a name in the archive is the n-th planned
+        const again = await listingPass(fd, opts, a.bytes, (e) => keep.takeLinkTarget(e));
+        if (again.pass.md5 !== first.pass.md5) throw new ShootError("VERIFY_FAILED", `${a.file}: the archive changed while it was being read; nothing was restored`);
+      }
     } catch (e) {
       if (!(e instanceof ArchiveReadError)) throw e;
       throw new ShootError("VERIFY_FAILED", `${a.file}: ${describeReadError(e, a.bytes)}; nothing was restored`);
     }
-    checkIntegrity(a, first.pass, first.ended, opts.checksum !== false);
-    const unmatched = unmatchedPaths(first.listings, selection);
-    if (unmatched.length > 0) {
-      const tops = [...new Set(first.listings.map((l) => l.name.split("/").find((p) => p !== "" && p !== ".")).filter(Boolean))].slice(0, 5);
-      throw new ShootError("ARCHIVE_NOT_FOUND", `not in ${a.file}: ${unmatched.map((u) => `/${u}`).join(", ")} (its entries start with ${tops.map((t) => `/${t}`).join(", ") || "nothing"}; see shoot list ${a.file}); nothing was restored`);
-    }
+    const listings = keep.listings;
 
     // 2. the target, and the plan
     try {
@@ -339,7 +392,7 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     const root = fs.realpathSync(opts.to);
     if (!fs.statSync(root).isDirectory()) throw new ShootError("RESTORE_FAILED", `${opts.to} is not a directory`);
     result.to = root;
-    const { plan, alsoRestored } = planRestore(first.listings, { root, selection, force: opts.force === true, allowOutsideLinks: opts.allowOutsideLinks === true });
+    const { plan, alsoRestored } = planRestore(listings, { root, selection, force: opts.force === true, allowOutsideLinks: opts.allowOutsideLinks === true });
     result.alsoRestored = alsoRestored;
     const note = (p: Planned) => ({ name: p.key, why: p.why ?? "" });
     result.refused = plan.filter((p) => p.decision === "refused").map(note);
@@ -372,11 +425,13 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
         const s = splitEntryName(p);
         if ("why" in s) return false;
         const key = s.parts.join("/");
+        const planned = todo.get(key);
+        if (!planned) return false;
+        // the n-th entry of a name in the archive is the n-th planned: counted for planned names only
         const i = seen.get(key) ?? 0;
         seen.set(key, i + 1);
-        const planned = todo.get(key)?.[i];
         const type = (entry as tar.ReadEntry).type;
-        if (!planned || planned.decision !== "restore" || type === "SymbolicLink") return false;
+        if (planned[i]?.decision !== "restore" || type === "SymbolicLink") return false;
         written.add(key);
         return true;
       },
