@@ -4,7 +4,7 @@
  * runs of the compiled binary (whole.ts, pull.ts) against their peers.
  *
  *   bun bench/run.ts [--size 1GiB] [--runs 1] [--data bench/data] [--bin dist/shoot-linux-x64]
- *                    [--files 100000] [--only gzip,zstd,none,server,unchanged,startup,pull,day2]
+ *                    [--files 100000] [--only gzip,zstd,none,server,unchanged,startup,pull,day2,restore]
  *
  * The trees are generated once under bench/data/ (deterministic, reused by later runs).
  */
@@ -16,14 +16,14 @@ import { makeRng, randomBytes, textLike } from "./gen.ts";
 import { alternating, formatTable, measure, measureAll, MiB, mbps, verdict, type Measured, type Row } from "./lib.ts";
 import { sshSections } from "./pull.ts";
 import { DEFAULT_BIN, ensureBinary, type BenchContext } from "./shoot.ts";
-import { serverSection, startupSection, unchangedSection } from "./whole.ts";
+import { restoreSection, serverSection, startupSection, unchangedSection } from "./whole.ts";
 
 const { values } = parseArgs({
   options: {
     size: { type: "string", default: "1GiB" },
     runs: { type: "string", default: "1" },
     data: { type: "string", default: path.join(import.meta.dir, "data") },
-    only: { type: "string", default: "gzip,zstd,none,server,unchanged,startup,pull,day2" },
+    only: { type: "string", default: "gzip,zstd,none,server,unchanged,startup,pull,day2,restore" },
     bin: { type: "string", default: DEFAULT_BIN },
     files: { type: "string", default: "100000" },
   },
@@ -32,7 +32,7 @@ const total = parseSize(values.size!) ?? 0;
 if (!total || total < 8 * MiB) throw new Error(`--size: expected a size of at least 8MiB, got ${values.size}`);
 const runs = Math.max(1, Number(values.runs));
 const only = new Set(values.only!.split(","));
-const SECTIONS = ["gzip", "zstd", "none", "server", "unchanged", "startup", "pull", "day2"];
+const SECTIONS = ["gzip", "zstd", "none", "server", "unchanged", "startup", "pull", "day2", "restore"];
 const unknown = [...only].filter((s) => !SECTIONS.includes(s));
 if (unknown.length) throw new Error(`--only: unknown section(s) ${unknown.join(", ")}; known: ${SECTIONS.join(", ")}`);
 const files = Number(values.files);
@@ -207,7 +207,7 @@ async function main(): Promise<void> {
     rm(out("shoot.tar"));
   }
 
-  const wholeRuns = ["server", "unchanged", "startup", "pull", "day2"].some((x) => only.has(x));
+  const wholeRuns = ["server", "unchanged", "startup", "pull", "day2", "restore"].some((x) => only.has(x));
   if (wholeRuns) await ensureBinary(bin);
   const ctx: BenchContext = { rows, runs, bin, dataDir, tree, info, changeOnePercent: () => changeOnePercent(info) };
   const firstRuns: Partial<Record<"gzip" | "zstd", string>> = {};
@@ -216,6 +216,7 @@ async function main(): Promise<void> {
   }
   if (only.has("unchanged")) await unchangedSection(ctx, files);
   if (only.has("startup")) await startupSection(ctx);
+  if (only.has("restore")) await restoreSection(ctx, files);
 
   if (only.has("day2")) {
     const goals = { gzip: 2, zstd: 5 } as const;

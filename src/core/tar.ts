@@ -365,12 +365,15 @@ export function parsePax(data: Uint8Array): Map<string, string> {
 const MAX_META = 1 << 20;
 
 /**
- * Incremental tar reader: push bytes in any chunk sizes, get the entries back. Content is
- * skipped, not kept.
+ * Incremental tar reader: push bytes in any chunk sizes, get the entries back, and with
+ * `onData` each entry's content after it, in order (never kept here).
  */
 export class TarParser {
   private header = new Uint8Array(BLOCK);
   private headerFill = 0;
+  /** Content bytes of the current entry still to come. */
+  private content = 0;
+  /** Bytes to pass over: the padding after content or an extended header. */
   private skip = 0;
   private meta: { kind: "x" | "g" | "L" | "K"; data: Uint8Array; fill: number; pad: number } | null = null;
   private pax = new Map<string, string>();
@@ -379,9 +382,17 @@ export class TarParser {
   private zeroBlocks = 0;
   ended = false;
 
-  push(chunk: Uint8Array, onEntry: (e: TarListing) => void): void {
+  /** @param onData the content of the entry last given to `onEntry`, in pieces; all of it before the next entry */
+  push(chunk: Uint8Array, onEntry: (e: TarListing) => void, onData?: (piece: Uint8Array) => void): void {
     let at = 0;
     while (at < chunk.length && !this.ended) {
+      if (this.content > 0) {
+        const n = Math.min(this.content, chunk.length - at);
+        onData?.(chunk.subarray(at, at + n));
+        this.content -= n;
+        at += n;
+        continue;
+      }
       if (this.skip > 0) {
         const n = Math.min(this.skip, chunk.length - at);
         this.skip -= n;
@@ -476,6 +487,7 @@ export class TarParser {
     // hard links, symlinks and directories carry no content even when size says otherwise
     // in some writers; ours always write 0, and GNU tar skips `size` bytes for any type but these
     const content = type === "file" || type === "other" ? size : 0;
-    this.skip = content + paddingAfter(content);
+    this.content = content;
+    this.skip = paddingAfter(content);
   }
 }

@@ -169,6 +169,58 @@ describe("shoot restore", () => {
   }, T);
 });
 
+describe("shoot restore of archives GNU tar made", () => {
+  function gnuTar(cwd: string, ...args: string[]): void {
+    const r = Bun.spawnSync([requireTool("tar"), ...args], { cwd });
+    if (r.exitCode !== 0) throw new Error(`tar ${args.join(" ")}: ${r.stderr.toString()}`);
+  }
+
+  test("a name given twice (appended with tar -r): the last one is what is restored, as tar does", async () => {
+    const work = tempDir("shoot-twice-");
+    extra.push(work);
+    fs.mkdirSync(path.join(work, "in/d"), { recursive: true });
+    fs.writeFileSync(path.join(work, "in/d/f"), "first\n");
+    const archive = path.join(work, "twice.tar");
+    gnuTar(path.join(work, "in"), "-cf", archive, "d");
+    fs.writeFileSync(path.join(work, "in/d/f"), "second, longer\n");
+    fs.chmodSync(path.join(work, "in/d/f"), 0o600);
+    gnuTar(path.join(work, "in"), "-rf", archive, "d/f");
+    const to = path.join(work, "out");
+    const r = await runShoot(["restore", archive, "--no-checksum", "--to", to]);
+    expect({ code: r.code, out: r.stdout }).toMatchObject({ code: 0 });
+    expect(fs.readFileSync(path.join(to, "d/f"), "utf8")).toBe("second, longer\n");
+    expect(fs.statSync(path.join(to, "d/f")).mode & 0o7777).toBe(0o600);
+  }, T);
+
+  test("as root, owners and groups of files, directories and links come back as the archive has them", async () => {
+    expect(process.getuid?.()).toBe(0); // CI runs as root; owners can only be given back by root
+    const work = tempDir("shoot-owners-");
+    extra.push(work);
+    const inDir = path.join(work, "in");
+    fs.mkdirSync(path.join(inDir, "d/sub"), { recursive: true });
+    fs.writeFileSync(path.join(inDir, "d/f"), "x\n");
+    fs.symlinkSync("f", path.join(inDir, "d/l"));
+    // the owner first: chown clears the set-group-ID bit
+    fs.chownSync(path.join(inDir, "d/f"), 4242, 4343);
+    fs.chmodSync(path.join(inDir, "d/f"), 0o2755);
+    fs.chownSync(path.join(inDir, "d/sub"), 4244, 4245);
+    fs.lchownSync(path.join(inDir, "d/l"), 4246, 4247);
+    const archive = path.join(work, "owners.tar");
+    gnuTar(inDir, "--numeric-owner", "-cf", archive, "d");
+    const to = path.join(work, "out");
+    const r = await runShoot(["restore", archive, "--no-checksum", "--to", to]);
+    expect(r.code).toBe(0);
+    const owner = (p: string) => {
+      const st = fs.lstatSync(path.join(to, p));
+      return [st.uid, st.gid, st.mode & 0o7777];
+    };
+    expect(owner("d/f")).toEqual([4242, 4343, 0o2755]);
+    expect(owner("d/sub")[0]).toBe(4244);
+    expect(owner("d/sub")[1]).toBe(4245);
+    expect(owner("d/l").slice(0, 2)).toEqual([4246, 4247]);
+  }, T);
+});
+
 describe("shoot restore of a crafted archive made elsewhere", () => {
   /**
    * GNU tar with -P keeps what it would otherwise strip: `../`, absolute names. --transform

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { BLOCK, encodeHeader, formatPaxTime, parsePax, paxRecord, splitUstarName, TarParser, type TarHeader, type TarListing } from "../../src/core/tar.ts";
+import { BLOCK, encodeHeader, formatPaxTime, paddingAfter, parsePax, paxRecord, splitUstarName, TarParser, type TarHeader, type TarListing } from "../../src/core/tar.ts";
 
 const T0 = 1_700_000_000n * 1_000_000_000n;
 
@@ -160,6 +160,35 @@ describe("pax records", () => {
     expect(splitUstarName("a".repeat(156) + "/b")).toBeNull();
     expect(splitUstarName("a".repeat(155) + "/" + "b".repeat(100))).not.toBeNull();
   }, 5000);
+});
+
+describe("content after each entry", () => {
+  test("every entry's content comes whole and in order before the next entry, whatever the pieces pushed", () => {
+    // sizes around the block size, a long name (pax header before it), empty files, a directory and a link between
+    const files: Array<[TarHeader, Uint8Array]> = [0, 1, 511, 512, 513, 5000, 0, 70_000].map((size, i) => {
+      const bytes = new Uint8Array(size).map((_, j) => (j * 31 + i) & 0xff);
+      return [header({ name: i === 5 ? `${"long/".repeat(40)}f${i}` : `f${i}`, size }), bytes];
+    });
+    const parts: Uint8Array[] = [];
+    for (const [i, [h, bytes]] of files.entries()) {
+      parts.push(encodeHeader(h), bytes, new Uint8Array(paddingAfter(bytes.length)));
+      if (i === 3) parts.push(encodeHeader(header({ name: "d", type: "dir", size: 0 })), encodeHeader(header({ name: "l", type: "symlink", size: 0, linkTarget: "f1" })));
+    }
+    parts.push(new Uint8Array(2 * BLOCK));
+    const stream = Buffer.concat(parts);
+    for (const piece of [1, 7, 512, 4096, 100_000]) {
+      const p = new TarParser();
+      const got: Array<{ name: string; content: number[] }> = [];
+      for (let at = 0; at < stream.length; at += piece) {
+        p.push(stream.subarray(at, at + piece), (e) => got.push({ name: e.name, content: [] }), (d) => got.at(-1)!.content.push(...d));
+      }
+      expect(p.ended).toBe(true);
+      const want = [...files.slice(0, 4), [header({ name: "d" }), new Uint8Array()] as const, [header({ name: "l" }), new Uint8Array()] as const, ...files.slice(4)];
+      expect(got.map((g) => g.name)).toEqual(want.map(([h]) => h.name));
+      expect(got.map((g) => g.content.length)).toEqual(want.map(([, b]) => b.length));
+      expect(got.every((g, i) => Buffer.from(g.content).equals(Buffer.from(want[i]![1])))).toBe(true);
+    }
+  });
 });
 
 describe("determinism", () => {
