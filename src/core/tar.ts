@@ -316,23 +316,62 @@ export class TarFormatError extends Error {
 
 const dec = new TextDecoder();
 
+/** Longest ASCII run turned into a string a character code at a time; longer ones go through the decoder. */
+const SHORT_ASCII = 256;
+
+/**
+ * Bytes as text: ASCII (nearly every header field) without a decoder call, which on a tree of
+ * small files cost more than the rest of reading an entry; anything else as UTF-8.
+ */
+function text(b: Uint8Array, from: number, to: number): string {
+  if (to - from > SHORT_ASCII) return dec.decode(b.subarray(from, to));
+  let out = "";
+  for (let i = from; i < to; i++) {
+    const c = b[i]!;
+    if (c >= 0x80) return dec.decode(b.subarray(from, to));
+    out += String.fromCharCode(c);
+  }
+  return out;
+}
+
 function cString(b: Uint8Array, offset: number, width: number): string {
-  const field = b.subarray(offset, offset + width);
-  const end = field.indexOf(0);
-  return dec.decode(end < 0 ? field : field.subarray(0, end));
+  const limit = offset + width;
+  let end = offset;
+  while (end < limit && b[end] !== 0) end++;
+  return text(b, offset, end);
+}
+
+/** ASCII whitespace, as String.prototype.trim removes it. */
+function isSpace(c: number): boolean {
+  return c === 0x20 || (c >= 0x09 && c <= 0x0d);
 }
 
 function readNumber(b: Uint8Array, offset: number, width: number): number {
-  const field = b.subarray(offset, offset + width);
-  if (field[0]! & 0x80) {
+  if (b[offset]! & 0x80) {
     // base-256 (GNU): big-endian two's complement with the top bit as marker
-    let v = field[0]! & 0x3f;
-    const negative = (field[0]! & 0x40) !== 0;
-    for (let i = 1; i < width; i++) v = v * 256 + field[i]!;
+    let v = b[offset]! & 0x3f;
+    const negative = (b[offset]! & 0x40) !== 0;
+    for (let i = 1; i < width; i++) v = v * 256 + b[offset + i]!;
     return negative ? v - 2 ** (8 * width - 2) : v;
   }
-  const s = cString(b, offset, width).trim();
-  return s === "" ? 0 : parseInt(s, 8);
+  // octal text up to the first NUL, with blanks around it (as parseInt of the trimmed field)
+  const limit = offset + width;
+  let i = offset;
+  let end = offset;
+  while (end < limit && b[end] !== 0) end++;
+  while (i < end && isSpace(b[i]!)) i++;
+  if (i === end) return 0;
+  const sign = b[i] === 0x2d ? -1 : 1;
+  if (b[i] === 0x2d || b[i] === 0x2b) i++;
+  let v = 0;
+  let digits = 0;
+  for (; i < end; i++) {
+    const c = b[i]!;
+    if (c < 0x30 || c > 0x37) break;
+    v = v * 8 + (c - 0x30);
+    digits++;
+  }
+  return digits === 0 ? NaN : sign * v;
 }
 
 function parsePaxTime(v: string): bigint {
@@ -350,9 +389,9 @@ export function parsePax(data: Uint8Array): Map<string, string> {
     if (data[at] === 0) break;
     const sp = data.indexOf(0x20, at);
     if (sp < 0) throw new TarFormatError("bad pax record");
-    const len = parseInt(dec.decode(data.subarray(at, sp)), 10);
+    const len = parseInt(text(data, at, sp), 10);
     if (!Number.isFinite(len) || len <= 0 || at + len > data.length) throw new TarFormatError("bad pax record length");
-    const rec = dec.decode(data.subarray(sp + 1, at + len - 1));
+    const rec = text(data, sp + 1, at + len - 1);
     const eq = rec.indexOf("=");
     if (eq < 0) throw new TarFormatError("bad pax record");
     out.set(rec.slice(0, eq), rec.slice(eq + 1));

@@ -162,6 +162,36 @@ describe("pax records", () => {
   }, 5000);
 });
 
+describe("numeric fields as other writers put them", () => {
+  /** A header with `fields` written over it (offset → bytes), its checksum made right again. */
+  function patched(fields: Record<number, number[]>): Uint8Array {
+    const b = encodeHeader(header({ name: "n", size: 0 }));
+    for (const [at, bytes] of Object.entries(fields)) b.set(bytes, Number(at));
+    b.fill(0x20, 148, 156);
+    let sum = 0;
+    for (let i = 0; i < BLOCK; i++) sum += b[i]!;
+    b.set(new TextEncoder().encode(`${sum.toString(8).padStart(6, "0")}\0 `), 148);
+    return b;
+  }
+  const ascii = (s: string) => [...new TextEncoder().encode(s)];
+  const cases: Array<[string, Record<number, number[]>, Partial<TarListing>]> = [
+    ["octal with a trailing NUL (GNU tar)", { 100: ascii("0000755\0"), 108: ascii("0001750\0") }, { mode: 0o755, uid: 0o1750 }],
+    ["blanks before and after the digits (old tars)", { 100: ascii("   644 \0"), 116: ascii(" 12\0\0\0\0\0") }, { mode: 0o644, gid: 0o12 }],
+    ["a field of NULs is 0", { 108: [0, 0, 0, 0, 0, 0, 0, 0] }, { uid: 0 }],
+    ["base-256 for what octal cannot hold (GNU)", { 108: [0x80, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff] }, { uid: 0x7fffffff }],
+    ["a size in base-256", { 124: [0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] }, { size: 0 }],
+  ];
+  for (const [name, fields, want] of cases) {
+    test(name, () => {
+      expect(decode(patched(fields))).toMatchObject(want);
+    });
+  }
+
+  test("names in UTF-8 and in ASCII read the same as the decoder reads them", () => {
+    for (const n of ["plain/ascii.txt", "été/日本語.txt", "a".repeat(99), "x\u007fy"]) expect(decode(encodeHeader(header({ name: n, size: 0 }))).name).toBe(n);
+  });
+});
+
 describe("content after each entry", () => {
   test("every entry's content comes whole and in order before the next entry, whatever the pieces pushed", () => {
     // sizes around the block size, a long name (pax header before it), empty files, a directory and a link between
