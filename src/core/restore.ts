@@ -427,16 +427,14 @@ class Writer {
         this.dirs(s.parts, s.parts.length);
       } else if (l.type === "file") {
         this.dirs(s.parts, s.parts.length - 1);
-        this.clear(abs);
-        const fd = fs.openSync(abs, CREATE_FLAGS, 0o600);
+        const fd = this.create(abs, () => fs.openSync(abs, CREATE_FLAGS, 0o600));
         this.file = { fd, left: l.size, key, l };
         if (l.size === 0) this.close();
       } else if (l.type === "hardlink") {
         const t = splitEntryName(l.linkTarget ?? "");
         if ("why" in t) return;
         this.dirs(s.parts, s.parts.length - 1);
-        this.clear(abs);
-        fs.linkSync(path.join(this.root, t.parts.join("/")), abs);
+        this.create(abs, () => fs.linkSync(path.join(this.root, t.parts.join("/")), abs));
       }
     } catch (e) {
       this.fail(key, e);
@@ -524,6 +522,20 @@ class Writer {
       else if (!st.isDirectory()) throw new Error(`${abs} is not a directory (a link or file is in the way)`);
       this.dirsOk.add(key);
     }
+  }
+
+  /**
+   * `make` a new file or link at `abs`: tried first as it is (nearly always nothing is there),
+   * and once more after making room when something was.
+   */
+  private create<T>(abs: string, make: () => T): T {
+    try {
+      return make();
+    } catch (e) {
+      if (errnoCode(e) !== "EEXIST") throw e;
+    }
+    this.clear(abs);
+    return make();
   }
 
   /**
