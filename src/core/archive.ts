@@ -689,8 +689,12 @@ export interface ListedEntry {
   gname: string;
 }
 
-/** Entries of an archive (gzip, zstd or plain tar, detected from its content). */
-export async function listArchive(file: string): Promise<ListedEntry[]> {
+/**
+ * The entries of an archive (gzip, zstd or plain tar, detected from its content), a batch per
+ * piece read, so that a caller can list millions without holding them. Rejects at the end when
+ * the tar stream stops before its end-of-archive marker.
+ */
+export async function* archiveEntries(file: string): AsyncGenerator<ListedEntry[]> {
   const head = new Uint8Array(4);
   const fdh = fs.openSync(file, "r");
   try {
@@ -705,29 +709,30 @@ export async function listArchive(file: string): Promise<ListedEntry[]> {
     : compression === "zstd" ? input.pipe(zlib.createZstdDecompress())
     : input;
   const parser = new TarParser();
-  const found: ListedEntry[] = [];
-  const onEntry = (t: TarListing) =>
-    found.push({
-      name: t.name,
-      type: t.type,
-      size: t.size,
-      mode: t.mode,
-      mtime: Number(t.mtimeNs / 1_000_000n) + Number(t.mtimeNs % 1_000_000n) / 1e6,
-      mtimeNs: t.mtimeNs,
-      linkTarget: t.linkTarget,
-      uid: t.uid,
-      gid: t.gid,
-      uname: t.uname,
-      gname: t.gname,
-    });
+  let count = 0;
   try {
     for await (const chunk of stream) {
-      parser.push(chunk as Uint8Array, onEntry);
+      const batch: ListedEntry[] = [];
+      parser.push(chunk as Uint8Array, (t: TarListing) =>
+        batch.push({
+          name: t.name,
+          type: t.type,
+          size: t.size,
+          mode: t.mode,
+          mtime: Number(t.mtimeNs / 1_000_000n) + Number(t.mtimeNs % 1_000_000n) / 1e6,
+          mtimeNs: t.mtimeNs,
+          linkTarget: t.linkTarget,
+          uid: t.uid,
+          gid: t.gid,
+          uname: t.uname,
+          gname: t.gname,
+        }));
+      count += batch.length;
+      if (batch.length > 0) yield batch;
       if (parser.ended) break;
     }
   } finally {
     input.destroy();
   }
-  if (!parser.ended) throw new TarFormatError(`the archive ends before its end-of-archive marker (truncated after ${found.length} entries?)`);
-  return found;
+  if (!parser.ended) throw new TarFormatError(`the archive ends before its end-of-archive marker (truncated after ${count} entries?)`);
 }

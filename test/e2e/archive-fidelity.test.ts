@@ -7,7 +7,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { listArchive, writeArchive, type ArchiveEntry, type ArchiveOptions, type ArchiveResult, type ArchiveWarning } from "../../src/core/archive.ts";
+import { archiveEntries, writeArchive, type ArchiveEntry, type ArchiveOptions, type ArchiveResult, type ArchiveWarning, type ListedEntry } from "../../src/core/archive.ts";
 import type { Compression } from "../../src/core/config.ts";
 import { spawner, describeResult } from "../../src/io/process.ts";
 import { requireTool } from "../helpers/tools.ts";
@@ -31,6 +31,13 @@ async function run(argv: string[], timeoutMs = 60_000): Promise<string> {
   const r = await spawner.run(argv, { timeoutMs, captureStdout: true });
   if (r.exitCode !== 0) throw new Error(describeResult(r));
   return r.stdout;
+}
+
+/** Every entry of an archive, read in batches. */
+async function listArchive(file: string): Promise<ListedEntry[]> {
+  const out: ListedEntry[] = [];
+  for await (const batch of archiveEntries(file)) out.push(...batch);
+  return out;
 }
 
 async function archive(

@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
-import { listArchive, type ListedEntry } from "../../core/archive.ts";
-import { ShootError, errorMessage } from "../../core/errors.ts";
+import { archiveEntries, type ListedEntry } from "../../core/archive.ts";
+import { ShootError, errnoCode, errorMessage } from "../../core/errors.ts";
 import { formatBytes } from "../../core/units.ts";
 import { configForArchive, heldArchives, resolveArchive, type HeldArchive } from "../../core/verify.ts";
 import { configArgs } from "../args.ts";
@@ -19,6 +19,39 @@ function entryLine(e: ListedEntry): string {
   const when = new Date(e.mtime).toISOString().slice(0, 16).replace("T", " ");
   const link = e.type === "symlink" ? ` -> ${e.linkTarget}` : e.type === "hardlink" ? ` link to ${e.linkTarget}` : "";
   return `${modeString(e.type, e.mode)} ${owner.padEnd(17)} ${String(e.size).padStart(12)} ${when} ${e.name}${e.type === "dir" ? "/" : ""}${link}`;
+}
+
+/** Write to standard output, waiting while the reader is behind. */
+function write(text: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    process.stdout.write(text, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+/**
+ * Each entry as it is read, as `ls -l` lines or one JSON array. A reader that goes away (`| head`)
+ * ends the listing quietly, as it ends tar's.
+ */
+async function printEntries(file: string, json: boolean): Promise<void> {
+  const ignore = () => {}; // EPIPE arrives as an event too: the rejected write below handles it
+  process.stdout.on("error", ignore);
+  try {
+    let first = true;
+    for await (const batch of archiveEntries(file)) {
+      let out = "";
+      for (const e of batch) {
+        if (json) out += `${first ? "[\n" : ",\n"}${JSON.stringify(e, (_k, v) => (typeof v === "bigint" ? v.toString() : v), 2).replace(/^/gm, "  ")}`;
+        else out += `${entryLine(e)}\n`;
+        first = false;
+      }
+      await write(out);
+    }
+    if (json) await write(first ? "[]\n" : "\n]\n");
+  } catch (e) {
+    if (errnoCode(e) !== "EPIPE") throw e;
+  } finally {
+    process.stdout.off("error", ignore);
+  }
 }
 
 const CHECK_WORDS: Record<HeldArchive["checksumFile"], string> = { ok: "md5 file ok", missing: "NO .md5 FILE", bad: "BAD .md5 FILE", "size-mismatch": "SIZE ≠ LIST" };
@@ -47,14 +80,16 @@ export default defineCommand({
       return 0;
     }
     const a = resolveArchive(cfg, args.archive);
-    let entries: ListedEntry[];
+    // a first read makes sure the tar stream is whole: a truncated archive is never listed in
+    // part; the second prints as it reads, so that millions of entries are never held
     try {
-      entries = await listArchive(a.path);
+      for await (const _ of archiveEntries(a.path));
     } catch (e) {
       throw new ShootError("VERIFY_FAILED", `${a.path} cannot be listed: ${errorMessage(e)}`);
     }
-    if (args.json) console.log(JSON.stringify(entries, (_k, v) => (typeof v === "bigint" ? v.toString() : v), 2));
-    else for (const e of entries) console.log(entryLine(e));
+    await printEntries(a.path, args.json === true).catch((e: unknown) => {
+      throw new ShootError("VERIFY_FAILED", `${a.path} cannot be listed: ${errorMessage(e)}`);
+    });
     return 0;
   },
 });
