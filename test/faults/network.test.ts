@@ -159,7 +159,10 @@ describe("network faults", () => {
       const good = snapshotGood(lane.copies);
       const t0 = performance.now();
       const proc = startShoot(["client", "--config", lane.config, "--json"]);
-      await rsyncPulling(proc, lane.dest, info.file);
+      // a client that ended before its rsync started has nothing to stop: say so, rather than
+      // wait for a sender that cannot come
+      const pulling = await rsyncPulling(proc, lane.dest, info.file);
+      expect({ context, pulling: pulling !== undefined, clientExit: proc.exitCode }).toEqual({ context, pulling: true, clientExit: null });
       // the sender on the server: a hung disk or a stopped process, while ssh keep-alives are still answered
       const senders = await waitFor(() => {
         const found = descendants(host.sshd.pid).filter((p) => cmdline(p).includes("--sender") && cmdline(p).includes(info.file));
