@@ -14,7 +14,7 @@ import { CLIENT_STATUS, readStatusFile } from "../src/core/status.ts";
 import { spawner } from "../src/io/process.ts";
 import { startSshd, type SshServer } from "../test/helpers/sshd.ts";
 import { alternating, measure, measureAll, MiB, verdict } from "./lib.ts";
-import { clientRun, freshDir, pushPair, serverRun, writeClientConfig, writeServerConfig, type BenchContext } from "./shoot.ts";
+import { clientRun, freshDir, pushPair, serverRun, settle, writeClientConfig, writeServerConfig, type BenchContext } from "./shoot.ts";
 
 const FIRST = code("FIRST_ARCHIVE");
 const NEW = code("NEW_ARCHIVE");
@@ -69,17 +69,6 @@ function peerRsync(s: Served, file: string, into: string, extra: string[] = []):
   const cfg = requireClient(loadConfig(s.clientConfig));
   const source = cfg.sources[0]!;
   return ["rsync", "--times", ...extra, "-e", rshString(sshArgv(cfg, source)), "--", remoteFile(source.remote, file), `${into}/`];
-}
-
-/**
- * Before a timed pull: the disk finishes what earlier runs left it (writing back the dirty
- * pages of copies not synced, discarding the blocks of the copy just removed), so that no run
- * pays for the one before it. Measured: with 2 GB of dirty pages left over, the peer took
- * 4.8 s instead of 4.0 s.
- */
-function settle(dir: string): void {
-  const r = Bun.spawnSync(["sync", "-f", dir]);
-  if (r.exitCode !== 0) throw new Error(`sync -f ${dir} failed: ${r.stderr.toString()}`);
 }
 
 /** A full first pull of a ~650 MB archive: `shoot client` vs rsync + md5sum, per cipher variant. */

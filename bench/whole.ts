@@ -12,7 +12,7 @@ import { code } from "../src/core/codes.ts";
 import { spawner, describeResult } from "../src/io/process.ts";
 import { makeRng, textLike } from "./gen.ts";
 import { alternating, measure, measureAll, measureStart, MiB, verdict, type Measured } from "./lib.ts";
-import { freshDir, pushPair, seconds, serverRun, writeServerConfig, type BenchContext } from "./shoot.ts";
+import { freshDir, pushMemoryPair, pushPair, seconds, serverRun, settle, writeServerConfig, type BenchContext } from "./shoot.ts";
 
 const FIRST = code("FIRST_ARCHIVE");
 const UNCHANGED = code("UNCHANGED");
@@ -123,16 +123,10 @@ export async function unchangedSection(ctx: BenchContext, files: number): Promis
   console.error(`unchanged: first shoot server run on ${files} files and GNU tar -z + md5sum, taking turns ...`);
   const { peer: tarFirst, shoot: shootFirst } = await firstRunAgainstTar(ctx, tree, "-z", path.join(ctx.dataDir, "out", "gnu-small.tgz"), config, backup);
   // the speed targets are the 1 GiB tree's; this row's target is memory alone
-  ctx.rows.push({ name: `GNU tar -z + md5sum, ${files} small files`, wallMs: tarFirst.wallMs, cpuMs: tarFirst.cpuMs, peakRss: tarFirst.peakRss, ratio: 1 });
-  ctx.rows.push({
-    name: `shoot server gzip, first run (30), ${files} small files`,
-    wallMs: shootFirst.wallMs,
-    cpuMs: shootFirst.cpuMs,
-    peakRss: shootFirst.peakRss,
-    ratio: tarFirst.wallMs / shootFirst.wallMs,
-    note: "speed × ref; memory must not grow with the file count",
-    target: "≤ 120 MiB",
-    verdict: shootFirst.peakRss <= 120 * MiB ? "pass" : "FAIL",
+  pushMemoryPair(ctx.rows, {
+    peerName: `GNU tar -z + md5sum, ${files} small files`, peer: tarFirst,
+    name: `shoot server gzip, first run (30), ${files} small files`, shoot: shootFirst,
+    ratio: tarFirst.wallMs / shootFirst.wallMs, note: "speed × ref; memory must not grow with the file count",
   });
   console.error(`unchanged: find -newer and shoot server (9), ${n} runs each ...`);
   const find = async (): Promise<Measured> => {
@@ -175,9 +169,7 @@ export async function restoreSection(ctx: BenchContext, files: number): Promise<
   const target = () => {
     const t = path.join(targets, String(++run));
     fs.mkdirSync(t);
-    // what the run before left dirty is written out before this one, which must not pay for it
-    const r = Bun.spawnSync(["sync", "-f", t]);
-    if (r.exitCode !== 0) throw new Error(`sync -f ${t} failed: ${r.stderr.toString()}`);
+    settle(t);
     return t;
   };
   const [peer, shoot] = await alternating(ctx.runs, [
@@ -191,16 +183,10 @@ export async function restoreSection(ctx: BenchContext, files: number): Promise<
     },
   ]);
   fs.rmSync(targets, { recursive: true, force: true });
-  ctx.rows.push({ name: `md5sum -c + GNU tar -xzpf, ${files} small files (restore peer)`, wallMs: peer.wallMs, cpuMs: peer.cpuMs, peakRss: peer.peakRss, ratio: 1 });
-  ctx.rows.push({
-    name: `shoot restore, whole archive, ${files} small files`,
-    wallMs: shoot.wallMs,
-    cpuMs: shoot.cpuMs,
-    peakRss: shoot.peakRss,
-    ratio: shoot.wallMs / peer.wallMs,
-    note: "time × ref; checks, plans, then writes; memory must not grow with the file count",
-    target: "≤ 120 MiB",
-    verdict: shoot.peakRss <= 120 * MiB ? "pass" : "FAIL",
+  pushMemoryPair(ctx.rows, {
+    peerName: `md5sum -c + GNU tar -xzpf, ${files} small files (restore peer)`, peer,
+    name: `shoot restore, whole archive, ${files} small files`, shoot,
+    ratio: shoot.wallMs / peer.wallMs, note: "time × ref; checks, plans, then writes; memory must not grow with the file count",
   });
 }
 

@@ -10,6 +10,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { ArchiveEntry, EntryType } from "./archive.ts";
 import type { Matcher } from "./exclude.ts";
+import { readLines } from "./fsutil.ts";
 import { devNumber, openStatx, type DirStatter, type StatFields } from "./statx.ts";
 
 export interface ScanEntry extends ArchiveEntry {
@@ -519,6 +520,23 @@ export function entryFromLine(line: string, owners?: OwnerNames): ArchiveEntry {
     mtimeNs: BigInt(mtimeUs) * 1000n,
     linkTarget: link ?? undefined,
   };
+}
+
+/**
+ * A recorded list opened to be read a line at a time: its header, and its entry lines after it.
+ * Throws when it cannot be read or does not start with a header (then nothing is left open).
+ */
+export function openList(file: string): { header: ListHeader; lines: Generator<string> } {
+  const lines = readLines(file);
+  try {
+    const first = lines.next();
+    const header = first.done ? undefined : parseListHeader(first.value);
+    if (!header) throw new Error("it does not start with a file list header");
+    return { header, lines };
+  } catch (e) {
+    lines.return(undefined);
+    throw e;
+  }
 }
 
 /** The header of a recorded list from its first line; undefined for anything else. */

@@ -17,7 +17,7 @@ import { toRemove } from "./retention.ts";
 import { LockedError, acquireLock, currentLock, type Lock } from "./lock.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "./naming.ts";
 import type { RunOutcome, Warning } from "./outcome.ts";
-import { entryFromLine, entryLine, hasChanges, LIST_FORMAT, LIST_VERSION, lineKey, ListComparer, parseListHeader, scanSources, systemOwners, type Changes, type ListHeader, type ScanSummary } from "./scan.ts";
+import { entryFromLine, entryLine, hasChanges, LIST_FORMAT, LIST_VERSION, lineKey, ListComparer, openList, scanSources, systemOwners, type Changes, type ListHeader, type ScanSummary } from "./scan.ts";
 import { MAX_ENTRIES, quickCompare, type QuickCheck } from "./scan-parallel.ts";
 import { SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, newRunId, type ArchiveInfo } from "./status.ts";
 import { formatBytes } from "./units.ts";
@@ -312,19 +312,15 @@ function archiveOfList(dir: string, file: string, h: ListHeader): ArchiveInfo | 
 type LastList = { reason: string; header?: ListHeader } | { reason?: undefined; header: ListHeader; lines: Generator<string> };
 
 function openLastList(cfg: ServerConfig, dir: string, newest: string, sameCompression: boolean): LastList {
-  let lines: Generator<string> | undefined;
+  let list: ReturnType<typeof openList>;
   try {
-    lines = readLines(path.join(dir, newest + LIST_SUFFIX));
-    const first = lines.next();
-    const header = first.done ? undefined : parseListHeader(first.value);
-    if (!header) throw new Error("it does not start with a file list header");
-    if (sameCompression) return { header, lines };
-    lines.return(undefined);
-    return { header, reason: `compression changed to ${cfg.compression}: making a new archive` };
+    list = openList(path.join(dir, newest + LIST_SUFFIX));
   } catch (e) {
-    lines?.return(undefined);
     return { reason: `no usable file list for ${newest} (${errorMessage(e)}): making a new archive` };
   }
+  if (sameCompression) return list;
+  list.lines.return(undefined);
+  return { header: list.header, reason: `compression changed to ${cfg.compression}: making a new archive` };
 }
 
 interface Walked {

@@ -18,9 +18,9 @@ import { code, isFinal } from "./codes.ts";
 import { SERVER_STATUS, readStatusFile } from "./status.ts";
 import { ShootError, errnoCode, errorMessage } from "./errors.ts";
 import { CHECKSUM_SUFFIX, LIST_SUFFIX, archiveTime, parseMd5Line, sortArchives } from "./naming.ts";
-import { readDirOrEmpty, readLines } from "./fsutil.ts";
+import { readDirOrEmpty } from "./fsutil.ts";
 import type { Progress } from "./progress.ts";
-import { LIST_FORMAT, LIST_VERSION, lineKey, nameOfKey, parseListHeader, walkOrder, type ListHeader } from "./scan.ts";
+import { LIST_FORMAT, lineKey, nameOfKey, openList, walkOrder, type ListHeader } from "./scan.ts";
 import { detectCompression } from "./archive.ts";
 import { TarParser, type TarListing } from "./tar.ts";
 import { formatBytes, formatDuration } from "./units.ts";
@@ -414,18 +414,13 @@ function examples(found: Found): string {
 }
 
 /** The server's file list beside `a`, opened for reading a line at a time; nothing when there is none. */
-function openList(a: HeldArchive): { header: ListHeader; lines: Generator<string> } | { error: string } | undefined {
+function openListOf(a: HeldArchive): ReturnType<typeof openList> | { error: string } | undefined {
   const file = `${a.path}${LIST_SUFFIX}`;
-  let lines: Generator<string>;
   try {
-    lines = readLines(file);
-    const first = lines.next();
-    const header = first.done ? undefined : parseListHeader(first.value);
-    if (header) return { header, lines };
-    lines.return(undefined);
-    return { error: `its file list ${path.basename(file)} is damaged: not a ${LIST_FORMAT} v${LIST_VERSION} file list` };
+    return openList(file);
   } catch (e) {
-    return errnoCode(e) === "ENOENT" ? undefined : { error: `its file list cannot be read: ${errorMessage(e)}` };
+    if (errnoCode(e) === "ENOENT") return undefined;
+    return { error: errnoCode(e) ? `its file list cannot be read: ${errorMessage(e)}` : `its file list ${path.basename(file)} is damaged: ${errorMessage(e)}` };
   }
 }
 
@@ -458,7 +453,7 @@ export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): P
   }
   let comparison: ListComparison | undefined;
   try {
-    const list = opts.deep ? openList(a) : undefined;
+    const list = opts.deep ? openListOf(a) : undefined;
     if (list && "error" in list) verdict.problems.push(list.error);
     comparison = list && "header" in list ? new ListComparison(list.header, list.lines, warnedPaths(a)) : undefined;
     let entries = 0;
