@@ -183,11 +183,23 @@ export function rsyncPullArgv(spec: PullSpec): string[] {
 }
 
 /**
+ * glibc's allocator settings for the ssh and rsync processes of a transfer (ignored where the C
+ * library is not glibc). ssh grows and frees its channel buffers all through a transfer; with
+ * glibc's defaults each large one is a fresh mapping and the top of the heap goes back to the
+ * system, so the same memory is faulted in again and again. Measured on the bench machine
+ * (a virtual machine where a page fault costs ~25 µs), pulling 700 MB: the client's ssh took
+ * 65,000-77,000 page faults with the defaults and 4,700 with these, and the transfer 5.1 s
+ * against 3.1 s. The cost is that ssh keeps the few MiB its buffers reached until it exits.
+ */
+export const TRANSFER_MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=134217728";
+
+/**
  * The environment for rsync: without the variables that would change how it talks to the
  * server (secluded arguments would hide the paths from a forced command that checks them),
  * without the SMTP password (PASSWORD_ENV: rsync and ssh have no use for it, and
- * an ssh_config with `SendEnv *` would hand it to the server), and in the C locale so that its
- * messages and numbers read the same everywhere.
+ * an ssh_config with `SendEnv *` would hand it to the server), in the C locale so that its
+ * messages and numbers read the same everywhere, and with TRANSFER_MALLOC_TUNABLES unless the
+ * administrator set glibc's tunables already.
  */
 export function rsyncEnv(env: Record<string, string | undefined>): Record<string, string | undefined> {
   const out: Record<string, string | undefined> = {};
@@ -197,6 +209,7 @@ export function rsyncEnv(env: Record<string, string | undefined>): Record<string
     out[k] = v;
   }
   out.LC_ALL = "C";
+  if (out.GLIBC_TUNABLES === undefined) out.GLIBC_TUNABLES = TRANSFER_MALLOC_TUNABLES;
   return out;
 }
 

@@ -14,6 +14,7 @@ import { randomBytes, writeArchive, writeServerStatus } from "../helpers/serverd
 import { freePort, startSshd, type SshServer } from "../helpers/sshd.ts";
 import { requireTool } from "../helpers/tools.ts";
 import { archiveName } from "../../src/core/naming.ts";
+import { TRANSFER_MALLOC_TUNABLES } from "../../src/core/rsync.ts";
 
 const T = 120_000;
 let sshd: SshServer;
@@ -306,6 +307,28 @@ describe("shoot client over ssh", () => {
     expect(unknown.stderr).toContain('unknown source "gamma" (configured: alpha, beta)');
   }, T);
 });
+
+test("every ssh of a pull runs with the allocator settings that keep it from faulting its buffers in again and again; an administrator's own are kept", async () => {
+  const fx = fixture();
+  await wrapper(fx);
+  const bin = path.join(fx.root, "bin");
+  const seen = path.join(fx.root, "ssh-env");
+  fs.mkdirSync(bin);
+  // an ssh first on PATH that notes its tunables, then is the real one
+  fs.writeFileSync(path.join(bin, "ssh"), `#!/bin/sh\nprintf '%s\\n' "\${GLIBC_TUNABLES-unset}" >> '${seen}'\nexec '${requireTool("ssh")}' "$@"\n`, { mode: 0o755 });
+  const env = { PATH: `${bin}:${process.env.PATH}` };
+  for (const [name, tunables, want] of [["plain", undefined, TRANSFER_MALLOC_TUNABLES], ["own", "glibc.malloc.arena_max=1", "glibc.malloc.arena_max=1"]] as const) {
+    fs.rmSync(seen, { force: true });
+    const dest = path.join(fx.root, `dest-${name}`);
+    const cfg = writeClientConfig(path.join(fx.root, `client-${name}.toml`), { dest, known_hosts: sshd.knownHosts, sources: [sshSource(sshd, "web1", fx.backup)] });
+    const r = await runShoot(["client", "--config", cfg], { env: tunables === undefined ? env : { ...env, GLIBC_TUNABLES: tunables } });
+    expect(r.code).toBe(0);
+    const lines = fs.readFileSync(seen, "utf8").trim().split("\n");
+    // the shared connection, the status pull, the archive pull through it, and closing it
+    expect(lines.length).toBeGreaterThanOrEqual(3);
+    expect(new Set(lines)).toEqual(new Set([want]));
+  }
+}, T);
 
 test("a local-path remote is pulled with rsync alone (no ssh on PATH)", async () => {
   const fx = fixture();

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import {
-  CommandRefused, classifyFailure, parseSenderCommand, parseStats, remoteFile, rshQuote, rshString, rsyncEnv, rsyncPullArgv, seconds,
+  CommandRefused, classifyFailure, parseSenderCommand, parseStats, remoteFile, rshQuote, rshString, rsyncEnv, rsyncPullArgv, seconds, TRANSFER_MALLOC_TUNABLES,
   SHARED_PERSIST_S, splitRsyncCommand, sshArgv, sshSharedExitArgv, sshSharedStartArgv, type PullSpec,
 } from "../../src/core/rsync.ts";
 import type { SourceConfig } from "../../src/core/config.ts";
@@ -143,7 +143,12 @@ describe("rsyncPullArgv", () => {
 
 test("rsyncEnv drops variables that change how rsync talks to the server and speaks C", () => {
   const env = rsyncEnv({ PATH: "/usr/bin", RSYNC_PROTECT_ARGS: "1", RSYNC_OLD_ARGS: "1", RSYNC_RSH: "evil", HOME: "/root" });
-  expect(env).toEqual({ PATH: "/usr/bin", HOME: "/root", LC_ALL: "C" });
+  expect(env).toEqual({ PATH: "/usr/bin", HOME: "/root", LC_ALL: "C", GLIBC_TUNABLES: TRANSFER_MALLOC_TUNABLES });
+}, T);
+
+test("rsyncEnv keeps glibc tunables the administrator set", () => {
+  expect(rsyncEnv({ GLIBC_TUNABLES: "glibc.malloc.arena_max=2" }).GLIBC_TUNABLES).toBe("glibc.malloc.arena_max=2");
+  expect(rsyncEnv({ GLIBC_TUNABLES: "" }).GLIBC_TUNABLES).toBe("");
 }, T);
 
 describe("parseStats", () => {
