@@ -27,14 +27,13 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { Writable } from "node:stream";
 import { code, type CodeName } from "./codes.ts";
 import { ShootError, errnoCode, errorMessage } from "./errors.ts";
 import { CHECKSUM_SUFFIX } from "./naming.ts";
 import type { Progress } from "./progress.ts";
-import { TarParser, type TarListing } from "./tar.ts";
+import type { TarListing } from "./tar.ts";
 import { formatBytes, formatDuration } from "./units.ts";
-import { ArchiveReadError, archivePass, describeReadError, type HeldArchive, type PassResult } from "./verify.ts";
+import { ArchiveReadError, archivePass, describeReadError, tarSink, type HeldArchive, type PassResult } from "./verify.ts";
 
 export interface RestoreOptions {
   /** The target directory; created when missing. */
@@ -563,21 +562,11 @@ async function readPass(
   fd: number, label: string, opts: RestoreOptions, total: number,
   onEntry: (e: TarListing) => void, onData?: (piece: Uint8Array) => void,
 ): Promise<{ pass: PassResult; ended: boolean }> {
-  const parser = new TarParser();
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      try {
-        parser.push(chunk, onEntry, onData);
-        done();
-      } catch (e) {
-        done(e as Error);
-      }
-    },
-  });
+  const { sink, ended } = tarSink(onEntry, onData);
   const progress = opts.progressFor?.(label, total);
   try {
     const pass = await archivePass(fd, sink, { progress, signal: opts.signal });
-    return { pass, ended: parser.ended };
+    return { pass, ended: ended() };
   } finally {
     progress?.finish();
   }

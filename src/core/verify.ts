@@ -221,13 +221,13 @@ export async function archivePass(fd: number, sink: NodeJS.WritableStream, opts:
   return { size, md5: md5.digest("hex"), sha256: sha256.digest("hex"), tarBytes, ms: performance.now() - started };
 }
 
-/** A sink that reads tar headers (content is read through, not kept). */
-export function tarSink(onEntry: (e: TarListing) => void): { sink: Writable; ended: () => boolean } {
+/** A sink that reads tar headers; content goes to `onData` (TarParser.push), else is read through, not kept. */
+export function tarSink(onEntry: (e: TarListing) => void, onData?: (piece: Uint8Array) => void): { sink: Writable; ended: () => boolean } {
   const parser = new TarParser();
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
       try {
-        parser.push(chunk, onEntry);
+        parser.push(chunk, onEntry, onData);
         done();
       } catch (e) {
         done(e as Error);
