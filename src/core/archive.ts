@@ -60,6 +60,8 @@ export interface ArchiveOptions {
   systemZstd?: boolean;
   /** The caller will fsync fd: have the kernel write the archive to disk as it goes (FLUSH_BEHIND). */
   flushBehind?: boolean;
+  /** Compression threads; default one per core the process may use. */
+  threads?: number;
 }
 
 export interface ArchiveResult {
@@ -191,12 +193,15 @@ const SINK_SOURCE = `
     md5.update(v);
     sha256.update(v);
   }
+  // Bytes reach the file in the order they were put: what waits in OUT goes out before
+  // anything else is written, including a piece large enough to be written as it is.
   function put(v) {
-    if (fill + v.length > OUT.length && fill > 0) {
+    const direct = v.length >= OUT.length / 2;
+    if (fill > 0 && (direct || fill + v.length > OUT.length)) {
       emit(OUT.subarray(0, fill));
       fill = 0;
     }
-    if (v.length >= OUT.length / 2) emit(v);
+    if (direct) emit(v);
     else {
       OUT.set(v, fill);
       fill += v.length;
@@ -502,7 +507,7 @@ export async function writeArchive(
   opts: ArchiveOptions,
 ): Promise<ArchiveResult> {
   const c = opts.compression;
-  const out: PiecePipeline = new PiecePipeline(fd, { ...opts, threads: compressionThreads() }, (slab) => chunker.recycle(slab));
+  const out: PiecePipeline = new PiecePipeline(fd, { ...opts, threads: opts.threads ?? compressionThreads() }, (slab) => chunker.recycle(slab));
   const chunker: Chunker = new Chunker(PIECES[c], (piece) => out.submit(piece));
   const skipped: string[] = [];
   /** Hard-link targets that were left out → the name that took their place (or none yet). */
