@@ -6,8 +6,8 @@
  */
 import fs from "node:fs";
 import { parseArgs } from "node:util";
-import { writeArchive, type ArchiveWarning } from "../src/core/archive.ts";
-import type { Compression } from "../src/core/config.ts";
+import { writeArchive, type ArchiveWarning } from "../src/core/archive/writer.ts";
+import type { Compression } from "../src/core/common/config.ts";
 import { walkTree } from "./walk.ts";
 
 /** Peak resident set size of this process in bytes (Linux VmHWM). */

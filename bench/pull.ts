@@ -7,10 +7,10 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { code } from "../src/core/codes.ts";
-import { loadConfig, requireClient } from "../src/core/config.ts";
-import { parseStats, remoteFile, rshString, sshArgv } from "../src/core/rsync.ts";
-import { CLIENT_STATUS, readStatusFile } from "../src/core/status.ts";
+import { code } from "../src/core/common/codes.ts";
+import { loadConfig, requireClient } from "../src/core/common/config.ts";
+import { parseStats, remoteFile, rshString, sshArgv } from "../src/core/transfer/rsync.ts";
+import { CLIENT_STATUS, readStatusFile } from "../src/core/state/status.ts";
 import { spawner } from "../src/io/process.ts";
 import { startSshd, type SshServer } from "../test/helpers/sshd.ts";
 import { alternating, measure, measureAll, MiB, verdict } from "./lib.ts";

@@ -11,7 +11,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { parseSize } from "../src/core/units.ts";
+import { parseSize } from "../src/core/common/units.ts";
 import { makeRng, randomBytes, textLike } from "./gen.ts";
 import { alternating, formatTable, measure, measureAll, MiB, mbps, verdict, type Measured, type Row } from "./lib.ts";
 import { sshSections } from "./pull.ts";

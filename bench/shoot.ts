@@ -5,9 +5,9 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { codeName } from "../src/core/codes.ts";
+import { codeName } from "../src/core/common/codes.ts";
 import { spawner, describeResult } from "../src/io/process.ts";
-import { CLIENT_STATUS, SERVER_STATUS, lastFinal, readStatusFile, type StatusRecord } from "../src/core/status.ts";
+import { CLIENT_STATUS, SERVER_STATUS, lastFinal, readStatusFile, type StatusRecord } from "../src/core/state/status.ts";
 import { measure, MiB, verdict, type Measured, type Row } from "./lib.ts";
 
 export const REPO = path.resolve(import.meta.dir, "..");

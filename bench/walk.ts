@@ -5,7 +5,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import type { ArchiveEntry } from "../src/core/archive.ts";
+import type { ArchiveEntry } from "../src/core/archive/writer.ts";
 
 export function* walkTree(root: string): Generator<ArchiveEntry> {
   const firstName = new Map<string, string>();

@@ -8,7 +8,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { code } from "../src/core/codes.ts";
+import { code } from "../src/core/common/codes.ts";
 import { spawner, describeResult } from "../src/io/process.ts";
 import { makeRng, textLike } from "./gen.ts";
 import { alternating, measure, measureAll, measureStart, MiB, verdict, type Measured } from "./lib.ts";

@@ -20,12 +20,12 @@ export const ROOT = path.resolve(import.meta.dir, "..");
 /**
  * Everything compiled into the binary. The first entry is the program; a Worker script that
  * imports project modules is an entry of its own. Inside the binary a worker is found by its
- * path relative to the entries' common folder (src/), e.g. `new Worker("./core/scan-worker.ts")`;
+ * path relative to the entries' common folder (src/), e.g. `new Worker("./core/scan/scan-worker.ts")`;
  * `new URL(…, import.meta.url)` works only from source (see scan-parallel.ts workerSpecifier).
  * Moving an entry changes that path: test/e2e/server.test.ts notices (the unchanged check then
  * reports one thread).
  */
-export const ENTRYPOINTS: readonly string[] = ["src/main.ts", "src/core/scan-worker.ts"];
+export const ENTRYPOINTS: readonly string[] = ["src/main.ts", "src/core/scan/scan-worker.ts"];
 
 export interface Target {
   /** Our name, also the file name suffix: dist/shoot-<name>. */

@@ -5,8 +5,8 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { codesMarkdown } from "../src/core/codes-table.ts";
-import { configMarkdown, exampleConfig } from "../src/core/config-doc.ts";
+import { codesMarkdown } from "../src/core/common/codes-table.ts";
+import { configMarkdown, exampleConfig } from "../src/core/common/config-doc.ts";
 
 const ROOT = path.resolve(import.meta.dir, "..");
 

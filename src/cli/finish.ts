@@ -3,14 +3,14 @@
  * spooled, or printed for cron) with its MAIL_* record in the run's status file, the metrics
  * file and the healthcheck ping, and the one summary line. Nothing here changes the outcome.
  */
-import { isGolden } from "../core/codes.ts";
-import type { Config } from "../core/config.ts";
-import { systemClock, systemDisk, type Log } from "../core/deps.ts";
-import { alarmsFor } from "../core/health.ts";
-import { reportToMonitoring } from "../core/metrics.ts";
-import { defaultSpoolDir, notify } from "../core/notify.ts";
-import type { RunOutcome } from "../core/outcome.ts";
-import { StatusWriter, type Role } from "../core/status.ts";
+import { isGolden } from "../core/common/codes.ts";
+import type { Config } from "../core/common/config.ts";
+import { systemClock, systemDisk, type Log } from "../core/common/deps.ts";
+import { alarmsFor } from "../core/report/health.ts";
+import { reportToMonitoring } from "../core/report/metrics.ts";
+import { defaultSpoolDir, notify } from "../core/report/notify.ts";
+import type { RunOutcome } from "../core/common/outcome.ts";
+import { StatusWriter, type Role } from "../core/state/status.ts";
 import { printOutcome } from "./output.ts";
 
 export interface FinishOptions {

@@ -1,5 +1,5 @@
 import type { ConsolaInstance } from "consola";
-import type { Log } from "../core/deps.ts";
+import type { Log } from "../core/common/deps.ts";
 
 /**
  * consola on stderr, loaded at the first message. Importing consola sets up process.stdout

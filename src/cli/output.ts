@@ -1,5 +1,5 @@
-import { codeName, isGolden } from "../core/codes.ts";
-import type { RunOutcome } from "../core/outcome.ts";
+import { codeName, isGolden } from "../core/common/codes.ts";
+import type { RunOutcome } from "../core/common/outcome.ts";
 
 /** One line on stdout that a script or cron mail can read: role, OK/FAILED, code, name, message. */
 export function printOutcome(o: RunOutcome): void {

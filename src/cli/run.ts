@@ -4,8 +4,8 @@
  * keeps its own code instead of becoming 1.
  */
 import { renderUsage, runCommand, type ArgsDef, type CommandDef } from "citty";
-import { code } from "../core/codes.ts";
-import { ShootError, UsageError } from "../core/errors.ts";
+import { code } from "../core/common/codes.ts";
+import { ShootError, UsageError } from "../core/common/errors.ts";
 import { ToolMissingError } from "../io/process.ts";
 import { TARGET, VERSION } from "../version.ts";
 import { errorLog } from "./log.ts";

@@ -8,7 +8,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { build, buildVersion, hostTarget, TARGETS } from "../../scripts/build.ts";
-import { DEFAULT_CONFIG_PATH } from "../../src/core/config.ts";
+import { DEFAULT_CONFIG_PATH } from "../../src/core/common/config.ts";
 import { spawner } from "../../src/io/process.ts";
 import { ROOT } from "../helpers/cli.ts";
 import { requireTool } from "../helpers/tools.ts";

@@ -13,7 +13,7 @@ import { tempDir } from "../helpers/fixture.ts";
 import { randomBytes, writeArchive, writeServerStatus } from "../helpers/serverdir.ts";
 import { startSshd, type SshServer } from "../helpers/sshd.ts";
 import { requireTool } from "../helpers/tools.ts";
-import { archiveName } from "../../src/core/naming.ts";
+import { archiveName } from "../../src/core/state/naming.ts";
 
 const T = 120_000;
 /** At the 2 MiB/s limit below, a transfer of about two seconds. */

@@ -12,7 +12,7 @@ import { serverFixture, statusRecords, type ServerFixture } from "../helpers/fix
 import { startSshd, type KeyPair, type SshServer } from "../helpers/sshd.ts";
 import { requireTool } from "../helpers/tools.ts";
 import { spawner } from "../../src/io/process.ts";
-import { rshString, sshArgv } from "../../src/core/rsync.ts";
+import { rshString, sshArgv } from "../../src/core/transfer/rsync.ts";
 
 const T = 120_000;
 let sshd: SshServer;

@@ -11,7 +11,7 @@ import { tempDir } from "../helpers/fixture.ts";
 import { randomBytes, writeArchive, writeServerStatus } from "../helpers/serverdir.ts";
 import { startSshd, type SshServer } from "../helpers/sshd.ts";
 import { requireTool } from "../helpers/tools.ts";
-import { archiveName } from "../../src/core/naming.ts";
+import { archiveName } from "../../src/core/state/naming.ts";
 
 const T = 120_000;
 const SIZE = 8 * 1024 * 1024;

@@ -11,7 +11,7 @@ import { randomBytes, writeArchive, writeServerStatus } from "../helpers/serverd
 import { startSshd, type SshServer } from "../helpers/sshd.ts";
 import { requireTool } from "../helpers/tools.ts";
 import { spawner } from "../../src/io/process.ts";
-import { archiveName } from "../../src/core/naming.ts";
+import { archiveName } from "../../src/core/state/naming.ts";
 
 const T = 120_000;
 let sshd: SshServer;

@@ -13,8 +13,8 @@ import { serverFixture, statusRecords, tempDir, writeTree, type ServerFixture } 
 import { randomBytes, writeArchive, writeServerStatus } from "../helpers/serverdir.ts";
 import { freePort, startSshd, type SshServer } from "../helpers/sshd.ts";
 import { requireTool } from "../helpers/tools.ts";
-import { archiveName } from "../../src/core/naming.ts";
-import { TRANSFER_MALLOC_TUNABLES } from "../../src/core/rsync.ts";
+import { archiveName } from "../../src/core/state/naming.ts";
+import { TRANSFER_MALLOC_TUNABLES } from "../../src/core/transfer/rsync.ts";
 
 const T = 120_000;
 let sshd: SshServer;

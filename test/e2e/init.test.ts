@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { KEYS, sanitizeHostname } from "../../src/core/config.ts";
+import { KEYS, sanitizeHostname } from "../../src/core/common/config.ts";
 import { spawner } from "../../src/io/process.ts";
 import { ROOT, runShoot } from "../helpers/cli.ts";
 import { md5sumCheck } from "../helpers/client.ts";

@@ -6,11 +6,11 @@ import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type { MailConfig } from "../../src/core/config.ts";
-import type { Clock } from "../../src/core/deps.ts";
-import { notify, type NotifyOptions } from "../../src/core/notify.ts";
-import type { RunOutcome } from "../../src/core/outcome.ts";
-import { lastFinal, readStatusFile, StatusWriter, type StatusRecord } from "../../src/core/status.ts";
+import type { MailConfig } from "../../src/core/common/config.ts";
+import type { Clock } from "../../src/core/common/deps.ts";
+import { notify, type NotifyOptions } from "../../src/core/report/notify.ts";
+import type { RunOutcome } from "../../src/core/common/outcome.ts";
+import { lastFinal, readStatusFile, StatusWriter, type StatusRecord } from "../../src/core/state/status.ts";
 import { isLoopback, mustEncrypt, parseRelay } from "../../src/io/mailer.ts";
 import { freePort, relayFixture } from "../helpers/smtp.ts";
 

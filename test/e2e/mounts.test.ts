@@ -7,9 +7,9 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { LIST_SUFFIX, sortArchives } from "../../src/core/naming.ts";
-import { readLines } from "../../src/core/fsutil.ts";
-import { lineKey, nameOfKey } from "../../src/core/scan.ts";
+import { LIST_SUFFIX, sortArchives } from "../../src/core/state/naming.ts";
+import { readLines } from "../../src/core/state/fsutil.ts";
+import { lineKey, nameOfKey } from "../../src/core/scan/scan.ts";
 import { runShoot, shootArgv } from "../helpers/cli.ts";
 import { archivesIn, serverFixture, statusRecords } from "../helpers/fixture.ts";
 import { requireTool } from "../helpers/tools.ts";

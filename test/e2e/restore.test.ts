@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { linkStaysInside } from "../../src/core/restore.ts";
-import { encodeHeader } from "../../src/core/tar.ts";
+import { linkStaysInside } from "../../src/core/restore/restore.ts";
+import { encodeHeader } from "../../src/core/archive/tar.ts";
 import { runShoot } from "../helpers/cli.ts";
 import { archivesIn, serverFixture, statusRecords, tempDir, type ServerFixture } from "../helpers/fixture.ts";
 import { requireTool } from "../helpers/tools.ts";

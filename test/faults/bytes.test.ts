@@ -16,7 +16,7 @@ import {
   injected, mutateTree, scaled, seedTree, snapshotGood, tally,
 } from "../helpers/faults.ts";
 import { randomBytes, seeded } from "../helpers/random.ts";
-import type { CodeName } from "../../src/core/codes.ts";
+import type { CodeName } from "../../src/core/common/codes.ts";
 
 faultFile(import.meta.path);
 

@@ -16,12 +16,12 @@ import {
   faultFile, faultSshd, goldenWrapper, injected, mutateTree, scaled, seedTree, snapshotGood,
 } from "../helpers/faults.ts";
 import { seeded } from "../helpers/random.ts";
-import { runClient as runClientCore } from "../../src/core/client.ts";
-import { loadConfig, requireClient, requireServer } from "../../src/core/config.ts";
-import { realDeps, silentLog, type Deps } from "../../src/core/deps.ts";
-import { sortArchives } from "../../src/core/naming.ts";
-import { runServer } from "../../src/core/server.ts";
-import type { CodeName } from "../../src/core/codes.ts";
+import { runClient as runClientCore } from "../../src/core/client/client.ts";
+import { loadConfig, requireClient, requireServer } from "../../src/core/common/config.ts";
+import { realDeps, silentLog, type Deps } from "../../src/core/common/deps.ts";
+import { sortArchives } from "../../src/core/state/naming.ts";
+import { runServer } from "../../src/core/server/server.ts";
+import type { CodeName } from "../../src/core/common/codes.ts";
 
 faultFile(import.meta.path);
 

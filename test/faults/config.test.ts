@@ -14,8 +14,8 @@ import {
   PullLane, bounded, caseSeed, checkGoodKept, faultFile, faultSshd, goldenWrapper, injected, snapshotGood,
 } from "../helpers/faults.ts";
 import { seeded } from "../helpers/random.ts";
-import { KEYS, parseConfig, type KeyDef, type KeyType, type Section } from "../../src/core/config.ts";
-import { mapLimit } from "../../src/core/client.ts";
+import { KEYS, parseConfig, type KeyDef, type KeyType, type Section } from "../../src/core/common/config.ts";
+import { mapLimit } from "../../src/core/client/client.ts";
 
 faultFile(import.meta.path);
 

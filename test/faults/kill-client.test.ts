@@ -18,7 +18,7 @@ import {
   transferProcs, waitFor,
 } from "../helpers/faults.ts";
 import { seeded } from "../helpers/random.ts";
-import type { CodeName } from "../../src/core/codes.ts";
+import type { CodeName } from "../../src/core/common/codes.ts";
 
 faultFile(import.meta.path);
 

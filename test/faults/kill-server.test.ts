@@ -17,7 +17,7 @@ import {
   mutateTree, scaled, seedTree, serverLife, serverPidOf, snapshotGood, waitGone,
 } from "../helpers/faults.ts";
 import { seeded } from "../helpers/random.ts";
-import { isFinal, isGolden } from "../../src/core/codes.ts";
+import { isFinal, isGolden } from "../../src/core/common/codes.ts";
 
 faultFile(import.meta.path);
 

@@ -16,7 +16,7 @@ import {
 } from "../helpers/faults.ts";
 import { seeded } from "../helpers/random.ts";
 import { freePort, startSshd } from "../helpers/sshd.ts";
-import type { CodeName } from "../../src/core/codes.ts";
+import type { CodeName } from "../../src/core/common/codes.ts";
 
 faultFile(import.meta.path);
 

@@ -20,9 +20,9 @@ import { seeded } from "../helpers/random.ts";
 import { writeArchive, writeServerStatus } from "../helpers/serverdir.ts";
 import { relayFixture } from "../helpers/smtp.ts";
 import type { KeyPair } from "../helpers/sshd.ts";
-import { archiveName } from "../../src/core/naming.ts";
-import { PASSWORD_ENV } from "../../src/core/config.ts";
-import { rshString, sshArgv } from "../../src/core/rsync.ts";
+import { archiveName } from "../../src/core/state/naming.ts";
+import { PASSWORD_ENV } from "../../src/core/common/config.ts";
+import { rshString, sshArgv } from "../../src/core/transfer/rsync.ts";
 import { spawner } from "../../src/io/process.ts";
 
 faultFile(import.meta.path);

@@ -18,7 +18,7 @@ import {
 } from "../helpers/faults.ts";
 import { seeded } from "../helpers/random.ts";
 import { requireTool } from "../helpers/tools.ts";
-import type { CodeName } from "../../src/core/codes.ts";
+import type { CodeName } from "../../src/core/common/codes.ts";
 
 faultFile(import.meta.path);
 
@@ -194,7 +194,7 @@ describe("the backup directory's file system", () => {
     // run ends as it ended (here a process that holds the lock as a run does, then exits)
     const holder = path.join(fx.root, "hold-lock.ts");
     fs.writeFileSync(holder, [
-      `import { acquireLock } from ${JSON.stringify(path.join(ROOT, "src/core/lock.ts"))};`,
+      `import { acquireLock } from ${JSON.stringify(path.join(ROOT, "src/core/state/lock.ts"))};`,
       "const lock = acquireLock(process.argv[2]!, \"wrapper\");",
       "console.log(\"held\");",
       "for await (const _ of Bun.stdin.stream()) break;",

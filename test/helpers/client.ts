@@ -2,7 +2,7 @@
 import { expect } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { isArchiveName, sortArchives } from "../../src/core/naming.ts";
+import { isArchiveName, sortArchives } from "../../src/core/state/naming.ts";
 import { runShoot, type ShootResult } from "./cli.ts";
 import { statusRecords } from "./fixture.ts";
 import type { SshServer } from "./sshd.ts";

@@ -15,10 +15,10 @@
 import { afterAll, beforeAll, expect } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { codeInfo, codeName, isGolden, type CodeName } from "../../src/core/codes.ts";
-import { CHECKSUM_SUFFIX, TEMP_PREFIX, archiveName, isArchiveName, parseMd5Line, sortArchives } from "../../src/core/naming.ts";
-import { CLIENT_STATUS, SERVER_STATUS } from "../../src/core/status.ts";
-import { LOCK_FILE } from "../../src/core/lock.ts";
+import { codeInfo, codeName, isGolden, type CodeName } from "../../src/core/common/codes.ts";
+import { CHECKSUM_SUFFIX, TEMP_PREFIX, archiveName, isArchiveName, parseMd5Line, sortArchives } from "../../src/core/state/naming.ts";
+import { CLIENT_STATUS, SERVER_STATUS } from "../../src/core/state/status.ts";
+import { LOCK_FILE } from "../../src/core/state/lock.ts";
 import { runShoot, startShoot, type ShootOptions, type ShootResult } from "./cli.ts";
 import { runClient, sshSource, writeClientConfig, type ClientSpec } from "./client.ts";
 import { tempDir, writeTree, type ServerFixture } from "./fixture.ts";

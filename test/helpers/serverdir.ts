@@ -7,9 +7,9 @@
 import fs from "node:fs";
 import path from "node:path";
 import { spawner } from "../../src/io/process.ts";
-import { CHECKSUM_SUFFIX } from "../../src/core/naming.ts";
-import { SERVER_STATUS, StatusWriter, type ArchiveInfo } from "../../src/core/status.ts";
-import type { CodeName } from "../../src/core/codes.ts";
+import { CHECKSUM_SUFFIX } from "../../src/core/state/naming.ts";
+import { SERVER_STATUS, StatusWriter, type ArchiveInfo } from "../../src/core/state/status.ts";
+import type { CodeName } from "../../src/core/common/codes.ts";
 import { requireTool } from "./tools.ts";
 
 export interface FakeRun {

@@ -12,7 +12,7 @@ import path from "node:path";
 import { spawner, type Child } from "../../src/io/process.ts";
 import { freePort } from "../../src/io/net.ts";
 export { freePort };
-import { loopbackKnownHostsLine, loopbackSshdConfig } from "../../src/core/sshd-config.ts";
+import { loopbackKnownHostsLine, loopbackSshdConfig } from "../../src/core/setup/sshd-config.ts";
 import { requireTool } from "./tools.ts";
 
 export interface KeyPair {

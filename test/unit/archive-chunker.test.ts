@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { Chunker, isAllZero, type ChunkerParams } from "../../src/core/chunker.ts";
+import { Chunker, isAllZero, type ChunkerParams } from "../../src/core/archive/chunker.ts";
 import { makeRng, randomBytes, textLike } from "../../bench/gen.ts";
 
 const P: ChunkerParams = { minSize: 4096, avgGap: 8192, maxSize: 65536, readSize: 20000 };

@@ -1,8 +1,8 @@
 import { describe, expect, test } from "bun:test";
-import { clientFinalCode, judgeStatus, mapLimit, selectSources } from "../../src/core/client.ts";
-import { toRemove } from "../../src/core/retention.ts";
-import type { ClientConfig } from "../../src/core/config.ts";
-import { parseStatus } from "../../src/core/status.ts";
+import { clientFinalCode, judgeStatus, mapLimit, selectSources } from "../../src/core/client/client.ts";
+import { toRemove } from "../../src/core/state/retention.ts";
+import type { ClientConfig } from "../../src/core/common/config.ts";
+import { parseStatus } from "../../src/core/state/status.ts";
 
 const T = 5_000;
 const DAY = 86_400_000;

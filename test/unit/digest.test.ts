@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { fileDigest } from "../../src/core/digest.ts";
+import { fileDigest } from "../../src/core/transfer/digest.ts";
 import { tempDir } from "../helpers/fixture.ts";
 import { requireTool } from "../helpers/tools.ts";
 

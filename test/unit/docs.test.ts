@@ -1,9 +1,9 @@
 import { expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { parseConfig } from "../../src/core/config.ts";
+import { parseConfig } from "../../src/core/common/config.ts";
 import { exampleFile, renderReadme } from "../../scripts/docs.ts";
-import { CODES } from "../../src/core/codes.ts";
+import { CODES } from "../../src/core/common/codes.ts";
 
 const ROOT = path.resolve(import.meta.dir, "../..");
 

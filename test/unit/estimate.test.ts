@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { estimateSize } from "../../src/core/server.ts";
+import { estimateSize } from "../../src/core/server/server.ts";
 
 const MiB = 1024 * 1024;
 

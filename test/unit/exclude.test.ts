@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { compileExcludes } from "../../src/core/exclude.ts";
+import { compileExcludes } from "../../src/core/scan/exclude.ts";
 
 const cases: Array<[string, string, boolean, boolean]> = [
   // pattern, path, isDir, excluded

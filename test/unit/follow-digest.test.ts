@@ -6,7 +6,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { followDigest, followedDigest, type DigestAlgorithm } from "../../src/core/follow-digest.ts";
+import { followDigest, followedDigest, type DigestAlgorithm } from "../../src/core/transfer/follow-digest.ts";
 import { tempDir } from "../helpers/fixture.ts";
 
 const T = 30_000;

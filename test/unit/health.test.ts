@@ -1,13 +1,13 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { code } from "../../src/core/codes.ts";
-import { parseConfig, type Config } from "../../src/core/config.ts";
-import { alarmsFor, checkHealth, projectSpace, renderHealth, renderNagios, type HealthReport } from "../../src/core/health.ts";
-import { acquireLock } from "../../src/core/lock.ts";
-import { pingUrl, renderMetrics } from "../../src/core/metrics.ts";
-import { createProgress, progressLine } from "../../src/core/progress.ts";
-import { StatusWriter, type ArchiveInfo } from "../../src/core/status.ts";
+import { code } from "../../src/core/common/codes.ts";
+import { parseConfig, type Config } from "../../src/core/common/config.ts";
+import { alarmsFor, checkHealth, projectSpace, renderHealth, renderNagios, type HealthReport } from "../../src/core/report/health.ts";
+import { acquireLock } from "../../src/core/state/lock.ts";
+import { pingUrl, renderMetrics } from "../../src/core/report/metrics.ts";
+import { createProgress, progressLine } from "../../src/core/report/progress.ts";
+import { StatusWriter, type ArchiveInfo } from "../../src/core/state/status.ts";
 import { tempDir } from "../helpers/fixture.ts";
 
 const T = 10_000;

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { openLibzstd } from "../../src/core/libzstd.ts";
+import { openLibzstd } from "../../src/core/archive/libzstd.ts";
 import { makeRng, randomBytes, textLike } from "../../bench/gen.ts";
 
 const rng = makeRng(7);

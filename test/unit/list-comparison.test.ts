@@ -4,9 +4,9 @@
  * far as the archive has come.
  */
 import { describe, expect, test } from "bun:test";
-import { ListComparison } from "../../src/core/verify.ts";
-import { LIST_FORMAT, LIST_VERSION, type ListHeader } from "../../src/core/scan.ts";
-import type { TarListing } from "../../src/core/tar.ts";
+import { ListComparison } from "../../src/core/restore/verify.ts";
+import { LIST_FORMAT, LIST_VERSION, type ListHeader } from "../../src/core/scan/scan.ts";
+import type { TarListing } from "../../src/core/archive/tar.ts";
 
 type Kind = "file" | "dir" | "symlink" | "hardlink";
 

@@ -2,8 +2,8 @@ import { describe, expect, test } from "bun:test";
 import {
   CommandRefused, classifyFailure, parseSenderCommand, parseStats, remoteFile, rshQuote, rshString, rsyncEnv, rsyncPullArgv, seconds, TRANSFER_MALLOC_TUNABLES,
   SHARED_PERSIST_S, splitRsyncCommand, sshArgv, sshSharedExitArgv, sshSharedStartArgv, type PullSpec,
-} from "../../src/core/rsync.ts";
-import type { SourceConfig } from "../../src/core/config.ts";
+} from "../../src/core/transfer/rsync.ts";
+import type { SourceConfig } from "../../src/core/common/config.ts";
 
 const T = 5_000;
 const client = { timeout: 600_000, connect_timeout: 30_000, accept_new_host_key: false, known_hosts: undefined as string | undefined };

@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { compileExcludes } from "../../src/core/exclude.ts";
-import { quickCompare } from "../../src/core/scan-parallel.ts";
-import { entryLine, LIST_FORMAT, LIST_VERSION, scanSources } from "../../src/core/scan.ts";
+import { compileExcludes } from "../../src/core/scan/exclude.ts";
+import { quickCompare } from "../../src/core/scan/scan-parallel.ts";
+import { entryLine, LIST_FORMAT, LIST_VERSION, scanSources } from "../../src/core/scan/scan.ts";
 import { tempDir } from "../helpers/fixture.ts";
 import { requireTool } from "../helpers/tools.ts";
 

@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { compileExcludes } from "../../src/core/exclude.ts";
-import { flushToDisk, LineWriter, readChunks, readLines } from "../../src/core/fsutil.ts";
-import { devicesOfType, entryFromLine, entryLine, ListComparer, normaliseSources, scanSources, walkOrder, type ScanEntry } from "../../src/core/scan.ts";
-import { devNumber } from "../../src/core/statx.ts";
+import { compileExcludes } from "../../src/core/scan/exclude.ts";
+import { flushToDisk, LineWriter, readChunks, readLines } from "../../src/core/state/fsutil.ts";
+import { devicesOfType, entryFromLine, entryLine, ListComparer, normaliseSources, scanSources, walkOrder, type ScanEntry } from "../../src/core/scan/scan.ts";
+import { devNumber } from "../../src/core/scan/statx.ts";
 import { tempDir } from "../helpers/fixture.ts";
 
 let root: string | undefined;

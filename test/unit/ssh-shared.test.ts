@@ -6,7 +6,7 @@ import { afterEach, expect, test } from "bun:test";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { removeStaleSocketDirs } from "../../src/core/ssh-shared.ts";
+import { removeStaleSocketDirs } from "../../src/core/transfer/ssh-shared.ts";
 import { tempDir } from "../helpers/fixture.ts";
 
 let root: string;

@@ -2,9 +2,9 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { compileExcludes } from "../../src/core/exclude.ts";
-import { scanSources, TreeWalker, type LineSink, type ScanEntry } from "../../src/core/scan.ts";
-import { devNumber, openStatx, type StatFields } from "../../src/core/statx.ts";
+import { compileExcludes } from "../../src/core/scan/exclude.ts";
+import { scanSources, TreeWalker, type LineSink, type ScanEntry } from "../../src/core/scan/scan.ts";
+import { devNumber, openStatx, type StatFields } from "../../src/core/scan/statx.ts";
 import { tempDir } from "../helpers/fixture.ts";
 
 let root: string | undefined;

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { BLOCK, encodeHeader, formatPaxTime, paddingAfter, parsePax, paxRecord, splitUstarName, TarParser, type TarHeader, type TarListing } from "../../src/core/tar.ts";
+import { BLOCK, encodeHeader, formatPaxTime, paddingAfter, parsePax, paxRecord, splitUstarName, TarParser, type TarHeader, type TarListing } from "../../src/core/archive/tar.ts";
 
 const T0 = 1_700_000_000n * 1_000_000_000n;
 

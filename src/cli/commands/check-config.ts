@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { loadConfig, resolveConfigPath } from "../../core/config.ts";
+import { loadConfig, resolveConfigPath } from "../../core/common/config.ts";
 import { configArgs } from "../args.ts";
 
 export default defineCommand({

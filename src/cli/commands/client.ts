@@ -1,12 +1,12 @@
 import { defineCommand } from "citty";
-import { exitCodeFor } from "../../core/codes.ts";
-import { runClient } from "../../core/client.ts";
-import { loadConfig, requireClient, resolveConfigPath } from "../../core/config.ts";
-import { realDeps } from "../../core/deps.ts";
+import { exitCodeFor } from "../../core/common/codes.ts";
+import { runClient } from "../../core/client/client.ts";
+import { loadConfig, requireClient, resolveConfigPath } from "../../core/common/config.ts";
+import { realDeps } from "../../core/common/deps.ts";
 import { configArgs, quietArgs } from "../args.ts";
 import { cliLog } from "../log.ts";
 import { finishRun } from "../finish.ts";
-import { pingHealthcheck } from "../../core/metrics.ts";
+import { pingHealthcheck } from "../../core/report/metrics.ts";
 import { abortOnSignals } from "../signals.ts";
 
 // variadic: any number of source names (see checkArgs in run.ts)

@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { codesJson, codesText } from "../../core/codes-table.ts";
+import { codesJson, codesText } from "../../core/common/codes-table.ts";
 
 export default defineCommand({
   meta: { name: "codes", description: "Print the table of status and exit codes (golden: 4, 9, 30)" },

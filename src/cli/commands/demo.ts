@@ -1,5 +1,5 @@
 import { defineCommand } from "citty";
-import { runDemo } from "../../core/demo.ts";
+import { runDemo } from "../../core/setup/demo.ts";
 import { spawner } from "../../io/process.ts";
 import { selfArgv } from "../self.ts";
 import { abortOnSignals } from "../signals.ts";

@@ -1,9 +1,9 @@
 import { defineCommand } from "citty";
 import os from "node:os";
 import path from "node:path";
-import { resolveConfigPath } from "../../core/config.ts";
-import { UsageError } from "../../core/errors.ts";
-import { runInit, type InitRole } from "../../core/init.ts";
+import { resolveConfigPath } from "../../core/common/config.ts";
+import { UsageError } from "../../core/common/errors.ts";
+import { runInit, type InitRole } from "../../core/setup/init.ts";
 import { configArgs } from "../args.ts";
 import { selfArgv } from "../self.ts";
 

@@ -1,8 +1,8 @@
 import { defineCommand } from "citty";
-import { archiveEntries, type ListedEntry } from "../../core/archive.ts";
-import { ShootError, errnoCode, errorMessage } from "../../core/errors.ts";
-import { formatBytes } from "../../core/units.ts";
-import { configForArchive, heldArchives, resolveArchive, type HeldArchive } from "../../core/verify.ts";
+import { archiveEntries, type ListedEntry } from "../../core/archive/writer.ts";
+import { ShootError, errnoCode, errorMessage } from "../../core/common/errors.ts";
+import { formatBytes } from "../../core/common/units.ts";
+import { configForArchive, heldArchives, resolveArchive, type HeldArchive } from "../../core/restore/verify.ts";
 import { configArgs } from "../args.ts";
 
 const TYPE_CHAR: Record<string, string> = { file: "-", dir: "d", symlink: "l", hardlink: "h" };

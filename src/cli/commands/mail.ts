@@ -1,8 +1,8 @@
 import { defineCommand } from "citty";
 import os from "node:os";
-import { loadConfig, resolveConfigPath } from "../../core/config.ts";
-import { UsageError } from "../../core/errors.ts";
-import { mailTest } from "../../core/notify.ts";
+import { loadConfig, resolveConfigPath } from "../../core/common/config.ts";
+import { UsageError } from "../../core/common/errors.ts";
+import { mailTest } from "../../core/report/notify.ts";
 import { configArgs } from "../args.ts";
 
 export default defineCommand({

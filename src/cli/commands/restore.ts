@@ -1,9 +1,9 @@
 import { defineCommand } from "citty";
-import { codeName } from "../../core/codes.ts";
-import { UsageError } from "../../core/errors.ts";
-import { createProgress } from "../../core/progress.ts";
-import { runRestore, type EntryNote } from "../../core/restore.ts";
-import { configForArchive, resolveArchive } from "../../core/verify.ts";
+import { codeName } from "../../core/common/codes.ts";
+import { UsageError } from "../../core/common/errors.ts";
+import { createProgress } from "../../core/report/progress.ts";
+import { runRestore, type EntryNote } from "../../core/restore/restore.ts";
+import { configForArchive, resolveArchive } from "../../core/restore/verify.ts";
 import { configArgs, quietArgs } from "../args.ts";
 import { abortOnSignals } from "../signals.ts";
 

@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
-import { UsageError } from "../../core/errors.ts";
-import { CommandRefused } from "../../core/rsync.ts";
-import { serveReadOnly } from "../../core/serve.ts";
+import { UsageError } from "../../core/common/errors.ts";
+import { CommandRefused } from "../../core/transfer/rsync.ts";
+import { serveReadOnly } from "../../core/server/forced-command.ts";
 import { spawner } from "../../io/process.ts";
 
 export default defineCommand({

@@ -1,10 +1,10 @@
 import { defineCommand } from "citty";
-import { exitCodeFor } from "../../core/codes.ts";
-import { loadConfig, requireServer, resolveConfigPath } from "../../core/config.ts";
-import { realDeps } from "../../core/deps.ts";
-import { createProgress, type Progress } from "../../core/progress.ts";
-import { runServer } from "../../core/server.ts";
-import { parentRunFromEnv } from "../../core/wrapper-env.ts";
+import { exitCodeFor } from "../../core/common/codes.ts";
+import { loadConfig, requireServer, resolveConfigPath } from "../../core/common/config.ts";
+import { realDeps } from "../../core/common/deps.ts";
+import { createProgress, type Progress } from "../../core/report/progress.ts";
+import { runServer } from "../../core/server/server.ts";
+import { parentRunFromEnv } from "../../core/server/wrapper-env.ts";
 import { configArgs, quietArgs } from "../args.ts";
 import { cliLog } from "../log.ts";
 import { finishRun } from "../finish.ts";

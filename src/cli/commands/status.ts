@@ -1,8 +1,8 @@
 import { defineCommand } from "citty";
-import { loadConfig, resolveConfigPath } from "../../core/config.ts";
-import { systemClock, systemDisk } from "../../core/deps.ts";
-import { errorMessage } from "../../core/errors.ts";
-import { checkHealth, renderHealth, renderNagios } from "../../core/health.ts";
+import { loadConfig, resolveConfigPath } from "../../core/common/config.ts";
+import { systemClock, systemDisk } from "../../core/common/deps.ts";
+import { errorMessage } from "../../core/common/errors.ts";
+import { checkHealth, renderHealth, renderNagios } from "../../core/report/health.ts";
 import { configArgs } from "../args.ts";
 
 /** Nagios' own code for "cannot tell" (configuration unreadable, status files unreadable). */

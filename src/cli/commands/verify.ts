@@ -1,8 +1,8 @@
 import { defineCommand } from "citty";
-import { codeName } from "../../core/codes.ts";
-import { configForArchive, heldArchives, resolveArchive, runVerify, type ArchiveVerdict } from "../../core/verify.ts";
-import { createProgress } from "../../core/progress.ts";
-import { formatBytes } from "../../core/units.ts";
+import { codeName } from "../../core/common/codes.ts";
+import { configForArchive, heldArchives, resolveArchive, runVerify, type ArchiveVerdict } from "../../core/restore/verify.ts";
+import { createProgress } from "../../core/report/progress.ts";
+import { formatBytes } from "../../core/common/units.ts";
 import { configArgs, quietArgs } from "../args.ts";
 import { abortOnSignals } from "../signals.ts";
 

@@ -1,12 +1,12 @@
 import { defineCommand } from "citty";
-import { exitCodeFor } from "../../core/codes.ts";
-import { loadConfig, requireServer, resolveConfigPath } from "../../core/config.ts";
-import { realDeps } from "../../core/deps.ts";
-import { runWrapper } from "../../core/wrapper.ts";
+import { exitCodeFor } from "../../core/common/codes.ts";
+import { loadConfig, requireServer, resolveConfigPath } from "../../core/common/config.ts";
+import { realDeps } from "../../core/common/deps.ts";
+import { runWrapper } from "../../core/server/wrapper.ts";
 import { configArgs, quietArgs } from "../args.ts";
 import { cliLog } from "../log.ts";
 import { finishRun } from "../finish.ts";
-import { pingHealthcheck } from "../../core/metrics.ts";
+import { pingHealthcheck } from "../../core/report/metrics.ts";
 import { selfArgv } from "../self.ts";
 import { abortOnSignals } from "../signals.ts";
 

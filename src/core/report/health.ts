@@ -10,16 +10,16 @@
  * space; `shoot status` and the metrics file both render the same report.
  */
 import path from "node:path";
-import { code, codeInfo, codeName, isGolden, mostSevere } from "./codes.ts";
-import { parseConfig, type ClientConfig, type Config, type MonitorConfig, type ServerConfig } from "./config.ts";
-import type { Clock, Disk } from "./deps.ts";
-import { ShootError, errnoCode, errorMessage } from "./errors.ts";
-import { currentLock, staleReason } from "./lock.ts";
-import type { Warning } from "./outcome.ts";
+import { code, codeInfo, codeName, isGolden, mostSevere } from "../common/codes.ts";
+import { parseConfig, type ClientConfig, type Config, type MonitorConfig, type ServerConfig } from "../common/config.ts";
+import type { Clock, Disk } from "../common/deps.ts";
+import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
+import { currentLock, staleReason } from "../state/lock.ts";
+import type { Warning } from "../common/outcome.ts";
 import { clean } from "./report.ts";
-import { CLIENT_STATUS, SERVER_STATUS, lastFinal, readStatusFile, type StatusRecord } from "./status.ts";
-import { formatBytes, formatDuration } from "./units.ts";
-import { heldArchives, type HeldArchive } from "./verify.ts";
+import { CLIENT_STATUS, SERVER_STATUS, lastFinal, readStatusFile, type StatusRecord } from "../state/status.ts";
+import { formatBytes, formatDuration } from "../common/units.ts";
+import { heldArchives, type HeldArchive } from "../restore/verify.ts";
 
 const DAY_MS = 86_400_000;
 

@@ -6,20 +6,20 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { code, codeInfo, codeName, isFinal, type CodeName } from "./codes.ts";
-import { PASSWORD_ENV, type ServerConfig } from "./config.ts";
-import type { Deps } from "./deps.ts";
-import { errnoCode, errorMessage } from "./errors.ts";
-import { removeLeftovers } from "./leftovers.ts";
-import { LockedError, acquireLock, type Lock } from "./lock.ts";
-import type { RunOutcome, Warning } from "./outcome.ts";
+import { code, codeInfo, codeName, isFinal, type CodeName } from "../common/codes.ts";
+import { PASSWORD_ENV, type ServerConfig } from "../common/config.ts";
+import type { Deps } from "../common/deps.ts";
+import { errnoCode, errorMessage } from "../common/errors.ts";
+import { removeLeftovers } from "../state/leftovers.ts";
+import { LockedError, acquireLock, type Lock } from "../state/lock.ts";
+import type { RunOutcome, Warning } from "../common/outcome.ts";
 import {
   SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, describeRecord, lastFinal, lastStep, newRunId, readStatusFile, type StatusRecord,
-} from "./status.ts";
-import { formatDuration } from "./units.ts";
+} from "../state/status.ts";
+import { formatDuration } from "../common/units.ts";
 import { ENV_LOCK_TOKEN, ENV_PARENT_RUN } from "./wrapper-env.ts";
-import { VERSION } from "../version.ts";
-import type { RunResult } from "../io/process.ts";
+import { VERSION } from "../../version.ts";
+import type { RunResult } from "../../io/process.ts";
 
 export interface WrapperOptions {
   /** argv that starts `shoot server` with the same configuration (the CLI knows how to call itself). */

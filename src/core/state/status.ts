@@ -5,8 +5,8 @@
  * `<file>.1`. Readers on the client treat every field as untrusted.
  */
 import fs from "node:fs";
-import { code, codeName, isFinal, isGolden, type CodeName } from "./codes.ts";
-import type { Clock } from "./deps.ts";
+import { code, codeName, isFinal, isGolden, type CodeName } from "../common/codes.ts";
+import type { Clock } from "../common/deps.ts";
 
 export const STATUS_FORMAT = "shoot-status";
 export const STATUS_VERSION = 1;

@@ -11,11 +11,11 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { exampleConfig } from "./config-doc.ts";
-import { ConfigError, isLocalRemote, parseConfig, parseRemote, sanitizeHostname, type Section } from "./config.ts";
-import { ShootError, UsageError, errnoCode, errorMessage } from "./errors.ts";
-import { fsyncDir } from "./fsutil.ts";
-import { TEMP_PREFIX } from "./naming.ts";
+import { exampleConfig } from "../common/config-doc.ts";
+import { ConfigError, isLocalRemote, parseConfig, parseRemote, sanitizeHostname, type Section } from "../common/config.ts";
+import { ShootError, UsageError, errnoCode, errorMessage } from "../common/errors.ts";
+import { fsyncDir } from "../state/fsutil.ts";
+import { TEMP_PREFIX } from "../state/naming.ts";
 
 export type InitRole = "server" | "client";
 

@@ -8,9 +8,9 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import type { ArchiveEntry, EntryType } from "./archive.ts";
+import type { ArchiveEntry, EntryType } from "../archive/writer.ts";
 import type { Matcher } from "./exclude.ts";
-import { readLines } from "./fsutil.ts";
+import { readLines } from "../state/fsutil.ts";
 import { devNumber, openStatx, type DirStatter, type StatFields } from "./statx.ts";
 
 export interface ScanEntry extends ArchiveEntry {

@@ -15,10 +15,10 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type { ClientConfig, SourceConfig } from "./config.ts";
-import { isLocalRemote } from "./config.ts";
+import type { ClientConfig, SourceConfig } from "../common/config.ts";
+import { isLocalRemote } from "../common/config.ts";
 import { rsyncEnv, sshSharedExitArgv, sshSharedStartArgv, usableControlPath } from "./rsync.ts";
-import type { Child, Spawner } from "../io/process.ts";
+import type { Child, Spawner } from "../../io/process.ts";
 
 /** Unix socket paths are limited to 107 bytes on Linux and 103 on macOS. */
 const MAX_SOCKET_PATH = 100;

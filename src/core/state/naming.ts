@@ -3,7 +3,7 @@
  * decides on the server what rotation may remove and on the client whether a name read from
  * an untrusted status file may be pulled at all: nothing else ever counts as an archive.
  */
-import type { Compression } from "./config.ts";
+import type { Compression } from "../common/config.ts";
 
 export const EXTENSIONS: Record<Compression, string> = { gzip: ".tar.gz", zstd: ".tar.zst", none: ".tar" };
 export const CHECKSUM_SUFFIX = ".md5";

@@ -3,10 +3,10 @@
  * plain-text body. One function for wrapper, server and client. Pure: the caller reads the
  * status file and hands its records in.
  */
-import { codeInfo, codeName, isGolden } from "./codes.ts";
-import type { RunOutcome, SourceOutcome, Warning } from "./outcome.ts";
-import type { ArchiveInfo, StatusRecord } from "./status.ts";
-import { formatBytes, formatDuration } from "./units.ts";
+import { codeInfo, codeName, isGolden } from "../common/codes.ts";
+import type { RunOutcome, SourceOutcome, Warning } from "../common/outcome.ts";
+import type { ArchiveInfo, StatusRecord } from "../state/status.ts";
+import { formatBytes, formatDuration } from "../common/units.ts";
 
 export interface StatusTail {
   file: string;

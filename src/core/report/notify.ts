@@ -7,15 +7,15 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { createSmtpMailer, describeSecurity, MailError, parseRelay, type Mailer, type MailErrorKind } from "../io/mailer.ts";
-import { writeStdout } from "../io/stdout.ts";
-import { isGolden } from "./codes.ts";
-import { ConfigError, PASSWORD_ENV, type Config, type MailConfig } from "./config.ts";
-import { errnoCode, errorMessage, ShootError } from "./errors.ts";
-import type { RunOutcome } from "./outcome.ts";
+import { createSmtpMailer, describeSecurity, MailError, parseRelay, type Mailer, type MailErrorKind } from "../../io/mailer.ts";
+import { writeStdout } from "../../io/stdout.ts";
+import { isGolden } from "../common/codes.ts";
+import { ConfigError, PASSWORD_ENV, type Config, type MailConfig } from "../common/config.ts";
+import { errnoCode, errorMessage, ShootError } from "../common/errors.ts";
+import type { RunOutcome } from "../common/outcome.ts";
 import { plural, renderReport, type StatusTail } from "./report.ts";
-import { readStatusFile } from "./status.ts";
-import { formatBytes } from "./units.ts";
+import { readStatusFile } from "../state/status.ts";
+import { formatBytes } from "../common/units.ts";
 
 export const SPOOL_DIRNAME = "mail-spool";
 

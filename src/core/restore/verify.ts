@@ -13,17 +13,17 @@ import path from "node:path";
 import { Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
-import { loadConfig, resolveConfigPath, type Config } from "./config.ts";
-import { code, isFinal } from "./codes.ts";
-import { SERVER_STATUS, readStatusFile } from "./status.ts";
-import { ShootError, errnoCode, errorMessage } from "./errors.ts";
-import { CHECKSUM_SUFFIX, LIST_SUFFIX, archiveTime, parseMd5Line, sortArchives } from "./naming.ts";
-import { readDirOrEmpty } from "./fsutil.ts";
-import type { Progress } from "./progress.ts";
-import { LIST_FORMAT, lineKey, nameOfKey, openList, walkOrder, type ListHeader } from "./scan.ts";
-import { detectCompression } from "./archive.ts";
-import { TarParser, type TarListing } from "./tar.ts";
-import { formatBytes, formatDuration } from "./units.ts";
+import { loadConfig, resolveConfigPath, type Config } from "../common/config.ts";
+import { code, isFinal } from "../common/codes.ts";
+import { SERVER_STATUS, readStatusFile } from "../state/status.ts";
+import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
+import { CHECKSUM_SUFFIX, LIST_SUFFIX, archiveTime, parseMd5Line, sortArchives } from "../state/naming.ts";
+import { readDirOrEmpty } from "../state/fsutil.ts";
+import type { Progress } from "../report/progress.ts";
+import { LIST_FORMAT, lineKey, nameOfKey, openList, walkOrder, type ListHeader } from "../scan/scan.ts";
+import { detectCompression } from "../archive/writer.ts";
+import { TarParser, type TarListing } from "../archive/tar.ts";
+import { formatBytes, formatDuration } from "../common/units.ts";
 
 // --- what is held ---------------------------------------------------------------------------
 

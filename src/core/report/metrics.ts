@@ -9,14 +9,14 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { isGolden, codeName } from "./codes.ts";
-import type { Config } from "./config.ts";
-import { systemClock, systemDisk, type Clock, type Disk } from "./deps.ts";
-import { errorMessage } from "./errors.ts";
+import { isGolden, codeName } from "../common/codes.ts";
+import type { Config } from "../common/config.ts";
+import { systemClock, systemDisk, type Clock, type Disk } from "../common/deps.ts";
+import { errorMessage } from "../common/errors.ts";
 import { checkHealth, monitorOf, type HealthReport, type RoleHealth, type RunSummary } from "./health.ts";
-import type { RunOutcome } from "./outcome.ts";
-import type { Role } from "./status.ts";
-import { VERSION } from "../version.ts";
+import type { RunOutcome } from "../common/outcome.ts";
+import type { Role } from "../state/status.ts";
+import { VERSION } from "../../version.ts";
 
 /** A ping may not hold up the end of a run for longer than this. */
 export const PING_TIMEOUT_MS = 10_000;

@@ -24,8 +24,8 @@
  * the fsync before the copy is kept has little left to do.
  */
 import fs from "node:fs";
-import { startWorker } from "./inline-worker.ts";
-import { OPEN_SYNC_RANGE_SOURCE, SCHED_IDLE, SCHED_OTHER, SET_THREAD_POLICY_SOURCE, SYNC_FILE_RANGE_WRITE } from "./libc-source.ts";
+import { startWorker } from "../common/inline-worker.ts";
+import { OPEN_SYNC_RANGE_SOURCE, SCHED_IDLE, SCHED_OTHER, SET_THREAD_POLICY_SOURCE, SYNC_FILE_RANGE_WRITE } from "../common/libc-source.ts";
 
 /** The suffix rsync's mkstemp() puts on a temporary name. */
 const TEMP_SUFFIX_LENGTH = 6;

@@ -12,13 +12,13 @@
 import fs from "node:fs";
 import os from "node:os";
 import zlib from "node:zlib";
-import type { Compression } from "./config.ts";
+import type { Compression } from "../common/config.ts";
 import { Chunker, isAllZero, type ChunkerParams } from "./chunker.ts";
 import { encodeHeader, paddingAfter, RECORD, BLOCK, TarFormatError, TarParser, type TarListing, type TarOwnership, type TarType } from "./tar.ts";
-import { errnoCode, errorMessage } from "./errors.ts";
-import { startWorker } from "./inline-worker.ts";
+import { errnoCode, errorMessage } from "../common/errors.ts";
+import { startWorker } from "../common/inline-worker.ts";
 import { LIBZSTD_SOURCE } from "./libzstd.ts";
-import { OPEN_SYNC_RANGE_SOURCE, SYNC_FILE_RANGE_WRITE } from "./libc-source.ts";
+import { OPEN_SYNC_RANGE_SOURCE, SYNC_FILE_RANGE_WRITE } from "../common/libc-source.ts";
 
 export type EntryType = TarType;
 

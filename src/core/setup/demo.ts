@@ -13,16 +13,16 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { codeInfo, codeName, isGolden, type CodeName } from "./codes.ts";
-import { ShootError, UsageError, errorMessage } from "./errors.ts";
+import { codeInfo, codeName, isGolden, type CodeName } from "../common/codes.ts";
+import { ShootError, UsageError, errorMessage } from "../common/errors.ts";
 import { authorizedKeysLine, renderConfig } from "./init.ts";
-import { parseMd5Line } from "./naming.ts";
+import { parseMd5Line } from "../state/naming.ts";
 import { loopbackKnownHostsLine, loopbackSshdConfig } from "./sshd-config.ts";
-import { CLIENT_STATUS, lastFinal, readStatusFile, SERVER_STATUS, type ArchiveInfo } from "./status.ts";
-import { formatBytes, formatDuration } from "./units.ts";
-import { fileDigest } from "./digest.ts";
-import { freePort } from "../io/net.ts";
-import { describeResult, ToolMissingError, type Child, type RunResult, type Spawner } from "../io/process.ts";
+import { CLIENT_STATUS, lastFinal, readStatusFile, SERVER_STATUS, type ArchiveInfo } from "../state/status.ts";
+import { formatBytes, formatDuration } from "../common/units.ts";
+import { fileDigest } from "../transfer/digest.ts";
+import { freePort } from "../../io/net.ts";
+import { describeResult, ToolMissingError, type Child, type RunResult, type Spawner } from "../../io/process.ts";
 
 export interface DemoOptions {
   /** Where to work: an empty or new directory; a fresh temporary one when absent. */

@@ -3,7 +3,7 @@
  * percentage and time left. It draws only on a TTY and never with --quiet: under cron standard
  * error is a pipe or a file, and a report full of carriage returns helps nobody.
  */
-import { formatBytes, formatDuration } from "./units.ts";
+import { formatBytes, formatDuration } from "../common/units.ts";
 
 export interface Progress {
   /** Bytes done so far (absolute, not an increment). */

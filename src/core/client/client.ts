@@ -15,29 +15,29 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { code, codeName, isGolden, mostSevere, type CodeName } from "./codes.ts";
-import { ShootError, errnoCode, errorMessage } from "./errors.ts";
-import { isLocalRemote, type ClientConfig, type SourceConfig } from "./config.ts";
-import type { Deps } from "./deps.ts";
-import { flushToDisk, fsyncDir, readDirOrEmpty, writeFileAtomic } from "./fsutil.ts";
-import { LockedError, acquireLock, type Lock } from "./lock.ts";
-import { fileDigest } from "./digest.ts";
-import { followDigest, followedDigest, type DigestAlgorithm, type FollowResult } from "./follow-digest.ts";
-import { CHECKSUM_SUFFIX, TEMP_PREFIX, isArchiveName, md5Line, parseMd5Line, sortArchives } from "./naming.ts";
-import type { RunOutcome, SourceOutcome, Warning } from "./outcome.ts";
-import { clean } from "./report.ts";
-import { toRemove } from "./retention.ts";
-import { SharedSsh } from "./ssh-shared.ts";
+import { code, codeName, isGolden, mostSevere, type CodeName } from "../common/codes.ts";
+import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
+import { isLocalRemote, type ClientConfig, type SourceConfig } from "../common/config.ts";
+import type { Deps } from "../common/deps.ts";
+import { flushToDisk, fsyncDir, readDirOrEmpty, writeFileAtomic } from "../state/fsutil.ts";
+import { LockedError, acquireLock, type Lock } from "../state/lock.ts";
+import { fileDigest } from "../transfer/digest.ts";
+import { followDigest, followedDigest, type DigestAlgorithm, type FollowResult } from "../transfer/follow-digest.ts";
+import { CHECKSUM_SUFFIX, TEMP_PREFIX, isArchiveName, md5Line, parseMd5Line, sortArchives } from "../state/naming.ts";
+import type { RunOutcome, SourceOutcome, Warning } from "../common/outcome.ts";
+import { clean } from "../report/report.ts";
+import { toRemove } from "../state/retention.ts";
+import { SharedSsh } from "../transfer/ssh-shared.ts";
 import {
   MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
-} from "./rsync.ts";
+} from "../transfer/rsync.ts";
 import {
   CLIENT_STATUS, SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, lastFinal, newRunId, parseStatus,
   type ArchiveInfo, type ParsedStatus, type StatusRecord,
-} from "./status.ts";
-import { formatBytes, formatDuration } from "./units.ts";
-import { ToolMissingError, type Child } from "../io/process.ts";
-import { VERSION } from "../version.ts";
+} from "../state/status.ts";
+import { formatBytes, formatDuration } from "../common/units.ts";
+import { ToolMissingError, type Child } from "../../io/process.ts";
+import { VERSION } from "../../version.ts";
 
 /** Staging directory inside each source's directory; its name can never be taken for a copy. */
 export const STAGE_DIR = `${TEMP_PREFIX}pull`;

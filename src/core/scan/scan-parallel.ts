@@ -158,7 +158,7 @@ function workerThreads(): number {
 
 /** Where the worker's code is: beside this file from source, by its build path inside the binary. */
 function workerSpecifier(): string {
-  return import.meta.url.startsWith("file:///$bunfs/") ? "./core/scan-worker.ts" : new URL("./scan-worker.ts", import.meta.url).href;
+  return import.meta.url.startsWith("file:///$bunfs/") ? "./core/scan/scan-worker.ts" : new URL("./scan-worker.ts", import.meta.url).href;
 }
 
 export interface WorkerRequest {

@@ -27,12 +27,12 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { code, type CodeName } from "./codes.ts";
-import { ShootError, errnoCode, errorMessage } from "./errors.ts";
-import { CHECKSUM_SUFFIX } from "./naming.ts";
-import type { Progress } from "./progress.ts";
-import type { TarListing } from "./tar.ts";
-import { formatBytes, formatDuration } from "./units.ts";
+import { code, type CodeName } from "../common/codes.ts";
+import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
+import { CHECKSUM_SUFFIX } from "../state/naming.ts";
+import type { Progress } from "../report/progress.ts";
+import type { TarListing } from "../archive/tar.ts";
+import { formatBytes, formatDuration } from "../common/units.ts";
 import { ArchiveReadError, archivePass, describeReadError, tarSink, type HeldArchive, type PassResult } from "./verify.ts";
 
 export interface RestoreOptions {

@@ -1,5 +1,5 @@
 /** What a run ended with, as the report, the mailer and the exit code see it. */
-import type { ArchiveInfo, Role } from "./status.ts";
+import type { ArchiveInfo, Role } from "../state/status.ts";
 
 export interface Warning {
   code: number;

@@ -5,23 +5,23 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { writeArchive, type ArchiveEntry, type ArchiveResult } from "./archive.ts";
-import { code, codeName, type CodeName } from "./codes.ts";
-import type { ServerConfig } from "./config.ts";
-import type { Deps } from "./deps.ts";
-import { ShootError, errnoCode, errorMessage } from "./errors.ts";
-import { compileExcludes } from "./exclude.ts";
-import { exists, fsyncDir, LineWriter, readChunks, readLines, writeFileAtomic } from "./fsutil.ts";
-import { removeLeftovers } from "./leftovers.ts";
-import { toRemove } from "./retention.ts";
-import { LockedError, acquireLock, currentLock, type Lock } from "./lock.ts";
-import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "./naming.ts";
-import type { RunOutcome, Warning } from "./outcome.ts";
-import { entryFromLine, entryLine, hasChanges, LIST_FORMAT, LIST_VERSION, lineKey, ListComparer, openList, scanSources, systemOwners, type Changes, type ListHeader, type ScanSummary } from "./scan.ts";
-import { MAX_ENTRIES, quickCompare, type QuickCheck } from "./scan-parallel.ts";
-import { SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, newRunId, type ArchiveInfo } from "./status.ts";
-import { formatBytes } from "./units.ts";
-import { VERSION } from "../version.ts";
+import { writeArchive, type ArchiveEntry, type ArchiveResult } from "../archive/writer.ts";
+import { code, codeName, type CodeName } from "../common/codes.ts";
+import type { ServerConfig } from "../common/config.ts";
+import type { Deps } from "../common/deps.ts";
+import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
+import { compileExcludes } from "../scan/exclude.ts";
+import { exists, fsyncDir, LineWriter, readChunks, readLines, writeFileAtomic } from "../state/fsutil.ts";
+import { removeLeftovers } from "../state/leftovers.ts";
+import { toRemove } from "../state/retention.ts";
+import { LockedError, acquireLock, currentLock, type Lock } from "../state/lock.ts";
+import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "../state/naming.ts";
+import type { RunOutcome, Warning } from "../common/outcome.ts";
+import { entryFromLine, entryLine, hasChanges, LIST_FORMAT, LIST_VERSION, lineKey, ListComparer, openList, scanSources, systemOwners, type Changes, type ListHeader, type ScanSummary } from "../scan/scan.ts";
+import { MAX_ENTRIES, quickCompare, type QuickCheck } from "../scan/scan-parallel.ts";
+import { SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, newRunId, type ArchiveInfo } from "../state/status.ts";
+import { formatBytes } from "../common/units.ts";
+import { VERSION } from "../../version.ts";
 
 /** The walk's list while the run goes on: beside the archives, with the temporary prefix, so a killed run's copy is cleaned up. */
 function scanListPath(dir: string): string {

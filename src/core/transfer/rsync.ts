@@ -5,10 +5,10 @@
  * paths follows `--`.
  */
 import path from "node:path";
-import type { ClientConfig, SourceConfig } from "./config.ts";
-import { isLocalRemote, parseRemote, PASSWORD_ENV } from "./config.ts";
-import type { CodeName } from "./codes.ts";
-import { ShootError } from "./errors.ts";
+import type { ClientConfig, SourceConfig } from "../common/config.ts";
+import { isLocalRemote, parseRemote, PASSWORD_ENV } from "../common/config.ts";
+import type { CodeName } from "../common/codes.ts";
+import { ShootError } from "../common/errors.ts";
 
 /** Sub-directory of the staging directory where rsync keeps an interrupted transfer. */
 export const PARTIAL_DIR = ".shoot-partial";

@@ -7,9 +7,9 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import type { Spawner } from "../io/process.ts";
-import { errnoCode } from "./errors.ts";
-import { CommandRefused, parseSenderCommand } from "./rsync.ts";
+import type { Spawner } from "../../io/process.ts";
+import { errnoCode } from "../common/errors.ts";
+import { CommandRefused, parseSenderCommand } from "../transfer/rsync.ts";
 
 /** Real path of `p`, or of its parent plus its name when `p` itself does not exist (yet). */
 function realish(p: string): string {

@@ -4,7 +4,7 @@
  */
 import fs from "node:fs";
 import os from "node:os";
-import { spawner, type Spawner } from "../io/process.ts";
+import { spawner, type Spawner } from "../../io/process.ts";
 
 export interface Clock {
   now(): Date;
