@@ -25,7 +25,6 @@ import { fileDigest } from "../transfer/digest.ts";
 import { followDigest, followedDigest, type DigestAlgorithm, type FollowResult } from "../transfer/follow-digest.ts";
 import { CHECKSUM_SUFFIX, TEMP_PREFIX, isArchiveName, md5Line, parseMd5Line, sortArchives } from "../state/naming.ts";
 import type { RunOutcome, SourceOutcome, Warning } from "../common/outcome.ts";
-import { clean } from "../report/report.ts";
 import { toRemove } from "../state/retention.ts";
 import { SharedSsh } from "../transfer/ssh-shared.ts";
 import {
@@ -101,9 +100,9 @@ function ago(ms: number): string {
   return formatDuration(Math.max(0, ms));
 }
 
-/** A message from the server, fit to show: no control characters, bounded length. */
+/** A message from the server on one line, bounded (whatever prints it escapes its control characters). */
 function shown(s: string, max = 300): string {
-  const one = clean(s.replace(/\r?\n/g, " "));
+  const one = s.replace(/\r?\n/g, " ");
   return one.length > max ? `${one.slice(0, max)}…` : one;
 }
 
@@ -137,7 +136,7 @@ export function judgeStatus(parsed: ParsedStatus, mtime: Date, now: Date, maxAge
   const a = final.archive as Partial<Record<keyof ArchiveInfo, unknown>> | undefined;
   if (!a) return bad("STATUS_INVALID", `the server's final record (${final.code} ${codeName(final.code)}) names no archive`);
   if (typeof a.file !== "string" || !isArchiveName(a.file)) {
-    return bad("UNSAFE_NAME", `server.status names the archive ${JSON.stringify(shown(String(a.file), 120))}, which is not a plain file name of the archive pattern; nothing was pulled`);
+    return bad("UNSAFE_NAME", `server.status names the archive "${shown(String(a.file), 120)}", which is not a plain file name of the archive pattern; nothing was pulled`);
   }
   if (typeof a.size !== "number" || !Number.isSafeInteger(a.size) || a.size <= 0 || a.size > MAX_ARCHIVE_SIZE) {
     return bad("STATUS_INVALID", `server.status gives the archive an impossible size (${shown(String(a.size), 40)})`);

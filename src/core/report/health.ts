@@ -16,8 +16,8 @@ import type { Clock, Disk } from "../common/deps.ts";
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { currentLock, staleReason } from "../state/lock.ts";
 import type { Warning } from "../common/outcome.ts";
-import { clean } from "./report.ts";
 import { CLIENT_STATUS, SERVER_STATUS, lastFinal, readStatusFile, type StatusRecord } from "../state/status.ts";
+import { escapeText } from "../common/escape.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
 import { heldArchives, type HeldArchive } from "../restore/verify.ts";
 
@@ -115,8 +115,9 @@ function ago(ms: number): string {
   return `${formatDuration(Math.max(0, ms))} ago`;
 }
 
+/** A message on one line, bounded (renderings escape what it holds; JSON keeps it as it is). */
 function shown(s: string, max = 200): string {
-  const one = clean(s.replace(/\r?\n/g, " "));
+  const one = s.replace(/\r?\n/g, " ");
   return one.length > max ? `${one.slice(0, max)}…` : one;
 }
 
@@ -448,7 +449,8 @@ export function renderHealth(r: HealthReport): string {
   out.push(r.exitCode === 0
     ? `healthy${r.nagios === 1 ? ", with warnings" : ""}`
     : `not healthy: exit ${r.exitCode} ${codeName(r.exitCode)}`);
-  return out.join("\n");
+  // messages and names come from status files and servers: each line is escaped whole
+  return out.map(escapeText).join("\n");
 }
 
 function perfLabel(s: string): string {
@@ -468,7 +470,7 @@ export function renderNagios(r: HealthReport): string {
     for (const s of role.sources ?? []) if (s.lastGolden) perf.push(`${perfLabel(`source_${s.name}_age`)}=${Math.round(s.lastGolden.ageMs / 1000)}s;;${crit};0`);
   }
   const text = shown(parts.join(" | ").replace(/\|/g, "/"), 1000);
-  return `SHOOT ${NAGIOS_WORD[r.nagios]} - ${text}${perf.length ? ` | ${perf.join(" ")}` : ""}`;
+  return escapeText(`SHOOT ${NAGIOS_WORD[r.nagios]} - ${text}${perf.length ? ` | ${perf.join(" ")}` : ""}`);
 }
 
 /**
