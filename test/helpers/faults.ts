@@ -391,7 +391,7 @@ export function checkGoodKept(good: GoodCopy | undefined, context: string): void
 export function checkArchives(dir: string, context: string, opts: { orphansOk?: boolean } = {}): string[] {
   if (!fs.existsSync(dir)) return [];
   const md5sum = requireTool("md5sum");
-  const names = fs.readdirSync(dir).filter((n) => isArchiveName(n)).sort();
+  const names = sortArchives(fs.readdirSync(dir));
   const bad: string[] = [];
   const sums: string[] = [];
   for (const n of names) {

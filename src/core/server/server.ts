@@ -495,16 +495,20 @@ function* listedEntries(walkList: string): Generator<ArchiveEntry> {
   for (const line of readLines(walkList)) if (line !== "") yield entryFromLine(line, owners);
 }
 
-/** The next archive name: now, but never sorting before the newest (a clock set back must not make rotation remove the new archive). */
+/**
+ * The next archive name: now, but a second after the newest at the earliest, so that names
+ * sort by age as plain text (a run within the same second as the last one takes the next
+ * second) and a clock set back never makes rotation remove the new archive.
+ */
 export function nextArchiveName(cfg: Pick<ServerConfig, "name" | "compression">, now: Date, existing: readonly string[]): string {
   const names = new Set(existing);
   const newest = sortArchives(existing, cfg.name).at(-1);
   const newestKey = newest ? parseArchiveName(newest)!.key : "";
-  const keyOf = (n: string) => parseArchiveName(n)!.key;
-  const base = newest && keyOf(archiveName(cfg.name, now, cfg.compression)) <= newestKey ? archiveTime(newest)! : now;
-  for (let seq = 0; seq < 10000; seq++) {
-    const c = archiveName(cfg.name, base, cfg.compression, seq);
-    if (keyOf(c) > newestKey && !names.has(c) && !names.has(`${TEMP_PREFIX}${c}`)) return c;
+  let t = Math.floor(now.getTime() / 1000) * 1000;
+  if (newest) t = Math.max(t, archiveTime(newest)!.getTime() + 1000);
+  for (let tries = 0; tries < 10000; tries++, t += 1000) {
+    const c = archiveName(cfg.name, new Date(t), cfg.compression);
+    if (parseArchiveName(c)!.key > newestKey && !names.has(c) && !names.has(`${TEMP_PREFIX}${c}`)) return c;
   }
   throw new ShootError("ARCHIVE_FAILED", "no free archive name");
 }
