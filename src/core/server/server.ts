@@ -11,8 +11,9 @@ import type { ServerConfig } from "../common/config.ts";
 import type { Deps } from "../common/deps.ts";
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { compileExcludes } from "../scan/exclude.ts";
-import { exists, fsyncDir, LineWriter, readChunks, readLines, writeFileAtomic } from "../state/fsutil.ts";
+import { createExclusive, exists, fsyncDir, LineWriter, readChunks, readLines, writeFileAtomic } from "../state/fsutil.ts";
 import { removeLeftovers } from "../state/leftovers.ts";
+import { unsafeDir } from "../state/strict-modes.ts";
 import { toRemove } from "../state/retention.ts";
 import { LockedError, acquireLock, currentLock, type Lock } from "../state/lock.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "../state/naming.ts";
@@ -78,6 +79,8 @@ export async function runServer(cfg: ServerConfig, deps: Deps, opts: ServerRunOp
   // Sanity of the backup directory comes first: the status file lives there.
   const dirProblem = checkBackupDir(dir);
   if (dirProblem) return outcome(code("BACKUP_DIR_UNUSABLE"), dirProblem, { statusFile: undefined });
+  const unsafe = unsafeDir(dir, "backup_dir");
+  if (unsafe) return outcome(code("UNSAFE_PERMISSIONS"), unsafe, { statusFile: undefined });
 
   let lock: Lock | undefined;
   if (opts.parent) {
@@ -458,7 +461,7 @@ async function writeArchiveFile(
 ): Promise<ArchiveResult> {
   let fd: number;
   try {
-    fd = fs.openSync(tmp, "wx", 0o600);
+    fd = createExclusive(tmp, 0o600);
   } catch (e) {
     throw new ShootError("ARCHIVE_FAILED", `cannot create ${tmp}: ${errorMessage(e)}`);
   }
