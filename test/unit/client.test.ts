@@ -63,6 +63,9 @@ describe("judgeStatus", () => {
     ["a bad md5", text(rec(4, 300_000, { archive: { ...ARCHIVE, md5: "zz" } })), undefined, "STATUS_INVALID", "32 hex"],
     ["an upper-case md5", text(rec(4, 300_000, { archive: { ...ARCHIVE, md5: ARCHIVE.md5.toUpperCase() } })), undefined, "STATUS_INVALID", "32 hex"],
     ["a bad sha256", text(rec(4, 300_000, { archive: { ...ARCHIVE, sha256: "abc" } })), undefined, "STATUS_INVALID", "sha256"],
+    ["a name dated 9999", text(rec(4, 300_000, { archive: { ...ARCHIVE, file: "web1-99991231-235959.tar.gz" } })), undefined, "FUTURE_NAME", "9999-12-31T23:59:59"],
+    ["a name 6 minutes after its record", text(rec(4, 300_000, { archive: { ...ARCHIVE, file: "web1-20261126-120100.tar.gz" } })), undefined, "FUTURE_NAME", "later than the record that names it"],
+    ["a record 4 minutes ahead, a name 8 minutes ahead of this clock", text(rec(4, -240_000, { archive: { ...ARCHIVE, file: "web1-20261126-120800.tar.gz" } })), -240_000, "FUTURE_NAME", "this host's clock"],
   ];
   for (const [name, t, mtimeAge, want, words] of cases) {
     test(name, () => {
@@ -84,6 +87,10 @@ describe("judgeStatus", () => {
       }
     }, T);
   }
+  test("a name 4 minutes after its record is within the slack", () => {
+    const v = judge(text(rec(4, 300_000, { archive: { ...ARCHIVE, file: "web1-20261126-115900.tar.gz" } })));
+    expect(v.ok && v.archive.file).toBe("web1-20261126-115900.tar.gz");
+  }, T);
   test("only the checked fields of the archive travel on", () => {
     const v = judge(text(rec(4, 300_000, { archive: { ...ARCHIVE, extra: "--delete", sha256: "a".repeat(64) } })));
     expect(v.ok && v.archive).toEqual({ ...ARCHIVE, sha256: "a".repeat(64) });

@@ -24,7 +24,7 @@ import { LockedError, acquireLock, type Lock } from "../state/lock.ts";
 import { fileDigest } from "../transfer/digest.ts";
 import { followDigest, followedDigest, type DigestAlgorithm, type FollowResult } from "../transfer/follow-digest.ts";
 import { CHECKSUM_SUFFIX, TEMP_PREFIX, archiveTime, isArchiveName, md5Line, parseMd5Line, sortArchives } from "../state/naming.ts";
-import { heldCopies, recordVerified } from "../state/copies.ts";
+import { forgetCopies, heldCopies, recordVerified } from "../state/copies.ts";
 import { unsafeDir } from "../state/strict-modes.ts";
 import type { RunOutcome, SourceOutcome, Warning } from "../common/outcome.ts";
 import { toRemove } from "../state/retention.ts";
@@ -242,6 +242,7 @@ function applyRetention(dir: string, keep: number): RetentionResult {
       fs.rmSync(path.join(dir, n), { force: true });
       removed.push(n);
     }
+    forgetCopies(dir, removed);
     return { removed };
   } catch (e) {
     return { removed, error: errorMessage(e) };

@@ -72,6 +72,17 @@ export function heldCopies(dir: string): string[] {
   return [...unindexed, ...indexed];
 }
 
+function writeIndex(dir: string, entries: readonly CopyEntry[]): void {
+  writeFileAtomic(dir, COPY_INDEX, `${JSON.stringify({ v: INDEX_VERSION, copies: entries }, null, 1)}\n`);
+}
+
+/** Drop the entries of copies that were removed (retention), so the index lists only what is held. */
+export function forgetCopies(dir: string, removed: readonly string[]): void {
+  const index = readCopyIndex(dir);
+  if (!removed.some((f) => index.has(f))) return;
+  writeIndex(dir, [...index.values()].filter((e) => !removed.includes(e.file)).sort((a, b) => a.seq - b.seq));
+}
+
 /**
  * Record that `file` is verified now: it becomes the newest copy. Copies held without an entry
  * are given theirs in their present order, entries of copies that are gone are dropped. Call it
@@ -85,5 +96,5 @@ export function recordVerified(dir: string, file: string, when: Date): void {
     file: n, seq: i + 1, verified: index.get(n)?.verified ?? new Date(mtimeMs(path.join(dir, `${n}${CHECKSUM_SUFFIX}`))).toISOString(),
   }));
   entries.push({ file, seq: entries.length + 1, verified: when.toISOString() });
-  writeFileAtomic(dir, COPY_INDEX, `${JSON.stringify({ v: INDEX_VERSION, copies: entries }, null, 1)}\n`);
+  writeIndex(dir, entries);
 }
