@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { escapeLines, escapeText } from "../../src/core/common/escape.ts";
+import { labelValue } from "../../src/core/report/metrics.ts";
 import { tempDir } from "../helpers/fixture.ts";
 import { requireTool } from "../helpers/tools.ts";
 
@@ -93,5 +94,14 @@ test("the same names as GNU tar prints them (tar -tf of an archive GNU tar made)
     expect(printed.length).toBeGreaterThanOrEqual(25);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a Prometheus label value holds the text as shoot prints it, and parses back to it", () => {
+  const parse = require("parse-prometheus-text-format") as (text: string) => Array<{ metrics: Array<{ labels?: Record<string, string> }> }>;
+  for (const v of ["web1", "a\"b\\c", "nl\nx\u001b[2J", "\u202eevil"]) {
+    const text = `# TYPE m gauge\nm{name="${labelValue(v)}"} 1\n`;
+    expect(text.split("\n")).toHaveLength(3);
+    expect(parse(text)[0]!.metrics[0]!.labels!.name).toBe(escapeText(v));
   }
 });
