@@ -35,6 +35,12 @@ export function userName(uid: number): string {
   return names.get(uid) ?? `uid ${uid}`;
 }
 
+/** The user as chown takes it: the name, else the number. */
+function chownUser(uid: number): string {
+  const n = userName(uid);
+  return n.startsWith("uid ") ? String(uid) : shellWord(n);
+}
+
 function writers(mode: number): string {
   const g = (mode & 0o020) !== 0;
   const o = (mode & 0o002) !== 0;
@@ -61,7 +67,7 @@ export function unsafeDir(dir: string, what: string, uid = process.getuid?.()): 
   if (!st) return undefined;
   const me = userName(uid);
   if (st.uid !== uid) {
-    return `${what} ${dir} belongs to ${userName(st.uid)}, not to ${me}, who runs shoot: run chown ${shellWord(me)} ${shellWord(dir)} (or run shoot as ${userName(st.uid)})`;
+    return `${what} ${dir} belongs to ${userName(st.uid)}, not to ${me}, who runs shoot: run chown ${chownUser(uid)} ${shellWord(dir)} (or run shoot as ${userName(st.uid)})`;
   }
   if ((st.mode & 0o022) !== 0) {
     return `${what} ${dir} can be written by ${writers(st.mode)} (mode ${modeText(st.mode)}): run chmod go-w ${shellWord(dir)}`;
@@ -92,7 +98,7 @@ export function exposedSecret(file: string, what: string, uid = process.getuid?.
   if (!st) return undefined;
   const me = userName(uid);
   if (st.uid !== uid) {
-    return `${what} ${file} belongs to ${userName(st.uid)}, not to ${me}, who runs shoot: run chown ${shellWord(me)} ${shellWord(file)} and chmod 600 ${shellWord(file)}`;
+    return `${what} ${file} belongs to ${userName(st.uid)}, not to ${me}, who runs shoot: run chown ${chownUser(uid)} ${shellWord(file)} and chmod 600 ${shellWord(file)}`;
   }
   if ((st.mode & 0o077) !== 0) {
     const who = (st.mode & 0o070) !== 0 && (st.mode & 0o007) !== 0 ? "its group and all other users" : (st.mode & 0o070) !== 0 ? "its group" : "all other users";
