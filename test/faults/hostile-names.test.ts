@@ -43,9 +43,8 @@ class Lane {
   /** An archive named as at `namedAt`, in a status whose records are `recordAgeMs` old. */
   async publish(namedAt: Date | string, recordAgeMs = 0): Promise<string> {
     const file = typeof namedAt === "string" ? namedAt : archiveName(this.name, namedAt, "gzip");
-    const bytes = randomBytes(8 * 1024);
-    const info = await writeArchive(this.server, file, bytes);
-    this.bytes.set(file, bytes);
+    const info = await writeArchive(this.server, file, randomBytes(8 * 1024));
+    this.bytes.set(file, fs.readFileSync(path.join(this.server, file)));
     writeServerStatus(this.server, info, { final: "NEW_ARCHIVE", ageMs: recordAgeMs });
     return file;
   }

@@ -36,12 +36,12 @@ export function fsyncDir(dir: string): void {
 }
 
 /**
- * A new file, open for writing (O_CREAT|O_EXCL|O_NOFOLLOW): never an existing file, never
- * through a symbolic link someone put under its name.
+ * A new file, open for writing (and reading, when asked) with O_CREAT|O_EXCL|O_NOFOLLOW: never
+ * an existing file, never through a symbolic link someone put under its name.
  */
-export function createExclusive(file: string, mode = 0o600): number {
+export function createExclusive(file: string, mode = 0o600, readable = false): number {
   const c = fs.constants;
-  return fs.openSync(file, c.O_WRONLY | c.O_CREAT | c.O_EXCL | c.O_NOFOLLOW, mode);
+  return fs.openSync(file, (readable ? c.O_RDWR : c.O_WRONLY) | c.O_CREAT | c.O_EXCL | c.O_NOFOLLOW, mode);
 }
 
 /**
