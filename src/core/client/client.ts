@@ -176,6 +176,18 @@ export function verifiedCopies(dir: string): string[] {
   return heldCopies(dir);
 }
 
+/**
+ * A verified copy's place among the copies, recorded before commit writes its .md5 (which makes
+ * it count as held): a copy held always has its place. A full disk is said as such.
+ */
+function recordOrder(dir: string, file: string, now: Date): void {
+  try {
+    recordVerified(dir, file, now);
+  } catch (e) {
+    throw new SourceFailure(errnoCode(e) === "ENOSPC" ? "CLIENT_NO_SPACE" : "DEST_UNUSABLE", `${file} is verified, but its place among the copies in ${dir} could not be recorded (${errorMessage(e)}); it was not kept`);
+  }
+}
+
 /** A source's directory is the backup host's own: refused when others may write in it (or it belongs to another user). */
 function checkSourceDir(dir: string): void {
   const problem = unsafeDir(dir, "the copies' directory");
@@ -479,8 +491,7 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
     const flushError = await flushed;
     if (flushError !== undefined) throw flushError;
     const proof = cfg.verify === "deep" ? await proveCopy(ctx, source, stage, a, parsed.records, controlPath) : undefined;
-    // its place among the copies first: the .md5 that commit writes last makes it count as held
-    recordVerified(dir, a.file, deps.clock.now());
+    recordOrder(dir, a.file, deps.clock.now());
     commit(stage, dir, a, proof !== undefined);
     status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {
       step: "pull", archive: a,
