@@ -13,8 +13,11 @@ import { runClient, writeClientConfig } from "../helpers/client.ts";
 import { tempDir } from "../helpers/fixture.ts";
 import { randomBytes, writeArchive, writeServerStatus } from "../helpers/serverdir.ts";
 import { runShoot } from "../helpers/cli.ts";
+import { faultFile, injected } from "../helpers/faults.ts";
 import { archiveName, md5Line } from "../../src/core/state/naming.ts";
 import { COPY_INDEX, heldCopies } from "../../src/core/state/copies.ts";
+
+faultFile(import.meta.path);
 
 const T = 60_000;
 const base = tempDir("shoot-hostile-names-");
@@ -81,6 +84,7 @@ describe("names from a compromised server", () => {
     ];
     for (const [what, named, recordAge, words] of cases) {
       const file = await lane.publish(named, recordAge);
+      injected("name from the future");
       const r = await lane.pull();
       expect({ what, exit: r.code, codes: r.codes }).toEqual({ what, exit: 56, codes: { future: 56 } });
       expect(r.outcome.sources[0]!.message).toContain(file);
@@ -97,6 +101,7 @@ describe("names from a compromised server", () => {
     expect((await lane.pull()).codes).toEqual({ order: 30 });
     // within the slack: accepted, and it becomes the newest copy because it was verified last
     const ahead = await lane.publish(inFuture(4 * MIN));
+    injected("names out of order", 5);
     expect((await lane.pull()).codes).toEqual({ order: 4 });
     expect(lane.held()).toEqual([ahead]);
     // the server is clean again: its names sort before the one above, yet each new good copy stays
@@ -135,6 +140,7 @@ describe("names from a compromised server", () => {
     const [, dated9999, newestGood] = legacy.map(([f]) => f);
     expect(lane.held()).toEqual(legacy.map(([f]) => f));
     const next = await lane.publish(inFuture(-MIN));
+    injected("copy dated 9999 held");
     expect((await lane.pull()).codes).toEqual({ legacy: 4 });
     // by name the 9999 copy would be the newest and keep = 2 would have removed newestGood
     expect(lane.held()).toEqual([newestGood!, next]);
