@@ -107,10 +107,10 @@ function collect(bytes: number): void {
   Bun.gc(true);
 }
 
-const ZEROS = new Uint8Array(64 << 10);
+const ZEROS = new Uint8Array(1 << 20);
 
 function proveZeros(n: number): void {
-  for (let left = n; left > 0; left -= ZEROS.length) proof?.push(ZEROS.subarray(0, Math.min(left, ZEROS.length)));
+  for (let left = n; left > 0; left -= ZEROS.length) proof?.push(ZEROS.subarray(0, Math.min(left, ZEROS.length)), true);
 }
 
 function finish(): void {
