@@ -15,7 +15,7 @@ export function generatedBlocks(): Record<string, string> {
 }
 
 export function exampleFile(): string {
-  return `# shoot configuration: every key with its default (commented out) or an example value.\n# Validate with: shoot check-config --config FILE\n\n${exampleConfig(["server", "client", "client.source", "mail", "monitor"])}`;
+  return `# shoot configuration: every key with its default (commented out) or an example value.\n# Validate with: shoot check-config --config FILE\n\n${exampleConfig(["server", "client", "client.defaults", "client.source", "mail", "monitor"])}`;
 }
 
 /** README text with every <!-- NAME:begin --> … <!-- NAME:end --> block replaced. */

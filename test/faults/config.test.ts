@@ -39,6 +39,7 @@ function baseDoc(dir: string): Record<Section, Record<string, string>> {
   return {
     server: { sources: JSON.stringify([dir]), backup_dir: JSON.stringify(path.join(dir, "backup")) },
     client: { dest_dir: JSON.stringify(path.join(dir, "dest")) },
+    "client.defaults": {},
     "client.source": { name: '"web1"', remote: '"backup@web1.example.com:/var/backups/shoot"' },
     mail: { to: '["ops@example.com"]', from: '"shoot@example.com"', smtp: '"smtp://mail.example.com:587"' },
     monitor: {},
@@ -47,7 +48,7 @@ function baseDoc(dir: string): Record<Section, Record<string, string>> {
 
 function render(doc: Record<Section, Record<string, string>>): string {
   const out: string[] = [];
-  for (const section of ["server", "client", "client.source", "mail", "monitor"] as const) {
+  for (const section of ["server", "client", "client.defaults", "client.source", "mail", "monitor"] as const) {
     out.push(section === "client.source" ? "[[client.source]]" : `[${section}]`);
     for (const [k, v] of Object.entries(doc[section])) out.push(`${k} = ${v}`);
     out.push("");
@@ -124,7 +125,7 @@ describe("bad configuration from the key table", () => {
   }, 60_000);
 
   test("an unknown key in every section, an unknown section, a misspelt key: CONFIG_INVALID naming it", async () => {
-    const sections = ["server", "client", "client.source", "mail", "monitor"] as const;
+    const sections = ["server", "client", "client.defaults", "client.source", "mail", "monitor"] as const;
     const cases: Array<{ name: string; edit: (d: Record<Section, Record<string, string>>) => void; says: string; text?: string }> = [
       ...sections.map((s) => ({ name: `unknown key in ${s}`, edit: (d: Record<Section, Record<string, string>>) => (d[s].colour = '"blue"'), says: "colour: unknown key" })),
       { name: "misspelt key", edit: (d) => (d.server.keeep = "3"), says: "[server] keeep: unknown key (known keys: name, sources" },
@@ -236,4 +237,81 @@ describe("paths that do not exist and identity files ssh cannot use, on real run
     fs.copyFileSync(path.join(dir, "paths", "client.good.toml"), lane.config);
     await lane.normalRun("configuration right again");
   }, 90_000);
+});
+
+describe("[client.defaults] and sources_dir", () => {
+  /** A sources_dir with `files` (name → text) beside a main file that uses it; returns the main file. */
+  function withDir(name: string, files: Record<string, string>, main = ""): { file: string; sources: string } {
+    const root = path.join(dir, "sources-dir", name);
+    const sources = path.join(root, "sources.d");
+    fs.rmSync(root, { recursive: true, force: true });
+    fs.mkdirSync(sources, { recursive: true });
+    for (const [n, text] of Object.entries(files)) fs.writeFileSync(path.join(sources, n), text);
+    const file = path.join(root, "shoot.toml");
+    fs.writeFileSync(file, `[client]\ndest_dir = ${JSON.stringify(path.join(root, "dest"))}\nsources_dir = ${JSON.stringify(sources)}\n${main}`);
+    return { file, sources };
+  }
+
+  test("defaults reach every source that does not set the key; a source's own value wins; names default to the file's name", () => {
+    const { file } = withDir("good", {
+      "web1.toml": 'remote = "backup@web1.example.com:/var/backups/shoot"\n',
+      "db1.toml": 'name = "db-one"\nremote = "backup@db1.example.com:/b"\nport = 2200\n',
+      "README": "not a source",
+      ".web2.toml.swp": "garbage",
+      ".hidden.toml": "garbage = 1",
+    }, '\n[client.defaults]\nport = 2222\nidentity = "/etc/shoot/id_ed25519"\nbwlimit = "10MiB"\n\n[[client.source]]\nname = "mail1"\nremote = "backup@mail1.example.com:/b"\nidentity = "/etc/shoot/mail_key"\n');
+    const c = parseConfig(fs.readFileSync(file, "utf8"), file, "host").client!;
+    expect(c.sources.map((s) => [s.name, s.port, s.identity, s.bwlimit])).toEqual([
+      ["mail1", 2222, "/etc/shoot/mail_key", 10 * 1024 * 1024],
+      ["db-one", 2200, "/etc/shoot/id_ed25519", 10 * 1024 * 1024],
+      ["web1", 2222, "/etc/shoot/id_ed25519", 10 * 1024 * 1024],
+    ]);
+  });
+
+  const bad: Array<[string, Record<string, string>, string, string]> = [
+    // name, files, main-file addition, what the error says (the file and line come first)
+    ["a key of the wrong type", { "web1.toml": 'remote = "b@web1:/b"\n\nport = "ssh"\n' }, "", "web1.toml:3: source port: expected a whole number"],
+    ["an unknown key", { "web1.toml": 'remote = "b@web1:/b"\nkeep = 3\n' }, "", "web1.toml:2: source keep: unknown key"],
+    ["a remote that is not one", { "web1.toml": '# web1\nremote = "web1"\n' }, "", "web1.toml:2: source remote: expected user@host:/absolute/path"],
+    ["no remote", { "web1.toml": "port = 22\n" }, "", "web1.toml: source remote: missing required key"],
+    ["a TOML syntax error", { "web1.toml": 'remote = "b@web1:/b"\nport = = 2\n' }, "", "web1.toml:2: TOML syntax error"],
+    ["a file name that is no source name", { "-web1.toml": 'remote = "b@web1:/b"\n' }, "", "-web1.toml: source name: the file's name \"-web1\" cannot be a source name"],
+    ["a name given twice", { "web1.toml": 'remote = "b@web1:/b"\n', "x.toml": '\nname = "web1"\nremote = "b@web1:/c"\n' }, "", "x.toml:2: source name: duplicate source name \"web1\" (first given in"],
+    ["a name of the main file again", { "web1.toml": 'remote = "b@web1:/b"\n' }, '\n[[client.source]]\nname = "web1"\nremote = "b@web1:/b"\n', "web1.toml: source name: duplicate source name \"web1\" (first given in"],
+    ["no source at all", { "README": "x" }, "", "a [client] needs at least one [[client.source]] table or a source file in"],
+    ["a default of the wrong type", { "web1.toml": 'remote = "b@web1:/b"\n' }, '\n[client.defaults]\n\nbwlimit = "fast"\n', "shoot.toml:7: [client.defaults] bwlimit: expected a size"],
+    ["a default that cannot be one", { "web1.toml": 'remote = "b@web1:/b"\n' }, '\n[client.defaults]\nremote = "b@x:/y"\n', "shoot.toml:6: [client.defaults] remote: unknown key"],
+  ];
+  for (const [name, files, main, says] of bad) {
+    test(`${name}: CONFIG_INVALID naming the file and line`, () => {
+      const { file } = withDir(name.replace(/\W+/g, "-"), files, main);
+      let err: unknown;
+      try {
+        parseConfig(fs.readFileSync(file, "utf8"), file, "host");
+      } catch (e) {
+        err = e;
+      }
+      expect(String(err)).toContain(says);
+      expect((err as { code?: number }).code).toBe(11);
+      injected("bad source file");
+    });
+  }
+
+  test("a sources_dir that does not exist: CONFIG_INVALID naming sources_dir's line, through shoot check-config", async () => {
+    const { file, sources } = withDir("missing", {});
+    fs.rmSync(sources, { recursive: true });
+    const r = await runShoot(["check-config", "--config", file], { timeoutMs: 30_000 });
+    expect(r.code).toBe(11);
+    expect(r.stderr).toContain(`${file}:3: [client] sources_dir: ${sources} cannot be read`);
+  }, 30_000);
+
+  test("shoot check-config counts the sources of both kinds, and names a bad source file's line", async () => {
+    const { file, sources } = withDir("cli", { "web1.toml": 'remote = "b@web1:/b"\n', "web2.toml": 'remote = "b@web2:/b"\n' }, '\n[[client.source]]\nname = "db1"\nremote = "b@db1:/b"\n');
+    const ok = await runShoot(["check-config", "--config", file], { timeoutMs: 30_000 });
+    expect({ code: ok.code, out: ok.stdout }).toEqual({ code: 0, out: expect.stringContaining("[client] with 3 source(s)") });
+    fs.writeFileSync(path.join(sources, "web3.toml"), 'remote = "b@web3:/b"\nport = 70000\n');
+    const r = await runShoot(["check-config", "--config", file], { timeoutMs: 30_000 });
+    expect(r.code).toBe(11);
+    expect(r.stderr).toContain(`${path.join(sources, "web3.toml")}:2: source port: expected a whole number from 1 to 65535, got 70000`);
+  }, 30_000);
 });

@@ -7,6 +7,7 @@ import { KEYS, type KeyDef, type Section } from "./config.ts";
 const HEADERS: Record<Section, string> = {
   server: "[server]",
   client: "[client]",
+  "client.defaults": "[client.defaults]",
   "client.source": "[[client.source]]",
   mail: "[mail]",
   monitor: "[monitor]",

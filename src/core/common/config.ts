@@ -10,7 +10,7 @@ import path from "node:path";
 import { ShootError } from "./errors.ts";
 import { parseDuration, parseSize } from "./units.ts";
 
-export type Section = "server" | "client" | "client.source" | "mail" | "monitor";
+export type Section = "server" | "client" | "client.defaults" | "client.source" | "mail" | "monitor";
 export type KeyType =
   | "string" | "strings" | "name" | "int" | "bool" | "size" | "duration"
   | "path" | "paths" | "enum" | "smtp-url";
@@ -36,7 +36,7 @@ export interface KeyDef {
  */
 export const PASSWORD_ENV = "SHOOT_SMTP_PASSWORD";
 
-export const KEYS: readonly KeyDef[] = [
+const TABLE: readonly KeyDef[] = [
   // [server]
   { section: "server", key: "name", type: "name", default: "the host name", doc: "Archive prefix and the name this host's backups go by.", example: '"web1"' },
   { section: "server", key: "sources", type: "paths", required: true, doc: "Absolute paths to back up (directories or files).", example: '["/etc", "/home"]' },
@@ -60,6 +60,10 @@ export const KEYS: readonly KeyDef[] = [
   { section: "client", key: "connect_timeout", type: "duration", default: '"30s"', doc: "ssh ConnectTimeout." },
   { section: "client", key: "accept_new_host_key", type: "bool", default: "false", doc: "Accept and remember the host key of a server seen for the first time (ssh StrictHostKeyChecking=accept-new). A changed key is always refused." },
   { section: "client", key: "known_hosts", type: "path", default: "ssh's default", doc: "known_hosts file for the servers' host keys." },
+  { section: "client", key: "max_runtime", type: "duration", default: '"12h"', doc: "The whole client run ends by this time: sources still being pulled are stopped and end with DEADLINE (a stopped transfer resumes in the next run), sources not started yet are not started; every copy verified before is kept." },
+  { section: "client", key: "tries", type: "int", min: 1, max: 10, default: "3", doc: "Tries a source gets when it fails in a way that passes: the connection closed during the key exchange (sshd's MaxStartups, a bastion, a NAT), reset, or timed out before any data came. Each try waits for a free slot again after a pause that doubles from retry_wait, with jitter, and never reaches past max_runtime. Other failures (key refused, host key changed, no such path) are never tried again in the same run." },
+  { section: "client", key: "retry_wait", type: "duration", default: '"10s"', doc: "The pause before a source's second try; each later pause is twice the one before, each taken at random between half and one and a half times its length so that sources refused together do not come back together." },
+  { section: "client", key: "sources_dir", type: "path", default: "none", doc: "A directory of source files, one per server (`NAME.toml` holding the keys of one [[client.source]] at its top level; `name` defaults to NAME), for configuration management to drop one in per host. Files not ending in .toml and dot files are ignored. Its sources are added to this file's [[client.source]] tables and validated like them, errors naming the source file and line." },
   { section: "client", key: "verify", type: "enum", values: ["deep", "checksum"], default: '"deep"', doc: "How a pulled copy is verified before it counts: \"deep\" also pulls the server's file list and reads the copy's whole tar stream, checking every entry against that list; \"checksum\" checks the SHA-256 alone (for hosts that cannot afford reading each copy once more)." },
   // [[client.source]]
   { section: "client.source", key: "name", type: "name", required: true, doc: "Name of the source: its copies go to dest_dir/<name>/.", example: '"web1"' },
@@ -86,6 +90,20 @@ export const KEYS: readonly KeyDef[] = [
   { section: "monitor", key: "metrics_file", type: "path", default: "none", doc: "Prometheus node_exporter textfile (e.g. /var/lib/node_exporter/textfile/shoot.prom), replaced atomically after every run." },
   { section: "monitor", key: "healthcheck_url", type: "string", default: "none", doc: "healthchecks-style URL pinged at the start (/start), success and failure (/<code>) of every run; `{role}` in it becomes server or client. A failed ping never changes the outcome.", example: '"https://hc-ping.com/your-uuid"' },
 ];
+
+/**
+ * [client.defaults]: every key of [[client.source]] a source need not give (all but its name
+ * and remote), set once for every source; a source's own value wins. Derived from the source
+ * keys, so a key added to [[client.source]] can be defaulted too.
+ */
+function withSourceDefaults(keys: readonly KeyDef[]): KeyDef[] {
+  const at = keys.findIndex((d) => d.section === "client.source");
+  const defaults = keys.filter((d) => d.section === "client.source" && !d.required)
+    .map((d): KeyDef => ({ ...d, section: "client.defaults", doc: `For every [[client.source]] that does not set its own: ${d.doc}` }));
+  return [...keys.slice(0, at), ...defaults, ...keys.slice(at)];
+}
+
+export const KEYS: readonly KeyDef[] = withSourceDefaults(TABLE);
 
 export type Compression = "gzip" | "zstd" | "none";
 
@@ -123,6 +141,10 @@ export interface ClientConfig {
   accept_new_host_key: boolean;
   known_hosts?: string;
   verify: "deep" | "checksum";
+  max_runtime: number;
+  tries: number;
+  retry_wait: number;
+  sources_dir?: string;
   sources: SourceConfig[];
 }
 
@@ -236,7 +258,8 @@ function convert(d: KeyDef, v: unknown): unknown {
 export function findKeyLine(text: string, section: string, key: string | undefined, index = 0): number | undefined {
   const lines = text.split("\n");
   let current = "";
-  let seen = -1;
+  // the top level ("") is there before any header
+  let seen = section === "" ? 0 : -1;
   let headerLine: number | undefined;
   for (let i = 0; i < lines.length; i++) {
     const l = lines[i]!.trim();
@@ -259,27 +282,28 @@ export function findKeyLine(text: string, section: string, key: string | undefin
 
 type Table = Record<string, unknown>;
 
+/** `lineSection`: where the keys are in the text, when not under `section`'s header (a source file's top level). */
 function validateTable(
-  file: string, text: string, section: Section, label: string, t: Table, index = 0,
+  file: string, text: string, section: Section, label: string, t: Table, index = 0, lineSection: string = section,
 ): Record<string, unknown> {
   const defs = KEYS.filter((d) => d.section === section);
   const out: Record<string, unknown> = {};
   for (const k of Object.keys(t)) {
-    if (section === "client" && k === "source") continue;
+    if (section === "client" && (k === "source" || k === "defaults")) continue;
     const d = defs.find((x) => x.key === k);
     if (!d) {
       const known = defs.map((x) => x.key).join(", ");
-      throw new ConfigError(file, findKeyLine(text, section, k, index), `${label} ${k}`, `unknown key (known keys: ${known})`);
+      throw new ConfigError(file, findKeyLine(text, lineSection, k, index), `${label} ${k}`, `unknown key (known keys: ${known})`);
     }
     const v = convert(d, t[k]);
     if (v === undefined) {
-      throw new ConfigError(file, findKeyLine(text, section, k, index), `${label} ${k}`, `expected ${expectation(d)}, got ${describe(t[k])}`);
+      throw new ConfigError(file, findKeyLine(text, lineSection, k, index), `${label} ${k}`, `expected ${expectation(d)}, got ${describe(t[k])}`);
     }
     out[k] = v;
   }
   for (const d of defs) {
     if (d.required && !(d.key in out)) {
-      throw new ConfigError(file, findKeyLine(text, section, undefined, index), `${label} ${d.key}`, `missing required key: expected ${expectation(d)}`);
+      throw new ConfigError(file, findKeyLine(text, lineSection, undefined, index), `${label} ${d.key}`, `missing required key: expected ${expectation(d)}`);
     }
   }
   return out;
@@ -306,8 +330,23 @@ function safeParseLiteral(lit: string): unknown {
   }
 }
 
-/** Parse and validate configuration text. Pure apart from the host name default. */
-export function parseConfig(text: string, file: string, hostname: string = os.hostname()): Config {
+/** How parseConfig reads a sources_dir (tests hand in plain objects). */
+export interface ConfigIo {
+  /** Names in the directory. */
+  list(dir: string): string[];
+  read(file: string): string;
+}
+
+export const fsConfigIo: ConfigIo = {
+  list: (dir) => fs.readdirSync(dir),
+  read: (file) => fs.readFileSync(file, "utf8"),
+};
+
+/**
+ * Parse and validate configuration text. Pure apart from the host name default and the
+ * source files of a sources_dir, read through `io`.
+ */
+export function parseConfig(text: string, file: string, hostname: string = os.hostname(), io: ConfigIo = fsConfigIo): Config {
   let doc: Table;
   try {
     doc = parseToml(text) as Table;
@@ -340,36 +379,7 @@ export function parseConfig(text: string, file: string, hostname: string = os.ho
       level: compression === "zstd" ? 3 : 6,
     });
   }
-  if (doc.client) {
-    const t = doc.client as Table;
-    const v = validateTable(file, text, "client", "[client]", t);
-    const rawSources = t.source ?? [];
-    if (!Array.isArray(rawSources)) {
-      throw new ConfigError(file, findKeyLine(text, "client", "source"), "[client] source", "expected [[client.source]] tables");
-    }
-    const sources: SourceConfig[] = rawSources.map((s, i) => {
-      if (typeof s !== "object" || s === null || Array.isArray(s)) {
-        throw new ConfigError(file, findKeyLine(text, "client.source", undefined, i), `[[client.source]] #${i + 1}`, "expected a table");
-      }
-      const label = `[[client.source]] #${i + 1}`;
-      const sv = validateTable(file, text, "client.source", label, s as Table, i);
-      return withDefaults<SourceConfig>("client.source", sv);
-    });
-    const seen = new Set<string>();
-    sources.forEach((s, i) => {
-      if (seen.has(s.name)) {
-        throw new ConfigError(file, findKeyLine(text, "client.source", "name", i), `[[client.source]] #${i + 1} name`, `duplicate source name ${JSON.stringify(s.name)}`);
-      }
-      seen.add(s.name);
-      if (!isLocalRemote(s.remote) && !parseRemote(s.remote)) {
-        throw new ConfigError(file, findKeyLine(text, "client.source", "remote", i), `[[client.source]] #${i + 1} remote`, `expected user@host:/absolute/path or an absolute local path, got ${JSON.stringify(s.remote)}`);
-      }
-    });
-    if (sources.length === 0) {
-      throw new ConfigError(file, findKeyLine(text, "client", undefined), "[[client.source]]", "missing: a [client] needs at least one [[client.source]] table");
-    }
-    cfg.client = { ...withDefaults<Omit<ClientConfig, "sources">>("client", v), sources };
-  }
+  if (doc.client) cfg.client = parseClient(file, text, doc.client as Table, io);
   if (doc.mail) {
     const v = validateTable(file, text, "mail", "[mail]", doc.mail as Table);
     cfg.mail = withDefaults<MailConfig>("mail", v);
@@ -381,6 +391,92 @@ export function parseConfig(text: string, file: string, hostname: string = os.ho
   }
   cfg.monitor = withDefaults<MonitorConfig>("monitor", mv);
   return cfg;
+}
+
+function isTable(v: unknown): v is Table {
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Date);
+}
+
+/** One source: its own keys over [client.defaults], checked as a whole. */
+function sourceOf(file: string, text: string, label: string, t: Table, defaults: Record<string, unknown>, index: number, lineSection = "client.source"): SourceConfig {
+  const own = validateTable(file, text, "client.source", label, t, index, lineSection);
+  const s = withDefaults<SourceConfig>("client.source", { ...defaults, ...own });
+  if (!isLocalRemote(s.remote) && !parseRemote(s.remote)) {
+    throw new ConfigError(file, findKeyLine(text, lineSection, "remote", index), `${label} remote`, `expected user@host:/absolute/path or an absolute local path, got ${JSON.stringify(s.remote)}`);
+  }
+  return s;
+}
+
+function parseClient(file: string, text: string, t: Table, io: ConfigIo): ClientConfig {
+  const v = validateTable(file, text, "client", "[client]", t);
+  let defaults: Record<string, unknown> = {};
+  if (t.defaults !== undefined) {
+    if (!isTable(t.defaults)) throw new ConfigError(file, findKeyLine(text, "client", "defaults"), "[client] defaults", "expected a table [client.defaults]");
+    defaults = validateTable(file, text, "client.defaults", "[client.defaults]", t.defaults);
+  }
+  const rawSources = t.source ?? [];
+  if (!Array.isArray(rawSources)) {
+    throw new ConfigError(file, findKeyLine(text, "client", "source"), "[client] source", "expected [[client.source]] tables");
+  }
+  const sources: Array<{ s: SourceConfig; file: string; line: number | undefined }> = rawSources.map((s, i) => {
+    const label = `[[client.source]] #${i + 1}`;
+    if (!isTable(s)) throw new ConfigError(file, findKeyLine(text, "client.source", undefined, i), label, "expected a table");
+    return { s: sourceOf(file, text, label, s, defaults, i), file, line: findKeyLine(text, "client.source", "name", i) };
+  });
+  if (typeof v.sources_dir === "string") sources.push(...sourcesFromDir(file, text, v.sources_dir, defaults, io));
+  const seen = new Map<string, string>();
+  for (const { s, file: f, line } of sources) {
+    const first = seen.get(s.name);
+    if (first !== undefined) {
+      throw new ConfigError(f, line, f === file ? `[[client.source]] name` : "source name", `duplicate source name ${JSON.stringify(s.name)} (first given in ${first})`);
+    }
+    seen.set(s.name, f);
+  }
+  if (sources.length === 0) {
+    const where = typeof v.sources_dir === "string" ? ` or a source file in ${v.sources_dir}` : "";
+    throw new ConfigError(file, findKeyLine(text, "client", undefined), "[[client.source]]", `missing: a [client] needs at least one [[client.source]] table${where}`);
+  }
+  return { ...withDefaults<Omit<ClientConfig, "sources">>("client", v), sources: sources.map((x) => x.s) };
+}
+
+/** File names a sources_dir contributes, in order: `*.toml`, not dot files (an editor's leftovers). */
+export function sourceFileNames(names: readonly string[]): string[] {
+  return names.filter((n) => n.endsWith(".toml") && !n.startsWith(".") && n.length > ".toml".length).sort();
+}
+
+/**
+ * The sources of a sources_dir: one file each, its keys at the top level, `name` defaulting
+ * to the file's name. Every error names the source file and line.
+ */
+function sourcesFromDir(file: string, text: string, dir: string, defaults: Record<string, unknown>, io: ConfigIo) {
+  let names: string[];
+  try {
+    names = sourceFileNames(io.list(dir));
+  } catch (e) {
+    throw new ConfigError(file, findKeyLine(text, "client", "sources_dir"), "[client] sources_dir", `${dir} cannot be read: ${(e as Error).message}`);
+  }
+  return names.map((n) => {
+    const f = path.join(dir, n);
+    let body: string;
+    try {
+      body = io.read(f);
+    } catch (e) {
+      throw new ConfigError(f, undefined, undefined, `source file cannot be read: ${(e as Error).message}`);
+    }
+    let t: Table;
+    try {
+      t = parseToml(body) as Table;
+    } catch (e) {
+      if (e instanceof TomlError) throw new ConfigError(f, e.line, undefined, `TOML syntax error at column ${e.column}: ${e.message.split("\n")[0]}`);
+      throw e;
+    }
+    const base = n.slice(0, -".toml".length);
+    if (t.name === undefined) {
+      if (!NAME_RE.test(base)) throw new ConfigError(f, undefined, "source name", `the file's name ${JSON.stringify(base)} cannot be a source name and it gives none: set name, or rename the file to NAME.toml`);
+      t = { name: base, ...t };
+    }
+    return { s: sourceOf(f, body, "source", t, defaults, 0, ""), file: f, line: findKeyLine(body, "", "name") };
+  });
 }
 
 export function sanitizeHostname(h: string): string {
