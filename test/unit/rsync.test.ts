@@ -162,26 +162,37 @@ describe("parseStats", () => {
 describe("classifyFailure", () => {
   const r = (exitCode: number | null, stderr: string[], extra: { signal?: string; timedOut?: boolean } = {}) => ({ exitCode, stderrTail: stderr, signal: extra.signal ?? null, timedOut: extra.timedOut ?? false });
   const closed = ["rsync: connection unexpectedly closed (0 bytes received so far) [Receiver]", "rsync error: unexplained error (code 255) at io.c(232) [Receiver=3.2.7]"];
-  const cases: Array<[string, ReturnType<typeof r>, string, string]> = [
-    ["connection refused", r(255, ["ssh: connect to host 127.0.0.1 port 1: Connection refused", ...closed]), "UNREACHABLE", "Connection refused"],
-    ["connect time-out", r(255, ["ssh: connect to host 10.0.0.1 port 22: Connection timed out", ...closed]), "UNREACHABLE", "timed out"],
-    ["banner time-out", r(255, ["Connection timed out during banner exchange", ...closed]), "UNREACHABLE", "banner"],
-    ["unknown host name", r(255, ["ssh: Could not resolve hostname nowhere: Name or service not known", ...closed]), "UNREACHABLE", "resolve"],
-    ["unknown host key", r(255, ["Host key verification failed.", ...closed]), "HOST_KEY_FAILED", "Host key verification failed"],
-    ["changed host key", r(255, ["@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @", "Host key verification failed."]), "HOST_KEY_FAILED", "host key"],
-    ["ssh not installed", r(14, ["rsync: [Receiver] Failed to exec ssh: No such file or directory (2)"]), "TOOL_MISSING", "openssh-client"],
-    ["key not authorized", r(255, ["backup@web1: Permission denied (publickey).", ...closed]), "PULL_FAILED", "authorized_keys"],
-    ["file missing on the server", r(23, ['rsync: [sender] link_stat "/b/server.status" failed: No such file or directory (2)', "rsync error: some files/attrs were not transferred (see previous errors) (code 23)"]), "PULL_FAILED", "not found on the server"],
-    ["stalled transfer", r(30, ["[receiver] io timeout after 30 seconds -- exiting"]), "PULL_FAILED", "stalled"],
-    ["killed", r(null, [], { signal: "SIGTERM" }), "PULL_FAILED", "SIGTERM"],
-    ["our own time limit", r(null, [], { signal: "SIGTERM", timedOut: true }), "UNREACHABLE", "time limit"],
-    ["a refusal by the forced command", r(12, ["shoot serve: refused: writing is not allowed", ...closed]), "PULL_FAILED", "refused"],
+  // name, result, code, words in the reason, transient (tried again in the same run) or not
+  const cases: Array<[string, ReturnType<typeof r>, string, string, boolean]> = [
+    ["connection refused", r(255, ["ssh: connect to host 127.0.0.1 port 1: Connection refused", ...closed]), "UNREACHABLE", "Connection refused", false],
+    ["connect time-out", r(255, ["ssh: connect to host 10.0.0.1 port 22: Connection timed out", ...closed]), "UNREACHABLE", "timed out", true],
+    ["banner time-out (a server that accepts and never answers)", r(255, ["Connection timed out during banner exchange", "Connection to 10.0.0.1 port 22 timed out", ...closed]), "UNREACHABLE", "port 22 timed out", true],
+    ["unknown host name", r(255, ["ssh: Could not resolve hostname nowhere: Name or service not known", ...closed]), "UNREACHABLE", "resolve", false],
+    ["a name server that did not answer", r(255, ["ssh: Could not resolve hostname web1: Temporary failure in name resolution", ...closed]), "UNREACHABLE", "Temporary failure", true],
+    ["no route", r(255, ["ssh: connect to host 10.9.9.9 port 22: No route to host", ...closed]), "UNREACHABLE", "No route", false],
+    ["sshd's MaxStartups: closed during the key exchange", r(255, ["kex_exchange_identification: Connection closed by remote host", "Connection closed by 127.0.0.1 port 2222", ...closed]), "THROTTLED", "MaxStartups", true],
+    ["reset during the key exchange", r(255, ["kex_exchange_identification: read: Connection reset by peer", "Connection reset by 127.0.0.1 port 2222", ...closed]), "THROTTLED", "key exchange", true],
+    ["OpenSSH before 8.3 says ssh_exchange_identification", r(255, ["ssh_exchange_identification: Connection closed by remote host", ...closed]), "THROTTLED", "ssh_exchange_identification", true],
+    ["reset in the middle of a transfer", r(255, ["client_loop: send disconnect: Connection reset by peer", ...closed]), "PULL_FAILED", "reset", true],
+    ["unknown host key", r(255, ["Host key verification failed.", ...closed]), "HOST_KEY_FAILED", "Host key verification failed", false],
+    ["changed host key", r(255, ["@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @", "Host key verification failed."]), "HOST_KEY_FAILED", "host key", false],
+    ["changed host key, and then the connection reset", r(255, ["@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @", "Host key verification failed.", "Connection reset by peer"]), "HOST_KEY_FAILED", "host key", false],
+    ["ssh not installed", r(14, ["rsync: [Receiver] Failed to exec ssh: No such file or directory (2)"]), "TOOL_MISSING", "openssh-client", false],
+    ["key not authorized", r(255, ["backup@web1: Permission denied (publickey).", ...closed]), "PULL_FAILED", "authorized_keys", false],
+    ["key refused, then the connection reset", r(255, ["backup@web1: Permission denied (publickey).", "Connection reset by peer", ...closed]), "PULL_FAILED", "authorized_keys", false],
+    ["file missing on the server", r(23, ['rsync: [sender] link_stat "/b/server.status" failed: No such file or directory (2)', "rsync error: some files/attrs were not transferred (see previous errors) (code 23)"]), "PULL_FAILED", "not found on the server", false],
+    ["stalled transfer", r(30, ["[receiver] io timeout after 30 seconds -- exiting"]), "PULL_FAILED", "stalled", false],
+    ["killed", r(null, [], { signal: "SIGTERM" }), "PULL_FAILED", "SIGTERM", false],
+    ["our own time limit", r(null, [], { signal: "SIGTERM", timedOut: true }), "UNREACHABLE", "time limit", false],
+    ["a refusal by the forced command", r(12, ["shoot serve: refused: writing is not allowed", ...closed]), "PULL_FAILED", "refused", false],
+    ["the connection closed after login (sshd killed)", r(255, ["Connection to 127.0.0.1 closed by remote host.", ...closed]), "PULL_FAILED", "closed by remote host", false],
   ];
-  for (const [name, res, want, mention] of cases) {
-    test(name, () => {
+  for (const [name, res, want, mention, transient] of cases) {
+    test(`${name}: ${want}${transient ? ", tried again" : ""}`, () => {
       const c = classifyFailure(res, "PULL_FAILED");
       expect(c.code).toBe(want as never);
       expect(c.why).toContain(mention);
+      expect({ name, transient: c.transient !== undefined }).toEqual({ name, transient });
     }, T);
   }
 });

@@ -69,6 +69,8 @@ const table = [
   { code: 53, name: "SOURCE_UNKNOWN", kind: "failure", role: "client", meaning: "A source named on the command line is not in the configuration." },
   { code: 54, name: "COPY_UNPROVEN", kind: "failure", role: "client", meaning: "The pulled archive matches its checksum but did not prove restorable (verify = \"deep\"): its tar stream does not read to its end or differs from the server's file list; the copy was not kept." },
   { code: 56, name: "FUTURE_NAME", kind: "failure", role: "client", meaning: "server.status names an archive dated later than its own record, or than this host's clock, plus 5 minutes: nothing was pulled (a name never decides which copy is newest, but one from the future is a lie or a wrong clock)." },
+  { code: 58, name: "DEADLINE", kind: "failure", role: "client", meaning: "The client run reached `[client] max_runtime`: this source was stopped while it was being pulled, or never started. Copies verified before are kept; a stopped transfer resumes in the next run." },
+  { code: 120, name: "THROTTLED", kind: "failure", role: "client", meaning: "The server closed the connection during the ssh key exchange on every try: sshd's MaxStartups refusing connections beyond its limit (lower `concurrency` or raise MaxStartups), a bastion or NAT limit, fail2ban or tcp wrappers." },
   // day-two commands: verify, restore
   { code: 90, name: "VERIFY_FAILED", kind: "failure", role: "any", meaning: "An archive does not match its checksum, or (verify --deep, restore) cannot be read whole or differs from the file list the server recorded; restore wrote nothing." },
   { code: 91, name: "ARCHIVE_NOT_FOUND", kind: "failure", role: "any", meaning: "The archive named on the command line is not held here and is not a readable file, or a path asked for is not in it." },
@@ -89,6 +91,7 @@ const table = [
   { code: 70, name: "PULLED", kind: "info", role: "client", meaning: "An archive was pulled and verified; the record carries its name, size and checksum." },
   { code: 71, name: "MAIL_SENT", kind: "info", role: "any", meaning: "The report was mailed (with any spooled reports before it)." },
   { code: 72, name: "SOURCE_DONE", kind: "info", role: "client", meaning: "One source of a client run ended; the record carries its outcome code." },
+  { code: 59, name: "RETRY", kind: "info", role: "client", meaning: "A source failed in a way that passes (the connection closed during the key exchange, reset, or timed out before any data) and is tried again after a pause; the record says which try failed and why." },
   { code: 73, name: "PASSWORD_EXPOSED", kind: "warning", role: "any", meaning: "password_file can be read or written by other users, or belongs to another user; the report was still mailed. The message gives the chmod or chown that fixes it." },
   // warnings (never final)
   { code: 79, name: "MOUNT_SKIPPED", kind: "warning", role: "server", meaning: "A directory where another file system is mounted was archived empty, not walked into: a pseudo file system (/proc, /sys, …) always, any other with one_file_system." },
@@ -150,7 +153,7 @@ export function exitCodeFor(n: number): number {
 const SEVERITY_ORDER: readonly CodeName[] = [
   "INTERNAL_ERROR", "CHECKSUM_MISMATCH", "COPY_UNPROVEN", "UNSAFE_NAME", "FUTURE_NAME", "STATUS_INVALID", "SERVER_FAILED", "STATUS_STALE",
   "HOST_KEY_FAILED", "UNSAFE_PERMISSIONS", "CONFIG_INVALID", "CONFIG_MISSING", "DEST_UNUSABLE", "CLIENT_NO_SPACE",
-  "PULL_FAILED", "STATUS_PULL_FAILED", "UNREACHABLE", "TOOL_MISSING", "SERVER_BUSY",
+  "PULL_FAILED", "STATUS_PULL_FAILED", "UNREACHABLE", "THROTTLED", "DEADLINE", "TOOL_MISSING", "SERVER_BUSY",
   "CLIENT_ROTATION_FAILED", "ALREADY_RUNNING", "SOURCE_UNKNOWN",
 ];
 

@@ -242,15 +242,31 @@ export function parseStats(stdout: string): TransferStats {
 export interface FailureClass {
   code: CodeName;
   why: string;
+  /**
+   * Set when the failure is transient by nature, saying how (the run may try the source again):
+   * the connection closed or reset during the key exchange, reset later, or timed out before
+   * any data came. Never set for a refused key, a changed host key or a missing path.
+   */
+  transient?: string;
 }
 
 const UNREACHABLE_RE = /Connection refused|Connection timed out|Operation timed out|No route to host|Network is unreachable|Could not resolve hostname|Name or service not known|Temporary failure in name resolution|banner exchange/i;
 const HOST_KEY_RE = /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|host key for .* has changed|No [A-Z0-9-]+ host key is known/i;
+/**
+ * The server closed or reset the connection before its ssh banner: sshd's MaxStartups
+ * dropping unauthenticated connections beyond its limit, a bastion or NAT at its limit,
+ * fail2ban or tcp wrappers. (OpenSSH before 8.3 said ssh_exchange_identification.)
+ */
+const KEX_CLOSED_RE = /(?:kex|ssh)_exchange_identification: (?:read: )?Connection (?:closed by remote host|reset by peer)/i;
+/** Time-outs before any data: the TCP connection or the ssh banner; a name server that did not answer. */
+const NO_ANSWER_RE = /Connection timed out|Operation timed out|banner exchange|Temporary failure in name resolution/i;
+const RESET_RE = /Connection reset by peer/i;
 
 /**
  * What a failed rsync run means, from its exit status and the tail of its standard error.
  * `fallback` is the code when nothing more specific is recognised (STATUS_PULL_FAILED or
- * PULL_FAILED).
+ * PULL_FAILED). Refusals are tested first: a refused key or host key is never transient,
+ * whatever else the lines say.
  */
 export function classifyFailure(r: { exitCode: number | null; signal: string | null; stderrTail: readonly string[]; timedOut: boolean }, fallback: CodeName): FailureClass {
   const text = r.stderrTail.join("\n");
@@ -258,11 +274,23 @@ export function classifyFailure(r: { exitCode: number | null; signal: string | n
   const detail = (lastUseful.at(-1) ?? r.stderrTail.at(-1) ?? "").slice(0, 300);
   if (/Failed to exec ssh|ssh: not found|exec: ssh:/.test(text)) return { code: "TOOL_MISSING", why: "ssh is not installed (or not on PATH); install it with: apt-get install openssh-client" };
   if (HOST_KEY_RE.test(text)) return { code: "HOST_KEY_FAILED", why: `ssh refused the server's host key: ${detail}` };
-  if (UNREACHABLE_RE.test(text)) return { code: "UNREACHABLE", why: `the server could not be reached: ${detail}` };
+  if (/Permission denied \(publickey|Too many authentication failures/.test(text)) return { code: fallback, why: `ssh login refused (is the key in the server's authorized_keys?): ${detail}` };
+  const kex = KEX_CLOSED_RE.exec(text);
+  if (kex) {
+    return {
+      code: "THROTTLED",
+      why: `the server closed the connection during the ssh key exchange (sshd's MaxStartups, a bastion or NAT limit, fail2ban): ${kex[0]}`,
+      transient: "the connection was closed during the key exchange",
+    };
+  }
+  if (UNREACHABLE_RE.test(text)) {
+    const noAnswer = NO_ANSWER_RE.test(text) ? { transient: "the server did not answer in time (nothing had come yet)" } : {};
+    return { code: "UNREACHABLE", why: `the server could not be reached: ${detail}`, ...noAnswer };
+  }
   if (r.timedOut) return { code: "UNREACHABLE", why: "rsync did not finish within its time limit and was stopped" };
   if (r.exitCode === 30 || /timeout in data send\/receive|io timeout/i.test(text)) return { code: fallback, why: `the transfer stalled past the time-out: ${detail}` };
-  if (/Permission denied \(publickey|Too many authentication failures/.test(text)) return { code: fallback, why: `ssh login refused (is the key in the server's authorized_keys?): ${detail}` };
   if (/No such file or directory|change_dir .* failed/.test(text)) return { code: fallback, why: `not found on the server: ${detail}` };
+  if (RESET_RE.test(text)) return { code: fallback, why: `the connection was reset: ${detail}`, transient: "the connection was reset" };
   if (r.signal) return { code: fallback, why: `rsync was killed by ${r.signal}${detail ? `: ${detail}` : ""}` };
   return { code: fallback, why: `rsync exited with ${r.exitCode}${detail ? `: ${detail}` : ""}` };
 }
