@@ -110,7 +110,7 @@ describe("shoot client over ssh", () => {
     expect(Bun.hash(fs.readFileSync(path.join(dest, "web1", first.archive.file)))).toBe(Bun.hash(fs.readFileSync(path.join(fx.backup, first.archive.file))));
     expect(r1.records[0]!.name).toBe("RUN_START");
     expect(r1.records.map((x) => x.name)).toContain("PULLED");
-    expect(r1.records.find((x) => x.name === "SOURCE_DONE")!.data).toEqual({ source: "web1", code: 30, name: "FIRST_ARCHIVE" });
+    expect(r1.records.find((x) => x.name === "SOURCE_DONE")!.data).toMatchObject({ source: "web1", code: 30, name: "FIRST_ARCHIVE", tries: 1 });
     expect(r1.records.at(-1)!.code).toBe(30);
     // nothing but the copy, its checksum and shoot's own files
     expect(listTree(dest)).toEqual(["client.status", "web1/.shoot-copies", `web1/${first.archive.file}`, `web1/${first.archive.file}.list`, `web1/${first.archive.file}.md5`]);
@@ -226,7 +226,7 @@ describe("shoot client over ssh", () => {
     expect(r.records.filter((x) => x.name === "SOURCE_DONE")).toHaveLength(8);
   }, T);
 
-  test("unreachable: a closed port and a silent one end with UNREACHABLE within the configured time-out", async () => {
+  test("unreachable: a closed port (never tried again) and a silent one (tried again: nothing came) end with UNREACHABLE within their time-outs", async () => {
     const base = root();
     const dest = path.join(base, "dest");
     const closed = await freePort();
@@ -236,7 +236,7 @@ describe("shoot client over ssh", () => {
     cleanups.push(() => silent.close());
     const silentPort = (silent.address() as net.AddressInfo).port;
     const cfg = writeClientConfig(path.join(base, "client.toml"), {
-      dest, concurrency: 2, connect_timeout: "3s", known_hosts: sshd.knownHosts,
+      dest, concurrency: 2, connect_timeout: "3s", known_hosts: sshd.knownHosts, tries: 2, retry_wait: "1s",
       sources: [sshSource(sshd, "closed", "/nowhere", { port: closed }), sshSource(sshd, "silent", "/nowhere", { port: silentPort })],
     });
     const t0 = performance.now();
@@ -246,8 +246,10 @@ describe("shoot client over ssh", () => {
     expect(r.code).toBe(40);
     expect(r.outcome.sources[0]!.message).toContain("Connection refused");
     expect(r.outcome.sources[1]!.message).toMatch(/timed out/i);
-    // 3 s connect time-out plus start-up, far from rsync's 30 s and the test's limit
-    expect(secs).toBeLessThan(20);
+    expect(r.outcome.sources.map((s) => [s.name, (s as { tries?: number }).tries])).toEqual([["closed", 1], ["silent", 2]]);
+    expect(r.records.filter((x) => x.name === "RETRY").map((x) => x.data.source)).toEqual(["silent"]);
+    // two 3 s connect time-outs, a pause of at most 1.5 s and start-up: far from rsync's 30 s and the test's limit
+    expect(secs).toBeLessThan(25);
   }, T);
 
   test("host keys: unknown → HOST_KEY_FAILED; accept_new_host_key learns it; a changed key is refused even then", async () => {

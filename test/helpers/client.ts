@@ -29,6 +29,9 @@ export interface ClientSpec {
   known_hosts?: string;
   accept_new_host_key?: boolean;
   verify?: "deep" | "checksum";
+  max_runtime?: string;
+  tries?: number;
+  retry_wait?: string;
 }
 
 const q = (s: string) => JSON.stringify(s);
@@ -42,6 +45,9 @@ export function writeClientConfig(file: string, c: ClientSpec): string {
   if (c.known_hosts) lines.push(`known_hosts = ${q(c.known_hosts)}`);
   if (c.accept_new_host_key !== undefined) lines.push(`accept_new_host_key = ${c.accept_new_host_key}`);
   if (c.verify) lines.push(`verify = ${q(c.verify)}`);
+  if (c.max_runtime) lines.push(`max_runtime = ${q(c.max_runtime)}`);
+  if (c.tries !== undefined) lines.push(`tries = ${c.tries}`);
+  if (c.retry_wait) lines.push(`retry_wait = ${q(c.retry_wait)}`);
   for (const s of c.sources) {
     lines.push("", "[[client.source]]", `name = ${q(s.name)}`, `remote = ${q(s.remote)}`);
     if (s.port !== undefined) lines.push(`port = ${s.port}`);

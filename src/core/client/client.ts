@@ -30,11 +30,12 @@ import { unsafeDir } from "../state/strict-modes.ts";
 import type { RunOutcome, SourceOutcome, Warning } from "../common/outcome.ts";
 import { toRemove } from "../state/retention.ts";
 import { SharedSsh } from "../transfer/ssh-shared.ts";
+import { lastPullDurations, pullOrder, retryPause, runInSlots, sourcesSummary } from "./schedule.ts";
 import {
   MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
 } from "../transfer/rsync.ts";
 import {
-  CLIENT_STATUS, SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, lastFinal, newRunId, parseStatus,
+  CLIENT_STATUS, SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, lastFinal, newRunId, parseStatus, readStatusFile,
   type ArchiveInfo, type ParsedStatus, type StatusRecord,
 } from "../state/status.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
@@ -269,12 +270,16 @@ interface RunContext {
   cfg: ClientConfig;
   deps: Deps;
   status: StatusWriter;
+  /** Aborts on SIGTERM/SIGINT or when max_runtime is reached. */
   signal?: AbortSignal;
+  /** When max_runtime is reached (Date.now() time). */
+  deadlineAt: number;
   children: Set<Child>;
 }
 
 class SourceFailure extends Error {
-  constructor(readonly codeName: CodeName, message: string) {
+  /** `transient`: how the failure passes by nature, when it does (the run may try again). */
+  constructor(readonly codeName: CodeName, message: string, readonly transient?: string) {
     super(message);
   }
 }
@@ -317,18 +322,20 @@ const RSYNC_WRITE_BUFFER = 256 * 1024;
  * write buffers take at `bwlimit`), rsync is stopped with SIGTERM, which keeps what arrived
  * for the next run.
  */
-function watchStall(dir: string, cfg: Pick<ClientConfig, "timeout" | "connect_timeout">, bwlimit: number | undefined, onStall: () => void): () => void {
+function watchStall(dir: string, cfg: Pick<ClientConfig, "timeout" | "connect_timeout">, bwlimit: number | undefined, onStall: (anyData: boolean) => void): () => void {
   const idleMs = Math.max(cfg.timeout, bwlimit ? (2 * RSYNC_WRITE_BUFFER * 1000) / bwlimit : 0);
   let seen = bytesUnder(dir);
+  let anyData = false;
   let deadline = Date.now() + cfg.connect_timeout + idleMs;
   const timer = setInterval(() => {
     const now = bytesUnder(dir);
     if (now !== seen) {
       seen = now;
+      anyData = true;
       deadline = Date.now() + idleMs;
     } else if (Date.now() > deadline) {
       clearInterval(timer);
-      onStall();
+      onStall(anyData);
     }
   }, Math.min(1000, Math.max(100, cfg.timeout / 4)));
   return () => clearInterval(timer);
@@ -351,9 +358,9 @@ async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeou
     throw e;
   }
   ctx.children.add(child);
-  let stalled = false;
-  const unwatch = watchDir ? watchStall(watchDir, ctx.cfg, spec.source.bwlimit, () => {
-    stalled = true;
+  let stalled: { anyData: boolean } | undefined;
+  const unwatch = watchDir ? watchStall(watchDir, ctx.cfg, spec.source.bwlimit, (anyData) => {
+    stalled = { anyData };
     child.kill("SIGTERM");
   }) : undefined;
   const result = await child.done.finally(() => {
@@ -361,11 +368,14 @@ async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeou
     unwatch?.();
   });
   if (stalled && result.exitCode !== 0) {
-    throw new SourceFailure(fallback, `no data arrived for ${formatDuration(ctx.cfg.timeout)} (timeout): the transfer was stopped; what arrived is kept for the next run`);
+    // silence before the first byte passes like a connection time-out; a stall after data is not tried again
+    const transient = stalled.anyData ? undefined : "no data had come yet when the time-out ended the transfer";
+    throw new SourceFailure(fallback, `no data arrived for ${formatDuration(ctx.cfg.timeout)} (timeout): the transfer was stopped; what arrived is kept for the next run`, transient);
   }
   if (result.exitCode !== 0) {
     const f = classifyFailure(result, fallback);
-    throw new SourceFailure(f.code, ctx.signal?.aborted ? `the run was interrupted: ${f.why}` : f.why);
+    if (ctx.signal?.aborted) throw new SourceFailure(f.code, `the run was interrupted: ${f.why}`);
+    throw new SourceFailure(f.code, f.why, f.transient);
   }
   return parseStats(result.stdout);
 }
@@ -509,7 +519,7 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
     return { name: source.name, code: code(first ? "FIRST_ARCHIVE" : "NEW_ARCHIVE"), message, archive: a, wireBytes: stats.received, warnings };
   } catch (e) {
     tidyStage(stage);
-    if (e instanceof SourceFailure) return { name: source.name, code: code(e.codeName), message: e.message, warnings };
+    if (e instanceof SourceFailure) return { name: source.name, code: code(e.codeName), message: e.message, warnings, ...(e.transient ? { transient: e.transient } : {}) };
     if (e instanceof ShootError) return { name: source.name, code: e.code, message: e.message, warnings };
     return { name: source.name, code: code("INTERNAL_ERROR"), message: `internal error: ${errorMessage(e)}`, warnings };
   }
@@ -653,12 +663,15 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
 
   const run = newRunId(started);
   const status = new StatusWriter(statusFile, "client", run, deps.clock);
-  const ctx: RunContext = { cfg, deps, status, signal: opts.signal, children: new Set() };
+  // read before this run's file replaces them: how long each source took last time
+  const history = lastPullDurations([...readStatusFile(`${statusFile}.1`)?.records ?? [], ...readStatusFile(statusFile)?.records ?? []]);
+  const deadline = runDeadline(cfg.max_runtime, opts.signal);
+  const ctx: RunContext = { cfg, deps, status, signal: deadline.signal, deadlineAt: deadline.at, children: new Set() };
   const onAbort = () => {
     // rsync keeps what it has received in the partial directory when stopped with SIGTERM
     for (const c of ctx.children) c.kill("SIGTERM");
   };
-  opts.signal?.addEventListener("abort", onAbort);
+  ctx.signal!.addEventListener("abort", onAbort);
   try {
     status.startFresh();
     status.write("RUN_START", `shoot ${VERSION} client run on ${deps.hostname}: ${sources.map((s) => s.name).join(", ")}`, {
@@ -667,18 +680,11 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
     if (lock.staleFrom) {
       status.write("STALE_LOCK", `took over a stale lock: pid ${lock.staleFrom.pid} (${lock.staleFrom.role}, started ${lock.staleFrom.started}) no longer runs`);
     }
-    const outcomes = await mapLimit(sources, cfg.concurrency, async (s) => {
-      const o = await pullSource(ctx, s);
-      status.write("SOURCE_DONE", `${s.name}: ${o.code} ${codeName(o.code)}: ${o.message}`, {
-        step: "pull", ...(o.archive ? { archive: o.archive } : {}), data: { source: s.name, code: o.code, name: codeName(o.code) },
-      });
-      return o;
-    });
+    const outcomes = await pullAll(ctx, sources, history, opts.signal);
     let final = clientFinalCode(outcomes.map((o) => o.code));
     if (opts.signal?.aborted) final = code("INTERRUPTED");
-    const ok = outcomes.filter((o) => isGolden(o.code)).length;
     const failed = outcomes.filter((o) => !isGolden(o.code)).map((o) => `${o.name}: ${o.code} ${codeName(o.code)}`);
-    const message = `${outcomes.length} source(s): ${ok} OK${failed.length ? `, ${failed.length} failed (${failed.join("; ")})` : ""}`;
+    const message = `${sourcesSummary(outcomes.map((o) => o.code))}${failed.length ? ` (${failed.join("; ")})` : ""}`;
     status.write(codeName(final) as CodeName, message, { step: "end" });
     return { ...base, run, code: final, message, ended: deps.clock.now(), sources: outcomes, statusFile };
   } catch (e) {
@@ -690,8 +696,74 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
     }
     return { ...base, run, code: code("INTERNAL_ERROR"), message, ended: deps.clock.now(), statusFile };
   } finally {
-    opts.signal?.removeEventListener("abort", onAbort);
+    ctx.signal!.removeEventListener("abort", onAbort);
+    deadline.dispose();
     status.close();
     lock.release();
   }
+}
+
+/** The run's signal: the caller's (SIGTERM, SIGINT) or max_runtime reached, whichever comes first. */
+function runDeadline(maxRuntime: number, outer: AbortSignal | undefined): { signal: AbortSignal; at: number; dispose(): void } {
+  const reached = new AbortController();
+  // a timer longer than 2^31 ms would fire at once: such a max_runtime means no limit here
+  const timer = maxRuntime < 2 ** 31 ? setTimeout(() => reached.abort(new DeadlineReached()), maxRuntime) : undefined;
+  return {
+    signal: outer ? AbortSignal.any([outer, reached.signal]) : reached.signal,
+    at: Date.now() + maxRuntime,
+    dispose: () => clearTimeout(timer),
+  };
+}
+
+class DeadlineReached extends Error {
+  constructor() {
+    super("max_runtime reached");
+  }
+}
+
+/**
+ * Every source through the slots (schedule.ts: longest last pull first, one slot kept for the
+ * quickest, a failure that passes tried again after a pause), each ending with a SOURCE_DONE
+ * record. A source stopped or never started because max_runtime was reached ends DEADLINE.
+ */
+async function pullAll(ctx: RunContext, sources: readonly SourceConfig[], history: ReadonlyMap<string, number>, outer: AbortSignal | undefined): Promise<SourceOutcome[]> {
+  const { cfg, deps, status } = ctx;
+  const byName = new Map<string, SourceOutcome>();
+  const spent = new Map<string, number>();
+  const deadlineHit = () => ctx.signal?.reason instanceof DeadlineReached && !outer?.aborted;
+  const limitWords = `the run reached max_runtime (${formatDuration(cfg.max_runtime)})`;
+  await runInSlots<SourceConfig, SourceOutcome>({
+    limit: cfg.concurrency,
+    ordered: pullOrder(sources, history),
+    signal: ctx.signal,
+    run: async (s) => {
+      const t0 = performance.now();
+      const o = await pullSource(ctx, s);
+      spent.set(s.name, (spent.get(s.name) ?? 0) + (performance.now() - t0));
+      return o;
+    },
+    again: (s, o, attempt) => {
+      if (!o.transient || attempt >= cfg.tries) return undefined;
+      const pause = retryPause(cfg.retry_wait, attempt, Math.random());
+      if (Date.now() + pause >= ctx.deadlineAt) return undefined;
+      const msg = `${s.name}: try ${attempt} of ${cfg.tries} failed, which passes (${o.transient}): ${o.code} ${codeName(o.code)}: ${o.message}; trying again in ${formatDuration(pause)}, when a slot is free`;
+      status.write("RETRY", msg, { step: "pull", data: { source: s.name, try: attempt, code: o.code, pauseMs: pause } });
+      deps.log.info(msg);
+      return pause;
+    },
+    notStarted: (s) => deadlineHit()
+      ? { name: s.name, code: code("DEADLINE"), message: `not started: ${limitWords} before a slot was free` }
+      : { name: s.name, code: code("INTERRUPTED"), message: "not started: the run was interrupted" },
+    done: (s, result, tries) => {
+      let o: SourceOutcome = { ...result, tries, durationMs: Math.round(spent.get(s.name) ?? 0) };
+      if (tries > 1) o.message = `${o.message} (${tries} tries)`;
+      if (tries > 0 && deadlineHit() && !isGolden(o.code)) o = { ...o, code: code("DEADLINE"), message: `stopped: ${limitWords}: ${o.message}` };
+      byName.set(s.name, o);
+      status.write("SOURCE_DONE", `${s.name}: ${o.code} ${codeName(o.code)}: ${o.message}`, {
+        step: "pull", ...(o.archive ? { archive: o.archive } : {}),
+        data: { source: s.name, code: o.code, name: codeName(o.code), tries, durationMs: o.durationMs },
+      });
+    },
+  });
+  return sources.map((s) => byName.get(s.name)!);
 }

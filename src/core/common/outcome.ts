@@ -14,6 +14,12 @@ export interface SourceOutcome {
   /** Bytes that crossed the wire for this pull (rsync --stats), when known. */
   wireBytes?: number;
   warnings?: Warning[];
+  /** Client runs: how many tries the source took (more than 1 after failures that pass; 0: never started). */
+  tries?: number;
+  /** Client runs: time the source spent in slots, over all its tries. */
+  durationMs?: number;
+  /** Set when the failure passes by nature (a try again may succeed), saying how. */
+  transient?: string;
 }
 
 export interface RunOutcome {
