@@ -140,7 +140,7 @@ describe("mailing reports through a real relay", () => {
     expect(m.subject).toBe("[shoot] backup1 client FAILED 45 SERVER_FAILED (web1)");
     expect(m.to).toEqual(["ops@example.com", "oncall@example.org"]);
     expect(m.text).toContain("shoot client run on backup1: FAILED, 45 SERVER_FAILED");
-    expect(m.text).toContain("Sources (2: 1 OK, 1 FAILED):");
+    expect(m.text).toContain("2 sources: 1 OK, 1 failed, failures first:");
     expect(m.text).toMatch(/ {2}web1 {2}FAILED 45 SERVER_FAILED\n {8}the server's last run ended with 23 NO_SPACE/);
     expect(m.text).toMatch(/ {2}db1 {3}OK {5}4 NEW_ARCHIVE\n {8}pulled and verified\n {8}db1-20261126-021500.tar.gz, 2.0 KiB \(2048 bytes\), md5 fedcba9876543210fedcba9876543210/);
   }, 20_000);

@@ -98,7 +98,7 @@ describe("report body", () => {
     const { text } = renderReport(clientFailed());
     expect(text).toContain("shoot client run on backup1: FAILED, 45 SERVER_FAILED");
     expect(text).toContain("The server's last run did not end with a golden code");
-    expect(text).toContain("Sources (2: 1 OK, 1 FAILED):");
+    expect(text).toContain("2 sources: 1 OK, 1 failed, failures first:\n  web1  FAILED 45 SERVER_FAILED");
     expect(text).toContain("  web1  FAILED 45 SERVER_FAILED");
     expect(text).toContain("the server's last run ended with 23 NO_SPACE");
     expect(text).toContain("87 STATUS_TORN: server.status: 1 torn line skipped");
@@ -169,5 +169,39 @@ describe("report body", () => {
     expect(a.subject).toBe("[shoot] web1 server FAILED 123 UNKNOWN_123");
     expect(a.text).toContain("This code is not in shoot's code table.");
     expect(a.text).toEndWith("\n2 earlier reports from the mail spool go out before this one.\n");
+  }, 5_000);
+});
+
+describe("a report for a hundred sources", () => {
+  function hundred(): RunOutcome {
+    const sources = Array.from({ length: 100 }, (_, i) => {
+      const name = `web${String(i).padStart(3, "0")}`;
+      return { name, code: 4, message: "pulled and verified", archive: { file: `${name}-20261126-021500.tar.gz`, size: 20 << 20, md5: "d41d8cd98f00b204e9800998ecf8427e" }, tries: i === 7 ? 2 : 1 };
+    });
+    sources[3] = { name: "web003", code: 40, message: "the server could not be reached: Connection timed out (3 tries)", tries: 3 } as never;
+    sources[50] = { name: "web050", code: 44, message: "server.status was last written 3d ago", tries: 1 } as never;
+    sources[98] = { name: "web098", code: 50, message: "web098-20261126-021500.tar.gz was rejected and not kept", tries: 1 } as never;
+    return { role: "client", host: "backup1", run: "r", code: 50, message: "x", started, ended, warnings: [], sources };
+  }
+
+  test("the summary line, then the failures, most severe first, then one line for each source that ended well", () => {
+    const { subject, text } = renderReport(hundred());
+    expect(subject).toBe("[shoot] backup1 client FAILED 50 CHECKSUM_MISMATCH (web003, web050, web098)");
+    const lines = text.split("\n");
+    const at = lines.indexOf("100 sources: 97 OK, 2 failed, 1 stale, failures first:");
+    expect(at).toBeGreaterThan(0);
+    expect(lines.slice(at + 1, at + 7)).toEqual([
+      "  web098  FAILED 50 CHECKSUM_MISMATCH",
+      "          web098-20261126-021500.tar.gz was rejected and not kept",
+      "  web050  FAILED 44 STATUS_STALE",
+      "          server.status was last written 3d ago",
+      "  web003  FAILED 40 UNREACHABLE",
+      "          the server could not be reached: Connection timed out (3 tries)",
+    ]);
+    expect(lines[at + 7]).toBe("  web000  OK     4 NEW_ARCHIVE  web000-20261126-021500.tar.gz, 20.0 MiB");
+    expect(text).toContain("  web007  OK     4 NEW_ARCHIVE  web007-20261126-021500.tar.gz, 20.0 MiB, 2 tries\n");
+    // one line per source that ended well: the report grows with the sources, not four times as fast
+    expect(lines.filter((l) => /^ {2}web\d{3} {2}OK /.test(l))).toHaveLength(97);
+    expect(lines.length).toBeLessThan(130);
   }, 5_000);
 });

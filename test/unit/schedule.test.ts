@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { lastPullDurations, pullOrder, retryPause, runInSlots, sourcesSummary } from "../../src/core/client/schedule.ts";
+import { lastPullDurations, pullOrder, retryPause, runInSlots } from "../../src/core/client/schedule.ts";
+import { sourcesSummary } from "../../src/core/common/outcome.ts";
 import type { StatusRecord } from "../../src/core/state/status.ts";
 
 const T = 10_000;

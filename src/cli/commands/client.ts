@@ -3,13 +3,13 @@ import { exitCodeFor } from "../../core/common/codes.ts";
 import { runClient } from "../../core/client/client.ts";
 import { loadConfig, requireClient, resolveConfigPath } from "../../core/common/config.ts";
 import { realDeps } from "../../core/common/deps.ts";
-import { configArgs, quietArgs } from "../args.ts";
+import { configArgs, quietArgs, repeatedFlag } from "../args.ts";
 import { cliLog } from "../log.ts";
 import { finishRun, refusedSpool } from "../finish.ts";
 import { pingHealthcheck } from "../../core/report/metrics.ts";
 import { abortOnSignals } from "../signals.ts";
 
-// variadic: any number of source names (see checkArgs in run.ts)
+// variadic: any number of source names (see checkArgs in run.ts), as well as --source NAME
 const meta = { name: "client", description: "Pull, verify and keep the servers' archives (all sources, or the ones named)", variadic: true };
 
 export default defineCommand({
@@ -18,9 +18,10 @@ export default defineCommand({
     ...configArgs,
     ...quietArgs,
     json: { type: "boolean", description: "Print the outcome as JSON" },
+    source: { type: "string", description: "Pull only this source; give it again for more (--source web1 --source db1)", valueHint: "NAME" },
     name: { type: "positional", required: false, description: "Sources to pull (default: all)", valueHint: "NAME…" },
   },
-  async run({ args }) {
+  async run({ args, rawArgs }) {
     const config = loadConfig(resolveConfigPath(args.config, process.env));
     const cfg = requireClient(config);
     const signals = abortOnSignals();
@@ -28,7 +29,7 @@ export default defineCommand({
       const log = cliLog(args.quiet);
       const ping = await pingHealthcheck("start", { role: "client" }, config);
       if (ping.error) log.warn(ping.error);
-      const outcome = refusedSpool(config, cfg.dest_dir, "client") ?? await runClient(cfg, realDeps(log), { only: args._, signal: signals.signal });
+      const outcome = refusedSpool(config, cfg.dest_dir, "client") ?? await runClient(cfg, realDeps(log), { only: [...repeatedFlag(rawArgs, "source"), ...args._], signal: signals.signal });
       await finishRun(outcome, { config, roleDir: cfg.dest_dir, log, quiet: args.quiet, json: args.json });
       return exitCodeFor(outcome.code);
     } finally {

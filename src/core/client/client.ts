@@ -27,10 +27,10 @@ import { CHECKSUM_SUFFIX, LIST_SUFFIX, TEMP_PREFIX, archiveTime, isArchiveName, 
 import { describeArchive, verifyArchive, warnedPathsIn } from "../restore/verify.ts";
 import { forgetCopies, heldCopies, recordVerified } from "../state/copies.ts";
 import { unsafeDir } from "../state/strict-modes.ts";
-import type { RunOutcome, SourceOutcome, Warning } from "../common/outcome.ts";
+import { sourcesSummary, type RunOutcome, type SourceOutcome, type Warning } from "../common/outcome.ts";
 import { toRemove } from "../state/retention.ts";
 import { SharedSsh } from "../transfer/ssh-shared.ts";
-import { lastPullDurations, pullOrder, retryPause, runInSlots, sourcesSummary } from "./schedule.ts";
+import { lastPullDurations, pullOrder, retryPause, runInSlots } from "./schedule.ts";
 import {
   MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
 } from "../transfer/rsync.ts";
@@ -66,7 +66,8 @@ export function selectSources(cfg: ClientConfig, only: readonly string[] | undef
   const known = cfg.sources.map((s) => s.name);
   const unknown = only.filter((n) => !known.includes(n));
   if (unknown.length > 0) {
-    throw new ShootError("SOURCE_UNKNOWN", `unknown source${unknown.length > 1 ? "s" : ""} ${unknown.map((n) => JSON.stringify(n)).join(", ")} (configured: ${known.join(", ")})`);
+    const listed = known.length > 20 ? `${known.slice(0, 20).join(", ")} … and ${known.length - 20} more` : known.join(", ");
+    throw new ShootError("SOURCE_UNKNOWN", `unknown source${unknown.length > 1 ? "s" : ""} ${unknown.map((n) => JSON.stringify(n)).join(", ")} (configured: ${listed})`);
   }
   return cfg.sources.filter((s) => only.includes(s.name));
 }
@@ -684,7 +685,8 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
     let final = clientFinalCode(outcomes.map((o) => o.code));
     if (opts.signal?.aborted) final = code("INTERRUPTED");
     const failed = outcomes.filter((o) => !isGolden(o.code)).map((o) => `${o.name}: ${o.code} ${codeName(o.code)}`);
-    const message = `${sourcesSummary(outcomes.map((o) => o.code))}${failed.length ? ` (${failed.join("; ")})` : ""}`;
+    const named = failed.length > 10 ? [...failed.slice(0, 10), `+${failed.length - 10} more`] : failed;
+    const message = `${sourcesSummary(outcomes.map((o) => o.code))}${failed.length ? ` (${named.join("; ")})` : ""}`;
     status.write(codeName(final) as CodeName, message, { step: "end" });
     return { ...base, run, code: final, message, ended: deps.clock.now(), sources: outcomes, statusFile };
   } catch (e) {

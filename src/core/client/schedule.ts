@@ -17,7 +17,6 @@
  * and queues again for the next one free. When the run's signal aborts (max_runtime, or
  * SIGTERM), sources never started end with what `notStarted` says and a pause ends at once.
  */
-import { code, isGolden } from "../common/codes.ts";
 import type { StatusRecord } from "../state/status.ts";
 
 /**
@@ -160,15 +159,4 @@ export async function runInSlots<T, R>(o: SlotOptions<T, R>): Promise<void> {
     o.signal?.removeEventListener("abort", poke);
   }
   if (failure) throw failure.error;
-}
-
-/** A summary of many sources' codes: "100 sources: 97 OK, 2 failed, 1 stale" (stale: the server has not run). */
-export function sourcesSummary(codes: readonly number[]): string {
-  const stale = codes.filter((c) => c === code("STATUS_STALE")).length;
-  const ok = codes.filter(isGolden).length;
-  const failed = codes.length - ok - stale;
-  const parts = [`${ok} OK`];
-  if (failed > 0) parts.push(`${failed} failed`);
-  if (stale > 0) parts.push(`${stale} stale`);
-  return `${codes.length} source${codes.length === 1 ? "" : "s"}: ${parts.join(", ")}`;
 }

@@ -1,4 +1,5 @@
 /** What a run ended with, as the report, the mailer and the exit code see it. */
+import { code, isGolden } from "./codes.ts";
 import type { ArchiveInfo, Role } from "../state/status.ts";
 
 export interface Warning {
@@ -39,4 +40,15 @@ export interface RunOutcome {
   sources?: SourceOutcome[];
   /** The status file this run wrote, for the tail in the report. */
   statusFile?: string;
+}
+
+/** Many sources' codes in one line: "100 sources: 97 OK, 2 failed, 1 stale" (stale: the server has not run). */
+export function sourcesSummary(codes: readonly number[]): string {
+  const stale = codes.filter((c) => c === code("STATUS_STALE")).length;
+  const ok = codes.filter(isGolden).length;
+  const failed = codes.length - ok - stale;
+  const parts = [`${ok} OK`];
+  if (failed > 0) parts.push(`${failed} failed`);
+  if (stale > 0) parts.push(`${stale} stale`);
+  return `${codes.length} source${codes.length === 1 ? "" : "s"}: ${parts.join(", ")}`;
 }

@@ -3,8 +3,8 @@
  * plain-text body. One function for wrapper, server and client. Pure: the caller reads the
  * status file and hands its records in.
  */
-import { codeInfo, codeName, isGolden } from "../common/codes.ts";
-import type { RunOutcome, SourceOutcome, Warning } from "../common/outcome.ts";
+import { codeInfo, codeName, isGolden, severity } from "../common/codes.ts";
+import { sourcesSummary, type RunOutcome, type SourceOutcome, type Warning } from "../common/outcome.ts";
 import type { ArchiveInfo, StatusRecord } from "../state/status.ts";
 import { escapeLines, escapeText } from "../common/escape.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
@@ -94,18 +94,37 @@ function warningLines(ws: readonly Warning[], max: number, indent: string): stri
   return lines;
 }
 
+/** Up to this many sources, each gets its full block; beyond, a source that ended well gets one line. */
+export const DETAILED_SOURCES = 10;
+
+/**
+ * The sources of a client run: the one-line summary, then the failures (most severe first),
+ * each with its message, then the rest. However many sources, this is one report.
+ */
 function sourceLines(sources: readonly SourceOutcome[]): string[] {
-  const ok = sources.filter((s) => isGolden(s.code)).length;
-  const out = [`Sources (${sources.length}: ${ok} OK, ${sources.length - ok} FAILED):`];
+  const failed = sources.filter((s) => !isGolden(s.code)).sort((a, b) => severity(b.code) - severity(a.code) || a.name.localeCompare(b.name));
+  const ok = sources.filter((s) => isGolden(s.code));
+  const out = [`${sourcesSummary(sources.map((s) => s.code))}${failed.length ? ", failures first" : ""}:`];
   const w = Math.max(...sources.map((s) => oneLine(s.name).length));
-  for (const s of sources) {
-    out.push(`  ${oneLine(s.name).padEnd(w)}  ${verdict(s.code).padEnd(6)} ${s.code} ${codeName(s.code)}`);
-    const pad = `  ${" ".repeat(w)}  `;
+  const pad = `  ${" ".repeat(w)}  `;
+  const head = (s: SourceOutcome) => `  ${oneLine(s.name).padEnd(w)}  ${verdict(s.code).padEnd(6)} ${s.code} ${codeName(s.code)}`;
+  const detailed = (s: SourceOutcome) => {
+    out.push(head(s));
     if (s.message) out.push(`${pad}${indentLines(s.message, pad)}`);
     if (s.archive) {
       out.push(`${pad}${oneLine(s.archive.file)}, ${formatBytes(s.archive.size)} (${s.archive.size} bytes), md5 ${oneLine(s.archive.md5)}`);
     }
     if (s.wireBytes !== undefined) out.push(`${pad}${formatBytes(s.wireBytes)} crossed the wire`);
+    if (s.warnings?.length) out.push(...warningLines(s.warnings, MAX_SOURCE_WARNINGS, pad));
+  };
+  for (const s of failed) detailed(s);
+  for (const s of ok) {
+    if (sources.length <= DETAILED_SOURCES) {
+      detailed(s);
+      continue;
+    }
+    const parts = [s.archive ? `${oneLine(s.archive.file)}, ${formatBytes(s.archive.size)}` : "", s.tries && s.tries > 1 ? `${s.tries} tries` : ""].filter(Boolean);
+    out.push(`${head(s)}${parts.length ? `  ${parts.join(", ")}` : ""}`);
     if (s.warnings?.length) out.push(...warningLines(s.warnings, MAX_SOURCE_WARNINGS, pad));
   }
   return out;
