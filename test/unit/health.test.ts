@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { code } from "../../src/core/common/codes.ts";
 import { parseConfig, type Config } from "../../src/core/common/config.ts";
-import { alarmsFor, checkHealth, projectSpace, renderHealth, renderNagios, type HealthReport } from "../../src/core/report/health.ts";
+import { alarmsFor, checkHealth, projectSpace, renderHealth, renderNagios, sourceTable, type HealthReport, type SourceHealth } from "../../src/core/report/health.ts";
 import { acquireLock } from "../../src/core/state/lock.ts";
 import { pingUrl, renderMetrics } from "../../src/core/report/metrics.ts";
 import { createProgress, progressLine } from "../../src/core/report/progress.ts";
@@ -292,5 +292,30 @@ describe("alarms for a run's report", () => {
     expect(all).toEqual([code("STATUS_TORN"), code("UNCHANGED_TOO_LONG")]);
     expect(alarmsFor(serverConfig(d), "server", deps()).map((w) => w.code)).toEqual([code("UNCHANGED_TOO_LONG")]);
     expect(alarmsFor(serverConfig(d), "client", deps())).toEqual([]);
+  }, T);
+});
+
+describe("shoot status for a hundred sources", () => {
+  test("a table with one line per source, the ones not healthy first, then what each failed one said", () => {
+    const ok = (i: number): SourceHealth => ({
+      name: `web${String(i).padStart(3, "0")}`, state: "ok", exitCode: 0, summary: "", copies: 2, warnings: [], tries: 1, durationMs: 4200,
+      last: { code: 4, name: "NEW_ARCHIVE", message: "pulled", at: "2026-06-15T11:00:00Z", ageMs: 3_600_000 },
+      lastGolden: { at: "2026-06-15T11:00:00Z", ageMs: 3_600_000, from: "status" },
+      archive: { file: `web${String(i).padStart(3, "0")}-20260615-110000.tar.gz`, size: 20 << 20 },
+    });
+    const sources = Array.from({ length: 100 }, (_, i) => ok(i));
+    sources[42] = { ...ok(42), state: "failed", exitCode: 120, tries: 3, summary: "web042: FAILED 120 THROTTLED 1h0m ago", last: { code: 120, name: "THROTTLED", message: "the server closed the connection during the ssh key exchange (3 tries)", at: "2026-06-15T11:00:00Z", ageMs: 3_600_000 } };
+    sources[7] = { ...ok(7), state: "stale", exitCode: 44, lastGolden: { at: "2026-06-12T11:00:00Z", ageMs: 3 * DAY, from: "status" } };
+    const lines = sourceTable(sources);
+    expect(lines[0]).toBe("  sources:     100 sources: 98 OK, 1 failed, 1 stale");
+    const cells = (l: string) => l.trim().split(/ {2,}/);
+    expect(cells(lines[1]!)).toEqual(["SOURCE", "STATE", "LAST", "LAST GOOD", "TRIES", "TOOK", "COPIES", "NEWEST COPY"]);
+    // severity first: a stale source (its server stopped running) before a throttled one
+    expect(lines[2]).toStartWith("  web007  STALE   4 NEW_ARCHIVE");
+    expect(cells(lines[3]!)).toEqual(["web042", "FAILED", "120 THROTTLED", "1h0m ago", "3", "4.2s", "2", "web042-20260615-110000.tar.gz (20.0 MiB)"]);
+    // the columns line up
+    expect(lines[3]!.indexOf("1h0m ago")).toBe(lines[1]!.indexOf("LAST GOOD"));
+    expect(lines.slice(2, 102).map((l) => l.trim().split(/\s+/)[0]).sort()).toEqual(sources.map((s) => s.name).sort());
+    expect(lines.slice(102)).toEqual(["  failed:", "    web042: FAILED 120 THROTTLED 1h0m ago: the server closed the connection during the ssh key exchange (3 tries)"]);
   }, T);
 });

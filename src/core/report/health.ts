@@ -10,12 +10,12 @@
  * space; `shoot status` and the metrics file both render the same report.
  */
 import path from "node:path";
-import { code, codeInfo, codeName, isGolden, mostSevere } from "../common/codes.ts";
+import { code, codeInfo, codeName, isGolden, mostSevere, severity } from "../common/codes.ts";
 import { parseConfig, type ClientConfig, type Config, type MonitorConfig, type ServerConfig } from "../common/config.ts";
 import type { Clock, Disk } from "../common/deps.ts";
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { currentLock, staleReason } from "../state/lock.ts";
-import type { Warning } from "../common/outcome.ts";
+import { sourcesSummary, type Warning } from "../common/outcome.ts";
 import { CLIENT_STATUS, SERVER_STATUS, lastFinal, readStatusFile, type StatusRecord } from "../state/status.ts";
 import { escapeText } from "../common/escape.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
@@ -23,6 +23,8 @@ import { heldArchives, type HeldArchive } from "../restore/verify.ts";
 import { heldCopies } from "../state/copies.ts";
 
 const DAY_MS = 86_400_000;
+/** Sources named at most in a role's one-line summary (the Nagios line); the rest are counted. */
+const MAX_NAMED = 10;
 
 export type HealthState = "ok" | "running" | "failed" | "stale" | "never";
 
@@ -71,6 +73,9 @@ export interface SourceHealth {
   lastGolden?: GoldenSummary;
   archive?: ArchiveSummary;
   copies: number;
+  /** Tries and time in slots of its last pull, when the client recorded them. */
+  tries?: number;
+  durationMs?: number;
   warnings: Warning[];
 }
 
@@ -351,7 +356,12 @@ function sourceHealth(name: string, records: readonly StatusRecord[], held: read
   const warnings: Warning[] = [];
   const unchanged = unchangedWarning(lastCode, newest, now, mon, `source ${name}`);
   if (unchanged) warnings.push(unchanged);
-  const base = { name, copies: copies.length, archive: newest ? archiveSummary(newest) : undefined, lastGolden, warnings };
+  const recorded = lastRec?.data as { tries?: unknown; durationMs?: unknown } | undefined;
+  const base = {
+    name, copies: copies.length, archive: newest ? archiveSummary(newest) : undefined, lastGolden, warnings,
+    ...(typeof recorded?.tries === "number" ? { tries: recorded.tries } : {}),
+    ...(typeof recorded?.durationMs === "number" ? { durationMs: recorded.durationMs } : {}),
+  };
   const last = lastRec && lastCode !== undefined
     ? { code: lastCode, name: codeName(lastCode), message: shown(lastRec.msg), at: lastRec.t, ageMs: now - Date.parse(lastRec.t) }
     : undefined;
@@ -385,7 +395,8 @@ export function clientHealth(c: ClientConfig, mon: MonitorConfig, held: readonly
   }
   const head = describeRole("client", judged.state, h, mon.max_age, now);
   const bad = sources.filter((s) => s.exitCode !== 0);
-  const summary = bad.length ? `${head}; ${bad.map((s) => s.summary).join("; ")}` : `${head}; ${sources.length} source(s) OK`;
+  const named = bad.slice(0, MAX_NAMED).map((s) => s.summary).concat(bad.length > MAX_NAMED ? [`+${bad.length - MAX_NAMED} more`] : []);
+  const summary = bad.length ? `${head}; ${sourcesSummary(sources.map((s) => (s.exitCode === 0 ? code("NEW_ARCHIVE") : s.exitCode)))}: ${named.join("; ")}` : `${head}; ${sources.length} source(s) OK`;
   const lastGolden = newestGolden(h.goldens, now);
   return { role: "client", name: "client", dir: c.dest_dir, state, exitCode, summary, lastRun: h.lastRun, lastGolden, running: h.running, sources, space, warnings };
 }
@@ -439,10 +450,7 @@ export function renderHealth(r: HealthReport): string {
     } else if (!role.running) row("last run:", "none recorded");
     if (role.lastGolden) row("last golden:", `${when(role.lastGolden.at)} (${ago(role.lastGolden.ageMs)})${role.lastGolden.from === "archive" ? " (from the newest archive)" : ""}`);
     if (role.archive) row("archive:", `${role.archive.file}, ${formatBytes(role.archive.size)}${role.archive.md5 ? `, md5 ${role.archive.md5}` : ""}`);
-    for (const s of role.sources ?? []) {
-      row(`source:`, `${s.summary}${s.archive ? `; newest ${s.archive.file} (${formatBytes(s.archive.size)})` : ""}`);
-      if (s.state === "failed" && s.last) row("", s.last.message);
-    }
+    if (role.sources?.length) out.push(...sourceTable(role.sources));
     if (role.space) {
       const o = role.space;
       const runsOut = o.daysLeft === undefined ? "not within a year at this growth" : o.daysLeft === 0 ? "too little for the next archive now" : `runs out in about ${formatDuration(o.daysLeft * DAY_MS)}`;
@@ -455,6 +463,34 @@ export function renderHealth(r: HealthReport): string {
     : `not healthy: exit ${r.exitCode} ${codeName(r.exitCode)}`);
   // messages and names come from status files and servers: each line is escaped whole
   return out.map(escapeText).join("\n");
+}
+
+/**
+ * A backup host's sources, one line each, those not healthy first (most severe first):
+ * name, state, code, when last pulled good, tries and time of the last pull, copies, newest
+ * copy. Then, for each failed one, what went wrong.
+ */
+export function sourceTable(sources: readonly SourceHealth[]): string[] {
+  const order = [...sources].sort((a, b) => severity(b.exitCode) - severity(a.exitCode) || a.name.localeCompare(b.name));
+  const cells = order.map((s) => [
+    s.name,
+    s.state.toUpperCase(),
+    s.last ? `${s.last.code} ${s.last.name}` : "-",
+    s.lastGolden ? ago(s.lastGolden.ageMs) : "never",
+    s.tries !== undefined ? String(s.tries) : "-",
+    s.durationMs !== undefined ? formatDuration(s.durationMs) : "-",
+    String(s.copies),
+    s.archive ? `${s.archive.file} (${formatBytes(s.archive.size)})` : "-",
+  ]);
+  const head = ["SOURCE", "STATE", "LAST", "LAST GOOD", "TRIES", "TOOK", "COPIES", "NEWEST COPY"];
+  const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (c: string[]) => `  ${c.map((x, i) => (i === c.length - 1 ? x : x.padEnd(widths[i]!))).join("  ")}`.trimEnd();
+  const problems = order.filter((s) => s.state === "failed" && s.last).map((s) => `    ${s.summary}: ${s.last!.message}`);
+  return [
+    `  sources:     ${sourcesSummary(sources.map((s) => (s.exitCode === 0 ? code("NEW_ARCHIVE") : s.exitCode)))}`,
+    line(head), ...cells.map(line),
+    ...(problems.length ? ["  failed:", ...problems] : []),
+  ];
 }
 
 function perfLabel(s: string): string {
