@@ -8,6 +8,8 @@ import { cliLog } from "../log.ts";
 import { finishRun } from "../finish.ts";
 import { pingHealthcheck } from "../../core/report/metrics.ts";
 import { abortOnSignals } from "../signals.ts";
+import { offsiteAfterVerified } from "../../core/offsite/hook.ts";
+import { systemClock } from "../../core/common/deps.ts";
 
 // variadic: any number of source names (see checkArgs in run.ts)
 const meta = { name: "client", description: "Pull, verify and keep the servers' archives (all sources, or the ones named)", variadic: true };
@@ -28,7 +30,8 @@ export default defineCommand({
       const log = cliLog(args.quiet);
       const ping = await pingHealthcheck("start", { role: "client" }, config);
       if (ping.error) log.warn(ping.error);
-      const outcome = await runClient(cfg, realDeps(log), { only: args._, signal: signals.signal });
+      const afterVerified = offsiteAfterVerified(config.offsite, { env: process.env, clock: systemClock, log, signal: signals.signal });
+      const outcome = await runClient(cfg, realDeps(log), { only: args._, signal: signals.signal, afterVerified });
       await finishRun(outcome, { config, roleDir: cfg.dest_dir, log, quiet: args.quiet, json: args.json });
       return exitCodeFor(outcome.code);
     } finally {

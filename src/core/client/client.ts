@@ -24,7 +24,7 @@ import { LockedError, acquireLock, type Lock } from "../state/lock.ts";
 import { fileDigest } from "../transfer/digest.ts";
 import { followDigest, followedDigest, type DigestAlgorithm, type FollowResult } from "../transfer/follow-digest.ts";
 import { CHECKSUM_SUFFIX, TEMP_PREFIX, isArchiveName, md5Line, parseMd5Line, sortArchives } from "../state/naming.ts";
-import type { RunOutcome, SourceOutcome, Warning } from "../common/outcome.ts";
+import type { AfterVerified, RunOutcome, SourceOutcome, StoreOutcome, Warning } from "../common/outcome.ts";
 import { clean } from "../report/report.ts";
 import { toRemove } from "../state/retention.ts";
 import { SharedSsh } from "../transfer/ssh-shared.ts";
@@ -52,6 +52,8 @@ export interface ClientRunOptions {
   /** Pull only these sources (names from the command line). */
   only?: readonly string[];
   signal?: AbortSignal;
+  /** Called once a source's current copy is verified and in place (offsite copies). */
+  afterVerified?: AfterVerified;
 }
 
 /** The sources a run pulls: all, or the ones named (each must exist). */
@@ -234,6 +236,7 @@ interface RunContext {
   status: StatusWriter;
   signal?: AbortSignal;
   children: Set<Child>;
+  afterVerified?: AfterVerified;
 }
 
 class SourceFailure extends Error {
@@ -471,6 +474,22 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
   }
 }
 
+/**
+ * The offsite step, after the pull: the source's current copy (new, or held from an earlier
+ * run) goes to each store. Its outcome sits beside the pull's code and never changes it.
+ */
+async function withOffsite(ctx: RunContext, source: SourceConfig, o: SourceOutcome): Promise<SourceOutcome> {
+  if (!ctx.afterVerified || !isGolden(o.code) || !o.archive || ctx.signal?.aborted) return o;
+  const dir = path.join(ctx.cfg.dest_dir, source.name);
+  let offsite: StoreOutcome[];
+  try {
+    offsite = await ctx.afterVerified({ source: source.name, dir, archive: o.archive }, (name, msg, data) => ctx.status.write(name, msg, { step: "offsite", data }));
+  } catch (e) {
+    offsite = [{ store: "offsite", code: code("STORE_FAILED"), message: errorMessage(e) }];
+  }
+  return offsite.length ? { ...o, offsite } : o;
+}
+
 /** After a failure the staging directory stays only when it holds data worth resuming from. */
 function tidyStage(stage: string): void {
   try {
@@ -574,7 +593,7 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
 
   const run = newRunId(started);
   const status = new StatusWriter(statusFile, "client", run, deps.clock);
-  const ctx: RunContext = { cfg, deps, status, signal: opts.signal, children: new Set() };
+  const ctx: RunContext = { cfg, deps, status, signal: opts.signal, children: new Set(), afterVerified: opts.afterVerified };
   const onAbort = () => {
     // rsync keeps what it has received in the partial directory when stopped with SIGTERM
     for (const c of ctx.children) c.kill("SIGTERM");
@@ -589,7 +608,7 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
       status.write("STALE_LOCK", `took over a stale lock: pid ${lock.staleFrom.pid} (${lock.staleFrom.role}, started ${lock.staleFrom.started}) no longer runs`);
     }
     const outcomes = await mapLimit(sources, cfg.concurrency, async (s) => {
-      const o = await pullSource(ctx, s);
+      const o = await withOffsite(ctx, s, await pullSource(ctx, s));
       status.write("SOURCE_DONE", `${s.name}: ${o.code} ${codeName(o.code)}: ${o.message}`, {
         step: "pull", ...(o.archive ? { archive: o.archive } : {}), data: { source: s.name, code: o.code, name: codeName(o.code) },
       });

@@ -10,6 +10,7 @@ const HEADERS: Record<Section, string> = {
   "client.source": "[[client.source]]",
   mail: "[mail]",
   monitor: "[monitor]",
+  offsite: "[[offsite]]",
 };
 
 function defaultIsLiteral(d: KeyDef): boolean {
