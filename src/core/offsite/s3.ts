@@ -84,6 +84,7 @@ export function classify(status: number, s3Code: string | undefined, method: str
 function describeNetworkError(e: unknown): string {
   const err = e as { code?: string; message?: string; name?: string };
   if (err?.name === "TimeoutError" || err?.name === "AbortError") return "no answer within the time-out";
+  if (err?.code && err.message?.includes(err.code)) return err.message;
   return [err?.code, err?.message].filter(Boolean).join(": ") || String(e);
 }
 
@@ -139,7 +140,8 @@ export class S3 {
     const s3Code = xmlValue(text, "Code") ?? (res.headers.get("x-amz-error-code") ?? undefined);
     const msg = xmlValue(text, "Message");
     const kind = classify(res.status, s3Code, spec.method);
-    throw new S3Failure(kind, `${spec.method} ${this.where(spec.key)}: ${res.status}${s3Code ? ` ${s3Code}` : ""}${msg ? `: ${msg}` : ""}`, res.status, s3Code);
+    const why = msg ?? (kind === "credentials" ? "access denied (a wrong key or secret, or no permission)" : undefined);
+    throw new S3Failure(kind, `${spec.method} ${this.where(spec.key)}: ${res.status}${s3Code ? ` ${s3Code}` : ""}${why ? `: ${why}` : ""}`, res.status, s3Code);
   }
 
   // --- buckets --------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { createSmtpMailer, describeSecurity, MailError, parseRelay, type Mailer, type MailErrorKind } from "../../io/mailer.ts";
 import { writeStdout } from "../../io/stdout.ts";
-import { isGolden } from "../common/codes.ts";
+import { code, isGolden } from "../common/codes.ts";
 import { ConfigError, PASSWORD_ENV, type Config, type MailConfig } from "../common/config.ts";
 import { errnoCode, errorMessage, ShootError } from "../common/errors.ts";
 import type { RunOutcome } from "../common/outcome.ts";
@@ -234,7 +234,9 @@ async function deliver(outcome: RunOutcome, opts: NotifyOptions): Promise<Notify
 
   const now = opts.now ?? (() => new Date());
   const dir = mail.spool_dir ?? opts.spoolDefault;
-  const wanted = mail.when === "always" || !isGolden(outcome.code);
+  // a store that failed needs a person as much as a failed pull does
+  const storeFailed = (outcome.sources ?? []).some((x) => (x.offsite ?? []).some((o) => o.code !== code("OFFSITE_SENT")));
+  const wanted = mail.when === "always" || !isGolden(outcome.code) || storeFailed;
   let spoolError: string | undefined;
   let waiting: string[] = [];
   try {
