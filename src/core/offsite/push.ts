@@ -11,7 +11,7 @@ import { Encrypter } from "age-encryption";
 import { md5Line } from "../state/naming.ts";
 import { S3Failure } from "./s3.ts";
 import { META, StoreError, encrypted, keysOf, type Store } from "./store.ts";
-import { upload, type UploadResult } from "./upload.ts";
+import { fileSource, upload, type UploadResult } from "./upload.ts";
 
 export interface HeldCopy {
   source: string;
@@ -76,22 +76,31 @@ export function judgeStored(headers: Headers, copy: HeldCopy): string | undefine
   return undefined;
 }
 
-/** The bytes of a file as a stream, hashed as they pass. */
-function hashedFile(path: string): { stream: ReadableStream<Uint8Array>; digests: () => { bytes: number; md5: string; sha256: string } } {
-  const md5 = createHash("md5");
+/** Hashes of what was read (MD5 only when there is no SHA-256 to hold the bytes to). */
+function readHashes(withMd5: boolean): { onRead: (piece: Uint8Array) => void; digests: () => { bytes: number; md5?: string; sha256: string } } {
+  const md5 = withMd5 ? createHash("md5") : undefined;
   const sha = createHash("sha256");
   let bytes = 0;
-  let result: { bytes: number; md5: string; sha256: string } | undefined;
+  let result: { bytes: number; md5?: string; sha256: string } | undefined;
+  return {
+    onRead(piece) {
+      md5?.update(piece);
+      sha.update(piece);
+      bytes += piece.length;
+    },
+    digests: () => (result ??= { bytes, md5: md5?.digest("hex"), sha256: sha.digest("hex") }),
+  };
+}
+
+/** A file as a stream, each piece to `onRead` as it passes (for encryption, which takes a stream). */
+function tappedStream(file: string, onRead: (piece: Uint8Array) => void): ReadableStream<Uint8Array> {
   const tap = new TransformStream<Uint8Array, Uint8Array>({
     transform(chunk, ctl) {
-      md5.update(chunk);
-      sha.update(chunk);
-      bytes += chunk.length;
+      onRead(chunk);
       ctl.enqueue(chunk);
     },
   });
-  const stream = (Bun.file(path).stream() as unknown as ReadableStream<Uint8Array>).pipeThrough(tap);
-  return { stream, digests: () => (result ??= { bytes, md5: md5.digest("hex"), sha256: sha.digest("hex") }) };
+  return (Bun.file(file).stream() as unknown as ReadableStream<Uint8Array>).pipeThrough(tap);
 }
 
 async function encryptFor(recipients: readonly string[], stream: ReadableStream<Uint8Array>): Promise<ReadableStream<Uint8Array>> {
@@ -108,9 +117,8 @@ async function headOf(store: Store, key: string, signal?: AbortSignal): Promise<
 /** Send a small or large file (plain or encrypted) without a checksum of its own to hold it to. */
 async function sendFile(store: Store, key: string, path: string, headers: Record<string, string>, opts: PushOptions): Promise<UploadResult> {
   const { cfg, s3 } = store;
-  const raw = Bun.file(path).stream() as unknown as ReadableStream<Uint8Array>;
   const enc = encrypted(cfg);
-  return upload(s3, enc ? await encryptFor(cfg.encrypt_to!, raw) : raw, {
+  return upload(s3, enc ? await encryptFor(cfg.encrypt_to!, Bun.file(path).stream() as unknown as ReadableStream<Uint8Array>) : fileSource(path), {
     key, headers, partSize: cfg.part_size, concurrency: cfg.concurrency, bwlimit: cfg.bwlimit, resumable: !enc, signal: opts.signal,
   });
 }
@@ -129,8 +137,8 @@ export async function pushCopy(store: Store, copy: HeldCopy, opts: PushOptions):
     if (problem) throw new StoreError("STORE_CHECKSUM_MISMATCH", `${s3.where(keys.archive)} holds another object than the copy ${copy.file}: ${problem}; it was left as it is`);
     result = { key: keys.archive, state: "present", bytes: Number(existing.get("content-length")), reusedParts: 0, ms: 0, checked: `${against} (recorded on the object)` };
   } else {
-    const hashed = hashedFile(copy.path);
-    const body = enc ? await encryptFor(cfg.encrypt_to!, hashed.stream) : hashed.stream;
+    const hashed = readHashes(!copy.sha256);
+    const body = enc ? await encryptFor(cfg.encrypt_to!, tappedStream(copy.path, hashed.onRead)) : fileSource(copy.path, hashed.onRead);
     const up = await upload(s3, body, {
       key: keys.archive, headers: { ...common, ...metaHeaders(copy, enc) }, partSize: cfg.part_size, concurrency: cfg.concurrency,
       bwlimit: cfg.bwlimit, resumable: !enc, signal: opts.signal, onPart: opts.onPart,
@@ -138,7 +146,7 @@ export async function pushCopy(store: Store, copy: HeldCopy, opts: PushOptions):
         const d = hashed.digests();
         if (d.bytes !== copy.size) return `${copy.path} gave ${d.bytes} bytes, the copy has ${copy.size}`;
         if (copy.sha256 && d.sha256 !== copy.sha256) return `the bytes read from ${copy.path} have the SHA-256 ${d.sha256}, the server recorded ${copy.sha256}`;
-        if (d.md5 !== copy.md5) return `the bytes read from ${copy.path} have the MD5 ${d.md5}, the server recorded ${copy.md5}`;
+        if (!copy.sha256 && d.md5 !== copy.md5) return `the bytes read from ${copy.path} have the MD5 ${d.md5}, the server recorded ${copy.md5}`;
         return undefined;
       },
     });

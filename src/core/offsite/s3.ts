@@ -88,6 +88,28 @@ function describeNetworkError(e: unknown): string {
   return [err?.code, err?.message].filter(Boolean).join(": ") || String(e);
 }
 
+/** Pieces a large body is handed to fetch in. */
+const BODY_PIECE = 256 * 1024;
+
+/**
+ * A large body as a stream of pieces of it, its length declared: handed over whole, fetch
+ * keeps copies of it while it is sent, which took memory to about three times each part in
+ * flight. Small bodies go as they are.
+ */
+function bodyOf(body: Uint8Array | undefined, headers: Record<string, string>): Uint8Array | ReadableStream<Uint8Array> | undefined {
+  if (!body || body.length <= BODY_PIECE) return body;
+  headers["content-length"] = String(body.length);
+  let off = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(ctl) {
+      if (off >= body.length) return ctl.close();
+      const end = Math.min(body.length, off + BODY_PIECE);
+      ctl.enqueue(body.subarray(off, end));
+      off = end;
+    },
+  });
+}
+
 export class S3 {
   readonly base: URL;
 
@@ -125,7 +147,7 @@ export class S3 {
     const signal = opts.signal ? AbortSignal.any([opts.signal, AbortSignal.timeout(this.target.timeoutMs)]) : AbortSignal.timeout(this.target.timeoutMs);
     let res: Response;
     try {
-      res = await fetch(url, { method: spec.method, headers: sent, body: spec.body, signal, redirect: "manual", decompress: false } as RequestInit);
+      res = await fetch(url, { method: spec.method, headers: sent, body: bodyOf(spec.body, sent), signal, redirect: "manual", decompress: false, duplex: "half" } as RequestInit);
     } catch (e) {
       if (opts.signal?.aborted) throw e;
       throw new S3Failure("unreachable", `${this.base.host} cannot be reached: ${describeNetworkError(e)}`);

@@ -15,6 +15,7 @@
  * now is not sent again. Other uploads to the key are aborted.
  */
 import { createHash } from "node:crypto";
+import fs from "node:fs";
 import { S3, S3Failure, xmlBlocks, xmlEscape, xmlValue } from "./s3.ts";
 import { UNSIGNED_PAYLOAD } from "./sigv4.ts";
 
@@ -79,23 +80,55 @@ class Pacer {
   }
 }
 
-/** Fill `buf` from the reader; returns the bytes put in (less than its length only at the end). */
-async function fill(reader: Reader, buf: Buffer, carry: { rest?: Uint8Array }): Promise<number> {
-  let n = 0;
-  while (n < buf.length) {
-    let chunk = carry.rest;
-    carry.rest = undefined;
-    if (!chunk) {
-      const r = await reader.read();
-      if (r.done || !r.value) break;
-      chunk = r.value;
-    }
-    const take = Math.min(chunk.length, buf.length - n);
-    buf.set(chunk.subarray(0, take), n);
-    n += take;
-    if (take < chunk.length) carry.rest = chunk.subarray(take);
-  }
-  return n;
+/** Where the bytes of an upload come from, read in order into the part buffers. */
+export interface PartSource {
+  /** Fill `buf` from the start; returns the bytes put in (less than its length only at the end). */
+  fill(buf: Buffer): Promise<number>;
+  close(): void;
+}
+
+/** A file read straight into the part buffers (no pieces in between to collect), each piece to `onRead`. */
+export function fileSource(file: string, onRead?: (piece: Uint8Array) => void): PartSource {
+  const fd = fs.openSync(file, "r");
+  return {
+    async fill(buf) {
+      let n = 0;
+      while (n < buf.length) {
+        const got = await new Promise<number>((resolve, reject) => fs.read(fd, buf, n, buf.length - n, null, (e, r) => (e ? reject(e) : resolve(r))));
+        if (got === 0) break;
+        onRead?.(buf.subarray(n, n + got));
+        n += got;
+      }
+      return n;
+    },
+    close: () => fs.closeSync(fd),
+  };
+}
+
+/** A stream cut into the part buffers. */
+export function streamSource(stream: ReadableStream<Uint8Array>): PartSource {
+  const reader = stream.getReader() as unknown as Reader;
+  let rest: Uint8Array | undefined;
+  return {
+    async fill(buf) {
+      let n = 0;
+      while (n < buf.length) {
+        let chunk = rest;
+        rest = undefined;
+        if (!chunk) {
+          const r = await reader.read();
+          if (r.done || !r.value) break;
+          chunk = r.value;
+        }
+        const take = Math.min(chunk.length, buf.length - n);
+        buf.set(chunk.subarray(0, take), n);
+        n += take;
+        if (take < chunk.length) rest = chunk.subarray(take);
+      }
+      return n;
+    },
+    close: () => reader.releaseLock(),
+  };
 }
 
 export async function listUploads(s3: S3, prefix: string): Promise<{ key: string; uploadId: string; initiated: string }[]> {
@@ -163,30 +196,28 @@ async function putWhole(s3: S3, spec: UploadSpec, body: Uint8Array): Promise<Upl
   const problem = spec.beforeComplete?.();
   if (problem) throw new S3Failure("checksum", `${s3.where(spec.key)} was not stored: ${problem}`);
   const res = await s3.send({ method: "PUT", key: spec.key, body, headers: { ...spec.headers, "content-md5": md5.toString("base64") } }, { signal: spec.signal });
+  await res.arrayBuffer();
   const etag = unquote(res.headers.get("etag"));
   if (etag && etag !== md5.toString("hex")) throw new S3Failure("checksum", `${s3.where(spec.key)}: the store gives the ETag ${etag}, the bytes sent have the MD5 ${md5.toString("hex")}`);
   spec.onPart?.({ part: 1, bytes: body.length, reused: false });
   return { key: spec.key, bytes: body.length, parts: 1, reusedParts: 0, etag: md5.toString("hex") };
 }
 
-/** Send `stream` to `spec.key`; resolves once the object is in place and checked. */
-export async function upload(s3: S3, stream: ReadableStream<Uint8Array>, spec: UploadSpec): Promise<UploadResult> {
-  const reader: Reader = stream.getReader() as unknown as Reader;
-  const carry: { rest?: Uint8Array } = {};
+/** Send the bytes of `source` (a stream, or a PartSource) to `spec.key`; resolves once the object is in place and checked. */
+export async function upload(s3: S3, input: ReadableStream<Uint8Array> | PartSource, spec: UploadSpec): Promise<UploadResult> {
+  const source = "fill" in input ? input : streamSource(input);
   try {
     const pool = Array.from({ length: spec.concurrency + 1 }, () => Buffer.allocUnsafe(spec.partSize));
-    const firstLen = await fill(reader, pool[0]!, carry);
-    const more = firstLen === spec.partSize ? await fill(reader, pool[1]!, carry) : 0;
+    const firstLen = await source.fill(pool[0]!);
+    const more = firstLen === spec.partSize ? await source.fill(pool[1]!) : 0;
     if (more === 0) return await putWhole(s3, spec, pool[0]!.subarray(0, firstLen));
-    return await multipart(s3, reader, carry, pool, [firstLen, more], spec);
+    return await multipart(s3, source, pool, [firstLen, more], spec);
   } finally {
-    reader.releaseLock();
+    source.close();
   }
 }
 
-async function multipart(
-  s3: S3, reader: Reader, carry: { rest?: Uint8Array }, pool: Buffer[], firstLens: number[], spec: UploadSpec,
-): Promise<UploadResult> {
+async function multipart(s3: S3, source: PartSource, pool: Buffer[], firstLens: number[], spec: UploadSpec): Promise<UploadResult> {
   const resumed = await takeUp(s3, spec);
   let uploadId = resumed?.uploadId;
   if (!uploadId) {
@@ -228,6 +259,8 @@ async function multipart(
           method: "PUT", key: spec.key, query: [["partNumber", String(part)], ["uploadId", uploadId!]], body,
           bodySha256: UNSIGNED_PAYLOAD, headers: { "content-md5": digest.toString("base64") },
         }, { signal: spec.signal });
+        // an answer not read keeps its request, and so the part's bytes, alive
+        await res.arrayBuffer();
         const etag = unquote(res.headers.get("etag"));
         if (etag && etag !== digest.toString("hex")) throw new S3Failure("checksum", `${s3.where(spec.key)} part ${part}: the store gives the ETag ${etag}, the part has the MD5 ${digest.toString("hex")}`);
         spec.onPart?.({ part, bytes, reused: false });
@@ -251,7 +284,7 @@ async function multipart(
     while (free.length === 0 && failure === undefined) await new Promise<void>((r) => waiters.push(r));
     if (failure !== undefined) break;
     buf = free.pop()!;
-    len = await fill(reader, buf, carry);
+    len = await source.fill(buf);
     part++;
     if (len === 0) release(buf);
   }
