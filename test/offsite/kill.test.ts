@@ -4,12 +4,13 @@
  * part. After every kill the final key holds nothing (or, once done, the right object); the
  * next run takes up the parts already stored and completes the copy, which is then read back
  * and extracted with GNU tar. Sized for CI: the copy is a real tar of incompressible files,
- * parts of 16 MiB; SHOOT_OFFSITE_KILLS changes the number of kills (at least 20).
+ * parts of 8 MiB; SHOOT_OFFSITE_KILLS changes the number of kills (at least 20).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { S3 } from "../../src/core/offsite/s3.ts";
+import { CLIENT_STATUS, StatusWriter } from "../../src/core/state/status.ts";
 import { spawner } from "../../src/io/process.ts";
 import { shootArgv } from "../helpers/cli.ts";
 import { startStore, storeTarget, type S3Endpoint } from "../helpers/ceph.ts";
@@ -20,8 +21,8 @@ import { treeDifferences } from "../helpers/tree-compare.ts";
 import { settleTimes } from "./helpers.ts";
 
 const GiB = 1024 ** 3;
-const KILLS = Math.max(20, Number(process.env.SHOOT_OFFSITE_KILLS ?? 24));
-const PART = 16 * 1024 * 1024;
+const KILLS = Math.max(20, Number(process.env.SHOOT_OFFSITE_KILLS ?? 22));
+const PART = 8 * 1024 * 1024;
 const seed = Number(process.env.SHOOT_FAULT_SEED ?? Date.now() % 2 ** 31);
 const rand = seeded(seed);
 
@@ -59,7 +60,13 @@ async function makeCopy(): Promise<{ src: string; dest: string; file: string; md
   expect(tar.exitCode).toBe(0);
   const sum = await spawner.run([requireTool("md5sum"), file], { cwd: path.join(dest, "web1"), captureStdout: true, timeoutMs: 120_000 });
   fs.writeFileSync(path.join(dest, "web1", `${file}.md5`), sum.stdout);
-  expect(fs.statSync(path.join(dest, "web1", file)).size).toBeGreaterThan(GiB);
+  const size = fs.statSync(path.join(dest, "web1", file)).size;
+  expect(size).toBeGreaterThan(GiB);
+  // the SHA-256 the server recorded, as a pull leaves it in client.status
+  const sha = await spawner.run([requireTool("sha256sum"), file], { cwd: path.join(dest, "web1"), captureStdout: true, timeoutMs: 120_000 });
+  const w = new StatusWriter(path.join(dest, CLIENT_STATUS), "client", "test-run", { now: () => new Date() });
+  w.write("PULLED", `web1: pulled and verified ${file}`, { step: "pull", archive: { file, size, md5: sum.stdout.slice(0, 32), sha256: sha.stdout.slice(0, 64) } });
+  w.close();
   return { src, dest, file, md5: sum.stdout.slice(0, 32) };
 }
 
@@ -73,7 +80,7 @@ test(`a 1 GiB copy survives ${KILLS} SIGKILLs of its upload; the next run comple
     "[client]", `dest_dir = ${JSON.stringify(dest)}`, "[[client.source]]", 'name = "web1"', 'remote = "/nonexistent"',
     "[[offsite]]", 'name = "s3"', `endpoint = ${JSON.stringify(store.endpoint)}`, `region = ${JSON.stringify(store.region)}`,
     `bucket = ${JSON.stringify(store.bucket)}`, `prefix = ${JSON.stringify(prefix)}`, `credentials_file = ${JSON.stringify(creds)}`,
-    'part_size = "16MiB"', "concurrency = 4", "",
+    'part_size = "8MiB"', "concurrency = 4", "",
   ].join("\n"));
   const key = `${prefix}web1/${file}`;
   const s3 = new S3(storeTarget(store));
@@ -97,13 +104,16 @@ test(`a 1 GiB copy survives ${KILLS} SIGKILLs of its upload; the next run comple
     const proc = Bun.spawn([...shootArgv(), "offsite", "push", "--config", config], { stdin: "ignore", stdout: "ignore", stderr: "ignore" });
     // a kill while it reads, or once the store holds a few more parts, plus a jitter that lands inside a part
     const early = rand() < 0.2;
-    const ahead = 1 + Math.floor(rand() * Math.max(1, Math.floor(((total - before) / Math.max(1, KILLS - kills)) * 1.5)));
+    // parts still in flight land after the count is reached: leave room for them, so that the
+    // upload is not over before the last kill
+    const budget = (total - before) / (KILLS - kills + 2) - 2;
+    const ahead = 1 + Math.floor(rand() * Math.max(1, budget));
     const jitter = Math.floor(rand() * 120);
     const until = Date.now() + 60_000;
     let exited = false;
     void proc.exited.then(() => (exited = true));
     if (early) await Bun.sleep(100 + Math.floor(rand() * 900));
-    else while (!exited && Date.now() < until && (await partsStored()) < before + ahead) await Bun.sleep(15);
+    else while (!exited && Date.now() < until && (await partsStored()) < before + ahead) await Bun.sleep(40);
     await Bun.sleep(jitter);
     if (exited) {
       expect(await proc.exited).toBe(0);
@@ -122,7 +132,7 @@ test(`a 1 GiB copy survives ${KILLS} SIGKILLs of its upload; the next run comple
       done = true;
     }
   }
-  console.log(`kill.test.ts (seed ${seed}): ${kills} SIGKILLs of ${total} parts of 16 MiB, parts stored before→after each: ${moments.join(" ")}`);
+  console.log(`kill.test.ts (seed ${seed}): ${kills} SIGKILLs of ${total} parts of 8 MiB, parts stored before→after each: ${moments.join(" ")}`);
   expect(kills).toBeGreaterThanOrEqual(20);
 
   // the next run completes the copy from what is stored
@@ -131,6 +141,7 @@ test(`a 1 GiB copy survives ${KILLS} SIGKILLs of its upload; the next run comple
   console.log(`kill.test.ts: last run: ${last.stdout.split("\n").find((l) => l.includes(file))?.trim()}`);
   const obj = (await finalObject())!;
   expect(obj.get("x-amz-meta-shoot-md5")).toBe(md5);
+  expect(obj.get("x-amz-meta-shoot-sha256")).toMatch(/^[0-9a-f]{64}$/);
   expect(Number(obj.get("content-length"))).toBe(fs.statSync(path.join(dest, "web1", file)).size);
   // no upload is left behind for the key
   expect(await partsStored()).toBe(0);
