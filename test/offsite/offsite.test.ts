@@ -41,6 +41,12 @@ describe("offsite copies", () => {
     expect(sent).toHaveLength(1);
     expect(sent[0]!.data).toMatchObject({ source: "web1", store: "main", code: code("OFFSITE_SENT") });
 
+    // the file list and the .md5 beside it, when the backup host holds them
+    const s3 = new S3(storeTarget(store));
+    const key = offsiteOf(outcome)[0]!.key!;
+    expect(await (await s3.send({ method: "GET", key: `${key}.md5` })).text()).toBe(fs.readFileSync(path.join(s.dest, "web1", `${heldArchives(s)[0]}.md5`), "utf8"));
+    expect(await (await s3.send({ method: "GET", key: `${key}.list` })).text()).toBe(fs.readFileSync(path.join(s.dest, "web1", `${heldArchives(s)[0]}.list`), "utf8"));
+
     // a second push finds it there and sends nothing
     const again = await s.shoot(["offsite", "push"]);
     expect(again.code).toBe(0);
@@ -81,6 +87,8 @@ describe("offsite copies", () => {
     const o = offsiteOf(outcome)[0]!;
     expect(o.code).toBe(code("OFFSITE_SENT"));
     expect(o.key).toEndWith(".tar.gz.age");
+    const list = await new S3(storeTarget(store)).send({ method: "GET", key: o.key!.replace(/\.age$/, ".list.age") });
+    expect(Buffer.from(await list.arrayBuffer()).subarray(0, 21).toString()).toBe("age-encryption.org/v1");
 
     // fetch the object as it is stored, and open it with the standard tools only
     const s3 = new S3(storeTarget(store));
@@ -103,6 +111,34 @@ describe("offsite copies", () => {
     expect(treeDifferences(s.src, path.join(to, s.src))).toEqual([]);
     const deep = await s.shoot(["offsite", "verify", "--deep", "--identity", keyFile]);
     expect(deep.code).toBe(0);
+  }, 180_000);
+
+  test("prune keeps `keep` copies in the store, never the newest; --dry-run removes nothing", async () => {
+    const s = track(setup(store, [{ name: "main", bucket: store.bucket, keep: 1 }]));
+    await s.run();
+    fs.writeFileSync(path.join(s.src, "etc/app.conf"), "answer = 44\n");
+    settleTimes(s.src, new Date("2026-01-04T00:00:00Z"));
+    await Bun.sleep(1100);
+    await s.run();
+    const [old, cur] = heldArchives(s);
+    // the client keeps 7 here; the store keeps 1
+    expect(cur).toBeDefined();
+    const dry = await s.shoot(["offsite", "prune", "--dry-run"]);
+    expect({ code: dry.code, out: dry.stdout }).toEqual({ code: 0, out: expect.stringContaining(`${old}: would be removed`) });
+    expect((await s.shoot(["offsite", "list"])).stdout).toContain("2 copies");
+    const prune = await s.shoot(["offsite", "prune"]);
+    expect({ code: prune.code, out: prune.stdout }).toEqual({ code: 0, out: expect.stringContaining(`${old}: removed`) });
+    const list = await s.shoot(["offsite", "list"]);
+    expect(list.stdout).toContain("1 copy");
+    expect(list.stdout).toContain(cur!);
+    expect(list.stdout).not.toContain(old!);
+    const s3 = new S3(storeTarget(store));
+    const prefix = /prefix = "([^"]+)"/.exec(fs.readFileSync(s.config, "utf8"))![1]!;
+    const left = await (await s3.send({ method: "GET", query: [["list-type", "2"], ["prefix", `${prefix}web1/${old}`]] })).text();
+    expect(left).not.toContain("<Key>");
+    // once one is left, prune leaves it
+    const again = await s.shoot(["offsite", "prune"]);
+    expect(again.stdout).toContain("0 to remove, 1 kept");
   }, 180_000);
 
   test("a copy pushed with a lock cannot be deleted with the same credentials before its date; prune says until when", async () => {
