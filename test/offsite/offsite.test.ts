@@ -176,6 +176,26 @@ describe("offsite copies", () => {
     expect(list.stdout).toContain("locked (compliance) until");
   }, 180_000);
 
+  test("a delete the store refuses because of a hold on the object is STORE_LOCKED", async () => {
+    // no retention from shoot here: a legal hold set by someone else keeps the older copy
+    const s = track(setup(store, [{ name: "held", bucket: store.lockBucket, keep: 1 }]));
+    const first = await s.run();
+    const key = offsiteOf(first.outcome)[0]!.key!;
+    const s3 = new S3(storeTarget(store, store.lockBucket));
+    const body = new TextEncoder().encode('<LegalHold xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>ON</Status></LegalHold>');
+    await s3.send({ method: "PUT", key, query: [["legal-hold", ""]], body, headers: { "content-md5": new Bun.CryptoHasher("md5").update(body).digest("base64") } });
+    fs.writeFileSync(path.join(s.src, "etc/app.conf"), "answer = 45\n");
+    settleTimes(s.src, new Date("2026-01-05T00:00:00Z"));
+    await Bun.sleep(1100);
+    await s.run();
+    const prune = await s.shoot(["offsite", "prune"]);
+    expect(prune.code).toBe(code("STORE_LOCKED"));
+    expect(prune.stdout).toContain("a legal hold is on it");
+    expect((await s3.send({ method: "HEAD", key })).status).toBe(200);
+    const off = new TextEncoder().encode('<LegalHold xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>OFF</Status></LegalHold>');
+    await s3.send({ method: "PUT", key, query: [["legal-hold", ""]], body: off, headers: { "content-md5": new Bun.CryptoHasher("md5").update(off).digest("base64") } });
+  }, 180_000);
+
   test("credentials refused, a missing bucket, an unreachable store: each its own code beside the pull's, which is unchanged (terminal, status --json, metrics, ping)", async () => {
     const pings: { path: string; body: string }[] = [];
     const hc = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: async (req) => (pings.push({ path: new URL(req.url).pathname, body: await req.text() }), new Response("OK")) });

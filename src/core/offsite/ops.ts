@@ -237,8 +237,9 @@ async function deleteVersion(store: Store, key: string, versionId?: string): Pro
 
 async function removeCopy(store: Store, c: StoredCopy): Promise<void> {
   const keys = keysOf(store.cfg, c.source, c.file, c.encrypted);
-  // the .md5 goes first: a copy half removed is never taken for a whole one
-  for (const key of [keys.md5, keys.archive, keys.list]) {
+  // the archive goes first: a .md5 left without it is never taken for a copy, and a delete the
+  // store refuses (a lock, a hold) leaves the copy whole
+  for (const key of [keys.archive, keys.list, keys.md5]) {
     const head = await store.s3.send({ method: "HEAD", key }, { allow404: true });
     if (head.status === 404) continue;
     try {
@@ -246,7 +247,10 @@ async function removeCopy(store: Store, c: StoredCopy): Promise<void> {
     } catch (e) {
       if (e instanceof S3Failure && e.kind === "locked") {
         const until = head.headers.get("x-amz-object-lock-retain-until-date");
-        throw new StoreError("STORE_LOCKED", `${store.s3.where(key)}: the delete was refused${until ? `: it is locked until ${until}` : " by its lock or hold"}`);
+        const hold = head.headers.get("x-amz-object-lock-legal-hold") === "ON";
+        // refused with nothing holding the object: these credentials may not delete
+        if (!hold && !(until && Date.parse(until) > Date.now())) throw new StoreError("STORE_CREDENTIALS", `${store.s3.where(key)}: the delete was refused (AccessDenied), and no lock holds the object: these credentials may not delete`);
+        throw new StoreError("STORE_LOCKED", `${store.s3.where(key)}: the delete was refused: ${hold ? "a legal hold is on it" : `it is locked until ${until}`}`);
       }
       throw e;
     }
