@@ -52,13 +52,18 @@ try {
   const creds = path.join(dir, "creds");
   fs.writeFileSync(creds, `aws_access_key_id = ${ceph.accessKeyId}\naws_secret_access_key = ${ceph.secretAccessKey}\n`, { mode: 0o600 });
 
+  // an age recipient for the encrypted row
+  const keygen = Bun.spawnSync(["age-keygen"], { stdout: "pipe", stderr: "pipe" });
+  const recipient = /public key: (age1[0-9a-z]+)/.exec(`${keygen.stdout}${keygen.stderr}`)?.[1];
+  if (!recipient) throw new Error("age-keygen gave no recipient: apt-get install age");
+
   let n = 0;
-  const shootPush = () => {
+  const shootPush = (encrypt = false) => {
     const config = path.join(dir, `shoot-${++n}.toml`);
     fs.writeFileSync(config, [
       "[client]", `dest_dir = ${JSON.stringify(dest)}`, "[[client.source]]", 'name = "web1"', 'remote = "/nonexistent"',
       "[[offsite]]", 'name = "bench"', `endpoint = "${ceph.endpoint}"`, `bucket = "${ceph.bucket}"`, `prefix = "shoot-${n}/"`,
-      `credentials_file = ${JSON.stringify(creds)}`, `part_size = "${values.part}"`, "",
+      `credentials_file = ${JSON.stringify(creds)}`, `part_size = "${values.part}"`, ...(encrypt ? [`encrypt_to = ["${recipient}"]`] : []), "",
     ].join("\n"));
     return measure([...shoot, "offsite", "push", "--config", config]);
   };
@@ -70,12 +75,13 @@ try {
   const rclone = () => measure(["rclone", "--config", path.join(dir, "rclone.conf"), "copyto", copy, `bench:${ceph.bucket}/rclone-${++n}/${file}`], { env: rcloneEnv });
   fs.writeFileSync(path.join(dir, "rclone.conf"), "");
 
-  const [r, s] = await alternating(runs, [rclone, shootPush]);
+  const [r, s, e] = await alternating(runs, [rclone, () => shootPush(), () => shootPush(true)]);
   const ratio = r.wallMs / s.wallMs;
   const rows: Row[] = [
     { name: "rclone copyto", wallMs: r.wallMs, cpuMs: r.cpuMs, bytes: size, peakRss: r.peakRss, verdict: "" },
     { name: "shoot offsite push", wallMs: s.wallMs, cpuMs: s.cpuMs, bytes: size, peakRss: s.peakRss, ratio, target: "≥ 1.0× rclone", verdict: verdict(ratio, 1.0, 1.0) },
     { name: "shoot offsite push memory", peakRss: s.peakRss, target: "≤ 120 MiB", verdict: verdict(s.peakRss / MiB, 120, 120, false) },
+    { name: "shoot offsite push, age", wallMs: e.wallMs, cpuMs: e.cpuMs, bytes: size, peakRss: e.peakRss, ratio: r.wallMs / e.wallMs, target: "≤ 120 MiB", verdict: verdict(e.peakRss / MiB, 120, 120, false) },
   ];
   console.log(`offsite push of ${(size / MiB).toFixed(0)} MiB to radosgw on 127.0.0.1, median of ${runs} run(s) each, taking turns; shoot: ${shoot.join(" ")}`);
   console.log(formatTable(rows));
