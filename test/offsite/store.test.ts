@@ -4,7 +4,8 @@
  * what a wrong secret signs is refused, a missing bucket is told apart.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { S3, S3Failure } from "../../src/core/offsite/s3.ts";
+import { S3, S3Failure, xmlValue } from "../../src/core/offsite/s3.ts";
+import { abortAbandoned, listUploads } from "../../src/core/offsite/upload.ts";
 import { startStore, storeTarget, type S3Endpoint } from "../helpers/ceph.ts";
 
 let store: S3Endpoint & { stop(): Promise<void> };
@@ -63,6 +64,19 @@ describe("S3 store", () => {
     const put = await failure(s3.send({ method: "PUT", key: "x", body: new Uint8Array(1) }));
     expect(put.kind).toBe("bucket");
     expect(put.s3Code).toBe("NoSuchBucket");
+  });
+
+  test("multipart uploads begun more than a day ago are aborted, younger ones stay", async () => {
+    const s3 = new S3(storeTarget(store));
+    const prefix = `abandoned-${Date.now()}/`;
+    const begin = async (key: string) => xmlValue(await (await s3.send({ method: "POST", key, query: [["uploads", ""]] })).text(), "UploadId")!;
+    await begin(`${prefix}web1/a.tar.gz`);
+    await begin(`${prefix}web1/b.tar.gz`);
+    expect(await abortAbandoned(s3, prefix, new Date())).toEqual([]);
+    expect(await listUploads(s3, prefix)).toHaveLength(2);
+    const aborted = await abortAbandoned(s3, prefix, new Date(Date.now() + 2 * 86_400_000));
+    expect(aborted.map((u) => u.key).sort()).toEqual([`${prefix}web1/a.tar.gz`, `${prefix}web1/b.tar.gz`]);
+    expect(await listUploads(s3, prefix)).toEqual([]);
   });
 
   test("a port nothing listens on is unreachable", async () => {

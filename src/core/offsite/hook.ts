@@ -13,7 +13,8 @@ import type { AfterVerified, StoreOutcome, VerifiedCopyRef } from "../common/out
 import { formatBytes, formatDuration } from "../common/units.ts";
 import { LIST_SUFFIX } from "../state/naming.ts";
 import { pushCopy, type HeldCopy, type PushResult } from "./push.ts";
-import { failureCode, openStore, storeTakes, type Store } from "./store.ts";
+import { failureCode, openStore, sourcePrefix, storeTakes, type Store } from "./store.ts";
+import { abortAbandoned } from "./upload.ts";
 
 export interface HookDeps {
   env: Record<string, string | undefined>;
@@ -38,6 +39,8 @@ export async function pushToStore(cfg: OffsiteConfig, copy: HeldCopy, deps: Hook
   try {
     const store = opened ?? openStore(cfg, deps.env, () => deps.clock.now());
     const r = await pushCopy(store, copy, { now: deps.clock.now(), signal: deps.signal });
+    // uploads left by copies rotated away before they were sent would stay (and be billed) for ever
+    await abortAbandoned(store.s3, sourcePrefix(cfg, copy.source), deps.clock.now()).catch(() => undefined);
     return { store: cfg.name, code: code("OFFSITE_SENT"), key: r.key, message: `${copy.file}: ${describePush(r)}`, result: r, warning: store.warning };
   } catch (e) {
     return { store: cfg.name, code: code(failureCode(e)), message: `${copy.file}: ${errorMessage(e)}` };

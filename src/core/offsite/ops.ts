@@ -18,7 +18,7 @@ import { judgeStored, pushCopy, type HeldCopy } from "./push.ts";
 import { keepCount, type StoreRetention } from "./retention.ts";
 import { S3Failure } from "./s3.ts";
 import { META, StoreError, archiveOfKey, failureCode, keysOf, openStore, sourcePrefix, storeTakes, type Store } from "./store.ts";
-import { abortUpload, listUploads } from "./upload.ts";
+import { abortAbandoned } from "./upload.ts";
 import { LIST_SUFFIX, archiveTime } from "../state/naming.ts";
 import { Readable } from "node:stream";
 import { verifyArchive, type HeldArchive } from "../restore/verify.ts";
@@ -116,11 +116,7 @@ async function perStore(stores: readonly OffsiteConfig[], deps: OffsiteDeps, fn:
 
 /** Abort multipart uploads under the store's prefix that no run has touched for a day. */
 async function cleanAbandoned(store: Store, now: Date, add: (line: string) => void): Promise<void> {
-  for (const u of await listUploads(store.s3, store.cfg.prefix)) {
-    if (now.getTime() - Date.parse(u.initiated) < 86_400_000) continue;
-    await abortUpload(store.s3, u.key, u.uploadId);
-    add(`aborted an upload abandoned since ${u.initiated}: ${u.key}`);
-  }
+  for (const u of await abortAbandoned(store.s3, store.cfg.prefix, now)) add(`aborted an upload abandoned since ${u.initiated}: ${u.key}`);
 }
 
 export async function offsitePush(config: Config, client: ClientConfig, stores: readonly OffsiteConfig[], deps: OffsiteDeps, only?: readonly string[]): Promise<OffsiteReport> {

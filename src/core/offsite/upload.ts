@@ -163,6 +163,20 @@ async function listParts(s3: S3, key: string, uploadId: string): Promise<Map<num
   }
 }
 
+/** A multipart upload no run has touched for this long was abandoned (its copy was rotated away, or the store it went to changed). */
+export const ABANDONED_MS = 86_400_000;
+
+/** Abort the multipart uploads under `prefix` begun longer than ABANDONED_MS ago; returns what was aborted. */
+export async function abortAbandoned(s3: S3, prefix: string, now: Date): Promise<{ key: string; initiated: string }[]> {
+  const out: { key: string; initiated: string }[] = [];
+  for (const u of await listUploads(s3, prefix)) {
+    if (now.getTime() - Date.parse(u.initiated) < ABANDONED_MS) continue;
+    await abortUpload(s3, u.key, u.uploadId);
+    out.push(u);
+  }
+  return out;
+}
+
 export async function abortUpload(s3: S3, key: string, uploadId: string): Promise<void> {
   try {
     await s3.send({ method: "DELETE", key, query: [["uploadId", uploadId]] });
