@@ -141,6 +141,26 @@ describe("offsite copies", () => {
     expect(again.stdout).toContain("0 to remove, 1 kept");
   }, 180_000);
 
+  test("the store orders copies by when the backup host verified them, not by the names a server chose", async () => {
+    const s = track(setup(store, [{ name: "main", bucket: store.bucket, keep: 1 }]));
+    const dir = path.join(s.dest, "web1");
+    fs.mkdirSync(dir, { recursive: true });
+    // verified first, but named as if made in the year 9999
+    const { writeArchive } = await import("../helpers/serverdir.ts");
+    const { recordVerified } = await import("../../src/core/state/copies.ts");
+    await writeArchive(dir, "web1-99990101-000000.tar", new TextEncoder().encode("old copy, far-future name\n"));
+    recordVerified(dir, "web1-99990101-000000.tar", new Date("2026-01-01T00:00:00Z"));
+    await writeArchive(dir, "web1-20260102-000000.tar", new TextEncoder().encode("the newest copy\n"));
+    recordVerified(dir, "web1-20260102-000000.tar", new Date("2026-01-02T00:00:00Z"));
+    const push = await s.shoot(["offsite", "push"]);
+    expect(push.code).toBe(0);
+    const prune = await s.shoot(["offsite", "prune"]);
+    expect({ code: prune.code, out: prune.stdout }).toEqual({ code: 0, out: expect.stringContaining("web1-99990101-000000.tar: removed") });
+    const list = await s.shoot(["offsite", "list"]);
+    expect(list.stdout).toContain("web1-20260102-000000.tar");
+    expect(list.stdout).not.toContain("web1-99990101-000000.tar");
+  }, 120_000);
+
   test("a copy pushed with a lock cannot be deleted with the same credentials before its date; prune says until when", async () => {
     const s = track(setup(store, [{ name: "vault", bucket: store.lockBucket, lock: "compliance 1d", keep: 1 }]));
     const { outcome } = await s.run();

@@ -5,7 +5,7 @@ import { loadConfig, requireClient, resolveConfigPath } from "../../core/common/
 import { realDeps } from "../../core/common/deps.ts";
 import { configArgs, quietArgs } from "../args.ts";
 import { cliLog } from "../log.ts";
-import { finishRun } from "../finish.ts";
+import { finishRun, refusedSpool } from "../finish.ts";
 import { pingHealthcheck } from "../../core/report/metrics.ts";
 import { abortOnSignals } from "../signals.ts";
 import { systemClock } from "../../core/common/deps.ts";
@@ -33,7 +33,7 @@ export default defineCommand({
       const afterVerified = config.offsite?.length
         ? (await import("../../core/offsite/hook.ts")).offsiteAfterVerified(config.offsite, { env: process.env, clock: systemClock, log, signal: signals.signal })
         : undefined;
-      const outcome = await runClient(cfg, realDeps(log), { only: args._, signal: signals.signal, afterVerified });
+      const outcome = refusedSpool(config, cfg.dest_dir, "client") ?? await runClient(cfg, realDeps(log), { only: args._, signal: signals.signal, afterVerified });
       await finishRun(outcome, { config, roleDir: cfg.dest_dir, log, quiet: args.quiet, json: args.json });
       return exitCodeFor(outcome.code);
     } finally {

@@ -10,9 +10,9 @@ import type { OffsiteConfig } from "../common/config.ts";
 import type { Clock, Log } from "../common/deps.ts";
 import { errorMessage } from "../common/errors.ts";
 import type { AfterVerified, StoreOutcome, VerifiedCopyRef } from "../common/outcome.ts";
-import { formatBytes, formatDuration } from "../common/units.ts";
 import { LIST_SUFFIX } from "../state/naming.ts";
-import { pushCopy, type HeldCopy, type PushResult } from "./push.ts";
+import { describePush, pushCopy, type HeldCopy, type PushResult } from "./push.ts";
+import { verifiedAt } from "./ops.ts";
 import { failureCode, openStore, sourcePrefix, storeTakes, type Store } from "./store.ts";
 import { abortAbandoned } from "./upload.ts";
 
@@ -25,13 +25,7 @@ export interface HookDeps {
 
 export function heldCopyOf(c: VerifiedCopyRef): HeldCopy {
   const p = path.join(c.dir, c.archive.file);
-  return { source: c.source, file: c.archive.file, path: p, size: c.archive.size, md5: c.archive.md5, sha256: c.archive.sha256, listPath: `${p}${LIST_SUFFIX}` };
-}
-
-export function describePush(r: PushResult): string {
-  if (r.state === "present") return `already there, ${r.checked}`;
-  const rate = r.ms > 0 ? `, ${formatBytes(Math.round((r.bytes / r.ms) * 1000))}/s` : "";
-  return `sent ${formatBytes(r.bytes)} in ${formatDuration(r.ms)}${rate}${r.reusedParts ? ` (${r.reusedParts} part(s) kept from an interrupted upload)` : ""}; checked against the ${r.checked}`;
+  return { source: c.source, file: c.archive.file, path: p, size: c.archive.size, md5: c.archive.md5, sha256: c.archive.sha256, listPath: `${p}${LIST_SUFFIX}`, verified: verifiedAt(c.dir, c.archive.file) };
 }
 
 /** Push one copy to one store; never throws: the outcome carries the store's code. */

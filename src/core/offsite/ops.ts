@@ -8,13 +8,12 @@ import { code, mostSevere, type CodeName } from "../common/codes.ts";
 import type { ClientConfig, Config, OffsiteConfig } from "../common/config.ts";
 import type { Clock, Log } from "../common/deps.ts";
 import { errorMessage } from "../common/errors.ts";
-import { CHECKSUM_SUFFIX, md5Line, parseMd5Line, sortArchives } from "../state/naming.ts";
-import { readDirOrEmpty } from "../state/fsutil.ts";
+import { CHECKSUM_SUFFIX, md5Line, parseMd5Line } from "../state/naming.ts";
+import { heldCopies as copiesIn, readCopyIndex } from "../state/copies.ts";
 import { CLIENT_STATUS, readStatusFile } from "../state/status.ts";
 import { formatBytes } from "../common/units.ts";
 import { listObjects, objectText, type ListedObject } from "./download.ts";
-import { describePush } from "./hook.ts";
-import { judgeStored, pushCopy, type HeldCopy } from "./push.ts";
+import { describePush, judgeStored, pushCopy, type HeldCopy } from "./push.ts";
 import { keepCount, type StoreRetention } from "./retention.ts";
 import { S3Failure } from "./s3.ts";
 import { META, StoreError, archiveOfKey, failureCode, keysOf, openStore, sourcePrefix, storeTakes, type Store } from "./store.ts";
@@ -70,20 +69,28 @@ function recordedSha256(client: ClientConfig): Map<string, string> {
   return out;
 }
 
-/** The verified copies held of a source, oldest first. */
+/** When the backup host verified a copy: its entry in the copy index, else when its .md5 was written. */
+export function verifiedAt(dir: string, file: string, index = readCopyIndex(dir)): string | undefined {
+  const e = index.get(file);
+  if (e) return e.verified;
+  const st = fs.statSync(path.join(dir, `${file}${CHECKSUM_SUFFIX}`), { throwIfNoEntry: false });
+  return st ? st.mtime.toISOString() : undefined;
+}
+
+/** The verified copies held of a source, oldest first in the order the backup host verified them. */
 export function heldCopies(client: ClientConfig, source: string, sha = recordedSha256(client)): HeldCopy[] {
   const dir = path.join(client.dest_dir, source);
-  const names = readDirOrEmpty(dir);
+  const index = readCopyIndex(dir);
   const out: HeldCopy[] = [];
-  for (const file of sortArchives(names)) {
+  for (const file of copiesIn(dir)) {
     const p = path.join(dir, file);
     try {
       const st = fs.lstatSync(p);
       const md5 = parseMd5Line(fs.readFileSync(`${p}${CHECKSUM_SUFFIX}`, "utf8"), file);
       if (!st.isFile() || !md5) continue;
-      out.push({ source, file, path: p, size: st.size, md5, sha256: sha.get(file), listPath: `${p}${LIST_SUFFIX}` });
+      out.push({ source, file, path: p, size: st.size, md5, sha256: sha.get(file), listPath: `${p}${LIST_SUFFIX}`, verified: verifiedAt(dir, file, index) });
     } catch {
-      // no .md5 beside it: not a verified copy
+      // removed while we looked, or its .md5 is not one line for it: not a verified copy
     }
   }
   return out;
@@ -153,6 +160,8 @@ export interface StoredCopy {
   md5?: string;
   sha256?: string;
   plainSize?: number;
+  /** When the backup host verified it (metadata), else when the store took it. */
+  verified?: string;
   lockMode?: string;
   lockUntil?: string;
   versionId?: string;
@@ -168,6 +177,7 @@ async function describeStored(store: Store, source: string, o: ListedObject, nam
     source, file: a.file, key: o.key, encrypted: a.encrypted, size: o.size, complete: names.has(`${a.file}${CHECKSUM_SUFFIX}`),
     md5: h.get(`x-amz-meta-${META.md5}`) ?? undefined, sha256: h.get(`x-amz-meta-${META.sha256}`) ?? undefined,
     plainSize: h.get(`x-amz-meta-${META.size}`) ? Number(h.get(`x-amz-meta-${META.size}`)) : undefined,
+    verified: h.get(`x-amz-meta-${META.verified}`) ?? o.lastModified,
     lockMode: h.get("x-amz-object-lock-mode") ?? undefined, lockUntil: h.get("x-amz-object-lock-retain-until-date") ?? undefined,
     versionId: h.get("x-amz-version-id") ?? undefined,
   };
@@ -183,8 +193,9 @@ export async function storedCopies(store: Store, source: string): Promise<Stored
     const c = await describeStored(store, source, o, names);
     if (c) out.push(c);
   }
-  const order = sortArchives(out.map((c) => c.file));
-  return out.sort((x, y) => order.indexOf(x.file) - order.indexOf(y.file));
+  // a server chooses the names: the order is when the backup host verified each copy
+  const t = (c: StoredCopy) => Date.parse(c.verified ?? "") || 0;
+  return out.sort((x, y) => t(x) - t(y) || (x.file < y.file ? -1 : x.file > y.file ? 1 : 0));
 }
 
 function lockText(c: StoredCopy, now: Date): string {

@@ -10,6 +10,7 @@ import fs from "node:fs";
 import { Readable } from "node:stream";
 import { Encrypter } from "age-encryption";
 import { md5Line } from "../state/naming.ts";
+import { formatBytes, formatDuration } from "../common/units.ts";
 import { S3Failure } from "./s3.ts";
 import { META, StoreError, encrypted, keysOf, type Store } from "./store.ts";
 import { fileSource, upload, type UploadResult } from "./upload.ts";
@@ -25,6 +26,8 @@ export interface HeldCopy {
   sha256?: string;
   /** The server's file list, when held beside it. */
   listPath?: string;
+  /** When the backup host verified it (ISO): the order of copies in the store. */
+  verified?: string;
 }
 
 export interface PushResult {
@@ -62,6 +65,7 @@ function metaHeaders(copy: HeldCopy, isEncrypted: boolean): Record<string, strin
     [`x-amz-meta-${META.size}`]: String(copy.size),
     ...(copy.sha256 ? { [`x-amz-meta-${META.sha256}`]: copy.sha256 } : {}),
     ...(isEncrypted ? { [`x-amz-meta-${META.encrypted}`]: "age" } : {}),
+    ...(copy.verified ? { [`x-amz-meta-${META.verified}`]: copy.verified } : {}),
   };
 }
 
@@ -142,6 +146,12 @@ async function sendFile(store: Store, key: string, path: string, headers: Record
   return upload(s3, enc ? await encryptFor(cfg.encrypt_to!, fileStream(path)) : fileSource(path), {
     key, headers, partSize: cfg.part_size, concurrency: cfg.concurrency, bwlimit: cfg.bwlimit, resumable: !enc, signal: opts.signal,
   });
+}
+
+export function describePush(r: PushResult): string {
+  if (r.state === "present") return `already there, ${r.checked}`;
+  const rate = r.ms > 0 ? `, ${formatBytes(Math.round((r.bytes / r.ms) * 1000))}/s` : "";
+  return `sent ${formatBytes(r.bytes)} in ${formatDuration(r.ms)}${rate}${r.reusedParts ? ` (${r.reusedParts} part(s) kept from an interrupted upload)` : ""}; checked against the ${r.checked}`;
 }
 
 export async function pushCopy(store: Store, copy: HeldCopy, opts: PushOptions): Promise<PushResult> {

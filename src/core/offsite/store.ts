@@ -17,7 +17,7 @@ import type { Credentials } from "./sigv4.ts";
 export const AGE_SUFFIX = ".age";
 
 /** Metadata every archive object carries (x-amz-meta-…): what the server recorded. */
-export const META = { sha256: "shoot-sha256", md5: "shoot-md5", size: "shoot-size", encrypted: "shoot-encrypted" } as const;
+export const META = { sha256: "shoot-sha256", md5: "shoot-md5", size: "shoot-size", encrypted: "shoot-encrypted", verified: "shoot-verified" } as const;
 
 const KIND_CODES: Record<FailureKind, CodeName> = {
   unreachable: "STORE_UNREACHABLE",
