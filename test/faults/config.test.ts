@@ -43,13 +43,14 @@ function baseDoc(dir: string): Record<Section, Record<string, string>> {
     "client.source": { name: '"web1"', remote: '"backup@web1.example.com:/var/backups/shoot"' },
     mail: { to: '["ops@example.com"]', from: '"shoot@example.com"', smtp: '"smtp://mail.example.com:587"' },
     monitor: {},
+    offsite: { name: '"aws"', endpoint: '"https://s3.eu-central-1.amazonaws.com"', bucket: '"backups-offsite"' },
   };
 }
 
 function render(doc: Record<Section, Record<string, string>>): string {
   const out: string[] = [];
-  for (const section of ["server", "client", "client.defaults", "client.source", "mail", "monitor"] as const) {
-    out.push(section === "client.source" ? "[[client.source]]" : `[${section}]`);
+  for (const section of ["server", "client", "client.defaults", "client.source", "mail", "monitor", "offsite"] as const) {
+    out.push(section === "client.source" || section === "offsite" ? `[[${section}]]` : `[${section}]`);
     for (const [k, v] of Object.entries(doc[section])) out.push(`${k} = ${v}`);
     out.push("");
   }
@@ -57,7 +58,7 @@ function render(doc: Record<Section, Record<string, string>>): string {
 }
 
 /** The label ConfigError gives a key: "[server] keep", "[[client.source]] #1 port". */
-const label = (d: KeyDef) => (d.section === "client.source" ? `[[client.source]] #1 ${d.key}` : `[${d.section}] ${d.key}`);
+const label = (d: KeyDef) => (d.section === "client.source" || d.section === "offsite" ? `[[${d.section}]] #1 ${d.key}` : `[${d.section}] ${d.key}`);
 
 let dir: string;
 beforeAll(() => {

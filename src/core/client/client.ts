@@ -27,7 +27,7 @@ import { CHECKSUM_SUFFIX, LIST_SUFFIX, TEMP_PREFIX, archiveTime, isArchiveName, 
 import { describeArchive, verifyArchive, warnedPathsIn } from "../restore/verify.ts";
 import { forgetCopies, heldCopies, recordVerified } from "../state/copies.ts";
 import { unsafeDir } from "../state/strict-modes.ts";
-import { sourcesSummary, type RunOutcome, type SourceOutcome, type Warning } from "../common/outcome.ts";
+import { sourcesSummary, type AfterVerified, type RunOutcome, type SourceOutcome, type StoreOutcome, type Warning } from "../common/outcome.ts";
 import { toRemove } from "../state/retention.ts";
 import { SharedSsh } from "../transfer/ssh-shared.ts";
 import { lastPullDurations, pullOrder, retryPause, runInSlots } from "./schedule.ts";
@@ -55,6 +55,8 @@ export interface ClientRunOptions {
   /** Pull only these sources (names from the command line). */
   only?: readonly string[];
   signal?: AbortSignal;
+  /** Called once a source's current copy is verified and in place (offsite copies). */
+  afterVerified?: AfterVerified;
 }
 
 /** The sources a run pulls: all, or the ones named (each must exist). */
@@ -276,6 +278,7 @@ interface RunContext {
   /** When max_runtime is reached (Date.now() time). */
   deadlineAt: number;
   children: Set<Child>;
+  afterVerified?: AfterVerified;
 }
 
 class SourceFailure extends Error {
@@ -526,6 +529,22 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
   }
 }
 
+/**
+ * The offsite step, after the pull: the source's current copy (new, or held from an earlier
+ * run) goes to each store. Its outcome sits beside the pull's code and never changes it.
+ */
+async function withOffsite(ctx: RunContext, source: SourceConfig, o: SourceOutcome): Promise<SourceOutcome> {
+  if (!ctx.afterVerified || !isGolden(o.code) || !o.archive || ctx.signal?.aborted) return o;
+  const dir = path.join(ctx.cfg.dest_dir, source.name);
+  let offsite: StoreOutcome[];
+  try {
+    offsite = await ctx.afterVerified({ source: source.name, dir, archive: o.archive }, (name, msg, data) => ctx.status.write(name, msg, { step: "offsite", data }));
+  } catch (e) {
+    offsite = [{ store: "offsite", code: code("STORE_FAILED"), message: errorMessage(e) }];
+  }
+  return offsite.length ? { ...o, offsite } : o;
+}
+
 /** After a failure the staging directory stays only when it holds data worth resuming from. */
 function tidyStage(stage: string): void {
   try {
@@ -667,7 +686,7 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
   // read before this run's file replaces them: how long each source took last time
   const history = lastPullDurations([...readStatusFile(`${statusFile}.1`)?.records ?? [], ...readStatusFile(statusFile)?.records ?? []]);
   const deadline = runDeadline(cfg.max_runtime, opts.signal);
-  const ctx: RunContext = { cfg, deps, status, signal: deadline.signal, deadlineAt: deadline.at, children: new Set() };
+  const ctx: RunContext = { cfg, deps, status, signal: deadline.signal, deadlineAt: deadline.at, children: new Set(), afterVerified: opts.afterVerified };
   const onAbort = () => {
     // rsync keeps what it has received in the partial directory when stopped with SIGTERM
     for (const c of ctx.children) c.kill("SIGTERM");
@@ -740,7 +759,7 @@ async function pullAll(ctx: RunContext, sources: readonly SourceConfig[], histor
     signal: ctx.signal,
     run: async (s) => {
       const t0 = performance.now();
-      const o = await pullSource(ctx, s);
+      const o = await withOffsite(ctx, s, await pullSource(ctx, s));
       spent.set(s.name, (spent.get(s.name) ?? 0) + (performance.now() - t0));
       return o;
     },

@@ -77,6 +77,15 @@ const table = [
   { code: 92, name: "RESTORE_UNSAFE", kind: "failure", role: "any", meaning: "The archive holds entries that would land or point outside the target directory (absolute or `..` paths, links out, writes through links); they were not restored, the rest was." },
   { code: 93, name: "RESTORE_EXISTS", kind: "failure", role: "any", meaning: "Files to restore already exist in the target directory; nothing was restored (use --force to overwrite them)." },
   { code: 94, name: "RESTORE_FAILED", kind: "failure", role: "any", meaning: "Restoring failed part way (a file could not be written); the message names it." },
+  // offsite copies in S3-compatible object storage: each store's outcome, apart from the pull's
+  { code: 110, name: "STORE_UNREACHABLE", kind: "failure", role: "client", meaning: "An offsite store could not be reached (connection refused, time-out, name not found); the pull and its copy are unchanged, the next run sends what is missing." },
+  { code: 111, name: "STORE_CREDENTIALS", kind: "failure", role: "client", meaning: "An offsite store refused the credentials (wrong key or secret, no permission), or they could not be read." },
+  { code: 112, name: "STORE_BUCKET_MISSING", kind: "failure", role: "client", meaning: "An offsite store's bucket does not exist." },
+  { code: 113, name: "STORE_CHECKSUM_MISMATCH", kind: "failure", role: "client", meaning: "An object in an offsite store does not match the checksum the server recorded (after upload, or when verified); an upload that did not match was never completed." },
+  { code: 114, name: "STORE_LOCKED", kind: "failure", role: "client", meaning: "A delete in an offsite store was refused by the object's lock (Object Lock retention not yet over)." },
+  { code: 115, name: "STORE_FAILED", kind: "failure", role: "client", meaning: "An offsite store answered a request with an error of another kind; the message names it." },
+  { code: 116, name: "STORE_UNKNOWN", kind: "failure", role: "client", meaning: "A store named on the command line is not an [[offsite]] store of the configuration, or none is configured." },
+  { code: 117, name: "STORE_OBJECT_MISSING", kind: "failure", role: "client", meaning: "The copy asked for is not in the offsite store." },
   // info records (never final)
   { code: 60, name: "RUN_START", kind: "info", role: "any", meaning: "First record of a run: format version, host, role and run id." },
   { code: 61, name: "STEP", kind: "info", role: "any", meaning: "A step of the run began; the message names it." },
@@ -93,7 +102,9 @@ const table = [
   { code: 72, name: "SOURCE_DONE", kind: "info", role: "client", meaning: "One source of a client run ended; the record carries its outcome code." },
   { code: 59, name: "RETRY", kind: "info", role: "client", meaning: "A source failed in a way that passes (the connection closed during the key exchange, reset, or timed out before any data) and is tried again after a pause; the record says which try failed and why." },
   { code: 73, name: "PASSWORD_EXPOSED", kind: "warning", role: "any", meaning: "password_file can be read or written by other users, or belongs to another user; the report was still mailed. The message gives the chmod or chown that fixes it." },
+  { code: 77, name: "OFFSITE_SENT", kind: "info", role: "client", meaning: "A copy is in an offsite store, checked against the checksum the server recorded; the record names the store, its code and the object." },
   // warnings (never final)
+  { code: 78, name: "OFFSITE_FAILED", kind: "warning", role: "client", meaning: "Sending a copy to an offsite store failed; the record carries the store's code (110-117). The pull is unchanged." },
   { code: 79, name: "MOUNT_SKIPPED", kind: "warning", role: "server", meaning: "A directory where another file system is mounted was archived empty, not walked into: a pseudo file system (/proc, /sys, …) always, any other with one_file_system." },
   { code: 80, name: "FILE_VANISHED", kind: "warning", role: "server", meaning: "A file disappeared between the scan and the archive; the rest of the backup was made." },
   { code: 81, name: "FILE_UNREADABLE", kind: "warning", role: "server", meaning: "A file could not be read; it is not in the archive, the rest is." },
@@ -155,6 +166,8 @@ const SEVERITY_ORDER: readonly CodeName[] = [
   "HOST_KEY_FAILED", "UNSAFE_PERMISSIONS", "CONFIG_INVALID", "CONFIG_MISSING", "DEST_UNUSABLE", "CLIENT_NO_SPACE",
   "PULL_FAILED", "STATUS_PULL_FAILED", "UNREACHABLE", "THROTTLED", "DEADLINE", "TOOL_MISSING", "SERVER_BUSY",
   "CLIENT_ROTATION_FAILED", "ALREADY_RUNNING", "SOURCE_UNKNOWN",
+  "STORE_CHECKSUM_MISMATCH", "STORE_CREDENTIALS", "STORE_BUCKET_MISSING", "STORE_UNREACHABLE", "STORE_FAILED", "STORE_LOCKED",
+  "STORE_OBJECT_MISSING", "STORE_UNKNOWN",
 ];
 
 export function severity(n: number): number {

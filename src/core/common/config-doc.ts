@@ -11,6 +11,7 @@ const HEADERS: Record<Section, string> = {
   "client.source": "[[client.source]]",
   mail: "[mail]",
   monitor: "[monitor]",
+  offsite: "[[offsite]]",
 };
 
 function defaultIsLiteral(d: KeyDef): boolean {

@@ -10,7 +10,7 @@ import path from "node:path";
 import { ShootError } from "./errors.ts";
 import { parseDuration, parseSize } from "./units.ts";
 
-export type Section = "server" | "client" | "client.defaults" | "client.source" | "mail" | "monitor";
+export type Section = "server" | "client" | "client.defaults" | "client.source" | "mail" | "monitor" | "offsite";
 export type KeyType =
   | "string" | "strings" | "name" | "int" | "bool" | "size" | "duration"
   | "path" | "paths" | "enum" | "smtp-url";
@@ -89,6 +89,22 @@ const TABLE: readonly KeyDef[] = [
   { section: "monitor", key: "space_warn_days", type: "int", min: 0, max: 3650, default: "14", doc: "Warn (SPACE_LOW) when free space will run out within this many days at the growth of the archives held; 0 turns the warning off." },
   { section: "monitor", key: "metrics_file", type: "path", default: "none", doc: "Prometheus node_exporter textfile (e.g. /var/lib/node_exporter/textfile/shoot.prom), replaced atomically after every run." },
   { section: "monitor", key: "healthcheck_url", type: "string", default: "none", doc: "healthchecks-style URL pinged at the start (/start), success and failure (/<code>) of every run; `{role}` in it becomes server or client. A failed ping never changes the outcome.", example: '"https://hc-ping.com/your-uuid"' },
+  // [[offsite]] (checked further in parseOffsite)
+  { section: "offsite", key: "name", type: "name", required: true, doc: "Name of the store, as reports and `shoot offsite --store` call it.", example: '"aws"' },
+  { section: "offsite", key: "endpoint", type: "string", required: true, doc: "The store's S3 URL: https://s3.eu-central-1.amazonaws.com, http://rgw.example.com:7480, https://minio.example.com:9000. Buckets are addressed path-style (endpoint/bucket/key).", example: '"https://s3.eu-central-1.amazonaws.com"' },
+  { section: "offsite", key: "region", type: "string", default: '"us-east-1"', doc: "Region the requests are signed for (Ceph and MinIO accept us-east-1)." },
+  { section: "offsite", key: "bucket", type: "string", required: true, doc: "Bucket the copies go to; it must exist (with Object Lock enabled when `lock` is set).", example: '"backups-offsite"' },
+  { section: "offsite", key: "prefix", type: "string", default: "none", doc: "Put before every key: objects are <prefix><source>/<archive>, plus .md5 (and .list)." },
+  { section: "offsite", key: "credentials_file", type: "path", default: "$AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY", doc: "File with `aws_access_key_id = …` and `aws_secret_access_key = …` lines (keep it mode 0600). Give these credentials no right to delete versions or bypass governance locks where the store allows it." },
+  { section: "offsite", key: "storage_class", type: "string", default: "the bucket's default", doc: "S3 storage class of the objects (STANDARD, STANDARD_IA, …)." },
+  { section: "offsite", key: "sources", type: "strings", default: "all sources", doc: "Sources whose copies go to this store.", example: '["web1"]' },
+  { section: "offsite", key: "keep", type: "int", min: 1, max: 10000, default: "[client] keep", doc: "Copies kept per source in the store by `shoot offsite prune`; never the newest, never one still locked." },
+  { section: "offsite", key: "lock", type: "string", default: "no lock", doc: "Object Lock retention set on every object sent: \"governance 30d\" or \"compliance 90d\". Until then the object cannot be deleted or overwritten (compliance: by nobody, not even the bucket's owner).", example: '"compliance 30d"' },
+  { section: "offsite", key: "encrypt_to", type: "strings", default: "no encryption", doc: "age recipients (age1…): copies are encrypted for them while they stream up, as <archive>.age; `age -d -i KEY` or `shoot offsite restore --identity KEY` opens them.", example: '["age1…"]' },
+  { section: "offsite", key: "part_size", type: "size", default: '"8MiB"', doc: "Size of each part of a multipart upload (5MiB to 512MiB); memory use is about part_size × (concurrency + 1)." },
+  { section: "offsite", key: "concurrency", type: "int", min: 1, max: 16, default: "4", doc: "Parts sent at once." },
+  { section: "offsite", key: "bwlimit", type: "size", default: "no limit", doc: "Bytes per second sent to this store at most (e.g. \"20MiB\")." },
+  { section: "offsite", key: "timeout", type: "duration", default: '"2m"', doc: "A request to the store that takes longer is given up (the next run resumes the upload)." },
 ];
 
 /**
@@ -162,8 +178,29 @@ export interface MailConfig {
   spool_max: number;
 }
 
+export type LockMode = "governance" | "compliance";
+
+export interface OffsiteConfig {
+  name: string;
+  endpoint: string;
+  region: string;
+  bucket: string;
+  prefix: string;
+  credentials_file?: string;
+  storage_class?: string;
+  sources?: string[];
+  keep?: number;
+  lock?: { mode: LockMode; ms: number };
+  encrypt_to?: string[];
+  part_size: number;
+  concurrency: number;
+  bwlimit?: number;
+  timeout: number;
+}
+
 export interface Config {
   file: string;
+  offsite?: OffsiteConfig[];
   server?: ServerConfig;
   client?: ClientConfig;
   mail?: MailConfig;
@@ -359,10 +396,11 @@ export function parseConfig(text: string, file: string, hostname: string = os.ho
   }
   const cfg: Config = { file };
   for (const k of Object.keys(doc)) {
-    if (!["server", "client", "mail", "monitor"].includes(k)) {
-      throw new ConfigError(file, findKeyLine(text, k, undefined) ?? findKeyLine(text, "", k), k, "unknown section or key (known sections: [server], [client], [[client.source]], [mail], [monitor])");
+    if (!["server", "client", "mail", "monitor", "offsite"].includes(k)) {
+      throw new ConfigError(file, findKeyLine(text, k, undefined) ?? findKeyLine(text, "", k), k, "unknown section or key (known sections: [server], [client], [[client.source]], [mail], [monitor], [[offsite]])");
     }
     const v = doc[k];
+    if (k === "offsite") continue;
     if (typeof v !== "object" || v === null || Array.isArray(v)) {
       throw new ConfigError(file, findKeyLine(text, "", k), k, `expected a table [${k}], got ${describe(v)}`);
     }
@@ -390,6 +428,7 @@ export function parseConfig(text: string, file: string, hostname: string = os.ho
     throw new ConfigError(file, findKeyLine(text, "monitor", "healthcheck_url"), "[monitor] healthcheck_url", `expected an http:// or https:// URL, got ${JSON.stringify(mv.healthcheck_url)}`);
   }
   cfg.monitor = withDefaults<MonitorConfig>("monitor", mv);
+  if (doc.offsite !== undefined) cfg.offsite = parseOffsite(file, text, doc.offsite, cfg.client);
   return cfg;
 }
 
@@ -476,6 +515,45 @@ function sourcesFromDir(file: string, text: string, dir: string, defaults: Recor
       t = { name: base, ...t };
     }
     return { s: sourceOf(f, body, "source", t, defaults, 0, ""), file: f, line: findKeyLine(body, "", "name") };
+  });
+}
+
+const LOCK_RE = /^(governance|compliance)\s+(\S+)$/;
+const AGE_RECIPIENT_RE = /^age1[0-9a-z]+$/;
+
+/** [[offsite]] tables: the KEYS checks, then what a single key's type cannot say. */
+function parseOffsite(file: string, text: string, raw: unknown, client: ClientConfig | undefined): OffsiteConfig[] {
+  const label = (i: number) => `[[offsite]] #${i + 1}`;
+  if (!Array.isArray(raw)) throw new ConfigError(file, findKeyLine(text, "", "offsite"), "offsite", "expected [[offsite]] tables");
+  const seen = new Set<string>();
+  return raw.map((t, i) => {
+    if (typeof t !== "object" || t === null || Array.isArray(t)) throw new ConfigError(file, findKeyLine(text, "offsite", undefined, i), label(i), "expected a table");
+    const v = validateTable(file, text, "offsite", label(i), t as Table, i);
+    const bad = (key: string, problem: string): never => {
+      throw new ConfigError(file, findKeyLine(text, "offsite", key, i), `${label(i)} ${key}`, problem);
+    };
+    const o = withDefaults<Record<string, unknown>>("offsite", v);
+    if (seen.has(o.name as string)) bad("name", `duplicate store name ${JSON.stringify(o.name)}`);
+    seen.add(o.name as string);
+    if (!/^https?:\/\/[^/\s]+\/?$/i.test(o.endpoint as string)) bad("endpoint", `expected an http:// or https:// URL without a path, got ${JSON.stringify(o.endpoint)}`);
+    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(o.bucket as string)) bad("bucket", `expected a bucket name (3 to 63 of a-z, 0-9, '.', '-'), got ${JSON.stringify(o.bucket)}`);
+    const prefix = (o.prefix as string | undefined) ?? "";
+    if (prefix.startsWith("/") || prefix.split("/").some((seg) => seg === "." || seg === "..") || /[\0-\x1f\\]/.test(prefix)) bad("prefix", `expected a key prefix without a leading /, . or .. segments, got ${JSON.stringify(prefix)}`);
+    const part = o.part_size as number;
+    if (part < 5 * 1024 ** 2 || part > 512 * 1024 ** 2) bad("part_size", "expected 5MiB to 512MiB (S3 parts are 5 MiB at least)");
+    let lock: OffsiteConfig["lock"];
+    if (typeof v.lock === "string") {
+      const m = LOCK_RE.exec(v.lock.trim());
+      const ms = m ? parseDuration(m[2]!) : undefined;
+      if (!m || ms === undefined || ms < 86_400_000) bad("lock", `expected "governance DURATION" or "compliance DURATION" of a day or more (like "compliance 30d"), got ${JSON.stringify(v.lock)}`);
+      lock = { mode: m![1] as LockMode, ms: ms! };
+    }
+    const recipients = v.encrypt_to as string[] | undefined;
+    for (const r of recipients ?? []) if (!AGE_RECIPIENT_RE.test(r)) bad("encrypt_to", `expected age recipients (age1…), got ${JSON.stringify(r)}`);
+    for (const s of (v.sources as string[] | undefined) ?? []) {
+      if (client && !client.sources.some((c) => c.name === s)) bad("sources", `no [[client.source]] is called ${JSON.stringify(s)}`);
+    }
+    return { ...(o as unknown as OffsiteConfig), prefix, lock, ...(recipients?.length ? { encrypt_to: recipients } : { encrypt_to: undefined }) };
   });
 }
 

@@ -7,6 +7,28 @@ export interface Warning {
   msg: string;
 }
 
+/** One offsite store's outcome for a source's copy: OFFSITE_SENT (77), or a store's failure code (110-117). */
+export interface StoreOutcome {
+  store: string;
+  code: number;
+  message: string;
+  /** The object's key, when one was named. */
+  key?: string;
+}
+
+/** A verified copy in place on the backup host (dir/<archive>, its .md5 beside it). */
+export interface VerifiedCopyRef {
+  source: string;
+  dir: string;
+  archive: ArchiveInfo;
+}
+
+/** What runs after a copy is verified and in place (offsite copies); it never changes the pull's outcome. */
+export type AfterVerified = (
+  copy: VerifiedCopyRef,
+  record: (name: "OFFSITE_SENT" | "OFFSITE_FAILED", msg: string, data: Record<string, unknown>) => void,
+) => Promise<StoreOutcome[]>;
+
 export interface SourceOutcome {
   name: string;
   code: number;
@@ -21,6 +43,8 @@ export interface SourceOutcome {
   durationMs?: number;
   /** Set when the failure passes by nature (a try again may succeed), saying how. */
   transient?: string;
+  /** Each offsite store's outcome for this source's current copy, beside the pull's code. */
+  offsite?: StoreOutcome[];
 }
 
 export interface RunOutcome {

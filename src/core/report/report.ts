@@ -3,7 +3,7 @@
  * plain-text body. One function for wrapper, server and client. Pure: the caller reads the
  * status file and hands its records in.
  */
-import { codeInfo, codeName, isGolden, severity } from "../common/codes.ts";
+import { code, codeInfo, codeName, isGolden, severity } from "../common/codes.ts";
 import { sourcesSummary, type RunOutcome, type SourceOutcome, type Warning } from "../common/outcome.ts";
 import type { ArchiveInfo, StatusRecord } from "../state/status.ts";
 import { escapeLines, escapeText } from "../common/escape.ts";
@@ -69,6 +69,8 @@ export function reportSubject(o: RunOutcome): string {
     const more = failed.length > MAX_SUBJECT_SOURCES ? ` +${failed.length - MAX_SUBJECT_SOURCES} more` : "";
     s += ` (${shown}${more})`;
   }
+  const stores = (o.sources ?? []).flatMap((x) => (x.offsite ?? []).filter((y) => y.code !== code("OFFSITE_SENT")).map((y) => `${oneLine(y.store)} ${y.code}`));
+  if (stores.length > 0) s += ` (offsite FAILED: ${[...new Set(stores)].slice(0, MAX_SUBJECT_SOURCES).join(", ")})`;
   const warnings = o.warnings.length + (o.sources ?? []).reduce((n, x) => n + (x.warnings?.length ?? 0), 0);
   if (warnings > 0) s += `, ${plural(warnings, "warning")}`;
   return escapeText(s);
@@ -115,6 +117,10 @@ function sourceLines(sources: readonly SourceOutcome[]): string[] {
       out.push(`${pad}${oneLine(s.archive.file)}, ${formatBytes(s.archive.size)} (${s.archive.size} bytes), md5 ${oneLine(s.archive.md5)}`);
     }
     if (s.wireBytes !== undefined) out.push(`${pad}${formatBytes(s.wireBytes)} crossed the wire`);
+    for (const o of s.offsite ?? []) {
+      const ok = o.code === code("OFFSITE_SENT");
+      out.push(`${pad}offsite ${oneLine(o.store)}  ${ok ? "OK    " : "FAILED"} ${o.code} ${codeName(o.code)}: ${oneLine(o.message)}`);
+    }
     if (s.warnings?.length) out.push(...warningLines(s.warnings, MAX_SOURCE_WARNINGS, pad));
   };
   for (const s of failed) detailed(s);
@@ -125,6 +131,9 @@ function sourceLines(sources: readonly SourceOutcome[]): string[] {
     }
     const parts = [s.archive ? `${oneLine(s.archive.file)}, ${formatBytes(s.archive.size)}` : "", s.tries && s.tries > 1 ? `${s.tries} tries` : ""].filter(Boolean);
     out.push(`${head(s)}${parts.length ? `  ${parts.join(", ")}` : ""}`);
+    for (const o of s.offsite ?? []) {
+      if (o.code !== code("OFFSITE_SENT")) out.push(`${pad}offsite ${oneLine(o.store)}  FAILED ${o.code} ${codeName(o.code)}: ${oneLine(o.message)}`);
+    }
     if (s.warnings?.length) out.push(...warningLines(s.warnings, MAX_SOURCE_WARNINGS, pad));
   }
   return out;
