@@ -6,6 +6,8 @@ import { parseConfig, type Config } from "../../src/core/common/config.ts";
 import { alarmsFor, checkHealth, projectSpace, renderHealth, renderNagios, sourceTable, type HealthReport, type SourceHealth } from "../../src/core/report/health.ts";
 import { acquireLock } from "../../src/core/state/lock.ts";
 import { pingUrl, renderMetrics } from "../../src/core/report/metrics.ts";
+// the parser the metrics end-to-end test uses (no type declarations of its own)
+const parsePrometheus = require("parse-prometheus-text-format") as (text: string) => unknown;
 import { createProgress, progressLine } from "../../src/core/report/progress.ts";
 import { StatusWriter, type ArchiveInfo } from "../../src/core/state/status.ts";
 import { tempDir } from "../helpers/fixture.ts";
@@ -296,6 +298,34 @@ describe("alarms for a run's report", () => {
 });
 
 describe("shoot status for a hundred sources", () => {
+  test("Prometheus metrics: a few series per source, labelled by its configured name alone (label values bounded by the configuration)", () => {
+    const names = Array.from({ length: 100 }, (_, i) => `web${String(i).padStart(3, "0")}`);
+    const sources: SourceHealth[] = names.map((name, i) => ({
+      name, state: i === 5 ? "failed" : "ok", exitCode: i === 5 ? 40 : 0, summary: "", copies: 2, warnings: [], tries: i === 5 ? 3 : 1, durationMs: 1500,
+      last: { code: i === 5 ? 40 : 4, name: "X", message: `a message with spaces and a file ${name}-20260615-110000.tar.gz`, at: "2026-06-15T11:00:00Z", ageMs: 1 },
+      lastGolden: { at: "2026-06-15T11:00:00Z", ageMs: 1, from: "status" },
+      archive: { file: `${name}-20260615-110000.tar.gz`, size: 1000 },
+    }));
+    const report: HealthReport = {
+      checkedAt: "2026-06-15T12:00:00Z", exitCode: 40, nagios: 2, maxAgeMs: DAY,
+      roles: [{ role: "client", name: "client", dir: "/srv/shoot", state: "failed", exitCode: 40, summary: "", warnings: [], sources }],
+    };
+    const families = parsePrometheus(renderMetrics(report)) as Array<{ name: string; metrics: Array<{ labels?: Record<string, string> }> }>;
+    const perSource = families.filter((f) => f.name.startsWith("shoot_source_"));
+    expect(perSource.map((f) => f.name).sort()).toEqual([
+      "shoot_source_archive_size_bytes", "shoot_source_copies", "shoot_source_healthy", "shoot_source_last_code",
+      "shoot_source_last_duration_seconds", "shoot_source_last_success_timestamp_seconds", "shoot_source_last_tries",
+    ]);
+    for (const f of perSource) {
+      expect({ f: f.name, n: f.metrics.length }).toEqual({ f: f.name, n: 100 });
+      for (const m of f.metrics) expect(Object.keys(m.labels ?? {})).toEqual(["source"]);
+      expect(new Set(f.metrics.map((m) => m.labels!.source))).toEqual(new Set(names));
+    }
+    const values = families.flatMap((f) => f.metrics.flatMap((m) => Object.values(m.labels ?? {})));
+    expect(values.filter((v) => !names.includes(v) && !["client"].includes(v))).toEqual([]);
+    expect(families.find((f) => f.name === "shoot_source_last_tries")!.metrics.find((m) => m.labels!.source === "web005")).toMatchObject({ value: "3" });
+  }, T);
+
   test("a table with one line per source, the ones not healthy first, then what each failed one said", () => {
     const ok = (i: number): SourceHealth => ({
       name: `web${String(i).padStart(3, "0")}`, state: "ok", exitCode: 0, summary: "", copies: 2, warnings: [], tries: 1, durationMs: 4200,

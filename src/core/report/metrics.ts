@@ -95,6 +95,8 @@ export function renderMetrics(report: HealthReport, outcome?: RunOutcome): strin
   const srcGolden = f("shoot_source_last_success_timestamp_seconds", "When this source was last pulled or found current (Unix time).");
   const srcSize = f("shoot_source_archive_size_bytes", "Size of the newest verified copy of this source.");
   const srcCopies = f("shoot_source_copies", "Verified copies kept of this source.");
+  const srcTries = f("shoot_source_last_tries", "Tries the last pull of this source took (more than 1 after failures that pass: connections closed or reset, time-outs before any data).");
+  const srcDuration = f("shoot_source_last_duration_seconds", "Time the last pull of this source spent in a slot, over all its tries.");
   const offCode = f("shoot_offsite_code", "Code of the last attempt to send this source's copy to this offsite store: 77 sent and checked, else a store failure (110-117).");
   const offOk = f("shoot_offsite_success", "1 when this source's current copy is in this offsite store, checked, else 0.");
   const offTime = f("shoot_offsite_timestamp_seconds", "When this offsite store last reported on this source (Unix time).");
@@ -127,6 +129,8 @@ export function renderMetrics(report: HealthReport, outcome?: RunOutcome): strin
       if (s.lastGolden) srcGolden.samples.push({ labels: sl, value: seconds(s.lastGolden.at) });
       if (s.archive) srcSize.samples.push({ labels: sl, value: s.archive.size });
       srcCopies.samples.push({ labels: sl, value: s.copies });
+      if (s.tries !== undefined) srcTries.samples.push({ labels: sl, value: s.tries });
+      if (s.durationMs !== undefined) srcDuration.samples.push({ labels: sl, value: s.durationMs / 1000 });
       for (const o of s.offsite ?? []) {
         const ol = { source: s.name, store: o.store };
         offCode.samples.push({ labels: ol, value: o.code });
@@ -137,7 +141,7 @@ export function renderMetrics(report: HealthReport, outcome?: RunOutcome): strin
   }
   return renderFamilies([
     healthy, statusCode, warnings, lastCode, lastOk, lastTime, lastDuration, goldenTime, archiveSize, archiveTime,
-    free, daysLeft, srcHealthy, srcCode, srcGolden, srcSize, srcCopies, offCode, offOk, offTime,
+    free, daysLeft, srcHealthy, srcCode, srcGolden, srcSize, srcCopies, srcTries, srcDuration, offCode, offOk, offTime,
   ]);
 }
 
