@@ -6,7 +6,7 @@ import { afterEach, expect, test } from "bun:test";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { removeStaleSocketDirs } from "../../src/core/transfer/ssh-shared.ts";
+import { ownerPid, removeStaleSocketDirs } from "../../src/core/transfer/ssh-shared.ts";
 import { tempDir } from "../helpers/fixture.ts";
 
 let root: string;
@@ -43,4 +43,31 @@ test("empty socket directories older than ten minutes go; live, young and other 
 test("a directory that cannot be read removes nothing and does not throw", () => {
   root = tempDir();
   expect(removeStaleSocketDirs(path.join(root, "missing"), Date.now())).toEqual([]);
+});
+
+test("a directory named for its client's pid goes at once when empty and the client no longer runs; with a socket left in it, once old", () => {
+  root = tempDir();
+  const now = Date.now();
+  const old = new Date(now - 11 * 60_000);
+  // a pid that ran and ended
+  const dead = Bun.spawnSync(["true"]).pid;
+  const make = (name: string, opts: { old?: boolean; socket?: boolean } = {}) => {
+    const p = path.join(root, name);
+    fs.mkdirSync(p, { mode: 0o700 });
+    if (opts.socket) fs.writeFileSync(path.join(p, "s"), "");
+    if (opts.old) fs.utimesSync(p, old, old);
+  };
+  make(`shoot-ssh-${dead}-aaaaaa`);
+  make(`shoot-ssh-${dead}-bbbbbb`, { socket: true });
+  make(`shoot-ssh-${dead}-cccccc`, { socket: true, old: true });
+  make(`shoot-ssh-${process.ppid}-dddddd`, { old: true });
+  make(`shoot-ssh-${process.pid}-eeeeee`, { old: true });
+  expect(removeStaleSocketDirs(root, now).sort()).toEqual([`shoot-ssh-${dead}-aaaaaa`, `shoot-ssh-${dead}-cccccc`]);
+  expect(fs.readdirSync(root).sort()).toEqual([`shoot-ssh-${dead}-bbbbbb`, `shoot-ssh-${process.ppid}-dddddd`, `shoot-ssh-${process.pid}-eeeeee`].sort());
+});
+
+test("ownerPid", () => {
+  expect(ownerPid("shoot-ssh-1234-AbC12z")).toBe(1234);
+  expect(ownerPid("shoot-ssh-AbC12z")).toBeUndefined();
+  expect(ownerPid("shoot-ssh-12-34-x")).toBeUndefined();
 });

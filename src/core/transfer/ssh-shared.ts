@@ -25,15 +25,32 @@ const MAX_SOCKET_PATH = 100;
 const DIR_PREFIX = "shoot-ssh-";
 const SOCKET = "s";
 /**
- * A socket directory this old and empty was left by a client killed before it could remove it
- * (ssh removes the socket itself when the connection closes). Younger ones may belong to a run
- * whose connection is still being made.
+ * A socket directory this old was left by a client killed before it could remove it (ssh
+ * removes the socket itself when the connection closes); by then even a connection its
+ * orphaned transfers kept up has long been closed. Younger ones may belong to a run whose
+ * connection is still being made.
  */
 const STALE_DIR_MS = 10 * 60_000;
 
+/** The client's pid in a socket directory's name (`shoot-ssh-PID-XXXXXX`); older versions named none. */
+export function ownerPid(name: string): number | undefined {
+  const m = /^shoot-ssh-(\d{1,10})-[^-]+$/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === "EPERM";
+  }
+}
+
 /**
- * Remove the empty socket directories of this user's killed clients in `tmp`. A directory with
- * a socket in it belongs to a live connection and stays: rmdir refuses it.
+ * Remove the socket directories of this user's killed clients in `tmp`: at once when empty
+ * and their client no longer runs, with what is left in them once they are old; a directory of
+ * an older version only when empty and old. A directory whose client still runs stays.
  */
 export function removeStaleSocketDirs(tmp: string, now: number): string[] {
   const removed: string[] = [];
@@ -49,14 +66,34 @@ export function removeStaleSocketDirs(tmp: string, now: number): string[] {
     const dir = path.join(tmp, name);
     try {
       const st = fs.lstatSync(dir);
-      if (!st.isDirectory() || st.uid !== uid || now - st.mtimeMs < STALE_DIR_MS) continue;
-      fs.rmdirSync(dir);
+      if (!st.isDirectory() || st.uid !== uid) continue;
+      const old = now - st.mtimeMs >= STALE_DIR_MS;
+      const pid = ownerPid(name);
+      if (pid === undefined) {
+        if (!old) continue;
+        fs.rmdirSync(dir);
+      } else if (pid === process.pid || running(pid)) {
+        continue;
+      } else if (old) {
+        fs.rmSync(dir, { recursive: true, force: true });
+      } else {
+        fs.rmdirSync(dir);
+      }
       removed.push(name);
     } catch {
       // not empty, or not ours to remove
     }
   }
   return removed;
+}
+
+const swept = new Set<string>();
+
+/** Once per run (a process) is enough: a run of a hundred sources need not read the directory a hundred times. */
+function sweepOnce(tmp: string): void {
+  if (swept.has(tmp)) return;
+  swept.add(tmp);
+  removeStaleSocketDirs(tmp, Date.now());
 }
 
 export class SharedSsh {
@@ -92,8 +129,8 @@ export class SharedSsh {
     let dir: string | undefined;
     if (!isLocalRemote(source.remote)) {
       try {
-        removeStaleSocketDirs(os.tmpdir(), Date.now());
-        dir = fs.mkdtempSync(path.join(os.tmpdir(), DIR_PREFIX));
+        sweepOnce(os.tmpdir());
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), `${DIR_PREFIX}${process.pid}-`));
         const socket = path.join(dir, SOCKET);
         if (socket.length > MAX_SOCKET_PATH || !usableControlPath(socket)) {
           fs.rmSync(dir, { recursive: true, force: true });
