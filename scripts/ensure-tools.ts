@@ -42,6 +42,9 @@ export const TOOLS: readonly Tool[] = [
   { name: "age", pkg: "age" },
   { name: "age-keygen", pkg: "age" },
   { name: "rclone", pkg: "rclone" },
+  // the scale test puts servers behind network namespaces, links and qdiscs of its own
+  { name: "ip", pkg: "iproute2" },
+  { name: "tc", pkg: "iproute2" },
 ];
 
 const SBIN = "/usr/sbin:/sbin:/usr/local/sbin";

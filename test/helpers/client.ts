@@ -61,7 +61,7 @@ export function writeClientConfig(file: string, c: ClientSpec): string {
 
 /** A source reached through the test sshd with its full-access key. */
 export function sshSource(sshd: SshServer, name: string, dir: string, extra: Partial<SourceSpec> = {}): SourceSpec {
-  return { name, remote: `${sshd.user}@127.0.0.1:${dir}`, port: sshd.port, identity: sshd.userKey.key, ...extra };
+  return { name, remote: `${sshd.user}@${sshd.host}:${dir}`, port: sshd.port, identity: sshd.userKey.key, ...extra };
 }
 
 export interface ClientRun extends ShootResult {

@@ -81,3 +81,15 @@ export function writeServerStatus(dir: string, archive: ArchiveInfo | undefined,
   w.close();
   fs.utimesSync(file, when, when);
 }
+
+/**
+ * The tree an archive made by writeArchive holds, written under `root` as GNU tar extracts it
+ * (the one file, its mode and time), for treeDifferences.
+ */
+export function payloadTree(root: string, bytes: Uint8Array): void {
+  fs.mkdirSync(root, { recursive: true });
+  const file = path.join(root, PAYLOAD);
+  fs.writeFileSync(file, bytes);
+  fs.chmodSync(file, 0o644);
+  fs.utimesSync(file, 1_700_000_000, 1_700_000_000);
+}

@@ -23,6 +23,8 @@ export interface KeyPair {
 }
 
 export interface SshServer {
+  /** The address it listens on (127.0.0.1, or an address in a network namespace). */
+  host: string;
   port: number;
   dir: string;
   /** The login name on the server (the user running the tests). */
@@ -69,9 +71,24 @@ export function childPids(pid: number): number[] {
   return out;
 }
 
-export async function startSshd(): Promise<SshServer> {
+export interface SshdOptions {
+  /** Run it inside this network namespace (`ip netns exec`), listening on `address` there. */
+  netns?: string;
+  address?: string;
+  port?: number;
+  /** sshd's MaxStartups (start:rate:full); the default here lets the suite's parallel clients in. */
+  maxStartups?: string;
+}
+
+/** The loopback configuration, listening on `address` instead. */
+function sshdConfigAt(address: string, text: string): string {
+  return text.replace(/^ListenAddress 127\.0\.0\.1$/m, `ListenAddress ${address}`);
+}
+
+export async function startSshd(opts: SshdOptions = {}): Promise<SshServer> {
   const sshd = requireTool("sshd");
   requireTool("ssh");
+  const address = opts.address ?? "127.0.0.1";
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shoot-sshd-"));
   // sshd refuses to start without its privilege-separation directory
   fs.mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
@@ -79,30 +96,35 @@ export async function startSshd(): Promise<SshServer> {
   const userKey = await keygen(path.join(dir, "user_ed25519"), "shoot-test-user");
   const authorizedKeys = path.join(dir, "authorized_keys");
   fs.writeFileSync(authorizedKeys, `${userKey.publicLine}\n`, { mode: 0o600 });
-  const port = await freePort();
+  // a namespace of the test's own has every port free
+  const port = opts.port ?? (opts.netns ? 22 : await freePort());
   const config = path.join(dir, "sshd_config");
-  fs.writeFileSync(config, loopbackSshdConfig({
+  fs.writeFileSync(config, sshdConfigAt(address, loopbackSshdConfig({
     port, hostKey: hostKey.key, pidFile: path.join(dir, "sshd.pid"), authorizedKeys, permitRootLogin: "prohibit-password",
     extra: [
       // the login shell still reads root's ~/.bashrc for a forced command; heavy start-up files
       // there (pyenv on these machines) cost seconds per connection, so mark the shell nested
       "SetEnv SHLVL=1",
-      "MaxStartups 50",
+      `MaxStartups ${opts.maxStartups ?? "50"}`,
       "LogLevel INFO",
     ],
-  }));
+  })));
   const knownHosts = path.join(dir, "known_hosts");
-  fs.writeFileSync(knownHosts, loopbackKnownHostsLine(port, hostKey.publicLine));
+  // ssh looks a host on port 22 up by its bare name
+  const line = loopbackKnownHostsLine(port, hostKey.publicLine).replace(`[127.0.0.1]:${port}`, port === 22 ? address : `[${address}]:${port}`);
+  fs.writeFileSync(knownHosts, line);
 
   const log: string[] = [];
   let ready: () => void;
   const listening = new Promise<void>((r) => (ready = r));
-  const child: Child = spawner.start([sshd, "-D", "-e", "-f", config], {
+  // `ip netns exec` execs sshd in the namespace: the pid is sshd's own
+  const argv = [...(opts.netns ? [requireTool("ip"), "netns", "exec", opts.netns] : []), sshd, "-D", "-e", "-f", config];
+  const child: Child = spawner.start(argv, {
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
     onStderrLine: (l) => {
       log.push(l);
       if (log.length > 2000) log.shift();
-      if (/Server listening on 127\.0\.0\.1/.test(l)) ready();
+      if (l.includes(`Server listening on ${address}`)) ready();
     },
   });
   const ended = child.done.then((r) => {
@@ -115,6 +137,7 @@ export async function startSshd(): Promise<SshServer> {
   // the tests run as root (the sshd needs it); Bun may not resolve the name from the uid
   const user = process.getuid?.() === 0 ? "root" : os.userInfo().username;
   return {
+    host: address,
     port,
     dir,
     user,
