@@ -72,8 +72,8 @@ export interface ClientRun extends ShootResult {
   records: Array<Record<string, any>>;
 }
 
-export async function runClient(config: string, dest: string, names: string[] = [], timeoutMs = 90_000): Promise<ClientRun> {
-  const r = await runShoot(["client", "--config", config, "--json", ...names], { timeoutMs });
+export async function runClient(config: string, dest: string, names: string[] = [], timeoutMs = 90_000, env?: Record<string, string>): Promise<ClientRun> {
+  const r = await runShoot(["client", "--config", config, "--json", ...names], { timeoutMs, env });
   let outcome: ClientRun["outcome"];
   try {
     outcome = JSON.parse(r.stdout);

@@ -378,6 +378,7 @@ async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeou
   }
   if (result.exitCode !== 0) {
     const f = classifyFailure(result, fallback);
+    if (ctx.signal?.reason instanceof DeadlineReached) throw new SourceFailure(f.code, "the transfer was stopped; what arrived is kept for the next run");
     if (ctx.signal?.aborted) throw new SourceFailure(f.code, `the run was interrupted: ${f.why}`);
     throw new SourceFailure(f.code, f.why, f.transient);
   }
@@ -408,7 +409,12 @@ function describePull(a: ArchiveInfo, s: TransferStats): string {
   return parts.join(", ");
 }
 
-async function pullSource(ctx: RunContext, source: SourceConfig): Promise<SourceOutcome> {
+/**
+ * One try of one source. `keepConnection` false: no connection kept for the transfers (a try after the
+ * server closed connections during the key exchange: one login at a time eases the throttling).
+ */
+async function pullSource(ctx: RunContext, source: SourceConfig, keepConnection = true): Promise<SourceOutcome> {
+  if (!keepConnection) return pullSourceOver(ctx, source, { controlPath: undefined });
   // started beside the status pull; the archive pull uses it when it is up by then
   const shared = SharedSsh.start(ctx.deps.spawner, ctx.deps.env, ctx.cfg, source);
   try {
@@ -418,7 +424,7 @@ async function pullSource(ctx: RunContext, source: SourceConfig): Promise<Source
   }
 }
 
-async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: SharedSsh): Promise<SourceOutcome> {
+async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Pick<SharedSsh, "controlPath">): Promise<SourceOutcome> {
   const { cfg, deps, status } = ctx;
   const dir = path.join(cfg.dest_dir, source.name);
   const stage = path.join(dir, STAGE_DIR);
@@ -751,6 +757,7 @@ async function pullAll(ctx: RunContext, sources: readonly SourceConfig[], histor
   const { cfg, deps, status } = ctx;
   const byName = new Map<string, SourceOutcome>();
   const spent = new Map<string, number>();
+  const throttled = new Set<string>();
   const deadlineHit = () => ctx.signal?.reason instanceof DeadlineReached && !outer?.aborted;
   const limitWords = `the run reached max_runtime (${formatDuration(cfg.max_runtime)})`;
   await runInSlots<SourceConfig, SourceOutcome>({
@@ -759,12 +766,13 @@ async function pullAll(ctx: RunContext, sources: readonly SourceConfig[], histor
     signal: ctx.signal,
     run: async (s) => {
       const t0 = performance.now();
-      const o = await withOffsite(ctx, s, await pullSource(ctx, s));
+      const o = await withOffsite(ctx, s, await pullSource(ctx, s, !throttled.has(s.name)));
       spent.set(s.name, (spent.get(s.name) ?? 0) + (performance.now() - t0));
       return o;
     },
     again: (s, o, attempt) => {
       if (!o.transient || attempt >= cfg.tries) return undefined;
+      if (o.code === code("THROTTLED")) throttled.add(s.name);
       const pause = retryPause(cfg.retry_wait, attempt, Math.random());
       if (Date.now() + pause >= ctx.deadlineAt) return undefined;
       const msg = `${s.name}: try ${attempt} of ${cfg.tries} failed, which passes (${o.transient}): ${o.code} ${codeName(o.code)}: ${o.message}; trying again in ${formatDuration(pause)}, when a slot is free`;
@@ -778,7 +786,7 @@ async function pullAll(ctx: RunContext, sources: readonly SourceConfig[], histor
     done: (s, result, tries) => {
       let o: SourceOutcome = { ...result, tries, durationMs: Math.round(spent.get(s.name) ?? 0) };
       if (tries > 1) o.message = `${o.message} (${tries} tries)`;
-      if (tries > 0 && deadlineHit() && !isGolden(o.code)) o = { ...o, code: code("DEADLINE"), message: `stopped: ${limitWords}: ${o.message}` };
+      if (tries > 0 && deadlineHit() && !isGolden(o.code)) o = { ...o, code: code("DEADLINE"), message: `${limitWords} while this source was being pulled: ${o.message}` };
       byName.set(s.name, o);
       status.write("SOURCE_DONE", `${s.name}: ${o.code} ${codeName(o.code)}: ${o.message}`, {
         step: "pull", ...(o.archive ? { archive: o.archive } : {}),
