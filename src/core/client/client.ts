@@ -386,10 +386,10 @@ async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeou
 }
 
 /** Pull server.status into the staging directory and read it (with its time as rsync kept it); the file does not stay. */
-async function pullStatus(ctx: RunContext, source: SourceConfig, stage: string): Promise<{ parsed: ParsedStatus; mtime: Date }> {
+async function pullStatus(ctx: RunContext, source: SourceConfig, stage: string, controlPath?: string): Promise<{ parsed: ParsedStatus; mtime: Date }> {
   const { cfg } = ctx;
   const timeoutMs = cfg.connect_timeout + cfg.timeout + 30_000;
-  await rsync(ctx, { client: cfg, source, files: [SERVER_STATUS], into: stage, maxSize: MAX_STATUS_BYTES }, "STATUS_PULL_FAILED", timeoutMs);
+  await rsync(ctx, { client: cfg, source, files: [SERVER_STATUS], into: stage, maxSize: MAX_STATUS_BYTES, controlPath }, "STATUS_PULL_FAILED", timeoutMs);
   const file = path.join(stage, SERVER_STATUS);
   try {
     const st = fs.lstatSync(file);
@@ -414,8 +414,8 @@ function describePull(a: ArchiveInfo, s: TransferStats): string {
  * server closed connections during the key exchange: one login at a time eases the throttling).
  */
 async function pullSource(ctx: RunContext, source: SourceConfig, keepConnection = true): Promise<SourceOutcome> {
-  if (!keepConnection) return pullSourceOver(ctx, source, { controlPath: undefined });
-  // started beside the status pull; the archive pull uses it when it is up by then
+  if (!keepConnection) return pullSourceOver(ctx, source, { controlPath: undefined, settled: async () => ({ up: false }) });
+  // started now, while the source's directories are checked; every transfer goes through it
   const shared = SharedSsh.start(ctx.deps.spawner, ctx.deps.env, ctx.cfg, source);
   try {
     return await pullSourceOver(ctx, source, shared);
@@ -424,7 +424,31 @@ async function pullSource(ctx: RunContext, source: SourceConfig, keepConnection 
   }
 }
 
-async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Pick<SharedSsh, "controlPath">): Promise<SourceOutcome> {
+/**
+ * The shared connection's socket once it is up. When it could not be made because the server
+ * cannot be reached, refused its host key or closed the connection during the key exchange,
+ * the source ends with that now (connecting again for the status pull would only wait through
+ * the same time-out twice); otherwise the transfers connect on their own.
+ */
+async function connected(ctx: RunContext, shared: Pick<SharedSsh, "controlPath" | "settled">): Promise<string | undefined> {
+  let onAbort = () => {};
+  const aborted = new Promise<undefined>((resolve) => {
+    onAbort = () => resolve(undefined);
+    ctx.signal?.addEventListener("abort", onAbort);
+  });
+  const s = await Promise.race([shared.settled(), aborted]).finally(() => ctx.signal?.removeEventListener("abort", onAbort));
+  // stopped while connecting: the caller closes the connection being made
+  if (!s || ctx.signal?.aborted) {
+    throw new SourceFailure("STATUS_PULL_FAILED", ctx.signal?.reason instanceof DeadlineReached ? "the connection was still being made" : "the run was interrupted");
+  }
+  if (s.up) return shared.controlPath;
+  if (!s.ended) return undefined;
+  const f = classifyFailure(s.ended, "STATUS_PULL_FAILED");
+  if (f.code === "UNREACHABLE" || f.code === "HOST_KEY_FAILED" || f.code === "THROTTLED") throw new SourceFailure(f.code, f.why, f.transient);
+  return undefined;
+}
+
+async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Pick<SharedSsh, "controlPath" | "settled">): Promise<SourceOutcome> {
   const { cfg, deps, status } = ctx;
   const dir = path.join(cfg.dest_dir, source.name);
   const stage = path.join(dir, STAGE_DIR);
@@ -450,7 +474,7 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Pic
     const keyProblem = source.identity && !isLocalRemote(source.remote) ? unusableKey(source.identity) : undefined;
     if (keyProblem) throw new SourceFailure("STATUS_PULL_FAILED", `identity ${source.identity} ${keyProblem}: ssh cannot log in with it`);
     step("pulling server.status");
-    const { parsed, mtime } = await pullStatus(ctx, source, stage);
+    const { parsed, mtime } = await pullStatus(ctx, source, stage, await connected(ctx, shared));
     if (parsed.skipped > 0) warnings.push({ code: code("STATUS_TORN"), msg: `${parsed.skipped} unreadable line(s) in the server's status file were skipped` });
 
     // 2. too old, not finished, not golden, unsafe
@@ -490,27 +514,10 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Pic
     // 4. pull, verify, move into place
     step(`pulling ${a.file} (${formatBytes(a.size)})`);
     const controlPath = shared.controlPath;
-    const follower = followDigest(stage, a.file, copyCheck(a).algorithm);
-    const stats = await rsync(ctx, {
-      client: cfg, source, files: [a.file, `${a.file}${CHECKSUM_SUFFIX}`], into: stage,
-      // the checksum file is tiny; an archive bigger than its record says is not transferred
-      maxSize: Math.max(a.size, 64 * 1024),
-      resumable: { basisDir: ".." },
-      controlPath,
-    }, "PULL_FAILED", undefined, stage).catch((e: unknown) => {
-      follower.cancel();
-      throw e;
-    });
-    // what is still dirty goes to disk while the hashing ends: on its own the fsync took
-    // 0.46 s for 700 MB (commit's fsync then finds little left to write)
-    const flushed = flushToDisk(path.join(stage, a.file));
-    const hashed = await follower.finish().then((followed) => verify(stage, a, followed)).catch(async (e: unknown) => {
-      await flushed; // a rejected copy is removed; what its flush met no longer matters
-      throw e;
-    });
-    const flushError = await flushed;
-    if (flushError !== undefined) throw flushError;
-    const proof = cfg.verify === "deep" ? await proveCopy(ctx, source, stage, a, parsed.records, controlPath) : undefined;
+    // the server's file list comes over the same connection while the archive does (verify = "deep")
+    const list = cfg.verify === "deep" ? pullList(ctx, source, stage, a, controlPath) : undefined;
+    const { stats, hashed } = await pullArchive(ctx, source, stage, a, controlPath).finally(() => list);
+    const proof = list ? await proveCopy(ctx, source, stage, a, parsed.records, await list) : undefined;
     recordOrder(dir, a.file, deps.clock.now());
     commit(stage, dir, a, proof !== undefined);
     status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {
@@ -612,27 +619,72 @@ async function verify(stage: string, a: ArchiveInfo, followed: FollowResult): Pr
 }
 
 /**
- * verify = "deep": pull the server's file list beside the staged copy, then read the copy's
- * whole tar stream and check every entry against that list (restore/verify.ts). A copy that
- * does not prove restorable is removed and never counted. Returns what was proven, for PULLED.
+ * The archive and its .md5 into the staging directory, hashed while they arrive, flushed to
+ * disk and checked (a bad copy is removed). Returns rsync's counts and how it was hashed.
  */
-async function proveCopy(ctx: RunContext, source: SourceConfig, stage: string, a: ArchiveInfo, records: readonly StatusRecord[], controlPath?: string): Promise<string> {
+async function pullArchive(ctx: RunContext, source: SourceConfig, stage: string, a: ArchiveInfo, controlPath: string | undefined): Promise<{ stats: TransferStats; hashed: string }> {
+  const follower = followDigest(stage, a.file, copyCheck(a).algorithm);
+  const stats = await rsync(ctx, {
+    client: ctx.cfg, source, files: [a.file, `${a.file}${CHECKSUM_SUFFIX}`], into: stage,
+    // the checksum file is tiny; an archive bigger than its record says is not transferred
+    maxSize: Math.max(a.size, 64 * 1024),
+    resumable: { basisDir: ".." },
+    controlPath,
+  }, "PULL_FAILED", undefined, stage).catch((e: unknown) => {
+    follower.cancel();
+    throw e;
+  });
+  // what is still dirty goes to disk while the hashing ends: on its own the fsync took
+  // 0.46 s for 700 MB (commit's fsync then finds little left to write)
+  const flushed = flushToDisk(path.join(stage, a.file));
+  const hashed = await follower.finish().then((followed) => verify(stage, a, followed)).catch(async (e: unknown) => {
+    await flushed; // a rejected copy is removed; what its flush met no longer matters
+    throw e;
+  });
+  const flushError = await flushed;
+  if (flushError !== undefined) throw flushError;
+  return { stats, hashed };
+}
+
+/** Where the server's file list arrives: a directory of its own, so the archive's transfer never takes it for a basis. */
+const LIST_DIR = `${TEMP_PREFIX}list`;
+
+/** Pull the server's file list for `a` (verify = "deep"); resolves with what went wrong, never rejects. */
+function pullList(ctx: RunContext, source: SourceConfig, stage: string, a: ArchiveInfo, controlPath: string | undefined): Promise<unknown> {
+  const into = path.join(stage, LIST_DIR);
+  try {
+    fs.mkdirSync(into, { mode: 0o700 });
+  } catch (e) {
+    if (errnoCode(e) !== "EEXIST") return Promise.resolve(e);
+  }
+  // a list is about 100 bytes an entry and can be larger than a small archive of many files
+  const spec = { client: ctx.cfg, source, files: [`${a.file}${LIST_SUFFIX}`], into, maxSize: Math.max(64 << 20, 4 * a.size), controlPath };
+  return rsync(ctx, spec, "PULL_FAILED", ctx.cfg.connect_timeout + ctx.cfg.timeout + 30_000).then(() => undefined, (e: unknown) => e ?? new Error("the file list's transfer failed"));
+}
+
+/**
+ * verify = "deep": with the server's file list beside the staged copy (pullList, `listError`
+ * what its pull met), read the copy's whole tar stream and check every entry against that list
+ * (restore/verify.ts). A copy that does not prove restorable is removed and never counted.
+ * Returns what was proven, for PULLED.
+ */
+async function proveCopy(ctx: RunContext, source: SourceConfig, stage: string, a: ArchiveInfo, records: readonly StatusRecord[], listError: unknown): Promise<string> {
   const list = `${a.file}${LIST_SUFFIX}`;
   const reject = (why: string): never => {
     for (const f of [a.file, `${a.file}${CHECKSUM_SUFFIX}`, list]) fs.rmSync(path.join(stage, f), { force: true });
     fs.rmSync(path.join(stage, PARTIAL_DIR, a.file), { force: true });
     throw new SourceFailure("COPY_UNPROVEN", `${a.file} matches its checksum but was not kept: ${why}`);
   };
-  try {
-    // a list is about 100 bytes an entry and can be larger than a small archive of many files
-    await rsync(ctx, { client: ctx.cfg, source, files: [list], into: stage, maxSize: Math.max(64 << 20, 4 * a.size), controlPath }, "PULL_FAILED", ctx.cfg.connect_timeout + ctx.cfg.timeout + 30_000);
-  } catch (e) {
-    if (!(e instanceof SourceFailure) || e.codeName !== "PULL_FAILED") throw e;
+  if (listError !== undefined) {
+    if (!(listError instanceof SourceFailure) || listError.codeName !== "PULL_FAILED") throw listError;
     // most often the server's rotation removed the archive and its list while this run pulled
     // them: as with the archive itself, the next run tries again
-    for (const f of [a.file, `${a.file}${CHECKSUM_SUFFIX}`, list]) fs.rmSync(path.join(stage, f), { force: true });
-    throw new SourceFailure("PULL_FAILED", `the server's file list ${list} could not be pulled, so ${a.file} could not be checked against it and was not kept: ${e.message}`);
+    for (const f of [a.file, `${a.file}${CHECKSUM_SUFFIX}`]) fs.rmSync(path.join(stage, f), { force: true });
+    throw new SourceFailure("PULL_FAILED", `the server's file list ${list} could not be pulled, so ${a.file} could not be checked against it and was not kept: ${listError.message}`);
   }
+  // a list larger than its bound is not transferred at all: then there is none to check against
+  const pulled = path.join(stage, LIST_DIR, list);
+  if (fs.existsSync(pulled)) fs.renameSync(pulled, path.join(stage, list));
   const held = describeArchive(path.join(stage, a.file), "client", source.name);
   if (!held?.list) return reject(`the server's file list ${list} is not a file list of this version, or not one for this archive`);
   const v = await verifyArchive(held, { deep: true, warned: warnedPathsIn(records, a.file), signal: ctx.signal });

@@ -103,12 +103,14 @@ function sshDestination(remote: string): string {
  * background holding the connection open at `controlPath`, running no command (-N), so a
  * forced command in authorized_keys only ever sees the transfers. Exits 0 once logged in.
  */
-export function sshSharedStartArgv(client: SshClientOptions, source: Pick<SourceConfig, "port" | "identity" | "remote">, controlPath: string): string[] {
+export function sshSharedStartArgv(client: SshClientOptions, source: Pick<SourceConfig, "port" | "identity" | "remote">, controlPath: string, logFile?: string): string[] {
   return [
     ...sshArgv(client, source),
     "-o", "ControlMaster=yes",
     "-o", `ControlPath=${controlPathOf(controlPath)}`,
     "-o", `ControlPersist=${SHARED_PERSIST_S}`,
+    // its messages to a file: standard error would be held open by the background process
+    ...(logFile !== undefined ? ["-E", sshPath(logFile, "the shared connection's log")] : []),
     "-N", "-f", "--", sshDestination(source.remote),
   ];
 }

@@ -1,12 +1,15 @@
 /**
- * One ssh connection for a source's transfers. A pull makes two: server.status, then the
- * archive. Each logged in on its own, and a login costs about 250 ms on loopback (the key
- * exchange), which is most of what a first pull spends beyond rsync and hashing.
+ * One ssh connection for a source's transfers. A pull makes three: server.status, the archive
+ * and the server's file list. Each logging in on its own costs a key exchange (about 250 ms on
+ * loopback, and CPU on both hosts: with many sources pulled at once on a busy backup host, the
+ * key exchanges are most of what a pull of a small archive costs).
  *
- * The shared connection is started beside the status pull, not before it, so it costs no
- * time, and it changes nothing when it fails: the status pull connects on its own as always
- * and reports every connection problem itself; the archive pull goes through the shared
- * connection when it is up by then, and connects on its own when not.
+ * The connection is started as the source's pull begins, while the client checks its own
+ * directories, and every transfer goes through it once it is up. When it could not be made,
+ * its own messages say why (ssh writes them to a log file in the socket's directory): a server
+ * that cannot be reached, a refused host key or a connection closed during the key exchange end
+ * the source with that, as the status pull would have; anything else, and the transfers connect
+ * on their own as if there were no shared connection (and report what they meet themselves).
  *
  * ssh keeps the connection in a background process of its own (-f, ControlPersist), which
  * the client closes (-O exit) when the source is done. If the client is killed before that,
@@ -24,6 +27,10 @@ import type { Child, Spawner } from "../../io/process.ts";
 const MAX_SOCKET_PATH = 100;
 const DIR_PREFIX = "shoot-ssh-";
 const SOCKET = "s";
+/** ssh's messages for the connection (-E): the reason when it could not be made. */
+const LOG = "log";
+/** Lines of that log kept for classifying a failure. */
+const LOG_LINES = 12;
 /**
  * A socket directory this old was left by a client killed before it could remove it (ssh
  * removes the socket itself when the connection closes); by then even a connection its
@@ -96,6 +103,12 @@ function sweepOnce(tmp: string): void {
   removeStaleSocketDirs(tmp, Date.now());
 }
 
+export interface SharedOutcome {
+  up: boolean;
+  /** How the start of a connection that is not up ended, its log as the standard error. */
+  ended?: { exitCode: number | null; signal: string | null; stderrTail: string[]; timedOut: boolean };
+}
+
 export class SharedSsh {
   private ready = false;
   private readonly starting: Child | undefined;
@@ -109,7 +122,7 @@ export class SharedSsh {
   ) {
     if (!dir) return;
     try {
-      this.starting = spawner.start(sshSharedStartArgv(cfg, source, this.socket), {
+      this.starting = spawner.start(sshSharedStartArgv(cfg, source, this.socket, path.join(dir, LOG)), {
         env: rsyncEnv(env),
         discardStderr: true,
         timeoutMs: cfg.connect_timeout + 10_000,
@@ -150,6 +163,23 @@ export class SharedSsh {
   /** The socket to give a transfer now: undefined while the connection is not (yet) up. */
   get controlPath(): string | undefined {
     return this.ready ? this.socket : undefined;
+  }
+
+  /**
+   * Wait until the connection is up or could not be made. Without one, what ssh said and how
+   * it ended (for classifyFailure); nothing when there was no connection to make (a local path).
+   */
+  async settled(): Promise<SharedOutcome> {
+    if (!this.starting) return { up: false };
+    const r = await this.starting.done.catch(() => undefined);
+    if (this.ready) return { up: true };
+    let log: string[] = [];
+    try {
+      log = fs.readFileSync(path.join(this.dir!, LOG), "utf8").split("\n").map((l) => l.trimEnd()).filter(Boolean).slice(-LOG_LINES);
+    } catch {
+      // ssh wrote nothing
+    }
+    return { up: false, ended: r ? { exitCode: r.exitCode, signal: r.signal, stderrTail: log, timedOut: r.timedOut } : undefined };
   }
 
   /** Close the connection and remove its socket's directory; never throws. */
