@@ -58,6 +58,11 @@ describe("sshArgv", () => {
 });
 
 describe("the shared ssh connection", () => {
+  test("start: ssh's messages go to a log file when one is given (standard error would be held open by the background process)", () => {
+    const argv = sshSharedStartArgv(client, src(), sock, "/tmp/shoot-ssh-42-AbC123/log");
+    expect(argv.slice(-6)).toEqual(["-E", "/tmp/shoot-ssh-42-AbC123/log", "-N", "-f", "--", "backup@web1.example.com"]);
+    expect(() => sshSharedStartArgv(client, src(), sock, "/tmp/it's/log")).toThrow("log");
+  }, T);
   const sock = "/tmp/shoot-ssh-AbC123/s";
   test("a transfer goes through the socket when there is one, and connects on its own when not (ControlMaster=no)", () => {
     const argv = sshArgv(client, { port: 22 }, sock);

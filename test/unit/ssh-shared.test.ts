@@ -45,7 +45,7 @@ test("a directory that cannot be read removes nothing and does not throw", () =>
   expect(removeStaleSocketDirs(path.join(root, "missing"), Date.now())).toEqual([]);
 });
 
-test("a directory named for its client's pid goes at once when empty and the client no longer runs; with a socket left in it, once old", () => {
+test("a directory named for its client's pid goes at once when its client no longer runs and its socket is gone (ssh's log may stay); with a socket, once old", () => {
   root = tempDir();
   const now = Date.now();
   const old = new Date(now - 11 * 60_000);
@@ -58,11 +58,13 @@ test("a directory named for its client's pid goes at once when empty and the cli
     if (opts.old) fs.utimesSync(p, old, old);
   };
   make(`shoot-ssh-${dead}-aaaaaa`);
+  make(`shoot-ssh-${dead}-ffffff`);
+  fs.writeFileSync(path.join(root, `shoot-ssh-${dead}-ffffff`, "log"), "ssh: connect to host x port 22: Connection refused\n");
   make(`shoot-ssh-${dead}-bbbbbb`, { socket: true });
   make(`shoot-ssh-${dead}-cccccc`, { socket: true, old: true });
   make(`shoot-ssh-${process.ppid}-dddddd`, { old: true });
   make(`shoot-ssh-${process.pid}-eeeeee`, { old: true });
-  expect(removeStaleSocketDirs(root, now).sort()).toEqual([`shoot-ssh-${dead}-aaaaaa`, `shoot-ssh-${dead}-cccccc`]);
+  expect(removeStaleSocketDirs(root, now).sort()).toEqual([`shoot-ssh-${dead}-aaaaaa`, `shoot-ssh-${dead}-cccccc`, `shoot-ssh-${dead}-ffffff`]);
   expect(fs.readdirSync(root).sort()).toEqual([`shoot-ssh-${dead}-bbbbbb`, `shoot-ssh-${process.ppid}-dddddd`, `shoot-ssh-${process.pid}-eeeeee`].sort());
 });
 

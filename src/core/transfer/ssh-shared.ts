@@ -55,9 +55,10 @@ function running(pid: number): boolean {
 }
 
 /**
- * Remove the socket directories of this user's killed clients in `tmp`: at once when empty
- * and their client no longer runs, with what is left in them once they are old; a directory of
- * an older version only when empty and old. A directory whose client still runs stays.
+ * Remove the socket directories of this user's killed clients in `tmp`: at once when their
+ * client no longer runs and the socket is gone (the connection closed), with the socket once
+ * they are old; a directory of an older version only when empty and old. A directory whose
+ * client still runs stays.
  */
 export function removeStaleSocketDirs(tmp: string, now: number): string[] {
   const removed: string[] = [];
@@ -81,10 +82,11 @@ export function removeStaleSocketDirs(tmp: string, now: number): string[] {
         fs.rmdirSync(dir);
       } else if (pid === process.pid || running(pid)) {
         continue;
-      } else if (old) {
+      } else if (old || !fs.existsSync(path.join(dir, SOCKET))) {
+        // no socket: its connection has closed (what is left is ssh's log)
         fs.rmSync(dir, { recursive: true, force: true });
       } else {
-        fs.rmdirSync(dir);
+        continue;
       }
       removed.push(name);
     } catch {
