@@ -44,12 +44,20 @@ const table = [
   { code: 25, name: "CHECKSUM_FAILED", kind: "failure", role: "server", meaning: "Writing or checking the archive's checksum file failed." },
   { code: 26, name: "ROTATION_FAILED", kind: "failure", role: "server", meaning: "Removing archives beyond `keep` failed; the new archive is complete." },
   { code: 27, name: "SCAN_FAILED", kind: "failure", role: "server", meaning: "Walking the sources or reading the previous file list failed." },
+  // server: database dumps
+  { code: 105, name: "DUMP_FAILED", kind: "failure", role: "server", meaning: "A database dump command failed (non-zero exit status or killed); no archive was made and the previous one stays the newest." },
+  { code: 106, name: "DUMP_TIMEOUT", kind: "failure", role: "server", meaning: "A database dump ran past its `timeout` and was stopped; no archive was made." },
+  { code: 107, name: "DUMP_MISSING", kind: "failure", role: "server", meaning: "A database dump could not start: its program is not installed, or the SQLite file does not exist; no archive was made." },
+  { code: 108, name: "DUMP_NAME_TAKEN", kind: "failure", role: "server", meaning: "A dump's entry name (dumps/NAME.EXT) is also a path the sources hold; no archive was made." },
   // wrapper
   { code: 31, name: "SERVER_CRASHED", kind: "failure", role: "wrapper", meaning: "The server process ended without a final record (crash or unexpected exit)." },
   { code: 32, name: "SERVER_KILLED", kind: "failure", role: "wrapper", meaning: "The server process was killed by a signal it did not handle (for example SIGKILL or the OOM killer)." },
   { code: 33, name: "TIMEOUT", kind: "failure", role: "wrapper", meaning: "The server ran past `max_runtime` and was stopped." },
   { code: 34, name: "INTERRUPTED", kind: "failure", role: "wrapper", meaning: "The run was interrupted by SIGTERM or SIGINT (shutdown, Ctrl-C)." },
   { code: 35, name: "SERVER_START_FAILED", kind: "failure", role: "wrapper", meaning: "The server process could not be started." },
+  { code: 36, name: "BEFORE_HOOK_FAILED", kind: "failure", role: "wrapper", meaning: "The `before` command failed (exit status, signal, time-out, not installed); no archive was made. The report holds its output." },
+  { code: 37, name: "BEFORE_HOOK_IGNORED", kind: "warning", role: "wrapper", meaning: "The `before` command failed and the run went on, as `before_failure = \"continue\"` asks." },
+  { code: 38, name: "AFTER_HOOK_FAILED", kind: "warning", role: "wrapper", meaning: "The `after` command failed; the run's code stands. The report holds its output." },
   // client
   { code: 40, name: "UNREACHABLE", kind: "failure", role: "client", meaning: "The server could not be reached (connection refused, time-out, name not found)." },
   { code: 41, name: "HOST_KEY_FAILED", kind: "failure", role: "client", meaning: "ssh refused the server's host key (unknown or changed)." },
@@ -85,6 +93,8 @@ const table = [
   { code: 70, name: "PULLED", kind: "info", role: "client", meaning: "An archive was pulled and verified; the record carries its name, size and checksum." },
   { code: 71, name: "MAIL_SENT", kind: "info", role: "any", meaning: "The report was mailed (with any spooled reports before it)." },
   { code: 72, name: "SOURCE_DONE", kind: "info", role: "client", meaning: "One source of a client run ended; the record carries its outcome code." },
+  { code: 75, name: "HOOK_DONE", kind: "info", role: "wrapper", meaning: "A `before` or `after` command ended; the record carries how, and the last lines of its output." },
+  { code: 76, name: "DUMPED", kind: "info", role: "server", meaning: "A database dump ended clean; the record carries its size and SHA-256, and whether it differs from the last archive's." },
   // warnings (never final)
   { code: 79, name: "MOUNT_SKIPPED", kind: "warning", role: "server", meaning: "A directory where another file system is mounted was archived empty, not walked into: a pseudo file system (/proc, /sys, …) always, any other with one_file_system." },
   { code: 80, name: "FILE_VANISHED", kind: "warning", role: "server", meaning: "A file disappeared between the scan and the archive; the rest of the backup was made." },
