@@ -462,6 +462,8 @@ export interface ListHeader {
   size?: number;
   md5?: string;
   sha256?: string;
+  /** When the run made the archive (ISO 8601): what retention places it by. */
+  made?: string;
 }
 
 /**

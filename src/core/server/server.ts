@@ -13,7 +13,8 @@ import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { compileExcludes } from "../scan/exclude.ts";
 import { exists, fsyncDir, LineWriter, readChunks, readLines, writeFileAtomic } from "../state/fsutil.ts";
 import { removeLeftovers } from "../state/leftovers.ts";
-import { toRemove } from "../state/retention.ts";
+import { describeRemoved, planRemoval, serverCopies, type PruneRecord } from "../state/held.ts";
+import { describeRules } from "../state/retention.ts";
 import { LockedError, acquireLock, currentLock, type Lock } from "../state/lock.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "../state/naming.ts";
 import type { RunOutcome, Warning } from "../common/outcome.ts";
@@ -250,9 +251,12 @@ async function serverSteps(
   checkAbort();
 
   run.step("checksum", `md5 ${result.md5}, ${formatBytes(result.size)}`);
+  // when it was made, as retention will place it: in its list, and as its modification time
+  const made = deps.clock.now();
   try {
+    fs.utimesSync(tmp, made, made);
     writeFileAtomic(dir, name + CHECKSUM_SUFFIX, md5Line(result.md5, name));
-    writeFileAtomic(dir, name + LIST_SUFFIX, archivedList(name, tmpList, scan, result));
+    writeFileAtomic(dir, name + LIST_SUFFIX, archivedList(name, tmpList, scan, result, made));
     // the archive takes its final name last: a name that exists always has its checksum beside it
     fs.renameSync(tmp, path.join(dir, name));
     fsyncDir(dir);
@@ -267,9 +271,9 @@ async function serverSteps(
   run.step("archive", `${name} complete: ${formatBytes(result.size)} from ${formatBytes(result.inputBytes)}${cfg.compression === "none" ? "" : ` (${result.engine})`}`, "ARCHIVE_WRITTEN", { file: name, size: result.size });
 
   // 6. rotation
-  run.step("rotate", `keeping ${cfg.keep} archive(s)`);
-  const removed = rotate(dir, cfg.name, cfg.keep, name);
-  if (removed.length) run.step("rotate", `removed ${removed.join(", ")}`, "ROTATED");
+  run.step("rotate", `keeping what ${describeRules(cfg.retention)} keep`);
+  const removed = rotate(dir, cfg, name);
+  if (removed.removed.length) run.step("rotate", `removed ${describeRemoved(removed)}`, "ROTATED", { ...removed });
   const left = removeLeftovers(dir);
   for (const f of left.failed) run.warn("CLEANUP_FAILED", `could not remove ${f}`);
 
@@ -407,9 +411,9 @@ function safeStat(p: string): fs.Stats | undefined {
  * and an entry missing from it counts as new next time, so the next run tries it again
  * instead of calling the tree unchanged.
  */
-function* archivedList(archive: string, walkList: string, scan: ScanSummary, result: ArchiveResult): Generator<string | Uint8Array> {
+function* archivedList(archive: string, walkList: string, scan: ScanSummary, result: ArchiveResult, made: Date): Generator<string | Uint8Array> {
   const left = new Set(result.skipped.map((n) => JSON.stringify(n)));
-  const header: ListHeader = { format: LIST_FORMAT, v: LIST_VERSION, archive, entries: scan.entries - left.size, bytes: scan.bytes, size: result.size, md5: result.md5, sha256: result.sha256 };
+  const header: ListHeader = { format: LIST_FORMAT, v: LIST_VERSION, archive, entries: scan.entries - left.size, bytes: scan.bytes, size: result.size, md5: result.md5, sha256: result.sha256, made: made.toISOString() };
   yield `${JSON.stringify(header)}\n`;
   // the common case, nothing left out, copies bytes: no string per line to collect afterwards
   if (left.size === 0) yield* readChunks(walkList);
@@ -517,12 +521,14 @@ function removeArchive(dir: string, name: string): void {
   fs.rmSync(path.join(dir, name + LIST_SUFFIX), { force: true });
 }
 
-function rotate(dir: string, prefix: string, keep: number, justMade: string): string[] {
-  const remove = toRemove(sortArchives(fs.readdirSync(dir), prefix), keep).filter((a) => a !== justMade);
+/** Remove what the retention rules do not keep (never the archive just made); what went, and why. */
+function rotate(dir: string, cfg: ServerConfig, justMade: string): PruneRecord {
+  const { record } = planRemoval(serverCopies(dir, cfg.name), cfg.retention);
+  record.removed = record.removed.filter((r) => r.file !== justMade);
   try {
-    for (const a of remove) removeArchive(dir, a);
+    for (const r of record.removed) removeArchive(dir, r.file);
   } catch (e) {
     throw new ShootError("ROTATION_FAILED", `removing old archives failed: ${errorMessage(e)}`);
   }
-  return remove;
+  return record;
 }
