@@ -119,16 +119,21 @@ export function resolveDump(v: Record<string, unknown>): DumpConfig | Problem {
     if (stray) return { key: stray, problem: `${stray} is for the postgresql, mariadb and mysql shortcuts${stray === "options" ? " and sqlite" : ""}, not for a ${kind} dump` };
   }
   const name = v.name as string;
+  const target = kind === "command" ? undefined : (v[kind] as string);
+  // a database name is the last argument: one that starts with "-" would be read as an option
+  if (target !== undefined && kind !== "sqlite" && (target.startsWith("-") || target.includes("\0"))) return { key: kind, problem: `a database name cannot start with "-": got ${JSON.stringify(target)}` };
+  const base = `${name}.${(v.extension as string | undefined) ?? "sql"}`;
+  if (base.length > 100) return { key: "name", problem: `the dump's entry name ${JSON.stringify(base)} is longer than 100 characters (name and extension together)` };
   return {
     name,
     kind,
     command: kind === "command" ? (v.command as string[]) : undefined,
-    target: kind === "command" ? undefined : (v[kind] as string),
+    target,
     host: v.host as string | undefined,
     port: v.port as number | undefined,
     user: v.user as string | undefined,
     options: (v.options as string[] | undefined) ?? [],
-    entry: `dumps/${name}.${(v.extension as string | undefined) ?? "sql"}`,
+    entry: `dumps/${base}`,
     timeout: (v.timeout as number | undefined) ?? 3_600_000,
   };
 }
