@@ -12,6 +12,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { runShoot, startShoot } from "../helpers/cli.ts";
+import { runClient, writeClientConfig } from "../helpers/client.ts";
 import { startMariadb, startPostgres, type Database } from "../helpers/databases.ts";
 import { cmdline, descendants, killPid, waitFor } from "../helpers/faults.ts";
 import { archivesIn, statusRecords } from "../helpers/fixture.ts";
@@ -257,6 +258,12 @@ describe("SQLite", () => {
     expect((await wrapper(h)).code).toBe(0);
     expect(finals(h).at(-1)!.code).toBe(4);
     const dump2 = await checkNewest(h, "dumps/app.sql");
+    // the backup host pulls it and proves it (verify = "deep" reads every entry, the dumps too)
+    const dest = path.join(h.root, "dest");
+    const clientCfg = writeClientConfig(path.join(h.root, "client.toml"), { dest, sources: [{ name: "db1", remote: h.backup }] });
+    const pulled = await runClient(clientCfg, dest);
+    expect({ code: pulled.code, codes: pulled.codes }).toEqual({ code: 0, codes: { db1: 30 } });
+    expect(pulled.records.find((r) => r.name === "PULLED")!.data.proof).toMatch(/^deep: 5 entries read/);
     for (const [dump, rows] of [[dump1, rows1], [dump2, rows2]] as const) {
       const fresh = path.join(h.root, `fresh-${rows.length}.db`);
       const r = Bun.spawnSync([sqlite, fresh], { stdin: Bun.file(dump) });
