@@ -9,8 +9,8 @@ import { NO_RULES, PERIOD_TIERS, keepsNothing, type RetentionRules } from "../st
 
 type RetentionSection = "server" | "client" | "client.source";
 
-const TIER_DOC: Record<(typeof PERIOD_TIERS)[number], string> = {
-  hourly: "hour", daily: "day", weekly: "ISO week (Monday to Sunday)", monthly: "month", yearly: "year",
+const TIER_DOC: Record<(typeof PERIOD_TIERS)[number], [string, string]> = {
+  hourly: ["hour", "hours"], daily: ["day", "days"], weekly: ["ISO week (Monday to Sunday)", "weeks"], monthly: ["month", "months"], yearly: ["year", "years"],
 };
 
 /** keep_last … keep_within for one section (its `keep` row stays where it was). */
@@ -20,7 +20,7 @@ export function retentionKeys(section: RetentionSection): KeyDef[] {
     { section, key: "keep_last", type: "int", min: 0, max: 100000, default: section === "client.source" ? "[client]'s rules" : "keep", doc: `The newest N ${where} are kept. Same as keep; give one of the two. Without either it is ${section === "server" ? 2 : 7} when no other keep_* key is set, else 0.` },
     ...PERIOD_TIERS.map((t): KeyDef => ({
       section, key: `keep_${t}`, type: "int", min: 0, max: 100000, default: section === "client.source" ? "[client]'s rules" : "0",
-      doc: `The newest of the ${where} made in each ${TIER_DOC[t]} is kept, for the N most recent ${TIER_DOC[t]}s that have one (in this host's time zone; see docs/retention.md).`,
+      doc: `The newest of the ${where} made in each ${TIER_DOC[t][0]} is kept, for the N most recent ${TIER_DOC[t][1]} that have one (in this host's time zone; see docs/retention.md).`,
     })),
     { section, key: "keep_within", type: "duration", default: section === "client.source" ? "[client]'s rules" : "none", doc: `Every ${where.slice(0, -1)} made less than this before the newest one is kept (e.g. "14d").`, example: '"14d"' },
   ];
