@@ -14,7 +14,7 @@ import path from "node:path";
 import { runShoot, startShoot } from "../helpers/cli.ts";
 import { runClient, writeClientConfig } from "../helpers/client.ts";
 import { startMariadb, startPostgres, type Database } from "../helpers/databases.ts";
-import { cmdline, descendants, killPid, waitFor } from "../helpers/faults.ts";
+import { alive, cmdline, descendants, killPid, waitFor } from "../helpers/faults.ts";
 import { archivesIn, statusRecords } from "../helpers/fixture.ts";
 import { requireTool } from "../helpers/tools.ts";
 import { treeDifferences } from "../helpers/tree-compare.ts";
@@ -296,6 +296,14 @@ describe("SQLite", () => {
       expect({ name, archives: archivesIn(h.backup) }).toEqual({ name, archives: good });
       expect(fs.readdirSync(h.backup).filter((n) => n.startsWith(".shoot-tmp-"))).toEqual([]);
     }
+    // the wrapper stops a run whose dump writes nothing past max_runtime: the dump is stopped with it
+    const pidFile = path.join(h.root, "dump.pid");
+    h.write(`max_runtime = "2s"\nkill_grace = "2s"\n\n[[server.dump]]\nname = "stuck"\ncommand = ["sh", "-c", ${q(`echo $$ > ${pidFile}; exec sleep 60`)}]\n`);
+    const stopped = await wrapper(h);
+    expect(stopped.code).toBe(33);
+    const dumpPid = Number(fs.readFileSync(pidFile, "utf8"));
+    expect(await waitFor(() => (alive(dumpPid) ? undefined : true), 10_000)).toBe(true);
+    expect(archivesIn(h.backup)).toEqual(good);
     // the right configuration again: golden
     h.write(`[[server.dump]]\nname = "ok"\nsqlite = ${q(file)}\n`);
     expect((await wrapper(h)).code).toBe(0);

@@ -49,7 +49,7 @@ export const KEYS: readonly KeyDef[] = [
   { section: "server", key: "exclude", type: "strings", default: "[]", doc: "Patterns left out: `*.tmp` matches a name anywhere; `/home/*/.cache` matches from the root; `*` stays within one path segment, `**` crosses them.", example: '["*.tmp", "/home/*/.cache"]' },
   { section: "server", key: "one_file_system", type: "bool", default: "false", doc: "Stay on the file systems the sources are on: a directory where another file system is mounted is archived empty, as its mount point (like tar --one-file-system). Pseudo file systems (/proc, /sys, /dev, /dev/pts, cgroups, autofs …) are never walked into, whatever this says." },
   { section: "server", key: "backup_dir", type: "path", required: true, doc: "Where archives, checksum files, file lists and server.status are kept.", example: '"/var/backups/shoot"' },
-  { section: "server", key: "keep", type: "int", min: 1, max: 10000, default: "2", doc: "Archives kept on the server (with their checksum files); the oldest beyond are removed after a new one is complete." },
+  { section: "server", key: "keep", type: "int", min: 1, max: 10000, default: "2", doc: "Archives kept on the server (with their checksum files); the oldest beyond are removed after a new one is complete. The same as keep_last; the keep_* keys below keep daily, weekly … archives (docs/retention.md)." },
   { section: "server", key: "compression", type: "enum", values: ["gzip", "zstd", "none"], default: '"gzip"', doc: "Archive compression: gzip (.tar.gz), zstd (.tar.zst) or none (.tar)." },
   { section: "server", key: "level", type: "int", min: 1, max: 19, default: "6 for gzip, 3 for zstd", doc: "Compression level (gzip 1-9, zstd 1-19)." },
   { section: "server", key: "reserve", type: "size", default: '"1GiB"', doc: "Free space always left on backup_dir's file system; a run that would eat into it fails with NO_SPACE." },
@@ -61,7 +61,7 @@ export const KEYS: readonly KeyDef[] = [
   ...DUMP_KEYS,
   // [client]
   { section: "client", key: "dest_dir", type: "path", required: true, doc: "Where verified copies are kept: one sub-directory per source, plus client.status.", example: '"/srv/shoot"' },
-  { section: "client", key: "keep", type: "int", min: 1, max: 10000, default: "7", doc: "Verified copies kept per source; the oldest beyond are removed, never the newest." },
+  { section: "client", key: "keep", type: "int", min: 1, max: 10000, default: "7", doc: "Verified copies kept per source; the oldest beyond are removed, never the newest. The same as keep_last; the keep_* keys below keep daily, weekly … copies (docs/retention.md)." },
   { section: "client", key: "max_age", type: "duration", default: '"1d"', doc: "A server.status older than this means the server did not run (STATUS_STALE)." },
   { section: "client", key: "concurrency", type: "int", min: 1, max: 64, default: "4", doc: "Sources pulled at once." },
   { section: "client", key: "reserve", type: "size", default: '"1GiB"', doc: "Free space always left on dest_dir's file system." },

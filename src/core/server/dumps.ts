@@ -122,11 +122,16 @@ function failure(d: DumpConfig, argv: string[], r: RunResult, tail: string): Dum
   return undefined;
 }
 
+/** Children of dumps that run now: stopped together when the run is interrupted or fails. */
 /** Start a dump; a program that is not there, or an SQLite file that is not there, is DUMP_MISSING. */
-function startDump(spawner: Spawner, d: DumpConfig, argv: string[], env: Record<string, string | undefined>): Running {
+function startDump(spawner: Spawner, d: DumpConfig, argv: string[], env: Record<string, string | undefined>, live?: Set<Child>): Running {
   if (d.kind === "sqlite" && !fs.existsSync(d.target!)) throw new DumpError("DUMP_MISSING", `dump ${d.name}: the SQLite database ${d.target} does not exist`);
   try {
     const child = spawner.start(argv, { env, timeoutMs: d.timeout, killSignal: "SIGTERM", killGraceMs: 5000, stdoutStream: true, stderrLines: 20, installHint: INSTALL[argv[0]!] });
+    if (live) {
+      live.add(child);
+      void child.done.finally(() => live.delete(child));
+    }
     return { child, started: performance.now() };
   } catch (e) {
     if (e instanceof ToolMissingError) throw new DumpError("DUMP_MISSING", `dump ${d.name}: ${e.message}`);
@@ -151,11 +156,11 @@ class DumpReader {
 /**
  * A dump as a streamed archive entry: started when the writer reaches it (so no database is
  * held open while the files are archived), read only as fast as the archive is written.
- * `onDone` gets its hash and size once it ended whole. `stop` ends one still running.
+ * `onDone` gets its hash and size once it ended whole; `live` holds its process while it runs.
  */
 export function dumpEntry(
-  spawner: Spawner, d: DumpConfig, argv: string[], env: Record<string, string | undefined>, when: Date, onDone: (r: DumpRun) => void,
-): StreamedEntry & { stop(): void } {
+  spawner: Spawner, d: DumpConfig, argv: string[], env: Record<string, string | undefined>, when: Date, onDone: (r: DumpRun) => void, live?: Set<Child>,
+): StreamedEntry {
   let running: Running | undefined;
   const reader = new DumpReader();
   return {
@@ -163,7 +168,7 @@ export function dumpEntry(
     uname: process.getuid?.() === 0 ? "root" : undefined, gname: process.getgid?.() === 0 ? "root" : undefined,
     mtimeMs: when.getTime(),
     content: (async function* () {
-      running = startDump(spawner, d, argv, env);
+      running = startDump(spawner, d, argv, env, live);
       const r = running.child.stdout!.getReader();
       for (let x = await r.read(); !x.done; x = await r.read()) {
         reader.take(x.value);
@@ -176,15 +181,12 @@ export function dumpEntry(
       if (bad) throw bad;
       onDone({ entry: d.entry, sha256: reader.hash.digest("hex"), size: reader.size });
     },
-    stop() {
-      running?.child.kill("SIGTERM");
-    },
   };
 }
 
 /** Run a dump only to hash what it writes (is it the same as last time?), with the same checks. */
-export async function hashDump(spawner: Spawner, d: DumpConfig, argv: string[], env: Record<string, string | undefined>): Promise<DumpRun> {
-  const { child } = startDump(spawner, d, argv, env);
+export async function hashDump(spawner: Spawner, d: DumpConfig, argv: string[], env: Record<string, string | undefined>, live?: Set<Child>): Promise<DumpRun> {
+  const { child } = startDump(spawner, d, argv, env, live);
   const reader = new DumpReader();
   try {
     const r = child.stdout!.getReader();
@@ -213,7 +215,8 @@ export interface RecordedDump {
 export class DumpPlan {
   private argvs: Map<string, string[]> | undefined;
   private verdict: Promise<{ same: boolean; summary: string }> | undefined;
-  private readonly running: Array<{ stop(): void }> = [];
+  /** Dump processes running now. */
+  private readonly live = new Set<Child>();
   /** The dumps the new archive holds, as they ended. */
   readonly done: DumpRun[] = [];
 
@@ -223,7 +226,11 @@ export class DumpPlan {
     private readonly spawner: Spawner,
     private readonly env: Record<string, string | undefined>,
     private readonly record: (msg: string, data: Record<string, unknown>) => void,
-  ) {}
+    /** An interrupted run stops its dumps at once, even one that writes nothing (waiting on a lock). */
+    signal?: AbortSignal,
+  ) {
+    signal?.addEventListener("abort", () => this.stop(), { once: true });
+  }
 
   get count(): number {
     return this.dumps.length;
@@ -251,7 +258,7 @@ export class DumpPlan {
     const before = new Map(recorded.map((r) => [r.name, r.sha256]));
     const changed: string[] = [];
     for (const d of this.dumps) {
-      const r = await hashDump(this.spawner, d, argvs.get(d.entry)!, this.env);
+      const r = await hashDump(this.spawner, d, argvs.get(d.entry)!, this.env, this.live);
       const same = before.get(d.entry) === r.sha256;
       if (!same) changed.push(d.name);
       this.record(`dump ${d.name}: ${r.size} bytes, sha256 ${r.sha256}: ${same ? "the same as in the newest archive" : before.has(d.entry) ? "changed since the newest archive" : "not in the newest archive"}`, { entry: d.entry, size: r.size, sha256: r.sha256, changed: !same, archived: false });
@@ -264,18 +271,15 @@ export class DumpPlan {
   /** The dumps as entries of the archive being written; each starts when the writer reaches it. */
   async streams(when: Date): Promise<StreamedEntry[]> {
     const argvs = await this.commands();
-    return this.dumps.map((d) => {
-      const e = dumpEntry(this.spawner, d, argvs.get(d.entry)!, this.env, when, (r) => {
+    return this.dumps.map((d) =>
+      dumpEntry(this.spawner, d, argvs.get(d.entry)!, this.env, when, (r) => {
         this.done.push(r);
         this.record(`dump ${d.name} streamed into the archive as ${d.entry}: ${r.size} bytes, sha256 ${r.sha256}`, { entry: d.entry, size: r.size, sha256: r.sha256, archived: true });
-      });
-      this.running.push(e);
-      return e;
-    });
+      }, this.live));
   }
 
   /** Stop every dump still running (the archive failed or was interrupted). */
   stop(): void {
-    for (const r of this.running) r.stop();
+    for (const c of this.live) c.kill("SIGTERM");
   }
 }

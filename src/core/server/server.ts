@@ -200,7 +200,7 @@ async function serverSteps(
   const firstRun = newest === undefined && !exists(path.join(dir, `${SERVER_STATUS}.1`));
 
   // database dumps: run once through a hash when the files are unchanged, again into a new archive
-  const dumps = new DumpPlan(cfg.dumps, dir, deps.spawner, childEnv(deps.env), (msg, data) => run.step("dump", msg, "DUMPED", data));
+  const dumps = new DumpPlan(cfg.dumps, dir, deps.spawner, childEnv(deps.env), (msg, data) => run.step("dump", msg, "DUMPED", data), signal);
 
   // 4. (before 3: the estimate needs the scan) change detection
   run.step("scan", `walking ${cfg.sources.join(", ")}`);
