@@ -277,6 +277,7 @@ describe("SQLite", () => {
     sql(file, "create table t(a); insert into t values (1);");
     const h = host("sqlite-faults", `[[server.dump]]\nname = "ok"\nsqlite = ${q(file)}\n`);
     expect((await wrapper(h)).code).toBe(0);
+    await checkNewest(h, "dumps/ok.sql");
     const good = archivesIn(h.backup);
     fs.appendFileSync(path.join(h.src, "etc/app.conf"), "changed\n");
     const garbage = path.join(base, "garbage.db");
