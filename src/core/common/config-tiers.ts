@@ -4,7 +4,7 @@
  * resolver answers with a problem (key and words) instead of throwing, and config.ts turns it
  * into its ConfigError with file and line.
  */
-import type { KeyDef, Section } from "./config.ts";
+import type { KeyDef } from "./config.ts";
 import { NO_RULES, PERIOD_TIERS, keepsNothing, type RetentionRules } from "../state/retention.ts";
 
 type RetentionSection = "server" | "client" | "client.source";
@@ -141,6 +141,3 @@ export function resolveDump(v: Record<string, unknown>): DumpConfig | Problem {
 export function isProblem(x: unknown): x is Problem {
   return typeof x === "object" && x !== null && "problem" in x;
 }
-
-/** The sections that hold an array of tables under another section. */
-export const TABLE_ARRAYS: Partial<Record<Section, string>> = { server: "dump", client: "source" };

@@ -107,7 +107,6 @@ export interface DumpRun {
 
 interface Running {
   child: Child;
-  started: number;
 }
 
 /** Why a dump did not end whole, or nothing. */
@@ -132,7 +131,7 @@ function startDump(spawner: Spawner, d: DumpConfig, argv: string[], env: Record<
       live.add(child);
       void child.done.finally(() => live.delete(child));
     }
-    return { child, started: performance.now() };
+    return { child };
   } catch (e) {
     if (e instanceof ToolMissingError) throw new DumpError("DUMP_MISSING", `dump ${d.name}: ${e.message}`);
     throw new DumpError("DUMP_FAILED", `dump ${d.name}: ${JSON.stringify(argv)} could not start: ${errorMessage(e)}`);
