@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { runShoot } from "../helpers/cli.ts";
+import { runShoot, startShoot } from "../helpers/cli.ts";
 import { archivesIn, serverFixture, statusRecords, type ServerFixture } from "../helpers/fixture.ts";
 import { requireTool } from "../helpers/tools.ts";
 
@@ -123,6 +123,28 @@ describe("before and after commands", () => {
     const missing = await wrapper();
     expect(missing.code).toBe(36);
     expect(missing.stdout).toContain("could not start: /nonexistent/stop-the-app is not installed");
+    expect(archivesIn(fx.backup)).toEqual([]);
+  }, T);
+
+  test("SIGTERM while before runs: the command is stopped, the server never starts, INTERRUPTED; after still runs", async () => {
+    fx = serverFixture();
+    const pidFile = path.join(fx.root, "before.pid");
+    const seen = path.join(fx.root, "after-saw");
+    fx.setServer([`before = ["sh", "-c", ${q(`echo $$ > ${pidFile}; exec sleep 60`)}]`, `after = ["sh", "-c", ${q(`echo $SHOOT_CODE > ${seen}`)}]`].join("\n"));
+    const w = startShoot(["wrapper", "--config", fx.config, "--quiet"]);
+    const until = Date.now() + 20_000;
+    while (!fs.existsSync(pidFile) || fs.readFileSync(pidFile, "utf8") === "") {
+      if (Date.now() > until) throw new Error("the before command never started");
+      await Bun.sleep(5);
+    }
+    const hookPid = Number(fs.readFileSync(pidFile, "utf8"));
+    const sent = Date.now();
+    w.kill("SIGTERM");
+    expect(await w.exited).toBe(34);
+    expect(Date.now() - sent).toBeLessThan(15_000);
+    expect(alive(hookPid)).toBe(false);
+    expect(records().some((x) => x.name === "SERVER_STARTED")).toBe(false);
+    expect(fs.readFileSync(seen, "utf8")).toBe("34\n");
     expect(archivesIn(fx.backup)).toEqual([]);
   }, T);
 

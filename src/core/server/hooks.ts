@@ -31,18 +31,22 @@ export function hookEnv(base: Record<string, string | undefined>, run: string, c
   };
 }
 
-/** Run one hook to its end; never throws: a command that cannot start is a failed hook. */
-export async function runHook(spawner: Spawner, spec: HookSpec, env: Record<string, string | undefined>): Promise<HookOutcome> {
+/** Run one hook to its end (SIGTERM when `signal` aborts); never throws: a command that cannot start is a failed hook. */
+export async function runHook(spawner: Spawner, spec: HookSpec, env: Record<string, string | undefined>, signal?: AbortSignal): Promise<HookOutcome> {
   const output: string[] = [];
   const keep = (line: string) => {
     output.push(line.length > MAX_LINE ? `${line.slice(0, MAX_LINE)}…` : line);
     if (output.length > HOOK_OUTPUT_LINES) output.shift();
   };
   try {
-    const r = await spawner.run(spec.argv, {
+    const child = spawner.start(spec.argv, {
       env, timeoutMs: spec.timeoutMs, killSignal: "SIGTERM", killGraceMs: spec.killGraceMs,
       onStdoutLine: keep, onStderrLine: keep, stderrLines: 1,
     });
+    const stop = () => child.kill("SIGTERM");
+    signal?.addEventListener("abort", stop, { once: true });
+    if (signal?.aborted) stop();
+    const r = await child.done.finally(() => signal?.removeEventListener("abort", stop));
     const took = formatDuration(r.durationMs);
     const how = r.timedOut ? `timed out after ${formatDuration(spec.timeoutMs)} and was stopped`
       : r.signal ? `was killed by ${r.signal} after ${took}`

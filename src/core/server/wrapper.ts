@@ -66,10 +66,12 @@ export async function runWrapper(cfg: ServerConfig, deps: Deps, opts: WrapperOpt
     recoverPrevious(dir, previous?.records ?? [], status, warnings);
 
     const hooks: HookOutcome[] = [];
-    const before = await beforeHook(cfg, deps, status, run, warnings, hooks);
-    const final = before.stop
-      ? status.write("BEFORE_HOOK_FAILED", `${before.stop}; no archive was made (before_failure = "stop")`, { step: "before" })
-      : finalWord(statusFile, run, await superviseServer(cfg, deps, opts, status, run, lock), cfg, status, dir);
+    const before = await beforeHook(cfg, deps, status, run, warnings, hooks, opts.signal);
+    const final = opts.signal?.aborted
+      ? status.write("INTERRUPTED", `the wrapper received ${String(opts.signal.reason ?? "a signal")} before the server started; it was not started`, { step: "before" })
+      : before.stop
+        ? status.write("BEFORE_HOOK_FAILED", `${before.stop}; no archive was made (before_failure = "stop")`, { step: "before" })
+        : finalWord(statusFile, run, await superviseServer(cfg, deps, opts, status, run, lock), cfg, status, dir);
     // after the final record, so that the command sees the run's code; its failure is a warning
     await afterHook(cfg, deps, status, run, final, warnings, hooks);
     const ended = deps.clock.now();
@@ -121,10 +123,12 @@ function recordHook(status: StatusWriter, h: HookOutcome): void {
 }
 
 /** Run `before` when there is one; `stop` says why the run must not go on. */
-async function beforeHook(cfg: ServerConfig, deps: Deps, status: StatusWriter, run: string, warnings: Warning[], hooks: HookOutcome[]): Promise<{ stop?: string }> {
+async function beforeHook(
+  cfg: ServerConfig, deps: Deps, status: StatusWriter, run: string, warnings: Warning[], hooks: HookOutcome[], signal?: AbortSignal,
+): Promise<{ stop?: string }> {
   if (!cfg.before) return {};
   status.write("STEP", `running the before command ${JSON.stringify(cfg.before)}`, { step: "before" });
-  const h = await runHook(deps.spawner, { when: "before", argv: cfg.before, timeoutMs: cfg.before_timeout, killGraceMs: cfg.kill_grace }, hookEnv(childEnv(deps.env), run));
+  const h = await runHook(deps.spawner, { when: "before", argv: cfg.before, timeoutMs: cfg.before_timeout, killGraceMs: cfg.kill_grace }, hookEnv(childEnv(deps.env), run), signal);
   hooks.push(h);
   recordHook(status, h);
   if (h.ok) return {};
