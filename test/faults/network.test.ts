@@ -169,7 +169,8 @@ describe("network faults", () => {
       expect({ context, pulling: pulling !== undefined, clientExit: proc.exitCode }).toEqual({ context, pulling: true, clientExit: null });
       // the sender on the server: a hung disk or a stopped process, while ssh keep-alives are still answered
       const senders = await waitFor(() => {
-        const found = descendants(host.sshd.pid).filter((p) => cmdline(p).includes("--sender") && cmdline(p).includes(info.file));
+        // the archive's sender (the file list's, which runs beside it, names info.file + ".list")
+        const found = descendants(host.sshd.pid).filter((p) => cmdline(p).includes("--sender") && cmdline(p).split(" ").some((a) => a.endsWith(`/${info.file}`)));
         return found.length ? found : undefined;
       }, 10_000, 10);
       expect({ context, sender: senders !== undefined }).toEqual({ context, sender: true });

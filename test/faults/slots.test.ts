@@ -8,6 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { startShoot } from "../helpers/cli.ts";
 import { md5sumCheck, runClient, sshSource, writeClientConfig, type ClientSpec } from "../helpers/client.ts";
@@ -211,4 +212,52 @@ describe("a client stopped in the middle", () => {
     expect(fs.readdirSync(tmp)).toEqual([]);
     console.log(`SIGKILL: the killed client left ${left.length} socket director${left.length === 1 ? "y" : "ies"}; the next run removed them`);
   }, 120_000);
+});
+
+describe("a shared connection that goes silent after the login", () => {
+  test("the transfers through it are given up within timeout (rsync's own --timeout does not end the wait there)", async () => {
+    const [s] = await servers("silent", [512 * 1024]);
+    const tmp = path.join(root, "silent", "tmp");
+    fs.mkdirSync(tmp, { recursive: true });
+    // a proxy to the sshd that stops forwarding the server's bytes once told to
+    let quiet = false;
+    const sockets = new Set<net.Socket>();
+    const proxy = net.createServer((c) => {
+      const up = net.connect(sshd.port, "127.0.0.1");
+      for (const x of [c, up]) {
+        sockets.add(x);
+        x.on("error", () => {});
+      }
+      c.on("data", (d) => up.write(d));
+      up.on("data", (d) => quiet || c.write(d));
+    });
+    await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+    stops.push(async () => {
+      for (const x of sockets) x.destroy();
+      proxy.close();
+    });
+    const port = (proxy.address() as net.AddressInfo).port;
+    const knownHosts = path.join(root, "silent", "known_hosts");
+    fs.writeFileSync(knownHosts, fs.readFileSync(sshd.knownHosts, "utf8").replace(`]:${sshd.port} `, `]:${port} `));
+    const dest = path.join(root, "silent", "dest");
+    const file = writeClientConfig(path.join(root, "silent", "client.toml"), {
+      dest, known_hosts: knownHosts, timeout: "2s", connect_timeout: "3s", tries: 1,
+      sources: [sshSource(sshd, s!.name, s!.backup, { port })],
+    });
+    const t0 = performance.now();
+    const proc = startShoot(["client", "--config", file, "--json"], { env: { TMPDIR: tmp } });
+    // the shared connection is up once its socket is there: from then on the server says nothing
+    const up = await waitFor(() => (fs.readdirSync(tmp).some((d) => fs.existsSync(path.join(tmp, d, "s"))) ? true : undefined), 30_000, 2);
+    quiet = true;
+    injected("a shared connection silent after the login");
+    const out = JSON.parse(await new Response(proc.stdout).text()) as { sources: Array<{ code: number; message: string }> };
+    const code = await boundedExit(proc, "silent after the login", 60_000);
+    const secs = (performance.now() - t0) / 1000;
+    // ended by the watch on the pull, or by rsync's own --timeout when its session had begun
+    expect({ up, code, source: out.sources[0] }).toMatchObject({ up: true, code: expect.any(Number), source: { message: expect.stringMatching(/no data arrived for 2\.0s|io timeout after 2 seconds/) } });
+    expect([42, 49]).toContain(code);
+    // connect, a 2 s watch from the login (plus its slack), close: far below the pull's own time limit (35 s)
+    expect(secs).toBeLessThan(20);
+    expect(fs.readdirSync(tmp)).toEqual([]);
+  }, 90_000);
 });

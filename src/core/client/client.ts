@@ -338,7 +338,9 @@ const RSYNC_WRITE_BUFFER = 256 * 1024;
  * rsync's --timeout does not catch every silent sender: while its generator can still write
  * keep-alives, rsync counts that as I/O, so a server whose rsync hangs before the data flows
  * (a stalled disk, a stopped process, a connection that only goes quiet one way) held a pull
- * for ever. So an archive pull is also watched from here: when nothing under `dir` has grown
+ * for ever, and through a shared connection that went silent after the login it does not end
+ * the wait at all. So every pull (status, archive, file list) is also watched from here, each
+ * with a directory of its own to watch: when nothing under `dir` has grown
  * for `timeout` (after connect_timeout for the connection; and never less than two of rsync's
  * write buffers take at `bwlimit`), rsync is stopped with SIGTERM, which keeps what arrived
  * for the next run.
@@ -362,7 +364,7 @@ function watchStall(dir: string, cfg: Pick<ClientConfig, "timeout" | "connect_ti
   return () => clearInterval(timer);
 }
 
-async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeoutMs?: number, watchDir?: string): Promise<TransferStats> {
+async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeoutMs?: number, watchDir?: string, onStart?: (child: Child) => void): Promise<TransferStats> {
   if (ctx.signal?.aborted) throw new SourceFailure(fallback, "the run was interrupted");
   const argv = rsyncPullArgv(spec);
   let child: Child;
@@ -379,6 +381,7 @@ async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeou
     throw e;
   }
   ctx.children.add(child);
+  onStart?.(child);
   let stalled: { anyData: boolean } | undefined;
   const unwatch = watchDir ? watchStall(watchDir, ctx.cfg, spec.source.bwlimit, (anyData) => {
     stalled = { anyData };
@@ -406,7 +409,9 @@ async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeou
 async function pullStatus(ctx: RunContext, source: SourceConfig, stage: string, controlPath?: string): Promise<{ parsed: ParsedStatus; mtime: Date }> {
   const { cfg } = ctx;
   const timeoutMs = cfg.connect_timeout + cfg.timeout + 30_000;
-  await rsync(ctx, { client: cfg, source, files: [SERVER_STATUS], into: stage, maxSize: MAX_STATUS_BYTES, controlPath }, "STATUS_PULL_FAILED", timeoutMs);
+  // watched like the archive: through a shared connection that went silent after the login,
+  // rsync's own --timeout does not end the wait
+  await rsync(ctx, { client: cfg, source, files: [SERVER_STATUS], into: stage, maxSize: MAX_STATUS_BYTES, controlPath }, "STATUS_PULL_FAILED", timeoutMs, stage);
   const file = path.join(stage, SERVER_STATUS);
   try {
     const st = fs.lstatSync(file);
@@ -534,8 +539,13 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Pic
     const controlPath = shared.controlPath;
     // the server's file list comes over the same connection while the archive does (verify = "deep")
     const list = cfg.verify === "deep" ? pullList(ctx, source, stage, a, controlPath) : undefined;
-    const { stats, hashed } = await pullArchive(ctx, source, stage, a, controlPath).finally(() => list);
-    const proof = list ? await proveCopy(ctx, source, stage, a, parsed.records, await list) : undefined;
+    const { stats, hashed } = await pullArchive(ctx, source, stage, a, controlPath).catch(async (e: unknown) => {
+      // without a good archive the list is of no use: stopped, not waited for
+      list?.stop();
+      await list?.result;
+      throw e;
+    });
+    const proof = list ? await proveCopy(ctx, source, stage, a, parsed.records, await list.result) : undefined;
     recordOrder(dir, a.file, deps.clock.now());
     commit(stage, dir, a, proof !== undefined);
     status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {
@@ -667,17 +677,27 @@ async function pullArchive(ctx: RunContext, source: SourceConfig, stage: string,
 /** Where the server's file list arrives: a directory of its own, so the archive's transfer never takes it for a basis. */
 const LIST_DIR = `${TEMP_PREFIX}list`;
 
-/** Pull the server's file list for `a` (verify = "deep"); resolves with what went wrong, never rejects. */
-function pullList(ctx: RunContext, source: SourceConfig, stage: string, a: ArchiveInfo, controlPath: string | undefined): Promise<unknown> {
+interface ListPull {
+  /** What the pull met; undefined when it went well. Never rejects. */
+  result: Promise<unknown>;
+  /** Stop it (the archive failed: there is nothing to check against the list). */
+  stop(): void;
+}
+
+/** Start pulling the server's file list for `a` (verify = "deep"). */
+function pullList(ctx: RunContext, source: SourceConfig, stage: string, a: ArchiveInfo, controlPath: string | undefined): ListPull {
   const into = path.join(stage, LIST_DIR);
   try {
     fs.mkdirSync(into, { mode: 0o700 });
   } catch (e) {
-    if (errnoCode(e) !== "EEXIST") return Promise.resolve(e);
+    if (errnoCode(e) !== "EEXIST") return { result: Promise.resolve(e), stop() {} };
   }
+  let child: Child | undefined;
   // a list is about 100 bytes an entry and can be larger than a small archive of many files
   const spec = { client: ctx.cfg, source, files: [`${a.file}${LIST_SUFFIX}`], into, maxSize: Math.max(64 << 20, 4 * a.size), controlPath };
-  return rsync(ctx, spec, "PULL_FAILED", ctx.cfg.connect_timeout + ctx.cfg.timeout + 30_000).then(() => undefined, (e: unknown) => e ?? new Error("the file list's transfer failed"));
+  const result = rsync(ctx, spec, "PULL_FAILED", ctx.cfg.connect_timeout + ctx.cfg.timeout + 30_000, into, (c) => (child = c))
+    .then(() => undefined, (e: unknown) => e ?? new Error("the file list's transfer failed"));
+  return { result, stop: () => child?.kill("SIGTERM") };
 }
 
 /**
