@@ -32,6 +32,7 @@ const WRONG: Record<KeyType, readonly string[]> = {
   paths: ['"/not/an/array"', '["relative"]', "[]", "[1]"],
   enum: ['"bogus"', "1", '["gzip"]'],
   "smtp-url": ['"http://mail.example.com"', '"not a url"', "25"],
+  every: ['"weekly"', "0", "1.5", '"-7d"', "true", "[7]"],
 };
 
 /** A valid configuration with every section; keys as TOML literals. */

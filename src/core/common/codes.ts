@@ -71,6 +71,9 @@ const table = [
   { code: 92, name: "RESTORE_UNSAFE", kind: "failure", role: "any", meaning: "The archive holds entries that would land or point outside the target directory (absolute or `..` paths, links out, writes through links); they were not restored, the rest was." },
   { code: 93, name: "RESTORE_EXISTS", kind: "failure", role: "any", meaning: "Files to restore already exist in the target directory; nothing was restored (use --force to overwrite them)." },
   { code: 94, name: "RESTORE_FAILED", kind: "failure", role: "any", meaning: "Restoring failed part way (a file could not be written); the message names it." },
+  // incremental archives (docs/incremental.md)
+  { code: 100, name: "CHAIN_BROKEN", kind: "warning", role: "server", meaning: "An archive a restore point needs (the last full one or a link of its chain) is missing, damaged or does not match its file list: the run made a new archive instead of answering unchanged, a full one when the chain it would extend was the broken one." },
+  { code: 101, name: "CHAIN_INCOMPLETE", kind: "failure", role: "any", meaning: "A restore point needs an earlier archive of its chain that is not held here, or that does not verify, or whose file list is missing; nothing was restored." },
   // info records (never final)
   { code: 60, name: "RUN_START", kind: "info", role: "any", meaning: "First record of a run: format version, host, role and run id." },
   { code: 61, name: "STEP", kind: "info", role: "any", meaning: "A step of the run began; the message names it." },

@@ -462,6 +462,15 @@ export interface ListHeader {
   size?: number;
   md5?: string;
   sha256?: string;
+  /**
+   * Written when incremental archives are on (docs/incremental.md): the archive's level (0 for
+   * a full one), the archive it was made against (level > 0), and the sources it was made of
+   * (archive names, a directory's with a trailing "/"): an incremental is only ever made of the
+   * same sources as its base.
+   */
+  level?: number;
+  base?: string;
+  sources?: string[];
 }
 
 /**

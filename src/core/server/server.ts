@@ -14,10 +14,13 @@ import { compileExcludes } from "../scan/exclude.ts";
 import { exists, fsyncDir, LineWriter, readChunks, readLines, writeFileAtomic } from "../state/fsutil.ts";
 import { removeLeftovers } from "../state/leftovers.ts";
 import { toRemove } from "../state/retention.ts";
+import { archivesNeeded, levelOf, sparingChains } from "../state/chain.ts";
+import { DumpdirStore, markChanges, type ChangeSet } from "../scan/changes.ts";
+import { chainData, checkChain, planLevel, recordedEntries, sourcesKey, type LevelPlan } from "./incremental.ts";
 import { LockedError, acquireLock, currentLock, type Lock } from "../state/lock.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "../state/naming.ts";
 import type { RunOutcome, Warning } from "../common/outcome.ts";
-import { entryFromLine, entryLine, hasChanges, LIST_FORMAT, LIST_VERSION, lineKey, ListComparer, openList, scanSources, systemOwners, type Changes, type ListHeader, type ScanSummary } from "../scan/scan.ts";
+import { entryFromLine, entryLine, hasChanges, LIST_FORMAT, LIST_VERSION, lineKey, ListComparer, normaliseSources, openList, scanSources, systemOwners, type Changes, type ListHeader, type ScanSummary } from "../scan/scan.ts";
 import { MAX_ENTRIES, quickCompare, type QuickCheck } from "../scan/scan-parallel.ts";
 import { SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, newRunId, type ArchiveInfo } from "../state/status.ts";
 import { formatBytes } from "../common/units.ts";
@@ -192,6 +195,9 @@ async function serverSteps(
   const archives = sortArchives(fs.readdirSync(dir), cfg.name).filter((a) => exists(path.join(dir, a + CHECKSUM_SUFFIX)));
   const newest = archives.at(-1);
   const firstRun = newest === undefined && !exists(path.join(dir, `${SERVER_STATUS}.1`));
+  // a restore point whose chain is broken is never "still current": a new archive is made
+  const point = newest ? restorePoint(cfg, dir, newest, archives) : undefined;
+  if (point?.problem) run.warn("CHAIN_BROKEN", `the newest restore point ${newest} cannot be restored: ${point.problem}; making a new archive`);
 
   // 4. (before 3: the estimate needs the scan) change detection
   run.step("scan", `walking ${cfg.sources.join(", ")}`);
@@ -199,7 +205,7 @@ async function serverSteps(
   const scanStarted = performance.now();
   // an archive in another compression is never "still current", and its size predicts nothing
   const sameCompression = newest?.endsWith(EXTENSIONS[cfg.compression]) === true;
-  if (!firstRun && newest && sameCompression) {
+  if (!firstRun && newest && sameCompression && !point?.problem) {
     const maxParallel = opts.maxParallelEntries ?? MAX_ENTRIES;
     const quick = await unchangedOnEveryCore(cfg, dir, newest, maxParallel);
     if (quick.unchanged) {
@@ -207,7 +213,7 @@ async function serverSteps(
       for (const w of check.warnings) run.warn(w.code, w.message);
       const scanMs = Math.round(performance.now() - scanStarted);
       run.step("scan", `scanned ${check.entries} entries in ${scanMs} ms (${check.threads} thread${check.threads === 1 ? "" : "s"}${check.statx ? ", statx" : ""}): nothing changed since ${newest}`, "SCANNED", { entries: check.entries, bytes: check.bytes });
-      return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive };
+      return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive, data: point?.data };
     }
     // not an error (the walk below decides alone), but slower: the record says why
     if (quick.problem) run.step("scan", `the walk on every core could not finish (${quick.problem}): walking again on one`);
@@ -226,33 +232,86 @@ async function serverSteps(
   const previous = sameCompression ? last?.header : undefined;
   if (last && newest) {
     const verdict = verdictOf(dir, newest, last, walked);
-    if (verdict.archive) {
+    if (verdict.archive && !point?.problem) {
       run.step("scan", `scanned ${scan.entries} entries in ${scanMs} ms: nothing changed since ${newest}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes });
-      return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive: verdict.archive };
+      return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive: verdict.archive, data: point?.data };
     }
     run.step("scan", `scanned ${scan.entries} entries in ${scanMs} ms: ${verdict.summary}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes });
   } else {
     run.step("scan", `scanned ${scan.entries} entries (${formatBytes(scan.bytes)}) in ${scanMs} ms${firstRun ? "; first run" : ""}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes });
   }
 
-  // 3. free space
-  const estimate = estimateSize(cfg, scan, previous);
-  run.step("space", `estimated archive size ${formatBytes(estimate)}, reserve ${formatBytes(cfg.reserve)}`);
-  ensureSpace(cfg, deps, run, estimate, archives);
-  checkAbort();
+  // incremental or full (docs/incremental.md); with incremental archives on, directories carry their dumpdirs
+  const sources = sourcesKey(cfg.sources);
+  const plan = planLevel(cfg, dir, archives, deps.clock.now(), sources);
+  if (plan.broken) run.warn("CHAIN_BROKEN", `${plan.broken}; making a full archive instead`);
+  const records = cfg.incremental !== "off";
+  const changes = records ? markWalk(cfg, tmpList, scan, plan) : undefined;
+  try {
+    if (changes) run.step("changes", `${plan.why}: ${changes.changed} of ${scan.entries} entries to archive, with ${changes.dirs} directory record(s)`);
 
-  // 5. archive
-  const name = nextArchiveName(cfg, deps.clock.now(), fs.readdirSync(dir));
-  const tmp = path.join(dir, `${TEMP_PREFIX}${name}`);
-  setTmp(tmp);
-  run.step("archive", `writing ${name} (${cfg.compression}) from ${scan.entries} entries`);
-  const result = await writeArchiveFile(cfg, tmp, tmpList, scan.bytes, run, signal, opts.onArchiveProgress);
-  checkAbort();
+    // 3. free space
+    const estimate = estimateSize(cfg, changes && plan.level > 0 ? { bytes: changes.bytes, entries: changes.archived } : scan, previous);
+    run.step("space", `estimated archive size ${formatBytes(estimate)}, reserve ${formatBytes(cfg.reserve)}`);
+    ensureSpace(cfg, deps, run, estimate, archives);
+    checkAbort();
+
+    // 5. archive
+    const name = nextArchiveName(cfg, deps.clock.now(), fs.readdirSync(dir), plan.level);
+    const tmp = path.join(dir, `${TEMP_PREFIX}${name}`);
+    setTmp(tmp);
+    run.step("archive", `writing ${name} (${cfg.compression}) from ${changes ? changes.archived : scan.entries} entries`);
+    const entries = changes ? recordedEntries(tmpList, changes) : listedEntries(tmpList);
+    const result = await writeArchiveFile(cfg, tmp, entries, changes && plan.level > 0 ? changes.bytes : scan.bytes, run, signal, opts.onArchiveProgress);
+    checkAbort();
+    return finishArchive(cfg, run, { name, tmp, tmpList, scan, result, firstRun, plan: records ? { ...plan, sources } : undefined });
+  } finally {
+    changes?.dumpdirs.close();
+  }
+}
+
+/** The side file of an incremental archive's dumpdirs while the run goes on (a temporary file: a killed run's is cleaned up). */
+function dumpdirsPath(dir: string): string {
+  return path.join(dir, `${TEMP_PREFIX}dumpdirs`);
+}
+
+/** What the archive holds and every directory's dumpdir: against the base's list, or everything for a full archive. */
+function markWalk(cfg: ServerConfig, tmpList: string, scan: ScanSummary, plan: LevelPlan): ChangeSet {
+  const dir = cfg.backup_dir;
+  // the directories the walk could not list (or walk into) are named by its warnings
+  const withoutDumpdir = new Set(scan.warnings.map((w) => w.path.replace(/^\/+/, "")));
+  const base = plan.base ? openList(path.join(dir, plan.base.file + LIST_SUFFIX)) : undefined;
+  const dumpdirs = new DumpdirStore(dumpdirsPath(dir));
+  try {
+    return markChanges({ walkList: tmpList, entries: scan.entries, base: base?.lines, dumpdirs, withoutDumpdir, rootIsSource: normaliseSources(cfg.sources).includes("/") });
+  } catch (e) {
+    dumpdirs.close();
+    throw new ShootError("SCAN_FAILED", `comparing the walk with ${plan.base?.file ?? "nothing"}'s file list failed: ${errorMessage(e)}`);
+  } finally {
+    base?.lines.return(undefined);
+  }
+}
+
+interface Made {
+  name: string;
+  tmp: string;
+  tmpList: string;
+  scan: ScanSummary;
+  result: ArchiveResult;
+  firstRun: boolean;
+  /** With incremental archives on: the level, base and sources the list header records. */
+  plan?: LevelPlan & { sources: string[] };
+}
+
+/** The archive's checksum and list beside it, the archive under its name, rotation: steps 5 (end) to 7. */
+function finishArchive(cfg: ServerConfig, run: Run, m: Made): StepsResult {
+  const { name, tmp, tmpList, scan, result } = m;
+  const dir = cfg.backup_dir;
 
   run.step("checksum", `md5 ${result.md5}, ${formatBytes(result.size)}`);
   try {
     writeFileAtomic(dir, name + CHECKSUM_SUFFIX, md5Line(result.md5, name));
-    writeFileAtomic(dir, name + LIST_SUFFIX, archivedList(name, tmpList, scan, result));
+    writeFileAtomic(dir, name + LIST_SUFFIX, archivedList(name, tmpList, scan, result, m.plan));
     // the archive takes its final name last: a name that exists always has its checksum beside it
     fs.renameSync(tmp, path.join(dir, name));
     fsyncDir(dir);
@@ -264,7 +323,9 @@ async function serverSteps(
     throw new ShootError("CHECKSUM_FAILED", `writing the checksum of ${name} failed: ${errorMessage(e)}`);
   }
   const archive: ArchiveInfo = { file: name, size: result.size, md5: result.md5, sha256: result.sha256 };
-  run.step("archive", `${name} complete: ${formatBytes(result.size)} from ${formatBytes(result.inputBytes)}${cfg.compression === "none" ? "" : ` (${result.engine})`}`, "ARCHIVE_WRITTEN", { file: name, size: result.size });
+  const level = m.plan?.level ?? 0;
+  const data = m.plan ? chainData(level, m.plan.chain) : undefined;
+  run.step("archive", `${name} complete: ${formatBytes(result.size)} from ${formatBytes(result.inputBytes)}${cfg.compression === "none" ? "" : ` (${result.engine})`}`, "ARCHIVE_WRITTEN", { file: name, size: result.size, ...data });
 
   // 6. rotation
   run.step("rotate", `keeping ${cfg.keep} archive(s)`);
@@ -275,9 +336,22 @@ async function serverSteps(
 
   // 7. done
   const summary = `${name}: ${formatBytes(result.size)}, md5 ${result.md5}${run.warnings.length ? `, ${run.warnings.length} warning(s)` : ""}`;
-  return firstRun
-    ? { name: "FIRST_ARCHIVE", message: `first backup made: ${summary}`, archive }
-    : { name: "NEW_ARCHIVE", message: `new backup made: ${summary}`, archive };
+  const kind = level > 0 ? ` (incremental, level ${level}, against ${m.plan!.base!.file})` : "";
+  return m.firstRun
+    ? { name: "FIRST_ARCHIVE", message: `first backup made: ${summary}`, archive, data }
+    : { name: "NEW_ARCHIVE", message: `new backup made: ${summary}${kind}`, archive, data };
+}
+
+/**
+ * What the final record says of restore point `newest` when it is still current: its level and
+ * chain (for the client, which pulls every link); or why it cannot be restored.
+ */
+function restorePoint(cfg: ServerConfig, dir: string, newest: string, archives: readonly string[]): { data?: Record<string, unknown>; problem?: string } {
+  const level = levelOf(newest) ?? 0;
+  if (level === 0) return { data: cfg.incremental === "off" ? undefined : chainData(0, []) };
+  const checked = checkChain(dir, newest, archives);
+  if ("problem" in checked) return { problem: checked.problem };
+  return { data: chainData(level, checked.links.slice(0, -1).map((l) => l.info)) };
 }
 
 /**
@@ -407,9 +481,10 @@ function safeStat(p: string): fs.Stats | undefined {
  * and an entry missing from it counts as new next time, so the next run tries it again
  * instead of calling the tree unchanged.
  */
-function* archivedList(archive: string, walkList: string, scan: ScanSummary, result: ArchiveResult): Generator<string | Uint8Array> {
+function* archivedList(archive: string, walkList: string, scan: ScanSummary, result: ArchiveResult, plan?: LevelPlan & { sources: string[] }): Generator<string | Uint8Array> {
   const left = new Set(result.skipped.map((n) => JSON.stringify(n)));
   const header: ListHeader = { format: LIST_FORMAT, v: LIST_VERSION, archive, entries: scan.entries - left.size, bytes: scan.bytes, size: result.size, md5: result.md5, sha256: result.sha256 };
+  if (plan) Object.assign(header, { level: plan.level, ...(plan.base ? { base: plan.base.file } : {}), sources: plan.sources });
   yield `${JSON.stringify(header)}\n`;
   // the common case, nothing left out, copies bytes: no string per line to collect afterwards
   if (left.size === 0) yield* readChunks(walkList);
@@ -442,8 +517,11 @@ function ensureSpace(cfg: ServerConfig, deps: Deps, run: Run, estimate: number, 
   let free = deps.disk.freeBytes(dir);
   if (free - estimate >= cfg.reserve) return;
   if (cfg.make_room) {
-    // never the newest: it is the only good backup until the new one is complete
-    for (const old of archivesOldestFirst.slice(0, -1)) {
+    // never the newest, nor an archive it needs: it is the only good backup until the new one
+    // is complete (and an incremental one is made against its chain)
+    const newest = archivesOldestFirst.at(-1);
+    const needed = new Set(newest ? archivesNeeded(newest, archivesOldestFirst) : []);
+    for (const old of archivesOldestFirst.filter((a) => !needed.has(a))) {
       removeArchive(dir, old);
       run.step("space", `make_room: removed ${old} to make room`, "ROTATED");
       free = deps.disk.freeBytes(dir);
@@ -454,7 +532,7 @@ function ensureSpace(cfg: ServerConfig, deps: Deps, run: Run, estimate: number, 
 }
 
 async function writeArchiveFile(
-  cfg: ServerConfig, tmp: string, walkList: string, totalBytes: number, run: Run, signal?: AbortSignal, onProgress?: (done: number, total: number) => void,
+  cfg: ServerConfig, tmp: string, entries: Iterable<ArchiveEntry>, totalBytes: number, run: Run, signal?: AbortSignal, onProgress?: (done: number, total: number) => void,
 ): Promise<ArchiveResult> {
   let fd: number;
   try {
@@ -463,7 +541,7 @@ async function writeArchiveFile(
     throw new ShootError("ARCHIVE_FAILED", `cannot create ${tmp}: ${errorMessage(e)}`);
   }
   try {
-    const result = await writeArchive(listedEntries(walkList), fd, {
+    const result = await writeArchive(entries, fd, {
       compression: cfg.compression,
       level: cfg.level,
       flushBehind: true,
@@ -496,14 +574,14 @@ function* listedEntries(walkList: string): Generator<ArchiveEntry> {
 }
 
 /** The next archive name: now, but never sorting before the newest (a clock set back must not make rotation remove the new archive). */
-export function nextArchiveName(cfg: Pick<ServerConfig, "name" | "compression">, now: Date, existing: readonly string[]): string {
+export function nextArchiveName(cfg: Pick<ServerConfig, "name" | "compression">, now: Date, existing: readonly string[], level = 0): string {
   const names = new Set(existing);
   const newest = sortArchives(existing, cfg.name).at(-1);
   const newestKey = newest ? parseArchiveName(newest)!.key : "";
   const keyOf = (n: string) => parseArchiveName(n)!.key;
   const base = newest && keyOf(archiveName(cfg.name, now, cfg.compression)) <= newestKey ? archiveTime(newest)! : now;
   for (let seq = 0; seq < 10000; seq++) {
-    const c = archiveName(cfg.name, base, cfg.compression, seq);
+    const c = archiveName(cfg.name, base, cfg.compression, seq, level);
     if (keyOf(c) > newestKey && !names.has(c) && !names.has(`${TEMP_PREFIX}${c}`)) return c;
   }
   throw new ShootError("ARCHIVE_FAILED", "no free archive name");
@@ -518,7 +596,9 @@ function removeArchive(dir: string, name: string): void {
 }
 
 function rotate(dir: string, prefix: string, keep: number, justMade: string): string[] {
-  const remove = toRemove(sortArchives(fs.readdirSync(dir), prefix), keep).filter((a) => a !== justMade);
+  const all = sortArchives(fs.readdirSync(dir), prefix);
+  // never an archive that a restore point kept needs (chain.ts)
+  const remove = sparingChains(all, toRemove(all, keep)).filter((a) => a !== justMade);
   try {
     for (const a of remove) removeArchive(dir, a);
   } catch (e) {
