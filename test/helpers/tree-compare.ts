@@ -60,6 +60,11 @@ export interface CompareOptions {
   owners?: boolean;
   /** Compare the root directory's own mode and times too. */
   root?: boolean;
+  /**
+   * Largest difference of mtimes that counts as the same: a server run's file list (and so its
+   * archive) keeps mtimes to the microsecond, and a restore sets them through a double.
+   */
+  mtimeToleranceNs?: bigint;
 }
 
 /**
@@ -67,9 +72,13 @@ export interface CompareOptions {
  * Directory mtimes count: tar sets them after their contents.
  */
 export function treeDifferences(source: string, restored: string, opts: CompareOptions = {}): string[] {
-  const a = snapshotTree(source);
-  const b = snapshotTree(restored);
+  return snapshotDifferences(snapshotTree(source), snapshotTree(restored), opts);
+}
+
+/** treeDifferences of two snapshots (a tree as it was when its snapshot was taken). */
+export function snapshotDifferences(a: ReadonlyMap<string, TreeEntry>, b: ReadonlyMap<string, TreeEntry>, opts: CompareOptions = {}): string[] {
   const diffs: string[] = [];
+  const tolerance = opts.mtimeToleranceNs ?? 0n;
   for (const rel of a.keys()) if (!b.has(rel)) diffs.push(`missing: ${JSON.stringify(rel)}`);
   for (const rel of b.keys()) if (!a.has(rel)) diffs.push(`extra: ${JSON.stringify(rel)}`);
   for (const [rel, want] of a) {
@@ -79,6 +88,7 @@ export function treeDifferences(source: string, restored: string, opts: CompareO
     if (opts.owners) fields.push("uid", "gid");
     for (const f of fields) {
       if (want.type === "symlink" && f === "mode") continue;
+      if (f === "mtimeNs" && tolerance > 0n && want.mtimeNs - got.mtimeNs <= tolerance && got.mtimeNs - want.mtimeNs <= tolerance) continue;
       if (want[f] !== got[f]) diffs.push(`${JSON.stringify(rel)}: ${f} ${String(got[f])}, expected ${String(want[f])}`);
     }
   }

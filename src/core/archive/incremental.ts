@@ -70,3 +70,79 @@ export function parseDumpdir(value: string): { children: DumpdirChild[] } | { pr
   if (at !== value.length - 1) return { problem: "its last record is not followed by the closing NUL" };
   return { children };
 }
+
+interface Frame {
+  name: string;
+  children: DumpdirChild[];
+  at: number;
+}
+
+function join(dir: string, leaf: string): string {
+  return dir === "" ? leaf : `${dir}/${leaf}`;
+}
+
+function parentOf(name: string): string {
+  const i = name.lastIndexOf("/");
+  return i < 0 ? "" : name.slice(0, i);
+}
+
+/**
+ * Checks an archive's dumpdirs against its file list as both stream by in walk order (see
+ * restore/verify.ts): each directory's dumpdir must list exactly the names the list has in it,
+ * in the same order, `D` for the directories, `Y` for the names the archive holds and `N` for
+ * the others. A listed name the archive does not hold is accounted for only by an `N`.
+ */
+export class DumpdirCheck {
+  private readonly stack: Frame[] = [];
+  /** A directory record of this archive carried a dumpdir. */
+  seen = false;
+
+  /** @param explained names (archive form) the list may lack although a dumpdir has them: the run warned that they vanished or could not be read */
+  constructor(private readonly explained: (name: string) => boolean = () => false) {}
+
+  /** A directory entry of the archive, after its own list line went through `listed`. */
+  directory(name: string, dumpdir: string | undefined): string | undefined {
+    if (dumpdir === undefined) return undefined;
+    this.seen = true;
+    const parsed = parseDumpdir(dumpdir);
+    if ("problem" in parsed) return `${name === "" ? "/" : `/${name}`}: its directory record is damaged: ${parsed.problem}`;
+    this.stack.push({ name, children: parsed.children, at: 0 });
+    return undefined;
+  }
+
+  /**
+   * A name of the list, in list order, with whether the archive holds it. Returns a problem, or
+   * "unchanged" for a name the archive does not hold and its directory's dumpdir says so.
+   */
+  listed(name: string, isDir: boolean, held: boolean): string | "unchanged" | undefined {
+    const problem = this.closeUntil(name);
+    if (problem) return problem;
+    const f = this.stack.at(-1);
+    // a directory written without a dumpdir (one the walk could not list) has nothing listed below it
+    if (!f || f.name !== parentOf(name)) return undefined;
+    const leaf = f.name === "" ? name : name.slice(f.name.length + 1);
+    while (f.at < f.children.length && f.children[f.at]!.name !== leaf && this.explained(join(f.name, f.children[f.at]!.name))) f.at++;
+    const c = f.children[f.at];
+    if (c?.name !== leaf) return `/${f.name}: its dumpdir ${c ? `has ${JSON.stringify(c.name)}` : "ends"} where the list has ${JSON.stringify(leaf)}`;
+    f.at++;
+    const want = isDir ? "D" : held ? "Y" : "N";
+    if (c.flag !== want) return `/${name}: its directory's dumpdir flags it ${c.flag}, but it is ${isDir ? "a directory" : held ? "in the archive" : "not in the archive"}`;
+    return held ? undefined : "unchanged";
+  }
+
+  /** The list has ended. */
+  finish(): string | undefined {
+    return this.closeUntil(undefined);
+  }
+
+  /** Close the directories the list has left for `name` (all when it is undefined); a name a dumpdir listed and the list did not have is a problem. */
+  private closeUntil(name: string | undefined): string | undefined {
+    const inside = (dir: string) => name !== undefined && (dir === "" || name.startsWith(`${dir}/`));
+    while (this.stack.length > 0 && !inside(this.stack.at(-1)!.name)) {
+      const f = this.stack.pop()!;
+      const rest = f.children.slice(f.at).filter((c) => !this.explained(join(f.name, c.name)));
+      if (rest.length > 0) return `/${f.name}: its dumpdir lists ${rest.slice(0, 3).map((c) => JSON.stringify(c.name)).join(", ")}, which the file list does not have`;
+    }
+    return undefined;
+  }
+}
