@@ -52,6 +52,15 @@ function freshName(dir: string, rand: Rand): string {
   }
 }
 
+/**
+ * A target for a symbolic link at `at`, never its own name: a link to itself is a loop, which a
+ * restore refuses as it refuses any link it cannot follow inside the target.
+ */
+function linkTarget(at: string, rand: Rand, targets: readonly string[]): string {
+  const t = pick(rand, targets);
+  return t === path.basename(at) ? `../${t}` : t;
+}
+
 /** The first tree: a few directories with files, links, hard links and an empty directory. */
 export function seedChangeTree(root: string, rand: Rand): void {
   fs.mkdirSync(root, { recursive: true });
@@ -141,7 +150,7 @@ const CHANGES: Record<string, (root: string, inv: Inventory, rand: Rand) => bool
     if (!inv.files.length) return false;
     const f = pick(rand, inv.files);
     fs.rmSync(f);
-    fs.symlinkSync(pick(rand, ["hosts", "../etc", "missing-target", "a b"]), f);
+    fs.symlinkSync(linkTarget(f, rand, ["hosts", "../etc", "missing-target", "a b"]), f);
     return true;
   },
   linkToFile(_root, inv, rand) {
@@ -171,7 +180,7 @@ const CHANGES: Record<string, (root: string, inv: Inventory, rand: Rand) => bool
     if (!inv.links.length) return false;
     const l = pick(rand, inv.links);
     fs.rmSync(l);
-    fs.symlinkSync(pick(rand, ["notes", "../var", "new target", "x\ny"]), l);
+    fs.symlinkSync(linkTarget(l, rand, ["notes", "../var", "new target", "x\ny"]), l);
     return true;
   },
   chmod(root, inv, rand) {
@@ -203,8 +212,14 @@ const CHANGES: Record<string, (root: string, inv: Inventory, rand: Rand) => bool
     fs.linkSync(pick(rand, inv.files), path.join(dir, freshName(dir, rand)));
     return true;
   },
-  unlinkOne(_root, inv) {
-    const linked = inv.files.find((f) => fs.statSync(f).nlink > 1);
+  unlinkOne(_root, inv, rand) {
+    let linked = inv.files.find((f) => fs.statSync(f).nlink > 1);
+    if (!linked && inv.files.length) {
+      // none yet: give one a second name, then remove the first
+      linked = pick(rand, inv.files);
+      const dir = pick(rand, inv.dirs);
+      fs.linkSync(linked, path.join(dir, freshName(dir, rand)));
+    }
     if (!linked) return false;
     fs.rmSync(linked);
     return true;
