@@ -70,7 +70,7 @@ async function serverDay(l: Lane): Promise<{ code: number; archive: string; warn
 }
 
 const compare = (snap: Snapshot, dir: string) =>
-  fs.existsSync(dir) ? snapshotDifferences(snap, snapshotTree(dir), { owners: process.getuid?.() === 0, root: true, mtimeToleranceNs: 1000n }) : [`nothing restored at ${dir}`];
+  fs.existsSync(dir) ? snapshotDifferences(snap, snapshotTree(dir), { owners: process.getuid?.() === 0, root: true, mtimeResolutionNs: 1000 }) : [`nothing restored at ${dir}`];
 
 /** Restore point `point` with GNU tar alone, archive by archive, as docs/incremental.md says. */
 async function gnuRestore(l: Lane, point: string, dest: string): Promise<string[]> {

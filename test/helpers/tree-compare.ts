@@ -61,10 +61,11 @@ export interface CompareOptions {
   /** Compare the root directory's own mode and times too. */
   root?: boolean;
   /**
-   * Largest difference of mtimes that counts as the same: a server run's file list (and so its
-   * archive) keeps mtimes to the microsecond, and a restore sets them through a double.
+   * The resolution mtimes are compared at: 1 (the default) for archives written from what a
+   * walk of the tree saw; 1000 for those a server run writes, whose file list keeps whole
+   * microseconds.
    */
-  mtimeToleranceNs?: bigint;
+  mtimeResolutionNs?: number;
 }
 
 /**
@@ -78,7 +79,6 @@ export function treeDifferences(source: string, restored: string, opts: CompareO
 /** treeDifferences of two snapshots (a tree as it was when its snapshot was taken). */
 export function snapshotDifferences(a: ReadonlyMap<string, TreeEntry>, b: ReadonlyMap<string, TreeEntry>, opts: CompareOptions = {}): string[] {
   const diffs: string[] = [];
-  const tolerance = opts.mtimeToleranceNs ?? 0n;
   for (const rel of a.keys()) if (!b.has(rel)) diffs.push(`missing: ${JSON.stringify(rel)}`);
   for (const rel of b.keys()) if (!a.has(rel)) diffs.push(`extra: ${JSON.stringify(rel)}`);
   for (const [rel, want] of a) {
@@ -86,9 +86,13 @@ export function snapshotDifferences(a: ReadonlyMap<string, TreeEntry>, b: Readon
     if (!got || (rel === "" && !opts.root)) continue;
     const fields: Array<keyof TreeEntry> = ["type", "size", "sha256", "link", "mode", "mtimeNs"];
     if (opts.owners) fields.push("uid", "gid");
+    const res = BigInt(opts.mtimeResolutionNs ?? 1);
     for (const f of fields) {
       if (want.type === "symlink" && f === "mode") continue;
-      if (f === "mtimeNs" && tolerance > 0n && want.mtimeNs - got.mtimeNs <= tolerance && got.mtimeNs - want.mtimeNs <= tolerance) continue;
+      if (f === "mtimeNs" && res > 1n) {
+        const d = want.mtimeNs - got.mtimeNs;
+        if (d < res && d > -res) continue;
+      }
       if (want[f] !== got[f]) diffs.push(`${JSON.stringify(rel)}: ${f} ${String(got[f])}, expected ${String(want[f])}`);
     }
   }

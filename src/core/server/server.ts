@@ -6,6 +6,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { writeArchive, type ArchiveEntry, type ArchiveResult } from "../archive/writer.ts";
+import { ArchiveUnprovenError } from "../archive/pipeline.ts";
 import { code, codeName, type CodeName } from "../common/codes.ts";
 import type { ServerConfig } from "../common/config.ts";
 import type { Deps } from "../common/deps.ts";
@@ -45,6 +46,8 @@ export interface ServerRunOptions {
   maxParallelEntries?: number;
   /** Bytes of tar stream written so far and the sources' size: for a progress display. */
   onArchiveProgress?: (done: number, total: number) => void;
+  /** Called after the archive's last byte is written, before it is proven (tests damage it here). */
+  onArchiveWritten?: (fd: number) => void;
 }
 
 class Run {
@@ -262,7 +265,7 @@ async function serverSteps(
     setTmp(tmp);
     run.step("archive", `writing ${name} (${cfg.compression}) from ${changes ? changes.archived : scan.entries} entries`);
     const entries = changes ? recordedEntries(tmpList, changes) : listedEntries(tmpList);
-    const result = await writeArchiveFile(cfg, tmp, entries, changes && plan.level > 0 ? changes.bytes : scan.bytes, run, signal, opts.onArchiveProgress);
+    const result = await writeArchiveFile(cfg, tmp, entries, changes && plan.level > 0 ? changes.bytes : scan.bytes, run, opts);
     checkAbort();
     return finishArchive(cfg, run, { name, tmp, tmpList, scan, result, firstRun, plan: records ? { ...plan, sources } : undefined });
   } finally {
@@ -325,7 +328,9 @@ function finishArchive(cfg: ServerConfig, run: Run, m: Made): StepsResult {
   const archive: ArchiveInfo = { file: name, size: result.size, md5: result.md5, sha256: result.sha256 };
   const level = m.plan?.level ?? 0;
   const data = m.plan ? chainData(level, m.plan.chain) : undefined;
-  run.step("archive", `${name} complete: ${formatBytes(result.size)} from ${formatBytes(result.inputBytes)}${cfg.compression === "none" ? "" : ` (${result.engine})`}`, "ARCHIVE_WRITTEN", { file: name, size: result.size, ...data });
+  const engine = cfg.compression === "none" ? "" : ` (${result.engine})`;
+  const proof = `proven restorable: every piece decompressed to its input, the tar stream parsed to its end with all ${result.entries} entries as read, the file read back`;
+  run.step("archive", `${name} complete: ${formatBytes(result.size)} from ${formatBytes(result.inputBytes)}${engine}; ${proof}`, "ARCHIVE_WRITTEN", { file: name, size: result.size, proven: result.proven, entries: result.entries, ...data });
 
   // 6. rotation
   run.step("rotate", `keeping ${cfg.keep} archive(s)`);
@@ -531,12 +536,18 @@ function ensureSpace(cfg: ServerConfig, deps: Deps, run: Run, estimate: number, 
   throw new ShootError("NO_SPACE", `not enough free space in ${dir}: ${formatBytes(free)} free, the archive needs about ${formatBytes(estimate)} and ${formatBytes(cfg.reserve)} must stay free (reserve); nothing was deleted${cfg.make_room ? " beyond what make_room allows" : " (make_room = false)"}`);
 }
 
+/**
+ * Write the archive into `tmp` and prove it restorable (archive/pieces.ts) before anything is
+ * named after it: a proof that fails is ARCHIVE_UNPROVEN, the file is removed, and the
+ * previous archive stays the newest.
+ */
 async function writeArchiveFile(
-  cfg: ServerConfig, tmp: string, entries: Iterable<ArchiveEntry>, totalBytes: number, run: Run, signal?: AbortSignal, onProgress?: (done: number, total: number) => void,
+  cfg: ServerConfig, tmp: string, entries: Iterable<ArchiveEntry>, totalBytes: number, run: Run, opts: ServerRunOptions,
 ): Promise<ArchiveResult> {
+  const { signal, onArchiveProgress: onProgress } = opts;
   let fd: number;
   try {
-    fd = fs.openSync(tmp, "wx", 0o600);
+    fd = fs.openSync(tmp, "wx+", 0o600);
   } catch (e) {
     throw new ShootError("ARCHIVE_FAILED", `cannot create ${tmp}: ${errorMessage(e)}`);
   }
@@ -548,12 +559,16 @@ async function writeArchiveFile(
       signal,
       onWarning: (w) => run.warn(w.code, w.message),
       onProgress: onProgress ? (p) => onProgress(p.inputBytes, totalBytes) : undefined,
+      onWritten: opts.onArchiveWritten,
     });
     fs.fsyncSync(fd);
     return result;
   } catch (e) {
     fs.rmSync(tmp, { force: true });
     if (signal?.aborted) throw new ShootError("INTERRUPTED", "interrupted while writing the archive; the temporary archive was removed");
+    if (e instanceof ArchiveUnprovenError) {
+      throw new ShootError("ARCHIVE_UNPROVEN", `the archive just written does not prove restorable, so it was removed and the previous archive stays the newest: ${e.message}`);
+    }
     if (errnoCode(e) === "ENOSPC" || errnoCode(e) === "EDQUOT") {
       throw new ShootError("NO_SPACE", `the file system of ${cfg.backup_dir} filled up while the archive was written; the partial archive was removed, earlier archives are untouched`);
     }
