@@ -241,3 +241,28 @@ export async function runPointRestore(point: HeldArchive, opts: RestoreOptions):
   const refused = total.refused.length ? `; refused ${entries(total.refused.length)} that would land or point outside it` : "";
   return { ...total, message: `restored ${what}${refused}`, ms: performance.now() - started };
 }
+
+/** `archives` with every archive their restore points need, each once, in chain order (`verify` of a restore point checks all of it). */
+export function withChains(archives: readonly HeldArchive[]): HeldArchive[] {
+  const out = new Map<string, HeldArchive>();
+  for (const a of archives) {
+    let chain: HeldArchive[];
+    try {
+      chain = chainFor(a);
+    } catch {
+      chain = [a]; // chainProblem says why
+    }
+    for (const link of chain) if (!out.has(link.path)) out.set(link.path, link);
+  }
+  return [...out.values()];
+}
+
+/** Why restore point `a` cannot be put together here, if it cannot. */
+export function chainProblem(a: HeldArchive): string | undefined {
+  try {
+    chainFor(a);
+    return undefined;
+  } catch (e) {
+    return errorMessage(e).replace(/; nothing was restored$/, "");
+  }
+}
