@@ -18,7 +18,7 @@ import { readLines } from "../state/fsutil.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, parseMd5Line } from "../state/naming.ts";
 import type { ArchiveInfo } from "../state/status.ts";
 import type { ChangeSet } from "../scan/changes.ts";
-import { entryFromLine, normaliseSources, openList, systemOwners, type ListHeader } from "../scan/scan.ts";
+import { entryFromLine, normaliseSources, parseListHeader, systemOwners, type ListHeader } from "../scan/scan.ts";
 
 /** The highest level an archive name can say. */
 const MAX_LEVEL = 9999;
@@ -70,9 +70,7 @@ export function checkLink(dir: string, file: string, prev: string | undefined): 
   if (!md5) return { problem: `${file}${CHECKSUM_SUFFIX} is missing or not one md5sum line for it` };
   let header: ListHeader;
   try {
-    const list = openList(path.join(dir, file + LIST_SUFFIX));
-    list.lines.return(undefined);
-    header = list.header;
+    header = listHeaderOf(path.join(dir, file + LIST_SUFFIX));
   } catch (e) {
     return { problem: `the file list of ${file} cannot be read (${errorMessage(e)})` };
   }
@@ -82,6 +80,21 @@ export function checkLink(dir: string, file: string, prev: string | undefined): 
   if ((header.level ?? 0) !== level) return { problem: `${file} is named level ${level}, its file list says ${header.level ?? 0}` };
   if (level > 0 && header.base !== prev) return { problem: `${file} was made against ${header.base ?? "nothing"}, not ${prev}` };
   return { info: { file, size, md5, ...(header.sha256 ? { sha256: header.sha256 } : {}) }, header };
+}
+
+/** The header of a recorded list, reading no more than its first line (a run checks every link of a chain). */
+export function listHeaderOf(file: string): ListHeader {
+  const fd = fs.openSync(file, "r");
+  try {
+    const buf = Buffer.allocUnsafe(64 * 1024);
+    const n = fs.readSync(fd, buf, 0, buf.length, 0);
+    const end = buf.subarray(0, n).indexOf(10);
+    const header = end < 0 ? undefined : parseListHeader(buf.subarray(0, end).toString("utf8"));
+    if (!header) throw new Error("it does not start with a file list header");
+    return header;
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Every link of the chain restore point `point` is made of (itself last), checked; or the first problem. */

@@ -17,7 +17,7 @@ import { removeLeftovers } from "../state/leftovers.ts";
 import { toRemove } from "../state/retention.ts";
 import { archivesNeeded, levelOf, sparingChains } from "../state/chain.ts";
 import { DumpdirStore, markChanges, type ChangeSet } from "../scan/changes.ts";
-import { chainData, checkChain, planLevel, recordedEntries, sourcesKey, type LevelPlan } from "./incremental.ts";
+import { chainData, checkChain, listHeaderOf, planLevel, recordedEntries, sourcesKey, type LevelPlan } from "./incremental.ts";
 import { LockedError, acquireLock, currentLock, type Lock } from "../state/lock.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "../state/naming.ts";
 import type { RunOutcome, Warning } from "../common/outcome.ts";
@@ -232,7 +232,7 @@ async function serverSteps(
   const scanMs = Math.round(performance.now() - scanStarted);
   checkAbort();
 
-  const previous = sameCompression ? last?.header : undefined;
+  const previous = sameCompression ? sizeRatioSource(dir, archives.filter((a) => a.endsWith(EXTENSIONS[cfg.compression])), last?.header) : undefined;
   if (last && newest) {
     const verdict = verdictOf(dir, newest, last, walked);
     if (verdict.archive && !point?.problem) {
@@ -494,6 +494,21 @@ function* archivedList(archive: string, walkList: string, scan: ScanSummary, res
   // the common case, nothing left out, copies bytes: no string per line to collect afterwards
   if (left.size === 0) yield* readChunks(walkList);
   else for (const line of readLines(walkList)) if (line !== "" && !left.has(lineKey(line) ?? "")) yield `${line}\n`;
+}
+
+/**
+ * The list header whose archive predicts how well this tree compresses: the last archive's,
+ * unless it is an incremental one, which holds a small part of what its header counts; then
+ * the newest full archive's.
+ */
+function sizeRatioSource(dir: string, archives: readonly string[], header: ListHeader | undefined): ListHeader | undefined {
+  if (!header?.level) return header;
+  const full = archives.findLast((a) => levelOf(a) === 0);
+  try {
+    return full ? listHeaderOf(path.join(dir, full + LIST_SUFFIX)) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Bytes of tar stream for this much content in this many entries (an upper bound). */
