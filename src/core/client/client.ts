@@ -597,11 +597,14 @@ async function proveCopy(ctx: RunContext, source: SourceConfig, stage: string, a
     // (an incremental archive's list is the whole tree's: `listBound` is its full archive's size)
     await rsync(ctx, { client: ctx.cfg, source, files: [list], into: stage, maxSize: Math.max(64 << 20, 4 * listBound), controlPath }, "PULL_FAILED", ctx.cfg.connect_timeout + ctx.cfg.timeout + 30_000);
   } catch (e) {
-    if (e instanceof SourceFailure && e.codeName !== "PULL_FAILED" && e.codeName !== "STATUS_PULL_FAILED") throw e;
-    return reject(`the server's file list ${list} could not be pulled to check it against (${errorMessage(e)})`);
+    if (!(e instanceof SourceFailure) || e.codeName !== "PULL_FAILED") throw e;
+    // most often the server's rotation removed the archive and its list while this run pulled
+    // them: as with the archive itself, the next run tries again
+    for (const f of [a.file, `${a.file}${CHECKSUM_SUFFIX}`, list]) fs.rmSync(path.join(stage, f), { force: true });
+    throw new SourceFailure("PULL_FAILED", `the server's file list ${list} could not be pulled, so ${a.file} could not be checked against it and was not kept: ${e.message}`);
   }
   const held = describeArchive(path.join(stage, a.file), "client", source.name);
-  if (!held?.list) return reject(`the server's file list ${list} is not a file list of this version`);
+  if (!held?.list) return reject(`the server's file list ${list} is not a file list of this version, or not one for this archive`);
   if (!deep) {
     // verify = "checksum": the list is kept to put restore points of several archives together
     if (held.list.md5 !== a.md5 || held.list.size !== a.size) return reject(`the server's file list ${list} describes another archive (MD5 ${held.list.md5}, ${held.list.size} bytes)`);
