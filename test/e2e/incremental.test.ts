@@ -70,7 +70,7 @@ async function serverDay(l: Lane): Promise<{ code: number; archive: string; warn
 }
 
 const compare = (snap: Snapshot, dir: string) =>
-  fs.existsSync(dir) ? snapshotDifferences(snap, snapshotTree(dir), { owners: process.getuid?.() === 0, root: true, mtimeResolutionNs: 1000 }) : [`nothing restored at ${dir}`];
+  fs.lstatSync(dir, { throwIfNoEntry: false }) ? snapshotDifferences(snap, snapshotTree(dir), { owners: process.getuid?.() === 0, root: true, mtimeResolutionNs: 1000 }) : [`nothing restored at ${dir}`];
 
 /** Restore point `point` with GNU tar alone, archive by archive, as docs/incremental.md says. */
 async function gnuRestore(l: Lane, point: string, dest: string): Promise<string[]> {
@@ -161,6 +161,46 @@ for (const [i, mode] of (["chain", "differential"] as const).entries()) {
       expect({ code: v.code, out: v.stdout }).toMatchObject({ code: 0 });
       console.log(`incremental "${mode}": ${held.length} archives held (keep = ${keep}), each restored again and verified deep`);
     }, 120_000);
+
+    test("paths of a restore point; never over what exists without --force", async () => {
+      // a directory with a file somewhere below it (an empty one is no conflict when restored
+      // again), at any depth; a file itself when there is none
+      const candidates: string[] = [];
+      const walk = (rel: string): boolean => {
+        let file = false;
+        for (const n of fs.readdirSync(path.join(l.src, rel)).sort()) {
+          const r = rel ? `${rel}/${n}` : n;
+          const st = fs.lstatSync(path.join(l.src, r));
+          if (st.isFile()) candidates.push(r);
+          const below = st.isDirectory() ? walk(r) : st.isFile();
+          if (st.isDirectory() && below) candidates.unshift(r);
+          file ||= below;
+        }
+        return file;
+      };
+      if (levelOf(sortArchives(fs.readdirSync(l.backup), "inc").at(-1)!) === 0) {
+        // the paths of a point made of several archives
+        fs.writeFileSync(path.join(l.src, "restore-me"), "x");
+        expect(levelOf((await serverDay(l)).archive)).toBeGreaterThan(0);
+      }
+      walk("");
+      const sub = candidates[0]!;
+      const dest = path.join(l.root, "paths");
+      const restore = (...extra: string[]) => runShoot(["restore", "--config", l.configFile, "--at", "newest", "--to", dest, "--quiet", ...extra, path.join(l.src, sub)]);
+      const first = await restore();
+      expect({ code: first.code, out: first.stdout }).toMatchObject({ code: 0 });
+      expect(compare(snapshotTree(path.join(l.src, sub)), path.join(dest, l.src, sub))).toEqual([]);
+      // again: everything is there, so nothing is written and the code says why
+      const stamp = fs.statSync(path.join(dest, l.src, sub)).mtimeMs;
+      const again = await restore();
+      expect({ code: again.code, exists: again.stdout.includes("exist") || again.stderr.includes("exist") }).toEqual({ code: code("RESTORE_EXISTS"), exists: true });
+      expect(fs.statSync(path.join(dest, l.src, sub)).mtimeMs).toBe(stamp);
+      const forced = await restore("--force");
+      expect(forced.code).toBe(0);
+      expect(compare(snapshotTree(path.join(l.src, sub)), path.join(dest, l.src, sub))).toEqual([]);
+      console.log(`incremental "${mode}": /${sub} of ${sortArchives(fs.readdirSync(l.backup), "inc").at(-1)} restored alone, refused over itself, then forced`);
+      fs.rmSync(dest, { recursive: true, force: true });
+    }, 60_000);
 
     test("a missing or damaged link of the chain: the next run makes a full archive with CHAIN_BROKEN", async () => {
       fs.writeFileSync(path.join(l.src, "one more"), "x");

@@ -68,6 +68,7 @@ export function seedChangeTree(root: string, rand: Rand): void {
   for (const f of ["etc/hosts", "etc/app.conf", "home/ann/notes", "home/ann/new\nline", "var/log/syslog", "srv/www/index.html", "srv/www/img/logo.bin", "home/bob/ünï"]) {
     fs.writeFileSync(path.join(root, f), content(rand));
   }
+  for (const d of ["etc", "home/ann", "var/log", "srv/www"]) for (let i = 0; i < 4; i++) fs.writeFileSync(path.join(root, d, `file${i}`), content(rand));
   fs.linkSync(path.join(root, "etc/hosts"), path.join(root, "srv/hosts.hard"));
   fs.symlinkSync("../etc/hosts", path.join(root, "srv/hosts.link"));
   fs.symlinkSync("www", path.join(root, "srv/current"));
@@ -227,6 +228,8 @@ const CHANGES: Record<string, (root: string, inv: Inventory, rand: Rand) => bool
 };
 
 export const CHANGE_KINDS = Object.keys(CHANGES);
+/** What a random change picks from: files are made more often than anything else, so that the tree does not run dry of them. */
+const WEIGHTED = [...CHANGE_KINDS, "create", "create", "create", "rewrite", "append"];
 
 /**
  * Make `n` random changes to the tree under `root`; returns their kinds, in order (what a
@@ -244,7 +247,7 @@ export function changeTree(root: string, rand: Rand, n: number, counts?: Map<str
   const first = due?.findIndex((k) => make(k)) ?? -1;
   if (first >= 0) due!.splice(first, 1);
   for (let i = first >= 0 ? 1 : 0; i < n; i++) {
-    const kind = pick(rand, CHANGE_KINDS);
+    const kind = pick(rand, WEIGHTED);
     if (make(kind)) due?.splice(due.indexOf(kind) >>> 0, due.includes(kind) ? 1 : 0);
   }
   return done;

@@ -23,11 +23,13 @@ import { chainOf, levelOf } from "../state/chain.ts";
 import { readDirOrEmpty } from "../state/fsutil.ts";
 import { LIST_SUFFIX } from "../state/naming.ts";
 import { lineKey, nameOfKey, openList, walkOrder } from "../scan/scan.ts";
-import { runRestore, selectionKey, type EntryNote, type RestoreOptions, type RestoreResult } from "./restore.ts";
+import { runRestore, selectionKey, splitEntryName, type EntryNote, type RestoreOptions, type RestoreResult } from "./restore.ts";
 import { describeArchive, verifyArchive, type HeldArchive } from "./verify.ts";
 
 /** The archives restore point `point` needs, oldest first and ending with it; each with its file list. */
 export function chainFor(point: HeldArchive): HeldArchive[] {
+  // a full archive, or a file named otherwise (made elsewhere): a restore point by itself
+  if (!levelOf(point.file)) return [point];
   const c = chainOf(point.file, readDirOrEmpty(point.dir));
   if (!c.ok) throw new ShootError("CHAIN_INCOMPLETE", `restore point ${point.file} needs ${c.missing}, which is not in ${point.dir}; nothing was restored`);
   return c.chain.map((file, i) => {
@@ -161,7 +163,9 @@ function preflight(point: HeldArchive, root: string, selection: readonly string[
     for (const line of list.lines) {
       const key = line === "" ? undefined : lineKey(line);
       if (key === undefined) continue;
-      const name = nameOfKey(key);
+      const parts = splitEntryName(nameOfKey(key));
+      if ("why" in parts) continue; // never restored: the archive's entry is refused when its turn comes
+      const name = parts.parts.join("/");
       const within = (sel: string) => name === sel || name.startsWith(`${sel}/`);
       if (selection.length > 0 && !selection.some(within)) continue;
       for (const sel of unmatched) if (within(sel)) unmatched.delete(sel);
