@@ -27,9 +27,10 @@ import { CHECKSUM_SUFFIX, LIST_SUFFIX, TEMP_PREFIX, archiveTime, isArchiveName, 
 import { describeArchive, verifyArchive, warnedPathsIn } from "../restore/verify.ts";
 import { forgetCopies, heldCopies, recordVerified } from "../state/copies.ts";
 import { unsafeDir } from "../state/strict-modes.ts";
-import type { RunOutcome, SourceOutcome, Warning } from "../common/outcome.ts";
-import { toRemove } from "../state/retention.ts";
-import { sparingChains } from "../state/chain.ts";
+import type { AfterVerified, RunOutcome, SourceOutcome, StoreOutcome, Warning } from "../common/outcome.ts";
+import { clientCopies, describeRemoved, planRemoval, type PruneRecord } from "../state/held.ts";
+import type { RetentionRules } from "../state/retention.ts";
+import { archivesNeeded } from "../state/chain.ts";
 import { judgeChain } from "./chain.ts";
 import { SharedSsh } from "../transfer/ssh-shared.ts";
 import {
@@ -56,6 +57,8 @@ export interface ClientRunOptions {
   /** Pull only these sources (names from the command line). */
   only?: readonly string[];
   signal?: AbortSignal;
+  /** Called once a source's current copy is verified and in place (offsite copies). */
+  afterVerified?: AfterVerified;
 }
 
 /** The sources a run pulls: all, or the ones named (each must exist). */
@@ -238,21 +241,24 @@ function prunePartials(stage: string, keepName: string): void {
 
 interface RetentionResult {
   removed: string[];
+  /** What the rules removed, and why, for the ROTATED record. */
+  record?: PruneRecord;
   error?: string;
 }
 
 /**
- * Keep `keep` verified copies, the oldest verified going first and never the newest verified
- * (whatever the names say); once a verified copy is held, archives left without a .md5 (a crash
- * before it was written) go too.
+ * Keep what the rules keep of the verified copies, in the order they were verified and never
+ * the newest verified (whatever the names say); once a verified copy is held, archives left
+ * without a .md5 (a crash before it was written) go too.
  */
-function applyRetention(dir: string, keep: number): RetentionResult {
+function applyRetention(dir: string, rules: RetentionRules): RetentionResult {
   const removed: string[] = [];
+  let record: PruneRecord | undefined;
   try {
     const verified = verifiedCopies(dir);
     const orphans = verified.length > 0 ? sortArchives(readDirOrEmpty(dir)).filter((n) => !verified.includes(n)) : [];
-    // never a copy that a kept one needs (an incremental archive's chain: state/chain.ts)
-    for (const n of [...sparingChains(verified, toRemove(verified, keep)), ...orphans]) {
+    record = planRemoval(clientCopies(dir, verified), rules).record;
+    for (const n of [...record.removed.map((r) => r.file), ...orphans]) {
       // the .md5 goes first: a copy half removed is never counted as verified
       fs.rmSync(path.join(dir, `${n}${CHECKSUM_SUFFIX}`), { force: true });
       fs.rmSync(path.join(dir, n), { force: true });
@@ -260,10 +266,22 @@ function applyRetention(dir: string, keep: number): RetentionResult {
       removed.push(n);
     }
     forgetCopies(dir, removed);
-    return { removed };
+    return { removed, record };
   } catch (e) {
-    return { removed, error: errorMessage(e) };
+    return { removed, record, error: errorMessage(e) };
   }
+}
+
+/** The ROTATED record of what a retention pass removed, and why. */
+function recordRemoved(status: StatusWriter, source: SourceConfig, kept: RetentionResult): void {
+  if (kept.removed.length === 0) return;
+  const why = kept.record?.removed.length ? describeRemoved(kept.record) : kept.removed.join(", ");
+  status.write("ROTATED", `${source.name}: removed ${why}`, { step: "rotate", data: { source: source.name, ...kept.record, files: kept.removed } });
+}
+
+/** The rules for a source's copies: its own, else [client]'s. */
+function rulesFor(cfg: ClientConfig, source: SourceConfig): RetentionRules {
+  return source.retention ?? cfg.retention;
 }
 
 // --- one source -----------------------------------------------------------------------------
@@ -274,6 +292,7 @@ interface RunContext {
   status: StatusWriter;
   signal?: AbortSignal;
   children: Set<Child>;
+  afterVerified?: AfterVerified;
 }
 
 class SourceFailure extends Error {
@@ -444,7 +463,7 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
     if (!chain.ok) throw new SourceFailure("STATUS_INVALID", `server.status: ${chain.why}; nothing was pulled`);
     const first = verifiedCopies(dir).length === 0;
 
-    // 2b. the archives an incremental one needs before it, each pulled like it when not held
+    // 2b. the archives an incremental one needs before it (docs/incremental.md), each pulled like it when not held
     const pull: PullOne = { ctx, source, shared, stage, dir, records: parsed.records, withList: chain.lists, fullSize: chain.links[0]?.size ?? a.size, step };
     const links: string[] = [];
     for (const link of chain.links) {
@@ -455,7 +474,8 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
     const also = links.length ? `; first the ${links.length} archive(s) it needs: ${links.join(", ")}` : "";
 
     if (held(dir, a, chain.lists)) {
-      const kept = applyRetention(dir, cfg.keep);
+      const kept = applyRetention(dir, rulesFor(cfg, source));
+      recordRemoved(status, source, kept);
       if (kept.error) throw new SourceFailure("CLIENT_ROTATION_FAILED", `${a.file} is current, but removing old copies failed: ${kept.error}`);
       fs.rmSync(stage, { recursive: true, force: true });
       const why = verdict.serverCode === code("UNCHANGED") ? "nothing changed on the server" : "pulled by an earlier run";
@@ -465,8 +485,8 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
     const stats = await pullOne(pull, a);
 
     // 5. retention
-    const kept = applyRetention(dir, cfg.keep);
-    if (kept.removed.length > 0) status.write("ROTATED", `${source.name}: removed ${kept.removed.join(", ")}`, { step: "rotate", data: { source: source.name } });
+    const kept = applyRetention(dir, rulesFor(cfg, source));
+    recordRemoved(status, source, kept);
     fs.rmSync(stage, { recursive: true, force: true });
     const message = `pulled and verified ${a.file} (${describePull(a, stats)})${first ? ", the first copy of this source" : ""}${also}`;
     if (kept.error) {
@@ -479,6 +499,34 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
     if (e instanceof ShootError) return { name: source.name, code: e.code, message: e.message, warnings };
     return { name: source.name, code: code("INTERNAL_ERROR"), message: `internal error: ${errorMessage(e)}`, warnings };
   }
+}
+
+/** The verified copies held in `dir` that restore point `a` needs before it, as a status record would give them. */
+function heldLinks(dir: string, a: ArchiveInfo): ArchiveInfo[] {
+  return archivesNeeded(a.file, verifiedCopies(dir)).slice(0, -1).flatMap((file) => {
+    const h = describeArchive(path.join(dir, file), "client", "");
+    return h?.md5 ? [{ file, size: h.bytes, md5: h.md5, ...(h.list?.sha256 ? { sha256: h.list.sha256 } : {}) }] : [];
+  });
+}
+
+/**
+ * The offsite step, after the pull: the source's current copy (new, or held from an earlier
+ * run) goes to each store. Its outcome sits beside the pull's code and never changes it.
+ */
+async function withOffsite(ctx: RunContext, source: SourceConfig, o: SourceOutcome): Promise<SourceOutcome> {
+  if (!ctx.afterVerified || !isGolden(o.code) || !o.archive || ctx.signal?.aborted) return o;
+  const dir = path.join(ctx.cfg.dest_dir, source.name);
+  let offsite: StoreOutcome[];
+  try {
+    // an incremental copy goes after the copies it needs (docs/incremental.md): a store that
+    // holds them already finds each in place
+    offsite = [];
+    for (const link of heldLinks(dir, o.archive)) offsite.push(...(await ctx.afterVerified({ source: source.name, dir, archive: link }, (name, msg, data) => ctx.status.write(name, msg, { step: "offsite", data }))));
+    offsite.push(...(await ctx.afterVerified({ source: source.name, dir, archive: o.archive }, (name, msg, data) => ctx.status.write(name, msg, { step: "offsite", data }))));
+  } catch (e) {
+    offsite = [{ store: "offsite", code: code("STORE_FAILED"), message: errorMessage(e) }];
+  }
+  return offsite.length ? { ...o, offsite } : o;
 }
 
 /** What pulling one archive needs from the source's run. */
@@ -705,7 +753,7 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
 
   const run = newRunId(started);
   const status = new StatusWriter(statusFile, "client", run, deps.clock);
-  const ctx: RunContext = { cfg, deps, status, signal: opts.signal, children: new Set() };
+  const ctx: RunContext = { cfg, deps, status, signal: opts.signal, children: new Set(), afterVerified: opts.afterVerified };
   const onAbort = () => {
     // rsync keeps what it has received in the partial directory when stopped with SIGTERM
     for (const c of ctx.children) c.kill("SIGTERM");
@@ -720,7 +768,7 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
       status.write("STALE_LOCK", `took over a stale lock: pid ${lock.staleFrom.pid} (${lock.staleFrom.role}, started ${lock.staleFrom.started}) no longer runs`);
     }
     const outcomes = await mapLimit(sources, cfg.concurrency, async (s) => {
-      const o = await pullSource(ctx, s);
+      const o = await withOffsite(ctx, s, await pullSource(ctx, s));
       status.write("SOURCE_DONE", `${s.name}: ${o.code} ${codeName(o.code)}: ${o.message}`, {
         step: "pull", ...(o.archive ? { archive: o.archive } : {}), data: { source: s.name, code: o.code, name: codeName(o.code) },
       });

@@ -43,15 +43,23 @@ const table = [
   { code: 23, name: "NO_SPACE", kind: "failure", role: "server", meaning: "Not enough free space in the backup directory for the archive plus the reserve; nothing was deleted to make room." },
   { code: 24, name: "ARCHIVE_FAILED", kind: "failure", role: "server", meaning: "Writing the archive failed; no partial archive was kept." },
   { code: 25, name: "CHECKSUM_FAILED", kind: "failure", role: "server", meaning: "Writing or checking the archive's checksum file failed." },
-  { code: 26, name: "ROTATION_FAILED", kind: "failure", role: "server", meaning: "Removing archives beyond `keep` failed; the new archive is complete." },
+  { code: 26, name: "ROTATION_FAILED", kind: "failure", role: "server", meaning: "Removing archives that no keep rule keeps failed; the new archive is complete." },
   { code: 27, name: "SCAN_FAILED", kind: "failure", role: "server", meaning: "Walking the sources or reading the previous file list failed." },
   { code: 28, name: "ARCHIVE_UNPROVEN", kind: "failure", role: "server", meaning: "The archive just written did not prove restorable (a piece did not decompress to what went in, its tar stream did not hold what was read, or the file read back differs); it was removed and the previous archive stays the newest." },
+  // server: database dumps
+  { code: 105, name: "DUMP_FAILED", kind: "failure", role: "server", meaning: "A database dump command failed (non-zero exit status or killed); no archive was made and the previous one stays the newest." },
+  { code: 106, name: "DUMP_TIMEOUT", kind: "failure", role: "server", meaning: "A database dump ran past its `timeout` and was stopped; no archive was made." },
+  { code: 107, name: "DUMP_MISSING", kind: "failure", role: "server", meaning: "A database dump could not start: its program is not installed, or the SQLite file does not exist; no archive was made." },
+  { code: 108, name: "DUMP_NAME_TAKEN", kind: "failure", role: "server", meaning: "A dump's entry name (dumps/NAME.EXT) is also a path the sources hold; no archive was made." },
   // wrapper
   { code: 31, name: "SERVER_CRASHED", kind: "failure", role: "wrapper", meaning: "The server process ended without a final record (crash or unexpected exit)." },
   { code: 32, name: "SERVER_KILLED", kind: "failure", role: "wrapper", meaning: "The server process was killed by a signal it did not handle (for example SIGKILL or the OOM killer)." },
   { code: 33, name: "TIMEOUT", kind: "failure", role: "wrapper", meaning: "The server ran past `max_runtime` and was stopped." },
   { code: 34, name: "INTERRUPTED", kind: "failure", role: "wrapper", meaning: "The run was interrupted by SIGTERM or SIGINT (shutdown, Ctrl-C)." },
   { code: 35, name: "SERVER_START_FAILED", kind: "failure", role: "wrapper", meaning: "The server process could not be started." },
+  { code: 36, name: "BEFORE_HOOK_FAILED", kind: "failure", role: "wrapper", meaning: "The `before` command failed (exit status, signal, time-out, not installed); no archive was made. The report holds its output." },
+  { code: 37, name: "BEFORE_HOOK_IGNORED", kind: "warning", role: "wrapper", meaning: "The `before` command failed and the run went on, as `before_failure = \"continue\"` asks." },
+  { code: 38, name: "AFTER_HOOK_FAILED", kind: "warning", role: "wrapper", meaning: "The `after` command failed; the run's code stands. The report holds its output." },
   // client
   { code: 40, name: "UNREACHABLE", kind: "failure", role: "client", meaning: "The server could not be reached (connection refused, time-out, name not found)." },
   { code: 41, name: "HOST_KEY_FAILED", kind: "failure", role: "client", meaning: "ssh refused the server's host key (unknown or changed)." },
@@ -64,7 +72,7 @@ const table = [
   { code: 48, name: "CLIENT_NO_SPACE", kind: "failure", role: "client", meaning: "Not enough free space in the destination directory for the archive plus the reserve." },
   { code: 49, name: "PULL_FAILED", kind: "failure", role: "client", meaning: "Pulling the archive or its checksum file failed; a partial transfer is kept for resuming, never as a copy." },
   { code: 50, name: "CHECKSUM_MISMATCH", kind: "failure", role: "client", meaning: "The pulled archive does not match its checksum; the bad copy was not kept." },
-  { code: 51, name: "CLIENT_ROTATION_FAILED", kind: "failure", role: "client", meaning: "Removing copies beyond `keep` failed; the new copy is verified and in place." },
+  { code: 51, name: "CLIENT_ROTATION_FAILED", kind: "failure", role: "client", meaning: "Removing copies that no keep rule keeps failed; the new copy is verified and in place." },
   { code: 52, name: "DEST_UNUSABLE", kind: "failure", role: "client", meaning: "The destination directory cannot be created or written." },
   { code: 53, name: "SOURCE_UNKNOWN", kind: "failure", role: "client", meaning: "A source named on the command line is not in the configuration." },
   { code: 54, name: "COPY_UNPROVEN", kind: "failure", role: "client", meaning: "The pulled archive matches its checksum but did not prove restorable (verify = \"deep\"): its tar stream does not read to its end or differs from the server's file list; the copy was not kept." },
@@ -78,6 +86,15 @@ const table = [
   // incremental archives (docs/incremental.md)
   { code: 100, name: "CHAIN_BROKEN", kind: "warning", role: "server", meaning: "An archive a restore point needs (the last full one or a link of its chain) is missing, damaged or does not match its file list: the run made a new archive instead of answering unchanged, a full one when the chain it would extend was the broken one." },
   { code: 101, name: "CHAIN_INCOMPLETE", kind: "failure", role: "any", meaning: "A restore point needs an earlier archive of its chain that is not held here, or that does not verify, or whose file list is missing; nothing was restored." },
+  // offsite copies in S3-compatible object storage: each store's outcome, apart from the pull's
+  { code: 110, name: "STORE_UNREACHABLE", kind: "failure", role: "client", meaning: "An offsite store could not be reached (connection refused, time-out, name not found); the pull and its copy are unchanged, the next run sends what is missing." },
+  { code: 111, name: "STORE_CREDENTIALS", kind: "failure", role: "client", meaning: "An offsite store refused the credentials (wrong key or secret, no permission), or they could not be read." },
+  { code: 112, name: "STORE_BUCKET_MISSING", kind: "failure", role: "client", meaning: "An offsite store's bucket does not exist." },
+  { code: 113, name: "STORE_CHECKSUM_MISMATCH", kind: "failure", role: "client", meaning: "An object in an offsite store does not match the checksum the server recorded (after upload, or when verified); an upload that did not match was never completed." },
+  { code: 114, name: "STORE_LOCKED", kind: "failure", role: "client", meaning: "A delete in an offsite store was refused by the object's lock (Object Lock retention not yet over)." },
+  { code: 115, name: "STORE_FAILED", kind: "failure", role: "client", meaning: "An offsite store answered a request with an error of another kind; the message names it." },
+  { code: 116, name: "STORE_UNKNOWN", kind: "failure", role: "client", meaning: "A store named on the command line is not an [[offsite]] store of the configuration, or none is configured." },
+  { code: 117, name: "STORE_OBJECT_MISSING", kind: "failure", role: "client", meaning: "The copy asked for is not in the offsite store." },
   // info records (never final)
   { code: 60, name: "RUN_START", kind: "info", role: "any", meaning: "First record of a run: format version, host, role and run id." },
   { code: 61, name: "STEP", kind: "info", role: "any", meaning: "A step of the run began; the message names it." },
@@ -87,13 +104,17 @@ const table = [
   { code: 65, name: "STALE_LOCK", kind: "info", role: "any", meaning: "A lock left by a process that no longer runs was taken over." },
   { code: 66, name: "SCANNED", kind: "info", role: "server", meaning: "The sources were walked; the record carries counts and what changed." },
   { code: 67, name: "ARCHIVE_WRITTEN", kind: "info", role: "server", meaning: "The archive and its checksum file are complete and in place." },
-  { code: 68, name: "ROTATED", kind: "info", role: "any", meaning: "Archives or copies beyond `keep` were removed." },
+  { code: 68, name: "ROTATED", kind: "info", role: "any", meaning: "Archives or copies that no keep rule keeps were removed; the record names each one, when it was made, and the rules." },
   { code: 69, name: "SERVER_EXITED", kind: "info", role: "wrapper", meaning: "The server process ended; the record carries its exit status." },
   { code: 70, name: "PULLED", kind: "info", role: "client", meaning: "An archive was pulled and verified; the record carries its name, size and checksum." },
   { code: 71, name: "MAIL_SENT", kind: "info", role: "any", meaning: "The report was mailed (with any spooled reports before it)." },
   { code: 72, name: "SOURCE_DONE", kind: "info", role: "client", meaning: "One source of a client run ended; the record carries its outcome code." },
   { code: 73, name: "PASSWORD_EXPOSED", kind: "warning", role: "any", meaning: "password_file can be read or written by other users, or belongs to another user; the report was still mailed. The message gives the chmod or chown that fixes it." },
+  { code: 75, name: "HOOK_DONE", kind: "info", role: "wrapper", meaning: "A `before` or `after` command ended; the record carries how, and the last lines of its output." },
+  { code: 76, name: "DUMPED", kind: "info", role: "server", meaning: "A database dump ended clean; the record carries its size and SHA-256, and whether it differs from the last archive's." },
+  { code: 77, name: "OFFSITE_SENT", kind: "info", role: "client", meaning: "A copy is in an offsite store, checked against the checksum the server recorded; the record names the store, its code and the object." },
   // warnings (never final)
+  { code: 78, name: "OFFSITE_FAILED", kind: "warning", role: "client", meaning: "Sending a copy to an offsite store failed; the record carries the store's code (110-117). The pull is unchanged." },
   { code: 79, name: "MOUNT_SKIPPED", kind: "warning", role: "server", meaning: "A directory where another file system is mounted was archived empty, not walked into: a pseudo file system (/proc, /sys, …) always, any other with one_file_system." },
   { code: 80, name: "FILE_VANISHED", kind: "warning", role: "server", meaning: "A file disappeared between the scan and the archive; the rest of the backup was made." },
   { code: 81, name: "FILE_UNREADABLE", kind: "warning", role: "server", meaning: "A file could not be read; it is not in the archive, the rest is." },
@@ -155,6 +176,8 @@ const SEVERITY_ORDER: readonly CodeName[] = [
   "HOST_KEY_FAILED", "UNSAFE_PERMISSIONS", "CONFIG_INVALID", "CONFIG_MISSING", "DEST_UNUSABLE", "CLIENT_NO_SPACE",
   "PULL_FAILED", "STATUS_PULL_FAILED", "UNREACHABLE", "TOOL_MISSING", "SERVER_BUSY",
   "CLIENT_ROTATION_FAILED", "ALREADY_RUNNING", "SOURCE_UNKNOWN",
+  "STORE_CHECKSUM_MISMATCH", "STORE_CREDENTIALS", "STORE_BUCKET_MISSING", "STORE_UNREACHABLE", "STORE_FAILED", "STORE_LOCKED",
+  "STORE_OBJECT_MISSING", "STORE_UNKNOWN",
 ];
 
 export function severity(n: number): number {
