@@ -115,10 +115,13 @@ class Take {
   private decided = 0;
   private readonly final: ListCursor;
   private readonly own: ListCursor | undefined;
+  /** Database dumps of the point: entries after the files, named by its list's header, not by its lines. */
+  private readonly dumps: Set<string>;
 
   constructor(link: HeldArchive, point: HeldArchive, private readonly newest: boolean) {
     this.final = new ListCursor(`${point.path}${LIST_SUFFIX}`);
     this.own = newest ? undefined : new ListCursor(`${link.path}${LIST_SUFFIX}`);
+    this.dumps = new Set(newest ? (point.list?.dumps ?? []).map((d) => d.name) : []);
   }
 
   readonly only = (ordinal: number, l: TarListing): boolean => {
@@ -137,6 +140,7 @@ class Take {
 
   private decide(l: TarListing): boolean {
     if (l.name === "") return false;
+    if (this.dumps.has(l.name)) return l.type === "file";
     const key = JSON.stringify(l.name);
     const wanted = this.final.seek(l.name, key);
     if (wanted === undefined) return false;
@@ -182,6 +186,22 @@ function preflight(point: HeldArchive, root: string, selection: readonly string[
     }
   } finally {
     list.lines.return(undefined);
+  }
+  for (const d of point.list?.dumps ?? []) {
+    const parts = splitEntryName(d.name);
+    if ("why" in parts) continue;
+    const name = parts.parts.join("/");
+    const within = (sel: string) => name === sel || name.startsWith(`${sel}/`);
+    if (selection.length > 0 && !selection.some(within)) continue;
+    for (const sel of unmatched) if (within(sel)) unmatched.delete(sel);
+    if (force) continue;
+    let there = true;
+    try {
+      fs.lstatSync(path.join(root, name));
+    } catch (e) {
+      there = errnoCode(e) === "ENOTDIR";
+    }
+    if (there && ++count <= 5) conflicts.push({ name, why: "exists" });
   }
   if (unmatched.size > 0) throw new ShootError("ARCHIVE_NOT_FOUND", `not in restore point ${point.file}: ${[...unmatched].map((u) => `/${u}`).join(", ")}; nothing was restored`);
   if (count > 0) {
