@@ -28,7 +28,7 @@ function printNotes(title: string, notes: readonly EntryNote[], max = 20): void 
 
 /** The held archive `--at` names: the newest of one owner's made at or before that time. */
 function restorePoint(config: string | undefined, at: string, from: string | undefined): HeldArchive {
-  const when = parseAt(at, new Date());
+  const when = parseAt(at);
   if (!when) throw new UsageError(`--at ${JSON.stringify(at)}: expected "newest", a date (2025-01-31) or a date and time (2025-01-31 03:00, local time unless it ends in Z or an offset)`);
   const held = heldArchives(loadConfig(resolveConfigPath(config, process.env))).filter((h) => from === undefined || h.owner === from);
   const dirs = [...new Set(held.map((h) => h.dir))];
