@@ -1,52 +1,77 @@
 /**
- * Regenerate the parts of README.md and examples/shoot.toml that follow the code's tables
- * (codes, configuration keys). `bun scripts/docs.ts --check` fails when they are out of date;
- * a unit test runs the same check.
+ * Regenerate what follows the code's tables: the blocks of docs/ between `<!-- NAME:begin -->`
+ * and `<!-- NAME:end -->` (configuration keys, codes) and examples/shoot.toml.
+ * `bun scripts/docs.ts --check` fails when any of them is out of date; a unit test runs the
+ * same check.
  */
 import fs from "node:fs";
 import path from "node:path";
 import { codesMarkdown } from "../src/core/common/codes-table.ts";
 import { configMarkdown, exampleConfig } from "../src/core/common/config-doc.ts";
+import type { Section } from "../src/core/common/config.ts";
 
 const ROOT = path.resolve(import.meta.dir, "..");
+const SECTIONS: readonly Section[] = ["server", "client", "client.source", "mail", "monitor"];
 
-export function generatedBlocks(): Record<string, string> {
-  return { codes: codesMarkdown(), config: configMarkdown() };
+/** The generated blocks, by the file (relative to the repository) that holds them. */
+export function generatedBlocks(): Record<string, Record<string, string>> {
+  return {
+    "docs/configuration.md": Object.fromEntries(SECTIONS.map((s) => [`config-${s}`, configMarkdown(s)])),
+    "docs/troubleshooting.md": {
+      failures: codesMarkdown(["failure"], true),
+      warnings: codesMarkdown(["warning"], true),
+      records: codesMarkdown(["golden", "info"]),
+    },
+  };
 }
 
 export function exampleFile(): string {
-  return `# shoot configuration: every key with its default (commented out) or an example value.\n# Validate with: shoot check-config --config FILE\n\n${exampleConfig(["server", "client", "client.source", "mail", "monitor"])}`;
+  return `# shoot configuration: every key with its default (commented out) or an example value.\n# Validate with: shoot check-config --config FILE\n\n${exampleConfig(SECTIONS)}`;
 }
 
-/** README text with every <!-- NAME:begin --> … <!-- NAME:end --> block replaced. */
-export function renderReadme(text: string): string {
+/** `text` with every block of `blocks` replaced; a block the text lacks is an error naming `file`. */
+export function renderBlocks(file: string, text: string, blocks: Record<string, string>): string {
   let out = text;
-  for (const [name, body] of Object.entries(generatedBlocks())) {
-    const re = new RegExp(`(<!-- ${name}:begin -->\\n)[\\s\\S]*?(<!-- ${name}:end -->)`);
-    if (!re.test(out)) throw new Error(`README.md has no <!-- ${name}:begin --> block`);
-    out = out.replace(re, `$1${body}\n$2`);
+  for (const [name, body] of Object.entries(blocks)) {
+    const re = new RegExp(`(<!-- ${name.replace(/[.]/g, "\\.")}:begin -->\\n)[\\s\\S]*?(<!-- ${name.replace(/[.]/g, "\\.")}:end -->)`);
+    if (!re.test(out)) throw new Error(`${file} has no <!-- ${name}:begin --> block`);
+    out = out.replace(re, (_m, begin: string, end: string) => `${begin}${body}\n${end}`);
   }
   return out;
 }
 
+/** Every generated file (relative path) with the contents it should have now. */
+export function wantedFiles(root = ROOT): Map<string, string> {
+  const want = new Map<string, string>();
+  for (const [file, blocks] of Object.entries(generatedBlocks())) {
+    want.set(file, renderBlocks(file, fs.readFileSync(path.join(root, file), "utf8"), blocks));
+  }
+  want.set("examples/shoot.toml", exampleFile());
+  return want;
+}
+
+/** The generated files whose contents differ from what they should be. */
+export function staleFiles(root = ROOT): string[] {
+  const stale: string[] = [];
+  for (const [file, text] of wantedFiles(root)) {
+    const p = path.join(root, file);
+    if (!fs.existsSync(p) || fs.readFileSync(p, "utf8") !== text) stale.push(file);
+  }
+  return stale;
+}
+
 if (import.meta.main) {
-  const check = process.argv.includes("--check");
-  const readmePath = path.join(ROOT, "README.md");
-  const examplePath = path.join(ROOT, "examples/shoot.toml");
-  const readme = fs.readFileSync(readmePath, "utf8");
-  const want = renderReadme(readme);
-  const example = exampleFile();
-  const stale = [readme !== want && "README.md", (!fs.existsSync(examplePath) || fs.readFileSync(examplePath, "utf8") !== example) && "examples/shoot.toml"].filter(Boolean);
-  if (check) {
+  if (process.argv.includes("--check")) {
+    const stale = staleFiles();
     if (stale.length) {
       console.error(`out of date: ${stale.join(", ")} (run: bun scripts/docs.ts)`);
-      process.exit(1);
-    }
-    console.log("docs up to date");
+      process.exitCode = 1;
+    } else console.log("docs up to date");
   } else {
-    fs.writeFileSync(readmePath, want);
-    fs.mkdirSync(path.dirname(examplePath), { recursive: true });
-    fs.writeFileSync(examplePath, example);
-    console.log(`wrote README.md blocks and examples/shoot.toml`);
+    for (const [file, text] of wantedFiles()) {
+      fs.mkdirSync(path.dirname(path.join(ROOT, file)), { recursive: true });
+      fs.writeFileSync(path.join(ROOT, file), text);
+    }
+    console.log(`wrote ${[...wantedFiles().keys()].join(", ")}`);
   }
 }

@@ -108,9 +108,9 @@ function shown(s: string, max = 300): string {
 }
 
 /**
- * Decide from server.status whether there is an archive to pull, in SPEC.md's order: too old,
- * not finished, not golden, then the archive's fields. `mtime` is the file's modification
- * time as rsync kept it.
+ * Decide from server.status whether there is an archive to pull, in the order
+ * docs/status-protocol.md gives: too old, not finished, not golden, then the archive's
+ * fields. `mtime` is the file's modification time as rsync kept it.
  */
 export function judgeStatus(parsed: ParsedStatus, mtime: Date, now: Date, maxAgeMs: number): StatusVerdict {
   const bad = (c: CodeName, why: string): StatusVerdict => ({ ok: false, code: c, why });

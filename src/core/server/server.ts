@@ -1,7 +1,7 @@
 /**
- * The server run, step by step as SPEC.md lists them: sanity, first run, change detection,
- * free space, archive (checksum in the same pass, flushed, renamed into place when complete),
- * rotation, final code 4 / 9 / 30. Every step and every warning goes to server.status.
+ * The server run, step by step: sanity, first run, change detection, free space, archive
+ * (checksum in the same pass, flushed, renamed into place when complete), rotation, final
+ * code 4 / 9 / 30. Every step and every warning goes to server.status.
  */
 import fs from "node:fs";
 import path from "node:path";
