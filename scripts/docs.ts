@@ -1,6 +1,8 @@
 /**
- * Regenerate what follows the code's tables: the blocks of docs/ between `<!-- NAME:begin -->`
- * and `<!-- NAME:end -->` (configuration keys, codes) and examples/shoot.toml.
+ * Regenerate what follows the code's tables and command definitions: the blocks of docs/
+ * between `<!-- NAME:begin -->` and `<!-- NAME:end -->` (configuration keys, codes),
+ * examples/shoot.toml, the man page and the shell completions under share/ (laid out as they
+ * install under /usr/local/share; scripts/build.ts ships them beside the binaries).
  * `bun scripts/docs.ts --check` fails when any of them is out of date; a unit test runs the
  * same check.
  */
@@ -9,6 +11,9 @@ import path from "node:path";
 import { codesMarkdown } from "../src/core/common/codes-table.ts";
 import { configMarkdown, exampleConfig } from "../src/core/common/config-doc.ts";
 import type { Section } from "../src/core/common/config.ts";
+import { commandTree } from "./command-tree.ts";
+import { bashCompletion, fishCompletion, zshCompletion } from "./completions.ts";
+import { manPage } from "./man.ts";
 
 const ROOT = path.resolve(import.meta.dir, "..");
 const SECTIONS: readonly Section[] = ["server", "client", "client.source", "mail", "monitor"];
@@ -40,20 +45,41 @@ export function renderBlocks(file: string, text: string, blocks: Record<string, 
   return out;
 }
 
+/** Where the man page and the completions are, under share/ in the repository and in dist/. */
+export const SHARE_FILES = {
+  man: "share/man/man1/shoot.1",
+  bash: "share/bash-completion/completions/shoot",
+  zsh: "share/zsh/site-functions/_shoot",
+  fish: "share/fish/vendor_completions.d/shoot.fish",
+} as const;
+
+/** The man page and the completions, by their path under share/. */
+export async function shareFiles(root = ROOT): Promise<Map<string, string>> {
+  const commands = await commandTree();
+  const pkg = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8")) as { version: string };
+  return new Map([
+    [SHARE_FILES.man, manPage(commands, pkg.version)],
+    [SHARE_FILES.bash, bashCompletion(commands)],
+    [SHARE_FILES.zsh, zshCompletion(commands)],
+    [SHARE_FILES.fish, fishCompletion(commands)],
+  ]);
+}
+
 /** Every generated file (relative path) with the contents it should have now. */
-export function wantedFiles(root = ROOT): Map<string, string> {
+export async function wantedFiles(root = ROOT): Promise<Map<string, string>> {
   const want = new Map<string, string>();
   for (const [file, blocks] of Object.entries(generatedBlocks())) {
     want.set(file, renderBlocks(file, fs.readFileSync(path.join(root, file), "utf8"), blocks));
   }
   want.set("examples/shoot.toml", exampleFile());
+  for (const [file, text] of await shareFiles(root)) want.set(file, text);
   return want;
 }
 
 /** The generated files whose contents differ from what they should be. */
-export function staleFiles(root = ROOT): string[] {
+export async function staleFiles(root = ROOT): Promise<string[]> {
   const stale: string[] = [];
-  for (const [file, text] of wantedFiles(root)) {
+  for (const [file, text] of await wantedFiles(root)) {
     const p = path.join(root, file);
     if (!fs.existsSync(p) || fs.readFileSync(p, "utf8") !== text) stale.push(file);
   }
@@ -62,16 +88,17 @@ export function staleFiles(root = ROOT): string[] {
 
 if (import.meta.main) {
   if (process.argv.includes("--check")) {
-    const stale = staleFiles();
+    const stale = await staleFiles();
     if (stale.length) {
       console.error(`out of date: ${stale.join(", ")} (run: bun scripts/docs.ts)`);
       process.exitCode = 1;
     } else console.log("docs up to date");
   } else {
-    for (const [file, text] of wantedFiles()) {
+    const want = await wantedFiles();
+    for (const [file, text] of want) {
       fs.mkdirSync(path.dirname(path.join(ROOT, file)), { recursive: true });
       fs.writeFileSync(path.join(ROOT, file), text);
     }
-    console.log(`wrote ${[...wantedFiles().keys()].join(", ")}`);
+    console.log(`wrote ${[...want.keys()].join(", ")}`);
   }
 }

@@ -31,6 +31,12 @@ export const TOOLS: readonly Tool[] = [
   // tests that read as another user, and a FIFO in a walked tree
   { name: "setpriv", pkg: "util-linux" },
   { name: "mkfifo", pkg: "coreutils" },
+  // the man page is rendered, and the completions run in the shells they are for
+  { name: "man", pkg: "man-db" },
+  { name: "groff", pkg: "groff-base" },
+  { name: "bash", pkg: "bash" },
+  { name: "zsh", pkg: "zsh" },
+  { name: "fish", pkg: "fish" },
 ];
 
 const SBIN = "/usr/sbin:/sbin:/usr/local/sbin";
