@@ -6,18 +6,22 @@
 import type { CodeName } from "./codes.ts";
 
 export const WHAT_TO_DO: Partial<Record<CodeName, string>> = {
-  INTERNAL_ERROR: "A bug: the message and the stack trace say where. Report it with the report or the status file's last records.",
+  INTERNAL_ERROR:
+    "A bug: the message and the stack trace say where. Report it with the report or the status file's last records.",
   USAGE: "Fix the command line; `shoot COMMAND --help` lists its flags.",
   CONFIG_MISSING: "Give `--config FILE`, set `$SHOOT_CONFIG`, or create `/etc/shoot/shoot.toml` (`shoot init`).",
   CONFIG_INVALID: "Fix the line the message names; `shoot check-config` tells when the file is right.",
-  ALREADY_RUNNING: "Nothing, if that run is legitimate (cron started the next one too early). A lock left by a dead process is taken over by the next run on its own.",
+  ALREADY_RUNNING:
+    "Nothing, if that run is legitimate (cron started the next one too early). A lock left by a dead process is " +
+    "taken over by the next run on its own.",
   PREVIOUS_UNCLEAN: "Remove what the message names by hand, then run again.",
   TOOL_MISSING: "Install it: `apt-get install rsync openssh-client` (backup host), `apt-get install rsync` (server).",
   MAIL_TEST_FAILED: "The message names the step (dns, connect, tls, auth, recipient); see docs/mail.md.",
   SOURCE_MISSING: "Fix `sources`, or the mount that should provide it (`shoot check-config` lists missing sources).",
   SOURCE_UNREADABLE: "Run as root, or fix the source's permissions.",
   BACKUP_DIR_UNUSABLE: "`install -d -m 700 DIR`; check that its file system is mounted and writable.",
-  NO_SPACE: "Make room, lower `keep`, or set `make_room = true` to let shoot remove the oldest archives (never the newest).",
+  NO_SPACE:
+    "Make room, lower `keep`, or set `make_room = true` to let shoot remove the oldest archives (never the newest).",
   ARCHIVE_FAILED: "An I/O error: the message says which; check the disk (`dmesg`).",
   CHECKSUM_FAILED: "As for 24: check the disk.",
   ROTATION_FAILED: "Check permissions in `backup_dir`.",
@@ -25,11 +29,16 @@ export const WHAT_TO_DO: Partial<Record<CodeName, string>> = {
   SERVER_CRASHED: "Run `shoot server` by hand to see the error, and report it; the next wrapper run cleans up.",
   SERVER_KILLED: "Look in `dmesg` for the OOM killer; the next run cleans up and goes on.",
   TIMEOUT: "Raise `max_runtime`, or exclude what makes the run slow.",
-  INTERRUPTED: "Nothing: a shutdown or Ctrl-C. Temporary files were removed; transfers keep what arrived for the next run.",
+  INTERRUPTED:
+    "Nothing: a shutdown or Ctrl-C. Temporary files were removed; transfers keep what arrived for the next run.",
   SERVER_START_FAILED: "The message says why (the binary moved or was replaced while cron ran it?).",
   UNREACHABLE: "Is the server up, the port right, a firewall in between? `connect_timeout` sets how long ssh waits.",
-  HOST_KEY_FAILED: "The message says whether the key is unknown or changed and names the known_hosts file. Unknown: record it with `ssh-keyscan` after checking its fingerprint. Changed: find out why before you replace it.",
-  STATUS_PULL_FAILED: "The message says which: no status file yet (run `shoot wrapper` on the server), login refused, refused by `shoot serve`; check `remote`, `identity` and the authorized_keys line.",
+  HOST_KEY_FAILED:
+    "The message says whether the key is unknown or changed and names the known_hosts file. Unknown: record it " +
+    "with `ssh-keyscan` after checking its fingerprint. Changed: find out why before you replace it.",
+  STATUS_PULL_FAILED:
+    "The message says which: no status file yet (run `shoot wrapper` on the server), login refused, refused by " +
+    "`shoot serve`; check `remote`, `identity` and the authorized_keys line.",
   STATUS_INVALID: "Look at server.status on the server; are both clocks right?",
   STATUS_STALE: "Check the server's cron and its wrapper's report; raise `max_age` if the server runs less often.",
   SERVER_FAILED: "Fix the server: its own report (and its code, named in the message) says more.",
@@ -37,22 +46,28 @@ export const WHAT_TO_DO: Partial<Record<CodeName, string>> = {
   UNSAFE_NAME: "Treat the server as suspect: its status names something that is not an archive.",
   CLIENT_NO_SPACE: "Make room in `dest_dir`, or lower `keep`.",
   PULL_FAILED: "The next run resumes the transfer; read the message if it repeats.",
-  CHECKSUM_MISMATCH: "The archive on the server is damaged or the network corrupts data: run `shoot verify` on the server.",
+  CHECKSUM_MISMATCH:
+    "The archive on the server is damaged or the network corrupts data: run `shoot verify` on the server.",
   CLIENT_ROTATION_FAILED: "Check permissions in `dest_dir`.",
   DEST_UNUSABLE: "Check the path and its permissions.",
   SOURCE_UNKNOWN: "Check the name against `[[client.source]]` (`shoot check-config`).",
   VERIFY_FAILED: "Do not trust that archive: restore from another copy, and find out what damaged it (disk, transfer).",
   ARCHIVE_NOT_FOUND: "`shoot list` shows the archives held here, `shoot list ARCHIVE` the paths in one.",
-  RESTORE_UNSAFE: "The refused entries are listed; `--allow-outside-links` keeps links that point outside, or restore into `/`.",
+  RESTORE_UNSAFE:
+    "The refused entries are listed; `--allow-outside-links` keeps links that point outside, or restore into `/`.",
   RESTORE_EXISTS: "Restore into an empty directory, or add `--force` to overwrite the files listed.",
   RESTORE_FAILED: "The message names the files; check space and permissions in the target, then restore again.",
   RECOVERED: "Nothing: the run went on. If it repeats, find out what kills the runs (`dmesg`, the previous report).",
-  MOUNT_SKIPPED: "Nothing for /proc, /sys and the like; for another file system, add it to `sources` or set `one_file_system = false`.",
+  MOUNT_SKIPPED:
+    "Nothing for /proc, /sys and the like; for another file system, add it to `sources` or set `one_file_system =" +
+    " false`.",
   FILE_VANISHED: "Nothing, usually: a temporary file. Exclude such paths if the warnings are noise.",
   FILE_UNREADABLE: "Run as root, or exclude the file.",
   SPECIAL_SKIPPED: "Nothing: sockets, FIFOs and devices are recreated by the programs that use them.",
-  FILE_CHANGED: "Stop what writes the file during the backup (or back up a dump of it), if its copy must be consistent.",
-  MAIL_FAILED: "The message says which step failed; `shoot mail --test` checks the settings. The report waits in the spool.",
+  FILE_CHANGED:
+    "Stop what writes the file during the backup (or back up a dump of it), if its copy must be consistent.",
+  MAIL_FAILED:
+    "The message says which step failed; `shoot mail --test` checks the settings. The report waits in the spool.",
   CLEANUP_FAILED: "Check permissions in the directory; the next run tries again.",
   UNCHANGED_TOO_LONG: "Check that `sources` still point where the data is.",
   STATUS_TORN: "Nothing: a run was cut off while it wrote its last record.",

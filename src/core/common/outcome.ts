@@ -1,5 +1,15 @@
 /** What a run ended with, as the report, the mailer and the exit code see it. */
-import type { ArchiveInfo, Role } from "../state/status.ts";
+
+/** Who writes a status record, and whose run an outcome is. */
+export type Role = "server" | "wrapper" | "client";
+
+/** An archive as a status record names it: the final record of a golden run carries one. */
+export interface ArchiveInfo {
+  file: string;
+  size: number;
+  md5: string;
+  sha256?: string;
+}
 
 export interface Warning {
   code: number;
