@@ -327,7 +327,7 @@ async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeou
     throw new SourceFailure(fallback, `no data arrived for ${formatDuration(ctx.cfg.timeout)} (timeout): the transfer was stopped; what arrived is kept for the next run`);
   }
   if (result.exitCode !== 0) {
-    const f = classifyFailure(result, fallback);
+    const f = classifyFailure(result, fallback, spec);
     throw new SourceFailure(f.code, ctx.signal?.aborted ? `the run was interrupted: ${f.why}` : f.why);
   }
   return parseStats(result.stdout);
