@@ -14,6 +14,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { codeInfo, codeName, isGolden, type CodeName } from "../common/codes.ts";
+import { shWord } from "../common/shell-word.ts";
 import { ShootError, UsageError, errorMessage } from "../common/errors.ts";
 import { authorizedKeysLine, renderConfig } from "./init.ts";
 import { parseMd5Line } from "../state/naming.ts";
@@ -31,6 +32,8 @@ export interface DemoOptions {
   ssh: boolean;
   /** How to start shoot itself (the binary, or bun and the entry file). */
   self: readonly string[];
+  /** The same as a person types it where the demo was started (what "Try next" prints). */
+  selfShown: string;
   spawner: Spawner;
   env: Record<string, string | undefined>;
   print: (line: string) => void;
@@ -361,10 +364,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     p("");
     p("The golden codes: the only final codes that mean a run ended clean (exit code 0):");
     for (const g of golden) p(g);
-    p("Every other final code is a failure with its own number, which is also the exit code (shoot codes lists them).");
-    p("");
-    p(`Try: shoot status --config ${L.config}; change a file in sample/ and run shoot wrapper --config ${L.config} (code 4).`);
-    p(`Set up real hosts with shoot init server and shoot init client. Remove the demo with: rm -rf ${root}`);
+    for (const line of nextSteps(o.selfShown, L)) p(line);
     return { dir: root, config: L.config, archive: serverArchive, copy };
   } finally {
     o.signal?.removeEventListener("abort", onAbort);
@@ -373,6 +373,21 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       ok("sshd stopped", `pid ${sshd.pid}`);
     }
   }
+}
+
+/** The closing lines: what the other codes are, and what to try next, as the person types shoot where the demo ran. */
+function nextSteps(me: string, L: Layout): string[] {
+  const config = shWord(L.config);
+  return [
+    `Every other final code is a failure with its own number, which is also the exit code (\`${me} codes\` lists them).`,
+    "",
+    "Try next:",
+    `  ${me} status --config ${config}`,
+    `  echo changed >> ${shWord(path.join(L.sample, "README.txt"))}`,
+    `  ${me} wrapper --config ${config}        # a file changed: 4 NEW_ARCHIVE`,
+    `Set up real hosts with \`${me} init server\` and \`${me} init client\`.`,
+    `Remove the demo with: rm -rf ${shWord(L.root)}`,
+  ];
 }
 
 function readSmall(file: string): string {

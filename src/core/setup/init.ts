@@ -16,6 +16,7 @@ import { ConfigError, isLocalRemote, parseConfig, parseRemote, sanitizeHostname,
 import { ShootError, UsageError, errnoCode, errorMessage } from "../common/errors.ts";
 import { fsyncDir } from "../state/fsutil.ts";
 import { TEMP_PREFIX } from "../state/naming.ts";
+import { shWord } from "../common/shell-word.ts";
 
 export type InitRole = "server" | "client";
 
@@ -70,11 +71,6 @@ const CRON_TIME: Record<InitRole, { cron: string; calendar: string }> = {
 };
 
 const toml = (s: string) => JSON.stringify(s);
-
-/** A word for a POSIX shell: left bare when it is safe, else single-quoted. */
-export function shWord(s: string): string {
-  return /^[A-Za-z0-9_\/.,:@%+=-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`;
-}
 
 /** Commented TOML for the sections, with a header; sections in `off` are commented out whole. */
 export function renderConfig(title: string, sections: readonly Section[], values: Record<string, string>, off: readonly Section[] = []): string {

@@ -9,6 +9,7 @@ import type { ClientConfig, SourceConfig } from "../common/config.ts";
 import { isLocalRemote, parseRemote, PASSWORD_ENV } from "../common/config.ts";
 import type { CodeName } from "../common/codes.ts";
 import { ShootError } from "../common/errors.ts";
+import { shPath, shWord } from "../common/shell-word.ts";
 import { SERVER_STATUS } from "../state/status.ts";
 
 /** Sub-directory of the staging directory where rsync keeps an interrupted transfer. */
@@ -260,17 +261,12 @@ function knownHostsOf(target: SshTarget | undefined): string {
   return target?.client.known_hosts ?? "~/.ssh/known_hosts";
 }
 
-/** A word for the administrator's shell: quoted when it holds anything but plain characters (`[host]:port`). */
-function shellWord(s: string): string {
-  return /^[\w@%+=:,./~-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`;
-}
-
 /** `ssh-keyscan` for the source's host and port (`type` as ssh names it, e.g. ED25519). */
 function keyscan(target: SshTarget | undefined, type: string | undefined): string {
   const r = target && !isLocalRemote(target.source.remote) ? parseRemote(target.source.remote) : undefined;
   const host = r?.host ?? "HOST";
   const port = target?.source.port ?? 22;
-  return `ssh-keyscan -p ${port}${type ? ` -t ${type.toLowerCase()}` : ""} ${shellWord(host)}`;
+  return `ssh-keyscan -p ${port}${type ? ` -t ${type.toLowerCase()}` : ""} ${shWord(host)}`;
 }
 
 /** An unknown host key and a changed one need different answers: say which, where, and what to run. */
@@ -292,7 +288,7 @@ function hostKeyFailure(text: string, target: SshTarget | undefined, detail: str
     const file = off?.[2] ?? knownHostsOf(target);
     const host = /Host key for (\S+) has changed/i.exec(text)?.[1] ?? "HOST";
     const recorded = off ? `${file}, line ${off[3]}` : file;
-    const forget = `ssh-keygen -f ${shellWord(file)} -R ${shellWord(host)}`;
+    const forget = `ssh-keygen -f ${shPath(file)} -R ${shWord(host)}`;
     return {
       code: "HOST_KEY_FAILED",
       why: `the server's host key has CHANGED: it is not the key recorded for ${host} in ${recorded}. ` +
