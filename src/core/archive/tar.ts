@@ -420,6 +420,8 @@ export class TarParser {
   private longLink: string | undefined;
   private zeroBlocks = 0;
   ended = false;
+  /** Bytes consumed so far: once `ended`, the end-of-archive marker ends here. */
+  offset = 0;
 
   /** @param onData the content of the entry last given to `onEntry`, in pieces; all of it before the next entry */
   push(chunk: Uint8Array, onEntry: (e: TarListing) => void, onData?: (piece: Uint8Array) => void): void {
@@ -460,6 +462,7 @@ export class TarParser {
         this.onHeader(onEntry);
       }
     }
+    this.offset += at;
   }
 
   private finishMeta(kind: "x" | "g" | "L" | "K", data: Uint8Array): void {

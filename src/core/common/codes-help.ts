@@ -26,6 +26,9 @@ export const WHAT_TO_DO: Partial<Record<CodeName, string>> = {
   CHECKSUM_FAILED: "As for 24: check the disk.",
   ROTATION_FAILED: "Check permissions in `backup_dir`.",
   SCAN_FAILED: "The message says where the walk failed.",
+  ARCHIVE_UNPROVEN:
+    "The message names the check that failed; the previous archive stays the newest. Check memory and disk " +
+    "(`dmesg`, a memory test); a failure that repeats on a healthy host is a bug: report it.",
   SERVER_CRASHED: "Run `shoot server` by hand to see the error, and report it; the next wrapper run cleans up.",
   SERVER_KILLED: "Look in `dmesg` for the OOM killer; the next run cleans up and goes on.",
   TIMEOUT: "Raise `max_runtime`, or exclude what makes the run slow.",

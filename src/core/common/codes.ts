@@ -44,6 +44,7 @@ const table = [
   { code: 25, name: "CHECKSUM_FAILED", kind: "failure", role: "server", meaning: "Writing or checking the archive's checksum file failed." },
   { code: 26, name: "ROTATION_FAILED", kind: "failure", role: "server", meaning: "Removing archives beyond `keep` failed; the new archive is complete." },
   { code: 27, name: "SCAN_FAILED", kind: "failure", role: "server", meaning: "Walking the sources or reading the previous file list failed." },
+  { code: 28, name: "ARCHIVE_UNPROVEN", kind: "failure", role: "server", meaning: "The archive just written did not prove restorable (a piece did not decompress to what went in, its tar stream did not hold what was read, or the file read back differs); it was removed and the previous archive stays the newest." },
   // wrapper
   { code: 31, name: "SERVER_CRASHED", kind: "failure", role: "wrapper", meaning: "The server process ended without a final record (crash or unexpected exit)." },
   { code: 32, name: "SERVER_KILLED", kind: "failure", role: "wrapper", meaning: "The server process was killed by a signal it did not handle (for example SIGKILL or the OOM killer)." },
