@@ -20,7 +20,6 @@ const TABLES = new Set(["core/common/codes.ts"]);
 /** Lines over MAX each file may still have, by path under src/. */
 const ALLOWED: Record<string, number> = {
   "cli/args.ts": 1,
-  "cli/commands/check-config.ts": 1,
   "cli/commands/client.ts": 1,
   "cli/commands/demo.ts": 3,
   "cli/commands/init.ts": 14,
