@@ -24,7 +24,9 @@ export interface FinishOptions {
 
 export async function finishRun(outcome: RunOutcome, opts: FinishOptions): Promise<void> {
   const alarms = alarmsFor(opts.config, outcome.role === "client" ? "client" : "server", { clock: systemClock, disk: systemDisk });
-  const report: RunOutcome = alarms.length ? { ...outcome, warnings: [...outcome.warnings, ...alarms] } : outcome;
+  // a server's report goes by the name its backups go by ([server] name), which may not be the host's
+  const name = outcome.role === "client" ? undefined : opts.config.server?.name;
+  const report: RunOutcome = { ...outcome, ...(name ? { name } : {}), warnings: [...outcome.warnings, ...alarms] };
   if (opts.json) console.log(JSON.stringify(report, null, 2));
   const writer = outcome.statusFile && outcome.run ? new StatusWriter(outcome.statusFile, outcome.role as Role, outcome.run, systemClock) : undefined;
   const result = await notify(report, {

@@ -101,6 +101,11 @@ describe("shoot init server", () => {
     expect(gone.stdout).toContain(`warning: the source ${path.join(d, "data")} does not exist (yet): a run fails with 20 SOURCE_MISSING until it does`);
     fs.mkdirSync(path.join(d, "data"));
 
+    // --name is what the archives and the reports go by, and what init says it set up
+    const named = await runShoot(["init", "server", "--name", "web1", "--config", path.join(d, "named.toml"), "--dir", backup, "--sources", path.join(d, "data")]);
+    expect(named.code).toBe(0);
+    expect(named.stdout).toStartWith(`Wrote ${path.join(d, "named.toml")} (mode 0600): [server] web1, backing up ${path.join(d, "data")} into ${backup}.`);
+
     // the next steps name the cron line and the units written
     expect(r.stdout).toContain(`15 2 * * *  root  /opt/shoot/shoot wrapper --config ${cfg} --quiet`);
     const service = fs.readFileSync(path.join(units, "shoot-server.service"), "utf8");

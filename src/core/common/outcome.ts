@@ -29,6 +29,8 @@ export interface SourceOutcome {
 export interface RunOutcome {
   role: Role;
   host: string;
+  /** The name this host's backups go by ([server] name), when the report should say it rather than the host name. */
+  name?: string;
   run: string;
   /** The final status code: golden (4, 9, 30) or a failure. */
   code: number;

@@ -463,7 +463,7 @@ export function runInit(opts: InitOptions): InitResult {
   }
 
   const mode = (p: string) => `0${(fs.statSync(p).mode & 0o777).toString(8)}`;
-  const head = [`Wrote ${o.config} (mode ${mode(o.config)}): ${o.role === "server" ? `[server] ${host}, backing up ${(o.sources ?? DEFAULT_SOURCES).join(", ")} into ${o.dir}` : `[client] keeping copies in ${o.dir}, one source: ${src!.name} from ${src!.remote}`}.`];
+  const head = [`Wrote ${o.config} (mode ${mode(o.config)}): ${o.role === "server" ? `[server] ${o.name ?? host}, backing up ${(o.sources ?? DEFAULT_SOURCES).join(", ")} into ${o.dir}` : `[client] keeping copies in ${o.dir}, one source: ${src!.name} from ${src!.remote}`}.`];
   for (const s of o.role === "server" ? o.sources ?? DEFAULT_SOURCES : []) {
     if (!fs.existsSync(s)) head.push(`Note: the source ${s} does not exist (yet); a run fails with SOURCE_MISSING until it does.`);
   }
