@@ -141,6 +141,7 @@ describe("shoot init server", () => {
       [["init", "server", "--config", cfg, "--remote", "root@h:/x"], "--remote is not for shoot init server"],
       [["init", "client", "--config", cfg, "--port", "70000"], "--port 70000"],
       [["init", "client", "--config", cfg, "--remote", "web1:relative"], "--remote"],
+      [["init", "client", "--config", cfg, "--remote", "web1.example.com:/var/backups/shoot"], '--remote "web1.example.com:/var/backups/shoot": name the user the key logs in as, e.g. root@web1.example.com:/var/backups/shoot'],
       [["init", "server", "--config", cfg, "--name", "-bad name"], "--name"],
     ];
     for (const [args, message] of cases) {

@@ -125,13 +125,17 @@ function planSource(o: InitOptions): SourcePlan {
   }
   const r = parseRemote(remote);
   if (!r) throw new UsageError(`--remote ${JSON.stringify(remote)}: expected user@host:/absolute/path (the server's backup_dir) or an absolute local path`);
+  // the authorized_keys line goes into that user's file on the server: it must be named, not guessed
+  if (!r.user) {
+    throw new UsageError(`--remote ${JSON.stringify(remote)}: name the user the key logs in as, e.g. root@${remote} (the archives belong to root)`);
+  }
   return {
     // an address keeps its dots; a host name gives its first label, as the server's name does
     name: o.sourceName ?? (/^[0-9.]+$|:/.test(r.host) ? r.host.replace(/[^A-Za-z0-9.]/g, "-") : sanitizeHostname(r.host)),
     remote,
     placeholder: o.remote === undefined,
     ssh: {
-      user: r.user ?? "root",
+      user: r.user,
       host: r.host,
       path: r.path,
       port: o.port ?? 22,
