@@ -14,6 +14,8 @@ export interface FlagInfo {
   /** A boolean that is on unless `--no-NAME` is given. */
   negatable: boolean;
   description: string;
+  /** What `--no-NAME` does. */
+  negativeDescription?: string;
   /** FILE, DIR, PATH… as the command writes it; what a completion offers follows it. */
   valueHint?: string;
 }
@@ -46,7 +48,10 @@ export async function commandTree(): Promise<CommandInfo[]> {
     const flags: FlagInfo[] = [];
     const positionals: PositionalInfo[] = [];
     for (const [argName, def] of Object.entries(args)) {
-      const d = def as { type?: string; alias?: string | string[]; description?: string; valueHint?: string; required?: boolean; default?: unknown };
+      const d = def as {
+        type?: string; alias?: string | string[]; description?: string; negativeDescription?: string;
+        valueHint?: string; required?: boolean; default?: unknown;
+      };
       if (d.type === "positional") {
         positionals.push({ name: argName, required: d.required !== false, description: d.description ?? "", valueHint: d.valueHint ?? argName.toUpperCase() });
         continue;
@@ -56,8 +61,9 @@ export async function commandTree(): Promise<CommandInfo[]> {
         name: argName,
         short: alias.filter((a) => a.length === 1),
         boolean: d.type === "boolean",
-        negatable: d.type === "boolean" && d.default === true,
+        negatable: d.type === "boolean" && (d.default === true || d.negativeDescription !== undefined),
         description: d.description ?? "",
+        negativeDescription: d.negativeDescription,
         valueHint: d.type === "boolean" ? undefined : (d.valueHint ?? "VALUE"),
       });
     }

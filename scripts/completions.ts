@@ -12,6 +12,11 @@ function flagWords(f: FlagInfo): string[] {
   return [`--${f.name}`, ...(f.negatable ? [`--no-${f.name}`] : []), ...f.short.map((s) => `-${s}`)];
 }
 
+/** What --no-FLAG does, as the command says it. */
+function negative(f: FlagInfo): string {
+  return f.negativeDescription ?? `Not: ${f.description}`;
+}
+
 function firstLine(s: string): string {
   return s.replace(/\s+/g, " ").trim();
 }
@@ -99,7 +104,7 @@ function zshSpecs(c: CommandInfo): string[] {
     const spec = f.boolean ? `[${zdesc(f.description)}]` : `=[${zdesc(f.description)}]:${hint}:${zshAction(f.valueHint)}`;
     // several names: zsh's brace expansion makes one spec of each, exclusive of the others
     specs.push(all.length > 1 ? `'(${all.join(" ")})'{${all.join(",")}}'${spec}'` : `'${all[0]}${spec}'`);
-    if (f.negatable) specs.push(`'--no-${f.name}[${zdesc(`Not: ${f.description}`)}]'`);
+    if (f.negatable) specs.push(`'--no-${f.name}[${zdesc(negative(f))}]'`);
   }
   specs.push("'(- *)--help[Show the usage of this command]'");
   c.positionals.forEach((p, i) => {
@@ -169,7 +174,7 @@ export function fishCompletion(commands: readonly CommandInfo[]): string {
     for (const f of c.flags) {
       const short = f.short.map((s) => ` -s ${s}`).join("");
       out.push(`complete -c shoot ${when}${short} -l ${f.name}${f.boolean ? "" : fishValue(f.valueHint)} -d ${fq(f.description)}`);
-      if (f.negatable) out.push(`complete -c shoot ${when} -l no-${f.name} -d ${fq(`Not: ${f.description}`)}`);
+      if (f.negatable) out.push(`complete -c shoot ${when} -l no-${f.name} -d ${fq(negative(f))}`);
     }
     out.push(`complete -c shoot ${when} -l help -d 'Show the usage of this command'`);
     const p = c.positionals[0];

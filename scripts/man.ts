@@ -42,7 +42,10 @@ function synopsis(c: CommandInfo): string {
 function commandSection(c: CommandInfo): string[] {
   const out = [`.SS ${roff(c.name)}`, ".ad l", synopsis(c), ".ad", ".PP", line(c.description)];
   for (const p of c.positionals) out.push(".TP", `\\fI${roff(p.valueHint)}\\fR`, line(p.description));
-  for (const f of c.flags) out.push(".TP", flagUsage(f), line(f.description));
+  for (const f of c.flags) {
+    out.push(".TP", flagUsage(f), line(f.description));
+    if (f.negativeDescription) out.push(".br", line(`--no-${f.name}: ${f.negativeDescription}`));
+  }
   return out;
 }
 

@@ -113,7 +113,8 @@ test("no import in src/ runs back up: main → cli → core roles → core piece
       const target = path.resolve(path.dirname(file), spec);
       const to = path.relative(SRC, target);
       if (to.startsWith("..")) {
-        wrong.push(`src/${from} imports ${spec}, outside src/`);
+        // the package's own version is the one file outside src/ the program reads
+        if (target !== path.join(ROOT, "package.json")) wrong.push(`src/${from} imports ${spec}, outside src/`);
         continue;
       }
       arrows++;
