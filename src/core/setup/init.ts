@@ -124,10 +124,15 @@ function planSource(o: InitOptions): SourcePlan {
     return { name: o.sourceName ?? "self", remote: path.normalize(remote), placeholder: false };
   }
   const r = parseRemote(remote);
-  if (!r) throw new UsageError(`--remote ${JSON.stringify(remote)}: expected user@host:/absolute/path (the server's backup_dir) or an absolute local path`);
+  const flag = `--remote ${JSON.stringify(remote)}`;
+  if (!r) {
+    const want = "user@host:/absolute/path (the server's backup_dir) or an absolute local path";
+    throw new UsageError(`${flag}: expected ${want}`);
+  }
   // the authorized_keys line goes into that user's file on the server: it must be named, not guessed
   if (!r.user) {
-    throw new UsageError(`--remote ${JSON.stringify(remote)}: name the user the key logs in as, e.g. root@${remote} (the archives belong to root)`);
+    const example = `root@${remote}`;
+    throw new UsageError(`${flag}: name the user the key logs in as, e.g. ${example} (the archives belong to root)`);
   }
   return {
     // an address keeps its dots; a host name gives its first label, as the server's name does
