@@ -555,8 +555,10 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
   const started = deps.clock.now();
   const dir = cfg.dest_dir;
   const statusFile = path.join(dir, CLIENT_STATUS);
-  const base = { role: "client" as const, host: deps.hostname, started, warnings: [] as Warning[] };
-  const early = (c: CodeName, message: string): RunOutcome => ({ ...base, run: "", code: code(c), message, ended: deps.clock.now() });
+  // the run has its id from the start: a report of a run that could not begin names it too
+  const run = newRunId(started);
+  const base = { role: "client" as const, host: deps.hostname, run, started, warnings: [] as Warning[] };
+  const early = (c: CodeName, message: string): RunOutcome => ({ ...base, code: code(c), message, ended: deps.clock.now() });
 
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -572,7 +574,6 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
     return early("DEST_UNUSABLE", `cannot take the lock in ${dir}: ${errorMessage(e)}`);
   }
 
-  const run = newRunId(started);
   const status = new StatusWriter(statusFile, "client", run, deps.clock);
   const ctx: RunContext = { cfg, deps, status, signal: opts.signal, children: new Set() };
   const onAbort = () => {
@@ -601,7 +602,7 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
     const failed = outcomes.filter((o) => !isGolden(o.code)).map((o) => `${o.name}: ${o.code} ${codeName(o.code)}`);
     const message = `${outcomes.length} source(s): ${ok} OK${failed.length ? `, ${failed.length} failed (${failed.join("; ")})` : ""}`;
     status.write(codeName(final) as CodeName, message, { step: "end" });
-    return { ...base, run, code: final, message, ended: deps.clock.now(), sources: outcomes, statusFile };
+    return { ...base, code: final, message, ended: deps.clock.now(), sources: outcomes, statusFile };
   } catch (e) {
     const message = `client run failed: ${errorMessage(e)}`;
     try {
@@ -609,7 +610,7 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
     } catch {
       // the status file itself is what failed; the outcome still says what happened
     }
-    return { ...base, run, code: code("INTERNAL_ERROR"), message, ended: deps.clock.now(), statusFile };
+    return { ...base, code: code("INTERNAL_ERROR"), message, ended: deps.clock.now(), statusFile };
   } finally {
     opts.signal?.removeEventListener("abort", onAbort);
     status.close();

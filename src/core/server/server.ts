@@ -73,8 +73,11 @@ class Run {
 export async function runServer(cfg: ServerConfig, deps: Deps, opts: ServerRunOptions = {}): Promise<RunOutcome> {
   const started = deps.clock.now();
   const dir = cfg.backup_dir;
+  // the run has its id from the start (under the wrapper, the wrapper's): a report of a run
+  // that could not begin names it too
+  const runId = opts.parent?.run ?? newRunId(started);
   const outcome = (c: number, message: string, extra: Partial<RunOutcome> = {}): RunOutcome => ({
-    role: "server", host: deps.hostname, run: opts.parent?.run ?? "", code: c, message,
+    role: "server", host: deps.hostname, run: runId, code: c, message,
     started, ended: deps.clock.now(), warnings: [], statusFile: path.join(dir, SERVER_STATUS), ...extra,
   });
 
@@ -97,7 +100,6 @@ export async function runServer(cfg: ServerConfig, deps: Deps, opts: ServerRunOp
     }
   }
 
-  const runId = opts.parent?.run ?? newRunId(started);
   const status = new StatusWriter(path.join(dir, SERVER_STATUS), "server", runId, deps.clock);
   const run = new Run(status);
   let tmpArchive: string | undefined;

@@ -31,12 +31,14 @@ export async function runWrapper(cfg: ServerConfig, deps: Deps, opts: WrapperOpt
   const started = deps.clock.now();
   const dir = cfg.backup_dir;
   const statusFile = path.join(dir, SERVER_STATUS);
-  const base = { role: "wrapper" as const, host: deps.hostname, started, warnings: [] as Warning[] };
+  // the run has its id from the start: a report of a run that could not begin names it too
+  const run = newRunId(started);
+  const base = { role: "wrapper" as const, host: deps.hostname, run, started, warnings: [] as Warning[] };
 
   try {
     if (!fs.statSync(dir).isDirectory()) throw Object.assign(new Error("not a directory"), { code: "ENOTDIR" });
   } catch (e) {
-    return { ...base, run: "", code: code("BACKUP_DIR_UNUSABLE"), message: `backup_dir ${dir} ${errnoCode(e) === "ENOENT" ? "does not exist" : `cannot be used: ${errorMessage(e)}`}`, ended: deps.clock.now() };
+    return { ...base, code: code("BACKUP_DIR_UNUSABLE"), message: `backup_dir ${dir} ${errnoCode(e) === "ENOENT" ? "does not exist" : `cannot be used: ${errorMessage(e)}`}`, ended: deps.clock.now() };
   }
 
   let lock: Lock;
@@ -44,10 +46,9 @@ export async function runWrapper(cfg: ServerConfig, deps: Deps, opts: WrapperOpt
     lock = acquireLock(dir, "wrapper", started);
   } catch (e) {
     if (e instanceof LockedError) return { ...base, run: "", code: code("ALREADY_RUNNING"), message: e.message, ended: deps.clock.now() };
-    return { ...base, run: "", code: code("BACKUP_DIR_UNUSABLE"), message: `cannot take the lock in ${dir}: ${errorMessage(e)}`, ended: deps.clock.now() };
+    return { ...base, code: code("BACKUP_DIR_UNUSABLE"), message: `cannot take the lock in ${dir}: ${errorMessage(e)}`, ended: deps.clock.now() };
   }
 
-  const run = newRunId(started);
   const status = new StatusWriter(statusFile, "wrapper", run, deps.clock);
   const warnings: Warning[] = [];
   try {
@@ -71,7 +72,7 @@ export async function runWrapper(cfg: ServerConfig, deps: Deps, opts: WrapperOpt
       .filter((r) => r.run === run && codeInfo(r.code)?.kind === "warning")
       .map((r) => ({ code: r.code, msg: r.msg }));
     return {
-      ...base, run, code: final.code, message: final.msg, ended, archive: final.archive,
+      ...base, code: final.code, message: final.msg, ended, archive: final.archive,
       warnings: [...warnings, ...serverWarnings.filter((w) => !warnings.some((x) => x.msg === w.msg))],
       lastStep: final.step, statusFile,
     };
@@ -82,7 +83,7 @@ export async function runWrapper(cfg: ServerConfig, deps: Deps, opts: WrapperOpt
     } catch {
       // nothing more can be recorded; the exit code still says it
     }
-    return { ...base, run, code: code("INTERNAL_ERROR"), message: msg, ended: deps.clock.now(), statusFile };
+    return { ...base, code: code("INTERNAL_ERROR"), message: msg, ended: deps.clock.now(), statusFile };
   } finally {
     status.close();
     lock.release();
