@@ -53,6 +53,9 @@ export const WHAT_TO_DO: Partial<Record<CodeName, string>> = {
     "The archive on the server is damaged or the network corrupts data: run `shoot verify` on the server.",
   CLIENT_ROTATION_FAILED: "Check permissions in `dest_dir`.",
   DEST_UNUSABLE: "Check the path and its permissions.",
+  COPY_UNPROVEN:
+    "Nothing was kept; the next run pulls again. If it repeats, run `shoot verify --deep` on the server: " +
+    "its archive or its .list is damaged there.",
   SOURCE_UNKNOWN: "Check the name against `[[client.source]]` (`shoot check-config`).",
   VERIFY_FAILED: "Do not trust that archive: restore from another copy, and find out what damaged it (disk, transfer).",
   ARCHIVE_NOT_FOUND: "`shoot list` shows the archives held here, `shoot list ARCHIVE` the paths in one.",
