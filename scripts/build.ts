@@ -22,16 +22,17 @@ export const ROOT = path.resolve(import.meta.dir, "..");
 /**
  * Everything compiled into the binary. The first entry is the program; a Worker script that
  * imports project modules is an entry of its own. Inside the binary a worker is found by its
- * path relative to the entries' common folder (src/), e.g. `new Worker("./core/scan/scan-worker.ts")`;
- * `new URL(…, import.meta.url)` works only from source (see scan-parallel.ts workerSpecifier).
+ * path relative to the entries' common folder (src/), e.g. `new Worker("./core/scan/scan.worker.ts")`;
+ * `new URL(…, import.meta.url)` works only from source (common/worker-file.ts chooses).
  * Moving an entry changes that path: test/e2e/server.test.ts notices (the unchanged check then
  * reports one thread).
  */
 export const ENTRYPOINTS: readonly string[] = [
   "src/main.ts",
-  "src/core/scan/scan-worker.ts",
+  "src/core/scan/scan.worker.ts",
   "src/core/archive/compress.worker.ts",
   "src/core/archive/sink.worker.ts",
+  "src/core/transfer/follow.worker.ts",
 ];
 
 export interface Target {
@@ -156,9 +157,10 @@ async function compile(target: Target, outfile: string, version: string): Promis
   // the source map is embedded in the binary (stack traces name src/ files); the copy Bun
   // also writes beside it is not shipped
   fs.rmSync(`${outfile}.map`, { force: true });
-  // so are the maps of the chunks and the worker (splitting), which would pile up in dist/
+  // so are the maps of the chunks and the workers (splitting), which would pile up in dist/
   const dir = path.dirname(outfile);
-  for (const f of fs.readdirSync(dir)) if (/^(chunk-[a-z0-9]+|scan-worker|compress\.worker|sink\.worker)\.js\.map$/.test(f)) fs.rmSync(path.join(dir, f), { force: true });
+  const maps = new Set(ENTRYPOINTS.slice(1).map((e) => `${path.basename(e, ".ts")}.js.map`));
+  for (const f of fs.readdirSync(dir)) if (/^chunk-[a-z0-9]+\.js\.map$/.test(f) || maps.has(f)) fs.rmSync(path.join(dir, f), { force: true });
   if (!fs.existsSync(outfile)) throw new BuildError(`building ${target.name} reported success but wrote no ${outfile}`);
 }
 

@@ -6,6 +6,7 @@
 import { expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
+import { ENTRYPOINTS } from "../../scripts/build.ts";
 
 const ROOT = path.resolve(import.meta.dir, "../..");
 const SRC = path.join(ROOT, "src");
@@ -124,4 +125,22 @@ test("no import in src/ runs back up: main → cli → core roles → core piece
   }
   expect(arrows).toBeGreaterThan(100);
   expect(wrong).toEqual([]);
+});
+
+test("every worker is a typed *.worker.ts file the build carries, started by the path the binary knows it by", () => {
+  const workers = sourceFiles(SRC).filter((f) => f.endsWith(".worker.ts")).map((f) => path.relative(ROOT, f)).sort();
+  expect(workers.length).toBeGreaterThan(3);
+  expect([...ENTRYPOINTS].filter((e) => e.endsWith(".worker.ts")).sort()).toEqual(workers);
+  const started: string[] = [];
+  for (const file of sourceFiles(SRC)) {
+    const text = fs.readFileSync(file, "utf8");
+    for (const m of text.matchAll(/startWorkerFile\(\s*"\.\/([^"]+)",\s*new URL\("\.\/([^"]+)", import\.meta\.url\)\)/g)) {
+      // inside the binary the first path is used, from source the second: both must name one file
+      expect(path.join("src", m[1]!)).toBe(path.relative(ROOT, path.join(path.dirname(file), m[2]!)));
+      started.push(path.join("src", m[1]!));
+    }
+    // no worker made from a string of code, which neither tsc nor a reader can check
+    expect({ file, blob: /new Blob\(|createObjectURL/.test(text) }).toEqual({ file, blob: false });
+  }
+  expect([...new Set(started)].sort()).toEqual(workers);
 });
