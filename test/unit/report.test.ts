@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import type { RunOutcome } from "../../src/core/common/outcome.ts";
-import { clean, renderReport, reportSubject } from "../../src/core/report/report.ts";
+import { clean } from "../../src/core/common/text.ts";
+import { renderReport, reportSubject } from "../../src/core/report/report.ts";
 import type { StatusRecord } from "../../src/core/state/status.ts";
 
 const started = new Date("2026-11-26T02:00:00Z");

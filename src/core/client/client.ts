@@ -19,26 +19,25 @@ import { code, codeName, isGolden, mostSevere, type CodeName } from "../common/c
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { isLocalRemote, type ClientConfig, type SourceConfig } from "../common/config.ts";
 import type { Deps } from "../common/deps.ts";
-import { flushToDisk, fsyncDir, readDirOrEmpty, writeFileAtomic } from "../state/fsutil.ts";
-import { LockedError, acquireLock, type Lock } from "../state/lock.ts";
+import { flushToDisk, fsyncDir, readDirOrEmpty, sizeOf, writeFileAtomic } from "../state/fsutil.ts";
+import { plainOutcome, staleLockMessage, withRun, type RunFrame, type RunSpec } from "../state/run.ts";
 import { fileDigest } from "../transfer/digest.ts";
 import { followDigest, followedDigest, type DigestAlgorithm, type FollowResult } from "../transfer/follow-digest.ts";
 import { CHECKSUM_SUFFIX, LIST_SUFFIX, TEMP_PREFIX, isArchiveName, md5Line, parseMd5Line, sortArchives } from "../state/naming.ts";
 import { describeArchive, verifyArchive, warnedPathsIn } from "../restore/verify.ts";
 import type { RunOutcome, SourceOutcome, Warning } from "../common/outcome.ts";
-import { clean } from "../report/report.ts";
+import { shown } from "../common/text.ts";
 import { toRemove } from "../state/retention.ts";
 import { SharedSsh } from "../transfer/ssh-shared.ts";
 import {
   MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
 } from "../transfer/rsync.ts";
 import {
-  CLIENT_STATUS, SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, lastFinal, newRunId, parseStatus,
+  CLIENT_STATUS, SERVER_STATUS, StatusWriter, lastFinal, newRunId, parseStatus,
   type ArchiveInfo, type ParsedStatus, type StatusRecord,
 } from "../state/status.ts";
-import { formatBytes, formatDuration } from "../common/units.ts";
+import { formatAge, formatBytes, formatDuration } from "../common/units.ts";
 import { ToolMissingError, type Child } from "../../io/process.ts";
-import { VERSION } from "../../version.ts";
 
 /** Staging directory inside each source's directory; its name can never be taken for a copy. */
 export const STAGE_DIR = `${TEMP_PREFIX}pull`;
@@ -98,15 +97,6 @@ export type StatusVerdict =
   | { ok: true; archive: ArchiveInfo; serverCode: number; final: StatusRecord }
   | { ok: false; code: CodeName; why: string };
 
-function ago(ms: number): string {
-  return formatDuration(Math.max(0, ms));
-}
-
-/** A message from the server, fit to show: no control characters, bounded length. */
-function shown(s: string, max = 300): string {
-  const one = clean(s.replace(/\r?\n/g, " "));
-  return one.length > max ? `${one.slice(0, max)}…` : one;
-}
 
 /**
  * Decide from server.status whether there is an archive to pull, in the order
@@ -122,19 +112,19 @@ export function judgeStatus(parsed: ParsedStatus, mtime: Date, now: Date, maxAge
   if (future) return bad("STATUS_INVALID", `server.status holds a record from the future (${shown(future.t, 40)}; it is ${now.toISOString()} here): are the clocks set right?`);
   if (mtime.getTime() > nowMs + MAX_CLOCK_SKEW_MS) return bad("STATUS_INVALID", `server.status was modified in the future (${mtime.toISOString()}; it is ${now.toISOString()} here): are the clocks set right?`);
   const fileAge = nowMs - mtime.getTime();
-  if (fileAge > maxAgeMs) return bad("STATUS_STALE", `server.status was last written ${ago(fileAge)} ago (max_age ${ago(maxAgeMs)}): the server has not run`);
+  if (fileAge > maxAgeMs) return bad("STATUS_STALE", `server.status was last written ${formatAge(fileAge)} ago (max_age ${formatAge(maxAgeMs)}): the server has not run`);
   const last = records.at(-1)!;
   const lastAge = nowMs - Date.parse(last.t);
-  if (lastAge > maxAgeMs) return bad("STATUS_STALE", `the newest record in server.status is ${ago(lastAge)} old (max_age ${ago(maxAgeMs)}): the server has not run`);
+  if (lastAge > maxAgeMs) return bad("STATUS_STALE", `the newest record in server.status is ${formatAge(lastAge)} old (max_age ${formatAge(maxAgeMs)}): the server has not run`);
   const final = lastFinal(records);
   if (!final) {
     return bad("SERVER_BUSY", `the server is in the middle of a run (last record ${shown(last.t, 40)}: ${last.code} ${codeName(last.code)} ${shown(last.msg, 120)})${skipped ? `; ${skipped} unreadable line(s)` : ""}`);
   }
   if (!isGolden(final.code)) {
-    return bad("SERVER_FAILED", `the server's last run ended with ${final.code} ${codeName(final.code)}: ${shown(final.msg)} (at ${shown(final.t, 40)})`);
+    return bad("SERVER_FAILED", `the server's last run ended with ${final.code} ${codeName(final.code)}: ${shown(final.msg, 300)} (at ${shown(final.t, 40)})`);
   }
   const finalAge = nowMs - Date.parse(final.t);
-  if (finalAge > maxAgeMs) return bad("STATUS_STALE", `the server's last run ended ${ago(finalAge)} ago (max_age ${ago(maxAgeMs)}): the server has not run since`);
+  if (finalAge > maxAgeMs) return bad("STATUS_STALE", `the server's last run ended ${formatAge(finalAge)} ago (max_age ${formatAge(maxAgeMs)}): the server has not run since`);
   const a = final.archive as Partial<Record<keyof ArchiveInfo, unknown>> | undefined;
   if (!a) return bad("STATUS_INVALID", `the server's final record (${final.code} ${codeName(final.code)}) names no archive`);
   if (typeof a.file !== "string" || !isArchiveName(a.file)) {
@@ -172,13 +162,6 @@ function heldChecksum(dir: string, file: string): string | undefined {
   }
 }
 
-function sizeOf(p: string): number | undefined {
-  try {
-    return fs.statSync(p).size;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * Start a staging directory afresh, keeping what can speed up the next transfer: rsync's
@@ -369,6 +352,58 @@ async function pullSource(ctx: RunContext, source: SourceConfig): Promise<Source
   }
 }
 
+/**
+ * Room for the archive plus the reserve, or CLIENT_NO_SPACE. Data kept from an interrupted
+ * transfer only saves time: partials of other archives go first, and this archive's own
+ * partial goes when the space is short (resuming needs room for the partial and the whole new
+ * file). Kept, either would block every later pull on a nearly full disk.
+ */
+function ensureRoom(ctx: RunContext, dir: string, stage: string, a: ArchiveInfo): void {
+  const { cfg, deps } = ctx;
+  prunePartials(stage, a.file);
+  let free = deps.disk.freeBytes(dir);
+  const partial = path.join(stage, PARTIAL_DIR, a.file);
+  if (free < a.size + cfg.reserve && sizeOf(partial) !== undefined) {
+    fs.rmSync(partial, { force: true });
+    free = deps.disk.freeBytes(dir);
+  }
+  if (free < a.size + cfg.reserve) {
+    throw new SourceFailure("CLIENT_NO_SPACE", `${a.file} needs ${formatBytes(a.size)} plus the reserve of ${formatBytes(cfg.reserve)}; ${formatBytes(free)} is free in ${dir}`);
+  }
+}
+
+/**
+ * Pull the archive and its checksum file into the staging directory, hashing the archive as it
+ * arrives, and verify it: its checksum, and with verify = "deep" its whole tar stream against
+ * the server's file list. Throws a SourceFailure for a copy that is not to be kept.
+ */
+async function pullVerified(
+  ctx: RunContext, source: SourceConfig, controlPath: string | undefined, stage: string, a: ArchiveInfo, records: readonly StatusRecord[],
+) {
+  const follower = followDigest(stage, a.file, copyCheck(a).algorithm);
+  const stats = await rsync(ctx, {
+    client: ctx.cfg, source, files: [a.file, `${a.file}${CHECKSUM_SUFFIX}`], into: stage,
+    // the checksum file is tiny; an archive bigger than its record says is not transferred
+    maxSize: Math.max(a.size, 64 * 1024),
+    resumable: { basisDir: ".." },
+    controlPath,
+  }, "PULL_FAILED", undefined, stage).catch((e: unknown) => {
+    follower.cancel();
+    throw e;
+  });
+  // what is still dirty goes to disk while the hashing ends: on its own the fsync took
+  // 0.46 s for 700 MB (commit's fsync then finds little left to write)
+  const flushed = flushToDisk(path.join(stage, a.file));
+  const hashed = await follower.finish().then((followed) => verify(stage, a, followed)).catch(async (e: unknown) => {
+    await flushed; // a rejected copy is removed; what its flush met no longer matters
+    throw e;
+  });
+  const flushError = await flushed;
+  if (flushError !== undefined) throw flushError;
+  const proof = ctx.cfg.verify === "deep" ? await proveCopy(ctx, source, stage, a, records, controlPath) : undefined;
+  return { stats, hashed, controlPath, proof };
+}
+
 async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: SharedSsh): Promise<SourceOutcome> {
   const { cfg, deps, status } = ctx;
   const dir = path.join(cfg.dest_dir, source.name);
@@ -412,45 +447,12 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
     }
     const first = verifiedCopies(dir).length === 0;
 
-    // 3. space. Data kept from an interrupted transfer only saves time: partials of other
-    // archives go first, and this archive's own partial goes when the space is short (resuming
-    // needs room for the partial and the whole new file). Kept, either would block every later
-    // pull on a nearly full disk with CLIENT_NO_SPACE.
-    prunePartials(stage, a.file);
-    let free = deps.disk.freeBytes(dir);
-    const partial = path.join(stage, PARTIAL_DIR, a.file);
-    if (free < a.size + cfg.reserve && sizeOf(partial) !== undefined) {
-      fs.rmSync(partial, { force: true });
-      free = deps.disk.freeBytes(dir);
-    }
-    if (free < a.size + cfg.reserve) {
-      throw new SourceFailure("CLIENT_NO_SPACE", `${a.file} needs ${formatBytes(a.size)} plus the reserve of ${formatBytes(cfg.reserve)}; ${formatBytes(free)} is free in ${dir}`);
-    }
+    // 3. space
+    ensureRoom(ctx, dir, stage, a);
 
     // 4. pull, verify, move into place
     step(`pulling ${a.file} (${formatBytes(a.size)})`);
-    const controlPath = shared.controlPath;
-    const follower = followDigest(stage, a.file, copyCheck(a).algorithm);
-    const stats = await rsync(ctx, {
-      client: cfg, source, files: [a.file, `${a.file}${CHECKSUM_SUFFIX}`], into: stage,
-      // the checksum file is tiny; an archive bigger than its record says is not transferred
-      maxSize: Math.max(a.size, 64 * 1024),
-      resumable: { basisDir: ".." },
-      controlPath,
-    }, "PULL_FAILED", undefined, stage).catch((e: unknown) => {
-      follower.cancel();
-      throw e;
-    });
-    // what is still dirty goes to disk while the hashing ends: on its own the fsync took
-    // 0.46 s for 700 MB (commit's fsync then finds little left to write)
-    const flushed = flushToDisk(path.join(stage, a.file));
-    const hashed = await follower.finish().then((followed) => verify(stage, a, followed)).catch(async (e: unknown) => {
-      await flushed; // a rejected copy is removed; what its flush met no longer matters
-      throw e;
-    });
-    const flushError = await flushed;
-    if (flushError !== undefined) throw flushError;
-    const proof = cfg.verify === "deep" ? await proveCopy(ctx, source, stage, a, parsed.records, controlPath) : undefined;
+    const { stats, hashed, controlPath, proof } = await pullVerified(ctx, source, shared.controlPath, stage, a, parsed.records);
     commit(stage, dir, a, proof !== undefined);
     status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {
       step: "pull", archive: a,
@@ -585,29 +587,26 @@ function commit(stage: string, dir: string, a: ArchiveInfo, withList: boolean): 
 
 export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOptions = {}): Promise<RunOutcome> {
   const sources = selectSources(cfg, opts.only);
-  const started = deps.clock.now();
   const dir = cfg.dest_dir;
-  const statusFile = path.join(dir, CLIENT_STATUS);
-  // the run has its id from the start: a report of a run that could not begin names it too
-  const run = newRunId(started);
-  const base = { role: "client" as const, host: deps.hostname, run, started, warnings: [] as Warning[] };
-  const early = (c: CodeName, message: string): RunOutcome => ({ ...base, code: code(c), message, ended: deps.clock.now() });
-
+  const names = sources.map((s) => s.name);
+  const spec: RunSpec = {
+    role: "client", dir, statusName: CLIENT_STATUS, clock: deps.clock, hostname: deps.hostname, unusable: "DEST_UNUSABLE",
+    runStart: { detail: names.join(", "), data: { sources: names } },
+    failure: (e) => ({ name: "INTERNAL_ERROR", message: `client run failed: ${errorMessage(e)}`, step: "end" }),
+  };
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     fs.accessSync(dir, fs.constants.W_OK);
   } catch (e) {
-    return early("DEST_UNUSABLE", `dest_dir ${dir} cannot be created or written: ${errorMessage(e)}`);
+    const now = deps.clock.now();
+    return plainOutcome(spec, newRunId(now), now, now, code("DEST_UNUSABLE"), `dest_dir ${dir} cannot be created or written: ${errorMessage(e)}`);
   }
-  let lock: Lock;
-  try {
-    lock = acquireLock(dir, "client", started);
-  } catch (e) {
-    if (e instanceof LockedError) return early("ALREADY_RUNNING", e.message);
-    return early("DEST_UNUSABLE", `cannot take the lock in ${dir}: ${errorMessage(e)}`);
-  }
+  return withRun(spec, (frame) => pullAll(cfg, deps, opts, sources, frame));
+}
 
-  const status = new StatusWriter(statusFile, "client", run, deps.clock);
+/** Every source, `concurrency` at once, each on its own; the run ends with the most severe source's code. */
+async function pullAll(cfg: ClientConfig, deps: Deps, opts: ClientRunOptions, sources: SourceConfig[], frame: RunFrame): Promise<RunOutcome> {
+  const { status } = frame;
   const ctx: RunContext = { cfg, deps, status, signal: opts.signal, children: new Set() };
   const onAbort = () => {
     // rsync keeps what it has received in the partial directory when stopped with SIGTERM
@@ -615,13 +614,8 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
   };
   opts.signal?.addEventListener("abort", onAbort);
   try {
-    status.startFresh();
-    status.write("RUN_START", `shoot ${VERSION} client run on ${deps.hostname}: ${sources.map((s) => s.name).join(", ")}`, {
-      format: STATUS_FORMAT, host: deps.hostname, data: { version: VERSION, formatVersion: STATUS_VERSION, sources: sources.map((s) => s.name) },
-    });
-    if (lock.staleFrom) {
-      status.write("STALE_LOCK", `took over a stale lock: pid ${lock.staleFrom.pid} (${lock.staleFrom.role}, started ${lock.staleFrom.started}) no longer runs`);
-    }
+    const stale = staleLockMessage(frame.lock);
+    if (stale) status.write("STALE_LOCK", stale);
     const outcomes = await mapLimit(sources, cfg.concurrency, async (s) => {
       const o = await pullSource(ctx, s);
       status.write("SOURCE_DONE", `${s.name}: ${o.code} ${codeName(o.code)}: ${o.message}`, {
@@ -635,18 +629,11 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
     const failed = outcomes.filter((o) => !isGolden(o.code)).map((o) => `${o.name}: ${o.code} ${codeName(o.code)}`);
     const message = `${outcomes.length} source(s): ${ok} OK${failed.length ? `, ${failed.length} failed (${failed.join("; ")})` : ""}`;
     status.write(codeName(final) as CodeName, message, { step: "end" });
-    return { ...base, code: final, message, ended: deps.clock.now(), sources: outcomes, statusFile };
-  } catch (e) {
-    const message = `client run failed: ${errorMessage(e)}`;
-    try {
-      status.write("INTERNAL_ERROR", message, { step: "end" });
-    } catch {
-      // the status file itself is what failed; the outcome still says what happened
-    }
-    return { ...base, code: code("INTERNAL_ERROR"), message, ended: deps.clock.now(), statusFile };
+    return {
+      role: "client", host: deps.hostname, run: frame.run, started: frame.started, ended: deps.clock.now(),
+      code: final, message, warnings: [], sources: outcomes, statusFile: frame.statusFile,
+    };
   } finally {
     opts.signal?.removeEventListener("abort", onAbort);
-    status.close();
-    lock.release();
   }
 }

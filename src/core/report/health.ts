@@ -16,9 +16,9 @@ import type { Clock, Disk } from "../common/deps.ts";
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { currentLock, staleReason } from "../state/lock.ts";
 import type { Warning } from "../common/outcome.ts";
-import { clean } from "./report.ts";
+import { shown } from "../common/text.ts";
 import { CLIENT_STATUS, SERVER_STATUS, lastFinal, readStatusFile, type StatusRecord } from "../state/status.ts";
-import { formatBytes, formatDuration } from "../common/units.ts";
+import { formatAge, formatBytes, formatDuration } from "../common/units.ts";
 import { heldArchives, type HeldArchive } from "../restore/verify.ts";
 
 const DAY_MS = 86_400_000;
@@ -112,12 +112,7 @@ export function monitorOf(cfg: Config): MonitorConfig {
 }
 
 function ago(ms: number): string {
-  return `${formatDuration(Math.max(0, ms))} ago`;
-}
-
-function shown(s: string, max = 200): string {
-  const one = clean(s.replace(/\r?\n/g, " "));
-  return one.length > max ? `${one.slice(0, max)}…` : one;
+  return `${formatAge(ms)} ago`;
 }
 
 function summarise(final: StatusRecord, records: readonly StatusRecord[], now: number): RunSummary {
@@ -126,7 +121,7 @@ function summarise(final: StatusRecord, records: readonly StatusRecord[], now: n
   const started = first ? Date.parse(first.t) : undefined;
   return {
     run: final.run, code: final.code, name: codeName(final.code), meaning: codeInfo(final.code)?.meaning ?? "",
-    message: shown(final.msg), started: first?.t, ended: final.t, ageMs: now - ended,
+    message: shown(final.msg, 200), started: first?.t, ended: final.t, ageMs: now - ended,
     durationMs: started !== undefined ? ended - started : undefined,
   };
 }
@@ -348,7 +343,7 @@ function sourceHealth(name: string, records: readonly StatusRecord[], held: read
   if (unchanged) warnings.push(unchanged);
   const base = { name, copies: copies.length, archive: newest ? archiveSummary(newest) : undefined, lastGolden, warnings };
   const last = lastRec && lastCode !== undefined
-    ? { code: lastCode, name: codeName(lastCode), message: shown(lastRec.msg), at: lastRec.t, ageMs: now - Date.parse(lastRec.t) }
+    ? { code: lastCode, name: codeName(lastCode), message: shown(lastRec.msg, 200), at: lastRec.t, ageMs: now - Date.parse(lastRec.t) }
     : undefined;
   if (!last && !lastGolden) return { ...base, state: "never", exitCode: code("STATUS_STALE"), summary: `${name}: never pulled` };
   if (last && !isGolden(last.code)) return { ...base, last, state: "failed", exitCode: last.code, summary: `${name}: FAILED ${last.code} ${last.name} ${ago(last.ageMs)}` };

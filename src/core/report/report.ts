@@ -7,6 +7,7 @@ import { codeInfo, codeName, isGolden } from "../common/codes.ts";
 import type { RunOutcome, SourceOutcome, Warning } from "../common/outcome.ts";
 import type { ArchiveInfo, StatusRecord } from "../state/status.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
+import { clean, oneLine } from "../common/text.ts";
 
 export interface StatusTail {
   file: string;
@@ -38,18 +39,6 @@ const MAX_SUBJECT_SOURCES = 3;
 const MAX_SOURCE_WARNINGS = 5;
 const LABEL_WIDTH = 16;
 
-/**
- * Text from a status file or another process may hold control characters or bidi overrides
- * that would garble or disguise a line in a mail reader: they are shown as `?` (tabs stay).
- */
-export function clean(s: string): string {
-  return s.replace(/[\u0000-\u0008\u000b-\u001f\u007f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, "?");
-}
-
-/** One line: newlines too become spaces (subjects, table cells). */
-function oneLine(s: string): string {
-  return clean(s.replace(/\r?\n/g, " ")).trim();
-}
 
 /** Continuation lines indented under the first, so a multi-line message stays in its block. */
 function indentLines(s: string, indent: string): string {

@@ -12,17 +12,16 @@ import type { ServerConfig } from "../common/config.ts";
 import type { Deps } from "../common/deps.ts";
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { compileExcludes } from "../scan/exclude.ts";
-import { exists, fsyncDir, LineWriter, readChunks, readLines, writeFileAtomic } from "../state/fsutil.ts";
+import { exists, fsyncDir, LineWriter, readChunks, readLines, sizeOf, writeFileAtomic } from "../state/fsutil.ts";
 import { removeLeftovers } from "../state/leftovers.ts";
 import { toRemove } from "../state/retention.ts";
-import { LockedError, acquireLock, currentLock, type Lock } from "../state/lock.ts";
+import { plainOutcome, staleLockMessage, unusableDir, withRun, type RunSpec } from "../state/run.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "../state/naming.ts";
 import type { RunOutcome, Warning } from "../common/outcome.ts";
 import { entryFromLine, entryLine, hasChanges, LIST_FORMAT, LIST_VERSION, lineKey, ListComparer, openList, scanSources, systemOwners, type Changes, type ListHeader, type ScanSummary } from "../scan/scan.ts";
 import { MAX_ENTRIES, quickCompare, type QuickCheck } from "../scan/scan-parallel.ts";
-import { SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, newRunId, type ArchiveInfo } from "../state/status.ts";
+import { SERVER_STATUS, StatusWriter, newRunId, type ArchiveInfo } from "../state/status.ts";
 import { formatBytes } from "../common/units.ts";
-import { VERSION } from "../../version.ts";
 
 /** The walk's list while the run goes on: beside the archives, with the temporary prefix, so a killed run's copy is cleaned up. */
 function scanListPath(dir: string): string {
@@ -71,93 +70,54 @@ class Run {
 }
 
 export async function runServer(cfg: ServerConfig, deps: Deps, opts: ServerRunOptions = {}): Promise<RunOutcome> {
-  const started = deps.clock.now();
   const dir = cfg.backup_dir;
-  // the run has its id from the start (under the wrapper, the wrapper's): a report of a run
-  // that could not begin names it too
-  const runId = opts.parent?.run ?? newRunId(started);
-  const outcome = (c: number, message: string, extra: Partial<RunOutcome> = {}): RunOutcome => ({
-    role: "server", host: deps.hostname, run: runId, code: c, message,
-    started, ended: deps.clock.now(), warnings: [], statusFile: path.join(dir, SERVER_STATUS), ...extra,
-  });
-
-  // Sanity of the backup directory comes first: the status file lives there.
-  const dirProblem = checkBackupDir(dir);
-  if (dirProblem) return outcome(code("BACKUP_DIR_UNUSABLE"), dirProblem, { statusFile: undefined });
-
-  let lock: Lock | undefined;
-  if (opts.parent) {
-    const held = currentLock(dir);
-    if (held?.token !== opts.parent.lockToken) {
-      return outcome(code("ALREADY_RUNNING"), `started as the wrapper's child, but the wrapper's lock in ${dir} is not held (held by ${held ? `pid ${held.pid}` : "nobody"})`);
-    }
-  } else {
-    try {
-      lock = acquireLock(dir, "server", started);
-    } catch (e) {
-      if (e instanceof LockedError) return outcome(code("ALREADY_RUNNING"), e.message, { statusFile: undefined });
-      throw e;
-    }
-  }
-
-  const status = new StatusWriter(path.join(dir, SERVER_STATUS), "server", runId, deps.clock);
-  const run = new Run(status);
+  let steps: Run | undefined;
   let tmpArchive: string | undefined;
-  try {
-    if (opts.parent) status.open();
-    else {
-      status.startFresh();
-      status.write("RUN_START", `shoot ${VERSION} server run on ${deps.hostname}`, { format: STATUS_FORMAT, host: deps.hostname, data: { version: VERSION, formatVersion: STATUS_VERSION } });
-      if (lock?.staleFrom) run.step("lock", `took over a stale lock of pid ${lock.staleFrom.pid} (started ${lock.staleFrom.started})`, "STALE_LOCK");
-      const left = removeLeftovers(dir);
-      if (left.removed.length) run.step("recover", `removed what an earlier run left: ${left.removed.join(", ")}`, "RECOVERED");
-    }
-    const result = await serverSteps(cfg, deps, run, opts, (p) => (tmpArchive = p));
-    tmpArchive = undefined;
-    run.flushWarningCount();
-    const rec = status.write(result.name, result.message, { step: "done", archive: result.archive, data: result.data });
-    return outcome(rec.code, result.message, { run: runId, archive: result.archive, warnings: run.warnings, lastStep: run.lastStep });
-  } catch (e) {
-    const failure = asFailure(e, opts.signal);
-    if (tmpArchive) fs.rmSync(tmpArchive, { force: true });
-    run.flushWarningCount();
+  const spec: RunSpec = {
+    role: "server", dir, statusName: SERVER_STATUS, clock: deps.clock, hostname: deps.hostname, parent: opts.parent, unusable: "BACKUP_DIR_UNUSABLE",
+    failure: (e) => {
+      const f = asFailure(e, opts.signal);
+      if (tmpArchive) fs.rmSync(tmpArchive, { force: true });
+      steps?.flushWarningCount();
+      const lastStep = steps?.lastStep ?? "start";
+      return { ...f, step: lastStep, outcome: { warnings: steps?.warnings ?? [], lastStep } };
+    },
+  };
+  // sanity of the backup directory comes first: the lock and the status file live there
+  const problem = unusableDir(dir, "backup_dir");
+  if (problem) return plainOutcome(spec, opts.parent?.run ?? newRunId(deps.clock.now()), deps.clock.now(), deps.clock.now(), code("BACKUP_DIR_UNUSABLE"), problem);
+
+  return withRun(spec, async (frame) => {
+    const run = (steps = new Run(frame.status));
     try {
-      status.write(codeName(failure.code) as CodeName, failure.message, { step: run.lastStep });
-    } catch {
-      // the status file itself cannot be written (disk full, directory gone): the exit code still says it
+      if (!opts.parent) {
+        const stale = staleLockMessage(frame.lock);
+        if (stale) run.step("lock", stale, "STALE_LOCK");
+        const left = removeLeftovers(dir);
+        if (left.removed.length) run.step("recover", `removed what an earlier run left: ${left.removed.join(", ")}`, "RECOVERED");
+      }
+      const result = await serverSteps(cfg, deps, run, opts, (p) => (tmpArchive = p));
+      tmpArchive = undefined;
+      run.flushWarningCount();
+      const rec = frame.status.write(result.name, result.message, { step: "done", archive: result.archive, data: result.data });
+      return {
+        role: "server", host: deps.hostname, run: frame.run, started: frame.started, ended: deps.clock.now(), code: rec.code,
+        message: result.message, archive: result.archive, warnings: run.warnings, lastStep: run.lastStep, statusFile: frame.statusFile,
+      };
+    } finally {
+      try {
+        fs.rmSync(scanListPath(dir), { force: true });
+      } catch {
+        // the next run's clean-up removes it
+      }
     }
-    return outcome(failure.code, failure.message, { run: runId, warnings: run.warnings, lastStep: run.lastStep });
-  } finally {
-    try {
-      fs.rmSync(scanListPath(dir), { force: true });
-    } catch {
-      // the next run's clean-up removes it
-    }
-    status.close();
-    lock?.release();
-  }
+  });
 }
 
-function asFailure(e: unknown, signal?: AbortSignal): { code: number; message: string } {
-  if (signal?.aborted) return { code: code("INTERRUPTED"), message: `interrupted (${String(signal.reason ?? "signal")}); the temporary archive was removed` };
-  if (e instanceof ShootError) return { code: e.code, message: e.message };
-  return { code: code("INTERNAL_ERROR"), message: `internal error: ${(e as Error)?.stack ?? String(e)}` };
-}
-
-function checkBackupDir(dir: string): string | undefined {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(dir);
-  } catch (e) {
-    return `backup_dir ${dir} ${errnoCode(e) === "ENOENT" ? "does not exist (create it, mode 0700)" : `cannot be used: ${errorMessage(e)}`}`;
-  }
-  if (!st.isDirectory()) return `backup_dir ${dir} is not a directory`;
-  try {
-    fs.accessSync(dir, fs.constants.W_OK | fs.constants.X_OK);
-  } catch (e) {
-    return `backup_dir ${dir} is not writable: ${errnoCode(e) ?? errorMessage(e)}`;
-  }
-  return undefined;
+function asFailure(e: unknown, signal?: AbortSignal): { name: CodeName; message: string } {
+  if (signal?.aborted) return { name: "INTERRUPTED", message: `interrupted (${String(signal.reason ?? "signal")}); the temporary archive was removed` };
+  if (e instanceof ShootError) return { name: codeName(e.code) as CodeName, message: e.message };
+  return { name: "INTERNAL_ERROR", message: `internal error: ${(e as Error)?.stack ?? String(e)}` };
 }
 
 interface StepsResult {
@@ -171,27 +131,13 @@ async function serverSteps(
   cfg: ServerConfig, deps: Deps, run: Run, opts: ServerRunOptions, setTmp: (p: string) => void,
 ): Promise<StepsResult> {
   const dir = cfg.backup_dir;
-  const signal = opts.signal;
   const checkAbort = () => {
-    if (signal?.aborted) throw new ShootError("INTERRUPTED", "interrupted");
+    if (opts.signal?.aborted) throw new ShootError("INTERRUPTED", "interrupted");
   };
 
   // 1. sanity: sources
   run.step("sanity", `checking ${cfg.sources.length} source(s) and ${dir}`);
-  for (const src of cfg.sources) {
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(src);
-    } catch (e) {
-      if (errnoCode(e) === "ENOENT") throw new ShootError("SOURCE_MISSING", `source ${src} does not exist`);
-      throw new ShootError("SOURCE_UNREADABLE", `source ${src} cannot be read: ${errorMessage(e)}`);
-    }
-    try {
-      fs.accessSync(src, fs.constants.R_OK | (st.isDirectory() ? fs.constants.X_OK : 0));
-    } catch (e) {
-      throw new ShootError("SOURCE_UNREADABLE", `source ${src} cannot be read: ${errnoCode(e) ?? errorMessage(e)}`);
-    }
-  }
+  checkSources(cfg.sources);
 
   // 2. first run: no earlier archive and no status file from an earlier run
   const archives = sortArchives(fs.readdirSync(dir), cfg.name).filter((a) => exists(path.join(dir, a + CHECKSUM_SUFFIX)));
@@ -199,49 +145,12 @@ async function serverSteps(
   const firstRun = newest === undefined && !exists(path.join(dir, `${SERVER_STATUS}.1`));
 
   // 4. (before 3: the estimate needs the scan) change detection
-  run.step("scan", `walking ${cfg.sources.join(", ")}`);
-  const tmpList = scanListPath(dir);
-  const scanStarted = performance.now();
-  // an archive in another compression is never "still current", and its size predicts nothing
-  const sameCompression = newest?.endsWith(EXTENSIONS[cfg.compression]) === true;
-  if (!firstRun && newest && sameCompression) {
-    const maxParallel = opts.maxParallelEntries ?? MAX_ENTRIES;
-    const quick = await unchangedOnEveryCore(cfg, dir, newest, maxParallel);
-    if (quick.unchanged) {
-      const { check, archive } = quick.unchanged;
-      for (const w of check.warnings) run.warn(w.code, w.message);
-      const scanMs = Math.round(performance.now() - scanStarted);
-      run.step("scan", `scanned ${check.entries} entries in ${scanMs} ms (${check.threads} thread${check.threads === 1 ? "" : "s"}${check.statx ? ", statx" : ""}): nothing changed since ${newest}`, "SCANNED", { entries: check.entries, bytes: check.bytes });
-      return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive };
-    }
-    // not an error (the walk below decides alone), but slower: the record says why
-    if (quick.problem) run.step("scan", `the walk on every core could not finish (${quick.problem}): walking again on one`);
-    else if (quick.tooLarge) run.step("scan", `the last file list holds over ${maxParallel} entries: walking on one thread, which compares as it goes`);
-    checkAbort();
-  }
-  // the walk's list goes to a file as it is made, and the archive is written from that file:
-  // memory does not grow with the number of files
-  const last = !firstRun && newest ? openLastList(cfg, dir, newest, sameCompression) : undefined;
-  const walked = scanToList(cfg, tmpList, last);
-  const scan = walked.scan;
-  for (const w of scan.warnings) run.warn(w.code, w.message);
-  const scanMs = Math.round(performance.now() - scanStarted);
-  checkAbort();
-
-  const previous = sameCompression ? last?.header : undefined;
-  if (last && newest) {
-    const verdict = verdictOf(dir, newest, last, walked);
-    if (verdict.archive) {
-      run.step("scan", `scanned ${scan.entries} entries in ${scanMs} ms: nothing changed since ${newest}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes });
-      return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive: verdict.archive };
-    }
-    run.step("scan", `scanned ${scan.entries} entries in ${scanMs} ms: ${verdict.summary}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes });
-  } else {
-    run.step("scan", `scanned ${scan.entries} entries (${formatBytes(scan.bytes)}) in ${scanMs} ms${firstRun ? "; first run" : ""}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes });
-  }
+  const change = await detectChange(cfg, run, opts, newest, firstRun, checkAbort);
+  if ("unchanged" in change) return change.unchanged;
+  const { scan, tmpList } = change;
 
   // 3. free space
-  const estimate = estimateSize(cfg, scan, previous);
+  const estimate = estimateSize(cfg, scan, change.previous);
   run.step("space", `estimated archive size ${formatBytes(estimate)}, reserve ${formatBytes(cfg.reserve)}`);
   ensureSpace(cfg, deps, run, estimate, archives);
   checkAbort();
@@ -253,21 +162,8 @@ async function serverSteps(
   run.step("archive", `writing ${name} (${cfg.compression}) from ${scan.entries} entries`);
   const result = await writeArchiveFile(cfg, tmp, tmpList, scan.bytes, run, opts);
   checkAbort();
-
   run.step("checksum", `md5 ${result.md5}, ${formatBytes(result.size)}`);
-  try {
-    writeFileAtomic(dir, name + CHECKSUM_SUFFIX, md5Line(result.md5, name));
-    writeFileAtomic(dir, name + LIST_SUFFIX, archivedList(name, tmpList, scan, result));
-    // the archive takes its final name last: a name that exists always has its checksum beside it
-    fs.renameSync(tmp, path.join(dir, name));
-    fsyncDir(dir);
-    const st = fs.statSync(path.join(dir, name));
-    if (st.size !== result.size) throw new Error(`${name} is ${st.size} bytes on disk, ${result.size} were written`);
-    if (parseMd5Line(fs.readFileSync(path.join(dir, name + CHECKSUM_SUFFIX), "utf8"), name) !== result.md5) throw new Error(`${name}${CHECKSUM_SUFFIX} does not read back as written`);
-  } catch (e) {
-    if (errnoCode(e) === "ENOSPC") throw new ShootError("NO_SPACE", `no space left in ${dir} while writing the checksum and file list`);
-    throw new ShootError("CHECKSUM_FAILED", `writing the checksum of ${name} failed: ${errorMessage(e)}`);
-  }
+  placeArchive(dir, name, tmp, archivedList(name, tmpList, scan, result), result);
   const archive: ArchiveInfo = { file: name, size: result.size, md5: result.md5, sha256: result.sha256 };
   const engine = cfg.compression === "none" ? "" : ` (${result.engine})`;
   const proof = `proven restorable: every piece decompressed to its input, the tar stream parsed to its end with all ${result.entries} entries as read, the file read back`;
@@ -285,6 +181,103 @@ async function serverSteps(
   return firstRun
     ? { name: "FIRST_ARCHIVE", message: `first backup made: ${summary}`, archive }
     : { name: "NEW_ARCHIVE", message: `new backup made: ${summary}`, archive };
+}
+
+/** Every source is there and can be read: otherwise the run fails before it walks anything. */
+function checkSources(sources: readonly string[]): void {
+  for (const src of sources) {
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(src);
+    } catch (e) {
+      if (errnoCode(e) === "ENOENT") throw new ShootError("SOURCE_MISSING", `source ${src} does not exist`);
+      throw new ShootError("SOURCE_UNREADABLE", `source ${src} cannot be read: ${errorMessage(e)}`);
+    }
+    try {
+      fs.accessSync(src, fs.constants.R_OK | (st.isDirectory() ? fs.constants.X_OK : 0));
+    } catch (e) {
+      throw new ShootError("SOURCE_UNREADABLE", `source ${src} cannot be read: ${errnoCode(e) ?? errorMessage(e)}`);
+    }
+  }
+}
+
+type Change = { unchanged: StepsResult } | { scan: ScanSummary; tmpList: string; previous?: ListHeader };
+
+/**
+ * Has anything changed since `newest`? First the quick check on every core, which reads no
+ * file list into memory; when it cannot answer, the walk that writes the new list to a file
+ * and compares it with the last one as it goes. The answer is the run's end (nothing changed),
+ * or the walk the archive is made from.
+ */
+async function detectChange(
+  cfg: ServerConfig, run: Run, opts: ServerRunOptions, newest: string | undefined, firstRun: boolean, checkAbort: () => void,
+): Promise<Change> {
+  const dir = cfg.backup_dir;
+  run.step("scan", `walking ${cfg.sources.join(", ")}`);
+  const tmpList = scanListPath(dir);
+  const scanStarted = performance.now();
+  const scanned = (entries: number, bytes: number, what: string) =>
+    run.step("scan", `scanned ${entries} entries${what}`, "SCANNED", { entries, bytes });
+  const unchangedSince = (archive: ArchiveInfo): Change => ({ unchanged: { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive } });
+  // an archive in another compression is never "still current", and its size predicts nothing
+  const sameCompression = newest?.endsWith(EXTENSIONS[cfg.compression]) === true;
+  if (!firstRun && newest && sameCompression) {
+    const maxParallel = opts.maxParallelEntries ?? MAX_ENTRIES;
+    const quick = await unchangedOnEveryCore(cfg, dir, newest, maxParallel);
+    if (quick.unchanged) {
+      const { check, archive } = quick.unchanged;
+      for (const w of check.warnings) run.warn(w.code, w.message);
+      const scanMs = Math.round(performance.now() - scanStarted);
+      scanned(check.entries, check.bytes, ` in ${scanMs} ms (${check.threads} thread${check.threads === 1 ? "" : "s"}${check.statx ? ", statx" : ""}): nothing changed since ${newest}`);
+      return unchangedSince(archive);
+    }
+    // not an error (the walk below decides alone), but slower: the record says why
+    if (quick.problem) run.step("scan", `the walk on every core could not finish (${quick.problem}): walking again on one`);
+    else if (quick.tooLarge) run.step("scan", `the last file list holds over ${maxParallel} entries: walking on one thread, which compares as it goes`);
+    checkAbort();
+  }
+  // the walk's list goes to a file as it is made, and the archive is written from that file:
+  // memory does not grow with the number of files
+  const last = !firstRun && newest ? openLastList(cfg, dir, newest, sameCompression) : undefined;
+  const walked = scanToList(cfg, tmpList, last);
+  const scan = walked.scan;
+  for (const w of scan.warnings) run.warn(w.code, w.message);
+  const scanMs = Math.round(performance.now() - scanStarted);
+  checkAbort();
+
+  if (last && newest) {
+    const verdict = verdictOf(dir, newest, last, walked);
+    if (verdict.archive) {
+      scanned(scan.entries, scan.bytes, ` in ${scanMs} ms: nothing changed since ${newest}`);
+      return unchangedSince(verdict.archive);
+    }
+    scanned(scan.entries, scan.bytes, ` in ${scanMs} ms: ${verdict.summary}`);
+  } else {
+    scanned(scan.entries, scan.bytes, ` (${formatBytes(scan.bytes)}) in ${scanMs} ms${firstRun ? "; first run" : ""}`);
+  }
+  return { scan, tmpList, previous: sameCompression ? last?.header : undefined };
+}
+
+/**
+ * Name the new archive: its checksum file and its file list first, each through a temporary
+ * name, then the archive itself, so that a name that exists always has its checksum beside it;
+ * then read back what was named.
+ */
+function placeArchive(dir: string, name: string, tmp: string, list: Iterable<string | Uint8Array>, result: ArchiveResult): void {
+  try {
+    writeFileAtomic(dir, name + CHECKSUM_SUFFIX, md5Line(result.md5, name));
+    writeFileAtomic(dir, name + LIST_SUFFIX, list);
+    fs.renameSync(tmp, path.join(dir, name));
+    fsyncDir(dir);
+    const st = fs.statSync(path.join(dir, name));
+    if (st.size !== result.size) throw new Error(`${name} is ${st.size} bytes on disk, ${result.size} were written`);
+    if (parseMd5Line(fs.readFileSync(path.join(dir, name + CHECKSUM_SUFFIX), "utf8"), name) !== result.md5) {
+      throw new Error(`${name}${CHECKSUM_SUFFIX} does not read back as written`);
+    }
+  } catch (e) {
+    if (errnoCode(e) === "ENOSPC") throw new ShootError("NO_SPACE", `no space left in ${dir} while writing the checksum and file list`);
+    throw new ShootError("CHECKSUM_FAILED", `writing the checksum of ${name} failed: ${errorMessage(e)}`);
+  }
 }
 
 /**
@@ -307,7 +300,7 @@ async function unchangedOnEveryCore(cfg: ServerConfig, dir: string, newest: stri
 
 /** The archive a file list describes, if the file is still there at the size recorded: "unchanged" must never point at a broken file. */
 function archiveOfList(dir: string, file: string, h: ListHeader): ArchiveInfo | undefined {
-  if (!h.md5 || h.size === undefined || safeStat(path.join(dir, file))?.size !== h.size) return undefined;
+  if (!h.md5 || h.size === undefined || sizeOf(path.join(dir, file)) !== h.size) return undefined;
   return { file, size: h.size, md5: h.md5, sha256: h.sha256 };
 }
 
@@ -398,14 +391,6 @@ function verdictOf(dir: string, newest: string, last: LastList, walked: Walked):
   }
   const archive = archiveOfList(dir, newest, last.header);
   return archive ? { archive, summary: "unchanged" } : { summary: `${newest} is not the size its file list records: making a new archive` };
-}
-
-function safeStat(p: string): fs.Stats | undefined {
-  try {
-    return fs.statSync(p);
-  } catch {
-    return undefined;
-  }
 }
 
 /**

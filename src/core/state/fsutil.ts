@@ -35,25 +35,41 @@ export function fsyncDir(dir: string): void {
   }
 }
 
+export type FileContent = string | Uint8Array | Iterable<string | Uint8Array>;
+
 /**
- * Write `content` to dir/name through a temporary file: readers see the old or the new file,
- * never a part. Pieces of text are gathered into writes of about 1 MiB; a piece of bytes is
- * written before the next piece is asked for, so a reader may hand the same buffer each time.
+ * Write `content` to dir/name through a temporary file (`tmpName` in `dir`, by default the
+ * name with the temporary prefix that leftovers cleaning knows), flushed before it takes the
+ * name: readers see the old or the new file, never a part, and a failure leaves neither the
+ * temporary file nor a changed file behind. Pieces of text are gathered into writes of about
+ * 1 MiB; a piece of bytes is written before the next piece is asked for, so a reader may hand
+ * the same buffer each time.
  */
-export function writeFileAtomic(dir: string, name: string, content: string | Uint8Array | Iterable<string | Uint8Array>, mode = 0o600): void {
-  const tmp = path.join(dir, `${TEMP_PREFIX}${name}`);
-  const fd = fs.openSync(tmp, "w", mode);
+export function writeFileAtomic(dir: string, name: string, content: FileContent, mode = 0o600, tmpName = `${TEMP_PREFIX}${name}`): void {
+  const tmp = path.join(dir, tmpName);
   try {
-    if (typeof content === "string" || content instanceof Uint8Array) writeAll(fd, typeof content === "string" ? Buffer.from(content) : content);
-    else writePieces(fd, content);
-    fs.fsyncSync(fd);
+    const fd = fs.openSync(tmp, "w", mode);
+    try {
+      if (typeof content === "string" || content instanceof Uint8Array) writeAll(fd, typeof content === "string" ? Buffer.from(content) : content);
+      else writePieces(fd, content);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, path.join(dir, name));
   } catch (e) {
-    fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
     throw e;
   }
-  fs.closeSync(fd);
-  fs.renameSync(tmp, path.join(dir, name));
+}
+
+/** A file's size, or undefined when there is no file to ask (gone, unreadable directory). */
+export function sizeOf(p: string): number | undefined {
+  try {
+    return fs.statSync(p).size;
+  } catch {
+    return undefined;
+  }
 }
 
 function writeAll(fd: number, bytes: Uint8Array): void {
