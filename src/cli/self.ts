@@ -18,11 +18,20 @@ function realpath(p: string): string | undefined {
   }
 }
 
-/** A program as a person types it in `cwd`: its name when PATH finds this very file, else a path. */
+/**
+ * Where PATH finds `name` in the person's own shell: not in a node_modules/.bin, which npm puts
+ * on PATH for the script it runs (`npm run demo`) and which the shell afterwards does not have.
+ */
+function onPath(name: string): string | undefined {
+  const dirs = (process.env.PATH ?? "").split(":").filter((d) => d && !/(^|\/)node_modules\/\.bin\/?$/.test(d));
+  return Bun.which(name, { PATH: dirs.join(":") }) ?? undefined;
+}
+
+/** A program as a person types it in `cwd`: its name when their PATH finds this very file, else a path. */
 function typed(file: string, names: readonly string[], cwd: string): string {
   const real = realpath(file);
   for (const n of names) {
-    const candidate = n.includes("/") ? path.join(cwd, n) : Bun.which(n);
+    const candidate = n.includes("/") ? path.join(cwd, n) : onPath(n);
     if (candidate && real && realpath(candidate) === real) return n;
   }
   const rel = path.relative(cwd, file);
