@@ -9,7 +9,7 @@ complete -c shoot -n __fish_use_subcommand -a client -d 'Pull the servers\' arch
 complete -c shoot -n __fish_use_subcommand -a serve -d 'Forced command for the backup host\'s key: serve read-only rsync pulls of one directory'
 complete -c shoot -n __fish_use_subcommand -a codes -d 'Print the table of status and exit codes'
 complete -c shoot -n __fish_use_subcommand -a mail -d 'Mail a test message with the current [mail] settings (--test)'
-complete -c shoot -n __fish_use_subcommand -a check-config -d 'Validate the configuration file and print what it resolves to'
+complete -c shoot -n __fish_use_subcommand -a check-config -d 'Validate the configuration file, check the modes of the directories and password file it names, print what it resolves to'
 complete -c shoot -n __fish_use_subcommand -a list -d 'List the archives held here with date, size and checksum state, or the entries of one'
 complete -c shoot -n __fish_use_subcommand -a restore -d 'Check an archive, then restore it (or some paths) into a directory, safely'
 complete -c shoot -n __fish_use_subcommand -a verify -d 'Check every held archive against its checksum; --deep reads every entry (a restore drill)'

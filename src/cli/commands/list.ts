@@ -1,6 +1,7 @@
 import { defineCommand } from "citty";
 import { archiveEntries, type ListedEntry } from "../../core/archive/writer.ts";
 import { ShootError, errnoCode, errorMessage } from "../../core/common/errors.ts";
+import { escapeText } from "../../core/common/escape.ts";
 import { formatBytes } from "../../core/common/units.ts";
 import { configForArchive, heldArchives, resolveArchive, type HeldArchive } from "../../core/restore/verify.ts";
 import { configArgs } from "../args.ts";
@@ -14,11 +15,12 @@ function modeString(type: string, mode: number): string {
   return `${TYPE_CHAR[type] ?? "?"}${rwx(mode >> 6, (mode & 0o4000) !== 0, "s", "S")}${rwx(mode >> 3, (mode & 0o2000) !== 0, "s", "S")}${rwx(mode, (mode & 0o1000) !== 0, "t", "T")}`;
 }
 
+/** One `ls -l` line; names, link targets and owners come from the archive, so the line is escaped as GNU tar escapes. */
 function entryLine(e: ListedEntry): string {
   const owner = `${e.uname || e.uid}/${e.gname || e.gid}`;
   const when = new Date(e.mtime).toISOString().slice(0, 16).replace("T", " ");
   const link = e.type === "symlink" ? ` -> ${e.linkTarget}` : e.type === "hardlink" ? ` link to ${e.linkTarget}` : "";
-  return `${modeString(e.type, e.mode)} ${owner.padEnd(17)} ${String(e.size).padStart(12)} ${when} ${e.name}${e.type === "dir" ? "/" : ""}${link}`;
+  return escapeText(`${modeString(e.type, e.mode)} ${owner.padEnd(17)} ${String(e.size).padStart(12)} ${when} ${e.name}${e.type === "dir" ? "/" : ""}${link}`);
 }
 
 /** Write to standard output, waiting while the reader is behind. */
@@ -57,7 +59,7 @@ async function printEntries(file: string, json: boolean): Promise<void> {
 const CHECK_WORDS: Record<HeldArchive["checksumFile"], string> = { ok: "md5 file ok", missing: "NO .md5 FILE", bad: "BAD .md5 FILE", "size-mismatch": "SIZE ≠ LIST" };
 
 function heldTable(held: readonly HeldArchive[]): string {
-  const rows = held.map((h) => [h.role, h.owner, h.file, h.made ? h.made.toISOString().slice(0, 19).replace("T", " ") : "?", formatBytes(h.bytes), CHECK_WORDS[h.checksumFile]]);
+  const rows = held.map((h) => [h.role, escapeText(h.owner), escapeText(h.file), h.made ? h.made.toISOString().slice(0, 19).replace("T", " ") : "?", formatBytes(h.bytes), CHECK_WORDS[h.checksumFile]]);
   const head = ["ROLE", "OF", "ARCHIVE", "MADE (UTC)", "SIZE", "CHECKSUM"];
   const widths = head.map((t, i) => Math.max(t.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => (i === 4 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd();

@@ -16,6 +16,7 @@ export const WHAT_TO_DO: Partial<Record<CodeName, string>> = {
     "taken over by the next run on its own.",
   PREVIOUS_UNCLEAN: "Remove what the message names by hand, then run again.",
   TOOL_MISSING: "Install it: `apt-get install rsync openssh-client` (backup host), `apt-get install rsync` (server).",
+  UNSAFE_PERMISSIONS: "Run the `chmod` or `chown` the message gives; nothing was done in that directory until then.",
   MAIL_TEST_FAILED: "The message names the step (dns, connect, tls, auth, recipient); see docs/mail.md.",
   SOURCE_MISSING: "Fix `sources`, or the mount that should provide it (`shoot check-config` lists missing sources).",
   SOURCE_UNREADABLE: "Run as root, or fix the source's permissions.",
@@ -49,6 +50,9 @@ export const WHAT_TO_DO: Partial<Record<CodeName, string>> = {
   UNSAFE_NAME: "Treat the server as suspect: its status names something that is not an archive.",
   CLIENT_NO_SPACE: "Make room in `dest_dir`, or lower `keep`.",
   PULL_FAILED: "The next run resumes the transfer; read the message if it repeats.",
+  FUTURE_NAME:
+    "Are both clocks right (`date` on each host; NTP)? If they are, treat the server as suspect: " +
+    "it names an archive from the future.",
   CHECKSUM_MISMATCH:
     "The archive on the server is damaged or the network corrupts data: run `shoot verify` on the server.",
   CLIENT_ROTATION_FAILED: "Check permissions in `dest_dir`.",
@@ -63,6 +67,8 @@ export const WHAT_TO_DO: Partial<Record<CodeName, string>> = {
     "The refused entries are listed; `--allow-outside-links` keeps links that point outside, or restore into `/`.",
   RESTORE_EXISTS: "Restore into an empty directory, or add `--force` to overwrite the files listed.",
   RESTORE_FAILED: "The message names the files; check space and permissions in the target, then restore again.",
+  PASSWORD_EXPOSED:
+    "`chmod 600` the password file (and `chown` it to the user that runs shoot); the report was still mailed.",
   RECOVERED: "Nothing: the run went on. If it repeats, find out what kills the runs (`dmesg`, the previous report).",
   MOUNT_SKIPPED:
     "Nothing for /proc, /sys and the like; for another file system, add it to `sources` or set `one_file_system =" +

@@ -1,25 +1,12 @@
 /**
- * Text from elsewhere (a server's status records, file names, error messages) made fit to
- * show a person: no control characters or direction overrides, on one line, of bounded length.
- * And one small hash of text, where a stable number must stand for a name.
+ * Small helpers for text: a message from elsewhere (a server's status record, an error) put on
+ * one line and bounded, and a stable hash of a string. Escaping what is printed is
+ * common/escape.ts's job, done where the text is rendered.
  */
 
-/**
- * Text from a status file or another process may hold control characters or bidi overrides
- * that would garble or disguise a line in a mail reader: they are shown as `?` (tabs stay).
- */
-export function clean(s: string): string {
-  return s.replace(/[\u0000-\u0008\u000b-\u001f\u007f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, "?");
-}
-
-/** One line: newlines too become spaces (subjects, table cells). */
-export function oneLine(s: string): string {
-  return clean(s.replace(/\r?\n/g, " ")).trim();
-}
-
-/** A message from elsewhere, fit to show: cleaned, on one line, cut at `max` characters. */
+/** A message on one line, cut at `max` characters (renderings escape what it holds; JSON keeps it as it is). */
 export function shown(s: string, max: number): string {
-  const one = clean(s.replace(/\r?\n/g, " "));
+  const one = s.replace(/\r?\n/g, " ");
   return one.length > max ? `${one.slice(0, max)}…` : one;
 }
 

@@ -15,8 +15,11 @@ import { errnoCode, errorMessage, ShootError } from "../common/errors.ts";
 import type { RunOutcome } from "../common/outcome.ts";
 import { plural, renderReport, type StatusTail } from "./report.ts";
 import { readStatusFile } from "../state/status.ts";
-import { formatBytes } from "../common/units.ts";
 import { writeFileAtomic } from "../state/fsutil.ts";
+import { exposedSecret, unsafeDir } from "../state/strict-modes.ts";
+import { code } from "../common/codes.ts";
+import type { Warning } from "../common/outcome.ts";
+import { formatBytes } from "../common/units.ts";
 
 export const SPOOL_DIRNAME = "mail-spool";
 
@@ -142,6 +145,18 @@ function spoolWrite(dir: string, report: SpooledReport): string {
   return name;
 }
 
+/** Why the spool must not be used (others may write in it), with the fix; undefined when it is safe or not there yet. */
+export function unsafeSpool(dir: string): string | undefined {
+  return unsafeDir(dir, "the mail spool");
+}
+
+/** A warning for the report when password_file is exposed (a run that mails reads it). */
+export function passwordWarning(mail: MailConfig | undefined): Warning | undefined {
+  if (!mail?.password_file || mail.when === "never") return undefined;
+  const problem = exposedSecret(mail.password_file, "password_file");
+  return problem ? { code: code("PASSWORD_EXPOSED"), msg: problem } : undefined;
+}
+
 function spoolRead(dir: string, name: string): SpooledReport | undefined {
   try {
     const x = JSON.parse(fs.readFileSync(path.join(dir, name), "utf8")) as Partial<SpooledReport>;
@@ -173,7 +188,7 @@ function readDropped(dir: string): number {
 
 function writeDropped(dir: string, count: number): void {
   try {
-    if (count > 0) fs.writeFileSync(path.join(dir, DROPPED_FILE), JSON.stringify({ count }), { mode: 0o600 });
+    if (count > 0) writeFileAtomic(dir, DROPPED_FILE, JSON.stringify({ count }));
     else removeQuietly(path.join(dir, DROPPED_FILE));
   } catch {
     // only the note in a later report depends on it; the MAIL_FAILED record already said it
@@ -231,10 +246,12 @@ async function deliver(outcome: RunOutcome, opts: NotifyOptions): Promise<Notify
 
   const dir = mail.spool_dir ?? opts.spoolDefault;
   const wanted = mail.when === "always" || !isGolden(outcome.code);
-  let spoolError: string | undefined;
+  // a spool others may write in is neither read nor written: the report goes straight to the relay
+  const unsafe = unsafeSpool(dir);
+  let spoolError: string | undefined = unsafe && `${unsafe} (${code("UNSAFE_PERMISSIONS")} UNSAFE_PERMISSIONS: the spool was not used)`;
   let waiting: string[] = [];
   try {
-    waiting = readSpool(dir).files;
+    if (!unsafe) waiting = readSpool(dir).files;
   } catch (e) {
     spoolError = `the mail spool ${dir} cannot be read (${errorMessage(e)})`;
   }
@@ -242,20 +259,24 @@ async function deliver(outcome: RunOutcome, opts: NotifyOptions): Promise<Notify
   if (!wanted && waiting.length === 0) return result;
 
   const earlierDropped = readDropped(dir);
-  const spooled = wanted ? spoolCurrent(outcome, opts, mail, dir, waiting.length, earlierDropped) : undefined;
+  const spoolUnsafe = unsafe !== undefined;
+  const spooled = wanted
+    ? spoolCurrent(outcome, opts, mail, dir, waiting.length, earlierDropped, spoolUnsafe)
+    : undefined;
   if (spooled?.error) spoolError = spooled.error;
   const current = spooled?.entry;
   const queue = [...waiting.map((name): QueuedReport => ({ name })), ...(current ? [current] : [])];
   const sending = await sendQueue(mail, opts, dir, queue, current, result);
 
-  if (sending.sentCurrent && earlierDropped > 0) writeDropped(dir, 0);
+  if (sending.sentCurrent && earlierDropped > 0 && !unsafe) writeDropped(dir, 0);
   if (result.sent > 0) safeRecord(opts, "MAIL_SENT", sentNote(mail, sending));
   // a report that could neither be spooled nor sent is gone: that must be said loudly
   const lost = current !== undefined && current.name === undefined && !sending.sentCurrent;
   if (sending.failure || lost) {
-    failureNote(mail, opts, dir, result, { failure: sending.failure, lost, spoolError, earlierDropped });
+    const what = { failure: sending.failure, lost, spoolError, earlierDropped, unsafe: spoolUnsafe };
+    failureNote(mail, opts, dir, result, what);
   } else {
-    result.spooled = safeSpoolState(dir).files.length;
+    result.spooled = unsafe ? 0 : safeSpoolState(dir).files.length;
   }
   return result;
 }
@@ -271,7 +292,8 @@ interface QueuedReport {
  * attempt to send it: a run killed while talking to the relay loses nothing.
  */
 function spoolCurrent(
-  outcome: RunOutcome, opts: NotifyOptions, mail: MailConfig, dir: string, waiting: number, earlierDropped: number,
+  outcome: RunOutcome, opts: NotifyOptions, mail: MailConfig, dir: string,
+  waiting: number, earlierDropped: number, unsafe: boolean,
 ): { entry: QueuedReport; error?: string } {
   const notes: string[] = [];
   if (waiting > 0) {
@@ -285,6 +307,8 @@ function spoolCurrent(
   const now = opts.now ?? (() => new Date());
   const made = now().toISOString();
   const report: SpooledReport = { v: 1, made, host: outcome.host, subject: rendered.subject, text: rendered.text };
+  // a spool others may write in is not written to (deliver has said why)
+  if (unsafe) return { entry: { report } };
   try {
     return { entry: { name: spoolWrite(dir, report), report } };
   } catch (e) {
@@ -369,18 +393,18 @@ function sentNote(mail: MailConfig, s: Sending): string {
 /** Reports were not all sent: bound the spool, and say in result.error and MAIL_FAILED what waits, what is lost, what was dropped. */
 function failureNote(
   mail: MailConfig, opts: NotifyOptions, dir: string, result: NotifyResult,
-  f: { failure?: MailError; lost: boolean; spoolError?: string; earlierDropped: number },
+  f: { failure?: MailError; lost: boolean; spoolError?: string; earlierDropped: number; unsafe: boolean },
 ): void {
   let spoolError = f.spoolError;
-  if (f.failure) {
+  if (f.failure && !f.unsafe) {
     try {
       result.dropped += boundSpool(dir, mail.spool_max);
     } catch (e) {
       spoolError ??= `the mail spool ${dir} cannot be read (${errorMessage(e)})`;
     }
   }
-  if (result.dropped > 0) writeDropped(dir, f.earlierDropped + result.dropped);
-  const state = safeSpoolState(dir);
+  if (result.dropped > 0 && !f.unsafe) writeDropped(dir, f.earlierDropped + result.dropped);
+  const state = f.unsafe ? { files: [], bytes: 0 } : safeSpoolState(dir);
   result.spooled = state.files.length;
   const parts: string[] = [];
   if (f.failure) parts.push(`report not mailed (${f.failure.kind}): ${f.failure.message}`);
@@ -393,14 +417,6 @@ function failureNote(
   result.error = parts.join("; ");
   result.errorKind = f.failure?.kind ?? "spool";
   safeRecord(opts, "MAIL_FAILED", result.error);
-}
-
-function safeMode(file: string): number {
-  try {
-    return fs.statSync(file).mode;
-  } catch {
-    return 0;
-  }
 }
 
 function safeSpoolState(dir: string): SpoolState {
@@ -434,10 +450,13 @@ export async function mailTest(cfg: Config, opts: MailTestOptions): Promise<stri
   const mail = cfg.mail;
   if (!mail) throw new ConfigError(cfg.file, undefined, "[mail]", "missing: shoot mail --test needs a [mail] section", true);
   const notes: string[] = [];
-  if (mail.password_file && (safeMode(mail.password_file) & 0o077) !== 0) {
-    notes.push(`warning: password_file ${mail.password_file} can be read by other users; chmod 600 it`);
-  }
+  const exposed = mail.password_file ? exposedSecret(mail.password_file, "password_file") : undefined;
+  if (exposed) notes.push(`warning: ${exposed}`);
   const spools = spoolDirs(cfg).map((d) => ({ dir: d, ...safeSpoolState(d) }));
+  for (const s of spools) {
+    const unsafe = unsafeSpool(s.dir);
+    if (unsafe) notes.push(`warning: ${unsafe}; runs refuse to start until it is fixed`);
+  }
   for (const s of spools) if (s.files.length > 0) notes.push(`${plural(s.files.length, "report")} (${formatBytes(s.bytes)}) ${s.files.length === 1 ? "waits" : "wait"} in the mail spool ${s.dir}; the next run sends ${s.files.length === 1 ? "it" : "them"}`);
   if (mail.when === "never") notes.push('note: when = "never": runs mail no reports');
   // the notes matter most when the test fails, so they go with the error too

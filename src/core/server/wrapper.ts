@@ -10,6 +10,7 @@ import type { Deps } from "../common/deps.ts";
 import { errorMessage } from "../common/errors.ts";
 import { removeLeftovers } from "../state/leftovers.ts";
 import type { Lock } from "../state/lock.ts";
+import { unsafeDir } from "../state/strict-modes.ts";
 import type { RunOutcome, Warning } from "../common/outcome.ts";
 import { plainOutcome, staleLockMessage, unusableDir, withRun, type RunFrame, type RunSpec } from "../state/run.ts";
 import { SERVER_STATUS, StatusWriter, describeRecord, lastFinal, lastStep, newRunId, readStatusFile, type StatusRecord } from "../state/status.ts";
@@ -30,8 +31,11 @@ export async function runWrapper(cfg: ServerConfig, deps: Deps, opts: WrapperOpt
     unusable: "BACKUP_DIR_UNUSABLE", readPrevious: true,
     failure: (e: unknown) => ({ name: "INTERNAL_ERROR", message: `wrapper failed: ${errorMessage(e)}`, step: "wrapper" }),
   } as const satisfies RunSpec;
+  const now = deps.clock.now();
   const problem = unusableDir(dir, "backup_dir");
-  if (problem) return plainOutcome(spec, newRunId(deps.clock.now()), deps.clock.now(), deps.clock.now(), code("BACKUP_DIR_UNUSABLE"), problem);
+  if (problem) return plainOutcome(spec, newRunId(now), now, now, code("BACKUP_DIR_UNUSABLE"), problem);
+  const unsafe = unsafeDir(dir, "backup_dir");
+  if (unsafe) return plainOutcome(spec, newRunId(now), now, now, code("UNSAFE_PERMISSIONS"), unsafe);
   return withRun(spec, (frame) => wrap(cfg, deps, opts, frame));
 }
 
