@@ -16,7 +16,10 @@ import { bashCompletion, fishCompletion, zshCompletion } from "./completions.ts"
 import { manPage } from "./man.ts";
 
 const ROOT = path.resolve(import.meta.dir, "..");
-const SECTIONS: readonly Section[] = ["server", "client", "client.source", "mail", "monitor"];
+/** Every section, in the order docs/configuration.md lists them. */
+const SECTIONS: readonly Section[] = ["server", "server.dump", "client", "client.source", "mail", "monitor", "offsite"];
+/** The sections examples/shoot.toml sets out in full (dumps follow, commented out). */
+const EXAMPLE_SECTIONS: readonly Section[] = ["server", "client", "client.source", "mail", "monitor"];
 
 /** The generated blocks, by the file (relative to the repository) that holds them. */
 export function generatedBlocks(): Record<string, Record<string, string>> {
@@ -31,7 +34,9 @@ export function generatedBlocks(): Record<string, Record<string, string>> {
 }
 
 export function exampleFile(): string {
-  return `# shoot configuration: every key with its default (commented out) or an example value.\n# Validate with: shoot check-config --config FILE\n\n${exampleConfig(SECTIONS)}`;
+  const dumps = exampleConfig(["server.dump"]).split("\n").map((l) => (l === "" || l.startsWith("#") ? l : `# ${l}`)).join("\n");
+  const head = "# shoot configuration: every key with its default (commented out) or an example value.\n# Validate with: shoot check-config --config FILE\n\n";
+  return `${head}${exampleConfig(EXAMPLE_SECTIONS)}\n# Database dumps streamed into the archive (docs/dumps.md): one table per dump.\n${dumps}`;
 }
 
 /** `text` with every block of `blocks` replaced; a block the text lacks is an error naming `file`. */

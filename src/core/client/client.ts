@@ -27,9 +27,10 @@ import { CHECKSUM_SUFFIX, LIST_SUFFIX, TEMP_PREFIX, archiveTime, isArchiveName, 
 import { describeArchive, verifyArchive, warnedPathsIn } from "../restore/verify.ts";
 import { forgetCopies, heldCopies, recordVerified } from "../state/copies.ts";
 import { unsafeDir } from "../state/strict-modes.ts";
-import type { RunOutcome, SourceOutcome, Warning } from "../common/outcome.ts";
+import type { AfterVerified, RunOutcome, SourceOutcome, StoreOutcome, Warning } from "../common/outcome.ts";
 import { shown } from "../common/text.ts";
-import { toRemove } from "../state/retention.ts";
+import { clientCopies, describeRemoved, planRemoval, type PruneRecord } from "../state/held.ts";
+import type { RetentionRules } from "../state/retention.ts";
 import { SharedSsh } from "../transfer/ssh-shared.ts";
 import {
   MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
@@ -54,6 +55,8 @@ export interface ClientRunOptions {
   /** Pull only these sources (names from the command line). */
   only?: readonly string[];
   signal?: AbortSignal;
+  /** Called once a source's current copy is verified and in place (offsite copies). */
+  afterVerified?: AfterVerified;
 }
 
 /** The sources a run pulls: all, or the ones named (each must exist). */
@@ -220,20 +223,24 @@ function prunePartials(stage: string, keepName: string): void {
 
 interface RetentionResult {
   removed: string[];
+  /** What the rules removed, and why, for the ROTATED record. */
+  record?: PruneRecord;
   error?: string;
 }
 
 /**
- * Keep `keep` verified copies, the oldest verified going first and never the newest verified
- * (whatever the names say); once a verified copy is held, archives left without a .md5 (a crash
- * before it was written) go too.
+ * Keep what the rules keep of the verified copies, in the order they were verified and never
+ * the newest verified (whatever the names say); once a verified copy is held, archives left
+ * without a .md5 (a crash before it was written) go too.
  */
-function applyRetention(dir: string, keep: number): RetentionResult {
+function applyRetention(dir: string, rules: RetentionRules): RetentionResult {
   const removed: string[] = [];
+  let record: PruneRecord | undefined;
   try {
     const verified = verifiedCopies(dir);
     const orphans = verified.length > 0 ? sortArchives(readDirOrEmpty(dir)).filter((n) => !verified.includes(n)) : [];
-    for (const n of [...toRemove(verified, keep), ...orphans]) {
+    record = planRemoval(clientCopies(dir, verified), rules).record;
+    for (const n of [...record.removed.map((r) => r.file), ...orphans]) {
       // the .md5 goes first: a copy half removed is never counted as verified
       fs.rmSync(path.join(dir, `${n}${CHECKSUM_SUFFIX}`), { force: true });
       fs.rmSync(path.join(dir, n), { force: true });
@@ -241,10 +248,22 @@ function applyRetention(dir: string, keep: number): RetentionResult {
       removed.push(n);
     }
     forgetCopies(dir, removed);
-    return { removed };
+    return { removed, record };
   } catch (e) {
-    return { removed, error: errorMessage(e) };
+    return { removed, record, error: errorMessage(e) };
   }
+}
+
+/** The ROTATED record of what a retention pass removed, and why. */
+function recordRemoved(status: StatusWriter, source: SourceConfig, kept: RetentionResult): void {
+  if (kept.removed.length === 0) return;
+  const why = kept.record?.removed.length ? describeRemoved(kept.record) : kept.removed.join(", ");
+  status.write("ROTATED", `${source.name}: removed ${why}`, { step: "rotate", data: { source: source.name, ...kept.record, files: kept.removed } });
+}
+
+/** The rules for a source's copies: its own, else [client]'s. */
+function rulesFor(cfg: ClientConfig, source: SourceConfig): RetentionRules {
+  return source.retention ?? cfg.retention;
 }
 
 // --- one source -----------------------------------------------------------------------------
@@ -255,6 +274,7 @@ interface RunContext {
   status: StatusWriter;
   signal?: AbortSignal;
   children: Set<Child>;
+  afterVerified?: AfterVerified;
 }
 
 class SourceFailure extends Error {
@@ -480,7 +500,8 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
       throw new SourceFailure("STATUS_INVALID", `server.status gives ${a.file} the MD5 ${a.md5}, but the verified copy held under that name has ${heldMd5}; it is kept and nothing was pulled`);
     }
     if (heldMd5 === a.md5 && sizeOf(path.join(dir, a.file)) === a.size) {
-      const kept = applyRetention(dir, cfg.keep);
+      const kept = applyRetention(dir, rulesFor(cfg, source));
+      recordRemoved(status, source, kept);
       if (kept.error) throw new SourceFailure("CLIENT_ROTATION_FAILED", `${a.file} is current, but removing old copies failed: ${kept.error}`);
       fs.rmSync(stage, { recursive: true, force: true });
       const why = verdict.serverCode === code("UNCHANGED") ? "nothing changed on the server" : "pulled by an earlier run";
@@ -502,8 +523,8 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
     });
 
     // 5. retention
-    const kept = applyRetention(dir, cfg.keep);
-    if (kept.removed.length > 0) status.write("ROTATED", `${source.name}: removed ${kept.removed.join(", ")}`, { step: "rotate", data: { source: source.name } });
+    const kept = applyRetention(dir, rulesFor(cfg, source));
+    recordRemoved(status, source, kept);
     fs.rmSync(stage, { recursive: true, force: true });
     const message = `pulled and verified ${a.file} (${describePull(a, stats)})${first ? ", the first copy of this source" : ""}`;
     if (kept.error) {
@@ -516,6 +537,22 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
     if (e instanceof ShootError) return { name: source.name, code: e.code, message: e.message, warnings };
     return { name: source.name, code: code("INTERNAL_ERROR"), message: `internal error: ${errorMessage(e)}`, warnings };
   }
+}
+
+/**
+ * The offsite step, after the pull: the source's current copy (new, or held from an earlier
+ * run) goes to each store. Its outcome sits beside the pull's code and never changes it.
+ */
+async function withOffsite(ctx: RunContext, source: SourceConfig, o: SourceOutcome): Promise<SourceOutcome> {
+  if (!ctx.afterVerified || !isGolden(o.code) || !o.archive || ctx.signal?.aborted) return o;
+  const dir = path.join(ctx.cfg.dest_dir, source.name);
+  let offsite: StoreOutcome[];
+  try {
+    offsite = await ctx.afterVerified({ source: source.name, dir, archive: o.archive }, (name, msg, data) => ctx.status.write(name, msg, { step: "offsite", data }));
+  } catch (e) {
+    offsite = [{ store: "offsite", code: code("STORE_FAILED"), message: errorMessage(e) }];
+  }
+  return offsite.length ? { ...o, offsite } : o;
 }
 
 /** After a failure the staging directory stays only when it holds data worth resuming from. */
@@ -657,7 +694,7 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
 /** Every source, `concurrency` at once, each on its own; the run ends with the most severe source's code. */
 async function pullAll(cfg: ClientConfig, deps: Deps, opts: ClientRunOptions, sources: SourceConfig[], frame: RunFrame): Promise<RunOutcome> {
   const { status } = frame;
-  const ctx: RunContext = { cfg, deps, status, signal: opts.signal, children: new Set() };
+  const ctx: RunContext = { cfg, deps, status, signal: opts.signal, children: new Set(), afterVerified: opts.afterVerified };
   const onAbort = () => {
     // rsync keeps what it has received in the partial directory when stopped with SIGTERM
     for (const c of ctx.children) c.kill("SIGTERM");
@@ -667,7 +704,7 @@ async function pullAll(cfg: ClientConfig, deps: Deps, opts: ClientRunOptions, so
     const stale = staleLockMessage(frame.lock);
     if (stale) status.write("STALE_LOCK", stale);
     const outcomes = await mapLimit(sources, cfg.concurrency, async (s) => {
-      const o = await pullSource(ctx, s);
+      const o = await withOffsite(ctx, s, await pullSource(ctx, s));
       status.write("SOURCE_DONE", `${s.name}: ${o.code} ${codeName(o.code)}: ${o.message}`, {
         step: "pull", ...(o.archive ? { archive: o.archive } : {}), data: { source: s.name, code: o.code, name: codeName(o.code) },
       });

@@ -33,7 +33,7 @@ import { CHECKSUM_SUFFIX } from "../state/naming.ts";
 import type { Progress } from "../report/progress.ts";
 import type { TarListing } from "../archive/tar.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
-import { ArchiveReadError, archivePass, describeReadError, tarSink, type HeldArchive, type PassResult } from "./verify.ts";
+import { ArchiveReadError, archivePass, closeSource, describeReadError, openSource, tarSink, type ArchiveSource, type HeldArchive, type PassResult } from "./verify.ts";
 import { fnv1a } from "../common/text.ts";
 
 export interface RestoreOptions {
@@ -557,7 +557,7 @@ class Writer {
 
 /** One read of the whole archive, each entry (and with `onData`, its content) to the callbacks. */
 async function readPass(
-  fd: number, label: string, opts: RestoreOptions, total: number,
+  fd: ArchiveSource, label: string, opts: RestoreOptions, total: number,
   onEntry: (e: TarListing) => void, onData?: (piece: Uint8Array) => void,
 ): Promise<{ pass: PassResult; ended: boolean }> {
   const { sink, ended } = tarSink(onEntry, onData);
@@ -609,7 +609,7 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     throw new ShootError("VERIFY_FAILED", `${a.file}: ${describeReadError(e, a.bytes)}; nothing was restored`);
   };
 
-  const fd = fs.openSync(a.path, "r");
+  const fd = openSource(a);
   try {
     // 1. read it whole: checksum, stream, the paths asked for, the links; nothing is written before this passes
     const first = await readPass(fd, "checking", opts, a.bytes, (e) => survey.take(e)).catch(unreadable);
@@ -668,6 +668,6 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     }
     return finish("OK", `restored ${what}${result.skipped.length ? `; skipped ${result.skipped.length}: ${listNotes(result.skipped)}` : ""}`);
   } finally {
-    fs.closeSync(fd);
+    closeSource(fd);
   }
 }

@@ -13,7 +13,7 @@ import path from "node:path";
 import { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
-import { loadConfig, resolveConfigPath, type Config } from "../common/config.ts";
+import { loadConfig, resolveConfigPath, type Compression, type Config } from "../common/config.ts";
 import { code, isFinal } from "../common/codes.ts";
 import { SERVER_STATUS, readStatusFile, type StatusRecord } from "../state/status.ts";
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
@@ -47,6 +47,25 @@ export interface HeldArchive {
   checksumFile: ChecksumFileState;
   /** The header of the file list beside it (the server's; copies on a client have none). */
   list?: ListHeader;
+  /** Read from elsewhere than `path` (an object in an offsite store): a fresh stream for each pass. */
+  open?: () => Promise<NodeJS.ReadableStream>;
+}
+
+/**
+ * Where a pass reads the archive: a file open on a descriptor, or a stream opened afresh for
+ * each pass, whose compression its name tells.
+ */
+export type ArchiveSource = number | { open: () => Promise<NodeJS.ReadableStream>; compression: Compression };
+
+/** The source of passes over `a`; close it with closeSource. */
+export function openSource(a: HeldArchive): ArchiveSource {
+  if (!a.open) return fs.openSync(a.path, "r");
+  const compression: Compression = a.file.endsWith(".tar.gz") ? "gzip" : a.file.endsWith(".tar.zst") ? "zstd" : "none";
+  return { open: a.open, compression };
+}
+
+export function closeSource(src: ArchiveSource): void {
+  if (typeof src === "number") fs.closeSync(src);
 }
 
 
@@ -182,10 +201,8 @@ export class ArchiveReadError extends Error {
  * tar stream to `sink`. Rejects with ArchiveReadError when the compressed stream is damaged
  * or ends early (or the sink fails), and with the signal's reason when aborted.
  */
-export async function archivePass(fd: number, sink: NodeJS.WritableStream, opts: PassOptions = {}): Promise<PassResult> {
+export async function archivePass(fd: ArchiveSource, sink: NodeJS.WritableStream, opts: PassOptions = {}): Promise<PassResult> {
   const started = performance.now();
-  const head = Buffer.alloc(4);
-  fs.readSync(fd, head, 0, 4, 0);
   const md5 = new Bun.CryptoHasher("md5");
   const sha256 = new Bun.CryptoHasher("sha256");
   let size = 0;
@@ -205,11 +222,24 @@ export async function archivePass(fd: number, sink: NodeJS.WritableStream, opts:
       done(null, chunk);
     },
   });
-  // read by hand, not through fs.createReadStream({ fd, autoClose: false }): when the pipeline
-  // fails, the stream closed the descriptor all the same, and the caller's close then failed
-  // with EBADF, which turned a damaged archive into an internal error
-  const input = Readable.from(readFd(fd));
-  const compression = detectCompression(head);
+  let input: NodeJS.ReadableStream;
+  let compression: Compression;
+  if (typeof fd === "number") {
+    const head = Buffer.alloc(4);
+    fs.readSync(fd, head, 0, 4, 0);
+    compression = detectCompression(head);
+    // read by hand, not through fs.createReadStream({ fd, autoClose: false }): when the pipeline
+    // fails, the stream closed the descriptor all the same, and the caller's close then failed
+    // with EBADF, which turned a damaged archive into an internal error
+    input = Readable.from(readFd(fd));
+  } else {
+    compression = fd.compression;
+    try {
+      input = await fd.open();
+    } catch (e) {
+      throw new ArchiveReadError(e, 0);
+    }
+  }
   const stages: NodeJS.ReadWriteStream[] = [hasher];
   if (opts.decompress !== false && compression === "gzip") stages.push(zlib.createGunzip());
   else if (opts.decompress !== false && compression === "zstd") stages.push(zlib.createZstdDecompress());
@@ -328,6 +358,7 @@ export class ListComparison {
   private lineNo = 1;
   private listed = 0;
   private lastName: string | undefined;
+  private readonly dumpsSeen = new Set<string>();
 
   /**
    * @param lines the list's lines after its header
@@ -339,6 +370,13 @@ export class ListComparison {
 
   add(e: TarListing): void {
     if (this.damaged !== undefined || this.outOfOrder !== undefined) return;
+    // database dumps follow the files; the list's header names them, its lines do not
+    const dump = this.header.dumps?.find((d) => d.name === e.name);
+    if (dump) {
+      this.dumpsSeen.add(e.name);
+      if (e.type !== "file" || e.size !== dump.size) this.sizeDiff.add(`${e.name} (a dump of ${dump.size} bytes in the list, ${e.type === "file" ? `${e.size} bytes` : `a ${e.type}`} in the archive)`);
+      return;
+    }
     if (this.lastName !== undefined) {
       const order = walkOrder(this.lastName, e.name);
       if (order === 0) return this.duplicate.add(e.name);
@@ -367,6 +405,7 @@ export class ListComparison {
   finish(): void {
     if (this.outOfOrder !== undefined) return;
     while (this.key !== undefined) this.passListed();
+    for (const d of this.header.dumps ?? []) if (!this.dumpsSeen.has(d.name)) this.missing.add(d.name);
     if (this.damaged === undefined && this.listed !== this.header.entries) {
       this.damaged = `it holds ${this.listed} entries, its header says ${this.header.entries} (truncated?)`;
     }
@@ -469,9 +508,9 @@ function checksumProblems(a: HeldArchive, got: { size: number; md5: string; sha2
 /** Hash one archive (and with `deep`, read all of it); never throws for a bad archive. */
 export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): Promise<ArchiveVerdict> {
   const verdict: ArchiveVerdict = { archive: a, ok: false, problems: [], notes: [] };
-  let fd: number;
+  let fd: ArchiveSource;
   try {
-    fd = fs.openSync(a.path, "r");
+    fd = openSource(a);
   } catch (e) {
     if (errnoCode(e) === "ENOENT") return { ...verdict, ok: true, gone: true, notes: ["removed while this check ran (rotation)"] };
     return { ...verdict, problems: [`cannot be opened: ${errorMessage(e)}`] };
@@ -540,7 +579,7 @@ export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): P
     return verdict;
   } finally {
     comparison?.close();
-    fs.closeSync(fd);
+    closeSource(fd);
   }
 }
 
