@@ -36,8 +36,9 @@ function removeAbandoned(): void {
 if (!process.env.SHOOT_SUITE_TMPDIR) {
   removeAbandoned();
   const dir = fs.mkdtempSync(path.join(system, `${PREFIX}${process.pid}-`));
-  // tests run shoot as an unprivileged user in directories under here: let it through
-  fs.chmodSync(dir, 0o755);
+  // as /tmp is: anyone may make files here and only their owner remove them (tests run shoot and
+  // database servers as unprivileged users, which make their own temporary files in TMPDIR)
+  fs.chmodSync(dir, 0o1777);
   process.env.SHOOT_SYSTEM_TMPDIR = system;
   process.env.SHOOT_SUITE_TMPDIR = dir;
   process.env.TMPDIR = dir;
