@@ -50,6 +50,8 @@ complete -c shoot -n '__fish_seen_subcommand_from restore' -l checksum -d 'Check
 complete -c shoot -n '__fish_seen_subcommand_from restore' -l no-checksum -d 'Restore an archive that has no .md5 file (one made by hand) without that check'
 complete -c shoot -n '__fish_seen_subcommand_from restore' -l allow-outside-links -d 'Also create symbolic links that point outside DIR (made last, so nothing is written through them)'
 complete -c shoot -n '__fish_seen_subcommand_from restore' -l json -d 'Print the result as JSON'
+complete -c shoot -n '__fish_seen_subcommand_from restore' -l at -x -d 'Restore the restore point of that time: the newest archive made then or before, with the archives it needs ("newest", a date, or a date and time, local unless it ends in Z or an offset); every argument is then a path'
+complete -c shoot -n '__fish_seen_subcommand_from restore' -l from -x -d 'With --at: whose archives (the server\'s name or a client source), when this host holds several'
 complete -c shoot -n '__fish_seen_subcommand_from restore' -l help -d 'Show the usage of this command'
 complete -c shoot -n '__fish_seen_subcommand_from restore' -F
 complete -c shoot -n '__fish_seen_subcommand_from verify' -l config -r -F -d 'Configuration file (default: $SHOOT_CONFIG, else /etc/shoot/shoot.toml)'

@@ -34,6 +34,11 @@ export interface TarHeader extends TarOwnership {
   /** Modification time in nanoseconds since the epoch. */
   mtimeNs: bigint;
   linkTarget?: string;
+  /**
+   * A directory's GNU dumpdir (incremental.ts): written as the pax record `GNU.dumpdir`, the
+   * form GNU tar itself uses in pax archives, so that every other reader sees a plain directory.
+   */
+  dumpdir?: string;
 }
 
 const TYPEFLAG: Record<TarType, number> = {
@@ -245,6 +250,7 @@ export function encodeHeader(h: TarHeader): Uint8Array {
 
   const mtime = mtimeFields(h.mtimeNs);
   if (mtime.pax !== undefined) addPax("mtime", mtime.pax);
+  if (h.type === "dir" && h.dumpdir !== undefined) addPax("GNU.dumpdir", h.dumpdir);
 
   const main: UstarFields = {
     name: split.name,
@@ -305,6 +311,8 @@ export interface TarListing {
   gname: string;
   mtimeNs: bigint;
   linkTarget?: string;
+  /** A directory's GNU dumpdir, when the archive is an incremental one (incremental.ts). */
+  dumpdir?: string;
 }
 
 export class TarFormatError extends Error {
@@ -522,6 +530,7 @@ export class TarParser {
       gname: pax.get("gname") ?? (ustar ? cString(b, 297, 32) : ""),
       mtimeNs,
       linkTarget: type === "symlink" || type === "hardlink" ? linkTarget : undefined,
+      dumpdir: type === "dir" ? pax.get("GNU.dumpdir") : undefined,
     });
     this.pax = new Map();
     this.longName = undefined;

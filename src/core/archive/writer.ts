@@ -38,6 +38,8 @@ export interface ArchiveEntry extends TarOwnership {
   mtimeNs?: bigint;
   /** Symlink: its target as read; hard link: the archive name of the first entry with that inode. */
   linkTarget?: string;
+  /** Directory of an incremental archive: its GNU dumpdir (incremental.ts), written with its header. */
+  dumpdir?: string;
 }
 
 export type ArchiveWarningCode = "FILE_VANISHED" | "FILE_UNREADABLE" | "FILE_CHANGED";
@@ -318,6 +320,7 @@ export async function writeArchive(
           size,
           mtimeNs,
           linkTarget,
+          dumpdir: e.dumpdir,
         });
         chunker.boundary(nameToken(e.name));
         emit(header);

@@ -31,6 +31,8 @@ export const WHAT_TO_DO: Partial<Record<CodeName, string>> = {
   STORE_FAILED: "The message names the store's error; see docs/offsite.md.",
   STORE_UNKNOWN: "Check the store's name against [[offsite]] in the configuration (`shoot check-config`).",
   STORE_OBJECT_MISSING: "List what the store holds (`shoot offsite list`) and name a copy that is there.",
+  CHAIN_INCOMPLETE:
+    "Pull or copy the earlier archives of the chain (docs/incremental.md lists them), or restore a full archive.",
   SOURCE_MISSING: "Fix `sources`, or the mount that should provide it (`shoot check-config` lists missing sources).",
   SOURCE_UNREADABLE: "Run as root, or fix the source's permissions.",
   BACKUP_DIR_UNUSABLE: "`install -d -m 700 DIR`; check that its file system is mounted and writable.",
@@ -85,6 +87,7 @@ export const WHAT_TO_DO: Partial<Record<CodeName, string>> = {
   BEFORE_HOOK_IGNORED: "Fix the `before` command; the backup was made without what it should have done.",
   AFTER_HOOK_FAILED: "The report holds the command's output: fix it; the backup itself is as its code says.",
   OFFSITE_FAILED: "The record names the store's code (110-117): see that code. The next run sends what is missing.",
+  CHAIN_BROKEN: "Nothing: a new archive was made in its place. If it repeats, check the disk (`shoot verify --deep`).",
   RECOVERED: "Nothing: the run went on. If it repeats, find out what kills the runs (`dmesg`, the previous report).",
   MOUNT_SKIPPED:
     "Nothing for /proc, /sys and the like; for another file system, add it to `sources` or set `one_file_system =" +

@@ -27,7 +27,13 @@ export function durationText(ms: number): string {
   return `"${ms / size}${ms === 0 ? "s" : unit}"`;
 }
 
-function valueText(d: KeyDef, v: unknown): string {
+/** A value as TOML, or undefined for a value shoot keeps in a shape of its own the file does not write. */
+function valueText(d: KeyDef, v: unknown): string | undefined {
+  if (d.type === "every" && typeof v === "object" && v !== null) {
+    const e = v as { ms?: number; count?: number };
+    return e.ms !== undefined ? durationText(e.ms) : e.count !== undefined ? String(e.count) : undefined;
+  }
+  if (typeof v === "object" && v !== null && !Array.isArray(v)) return undefined;
   if (d.type === "size" && typeof v === "number") return sizeText(v);
   if (d.type === "duration" && typeof v === "number") return durationText(v);
   if (Array.isArray(v)) return `[${v.map((x) => JSON.stringify(x)).join(", ")}]`;
@@ -38,7 +44,9 @@ function block(header: string, section: Section, values: object): string[] {
   const out = [header];
   for (const d of KEYS.filter((k) => k.section === section)) {
     const v = (values as Record<string, unknown>)[d.key];
-    out.push(v === undefined ? `# ${d.key}: not set (${d.default ?? "none"})` : `${d.key} = ${valueText(d, v)}`);
+    const text = v === undefined ? undefined : valueText(d, v);
+    if (v === undefined) out.push(`# ${d.key}: not set (${d.default ?? "none"})`);
+    else out.push(text === undefined ? `# ${d.key}: as the file gives it` : `${d.key} = ${text}`);
   }
   return out;
 }
