@@ -171,7 +171,7 @@ describe("classifyFailure", () => {
     ["changed host key", r(255, ["@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @", "Host key verification failed."]), "HOST_KEY_FAILED", "host key"],
     ["ssh not installed", r(14, ["rsync: [Receiver] Failed to exec ssh: No such file or directory (2)"]), "TOOL_MISSING", "openssh-client"],
     ["key not authorized", r(255, ["backup@web1: Permission denied (publickey).", ...closed]), "PULL_FAILED", "authorized_keys"],
-    ["file missing on the server", r(23, ['rsync: [sender] link_stat "/b/server.status" failed: No such file or directory (2)', "rsync error: some files/attrs were not transferred (see previous errors) (code 23)"]), "PULL_FAILED", "not found on the server"],
+    ["file missing on the server", r(23, ['rsync: [sender] link_stat "/b/web1-20261126-021502.tar.gz" failed: No such file or directory (2)', "rsync error: some files/attrs were not transferred (see previous errors) (code 23)"]), "PULL_FAILED", "not found on the server"],
     ["stalled transfer", r(30, ["[receiver] io timeout after 30 seconds -- exiting"]), "PULL_FAILED", "stalled"],
     ["killed", r(null, [], { signal: "SIGTERM" }), "PULL_FAILED", "SIGTERM"],
     ["our own time limit", r(null, [], { signal: "SIGTERM", timedOut: true }), "UNREACHABLE", "time limit"],
@@ -184,6 +184,49 @@ describe("classifyFailure", () => {
       expect(c.why).toContain(mention);
     }, T);
   }
+
+  // what ssh prints for each (OpenSSH 9.2, LogLevel=ERROR), and the source it was pulling
+  const target = {
+    client: { timeout: 600_000, connect_timeout: 30_000, accept_new_host_key: false, known_hosts: "/etc/shoot/known_hosts" },
+    source: { name: "web1", remote: "root@web1.example.com:/var/backups/shoot", port: 2222 },
+  };
+  const unknownKey = ["No ED25519 host key is known for [web1.example.com]:2222 and you have requested strict checking.", "Host key verification failed.", ...closed];
+  const changedKey = [
+    "Add correct host key in /etc/shoot/known_hosts to get rid of this message.",
+    "Offending ED25519 key in /etc/shoot/known_hosts:3",
+    "  remove with:",
+    '  ssh-keygen -f "/etc/shoot/known_hosts" -R "[web1.example.com]:2222"',
+    "Host key for [web1.example.com]:2222 has changed and you have requested strict checking.",
+    "Host key verification failed.",
+    ...closed,
+  ];
+  test("an unknown host key: named as unknown, with the known_hosts file and the ssh-keyscan to run", () => {
+    const c = classifyFailure(r(255, unknownKey), "STATUS_PULL_FAILED", target as never);
+    expect(c.code).toBe("HOST_KEY_FAILED");
+    expect(c.why).toStartWith("the server's host key is unknown: no ED25519 key for [web1.example.com]:2222 is in /etc/shoot/known_hosts.");
+    expect(c.why).toContain("`ssh-keyscan -p 2222 -t ed25519 web1.example.com > server.key`");
+    expect(c.why).toContain("append server.key to /etc/shoot/known_hosts");
+    const dflt = classifyFailure(r(255, unknownKey), "STATUS_PULL_FAILED", { ...target, client: { ...target.client, known_hosts: undefined } } as never);
+    expect(dflt.why).toContain("is in ~/.ssh/known_hosts (ssh's default; [client] known_hosts names another)");
+  }, T);
+  test("a changed host key: named as changed, with the file and line, how to forget it and how to fetch the new one", () => {
+    const c = classifyFailure(r(255, changedKey), "STATUS_PULL_FAILED", target as never);
+    expect(c.code).toBe("HOST_KEY_FAILED");
+    expect(c.why).toStartWith("the server's host key has CHANGED: it is not the key recorded for [web1.example.com]:2222 in /etc/shoot/known_hosts, line 3.");
+    expect(c.why).toContain("`ssh-keygen -f /etc/shoot/known_hosts -R '[web1.example.com]:2222'`");
+    expect(c.why).toContain("`ssh-keyscan -p 2222 -t ed25519 web1.example.com`");
+    expect(c.why).not.toContain("unknown");
+  }, T);
+  test("no server.status on the server yet: asks whether the wrapper has run there, not 'Broken pipe'", () => {
+    const overSsh = ['rsync: [sender] link_stat "/var/backups/shoot/server.status" failed: No such file or directory (2)', "rsync: [Receiver] write error: Broken pipe (32)", ...closed];
+    const c = classifyFailure(r(23, overSsh), "STATUS_PULL_FAILED", target as never);
+    expect(c).toEqual({
+      code: "STATUS_PULL_FAILED",
+      why: "the server has no status file yet (/var/backups/shoot/server.status does not exist there): has `shoot wrapper` run there, and is remote its backup_dir?",
+    });
+    const other = classifyFailure(r(23, ['rsync: [sender] link_stat "/b/web1-20261126-021502.tar.gz" failed: No such file or directory (2)', "rsync: [Receiver] write error: Broken pipe (32)"]), "PULL_FAILED");
+    expect(other.why).toBe('not found on the server: rsync: [sender] link_stat "/b/web1-20261126-021502.tar.gz" failed: No such file or directory (2)');
+  }, T);
 });
 
 describe("splitRsyncCommand", () => {

@@ -34,6 +34,7 @@ import type { Progress } from "../report/progress.ts";
 import type { TarListing } from "../archive/tar.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
 import { ArchiveReadError, archivePass, closeSource, describeReadError, openSource, tarSink, type ArchiveSource, type HeldArchive, type PassResult } from "./verify.ts";
+import { fnv1a } from "../common/text.ts";
 
 export interface RestoreOptions {
   /** The target directory; created when missing. */
@@ -201,10 +202,7 @@ interface DirToFinish {
 
 /** A name and type as one number, to tell that the write pass meets the entries the plan decided about. */
 function fingerprint(l: TarListing): number {
-  let h = 0x811c9dc5;
-  const s = `${l.type}\0${l.name}`;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h >>> 0;
+  return fnv1a(`${l.type}\0${l.name}`);
 }
 
 /**
