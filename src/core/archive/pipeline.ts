@@ -227,14 +227,14 @@ export class PiecePipeline {
     this.sink.postMessage(m, transfer);
   }
 
+  /** Too much is in flight, or something failed: call room() before more. */
+  full(): boolean {
+    return this.failure !== undefined || this.seq - this.done > this.maxInFlight || this.inFlightBytes > MAX_IN_FLIGHT_BYTES || this.slabsOut > this.maxInFlight;
+  }
+
   /** Wait while too much is in flight; throws the first failure (a write error keeps its errno). */
   async room(): Promise<void> {
-    while (
-      this.failure === undefined &&
-      (this.seq - this.done > this.maxInFlight || this.inFlightBytes > MAX_IN_FLIGHT_BYTES || this.slabsOut > this.maxInFlight)
-    ) {
-      await new Promise<void>((r) => (this.wake = r));
-    }
+    while (this.failure === undefined && this.full()) await new Promise<void>((r) => (this.wake = r));
     if (this.failure !== undefined) throw this.failure;
   }
 
