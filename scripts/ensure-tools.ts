@@ -42,6 +42,16 @@ export const TOOLS: readonly Tool[] = [
   { name: "age", pkg: "age" },
   { name: "age-keygen", pkg: "age" },
   { name: "rclone", pkg: "rclone" },
+  // database dumps with real databases: PostgreSQL, MariaDB and SQLite, started by the tests
+  { name: "pg_dump", pkg: "postgresql-client" },
+  { name: "psql", pkg: "postgresql-client" },
+  // the server itself (initdb, postgres) lives under /usr/lib/postgresql/VERSION/bin; this comes with it
+  { name: "pg_ctlcluster", pkg: "postgresql" },
+  { name: "mariadbd", pkg: "mariadb-server" },
+  { name: "mariadb-install-db", pkg: "mariadb-server" },
+  { name: "mariadb-dump", pkg: "mariadb-client" },
+  { name: "mariadb", pkg: "mariadb-client" },
+  { name: "sqlite3", pkg: "sqlite3" },
 ];
 
 const SBIN = "/usr/sbin:/sbin:/usr/local/sbin";

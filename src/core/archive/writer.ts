@@ -17,6 +17,9 @@ import { Chunker, isAllZero, type ChunkerParams } from "./chunker.ts";
 import { HeaderEncoder, paddingAfter, RECORD, BLOCK, TarFormatError, TarParser, type TarListing, type TarOwnership, type TarType } from "./tar.ts";
 import { errnoCode, errorMessage } from "../common/errors.ts";
 import { ArchiveUnprovenError, compressionThreads, PiecePipeline } from "./pipeline.ts";
+import { frameHeader, RESERVED, streamedHeader, type StreamedEntry } from "./streamed.ts";
+
+export type { StreamedEntry } from "./streamed.ts";
 import { crc32Zeros } from "./crc32.ts";
 
 export type EntryType = TarType;
@@ -71,6 +74,12 @@ export interface ArchiveOptions {
    * file here, as a failing disk or another writer would.
    */
   onWritten?: (fd: number) => void;
+  /**
+   * Entries whose content is a stream of unknown length (database dumps), written after the
+   * entries (streamed.ts). The fd must be open for reading too: the checksums past the first of
+   * them are taken by reading the file back.
+   */
+  streams?: readonly StreamedEntry[];
 }
 
 export interface ArchiveResult {
@@ -89,6 +98,8 @@ export interface ArchiveResult {
   engine: string;
   /** The archive was proven restorable: every piece, the whole tar stream, the file read back. */
   proven: boolean;
+  /** The streamed entries written, with their sizes. */
+  streamed: Array<{ name: string; size: number }>;
 }
 
 /**
@@ -243,11 +254,53 @@ class StreamWriter {
       if (this.out.full()) await this.out.room();
       this.progress();
     }
-    return this.end();
+    const streamed: ArchiveResult["streamed"] = [];
+    for (const s of this.opts.streams ?? []) {
+      streamed.push({ name: s.name, size: await this.streamedEntry(s) });
+      this.count++;
+    }
+    return this.end(streamed);
+  }
+
+  /**
+   * One streamed entry (streamed.ts): a cut, a reserved place for the header, the content as it
+   * comes (read no faster than the archive is written), the padding, another cut, then the
+   * header into its place. Returns the content's size. A stream that ended unwhole (`ended`
+   * throws) fails the archive.
+   */
+  private async streamedEntry(s: StreamedEntry): Promise<number> {
+    const signal = this.opts.signal;
+    const compression = this.opts.compression;
+    this.chunker.finish();
+    const reservedSeq = this.out.reserve(RESERVED[compression]);
+    this.inputBytes += BLOCK;
+    let size = 0;
+    let crc = 0;
+    for await (const chunk of s.content) {
+      if (signal?.aborted) throw abortError(signal);
+      if (this.prove) crc = Bun.hash.crc32(chunk, crc);
+      this.emit(chunk);
+      size += chunk.length;
+      await this.out.room();
+      this.progress();
+    }
+    await s.ended();
+    const pad = paddingAfter(size);
+    if (pad) {
+      this.emit(PADDING.subarray(0, pad));
+      if (this.prove) crc = crc32Zeros(crc, pad);
+    }
+    this.chunker.finish();
+    const header = streamedHeader(s, size);
+    // the proof counts content and padding on the side: its CRC-32 covers both
+    this.out.expect({ name: s.name, type: "file", size, crc });
+    this.out.patch(reservedSeq, frameHeader(compression, header), header);
+    await this.out.room();
+    return size;
   }
 
   /** End of archive: two zero blocks, then zeros to a whole record like GNU tar; then wait for the proof. */
-  private async end(): Promise<ArchiveResult> {
+  private async end(streamed: ArchiveResult["streamed"]): Promise<ArchiveResult> {
     const total = this.inputBytes + 2 * BLOCK;
     this.emit(new Uint8Array(2 * BLOCK + ((RECORD - (total % RECORD)) % RECORD)));
     this.chunker.finish();
@@ -258,7 +311,7 @@ class StreamWriter {
       throw new ArchiveUnprovenError(`the tar stream read back holds ${done.entries} entries in ${done.tarBytes} bytes; ${count} entries in ${inputBytes} bytes were written`);
     }
     this.opts.onProgress?.({ inputBytes, outputBytes: size });
-    return { size, md5, sha256, entries: count, inputBytes, skipped: this.skipped, engine: this.out.engine, proven: this.prove };
+    return { size, md5, sha256, entries: count, inputBytes, skipped: this.skipped, engine: this.out.engine, proven: this.prove, streamed };
   }
 
   private warn(code: ArchiveWarningCode, path: string, message: string): void {

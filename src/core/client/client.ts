@@ -28,7 +28,8 @@ import { describeArchive, verifyArchive, warnedPathsIn } from "../restore/verify
 import { forgetCopies, heldCopies, recordVerified } from "../state/copies.ts";
 import { unsafeDir } from "../state/strict-modes.ts";
 import type { AfterVerified, RunOutcome, SourceOutcome, StoreOutcome, Warning } from "../common/outcome.ts";
-import { toRemove } from "../state/retention.ts";
+import { clientCopies, describeRemoved, planRemoval, type PruneRecord } from "../state/held.ts";
+import type { RetentionRules } from "../state/retention.ts";
 import { SharedSsh } from "../transfer/ssh-shared.ts";
 import {
   MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
@@ -238,20 +239,24 @@ function prunePartials(stage: string, keepName: string): void {
 
 interface RetentionResult {
   removed: string[];
+  /** What the rules removed, and why, for the ROTATED record. */
+  record?: PruneRecord;
   error?: string;
 }
 
 /**
- * Keep `keep` verified copies, the oldest verified going first and never the newest verified
- * (whatever the names say); once a verified copy is held, archives left without a .md5 (a crash
- * before it was written) go too.
+ * Keep what the rules keep of the verified copies, in the order they were verified and never
+ * the newest verified (whatever the names say); once a verified copy is held, archives left
+ * without a .md5 (a crash before it was written) go too.
  */
-function applyRetention(dir: string, keep: number): RetentionResult {
+function applyRetention(dir: string, rules: RetentionRules): RetentionResult {
   const removed: string[] = [];
+  let record: PruneRecord | undefined;
   try {
     const verified = verifiedCopies(dir);
     const orphans = verified.length > 0 ? sortArchives(readDirOrEmpty(dir)).filter((n) => !verified.includes(n)) : [];
-    for (const n of [...toRemove(verified, keep), ...orphans]) {
+    record = planRemoval(clientCopies(dir, verified), rules).record;
+    for (const n of [...record.removed.map((r) => r.file), ...orphans]) {
       // the .md5 goes first: a copy half removed is never counted as verified
       fs.rmSync(path.join(dir, `${n}${CHECKSUM_SUFFIX}`), { force: true });
       fs.rmSync(path.join(dir, n), { force: true });
@@ -259,10 +264,22 @@ function applyRetention(dir: string, keep: number): RetentionResult {
       removed.push(n);
     }
     forgetCopies(dir, removed);
-    return { removed };
+    return { removed, record };
   } catch (e) {
-    return { removed, error: errorMessage(e) };
+    return { removed, record, error: errorMessage(e) };
   }
+}
+
+/** The ROTATED record of what a retention pass removed, and why. */
+function recordRemoved(status: StatusWriter, source: SourceConfig, kept: RetentionResult): void {
+  if (kept.removed.length === 0) return;
+  const why = kept.record?.removed.length ? describeRemoved(kept.record) : kept.removed.join(", ");
+  status.write("ROTATED", `${source.name}: removed ${why}`, { step: "rotate", data: { source: source.name, ...kept.record, files: kept.removed } });
+}
+
+/** The rules for a source's copies: its own, else [client]'s. */
+function rulesFor(cfg: ClientConfig, source: SourceConfig): RetentionRules {
+  return source.retention ?? cfg.retention;
 }
 
 // --- one source -----------------------------------------------------------------------------
@@ -447,7 +464,8 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
       throw new SourceFailure("STATUS_INVALID", `server.status gives ${a.file} the MD5 ${a.md5}, but the verified copy held under that name has ${heldMd5}; it is kept and nothing was pulled`);
     }
     if (heldMd5 === a.md5 && sizeOf(path.join(dir, a.file)) === a.size) {
-      const kept = applyRetention(dir, cfg.keep);
+      const kept = applyRetention(dir, rulesFor(cfg, source));
+      recordRemoved(status, source, kept);
       if (kept.error) throw new SourceFailure("CLIENT_ROTATION_FAILED", `${a.file} is current, but removing old copies failed: ${kept.error}`);
       fs.rmSync(stage, { recursive: true, force: true });
       const why = verdict.serverCode === code("UNCHANGED") ? "nothing changed on the server" : "pulled by an earlier run";
@@ -502,8 +520,8 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
     });
 
     // 5. retention
-    const kept = applyRetention(dir, cfg.keep);
-    if (kept.removed.length > 0) status.write("ROTATED", `${source.name}: removed ${kept.removed.join(", ")}`, { step: "rotate", data: { source: source.name } });
+    const kept = applyRetention(dir, rulesFor(cfg, source));
+    recordRemoved(status, source, kept);
     fs.rmSync(stage, { recursive: true, force: true });
     const message = `pulled and verified ${a.file} (${describePull(a, stats)})${first ? ", the first copy of this source" : ""}`;
     if (kept.error) {

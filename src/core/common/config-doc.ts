@@ -6,6 +6,7 @@ import { KEYS, type KeyDef, type Section } from "./config.ts";
 
 const HEADERS: Record<Section, string> = {
   server: "[server]",
+  "server.dump": "[[server.dump]]",
   client: "[client]",
   "client.source": "[[client.source]]",
   mail: "[mail]",

@@ -9,11 +9,17 @@ import os from "node:os";
 import path from "node:path";
 import { ShootError } from "./errors.ts";
 import { parseDuration, parseSize } from "./units.ts";
+import {
+  DUMP_KEYS, HOOK_KEYS, isProblem, keptAtMost, resolveDump, resolveRetention, retentionKeys, setsRetention, type DumpConfig, type Problem,
+} from "./config-tiers.ts";
+import type { RetentionRules } from "../state/retention.ts";
 
-export type Section = "server" | "client" | "client.source" | "mail" | "monitor" | "offsite";
+export type { DumpConfig } from "./config-tiers.ts";
+
+export type Section = "server" | "server.dump" | "client" | "client.source" | "mail" | "monitor" | "offsite";
 export type KeyType =
   | "string" | "strings" | "name" | "int" | "bool" | "size" | "duration"
-  | "path" | "paths" | "enum" | "smtp-url";
+  | "path" | "paths" | "enum" | "smtp-url" | "argv";
 
 export interface KeyDef {
   section: Section;
@@ -43,16 +49,19 @@ export const KEYS: readonly KeyDef[] = [
   { section: "server", key: "exclude", type: "strings", default: "[]", doc: "Patterns left out: `*.tmp` matches a name anywhere; `/home/*/.cache` matches from the root; `*` stays within one path segment, `**` crosses them.", example: '["*.tmp", "/home/*/.cache"]' },
   { section: "server", key: "one_file_system", type: "bool", default: "false", doc: "Stay on the file systems the sources are on: a directory where another file system is mounted is archived empty, as its mount point (like tar --one-file-system). Pseudo file systems (/proc, /sys, /dev, /dev/pts, cgroups, autofs …) are never walked into, whatever this says." },
   { section: "server", key: "backup_dir", type: "path", required: true, doc: "Where archives, checksum files, file lists and server.status are kept.", example: '"/var/backups/shoot"' },
-  { section: "server", key: "keep", type: "int", min: 1, max: 10000, default: "2", doc: "Archives kept on the server (with their checksum files); the oldest beyond are removed after a new one is complete." },
+  { section: "server", key: "keep", type: "int", min: 1, max: 10000, default: "2", doc: "Archives kept on the server (with their checksum files); the oldest beyond are removed after a new one is complete. The same as keep_last; the keep_* keys below keep daily, weekly … archives (docs/retention.md)." },
   { section: "server", key: "compression", type: "enum", values: ["gzip", "zstd", "none"], default: '"gzip"', doc: "Archive compression: gzip (.tar.gz), zstd (.tar.zst) or none (.tar)." },
   { section: "server", key: "level", type: "int", min: 1, max: 19, default: "6 for gzip, 3 for zstd", doc: "Compression level (gzip 1-9, zstd 1-19)." },
   { section: "server", key: "reserve", type: "size", default: '"1GiB"', doc: "Free space always left on backup_dir's file system; a run that would eat into it fails with NO_SPACE." },
   { section: "server", key: "make_room", type: "bool", default: "false", doc: "When space is short, remove the oldest archives (never the newest) to make room instead of failing." },
   { section: "server", key: "max_runtime", type: "duration", default: '"6h"', doc: "The wrapper stops a server run that takes longer (SIGTERM, then SIGKILL after kill_grace)." },
   { section: "server", key: "kill_grace", type: "duration", default: '"30s"', doc: "Time between SIGTERM and SIGKILL when the wrapper stops the server." },
+  ...retentionKeys("server"),
+  ...HOOK_KEYS,
+  ...DUMP_KEYS,
   // [client]
   { section: "client", key: "dest_dir", type: "path", required: true, doc: "Where verified copies are kept: one sub-directory per source, plus client.status.", example: '"/srv/shoot"' },
-  { section: "client", key: "keep", type: "int", min: 1, max: 10000, default: "7", doc: "Verified copies kept per source; beyond them the ones verified longest ago are removed, never the one verified last (whatever the archives' names say)." },
+  { section: "client", key: "keep", type: "int", min: 1, max: 10000, default: "7", doc: "Verified copies kept per source; beyond them the ones verified longest ago are removed, never the one verified last (whatever the archives' names say). The same as keep_last; the keep_* keys below keep daily, weekly … copies (docs/retention.md)." },
   { section: "client", key: "max_age", type: "duration", default: '"1d"', doc: "A server.status older than this means the server did not run (STATUS_STALE)." },
   { section: "client", key: "concurrency", type: "int", min: 1, max: 64, default: "4", doc: "Sources pulled at once." },
   { section: "client", key: "reserve", type: "size", default: '"1GiB"', doc: "Free space always left on dest_dir's file system." },
@@ -61,12 +70,15 @@ export const KEYS: readonly KeyDef[] = [
   { section: "client", key: "accept_new_host_key", type: "bool", default: "false", doc: "Accept and remember the host key of a server seen for the first time (ssh StrictHostKeyChecking=accept-new). A changed key is always refused." },
   { section: "client", key: "known_hosts", type: "path", default: "ssh's default", doc: "known_hosts file for the servers' host keys." },
   { section: "client", key: "verify", type: "enum", values: ["deep", "checksum"], default: '"deep"', doc: "How a pulled copy is verified before it counts: \"deep\" also pulls the server's file list and reads the copy's whole tar stream, checking every entry against that list; \"checksum\" checks the SHA-256 alone (for hosts that cannot afford reading each copy once more)." },
+  ...retentionKeys("client"),
   // [[client.source]]
   { section: "client.source", key: "name", type: "name", required: true, doc: "Name of the source: its copies go to dest_dir/<name>/.", example: '"web1"' },
   { section: "client.source", key: "remote", type: "string", required: true, doc: "user@host:/path of the server's backup_dir, or a local absolute path.", example: '"backup@web1.example.com:/var/backups/shoot"' },
   { section: "client.source", key: "port", type: "int", min: 1, max: 65535, default: "22", doc: "ssh port." },
   { section: "client.source", key: "identity", type: "path", default: "ssh's default", doc: "Private key file for ssh." },
   { section: "client.source", key: "bwlimit", type: "size", default: "no limit", doc: "Bandwidth limit per second for rsync (e.g. \"10MiB\")." },
+  { section: "client.source", key: "keep", type: "int", min: 1, max: 10000, default: "[client]'s rules", doc: "Copies of this source kept (keep_last); a source that sets any keep key takes its rules from its own keys only." },
+  ...retentionKeys("client.source"),
   // [mail]
   { section: "mail", key: "to", type: "strings", required: true, doc: "Recipients of the report.", example: '["ops@example.com"]' },
   { section: "mail", key: "from", type: "string", required: true, doc: "Sender address.", example: '"shoot@web1.example.com"' },
@@ -118,6 +130,14 @@ export interface ServerConfig {
   make_room: boolean;
   max_runtime: number;
   kill_grace: number;
+  /** What to keep (keep = N is keep_last N); `keep` above is what these rules keep at most. */
+  retention: RetentionRules;
+  before?: string[];
+  before_timeout: number;
+  before_failure: "stop" | "continue";
+  after?: string[];
+  after_timeout: number;
+  dumps: DumpConfig[];
 }
 
 export interface SourceConfig {
@@ -126,6 +146,8 @@ export interface SourceConfig {
   port: number;
   identity?: string;
   bwlimit?: number;
+  /** Its own rules when it sets any keep key; otherwise [client]'s. */
+  retention?: RetentionRules;
 }
 
 export interface ClientConfig {
@@ -139,6 +161,7 @@ export interface ClientConfig {
   accept_new_host_key: boolean;
   known_hosts?: string;
   verify: "deep" | "checksum";
+  retention: RetentionRules;
   sources: SourceConfig[];
 }
 
@@ -235,6 +258,7 @@ function expectation(d: KeyDef): string {
     case "paths": return "an array of absolute paths";
     case "enum": return `one of ${d.values!.map((v) => JSON.stringify(v)).join(", ")}`;
     case "smtp-url": return 'an SMTP URL like "smtp://host:587" or "smtps://host:465"';
+    case "argv": return 'a command as an array of strings, like ["pg_dump", "shop"] (no shell: write ["sh", "-c", "…"] for one)';
   }
 }
 
@@ -257,6 +281,7 @@ function convert(d: KeyDef, v: unknown): unknown {
     case "path": return isAbs(v) ? path.normalize(v as string) : undefined;
     case "paths": return Array.isArray(v) && v.length > 0 && v.every(isAbs) ? v.map((s) => path.normalize(s)) : undefined;
     case "enum": return typeof v === "string" && d.values!.includes(v) ? v : undefined;
+    case "argv": return Array.isArray(v) && v.length > 0 && v.every((s) => typeof s === "string" && s !== "" && !s.includes("\0")) ? v : undefined;
     case "smtp-url": {
       if (typeof v !== "string") return undefined;
       try {
@@ -302,7 +327,7 @@ function validateTable(
   const defs = KEYS.filter((d) => d.section === section);
   const out: Record<string, unknown> = {};
   for (const k of Object.keys(t)) {
-    if (section === "client" && k === "source") continue;
+    if ((section === "client" && k === "source") || (section === "server" && k === "dump")) continue;
     const d = defs.find((x) => x.key === k);
     if (!d) {
       const known = defs.map((x) => x.key).join(", ");
@@ -358,7 +383,7 @@ export function parseConfig(text: string, file: string, hostname: string = os.ho
   const cfg: Config = { file };
   for (const k of Object.keys(doc)) {
     if (!["server", "client", "mail", "monitor", "offsite"].includes(k)) {
-      throw new ConfigError(file, findKeyLine(text, k, undefined) ?? findKeyLine(text, "", k), k, "unknown section or key (known sections: [server], [client], [[client.source]], [mail], [monitor], [[offsite]])");
+      throw new ConfigError(file, findKeyLine(text, k, undefined) ?? findKeyLine(text, "", k), k, "unknown section or key (known sections: [server], [[server.dump]], [client], [[client.source]], [mail], [monitor], [[offsite]])");
     }
     const v = doc[k];
     if (k === "offsite") continue;
@@ -373,10 +398,12 @@ export function parseConfig(text: string, file: string, hostname: string = os.ho
     if (level !== undefined && compression === "gzip" && level > 9) {
       throw new ConfigError(file, findKeyLine(text, "server", "level"), "[server] level", `expected 1 to 9 for gzip, got ${level}`);
     }
+    const retention = retentionOrThrow(file, text, "server", "[server]", resolveRetention(v, 2));
     cfg.server = withDefaults<ServerConfig>("server", v, {
       name: sanitizeHostname(hostname),
       level: compression === "zstd" ? 3 : 6,
     });
+    cfg.server = { ...cfg.server, retention, keep: keptAtMost(retention) || cfg.server.keep, dumps: parseDumps(file, text, (doc.server as Table).dump) };
   }
   if (doc.client) {
     const t = doc.client as Table;
@@ -391,7 +418,8 @@ export function parseConfig(text: string, file: string, hostname: string = os.ho
       }
       const label = `[[client.source]] #${i + 1}`;
       const sv = validateTable(file, text, "client.source", label, s as Table, i);
-      return withDefaults<SourceConfig>("client.source", sv);
+      const own = setsRetention(sv) ? retentionOrThrow(file, text, "client.source", label, resolveRetention(sv, 7), i) : undefined;
+      return { ...withDefaults<SourceConfig>("client.source", sv), retention: own };
     });
     const seen = new Set<string>();
     sources.forEach((s, i) => {
@@ -406,7 +434,9 @@ export function parseConfig(text: string, file: string, hostname: string = os.ho
     if (sources.length === 0) {
       throw new ConfigError(file, findKeyLine(text, "client", undefined), "[[client.source]]", "missing: a [client] needs at least one [[client.source]] table");
     }
-    cfg.client = { ...withDefaults<Omit<ClientConfig, "sources">>("client", v), sources };
+    const retention = retentionOrThrow(file, text, "client", "[client]", resolveRetention(v, 7));
+    const client = withDefaults<Omit<ClientConfig, "sources" | "retention">>("client", v);
+    cfg.client = { ...client, keep: keptAtMost(retention) || client.keep, retention, sources };
   }
   if (doc.mail) {
     const v = validateTable(file, text, "mail", "[mail]", doc.mail as Table);
@@ -458,6 +488,28 @@ function parseOffsite(file: string, text: string, raw: unknown, client: ClientCo
       if (client && !client.sources.some((c) => c.name === s)) bad("sources", `no [[client.source]] is called ${JSON.stringify(s)}`);
     }
     return { ...(o as unknown as OffsiteConfig), prefix, lock, ...(recipients?.length ? { encrypt_to: recipients } : { encrypt_to: undefined }) };
+  });
+}
+
+function retentionOrThrow(file: string, text: string, section: Section, label: string, r: RetentionRules | Problem, index = 0): RetentionRules {
+  if (!isProblem(r)) return r;
+  throw new ConfigError(file, findKeyLine(text, section, r.key, index), `${label} ${r.key}`, r.problem);
+}
+
+/** The [[server.dump]] tables: each validated, exactly one way to dump, names unique. */
+function parseDumps(file: string, text: string, raw: unknown): DumpConfig[] {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw)) throw new ConfigError(file, findKeyLine(text, "server", "dump"), "[server] dump", "expected [[server.dump]] tables");
+  const seen = new Set<string>();
+  return raw.map((t, i) => {
+    const label = `[[server.dump]] #${i + 1}`;
+    if (typeof t !== "object" || t === null || Array.isArray(t)) throw new ConfigError(file, findKeyLine(text, "server.dump", undefined, i), label, "expected a table");
+    const v = validateTable(file, text, "server.dump", label, t as Table, i);
+    const d = resolveDump(v);
+    if (isProblem(d)) throw new ConfigError(file, findKeyLine(text, "server.dump", d.key, i), `${label} ${d.key}`, d.problem);
+    if (seen.has(d.entry)) throw new ConfigError(file, findKeyLine(text, "server.dump", "name", i), `${label} name`, `duplicate dump ${JSON.stringify(d.entry)}`);
+    seen.add(d.entry);
+    return d;
   });
 }
 

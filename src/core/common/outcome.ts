@@ -40,6 +40,17 @@ export interface SourceOutcome {
   offsite?: StoreOutcome[];
 }
 
+/** A `before` or `after` command the wrapper ran. */
+export interface HookOutcome {
+  when: "before" | "after";
+  argv: string[];
+  ok: boolean;
+  /** How it ended, in words ("ended with exit status 1 after 2.0s"). */
+  how: string;
+  /** Its last lines of output (standard output and error as they came). */
+  output: string[];
+}
+
 export interface RunOutcome {
   role: Role;
   host: string;
@@ -55,6 +66,8 @@ export interface RunOutcome {
   lastStep?: string;
   /** Client runs: one entry per source. */
   sources?: SourceOutcome[];
+  /** Wrapper runs: the before and after commands, with their output. */
+  hooks?: HookOutcome[];
   /** The status file this run wrote, for the tail in the report. */
   statusFile?: string;
 }

@@ -4,7 +4,7 @@
  * status file and hands its records in.
  */
 import { code, codeInfo, codeName, isGolden } from "../common/codes.ts";
-import type { RunOutcome, SourceOutcome, Warning } from "../common/outcome.ts";
+import type { HookOutcome, RunOutcome, SourceOutcome, Warning } from "../common/outcome.ts";
 import type { ArchiveInfo, StatusRecord } from "../state/status.ts";
 import { escapeLines, escapeText } from "../common/escape.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
@@ -117,6 +117,16 @@ function sourceLines(sources: readonly SourceOutcome[]): string[] {
   return out;
 }
 
+/** Each before/after command: how it ended, then its output, indented. */
+function hookLines(hooks: readonly HookOutcome[]): string[] {
+  const out = ["Hooks:"];
+  for (const h of hooks) {
+    out.push(`  ${h.when}: ${oneLine(JSON.stringify(h.argv))} ${h.ok ? "OK" : "FAILED"}, ${oneLine(h.how)}`);
+    for (const l of h.output) out.push(`    | ${oneLine(l)}`);
+  }
+  return out;
+}
+
 function tailLines(tail: StatusTail, max: number, day: string): string[] {
   if (tail.error !== undefined) return [`Status file ${tail.file}: could not be read: ${oneLine(tail.error)}`];
   const shown = tail.records.slice(-max);
@@ -152,6 +162,7 @@ export function renderReport(o: RunOutcome, opts: ReportOptions = {}): RenderedR
   lines.push(field("Run", o.run));
   if (o.archive) lines.push("", ...archiveLines(o.archive));
   if (o.sources?.length) lines.push("", ...sourceLines(o.sources));
+  if (o.hooks?.length) lines.push("", ...hookLines(o.hooks));
   if (o.warnings.length > 0) {
     const max = opts.maxWarnings ?? MAX_WARNINGS;
     const head = o.warnings.length > max ? `Warnings (${o.warnings.length}, the first ${max} listed):` : `Warnings (${o.warnings.length}):`;

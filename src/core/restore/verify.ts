@@ -358,6 +358,7 @@ export class ListComparison {
   private lineNo = 1;
   private listed = 0;
   private lastName: string | undefined;
+  private readonly dumpsSeen = new Set<string>();
 
   /**
    * @param lines the list's lines after its header
@@ -369,6 +370,13 @@ export class ListComparison {
 
   add(e: TarListing): void {
     if (this.damaged !== undefined || this.outOfOrder !== undefined) return;
+    // database dumps follow the files; the list's header names them, its lines do not
+    const dump = this.header.dumps?.find((d) => d.name === e.name);
+    if (dump) {
+      this.dumpsSeen.add(e.name);
+      if (e.type !== "file" || e.size !== dump.size) this.sizeDiff.add(`${e.name} (a dump of ${dump.size} bytes in the list, ${e.type === "file" ? `${e.size} bytes` : `a ${e.type}`} in the archive)`);
+      return;
+    }
     if (this.lastName !== undefined) {
       const order = walkOrder(this.lastName, e.name);
       if (order === 0) return this.duplicate.add(e.name);
@@ -397,6 +405,7 @@ export class ListComparison {
   finish(): void {
     if (this.outOfOrder !== undefined) return;
     while (this.key !== undefined) this.passListed();
+    for (const d of this.header.dumps ?? []) if (!this.dumpsSeen.has(d.name)) this.missing.add(d.name);
     if (this.damaged === undefined && this.listed !== this.header.entries) {
       this.damaged = `it holds ${this.listed} entries, its header says ${this.header.entries} (truncated?)`;
     }

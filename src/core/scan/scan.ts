@@ -462,6 +462,10 @@ export interface ListHeader {
   size?: number;
   md5?: string;
   sha256?: string;
+  /** When the run made the archive (ISO 8601): what retention places it by. */
+  made?: string;
+  /** Database dumps streamed in after the files (not among the lines): entry name, size, SHA-256 of the dump. */
+  dumps?: Array<{ name: string; size: number; sha256: string }>;
 }
 
 /**

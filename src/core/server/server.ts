@@ -15,7 +15,10 @@ import { compileExcludes } from "../scan/exclude.ts";
 import { createExclusive, exists, fsyncDir, LineWriter, readChunks, readLines, writeFileAtomic } from "../state/fsutil.ts";
 import { removeLeftovers } from "../state/leftovers.ts";
 import { unsafeDir } from "../state/strict-modes.ts";
-import { toRemove } from "../state/retention.ts";
+import { describeRemoved, planRemoval, serverCopies, type PruneRecord } from "../state/held.ts";
+import { describeRules } from "../state/retention.ts";
+import { DumpPlan, type DumpRun } from "./dumps.ts";
+import { childEnv } from "./wrapper.ts";
 import { LockedError, acquireLock, currentLock, type Lock } from "../state/lock.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "../state/naming.ts";
 import type { RunOutcome, Warning } from "../common/outcome.ts";
@@ -199,6 +202,9 @@ async function serverSteps(
   const newest = archives.at(-1);
   const firstRun = newest === undefined && !exists(path.join(dir, `${SERVER_STATUS}.1`));
 
+  // database dumps: run once through a hash when the files are unchanged, again into a new archive
+  const dumps = new DumpPlan(cfg.dumps, dir, deps.spawner, childEnv(deps.env), (msg, data) => run.step("dump", msg, "DUMPED", data), signal);
+
   // 4. (before 3: the estimate needs the scan) change detection
   run.step("scan", `walking ${cfg.sources.join(", ")}`);
   const tmpList = scanListPath(dir);
@@ -208,7 +214,8 @@ async function serverSteps(
   if (!firstRun && newest && sameCompression) {
     const maxParallel = opts.maxParallelEntries ?? MAX_ENTRIES;
     const quick = await unchangedOnEveryCore(cfg, dir, newest, maxParallel);
-    if (quick.unchanged) {
+    const dumpsSame = quick.unchanged ? await dumps.unchanged(quick.unchanged.check.header?.dumps) : undefined;
+    if (quick.unchanged && dumpsSame?.same) {
       const { check, archive } = quick.unchanged;
       for (const w of check.warnings) run.warn(w.code, w.message);
       const scanMs = Math.round(performance.now() - scanStarted);
@@ -216,14 +223,16 @@ async function serverSteps(
       return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive };
     }
     // not an error (the walk below decides alone), but slower: the record says why
-    if (quick.problem) run.step("scan", `the walk on every core could not finish (${quick.problem}): walking again on one`);
+    if (dumpsSame && !dumpsSame.same) run.step("scan", `no file changed since ${newest}, but ${dumpsSame.summary}: walking again to write a new archive`);
+    else if (quick.problem) run.step("scan", `the walk on every core could not finish (${quick.problem}): walking again on one`);
     else if (quick.tooLarge) run.step("scan", `the last file list holds over ${maxParallel} entries: walking on one thread, which compares as it goes`);
     checkAbort();
   }
   // the walk's list goes to a file as it is made, and the archive is written from that file:
   // memory does not grow with the number of files
   const last = !firstRun && newest ? openLastList(cfg, dir, newest, sameCompression) : undefined;
-  const walked = scanToList(cfg, tmpList, last);
+  const walked = scanToList(cfg, tmpList, last, dumps.names());
+  if (walked.taken) throw new ShootError("DUMP_NAME_TAKEN", `the sources hold /${walked.taken}, the name a dump takes in the archive: rename the dump (name or extension in [[server.dump]]) or exclude the file`);
   const scan = walked.scan;
   for (const w of scan.warnings) run.warn(w.code, w.message);
   const scanMs = Math.round(performance.now() - scanStarted);
@@ -232,7 +241,9 @@ async function serverSteps(
   const previous = sameCompression ? last?.header : undefined;
   if (last && newest) {
     const verdict = verdictOf(dir, newest, last, walked);
-    if (verdict.archive) {
+    const dumpsSame = verdict.archive ? await dumps.unchanged(last.header?.dumps) : undefined;
+    if (verdict.archive && !dumpsSame?.same) verdict.summary = `no file changed, but ${dumpsSame?.summary}`;
+    else if (verdict.archive) {
       run.step("scan", `scanned ${scan.entries} entries in ${scanMs} ms: nothing changed since ${newest}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes });
       return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive: verdict.archive };
     }
@@ -242,7 +253,7 @@ async function serverSteps(
   }
 
   // 3. free space
-  const estimate = estimateSize(cfg, scan, previous);
+  const estimate = estimateSize(cfg, scan, previous) + (previous?.dumps ?? []).reduce((n, d) => n + (Number.isSafeInteger(d.size) ? d.size : 0), 0);
   run.step("space", `estimated archive size ${formatBytes(estimate)}, reserve ${formatBytes(cfg.reserve)}`);
   ensureSpace(cfg, deps, run, estimate, archives);
   checkAbort();
@@ -252,13 +263,16 @@ async function serverSteps(
   const tmp = path.join(dir, `${TEMP_PREFIX}${name}`);
   setTmp(tmp);
   run.step("archive", `writing ${name} (${cfg.compression}) from ${scan.entries} entries`);
-  const result = await writeArchiveFile(cfg, tmp, tmpList, scan.bytes, run, opts);
+  const result = await writeArchiveFile(cfg, tmp, tmpList, scan.bytes, run, opts, dumps, deps.clock.now());
   checkAbort();
 
   run.step("checksum", `md5 ${result.md5}, ${formatBytes(result.size)}`);
+  // when it was made, as retention will place it: in its list, and as its modification time
+  const made = deps.clock.now();
   try {
+    fs.utimesSync(tmp, made, made);
     writeFileAtomic(dir, name + CHECKSUM_SUFFIX, md5Line(result.md5, name));
-    writeFileAtomic(dir, name + LIST_SUFFIX, archivedList(name, tmpList, scan, result));
+    writeFileAtomic(dir, name + LIST_SUFFIX, archivedList(name, tmpList, scan, result, made, dumps.done));
     // the archive takes its final name last: a name that exists always has its checksum beside it
     fs.renameSync(tmp, path.join(dir, name));
     fsyncDir(dir);
@@ -275,9 +289,9 @@ async function serverSteps(
   run.step("archive", `${name} complete: ${formatBytes(result.size)} from ${formatBytes(result.inputBytes)}${engine}; ${proof}`, "ARCHIVE_WRITTEN", { file: name, size: result.size, proven: result.proven, entries: result.entries });
 
   // 6. rotation
-  run.step("rotate", `keeping ${cfg.keep} archive(s)`);
-  const removed = rotate(dir, cfg.name, cfg.keep, name);
-  if (removed.length) run.step("rotate", `removed ${removed.join(", ")}`, "ROTATED");
+  run.step("rotate", `keeping what ${describeRules(cfg.retention)} keep`);
+  const removed = rotate(dir, cfg, name);
+  if (removed.removed.length) run.step("rotate", `removed ${describeRemoved(removed)}`, "ROTATED", { ...removed });
   const left = removeLeftovers(dir);
   for (const f of left.failed) run.warn("CLEANUP_FAILED", `could not remove ${f}`);
 
@@ -337,10 +351,12 @@ interface Walked {
   changes?: Changes;
   /** Why the comparison stopped part-way (a damaged list): the walk itself went on. */
   compareProblem?: string;
+  /** A walked name that a dump takes in the archive. */
+  taken?: string;
 }
 
 /** Walk the sources, each entry's line to `file` and, when there is a last list, into the comparison. */
-function scanToList(cfg: ServerConfig, file: string, last?: LastList): Walked {
+function scanToList(cfg: ServerConfig, file: string, last?: LastList, taken: ReadonlySet<string> = new Set()): Walked {
   const lines = last?.reason === undefined ? last?.lines : undefined;
   let comparer = lines ? new ListComparer(lines) : undefined;
   let compareProblem: string | undefined;
@@ -349,7 +365,9 @@ function scanToList(cfg: ServerConfig, file: string, last?: LastList): Walked {
     fs.rmSync(file, { force: true }); // a killed run's
     const writer = (out = new LineWriter(file));
     let seen = 0;
+    let clash: string | undefined;
     const scan = scanSources(cfg.sources, { matcher: compileExcludes(cfg.exclude), skip: [cfg.backup_dir], oneFileSystem: cfg.one_file_system }, (e) => {
+      if (taken.size && taken.has(e.name)) clash ??= e.name;
       const line = entryLine(e);
       writer.line(line);
       // the walk's garbage (a stat result, an entry and a line per file) is collected late
@@ -373,7 +391,7 @@ function scanToList(cfg: ServerConfig, file: string, last?: LastList): Walked {
     } catch (err) {
       compareProblem = errorMessage(err);
     }
-    return { scan, changes, compareProblem };
+    return { scan, changes, compareProblem, taken: clash };
   } catch (e) {
     const c = errnoCode(e);
     if (c === "ENOSPC" || c === "EDQUOT") throw new ShootError("NO_SPACE", `no space left in ${cfg.backup_dir} for the list of the walk; earlier archives are untouched`);
@@ -415,9 +433,12 @@ function safeStat(p: string): fs.Stats | undefined {
  * and an entry missing from it counts as new next time, so the next run tries it again
  * instead of calling the tree unchanged.
  */
-function* archivedList(archive: string, walkList: string, scan: ScanSummary, result: ArchiveResult): Generator<string | Uint8Array> {
+function* archivedList(archive: string, walkList: string, scan: ScanSummary, result: ArchiveResult, made: Date, dumps: readonly DumpRun[]): Generator<string | Uint8Array> {
   const left = new Set(result.skipped.map((n) => JSON.stringify(n)));
-  const header: ListHeader = { format: LIST_FORMAT, v: LIST_VERSION, archive, entries: scan.entries - left.size, bytes: scan.bytes, size: result.size, md5: result.md5, sha256: result.sha256 };
+  const header: ListHeader = {
+    format: LIST_FORMAT, v: LIST_VERSION, archive, entries: scan.entries - left.size, bytes: scan.bytes, size: result.size, md5: result.md5, sha256: result.sha256, made: made.toISOString(),
+    ...(dumps.length ? { dumps: dumps.map((d) => ({ name: d.entry, size: d.size, sha256: d.sha256 })) } : {}),
+  };
   yield `${JSON.stringify(header)}\n`;
   // the common case, nothing left out, copies bytes: no string per line to collect afterwards
   if (left.size === 0) yield* readChunks(walkList);
@@ -467,7 +488,7 @@ function ensureSpace(cfg: ServerConfig, deps: Deps, run: Run, estimate: number, 
  * previous archive stays the newest.
  */
 async function writeArchiveFile(
-  cfg: ServerConfig, tmp: string, walkList: string, totalBytes: number, run: Run, opts: ServerRunOptions,
+  cfg: ServerConfig, tmp: string, walkList: string, totalBytes: number, run: Run, opts: ServerRunOptions, dumps: DumpPlan, when: Date,
 ): Promise<ArchiveResult> {
   const { signal, onArchiveProgress: onProgress } = opts;
   let fd: number;
@@ -485,10 +506,12 @@ async function writeArchiveFile(
       onWarning: (w) => run.warn(w.code, w.message),
       onProgress: onProgress ? (p) => onProgress(p.inputBytes, totalBytes) : undefined,
       onWritten: opts.onArchiveWritten,
+      streams: dumps.count ? await dumps.streams(when) : undefined,
     });
     fs.fsyncSync(fd);
     return result;
   } catch (e) {
+    dumps.stop();
     fs.rmSync(tmp, { force: true });
     if (signal?.aborted) throw new ShootError("INTERRUPTED", "interrupted while writing the archive; the temporary archive was removed");
     if (e instanceof ArchiveUnprovenError) {
@@ -497,6 +520,8 @@ async function writeArchiveFile(
     if (errnoCode(e) === "ENOSPC" || errnoCode(e) === "EDQUOT") {
       throw new ShootError("NO_SPACE", `the file system of ${cfg.backup_dir} filled up while the archive was written; the partial archive was removed, earlier archives are untouched`);
     }
+    // a dump that failed keeps its own code: the archive it went into is gone, the previous one stays the newest
+    if (e instanceof ShootError) throw new ShootError(codeName(e.code) as CodeName, `${e.message}; the archive was not kept, the previous one stays the newest`);
     throw new ShootError("ARCHIVE_FAILED", `writing the archive failed: ${errorMessage(e)}`);
   } finally {
     try {
@@ -539,12 +564,14 @@ function removeArchive(dir: string, name: string): void {
   fs.rmSync(path.join(dir, name + LIST_SUFFIX), { force: true });
 }
 
-function rotate(dir: string, prefix: string, keep: number, justMade: string): string[] {
-  const remove = toRemove(sortArchives(fs.readdirSync(dir), prefix), keep).filter((a) => a !== justMade);
+/** Remove what the retention rules do not keep (never the archive just made); what went, and why. */
+function rotate(dir: string, cfg: ServerConfig, justMade: string): PruneRecord {
+  const { record } = planRemoval(serverCopies(dir, cfg.name), cfg.retention);
+  record.removed = record.removed.filter((r) => r.file !== justMade);
   try {
-    for (const a of remove) removeArchive(dir, a);
+    for (const r of record.removed) removeArchive(dir, r.file);
   } catch (e) {
     throw new ShootError("ROTATION_FAILED", `removing old archives failed: ${errorMessage(e)}`);
   }
-  return remove;
+  return record;
 }
