@@ -232,7 +232,10 @@ class StreamWriter {
     const c = opts.compression;
     this.prove = opts.prove !== false;
     const threads = opts.threads ?? compressionThreads();
-    const pipelineOptions = { compression: c, level: opts.level, threads, maxPiece: PIECES[c].maxSize, systemZstd: opts.systemZstd, flushBehind: opts.flushBehind, prove: this.prove, onWritten: opts.onWritten };
+    const pipelineOptions = {
+      compression: c, level: opts.level, threads, maxPiece: PIECES[c].maxSize, systemZstd: opts.systemZstd, flushBehind: opts.flushBehind, prove: this.prove, onWritten: opts.onWritten,
+      sha256Here: c === "none" && !opts.streams?.length,
+    };
     this.out = new PiecePipeline(fd, pipelineOptions, (slab) => this.chunker.recycle(slab));
     this.chunker = new Chunker(PIECES[c], (piece) => this.out.submit(piece));
   }
