@@ -123,6 +123,12 @@ describe("rsyncPullArgv", () => {
     expect(argv.filter((a) => a === "--fuzzy")).toHaveLength(2);
     expect(argv.slice(-3, -1)).toEqual(["backup@web1.example.com:/var/backups/shoot/a-20260101-000000.tar.gz", "backup@web1.example.com:/var/backups/shoot/a-20260101-000000.tar.gz.md5"]);
   }, T);
+  test("file list pull: a basis and compression; never compression unless asked (archives are compressed already)", () => {
+    const argv = rsyncPullArgv({ ...base, files: ["a-20260101-000000.tar.gz.list"], resumable: { basisDir: ".." }, compress: true });
+    for (const o of ["--copy-dest=..", "--compress"]) expect(argv).toContain(o);
+    expect(argv.indexOf("--compress")).toBeLessThan(argv.indexOf("--"));
+    expect(rsyncPullArgv({ ...base, resumable: { basisDir: ".." } })).not.toContain("--compress");
+  }, T);
   test("a bandwidth limit under 1 KiB/s becomes the smallest rsync allows", () => {
     expect(rsyncPullArgv({ ...base, source: src({ bwlimit: 100 }) })).toContain("--bwlimit=1");
   }, T);

@@ -625,8 +625,10 @@ async function proveCopy(ctx: RunContext, source: SourceConfig, stage: string, a
     throw new SourceFailure("COPY_UNPROVEN", `${a.file} matches its checksum but was not kept: ${why}`);
   };
   try {
-    // a list is about 100 bytes an entry and can be larger than a small archive of many files
-    await rsync(ctx, { client: ctx.cfg, source, files: [list], into: stage, maxSize: Math.max(64 << 20, 4 * a.size), controlPath }, "PULL_FAILED", ctx.cfg.connect_timeout + ctx.cfg.timeout + 30_000);
+    // a list is about 100 bytes an entry and can be larger than a small archive of many files;
+    // most of its lines are the last copy's list's (the basis rsync finds beside it), and the
+    // rest is text that compresses well: on a day-2 pull it was as many bytes as the archive's changes
+    await rsync(ctx, { client: ctx.cfg, source, files: [list], into: stage, maxSize: Math.max(64 << 20, 4 * a.size), resumable: { basisDir: ".." }, compress: true, controlPath }, "PULL_FAILED", ctx.cfg.connect_timeout + ctx.cfg.timeout + 30_000);
   } catch (e) {
     if (!(e instanceof SourceFailure) || e.codeName !== "PULL_FAILED") throw e;
     // most often the server's rotation removed the archive and its list while this run pulled

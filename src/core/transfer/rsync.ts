@@ -155,6 +155,8 @@ export interface PullSpec {
   resumable?: { basisDir: string };
   /** The shared ssh connection's socket, when one was started (see sshSharedStartArgv). */
   controlPath?: string;
+  /** Compress what travels (--compress): for text such as file lists, never for archives, which are compressed already. */
+  compress?: boolean;
 }
 
 /** The full rsync argv for one pull. */
@@ -171,6 +173,7 @@ export function rsyncPullArgv(spec: PullSpec): string[] {
   if (spec.resumable) {
     argv.push(`--partial-dir=${PARTIAL_DIR}`, `--copy-dest=${spec.resumable.basisDir}`, "--fuzzy", "--fuzzy");
   }
+  if (spec.compress) argv.push("--compress");
   if (spec.source.bwlimit !== undefined && spec.source.bwlimit > 0) {
     // rsync counts in KiB per second and cannot go below 1
     argv.push(`--bwlimit=${Math.max(1, Math.round(spec.source.bwlimit / 1024))}`);
