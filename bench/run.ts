@@ -17,7 +17,8 @@ import { alternating, formatTable, measure, measureAll, MiB, mbps, verdict, type
 import { pullSections } from "./pull.ts";
 import { day2Patterns } from "./day2.ts";
 import { DEFAULT_BIN, ensureBinary, type BenchContext } from "./shoot.ts";
-import { restoreSection, serverSection, startupSection, unchangedSection } from "./whole.ts";
+import { serverSection, smallTree, startupSection, unchangedSection } from "./whole.ts";
+import { restoreRows } from "./restore.ts";
 import { RestoreChecks } from "./restores.ts";
 
 const { values } = parseArgs({
@@ -249,7 +250,10 @@ async function main(): Promise<void> {
   }
   if (only.has("unchanged")) await unchangedSection(ctx, files);
   if (only.has("startup")) await startupSection(ctx);
-  if (only.has("restore")) await restoreSection(ctx, files);
+  if (only.has("restore")) {
+    await restoreRows(ctx, tree, `${(info.bytes / MiB).toFixed(0)} MiB tree`, info.bytes);
+    await restoreRows(ctx, smallTree(dataDir, files), `${files} small files`);
+  }
 
   if (only.has("day2")) {
     const goals = { gzip: 2, zstd: 5 } as const;
