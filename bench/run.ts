@@ -4,7 +4,10 @@
  * runs of the compiled binary (whole.ts, pull.ts) against their peers.
  *
  *   bun bench/run.ts [--size 1GiB] [--runs 1] [--data bench/data] [--bin dist/shoot-linux-x64]
- *                    [--files 100000] [--only gzip,zstd,none,server,unchanged,startup,pull,day2,restore]
+ *                    [--files 100000] [--only gzip,zstd,none,server,unchanged,startup,pull,day2,restore,scale]
+ *                    [--scale-sizes 100MiB,1GiB,5GiB] [--scale-files 10000,100000,1000000]
+ *
+ * "scale" is not in the default --only: it generates trees up to 5 GiB and a million files.
  *
  * The trees are generated once under bench/data/ (deterministic, reused by later runs).
  */
@@ -12,13 +15,14 @@ import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { parseSize } from "../src/core/common/units.ts";
-import { makeRng, randomBytes, textLike } from "./gen.ts";
+import { mixedTree, mixedTreePath, type TreeInfo } from "./tree.ts";
 import { alternating, formatTable, measure, measureAll, MiB, mbps, verdict, type Measured, type Row } from "./lib.ts";
 import { pullSections } from "./pull.ts";
 import { day2Patterns } from "./day2.ts";
 import { DEFAULT_BIN, ensureBinary, type BenchContext } from "./shoot.ts";
 import { serverSection, smallTree, startupSection, unchangedSection } from "./whole.ts";
 import { restoreRows } from "./restore.ts";
+import { scalePlan, scaleSection } from "./scale.ts";
 import { RestoreChecks } from "./restores.ts";
 
 const { values } = parseArgs({
@@ -29,66 +33,27 @@ const { values } = parseArgs({
     only: { type: "string", default: "gzip,zstd,none,server,unchanged,startup,pull,day2,restore" },
     bin: { type: "string", default: DEFAULT_BIN },
     files: { type: "string", default: "100000" },
+    "scale-sizes": { type: "string", default: "100MiB,1GiB,5GiB" },
+    "scale-files": { type: "string", default: "10000,100000,1000000" },
   },
 });
 const total = parseSize(values.size!) ?? 0;
 if (!total || total < 8 * MiB) throw new Error(`--size: expected a size of at least 8MiB, got ${values.size}`);
 const runs = Math.max(1, Number(values.runs));
 const only = new Set(values.only!.split(","));
-const SECTIONS = ["gzip", "zstd", "none", "server", "unchanged", "startup", "pull", "day2", "restore"];
+const SECTIONS = ["gzip", "zstd", "none", "server", "unchanged", "startup", "pull", "day2", "restore", "scale"];
 const unknown = [...only].filter((s) => !SECTIONS.includes(s));
 if (unknown.length) throw new Error(`--only: unknown section(s) ${unknown.join(", ")}; known: ${SECTIONS.join(", ")}`);
+const scale = scalePlan(values["scale-sizes"]!, values["scale-files"]!);
 const files = Number(values.files);
 if (!Number.isInteger(files) || files < 200) throw new Error(`--files: expected a whole number of at least 200, got ${values.files}`);
 const bin = path.resolve(values.bin!);
 const dataDir = path.resolve(values.data!);
-const tree = path.join(dataDir, `tree-${total}`);
+const tree = mixedTreePath(dataDir, total);
 const outDir = path.join(dataDir, "out");
 const treeName = tree.slice(1);
 const BUN = process.execPath;
 const ONE = path.join(import.meta.dir, "archive-one.ts");
-
-interface TreeInfo {
-  files: number;
-  bytes: number;
-  small: string[];
-}
-
-/** Many small text-like files (30 %), some medium ones (10 %), a few 50-100 MiB ones, part random. */
-function generate(): TreeInfo {
-  const marker = path.join(tree, ".complete.json");
-  if (fs.existsSync(marker)) return JSON.parse(fs.readFileSync(marker, "utf8")) as TreeInfo;
-  fs.rmSync(tree, { recursive: true, force: true });
-  console.error(`generating a ${(total / MiB).toFixed(0)} MiB tree in ${tree} ...`);
-  const rng = makeRng(2026);
-  const info: TreeInfo = { files: 0, bytes: 0, small: [] };
-  const put = (rel: string, data: Uint8Array) => {
-    const p = path.join(tree, rel);
-    fs.mkdirSync(path.dirname(p), { recursive: true });
-    fs.writeFileSync(p, data);
-    info.files++;
-    info.bytes += data.length;
-    return p;
-  };
-  for (let i = 0, budget = total * 0.3; budget > 0; i++) {
-    const n = 500 + (rng() % 24_000);
-    info.small.push(put(`small/d${String(i % 200).padStart(3, "0")}/f${String(i).padStart(6, "0")}.txt`, textLike(rng, n)));
-    budget -= n;
-  }
-  for (let i = 0, budget = total * 0.1; budget > 0; i++) {
-    const n = MiB + (rng() % (3 * MiB));
-    put(`medium/m${i}.${i % 3 === 0 ? "bin" : "log"}`, i % 3 === 0 ? randomBytes(rng, n) : textLike(rng, n));
-    budget -= n;
-  }
-  const bigSize = Math.min(100 * MiB, Math.max(2 * MiB, Math.floor(total / 14)));
-  for (let i = 0, budget = total * 0.6; budget > 0; i++) {
-    const n = Math.floor(bigSize * (0.5 + (rng() % 1000) / 1000));
-    put(`big/b${i}.${i % 5 < 2 ? "bin" : "dat"}`, i % 5 < 2 ? randomBytes(rng, n) : textLike(rng, n));
-    budget -= n;
-  }
-  fs.writeFileSync(marker, JSON.stringify(info));
-  return info;
-}
 
 /** Read every file once so that every row starts with the same, warm page cache. */
 function warm(dir: string): void {
@@ -155,10 +120,14 @@ function changeOnePercent(info: TreeInfo): () => void {
 }
 
 async function main(): Promise<void> {
-  const info = generate();
+  // the mixed tree is made (and read into the page cache) only for the sections that use it
+  const usesTree = ["gzip", "zstd", "none", "server", "pull", "day2", "restore"].some((x) => only.has(x));
+  const info: TreeInfo = usesTree ? mixedTree(dataDir, total) : { files: 0, bytes: 0, small: [] };
   fs.mkdirSync(outDir, { recursive: true });
-  console.error(`tree: ${info.files} files, ${(info.bytes / MiB).toFixed(0)} MiB; warming the page cache ...`);
-  warm(tree);
+  if (usesTree) {
+    console.error(`tree: ${info.files} files, ${(info.bytes / MiB).toFixed(0)} MiB; warming the page cache ...`);
+    warm(tree);
+  }
   const rows: Row[] = [];
   const bytes = info.bytes;
   const rm = (f: string) => fs.rmSync(f, { force: true });
@@ -242,7 +211,7 @@ async function main(): Promise<void> {
     await checks.checkNow("writer none", rows);
   }
 
-  const wholeRuns = ["server", "unchanged", "startup", "pull", "day2", "restore"].some((x) => only.has(x));
+  const wholeRuns = ["server", "unchanged", "startup", "pull", "day2", "restore", "scale"].some((x) => only.has(x));
   if (wholeRuns) await ensureBinary(bin);
   const ctx: BenchContext = { rows, runs, bin, dataDir, tree, info, changeOnePercent: () => changeOnePercent(info), checks };
   if (only.has("server")) {
@@ -288,12 +257,13 @@ async function main(): Promise<void> {
   }
   for (const f of ["shoot.tgz", "shoot.tzst"]) rm(out(f));
   if (only.has("pull")) await pullSections(ctx);
+  if (only.has("scale")) await scaleSection(ctx, scale);
   if (only.has("day2")) await day2Patterns(ctx);
   for (const d of ["server-gzip", "server-zstd", "pull"]) fs.rmSync(path.join(dataDir, d), { recursive: true, force: true });
 
   const restored = await checks.checkAll(rows);
 
-  console.log(`\nBenchmark: ${info.files} files, ${(bytes / MiB).toFixed(0)} MiB, median of ${runs} run(s) (unchanged: at least 11, startup: 50, all alternating with their peer)${wholeRuns ? `; binary ${bin}` : ""}`);
+  console.log(`\nBenchmark: ${usesTree ? `${info.files} files, ${(bytes / MiB).toFixed(0)} MiB` : "generated trees named in each row"}, median of ${runs} run(s) (unchanged: at least 11, startup: 50, all alternating with their peer)${wholeRuns ? `; binary ${bin}` : ""}`);
   console.log("× ref: each row against the peer row above it; speed (higher is better) for archive and server rows, time (lower is better) where the target says \"time\" and for startup, wire share (lower is better) for day-2 pulls\n");
   console.log(formatTable(rows));
   if (!restored) {
