@@ -103,18 +103,22 @@ async function rsyncLiteral(basis: string, fresh: string): Promise<number> {
 
 /** Change ~1 % of the files (every 100th small file gets a line); returns the undo. */
 function changeOnePercent(info: TreeInfo): () => void {
-  const undo: Array<{ p: string; size: number; mtime: Date }> = [];
+  const undo: Array<{ p: string; size: number; mtimeNs: bigint }> = [];
   for (let i = 50; i < info.small.length; i += 100) {
     const p = info.small[i]!;
-    const st = fs.statSync(p);
-    undo.push({ p, size: st.size, mtime: st.mtime });
+    const st = fs.statSync(p, { bigint: true });
+    undo.push({ p, size: Number(st.size), mtimeNs: st.mtimeNs });
     fs.appendFileSync(p, `changed on day two, file ${i}\n`);
   }
   console.error(`day 2: changed ${undo.length} of ${info.files} files`);
   return () => {
     for (const u of undo) {
       fs.truncateSync(u.p, u.size);
-      fs.utimesSync(u.p, u.mtime, u.mtime);
+      // to the nanosecond (utimes takes a double, which loses the last digits): the tree must
+      // be exactly as it was, or later sections' archives differ from what they were
+      const ns = String(u.mtimeNs % 1_000_000_000n).padStart(9, "0");
+      const r = Bun.spawnSync(["touch", "-m", "-d", `@${u.mtimeNs / 1_000_000_000n}.${ns}`, u.p]);
+      if (r.exitCode !== 0) throw new Error(`touch ${u.p} failed: ${r.stderr.toString()}`);
     }
   };
 }
