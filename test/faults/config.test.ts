@@ -32,6 +32,7 @@ const WRONG: Record<KeyType, readonly string[]> = {
   paths: ['"/not/an/array"', '["relative"]', "[]", "[1]"],
   enum: ['"bogus"', "1", '["gzip"]'],
   "smtp-url": ['"http://mail.example.com"', '"not a url"', "25"],
+  every: ['"weekly"', "0", "1.5", '"-7d"', "true", "[7]"],
   // a command written as one string is the classic mistake: it would need a shell to split it
   argv: ['"pg_dump shop"', "[]", "[1]", '[""]', '{ cmd = "x" }'],
 };

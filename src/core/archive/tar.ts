@@ -34,6 +34,11 @@ export interface TarHeader extends TarOwnership {
   /** Modification time in nanoseconds since the epoch. */
   mtimeNs: bigint;
   linkTarget?: string;
+  /**
+   * A directory's GNU dumpdir (incremental.ts): written as the pax record `GNU.dumpdir`, the
+   * form GNU tar itself uses in pax archives, so that every other reader sees a plain directory.
+   */
+  dumpdir?: string;
 }
 
 const TYPEFLAG: Record<TarType, number> = {
@@ -277,6 +282,7 @@ export class HeaderEncoder {
     const gname = this.owner(h.gname, "gname");
     const mtime = mtimeFields(h.mtimeNs);
     if (mtime.pax !== undefined) this.addPax("mtime", mtime.pax);
+    if (h.type === "dir" && h.dumpdir !== undefined) this.addPax("GNU.dumpdir", h.dumpdir);
 
     const main: UstarFields = {
       name: split.name,
@@ -356,6 +362,8 @@ export interface TarListing {
   gname: string;
   mtimeNs: bigint;
   linkTarget?: string;
+  /** A directory's GNU dumpdir, when the archive is an incremental one (incremental.ts). */
+  dumpdir?: string;
 }
 
 export class TarFormatError extends Error {
@@ -620,6 +628,7 @@ export class TarParser {
       gname,
       mtimeNs,
       linkTarget: type === "symlink" || type === "hardlink" ? linkTarget : undefined,
+      dumpdir: type === "dir" ? pax.get("GNU.dumpdir") : undefined,
     });
     this.pax = NO_PAX;
     this.longName = undefined;

@@ -38,6 +38,8 @@ export interface ArchiveEntry extends TarOwnership {
   mtimeNs?: bigint;
   /** Symlink: its target as read; hard link: the archive name of the first entry with that inode. */
   linkTarget?: string;
+  /** Directory of an incremental archive: its GNU dumpdir (incremental.ts), written with its header. */
+  dumpdir?: string;
 }
 
 export type ArchiveWarningCode = "FILE_VANISHED" | "FILE_UNREADABLE" | "FILE_CHANGED";
@@ -353,7 +355,7 @@ class StreamWriter {
     let closing = true;
     try {
       const size = opened?.size ?? 0;
-      const length = this.headers.encode({ name: e.name, type, mode: e.mode, uid: e.uid, gid: e.gid, uname: e.uname, gname: e.gname, size, mtimeNs: opened?.mtimeNs ?? nsOf(e), linkTarget });
+      const length = this.headers.encode({ name: e.name, type, mode: e.mode, uid: e.uid, gid: e.gid, uname: e.uname, gname: e.gname, size, mtimeNs: opened?.mtimeNs ?? nsOf(e), linkTarget, dumpdir: e.dumpdir });
       this.chunker.boundary(nameToken(e.name));
       this.chunker.appendFrom(this.headers.bytes, length);
       this.inputBytes += length;

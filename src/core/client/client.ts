@@ -30,6 +30,8 @@ import { unsafeDir } from "../state/strict-modes.ts";
 import type { AfterVerified, RunOutcome, SourceOutcome, StoreOutcome, Warning } from "../common/outcome.ts";
 import { clientCopies, describeRemoved, planRemoval, type PruneRecord } from "../state/held.ts";
 import type { RetentionRules } from "../state/retention.ts";
+import { archivesNeeded } from "../state/chain.ts";
+import { judgeChain } from "./chain.ts";
 import { SharedSsh } from "../transfer/ssh-shared.ts";
 import {
   MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
@@ -457,73 +459,36 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
     const verdict = judgeStatus(parsed, mtime, deps.clock.now(), cfg.max_age);
     if (!verdict.ok) throw new SourceFailure(verdict.code, verdict.why);
     const a = verdict.archive;
+    const chain = judgeChain(verdict.final.data, a);
+    if (!chain.ok) throw new SourceFailure("STATUS_INVALID", `server.status: ${chain.why}; nothing was pulled`);
+    const first = verifiedCopies(dir).length === 0;
 
-    const heldMd5 = heldChecksum(dir, a.file);
-    if (heldMd5 !== undefined && heldMd5 !== a.md5) {
-      // a server never makes two archives of one name: a copy held is never replaced by another
-      throw new SourceFailure("STATUS_INVALID", `server.status gives ${a.file} the MD5 ${a.md5}, but the verified copy held under that name has ${heldMd5}; it is kept and nothing was pulled`);
+    // 2b. the archives an incremental one needs before it (docs/incremental.md), each pulled like it when not held
+    const pull: PullOne = { ctx, source, shared, stage, dir, records: parsed.records, withList: chain.lists, fullSize: chain.links[0]?.size ?? a.size, step };
+    const links: string[] = [];
+    for (const link of chain.links) {
+      if (held(dir, link, chain.lists)) continue;
+      await pullOne(pull, link);
+      links.push(link.file);
     }
-    if (heldMd5 === a.md5 && sizeOf(path.join(dir, a.file)) === a.size) {
+    const also = links.length ? `; first the ${links.length} archive(s) it needs: ${links.join(", ")}` : "";
+
+    if (held(dir, a, chain.lists)) {
       const kept = applyRetention(dir, rulesFor(cfg, source));
       recordRemoved(status, source, kept);
       if (kept.error) throw new SourceFailure("CLIENT_ROTATION_FAILED", `${a.file} is current, but removing old copies failed: ${kept.error}`);
       fs.rmSync(stage, { recursive: true, force: true });
       const why = verdict.serverCode === code("UNCHANGED") ? "nothing changed on the server" : "pulled by an earlier run";
+      if (links.length) return { name: source.name, code: code("NEW_ARCHIVE"), message: `already holds the current archive ${a.file} (${why})${also}`, archive: a, warnings };
       return { name: source.name, code: code("UNCHANGED"), message: `already holds the current archive ${a.file} (${why})`, archive: a, warnings };
     }
-    const first = verifiedCopies(dir).length === 0;
-
-    // 3. space. Data kept from an interrupted transfer only saves time: partials of other
-    // archives go first, and this archive's own partial goes when the space is short (resuming
-    // needs room for the partial and the whole new file). Kept, either would block every later
-    // pull on a nearly full disk with CLIENT_NO_SPACE.
-    prunePartials(stage, a.file);
-    let free = deps.disk.freeBytes(dir);
-    const partial = path.join(stage, PARTIAL_DIR, a.file);
-    if (free < a.size + cfg.reserve && sizeOf(partial) !== undefined) {
-      fs.rmSync(partial, { force: true });
-      free = deps.disk.freeBytes(dir);
-    }
-    if (free < a.size + cfg.reserve) {
-      throw new SourceFailure("CLIENT_NO_SPACE", `${a.file} needs ${formatBytes(a.size)} plus the reserve of ${formatBytes(cfg.reserve)}; ${formatBytes(free)} is free in ${dir}`);
-    }
-
-    // 4. pull, verify, move into place
-    step(`pulling ${a.file} (${formatBytes(a.size)})`);
-    const controlPath = shared.controlPath;
-    const follower = followDigest(stage, a.file, copyCheck(a).algorithm);
-    const stats = await rsync(ctx, {
-      client: cfg, source, files: [a.file, `${a.file}${CHECKSUM_SUFFIX}`], into: stage,
-      // the checksum file is tiny; an archive bigger than its record says is not transferred
-      maxSize: Math.max(a.size, 64 * 1024),
-      resumable: { basisDir: ".." },
-      controlPath,
-    }, "PULL_FAILED", undefined, stage).catch((e: unknown) => {
-      follower.cancel();
-      throw e;
-    });
-    // what is still dirty goes to disk while the hashing ends: on its own the fsync took
-    // 0.46 s for 700 MB (commit's fsync then finds little left to write)
-    const flushed = flushToDisk(path.join(stage, a.file));
-    const hashed = await follower.finish().then((followed) => verify(stage, a, followed)).catch(async (e: unknown) => {
-      await flushed; // a rejected copy is removed; what its flush met no longer matters
-      throw e;
-    });
-    const flushError = await flushed;
-    if (flushError !== undefined) throw flushError;
-    const proof = cfg.verify === "deep" ? await proveCopy(ctx, source, stage, a, parsed.records, controlPath) : undefined;
-    recordOrder(dir, a.file, deps.clock.now());
-    commit(stage, dir, a, proof !== undefined);
-    status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {
-      step: "pull", archive: a,
-      data: { source: source.name, literal: stats.literal, matched: stats.matched, received: stats.received, sent: stats.sent, hashed, sharedSsh: controlPath !== undefined, proof },
-    });
+    const stats = await pullOne(pull, a);
 
     // 5. retention
     const kept = applyRetention(dir, rulesFor(cfg, source));
     recordRemoved(status, source, kept);
     fs.rmSync(stage, { recursive: true, force: true });
-    const message = `pulled and verified ${a.file} (${describePull(a, stats)})${first ? ", the first copy of this source" : ""}`;
+    const message = `pulled and verified ${a.file} (${describePull(a, stats)})${first ? ", the first copy of this source" : ""}${also}`;
     if (kept.error) {
       return { name: source.name, code: code("CLIENT_ROTATION_FAILED"), message: `${message}; removing old copies failed: ${kept.error}`, archive: a, wireBytes: stats.received, warnings };
     }
@@ -536,6 +501,14 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
   }
 }
 
+/** The verified copies held in `dir` that restore point `a` needs before it, as a status record would give them. */
+function heldLinks(dir: string, a: ArchiveInfo): ArchiveInfo[] {
+  return archivesNeeded(a.file, verifiedCopies(dir)).slice(0, -1).flatMap((file) => {
+    const h = describeArchive(path.join(dir, file), "client", "");
+    return h?.md5 ? [{ file, size: h.bytes, md5: h.md5, ...(h.list?.sha256 ? { sha256: h.list.sha256 } : {}) }] : [];
+  });
+}
+
 /**
  * The offsite step, after the pull: the source's current copy (new, or held from an earlier
  * run) goes to each store. Its outcome sits beside the pull's code and never changes it.
@@ -545,11 +518,95 @@ async function withOffsite(ctx: RunContext, source: SourceConfig, o: SourceOutco
   const dir = path.join(ctx.cfg.dest_dir, source.name);
   let offsite: StoreOutcome[];
   try {
-    offsite = await ctx.afterVerified({ source: source.name, dir, archive: o.archive }, (name, msg, data) => ctx.status.write(name, msg, { step: "offsite", data }));
+    // an incremental copy goes after the copies it needs (docs/incremental.md): a store that
+    // holds them already finds each in place
+    offsite = [];
+    for (const link of heldLinks(dir, o.archive)) offsite.push(...(await ctx.afterVerified({ source: source.name, dir, archive: link }, (name, msg, data) => ctx.status.write(name, msg, { step: "offsite", data }))));
+    offsite.push(...(await ctx.afterVerified({ source: source.name, dir, archive: o.archive }, (name, msg, data) => ctx.status.write(name, msg, { step: "offsite", data }))));
   } catch (e) {
     offsite = [{ store: "offsite", code: code("STORE_FAILED"), message: errorMessage(e) }];
   }
   return offsite.length ? { ...o, offsite } : o;
+}
+
+/** What pulling one archive needs from the source's run. */
+interface PullOne {
+  ctx: RunContext;
+  source: SourceConfig;
+  shared: SharedSsh;
+  stage: string;
+  dir: string;
+  records: readonly StatusRecord[];
+  /** Keep the server's file list beside the copy even without a deep check (a link of a chain). */
+  withList: boolean;
+  /** The size of the full archive of the chain: a list is about as large as that archive's. */
+  fullSize: number;
+  step: (msg: string) => void;
+}
+
+/**
+ * Whether the verified copy of `a` is held (with its file list when one is needed); throws when
+ * a copy of that name is held with another checksum.
+ */
+function held(dir: string, a: ArchiveInfo, withList: boolean): boolean {
+  const heldMd5 = heldChecksum(dir, a.file);
+  if (heldMd5 !== undefined && heldMd5 !== a.md5) {
+    // a server never makes two archives of one name: a copy held is never replaced by another
+    throw new SourceFailure("STATUS_INVALID", `server.status gives ${a.file} the MD5 ${a.md5}, but the verified copy held under that name has ${heldMd5}; it is kept and nothing was pulled`);
+  }
+  return heldMd5 === a.md5 && sizeOf(path.join(dir, a.file)) === a.size && (!withList || sizeOf(path.join(dir, `${a.file}${LIST_SUFFIX}`)) !== undefined);
+}
+
+/** Steps 3 and 4 for one archive: space, pull, verify, move into place, and its PULLED record. */
+async function pullOne(p: PullOne, a: ArchiveInfo): Promise<TransferStats> {
+  const { ctx, source, stage, dir, step } = p;
+  const { cfg, deps, status } = ctx;
+  // 3. space. Data kept from an interrupted transfer only saves time: partials of other
+  // archives go first, and this archive's own partial goes when the space is short (resuming
+  // needs room for the partial and the whole new file). Kept, either would block every later
+  // pull on a nearly full disk with CLIENT_NO_SPACE.
+  prunePartials(stage, a.file);
+  let free = deps.disk.freeBytes(dir);
+  const partial = path.join(stage, PARTIAL_DIR, a.file);
+  if (free < a.size + cfg.reserve && sizeOf(partial) !== undefined) {
+    fs.rmSync(partial, { force: true });
+    free = deps.disk.freeBytes(dir);
+  }
+  if (free < a.size + cfg.reserve) {
+    throw new SourceFailure("CLIENT_NO_SPACE", `${a.file} needs ${formatBytes(a.size)} plus the reserve of ${formatBytes(cfg.reserve)}; ${formatBytes(free)} is free in ${dir}`);
+  }
+
+  // 4. pull, verify, move into place
+  step(`pulling ${a.file} (${formatBytes(a.size)})`);
+  const controlPath = p.shared.controlPath;
+  const follower = followDigest(stage, a.file, copyCheck(a).algorithm);
+  const stats = await rsync(ctx, {
+    client: cfg, source, files: [a.file, `${a.file}${CHECKSUM_SUFFIX}`], into: stage,
+    // the checksum file is tiny; an archive bigger than its record says is not transferred
+    maxSize: Math.max(a.size, 64 * 1024),
+    resumable: { basisDir: ".." },
+    controlPath,
+  }, "PULL_FAILED", undefined, stage).catch((e: unknown) => {
+    follower.cancel();
+    throw e;
+  });
+  // what is still dirty goes to disk while the hashing ends: on its own the fsync took
+  // 0.46 s for 700 MB (commit's fsync then finds little left to write)
+  const flushed = flushToDisk(path.join(stage, a.file));
+  const hashed = await follower.finish().then((followed) => verify(stage, a, followed)).catch(async (e: unknown) => {
+    await flushed; // a rejected copy is removed; what its flush met no longer matters
+    throw e;
+  });
+  const flushError = await flushed;
+  if (flushError !== undefined) throw flushError;
+  const proof = cfg.verify === "deep" || p.withList ? await proveCopy(ctx, source, stage, a, p.records, controlPath, cfg.verify === "deep", Math.max(a.size, p.fullSize)) : undefined;
+  recordOrder(dir, a.file, deps.clock.now());
+  commit(stage, dir, a, proof !== undefined);
+  status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {
+    step: "pull", archive: a,
+    data: { source: source.name, literal: stats.literal, matched: stats.matched, received: stats.received, sent: stats.sent, hashed, sharedSsh: controlPath !== undefined, proof },
+  });
+  return stats;
 }
 
 /** After a failure the staging directory stays only when it holds data worth resuming from. */
@@ -617,7 +674,7 @@ async function verify(stage: string, a: ArchiveInfo, followed: FollowResult): Pr
  * whole tar stream and check every entry against that list (restore/verify.ts). A copy that
  * does not prove restorable is removed and never counted. Returns what was proven, for PULLED.
  */
-async function proveCopy(ctx: RunContext, source: SourceConfig, stage: string, a: ArchiveInfo, records: readonly StatusRecord[], controlPath?: string): Promise<string> {
+async function proveCopy(ctx: RunContext, source: SourceConfig, stage: string, a: ArchiveInfo, records: readonly StatusRecord[], controlPath?: string, deep = true, listBound = a.size): Promise<string> {
   const list = `${a.file}${LIST_SUFFIX}`;
   const reject = (why: string): never => {
     for (const f of [a.file, `${a.file}${CHECKSUM_SUFFIX}`, list]) fs.rmSync(path.join(stage, f), { force: true });
@@ -625,10 +682,11 @@ async function proveCopy(ctx: RunContext, source: SourceConfig, stage: string, a
     throw new SourceFailure("COPY_UNPROVEN", `${a.file} matches its checksum but was not kept: ${why}`);
   };
   try {
-    // a list is about 100 bytes an entry and can be larger than a small archive of many files;
+    // a list is about 100 bytes an entry and can be larger than a small archive of many files
+    // (an incremental archive's list is the whole tree's: `listBound` is its full archive's size);
     // most of its lines are the last copy's list's (the basis rsync finds beside it), and the
     // rest is text that compresses well: on a day-2 pull it was as many bytes as the archive's changes
-    await rsync(ctx, { client: ctx.cfg, source, files: [list], into: stage, maxSize: Math.max(64 << 20, 4 * a.size), resumable: { basisDir: ".." }, compress: true, controlPath }, "PULL_FAILED", ctx.cfg.connect_timeout + ctx.cfg.timeout + 30_000);
+    await rsync(ctx, { client: ctx.cfg, source, files: [list], into: stage, maxSize: Math.max(64 << 20, 4 * listBound), resumable: { basisDir: ".." }, compress: true, controlPath }, "PULL_FAILED", ctx.cfg.connect_timeout + ctx.cfg.timeout + 30_000);
   } catch (e) {
     if (!(e instanceof SourceFailure) || e.codeName !== "PULL_FAILED") throw e;
     // most often the server's rotation removed the archive and its list while this run pulled
@@ -638,6 +696,11 @@ async function proveCopy(ctx: RunContext, source: SourceConfig, stage: string, a
   }
   const held = describeArchive(path.join(stage, a.file), "client", source.name);
   if (!held?.list) return reject(`the server's file list ${list} is not a file list of this version, or not one for this archive`);
+  if (!deep) {
+    // verify = "checksum": the list is kept to put restore points of several archives together
+    if (held.list.md5 !== a.md5 || held.list.size !== a.size) return reject(`the server's file list ${list} describes another archive (MD5 ${held.list.md5}, ${held.list.size} bytes)`);
+    return "checksum; the server's file list kept beside it";
+  }
   const v = await verifyArchive(held, { deep: true, warned: warnedPathsIn(records, a.file), signal: ctx.signal });
   if (!v.ok) return reject(v.problems.join("; "));
   return `deep: ${v.entries} entries read to the end of the tar stream and checked against the server's file list`;

@@ -19,7 +19,7 @@ export type { DumpConfig } from "./config-tiers.ts";
 export type Section = "server" | "server.dump" | "client" | "client.source" | "mail" | "monitor" | "offsite";
 export type KeyType =
   | "string" | "strings" | "name" | "int" | "bool" | "size" | "duration"
-  | "path" | "paths" | "enum" | "smtp-url" | "argv";
+  | "path" | "paths" | "enum" | "smtp-url" | "every" | "argv";
 
 export interface KeyDef {
   section: Section;
@@ -54,6 +54,8 @@ export const KEYS: readonly KeyDef[] = [
   { section: "server", key: "level", type: "int", min: 1, max: 19, default: "6 for gzip, 3 for zstd", doc: "Compression level (gzip 1-9, zstd 1-19)." },
   { section: "server", key: "reserve", type: "size", default: '"1GiB"', doc: "Free space always left on backup_dir's file system; a run that would eat into it fails with NO_SPACE." },
   { section: "server", key: "make_room", type: "bool", default: "false", doc: "When space is short, remove the oldest archives (never the newest) to make room instead of failing." },
+  { section: "server", key: "incremental", type: "enum", values: ["off", "differential", "chain"], default: '"off"', doc: "Incremental archives in GNU tar's incremental format (docs/incremental.md): \"differential\" holds what changed since the last full archive (a restore needs two archives), \"chain\" what changed since the archive before (smallest, a restore needs the whole chain); \"off\" makes a full archive every time." },
+  { section: "server", key: "full_every", type: "every", default: '"7d"', doc: "With incremental on: a full archive when the last one is this old (a duration, with an hour's slack for the run's start time) or every this many archives (a number); and whenever the last full or a link of its chain is missing or damaged." },
   { section: "server", key: "max_runtime", type: "duration", default: '"6h"', doc: "The wrapper stops a server run that takes longer (SIGTERM, then SIGKILL after kill_grace)." },
   { section: "server", key: "kill_grace", type: "duration", default: '"30s"', doc: "Time between SIGTERM and SIGKILL when the wrapper stops the server." },
   ...retentionKeys("server"),
@@ -116,6 +118,9 @@ export const KEYS: readonly KeyDef[] = [
 ];
 
 export type Compression = "gzip" | "zstd" | "none";
+export type IncrementalMode = "off" | "differential" | "chain";
+/** `full_every`: an age (ms) or a number of archives. */
+export type FullEvery = { ms: number; count?: undefined } | { count: number; ms?: undefined };
 
 export interface ServerConfig {
   name: string;
@@ -128,6 +133,8 @@ export interface ServerConfig {
   level: number;
   reserve: number;
   make_room: boolean;
+  incremental: IncrementalMode;
+  full_every: FullEvery;
   max_runtime: number;
   kill_grace: number;
   /** What to keep (keep = N is keep_last N); `keep` above is what these rules keep at most. */
@@ -258,6 +265,7 @@ function expectation(d: KeyDef): string {
     case "paths": return "an array of absolute paths";
     case "enum": return `one of ${d.values!.map((v) => JSON.stringify(v)).join(", ")}`;
     case "smtp-url": return 'an SMTP URL like "smtp://host:587" or "smtps://host:465"';
+    case "every": return 'a duration like "7d" or a number of archives from 1 to 10000';
     case "argv": return 'a command as an array of strings, like ["pg_dump", "shop"] (no shell: write ["sh", "-c", "…"] for one)';
   }
 }
@@ -281,6 +289,12 @@ function convert(d: KeyDef, v: unknown): unknown {
     case "path": return isAbs(v) ? path.normalize(v as string) : undefined;
     case "paths": return Array.isArray(v) && v.length > 0 && v.every(isAbs) ? v.map((s) => path.normalize(s)) : undefined;
     case "enum": return typeof v === "string" && d.values!.includes(v) ? v : undefined;
+    case "every": {
+      const n = typeof v === "bigint" ? Number(v) : v;
+      if (typeof n === "number") return Number.isInteger(n) && n >= 1 && n <= 10000 ? { count: n } : undefined;
+      const ms = typeof v === "string" ? parseDuration(v) : undefined;
+      return ms !== undefined && ms > 0 ? { ms } : undefined;
+    }
     case "argv": return Array.isArray(v) && v.length > 0 && v.every((s) => typeof s === "string" && s !== "" && !s.includes("\0")) ? v : undefined;
     case "smtp-url": {
       if (typeof v !== "string") return undefined;
