@@ -34,7 +34,7 @@ import { archivesNeeded } from "../state/chain.ts";
 import { judgeChain } from "./chain.ts";
 import { SharedSsh } from "../transfer/ssh-shared.ts";
 import {
-  MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
+  MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, deltaBlockSize, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
 } from "../transfer/rsync.ts";
 import {
   CLIENT_STATUS, SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, lastFinal, newRunId, parseStatus,
@@ -557,6 +557,18 @@ function held(dir: string, a: ArchiveInfo, withList: boolean): boolean {
   return heldMd5 === a.md5 && sizeOf(path.join(dir, a.file)) === a.size && (!withList || sizeOf(path.join(dir, `${a.file}${LIST_SUFFIX}`)) !== undefined);
 }
 
+/**
+ * How many entries the server's run that made `file` found new, changed or deleted (its SCANNED
+ * record), for the delta's block size; undefined when the records do not say. Only a hint:
+ * whatever a server writes here changes how many bytes travel, never what is kept.
+ */
+function changedPlaces(records: readonly StatusRecord[], file: string): number | undefined {
+  const made = records.find((r) => r.archive?.file === file && isGolden(r.code));
+  const scanned = made && records.find((r) => r.run === made.run && r.name === "SCANNED");
+  const n = (scanned?.data as { changed?: unknown } | undefined)?.changed;
+  return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
 /** Steps 3 and 4 for one archive: space, pull, verify, move into place, and its PULLED record. */
 async function pullOne(p: PullOne, a: ArchiveInfo): Promise<TransferStats> {
   const { ctx, source, stage, dir, step } = p;
@@ -585,6 +597,7 @@ async function pullOne(p: PullOne, a: ArchiveInfo): Promise<TransferStats> {
     // the checksum file is tiny; an archive bigger than its record says is not transferred
     maxSize: Math.max(a.size, 64 * 1024),
     resumable: { basisDir: ".." },
+    blockSize: deltaBlockSize(a.size, changedPlaces(p.records, a.file)),
     controlPath,
   }, "PULL_FAILED", undefined, stage).catch((e: unknown) => {
     follower.cancel();

@@ -254,7 +254,10 @@ async function serverSteps(
       run.step("scan", `scanned ${scan.entries} entries in ${scanMs} ms: nothing changed since ${newest}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes });
       return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive: verdict.archive, data: point?.data };
     }
-    run.step("scan", `scanned ${scan.entries} entries in ${scanMs} ms: ${verdict.summary}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes });
+    // how many places changed since the last archive: the backup host sizes its delta blocks by it (rsync.ts, deltaBlockSize)
+    const ch = walked.changes;
+    const changed = ch && hasChanges(ch) ? ch.added + ch.changed + ch.removed : undefined;
+    run.step("scan", `scanned ${scan.entries} entries in ${scanMs} ms: ${verdict.summary}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes, changed });
   } else {
     run.step("scan", `scanned ${scan.entries} entries (${formatBytes(scan.bytes)}) in ${scanMs} ms${firstRun ? "; first run" : ""}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes });
   }
