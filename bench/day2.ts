@@ -119,9 +119,13 @@ interface Side {
 }
 
 /** A server and a client configuration whose client goes through the proxy. */
-function sides(dir: string, tree: string, c: "gzip" | "zstd", sshd: SshServer, proxy: CountingProxy): Side {
-  const backup = freshDir(path.join(dir, "backup"));
-  const dest = freshDir(path.join(dir, "dest"));
+function sides(dir: string, tree: string, c: "gzip" | "zstd", sshd: SshServer, proxy: CountingProxy, fresh = true): Side {
+  const backup = path.join(dir, "backup");
+  const dest = path.join(dir, "dest");
+  if (fresh) {
+    freshDir(backup);
+    freshDir(dest);
+  }
   const config = writeServerConfig(path.join(dir, "server.toml"), { name: SOURCE, sources: [tree], backupDir: backup, compression: c });
   const knownHosts = knownHostsThrough(sshd.knownHosts, proxy.port, path.join(dir, "known_hosts"));
   const client = writeClientConfig(path.join(dir, "client.toml"), {
@@ -142,15 +146,24 @@ interface Wire {
   size: number;
 }
 
+/** A copy of a directory tree (cp -a), replacing what is at `to`. */
+async function copyTree(from: string, to: string): Promise<void> {
+  fs.rmSync(to, { recursive: true, force: true });
+  await measure(["cp", "-a", from, to]);
+}
+
+/** GNU tar with the rsyncable compressor, as the peer makes each day's archive. */
+function peerTar(c: "gzip" | "zstd", tree: string, out: string): Promise<unknown> {
+  return measure(["tar", "-I", RSYNCABLE[c].tar, "-cf", out, "-C", "/", tree.slice(1)]);
+}
+
 /** The peer's day 2: day 1's archive as the basis under day 2's name on the client, rsync through the proxy. */
-async function peerDay2(dir: string, tree: string, c: "gzip" | "zstd", sshd: SshServer, proxy: CountingProxy, change: () => void): Promise<Wire> {
+async function peerDay2(dir: string, tree: string, c: "gzip" | "zstd", day1: string, sshd: SshServer, proxy: CountingProxy): Promise<Wire> {
   const server = freshDir(path.join(dir, "peer-server"));
   const client = freshDir(path.join(dir, "peer-client"));
   const name = `gnu-day2.${RSYNCABLE[c].ext}`;
-  const tar = (out: string) => measure(["tar", "-I", RSYNCABLE[c].tar, "-cf", out, "-C", "/", tree.slice(1)]);
-  await tar(path.join(client, name));
-  change();
-  await tar(path.join(server, name));
+  fs.copyFileSync(day1, path.join(client, name));
+  await peerTar(c, tree, path.join(server, name));
   const knownHosts = knownHostsThrough(sshd.knownHosts, proxy.port, path.join(dir, "peer_known_hosts"));
   proxy.reset();
   await measure(["rsync", "--times", "-e", peerSsh(sshd, proxy, knownHosts), "--", `${sshd.user}@127.0.0.1:${path.join(server, name)}`, `${client}/`]);
@@ -160,26 +173,23 @@ async function peerDay2(dir: string, tree: string, c: "gzip" | "zstd", sshd: Ssh
   return wire;
 }
 
-/** shoot's day 2: server and client runs on day 1, the change, both again; the day-2 pull counted. */
-async function shootDay2(ctx: BenchContext, dir: string, tree: string, c: "gzip" | "zstd", sshd: SshServer, proxy: CountingProxy, label: string, change: () => void, checkDay1: boolean): Promise<Wire> {
+/**
+ * Day 1 of one compression, made once: shoot's first server run and first pull (kept as a copy
+ * of both directories, put back before each change) and the peer's first archive. Day 1 is the
+ * same for every change, since the tree is put back each time; its archive is checked once.
+ */
+async function day1(ctx: BenchContext, dir: string, tree: string, c: "gzip" | "zstd", sshd: SshServer, proxy: CountingProxy): Promise<{ snapshot: string; peer: string }> {
   const s = sides(path.join(dir, "shoot"), tree, c, sshd, proxy);
-  // day 1 is the same archive for every pattern (the tree is put back each time): checked once
-  const day1Label = `server ${c}, day 1 of the day-2 patterns`;
-  const day1 = (await serverRun(ctx.bin, s.config, s.backup, FIRST, checkDay1 ? { checks: ctx.checks, label: day1Label, source: tree } : undefined)).final.archive!;
-  if (checkDay1) {
-    ctx.checks.keep(day1Label, path.join(s.backup, day1.file), { copy: true });
-    await ctx.checks.checkNow(day1Label, ctx.rows);
-  }
-  await clientRun(ctx.bin, s.client, s.dest, FIRST);
-  change();
-  const day2 = (await serverRun(ctx.bin, s.config, s.backup, NEW, { checks: ctx.checks, label, source: tree })).final.archive!;
-  ctx.checks.keep(label, path.join(s.backup, day2.file), { copy: true });
+  const label = `server ${c}, day 1 of the day-2 patterns`;
+  const first = (await serverRun(ctx.bin, s.config, s.backup, FIRST, { checks: ctx.checks, label, source: tree })).final.archive!;
+  ctx.checks.keep(label, path.join(s.backup, first.file), { copy: true });
   await ctx.checks.checkNow(label, ctx.rows);
-  proxy.reset();
-  await clientRun(ctx.bin, s.client, s.dest, NEW);
-  const wire = { bytes: proxy.up + proxy.down, size: day2.size };
-  fs.rmSync(path.join(dir, "shoot"), { recursive: true, force: true });
-  return wire;
+  await clientRun(ctx.bin, s.client, s.dest, FIRST);
+  const snapshot = path.join(dir, `day1-${c}`);
+  await copyTree(path.join(dir, "shoot"), snapshot);
+  const peer = path.join(dir, `peer-day1.${RSYNCABLE[c].ext}`);
+  await peerTar(c, tree, peer);
+  return { snapshot, peer };
 }
 
 const kib = (n: number) => `${(n / 1024).toFixed(0)} KiB`;
@@ -191,7 +201,7 @@ async function undo(pristine: string, work: string): Promise<void> {
 
 /**
  * Each pattern × compression: the peer's wire bytes and shoot's, as a ratio (the target: no
- * more than the peer). The tree is copied once to work on.
+ * more than the peer). The tree is copied once to work on; day 1 is made once per compression.
  */
 export async function day2Patterns(ctx: BenchContext, compressions: ReadonlyArray<"gzip" | "zstd"> = ["gzip", "zstd"]): Promise<void> {
   const dir = path.join(ctx.dataDir, "day2");
@@ -202,15 +212,25 @@ export async function day2Patterns(ctx: BenchContext, compressions: ReadonlyArra
   const sshd = await startSshd();
   const proxy = await startCountingProxy(sshd.port);
   try {
-    for (const [i, p] of PATTERNS.entries()) {
-      for (const c of compressions) {
-        console.error(`day 2, ${p.name}, ${c}: GNU tar + ${RSYNCABLE[c].tar} + rsync, then shoot server and client ...`);
-        let what = "";
-        const peer = await peerDay2(dir, work, c, sshd, proxy, () => (what = p.apply(work)));
-        await undo(ctx.tree, work);
-        const shoot = await shootDay2(ctx, dir, work, c, sshd, proxy, `server ${c}, day 2 (${p.name})`, () => p.apply(work), i === 0);
+    for (const c of compressions) {
+      console.error(`day 2, ${c}: day 1 of shoot (server and client) and of GNU tar + ${RSYNCABLE[c].tar} ...`);
+      const start = await day1(ctx, dir, work, c, sshd, proxy);
+      for (const p of PATTERNS) {
+        console.error(`day 2, ${p.name}, ${c}: the change, then GNU tar + ${RSYNCABLE[c].tar} + rsync, and shoot server and client ...`);
+        const what = p.apply(work);
+        const peer = await peerDay2(dir, work, c, start.peer, sshd, proxy);
+        await copyTree(start.snapshot, path.join(dir, "shoot"));
+        const s = sides(path.join(dir, "shoot"), work, c, sshd, proxy, false);
+        const label = `server ${c}, day 2 (${p.name})`;
+        const made = (await serverRun(ctx.bin, s.config, s.backup, NEW, { checks: ctx.checks, label, source: work })).final.archive!;
+        ctx.checks.keep(label, path.join(s.backup, made.file), { copy: true });
+        await ctx.checks.checkNow(label, ctx.rows);
+        proxy.reset();
+        await clientRun(ctx.bin, s.client, s.dest, NEW);
+        const shoot = { bytes: proxy.up + proxy.down, size: made.size };
         await undo(ctx.tree, work);
         pushWireRows(ctx.rows, p.name, c, what, peer, shoot);
+        console.error(`  wire: peer ${kib(peer.bytes)}, shoot ${kib(shoot.bytes)} (${(shoot.bytes / peer.bytes).toFixed(2)}x)`);
       }
     }
   } finally {

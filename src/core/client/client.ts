@@ -396,7 +396,8 @@ async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeou
 async function pullStatus(ctx: RunContext, source: SourceConfig, stage: string): Promise<{ parsed: ParsedStatus; mtime: Date }> {
   const { cfg } = ctx;
   const timeoutMs = cfg.connect_timeout + cfg.timeout + 30_000;
-  await rsync(ctx, { client: cfg, source, files: [SERVER_STATUS], into: stage, maxSize: MAX_STATUS_BYTES }, "STATUS_PULL_FAILED", timeoutMs);
+  // JSON lines, pulled whole every run: compressed, a few KiB become one
+  await rsync(ctx, { client: cfg, source, files: [SERVER_STATUS], into: stage, maxSize: MAX_STATUS_BYTES, compress: true }, "STATUS_PULL_FAILED", timeoutMs);
   const file = path.join(stage, SERVER_STATUS);
   try {
     const st = fs.lstatSync(file);
