@@ -35,7 +35,7 @@ import { archivesNeeded } from "../state/chain.ts";
 import { judgeChain } from "./chain.ts";
 import { SharedSsh } from "../transfer/ssh-shared.ts";
 import {
-  MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
+  MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, deltaBlockSize, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
 } from "../transfer/rsync.ts";
 import {
   CLIENT_STATUS, SERVER_STATUS, StatusWriter, lastFinal, newRunId, parseStatus,
@@ -380,7 +380,8 @@ async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeou
 async function pullStatus(ctx: RunContext, source: SourceConfig, stage: string): Promise<{ parsed: ParsedStatus; mtime: Date }> {
   const { cfg } = ctx;
   const timeoutMs = cfg.connect_timeout + cfg.timeout + 30_000;
-  await rsync(ctx, { client: cfg, source, files: [SERVER_STATUS], into: stage, maxSize: MAX_STATUS_BYTES }, "STATUS_PULL_FAILED", timeoutMs);
+  // JSON lines, pulled whole every run: compressed, a few KiB become one
+  await rsync(ctx, { client: cfg, source, files: [SERVER_STATUS], into: stage, maxSize: MAX_STATUS_BYTES, compress: true }, "STATUS_PULL_FAILED", timeoutMs);
   const file = path.join(stage, SERVER_STATUS);
   try {
     const st = fs.lstatSync(file);
@@ -541,6 +542,18 @@ function held(dir: string, a: ArchiveInfo, withList: boolean): boolean {
   return heldMd5 === a.md5 && sizeOf(path.join(dir, a.file)) === a.size && (!withList || sizeOf(path.join(dir, `${a.file}${LIST_SUFFIX}`)) !== undefined);
 }
 
+/**
+ * How many entries the server's run that made `file` found new, changed or deleted (its SCANNED
+ * record), for the delta's block size; undefined when the records do not say. Only a hint:
+ * whatever a server writes here changes how many bytes travel, never what is kept.
+ */
+function changedPlaces(records: readonly StatusRecord[], file: string): number | undefined {
+  const made = records.find((r) => r.archive?.file === file && isGolden(r.code));
+  const scanned = made && records.find((r) => r.run === made.run && r.name === "SCANNED");
+  const n = (scanned?.data as { changed?: unknown } | undefined)?.changed;
+  return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
 /** Steps 3 and 4 for one archive: space, pull, verify, move into place, and its PULLED record. */
 async function pullOne(p: PullOne, a: ArchiveInfo): Promise<TransferStats> {
   const { ctx, source, stage, dir, step } = p;
@@ -569,6 +582,7 @@ async function pullOne(p: PullOne, a: ArchiveInfo): Promise<TransferStats> {
     // the checksum file is tiny; an archive bigger than its record says is not transferred
     maxSize: Math.max(a.size, 64 * 1024),
     resumable: { basisDir: ".." },
+    blockSize: deltaBlockSize(a.size, changedPlaces(p.records, a.file)),
     controlPath,
   }, "PULL_FAILED", undefined, stage).catch((e: unknown) => {
     follower.cancel();
@@ -667,8 +681,10 @@ async function proveCopy(ctx: RunContext, source: SourceConfig, stage: string, a
   };
   try {
     // a list is about 100 bytes an entry and can be larger than a small archive of many files
-    // (an incremental archive's list is the whole tree's: `listBound` is its full archive's size)
-    await rsync(ctx, { client: ctx.cfg, source, files: [list], into: stage, maxSize: Math.max(64 << 20, 4 * listBound), controlPath }, "PULL_FAILED", ctx.cfg.connect_timeout + ctx.cfg.timeout + 30_000);
+    // (an incremental archive's list is the whole tree's: `listBound` is its full archive's size);
+    // most of its lines are the last copy's list's (the basis rsync finds beside it), and the
+    // rest is text that compresses well: on a day-2 pull it was as many bytes as the archive's changes
+    await rsync(ctx, { client: ctx.cfg, source, files: [list], into: stage, maxSize: Math.max(64 << 20, 4 * listBound), resumable: { basisDir: ".." }, compress: true, controlPath }, "PULL_FAILED", ctx.cfg.connect_timeout + ctx.cfg.timeout + 30_000);
   } catch (e) {
     if (!(e instanceof SourceFailure) || e.codeName !== "PULL_FAILED") throw e;
     // most often the server's rotation removed the archive and its list while this run pulled

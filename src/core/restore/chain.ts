@@ -53,7 +53,10 @@ export function pointAt(held: readonly HeldArchive[], at: Date): HeldArchive | u
   return best;
 }
 
-/** The latest time a Date holds: what "newest" names, since an archive's name can be a little ahead of the clock (two runs in one second take the next free second). */
+/**
+ * The latest time a Date holds: what "newest" names, since an archive's name can be a little
+ * ahead of the clock (two runs in one second take the next free second).
+ */
 export const NEWEST = new Date(8.64e15);
 
 /**

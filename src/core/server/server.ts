@@ -329,8 +329,8 @@ async function detectChange(
   run.step("scan", `walking ${cfg.sources.join(", ")}`);
   const tmpList = scanListPath(dir);
   const scanStarted = performance.now();
-  const scanned = (entries: number, bytes: number, what: string) =>
-    run.step("scan", `scanned ${entries} entries${what}`, "SCANNED", { entries, bytes });
+  const scanned = (entries: number, bytes: number, what: string, changed?: number) =>
+    run.step("scan", `scanned ${entries} entries${what}`, "SCANNED", { entries, bytes, changed });
   const unchangedSince = (archive: ArchiveInfo): Change => ({
     unchanged: { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive, data: point?.data },
   });
@@ -375,7 +375,11 @@ async function detectChange(
       scanned(scan.entries, scan.bytes, ` in ${scanMs} ms: nothing changed since ${newest}`);
       return unchangedSince(verdict.archive);
     }
-    scanned(scan.entries, scan.bytes, ` in ${scanMs} ms: ${verdict.summary}`);
+    // how many places changed since the last archive: the backup host sizes its delta blocks
+    // by it (rsync.ts, deltaBlockSize)
+    const ch = walked.changes;
+    const changed = ch && hasChanges(ch) ? ch.added + ch.changed + ch.removed : undefined;
+    scanned(scan.entries, scan.bytes, ` in ${scanMs} ms: ${verdict.summary}`, changed);
   } else {
     scanned(scan.entries, scan.bytes, ` (${formatBytes(scan.bytes)}) in ${scanMs} ms${firstRun ? "; first run" : ""}`);
   }

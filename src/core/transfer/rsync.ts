@@ -157,6 +157,35 @@ export interface PullSpec {
   resumable?: { basisDir: string };
   /** The shared ssh connection's socket, when one was started (see sshSharedStartArgv). */
   controlPath?: string;
+  /** Compress what travels (--compress): for text such as file lists, never for archives (compressed already). */
+  compress?: boolean;
+  /** rsync's delta block size (--block-size), see deltaBlockSize; rsync's own choice when absent. */
+  blockSize?: number;
+}
+
+/** Bytes of checksums the receiver sends for each block of the basis (7-8 with rsync 3.2 on files of 600 MB). */
+const CHECKSUM_BYTES_PER_BLOCK = 8;
+/** rsync's bounds: it refuses blocks over 128 KiB; below a few KiB the checksums outweigh any saving. */
+const MIN_BLOCK = 2048;
+const MAX_BLOCK = 128 * 1024;
+
+/**
+ * The delta block size for pulling an archive of `size` bytes of which about `changes`
+ * separate places changed (the server's count of new, changed and deleted entries). Each
+ * block of the basis costs its checksum on the wire; each changed place costs, beyond its own
+ * bytes, about a block that no longer matches around it. The sum, size/b·c + changes·b, is
+ * least at b = √(c·size/changes). rsync's own choice, about √size, suits a file changed in a
+ * few places; an archive a day of changes touched in hundreds of places loses most of its bytes
+ * to the blocks around them (measured on a 600 MB archive with 260 changed places: 11.6 MB on
+ * the wire with rsync's 24 KiB blocks, 7.8 MB with 4 KiB ones). Never larger than rsync's
+ * choice: one changed entry can be a large file changed in many places. Undefined (rsync's
+ * choice) when the number of changes is not known or rsync's blocks are small enough.
+ */
+export function deltaBlockSize(size: number, changes: number | undefined): number | undefined {
+  if (changes === undefined || !Number.isFinite(changes) || changes < 1 || !(size > 0)) return undefined;
+  const best = Math.sqrt((CHECKSUM_BYTES_PER_BLOCK * size) / changes);
+  if (best >= Math.sqrt(size) || Math.sqrt(size) <= MIN_BLOCK) return undefined;
+  return Math.round(Math.min(MAX_BLOCK, Math.max(MIN_BLOCK, best)) / 512) * 512;
 }
 
 /** The full rsync argv for one pull. */
@@ -173,6 +202,8 @@ export function rsyncPullArgv(spec: PullSpec): string[] {
   if (spec.resumable) {
     argv.push(`--partial-dir=${PARTIAL_DIR}`, `--copy-dest=${spec.resumable.basisDir}`, "--fuzzy", "--fuzzy");
   }
+  if (spec.compress) argv.push("--compress");
+  if (spec.blockSize !== undefined) argv.push(`--block-size=${spec.blockSize}`);
   if (spec.source.bwlimit !== undefined && spec.source.bwlimit > 0) {
     // rsync counts in KiB per second and cannot go below 1
     argv.push(`--bwlimit=${Math.max(1, Math.round(spec.source.bwlimit / 1024))}`);
@@ -408,7 +439,9 @@ export function parseSenderCommand(cmd: string): SenderCommand {
   let i = 3;
   for (; i < w.length && w[i]!.startsWith("-"); i++) {
     const o = w[i]!;
-    if (/^-[A-Za-z]/.test(o) && !o.startsWith("--")) {
+    if (/^-B\d{1,6}$/.test(o)) {
+      // the delta block size (--block-size): how the client's checksums are cut, nothing more
+    } else if (/^-[A-Za-z]/.test(o) && !o.startsWith("--")) {
       // "-te.LsfxCIvu": options up to the first "e", then the protocol's capability flags
       const e = o.indexOf("e");
       const letters = e < 0 ? o.slice(1) : o.slice(1, e);
