@@ -192,6 +192,16 @@ export const spawner: Spawner = {
   run: (argv, opts) => start(argv, opts).done,
 };
 
+/** Whether a process of this pid exists (signal 0; EPERM: it exists, as another user's). */
+export function pidExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === "EPERM";
+  }
+}
+
 /** A one-line account of how a child ended, with the tail of its stderr. */
 export function describeResult(r: RunResult, tailLines = 3): string {
   const how = r.timedOut ? "timed out" : r.signal ? `killed by ${r.signal}` : `exited with ${r.exitCode}`;

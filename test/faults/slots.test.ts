@@ -12,7 +12,7 @@ import net from "node:net";
 import path from "node:path";
 import { startShoot } from "../helpers/cli.ts";
 import { md5sumCheck, runClient, sshSource, writeClientConfig, type ClientSpec } from "../helpers/client.ts";
-import { boundedExit, faultFile, injected, waitFor } from "../helpers/faults.ts";
+import { boundedExit, faultFile, injected, processesMentioning, waitFor } from "../helpers/faults.ts";
 import { statusRecords, tempDir } from "../helpers/fixture.ts";
 import { payloadTree, randomBytes, writeArchive, writeServerStatus } from "../helpers/serverdir.ts";
 import { startSshd, type SshServer } from "../helpers/sshd.ts";
@@ -79,20 +79,6 @@ function config(group: string, host: SshServer, list: readonly Served[], extra: 
     dest, known_hosts: host.knownHosts, sources: list.map((s) => sshSource(host, s.name, s.backup)), ...extra,
   });
   return { file, dest };
-}
-
-/** Processes whose command line names `text`. */
-function processesMentioning(text: string): number[] {
-  const found: number[] = [];
-  for (const e of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      if (fs.readFileSync(`/proc/${e}/cmdline`, "utf8").includes(text)) found.push(Number(e));
-    } catch {
-      // ended while we looked
-    }
-  }
-  return found;
 }
 
 describe("sshd's MaxStartups", () => {

@@ -187,6 +187,20 @@ export function descendants(pid: number): number[] {
   return out;
 }
 
+/** Processes whose command line mentions `text` (an ssh still holding a socket under a directory). */
+export function processesMentioning(text: string): number[] {
+  const found: number[] = [];
+  for (const e of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${e}/cmdline`, "utf8").includes(text)) found.push(Number(e));
+    } catch {
+      // ended while we looked
+    }
+  }
+  return found;
+}
+
 /** The command line of a process, NUL bytes as spaces ("" once it is gone). */
 export function cmdline(pid: number): string {
   try {

@@ -14,7 +14,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { spawner, type Child } from "../../src/io/process.ts";
+import { pidExists, spawner, type Child } from "../../src/io/process.ts";
 import { requireTool } from "./tools.ts";
 
 const PREFIX = "shoot-";
@@ -40,22 +40,13 @@ async function tc(ns: string, args: string[]): Promise<void> {
   if (r.exitCode !== 0) throw new Error(`tc ${args.join(" ")} in ${ns} failed: ${r.stderrTail.join(" ")}`);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code === "EPERM";
-  }
-}
-
 /** Namespaces of test processes that no longer run (a crash before their cleanup). */
 async function removeLeftovers(): Promise<string[]> {
   const gone: string[] = [];
   for (const line of (await ip(["netns", "list"])).split("\n")) {
     const name = line.split(" ")[0] ?? "";
     const m = new RegExp(`^${PREFIX}(\\d+)-\\d+$`).exec(name);
-    if (m && !alive(Number(m[1]))) {
+    if (m && !pidExists(Number(m[1]))) {
       await ip(["netns", "del", name]).catch(() => undefined);
       gone.push(name);
     }

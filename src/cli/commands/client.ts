@@ -19,7 +19,11 @@ export default defineCommand({
     ...configArgs,
     ...quietArgs,
     json: { type: "boolean", description: "Print the outcome as JSON" },
-    source: { type: "string", description: "Pull only this source; give it again for more (--source web1 --source db1)", valueHint: "NAME" },
+    source: {
+      type: "string",
+      description: "Pull only this source; give it again for more (--source web1 --source db1)",
+      valueHint: "NAME",
+    },
     name: { type: "positional", required: false, description: "Sources to pull (default: all)", valueHint: "NAME…" },
   },
   async run({ args, rawArgs }) {
@@ -34,7 +38,9 @@ export default defineCommand({
       const afterVerified = config.offsite?.length
         ? (await import("../../core/offsite/hook.ts")).offsiteAfterVerified(config.offsite, { env: process.env, clock: systemClock, log, signal: signals.signal })
         : undefined;
-      const outcome = refusedSpool(config, cfg.dest_dir, "client") ?? await runClient(cfg, realDeps(log), { only: [...repeatedFlag(rawArgs, "source"), ...args._], signal: signals.signal, afterVerified });
+      const only = [...repeatedFlag(rawArgs, "source"), ...args._];
+      const outcome = refusedSpool(config, cfg.dest_dir, "client") ??
+        await runClient(cfg, realDeps(log), { only, signal: signals.signal, afterVerified });
       await finishRun(outcome, { config, roleDir: cfg.dest_dir, log, quiet: args.quiet, json: args.json });
       return exitCodeFor(outcome.code);
     } finally {

@@ -19,29 +19,33 @@ import { code, codeName, isGolden, mostSevere, type CodeName } from "../common/c
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { isLocalRemote, type ClientConfig, type SourceConfig } from "../common/config.ts";
 import type { Deps } from "../common/deps.ts";
-import { flushToDisk, fsyncDir, readDirOrEmpty, writeFileAtomic } from "../state/fsutil.ts";
-import { LockedError, acquireLock, type Lock } from "../state/lock.ts";
+import { flushToDisk, fsyncDir, readDirOrEmpty, sizeOf, writeFileAtomic } from "../state/fsutil.ts";
+import { plainOutcome, staleLockMessage, withRun, type RunFrame, type RunSpec } from "../state/run.ts";
 import { fileDigest } from "../transfer/digest.ts";
 import { followDigest, followedDigest, type DigestAlgorithm, type FollowResult } from "../transfer/follow-digest.ts";
 import { CHECKSUM_SUFFIX, LIST_SUFFIX, TEMP_PREFIX, archiveTime, isArchiveName, md5Line, parseMd5Line, sortArchives } from "../state/naming.ts";
 import { describeArchive, verifyArchive, warnedPathsIn } from "../restore/verify.ts";
 import { forgetCopies, heldCopies, recordVerified } from "../state/copies.ts";
 import { unsafeDir } from "../state/strict-modes.ts";
-import { sourcesSummary, type AfterVerified, type RunOutcome, type SourceOutcome, type StoreOutcome, type Warning } from "../common/outcome.ts";
+import {
+  sourcesSummary, type AfterVerified, type RunOutcome, type SourceOutcome, type StoreOutcome, type Warning,
+} from "../common/outcome.ts";
+import { shown } from "../common/text.ts";
 import { clientCopies, describeRemoved, planRemoval, type PruneRecord } from "../state/held.ts";
 import type { RetentionRules } from "../state/retention.ts";
+import { archivesNeeded } from "../state/chain.ts";
+import { judgeChain } from "./chain.ts";
 import { SharedSsh } from "../transfer/ssh-shared.ts";
 import { lastPullDurations, pullOrder, retryPause, runInSlots } from "./schedule.ts";
 import {
-  MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
+  MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, deltaBlockSize, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
 } from "../transfer/rsync.ts";
 import {
-  CLIENT_STATUS, SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, lastFinal, newRunId, parseStatus, readStatusFile,
+  CLIENT_STATUS, SERVER_STATUS, StatusWriter, lastFinal, newRunId, parseStatus, readStatusFile,
   type ArchiveInfo, type ParsedStatus, type StatusRecord,
 } from "../state/status.ts";
-import { formatBytes, formatDuration } from "../common/units.ts";
+import { formatAge, formatBytes, formatDuration } from "../common/units.ts";
 import { ToolMissingError, type Child } from "../../io/process.ts";
-import { VERSION } from "../../version.ts";
 
 /** Staging directory inside each source's directory; its name can never be taken for a copy. */
 export const STAGE_DIR = `${TEMP_PREFIX}pull`;
@@ -69,8 +73,12 @@ export function selectSources(cfg: ClientConfig, only: readonly string[] | undef
   const known = cfg.sources.map((s) => s.name);
   const unknown = only.filter((n) => !known.includes(n));
   if (unknown.length > 0) {
-    const listed = known.length > 20 ? `${known.slice(0, 20).join(", ")} … and ${known.length - 20} more` : known.join(", ");
-    throw new ShootError("SOURCE_UNKNOWN", `unknown source${unknown.length > 1 ? "s" : ""} ${unknown.map((n) => JSON.stringify(n)).join(", ")} (configured: ${listed})`);
+    const listed = known.length > 20
+      ? `${known.slice(0, 20).join(", ")} … and ${known.length - 20} more`
+      : known.join(", ");
+    const names = unknown.map((n) => JSON.stringify(n)).join(", ");
+    const plural = unknown.length > 1 ? "s" : "";
+    throw new ShootError("SOURCE_UNKNOWN", `unknown source${plural} ${names} (configured: ${listed})`);
   }
   return cfg.sources.filter((s) => only.includes(s.name));
 }
@@ -104,20 +112,11 @@ export type StatusVerdict =
   | { ok: true; archive: ArchiveInfo; serverCode: number; final: StatusRecord }
   | { ok: false; code: CodeName; why: string };
 
-function ago(ms: number): string {
-  return formatDuration(Math.max(0, ms));
-}
-
-/** A message from the server on one line, bounded (whatever prints it escapes its control characters). */
-function shown(s: string, max = 300): string {
-  const one = s.replace(/\r?\n/g, " ");
-  return one.length > max ? `${one.slice(0, max)}…` : one;
-}
 
 /**
- * Decide from server.status whether there is an archive to pull, in SPEC.md's order: too old,
- * not finished, not golden, then the archive's fields. `mtime` is the file's modification
- * time as rsync kept it.
+ * Decide from server.status whether there is an archive to pull, in the order
+ * docs/status-protocol.md gives: too old, not finished, not golden, then the archive's
+ * fields. `mtime` is the file's modification time as rsync kept it.
  */
 export function judgeStatus(parsed: ParsedStatus, mtime: Date, now: Date, maxAgeMs: number): StatusVerdict {
   const bad = (c: CodeName, why: string): StatusVerdict => ({ ok: false, code: c, why });
@@ -128,19 +127,19 @@ export function judgeStatus(parsed: ParsedStatus, mtime: Date, now: Date, maxAge
   if (future) return bad("STATUS_INVALID", `server.status holds a record from the future (${shown(future.t, 40)}; it is ${now.toISOString()} here): are the clocks set right?`);
   if (mtime.getTime() > nowMs + MAX_CLOCK_SKEW_MS) return bad("STATUS_INVALID", `server.status was modified in the future (${mtime.toISOString()}; it is ${now.toISOString()} here): are the clocks set right?`);
   const fileAge = nowMs - mtime.getTime();
-  if (fileAge > maxAgeMs) return bad("STATUS_STALE", `server.status was last written ${ago(fileAge)} ago (max_age ${ago(maxAgeMs)}): the server has not run`);
+  if (fileAge > maxAgeMs) return bad("STATUS_STALE", `server.status was last written ${formatAge(fileAge)} ago (max_age ${formatAge(maxAgeMs)}): the server has not run`);
   const last = records.at(-1)!;
   const lastAge = nowMs - Date.parse(last.t);
-  if (lastAge > maxAgeMs) return bad("STATUS_STALE", `the newest record in server.status is ${ago(lastAge)} old (max_age ${ago(maxAgeMs)}): the server has not run`);
+  if (lastAge > maxAgeMs) return bad("STATUS_STALE", `the newest record in server.status is ${formatAge(lastAge)} old (max_age ${formatAge(maxAgeMs)}): the server has not run`);
   const final = lastFinal(records);
   if (!final) {
     return bad("SERVER_BUSY", `the server is in the middle of a run (last record ${shown(last.t, 40)}: ${last.code} ${codeName(last.code)} ${shown(last.msg, 120)})${skipped ? `; ${skipped} unreadable line(s)` : ""}`);
   }
   if (!isGolden(final.code)) {
-    return bad("SERVER_FAILED", `the server's last run ended with ${final.code} ${codeName(final.code)}: ${shown(final.msg)} (at ${shown(final.t, 40)})`);
+    return bad("SERVER_FAILED", `the server's last run ended with ${final.code} ${codeName(final.code)}: ${shown(final.msg, 300)} (at ${shown(final.t, 40)})`);
   }
   const finalAge = nowMs - Date.parse(final.t);
-  if (finalAge > maxAgeMs) return bad("STATUS_STALE", `the server's last run ended ${ago(finalAge)} ago (max_age ${ago(maxAgeMs)}): the server has not run since`);
+  if (finalAge > maxAgeMs) return bad("STATUS_STALE", `the server's last run ended ${formatAge(finalAge)} ago (max_age ${formatAge(maxAgeMs)}): the server has not run since`);
   const a = final.archive as Partial<Record<keyof ArchiveInfo, unknown>> | undefined;
   if (!a) return bad("STATUS_INVALID", `the server's final record (${final.code} ${codeName(final.code)}) names no archive`);
   if (typeof a.file !== "string" || !isArchiveName(a.file)) {
@@ -210,13 +209,6 @@ function heldChecksum(dir: string, file: string): string | undefined {
   }
 }
 
-function sizeOf(p: string): number | undefined {
-  try {
-    return fs.statSync(p).size;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * Start a staging directory afresh, keeping what can speed up the next transfer: rsync's
@@ -345,7 +337,10 @@ const RSYNC_WRITE_BUFFER = 256 * 1024;
  * write buffers take at `bwlimit`), rsync is stopped with SIGTERM, which keeps what arrived
  * for the next run.
  */
-function watchStall(dir: string, cfg: Pick<ClientConfig, "timeout" | "connect_timeout">, bwlimit: number | undefined, onStall: (anyData: boolean) => void): () => void {
+function watchStall(
+  dir: string, cfg: Pick<ClientConfig, "timeout" | "connect_timeout">, bwlimit: number | undefined,
+  onStall: (anyData: boolean) => void,
+): () => void {
   const idleMs = Math.max(cfg.timeout, bwlimit ? (2 * RSYNC_WRITE_BUFFER * 1000) / bwlimit : 0);
   let seen = bytesUnder(dir);
   let anyData = false;
@@ -364,7 +359,10 @@ function watchStall(dir: string, cfg: Pick<ClientConfig, "timeout" | "connect_ti
   return () => clearInterval(timer);
 }
 
-async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeoutMs?: number, watchDir?: string, onStart?: (child: Child) => void): Promise<TransferStats> {
+async function rsync(
+  ctx: RunContext, spec: PullSpec, fallback: CodeName, timeoutMs?: number, watchDir?: string,
+  onStart?: (child: Child) => void,
+): Promise<TransferStats> {
   if (ctx.signal?.aborted) throw new SourceFailure(fallback, "the run was interrupted");
   const argv = rsyncPullArgv(spec);
   let child: Child;
@@ -394,11 +392,15 @@ async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeou
   if (stalled && result.exitCode !== 0) {
     // silence before the first byte passes like a connection time-out; a stall after data is not tried again
     const transient = stalled.anyData ? undefined : "no data had come yet when the time-out ended the transfer";
-    throw new SourceFailure(fallback, `no data arrived for ${formatDuration(ctx.cfg.timeout)} (timeout): the transfer was stopped; what arrived is kept for the next run`, transient);
+    const why = `no data arrived for ${formatDuration(ctx.cfg.timeout)} (timeout): the transfer was stopped; ` +
+      "what arrived is kept for the next run";
+    throw new SourceFailure(fallback, why, transient);
   }
   if (result.exitCode !== 0) {
-    const f = classifyFailure(result, fallback);
-    if (ctx.signal?.reason instanceof DeadlineReached) throw new SourceFailure(f.code, "the transfer was stopped; what arrived is kept for the next run");
+    const f = classifyFailure(result, fallback, spec);
+    if (ctx.signal?.reason instanceof DeadlineReached) {
+      throw new SourceFailure(f.code, "the transfer was stopped; what arrived is kept for the next run");
+    }
     if (ctx.signal?.aborted) throw new SourceFailure(f.code, `the run was interrupted: ${f.why}`);
     throw new SourceFailure(f.code, f.why, f.transient);
   }
@@ -406,12 +408,18 @@ async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeou
 }
 
 /** Pull server.status into the staging directory and read it (with its time as rsync kept it); the file does not stay. */
-async function pullStatus(ctx: RunContext, source: SourceConfig, stage: string, controlPath?: string): Promise<{ parsed: ParsedStatus; mtime: Date }> {
+async function pullStatus(
+  ctx: RunContext, source: SourceConfig, stage: string, controlPath?: string,
+): Promise<{ parsed: ParsedStatus; mtime: Date }> {
   const { cfg } = ctx;
   const timeoutMs = cfg.connect_timeout + cfg.timeout + 30_000;
-  // watched like the archive: through a shared connection that went silent after the login,
-  // rsync's own --timeout does not end the wait
-  await rsync(ctx, { client: cfg, source, files: [SERVER_STATUS], into: stage, maxSize: MAX_STATUS_BYTES, controlPath }, "STATUS_PULL_FAILED", timeoutMs, stage);
+  // JSON lines, pulled whole every run: compressed, a few KiB become one. Watched like the
+  // archive: through a shared connection that went silent after the login, rsync's own
+  // --timeout does not end the wait
+  const spec = {
+    client: cfg, source, files: [SERVER_STATUS], into: stage, maxSize: MAX_STATUS_BYTES, compress: true, controlPath,
+  };
+  await rsync(ctx, spec, "STATUS_PULL_FAILED", timeoutMs, stage);
   const file = path.join(stage, SERVER_STATUS);
   try {
     const st = fs.lstatSync(file);
@@ -436,7 +444,9 @@ function describePull(a: ArchiveInfo, s: TransferStats): string {
  * server closed connections during the key exchange: one login at a time eases the throttling).
  */
 async function pullSource(ctx: RunContext, source: SourceConfig, keepConnection = true): Promise<SourceOutcome> {
-  if (!keepConnection) return pullSourceOver(ctx, source, { controlPath: undefined, settled: async () => ({ up: false }) });
+  if (!keepConnection) {
+    return pullSourceOver(ctx, source, { controlPath: undefined, settled: async () => ({ up: false }) });
+  }
   // started now, while the source's directories are checked; every transfer goes through it
   const shared = SharedSsh.start(ctx.deps.spawner, ctx.deps.env, ctx.cfg, source);
   try {
@@ -452,25 +462,35 @@ async function pullSource(ctx: RunContext, source: SourceConfig, keepConnection 
  * the source ends with that now (connecting again for the status pull would only wait through
  * the same time-out twice); otherwise the transfers connect on their own.
  */
-async function connected(ctx: RunContext, shared: Pick<SharedSsh, "controlPath" | "settled">): Promise<string | undefined> {
+async function connected(
+  ctx: RunContext, source: SourceConfig, shared: Pick<SharedSsh, "controlPath" | "settled">,
+): Promise<string | undefined> {
   let onAbort = () => {};
   const aborted = new Promise<undefined>((resolve) => {
     onAbort = () => resolve(undefined);
     ctx.signal?.addEventListener("abort", onAbort);
   });
-  const s = await Promise.race([shared.settled(), aborted]).finally(() => ctx.signal?.removeEventListener("abort", onAbort));
+  const s = await Promise.race([shared.settled(), aborted])
+    .finally(() => ctx.signal?.removeEventListener("abort", onAbort));
   // stopped while connecting: the caller closes the connection being made
   if (!s || ctx.signal?.aborted) {
-    throw new SourceFailure("STATUS_PULL_FAILED", ctx.signal?.reason instanceof DeadlineReached ? "the connection was still being made" : "the run was interrupted");
+    const why = ctx.signal?.reason instanceof DeadlineReached
+      ? "the connection was still being made"
+      : "the run was interrupted";
+    throw new SourceFailure("STATUS_PULL_FAILED", why);
   }
   if (s.up) return shared.controlPath;
   if (!s.ended) return undefined;
-  const f = classifyFailure(s.ended, "STATUS_PULL_FAILED");
-  if (f.code === "UNREACHABLE" || f.code === "HOST_KEY_FAILED" || f.code === "THROTTLED") throw new SourceFailure(f.code, f.why, f.transient);
+  const f = classifyFailure(s.ended, "STATUS_PULL_FAILED", { client: ctx.cfg, source });
+  if (f.code === "UNREACHABLE" || f.code === "HOST_KEY_FAILED" || f.code === "THROTTLED") {
+    throw new SourceFailure(f.code, f.why, f.transient);
+  }
   return undefined;
 }
 
-async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Pick<SharedSsh, "controlPath" | "settled">): Promise<SourceOutcome> {
+async function pullSourceOver(
+  ctx: RunContext, source: SourceConfig, shared: Pick<SharedSsh, "controlPath" | "settled">,
+): Promise<SourceOutcome> {
   const { cfg, deps, status } = ctx;
   const dir = path.join(cfg.dest_dir, source.name);
   const stage = path.join(dir, STAGE_DIR);
@@ -496,78 +516,64 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Pic
     const keyProblem = source.identity && !isLocalRemote(source.remote) ? unusableKey(source.identity) : undefined;
     if (keyProblem) throw new SourceFailure("STATUS_PULL_FAILED", `identity ${source.identity} ${keyProblem}: ssh cannot log in with it`);
     step("pulling server.status");
-    const { parsed, mtime } = await pullStatus(ctx, source, stage, await connected(ctx, shared));
+    const { parsed, mtime } = await pullStatus(ctx, source, stage, await connected(ctx, source, shared));
     if (parsed.skipped > 0) warnings.push({ code: code("STATUS_TORN"), msg: `${parsed.skipped} unreadable line(s) in the server's status file were skipped` });
 
     // 2. too old, not finished, not golden, unsafe
     const verdict = judgeStatus(parsed, mtime, deps.clock.now(), cfg.max_age);
     if (!verdict.ok) throw new SourceFailure(verdict.code, verdict.why);
     const a = verdict.archive;
+    const chain = judgeChain(verdict.final.data, a);
+    if (!chain.ok) throw new SourceFailure("STATUS_INVALID", `server.status: ${chain.why}; nothing was pulled`);
+    const first = verifiedCopies(dir).length === 0;
 
-    const heldMd5 = heldChecksum(dir, a.file);
-    if (heldMd5 !== undefined && heldMd5 !== a.md5) {
-      // a server never makes two archives of one name: a copy held is never replaced by another
-      throw new SourceFailure("STATUS_INVALID", `server.status gives ${a.file} the MD5 ${a.md5}, but the verified copy held under that name has ${heldMd5}; it is kept and nothing was pulled`);
+    // 2b. the archives an incremental one needs before it (docs/incremental.md), each pulled like it when not held
+    const pull: PullOne = { ctx, source, shared, stage, dir, records: parsed.records, withList: chain.lists, fullSize: chain.links[0]?.size ?? a.size, step };
+    const links: string[] = [];
+    for (const link of chain.links) {
+      if (held(dir, link, chain.lists)) continue;
+      await pullOne(pull, link);
+      links.push(link.file);
     }
-    if (heldMd5 === a.md5 && sizeOf(path.join(dir, a.file)) === a.size) {
+    const also = links.length ? `; first the ${links.length} archive(s) it needs: ${links.join(", ")}` : "";
+
+    if (held(dir, a, chain.lists)) {
       const kept = applyRetention(dir, rulesFor(cfg, source));
       recordRemoved(status, source, kept);
       if (kept.error) throw new SourceFailure("CLIENT_ROTATION_FAILED", `${a.file} is current, but removing old copies failed: ${kept.error}`);
       fs.rmSync(stage, { recursive: true, force: true });
       const why = verdict.serverCode === code("UNCHANGED") ? "nothing changed on the server" : "pulled by an earlier run";
+      if (links.length) return { name: source.name, code: code("NEW_ARCHIVE"), message: `already holds the current archive ${a.file} (${why})${also}`, archive: a, warnings };
       return { name: source.name, code: code("UNCHANGED"), message: `already holds the current archive ${a.file} (${why})`, archive: a, warnings };
     }
-    const first = verifiedCopies(dir).length === 0;
-
-    // 3. space. Data kept from an interrupted transfer only saves time: partials of other
-    // archives go first, and this archive's own partial goes when the space is short (resuming
-    // needs room for the partial and the whole new file). Kept, either would block every later
-    // pull on a nearly full disk with CLIENT_NO_SPACE.
-    prunePartials(stage, a.file);
-    let free = deps.disk.freeBytes(dir);
-    const partial = path.join(stage, PARTIAL_DIR, a.file);
-    if (free < a.size + cfg.reserve && sizeOf(partial) !== undefined) {
-      fs.rmSync(partial, { force: true });
-      free = deps.disk.freeBytes(dir);
-    }
-    if (free < a.size + cfg.reserve) {
-      throw new SourceFailure("CLIENT_NO_SPACE", `${a.file} needs ${formatBytes(a.size)} plus the reserve of ${formatBytes(cfg.reserve)}; ${formatBytes(free)} is free in ${dir}`);
-    }
-
-    // 4. pull, verify, move into place
-    step(`pulling ${a.file} (${formatBytes(a.size)})`);
-    const controlPath = shared.controlPath;
-    // the server's file list comes over the same connection while the archive does (verify = "deep")
-    const list = cfg.verify === "deep" ? pullList(ctx, source, stage, a, controlPath) : undefined;
-    const { stats, hashed } = await pullArchive(ctx, source, stage, a, controlPath).catch(async (e: unknown) => {
-      // without a good archive the list is of no use: stopped, not waited for
-      list?.stop();
-      await list?.result;
-      throw e;
-    });
-    const proof = list ? await proveCopy(ctx, source, stage, a, parsed.records, await list.result) : undefined;
-    recordOrder(dir, a.file, deps.clock.now());
-    commit(stage, dir, a, proof !== undefined);
-    status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {
-      step: "pull", archive: a,
-      data: { source: source.name, literal: stats.literal, matched: stats.matched, received: stats.received, sent: stats.sent, hashed, sharedSsh: controlPath !== undefined, proof },
-    });
+    const stats = await pullOne(pull, a);
 
     // 5. retention
     const kept = applyRetention(dir, rulesFor(cfg, source));
     recordRemoved(status, source, kept);
     fs.rmSync(stage, { recursive: true, force: true });
-    const message = `pulled and verified ${a.file} (${describePull(a, stats)})${first ? ", the first copy of this source" : ""}`;
+    const message = `pulled and verified ${a.file} (${describePull(a, stats)})${first ? ", the first copy of this source" : ""}${also}`;
     if (kept.error) {
       return { name: source.name, code: code("CLIENT_ROTATION_FAILED"), message: `${message}; removing old copies failed: ${kept.error}`, archive: a, wireBytes: stats.received, warnings };
     }
     return { name: source.name, code: code(first ? "FIRST_ARCHIVE" : "NEW_ARCHIVE"), message, archive: a, wireBytes: stats.received, warnings };
   } catch (e) {
     tidyStage(stage);
-    if (e instanceof SourceFailure) return { name: source.name, code: code(e.codeName), message: e.message, warnings, ...(e.transient ? { transient: e.transient } : {}) };
+    if (e instanceof SourceFailure) {
+      const transient = e.transient ? { transient: e.transient } : {};
+      return { name: source.name, code: code(e.codeName), message: e.message, warnings, ...transient };
+    }
     if (e instanceof ShootError) return { name: source.name, code: e.code, message: e.message, warnings };
     return { name: source.name, code: code("INTERNAL_ERROR"), message: `internal error: ${errorMessage(e)}`, warnings };
   }
+}
+
+/** The verified copies held in `dir` that restore point `a` needs before it, as a status record would give them. */
+function heldLinks(dir: string, a: ArchiveInfo): ArchiveInfo[] {
+  return archivesNeeded(a.file, verifiedCopies(dir)).slice(0, -1).flatMap((file) => {
+    const h = describeArchive(path.join(dir, file), "client", "");
+    return h?.md5 ? [{ file, size: h.bytes, md5: h.md5, ...(h.list?.sha256 ? { sha256: h.list.sha256 } : {}) }] : [];
+  });
 }
 
 /**
@@ -579,11 +585,101 @@ async function withOffsite(ctx: RunContext, source: SourceConfig, o: SourceOutco
   const dir = path.join(ctx.cfg.dest_dir, source.name);
   let offsite: StoreOutcome[];
   try {
-    offsite = await ctx.afterVerified({ source: source.name, dir, archive: o.archive }, (name, msg, data) => ctx.status.write(name, msg, { step: "offsite", data }));
+    // an incremental copy goes after the copies it needs (docs/incremental.md): a store that
+    // holds them already finds each in place
+    offsite = [];
+    for (const link of heldLinks(dir, o.archive)) offsite.push(...(await ctx.afterVerified({ source: source.name, dir, archive: link }, (name, msg, data) => ctx.status.write(name, msg, { step: "offsite", data }))));
+    offsite.push(...(await ctx.afterVerified({ source: source.name, dir, archive: o.archive }, (name, msg, data) => ctx.status.write(name, msg, { step: "offsite", data }))));
   } catch (e) {
     offsite = [{ store: "offsite", code: code("STORE_FAILED"), message: errorMessage(e) }];
   }
   return offsite.length ? { ...o, offsite } : o;
+}
+
+/** What pulling one archive needs from the source's run. */
+interface PullOne {
+  ctx: RunContext;
+  source: SourceConfig;
+  shared: Pick<SharedSsh, "controlPath">;
+  stage: string;
+  dir: string;
+  records: readonly StatusRecord[];
+  /** Keep the server's file list beside the copy even without a deep check (a link of a chain). */
+  withList: boolean;
+  /** The size of the full archive of the chain: a list is about as large as that archive's. */
+  fullSize: number;
+  step: (msg: string) => void;
+}
+
+/**
+ * Whether the verified copy of `a` is held (with its file list when one is needed); throws when
+ * a copy of that name is held with another checksum.
+ */
+function held(dir: string, a: ArchiveInfo, withList: boolean): boolean {
+  const heldMd5 = heldChecksum(dir, a.file);
+  if (heldMd5 !== undefined && heldMd5 !== a.md5) {
+    // a server never makes two archives of one name: a copy held is never replaced by another
+    throw new SourceFailure("STATUS_INVALID", `server.status gives ${a.file} the MD5 ${a.md5}, but the verified copy held under that name has ${heldMd5}; it is kept and nothing was pulled`);
+  }
+  return heldMd5 === a.md5 && sizeOf(path.join(dir, a.file)) === a.size && (!withList || sizeOf(path.join(dir, `${a.file}${LIST_SUFFIX}`)) !== undefined);
+}
+
+/**
+ * How many entries the server's run that made `file` found new, changed or deleted (its SCANNED
+ * record), for the delta's block size; undefined when the records do not say. Only a hint:
+ * whatever a server writes here changes how many bytes travel, never what is kept.
+ */
+function changedPlaces(records: readonly StatusRecord[], file: string): number | undefined {
+  const made = records.find((r) => r.archive?.file === file && isGolden(r.code));
+  const scanned = made && records.find((r) => r.run === made.run && r.name === "SCANNED");
+  const n = (scanned?.data as { changed?: unknown } | undefined)?.changed;
+  return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
+/** Steps 3 and 4 for one archive: space, pull, verify, move into place, and its PULLED record. */
+async function pullOne(p: PullOne, a: ArchiveInfo): Promise<TransferStats> {
+  const { ctx, source, stage, dir, step } = p;
+  const { cfg, deps, status } = ctx;
+  // 3. space. Data kept from an interrupted transfer only saves time: partials of other
+  // archives go first, and this archive's own partial goes when the space is short (resuming
+  // needs room for the partial and the whole new file). Kept, either would block every later
+  // pull on a nearly full disk with CLIENT_NO_SPACE.
+  prunePartials(stage, a.file);
+  let free = deps.disk.freeBytes(dir);
+  const partial = path.join(stage, PARTIAL_DIR, a.file);
+  if (free < a.size + cfg.reserve && sizeOf(partial) !== undefined) {
+    fs.rmSync(partial, { force: true });
+    free = deps.disk.freeBytes(dir);
+  }
+  if (free < a.size + cfg.reserve) {
+    throw new SourceFailure("CLIENT_NO_SPACE", `${a.file} needs ${formatBytes(a.size)} plus the reserve of ${formatBytes(cfg.reserve)}; ${formatBytes(free)} is free in ${dir}`);
+  }
+
+  // 4. pull, verify, move into place
+  step(`pulling ${a.file} (${formatBytes(a.size)})`);
+  const controlPath = p.shared.controlPath;
+  // the server's file list comes over the same connection while the archive does (verify =
+  // "deep", or a link of a chain whose list restore points are put together from)
+  const deep = cfg.verify === "deep";
+  const list = deep || p.withList
+    ? pullList(ctx, source, stage, a, controlPath, Math.max(a.size, p.fullSize))
+    : undefined;
+  const blockSize = deltaBlockSize(a.size, changedPlaces(p.records, a.file));
+  const pulled = pullArchive(ctx, source, stage, a, controlPath, blockSize);
+  const { stats, hashed } = await pulled.catch(async (e: unknown) => {
+    // without a good archive the list is of no use: stopped, not waited for
+    list?.stop();
+    await list?.result;
+    throw e;
+  });
+  const proof = list ? await proveCopy(ctx, source, stage, a, p.records, await list.result, deep) : undefined;
+  recordOrder(dir, a.file, deps.clock.now());
+  commit(stage, dir, a, proof !== undefined);
+  status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {
+    step: "pull", archive: a,
+    data: { source: source.name, literal: stats.literal, matched: stats.matched, received: stats.received, sent: stats.sent, hashed, sharedSsh: controlPath !== undefined, proof },
+  });
+  return stats;
 }
 
 /** After a failure the staging directory stays only when it holds data worth resuming from. */
@@ -650,13 +746,17 @@ async function verify(stage: string, a: ArchiveInfo, followed: FollowResult): Pr
  * The archive and its .md5 into the staging directory, hashed while they arrive, flushed to
  * disk and checked (a bad copy is removed). Returns rsync's counts and how it was hashed.
  */
-async function pullArchive(ctx: RunContext, source: SourceConfig, stage: string, a: ArchiveInfo, controlPath: string | undefined): Promise<{ stats: TransferStats; hashed: string }> {
+async function pullArchive(
+  ctx: RunContext, source: SourceConfig, stage: string, a: ArchiveInfo,
+  controlPath: string | undefined, blockSize: number | undefined,
+): Promise<{ stats: TransferStats; hashed: string }> {
   const follower = followDigest(stage, a.file, copyCheck(a).algorithm);
   const stats = await rsync(ctx, {
     client: ctx.cfg, source, files: [a.file, `${a.file}${CHECKSUM_SUFFIX}`], into: stage,
     // the checksum file is tiny; an archive bigger than its record says is not transferred
     maxSize: Math.max(a.size, 64 * 1024),
     resumable: { basisDir: ".." },
+    blockSize,
     controlPath,
   }, "PULL_FAILED", undefined, stage).catch((e: unknown) => {
     follower.cancel();
@@ -674,7 +774,7 @@ async function pullArchive(ctx: RunContext, source: SourceConfig, stage: string,
   return { stats, hashed };
 }
 
-/** Where the server's file list arrives: a directory of its own, so the archive's transfer never takes it for a basis. */
+/** Where the server's file list arrives: a directory of its own, never taken for a basis by the archive's transfer. */
 const LIST_DIR = `${TEMP_PREFIX}list`;
 
 interface ListPull {
@@ -684,8 +784,17 @@ interface ListPull {
   stop(): void;
 }
 
-/** Start pulling the server's file list for `a` (verify = "deep"). */
-function pullList(ctx: RunContext, source: SourceConfig, stage: string, a: ArchiveInfo, controlPath: string | undefined): ListPull {
+/**
+ * Start pulling the server's file list for `a`. A list is about 100 bytes an entry and can be
+ * larger than a small archive of many files (an incremental archive's list is the whole
+ * tree's: `listBound` is its full archive's size). Most of its lines are the last copy's
+ * list's (the basis rsync finds in the source's directory), and the rest is text that
+ * compresses well: on a day-2 pull it was as many bytes as the archive's changes.
+ */
+function pullList(
+  ctx: RunContext, source: SourceConfig, stage: string, a: ArchiveInfo,
+  controlPath: string | undefined, listBound: number,
+): ListPull {
   const into = path.join(stage, LIST_DIR);
   try {
     fs.mkdirSync(into, { mode: 0o700 });
@@ -693,20 +802,30 @@ function pullList(ctx: RunContext, source: SourceConfig, stage: string, a: Archi
     if (errnoCode(e) !== "EEXIST") return { result: Promise.resolve(e), stop() {} };
   }
   let child: Child | undefined;
-  // a list is about 100 bytes an entry and can be larger than a small archive of many files
-  const spec = { client: ctx.cfg, source, files: [`${a.file}${LIST_SUFFIX}`], into, maxSize: Math.max(64 << 20, 4 * a.size), controlPath };
-  const result = rsync(ctx, spec, "PULL_FAILED", ctx.cfg.connect_timeout + ctx.cfg.timeout + 30_000, into, (c) => (child = c))
+  const spec: PullSpec = {
+    client: ctx.cfg, source, files: [`${a.file}${LIST_SUFFIX}`], into, maxSize: Math.max(64 << 20, 4 * listBound),
+    // relative to `into`: the source's directory, where the copies and their lists are held
+    resumable: { basisDir: "../.." },
+    compress: true,
+    controlPath,
+  };
+  const timeoutMs = ctx.cfg.connect_timeout + ctx.cfg.timeout + 30_000;
+  const result = rsync(ctx, spec, "PULL_FAILED", timeoutMs, into, (c) => (child = c))
     .then(() => undefined, (e: unknown) => e ?? new Error("the file list's transfer failed"));
   return { result, stop: () => child?.kill("SIGTERM") };
 }
 
 /**
- * verify = "deep": with the server's file list beside the staged copy (pullList, `listError`
- * what its pull met), read the copy's whole tar stream and check every entry against that list
- * (restore/verify.ts). A copy that does not prove restorable is removed and never counted.
- * Returns what was proven, for PULLED.
+ * With the server's file list beside the staged copy (pullList, `listError` what its pull
+ * met): verify = "deep" reads the copy's whole tar stream and checks every entry against that
+ * list (restore/verify.ts); `deep` false (verify = "checksum", a link of a chain) only checks
+ * that the list is this archive's, to keep it beside the copy. A copy that does not prove
+ * restorable is removed and never counted. Returns what was proven, for PULLED.
  */
-async function proveCopy(ctx: RunContext, source: SourceConfig, stage: string, a: ArchiveInfo, records: readonly StatusRecord[], listError: unknown): Promise<string> {
+async function proveCopy(
+  ctx: RunContext, source: SourceConfig, stage: string, a: ArchiveInfo, records: readonly StatusRecord[],
+  listError: unknown, deep: boolean,
+): Promise<string> {
   const list = `${a.file}${LIST_SUFFIX}`;
   const reject = (why: string): never => {
     for (const f of [a.file, `${a.file}${CHECKSUM_SUFFIX}`, list]) fs.rmSync(path.join(stage, f), { force: true });
@@ -718,13 +837,20 @@ async function proveCopy(ctx: RunContext, source: SourceConfig, stage: string, a
     // most often the server's rotation removed the archive and its list while this run pulled
     // them: as with the archive itself, the next run tries again
     for (const f of [a.file, `${a.file}${CHECKSUM_SUFFIX}`]) fs.rmSync(path.join(stage, f), { force: true });
-    throw new SourceFailure("PULL_FAILED", `the server's file list ${list} could not be pulled, so ${a.file} could not be checked against it and was not kept: ${listError.message}`);
+    const why = `the server's file list ${list} could not be pulled, so ${a.file} could not be checked against it ` +
+      `and was not kept: ${listError.message}`;
+    throw new SourceFailure("PULL_FAILED", why);
   }
   // a list larger than its bound is not transferred at all: then there is none to check against
   const pulled = path.join(stage, LIST_DIR, list);
   if (fs.existsSync(pulled)) fs.renameSync(pulled, path.join(stage, list));
   const held = describeArchive(path.join(stage, a.file), "client", source.name);
   if (!held?.list) return reject(`the server's file list ${list} is not a file list of this version, or not one for this archive`);
+  if (!deep) {
+    // verify = "checksum": the list is kept to put restore points of several archives together
+    if (held.list.md5 !== a.md5 || held.list.size !== a.size) return reject(`the server's file list ${list} describes another archive (MD5 ${held.list.md5}, ${held.list.size} bytes)`);
+    return "checksum; the server's file list kept beside it";
+  }
   const v = await verifyArchive(held, { deep: true, warned: warnedPathsIn(records, a.file), signal: ctx.signal });
   if (!v.ok) return reject(v.problems.join("; "));
   return `deep: ${v.entries} entries read to the end of the tar stream and checked against the server's file list`;
@@ -755,47 +881,55 @@ function commit(stage: string, dir: string, a: ArchiveInfo, withList: boolean): 
 
 export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOptions = {}): Promise<RunOutcome> {
   const sources = selectSources(cfg, opts.only);
-  const started = deps.clock.now();
   const dir = cfg.dest_dir;
-  const statusFile = path.join(dir, CLIENT_STATUS);
-  const base = { role: "client" as const, host: deps.hostname, started, warnings: [] as Warning[] };
-  const early = (c: CodeName, message: string): RunOutcome => ({ ...base, run: "", code: code(c), message, ended: deps.clock.now() });
-
+  const names = sources.map((s) => s.name);
+  const spec: RunSpec = {
+    role: "client", dir, statusName: CLIENT_STATUS, clock: deps.clock, hostname: deps.hostname, unusable: "DEST_UNUSABLE",
+    runStart: { detail: names.join(", "), data: { sources: names } },
+    failure: (e) => ({ name: "INTERNAL_ERROR", message: `client run failed: ${errorMessage(e)}`, step: "end" }),
+  };
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     fs.accessSync(dir, fs.constants.W_OK);
   } catch (e) {
-    return early("DEST_UNUSABLE", `dest_dir ${dir} cannot be created or written: ${errorMessage(e)}`);
+    const now = deps.clock.now();
+    return plainOutcome(spec, newRunId(now), now, now, code("DEST_UNUSABLE"), `dest_dir ${dir} cannot be created or written: ${errorMessage(e)}`);
   }
   const unsafe = unsafeDir(dir, "dest_dir");
-  if (unsafe) return early("UNSAFE_PERMISSIONS", unsafe);
-  let lock: Lock;
-  try {
-    lock = acquireLock(dir, "client", started);
-  } catch (e) {
-    if (e instanceof LockedError) return early("ALREADY_RUNNING", e.message);
-    return early("DEST_UNUSABLE", `cannot take the lock in ${dir}: ${errorMessage(e)}`);
+  if (unsafe) {
+    const now = deps.clock.now();
+    return plainOutcome(spec, newRunId(now), now, now, code("UNSAFE_PERMISSIONS"), unsafe);
   }
+  // read before this run's file replaces them (an ordering hint, taken before the lock): how
+  // long each source took last time
+  const statusFile = path.join(dir, CLIENT_STATUS);
+  const records = [...readStatusFile(`${statusFile}.1`)?.records ?? [], ...readStatusFile(statusFile)?.records ?? []];
+  const history = lastPullDurations(records);
+  return withRun(spec, (frame) => clientRun(cfg, deps, opts, sources, history, frame));
+}
 
-  const run = newRunId(started);
-  const status = new StatusWriter(statusFile, "client", run, deps.clock);
-  // read before this run's file replaces them: how long each source took last time
-  const history = lastPullDurations([...readStatusFile(`${statusFile}.1`)?.records ?? [], ...readStatusFile(statusFile)?.records ?? []]);
+/**
+ * Every source through the slots, each on its own; the run ends with the most severe source's
+ * code. `history`: how long each source's last pull took (schedule.ts).
+ */
+async function clientRun(
+  cfg: ClientConfig, deps: Deps, opts: ClientRunOptions, sources: SourceConfig[],
+  history: ReadonlyMap<string, number>, frame: RunFrame,
+): Promise<RunOutcome> {
+  const { status } = frame;
   const deadline = runDeadline(cfg.max_runtime, opts.signal);
-  const ctx: RunContext = { cfg, deps, status, signal: deadline.signal, deadlineAt: deadline.at, children: new Set(), afterVerified: opts.afterVerified };
+  const ctx: RunContext = {
+    cfg, deps, status, signal: deadline.signal, deadlineAt: deadline.at, children: new Set(),
+    afterVerified: opts.afterVerified,
+  };
   const onAbort = () => {
     // rsync keeps what it has received in the partial directory when stopped with SIGTERM
     for (const c of ctx.children) c.kill("SIGTERM");
   };
   ctx.signal!.addEventListener("abort", onAbort);
   try {
-    status.startFresh();
-    status.write("RUN_START", `shoot ${VERSION} client run on ${deps.hostname}: ${sources.map((s) => s.name).join(", ")}`, {
-      format: STATUS_FORMAT, host: deps.hostname, data: { version: VERSION, formatVersion: STATUS_VERSION, sources: sources.map((s) => s.name) },
-    });
-    if (lock.staleFrom) {
-      status.write("STALE_LOCK", `took over a stale lock: pid ${lock.staleFrom.pid} (${lock.staleFrom.role}, started ${lock.staleFrom.started}) no longer runs`);
-    }
+    const stale = staleLockMessage(frame.lock);
+    if (stale) status.write("STALE_LOCK", stale);
     const outcomes = await pullAll(ctx, sources, history, opts.signal);
     let final = clientFinalCode(outcomes.map((o) => o.code));
     if (opts.signal?.aborted) final = code("INTERRUPTED");
@@ -803,25 +937,20 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
     const named = failed.length > 10 ? [...failed.slice(0, 10), `+${failed.length - 10} more`] : failed;
     const message = `${sourcesSummary(outcomes.map((o) => o.code))}${failed.length ? ` (${named.join("; ")})` : ""}`;
     status.write(codeName(final) as CodeName, message, { step: "end" });
-    return { ...base, run, code: final, message, ended: deps.clock.now(), sources: outcomes, statusFile };
-  } catch (e) {
-    const message = `client run failed: ${errorMessage(e)}`;
-    try {
-      status.write("INTERNAL_ERROR", message, { step: "end" });
-    } catch {
-      // the status file itself is what failed; the outcome still says what happened
-    }
-    return { ...base, run, code: code("INTERNAL_ERROR"), message, ended: deps.clock.now(), statusFile };
+    return {
+      role: "client", host: deps.hostname, run: frame.run, started: frame.started, ended: deps.clock.now(),
+      code: final, message, warnings: [], sources: outcomes, statusFile: frame.statusFile,
+    };
   } finally {
     ctx.signal!.removeEventListener("abort", onAbort);
     deadline.dispose();
-    status.close();
-    lock.release();
   }
 }
 
 /** The run's signal: the caller's (SIGTERM, SIGINT) or max_runtime reached, whichever comes first. */
-function runDeadline(maxRuntime: number, outer: AbortSignal | undefined): { signal: AbortSignal; at: number; dispose(): void } {
+function runDeadline(
+  maxRuntime: number, outer: AbortSignal | undefined,
+): { signal: AbortSignal; at: number; dispose(): void } {
   const reached = new AbortController();
   // a timer longer than 2^31 ms would fire at once: such a max_runtime means no limit here
   const timer = maxRuntime < 2 ** 31 ? setTimeout(() => reached.abort(new DeadlineReached()), maxRuntime) : undefined;
@@ -843,7 +972,10 @@ class DeadlineReached extends Error {
  * quickest, a failure that passes tried again after a pause), each ending with a SOURCE_DONE
  * record. A source stopped or never started because max_runtime was reached ends DEADLINE.
  */
-async function pullAll(ctx: RunContext, sources: readonly SourceConfig[], history: ReadonlyMap<string, number>, outer: AbortSignal | undefined): Promise<SourceOutcome[]> {
+async function pullAll(
+  ctx: RunContext, sources: readonly SourceConfig[], history: ReadonlyMap<string, number>,
+  outer: AbortSignal | undefined,
+): Promise<SourceOutcome[]> {
   const { cfg, deps, status } = ctx;
   const byName = new Map<string, SourceOutcome>();
   const spent = new Map<string, number>();
@@ -865,8 +997,10 @@ async function pullAll(ctx: RunContext, sources: readonly SourceConfig[], histor
       if (o.code === code("THROTTLED")) throttled.add(s.name);
       const pause = retryPause(cfg.retry_wait, attempt, Math.random());
       if (Date.now() + pause >= ctx.deadlineAt) return undefined;
-      const msg = `${s.name}: try ${attempt} of ${cfg.tries} failed, which passes (${o.transient}): ${o.code} ${codeName(o.code)}: ${o.message}; trying again in ${formatDuration(pause)}, when a slot is free`;
-      status.write("RETRY", msg, { step: "pull", data: { source: s.name, try: attempt, code: o.code, pauseMs: pause } });
+      const msg = `${s.name}: try ${attempt} of ${cfg.tries} failed, which passes (${o.transient}): ` +
+        `${o.code} ${codeName(o.code)}: ${o.message}; trying again in ${formatDuration(pause)}, when a slot is free`;
+      const data = { source: s.name, try: attempt, code: o.code, pauseMs: pause };
+      status.write("RETRY", msg, { step: "pull", data });
       deps.log.info(msg);
       return pause;
     },
@@ -876,7 +1010,9 @@ async function pullAll(ctx: RunContext, sources: readonly SourceConfig[], histor
     done: (s, result, tries) => {
       let o: SourceOutcome = { ...result, tries, durationMs: Math.round(spent.get(s.name) ?? 0) };
       if (tries > 1) o.message = `${o.message} (${tries} tries)`;
-      if (tries > 0 && deadlineHit() && !isGolden(o.code)) o = { ...o, code: code("DEADLINE"), message: `${limitWords} while this source was being pulled: ${o.message}` };
+      if (tries > 0 && deadlineHit() && !isGolden(o.code)) {
+        o = { ...o, code: code("DEADLINE"), message: `${limitWords} while this source was being pulled: ${o.message}` };
+      }
       byName.set(s.name, o);
       status.write("SOURCE_DONE", `${s.name}: ${o.code} ${codeName(o.code)}: ${o.message}`, {
         step: "pull", ...(o.archive ? { archive: o.archive } : {}),

@@ -35,14 +35,17 @@ export function lastPullDurations(records: readonly StatusRecord[]): Map<string,
     if (!firstSeen.has(key) && Number.isFinite(t)) firstSeen.set(key, t);
     if (r.name !== "SOURCE_DONE") continue;
     const recorded = (r.data as { durationMs?: unknown }).durationMs;
-    const ms = typeof recorded === "number" && Number.isFinite(recorded) && recorded >= 0 ? recorded : t - (firstSeen.get(key) ?? t);
+    const valid = typeof recorded === "number" && Number.isFinite(recorded) && recorded >= 0;
+    const ms = valid ? recorded : t - (firstSeen.get(key) ?? t);
     if (Number.isFinite(ms)) out.set(source, ms);
   }
   return out;
 }
 
 /** Sources longest last pull first, those without one before all others; ties keep the given order. */
-export function pullOrder<T extends { name: string }>(sources: readonly T[], durations: ReadonlyMap<string, number>): T[] {
+export function pullOrder<T extends { name: string }>(
+  sources: readonly T[], durations: ReadonlyMap<string, number>,
+): T[] {
   const expected = (s: T) => durations.get(s.name) ?? Infinity;
   return sources.map((s, i) => ({ s, i })).sort((a, b) => expected(b.s) - expected(a.s) || a.i - b.i).map((x) => x.s);
 }

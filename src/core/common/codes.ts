@@ -1,8 +1,8 @@
 /**
  * THE table of status and exit codes. Everything else follows it: `shoot codes`, the
- * README table (checked by a test), the exit code of every subcommand.
+ * tables of docs/troubleshooting.md (checked by a test), the exit code of every subcommand.
  *
- * - golden:  a final code meaning "this run ended clean" (only 4, 9 and 30, see SPEC.md).
+ * - golden:  a final code meaning "this run ended clean" (only 4, 9 and 30; docs/status-protocol.md).
  * - failure: a final code meaning the run did not end clean; it is also the exit code.
  * - info / warning: records that never end a run by themselves.
  *
@@ -85,6 +85,9 @@ const table = [
   { code: 92, name: "RESTORE_UNSAFE", kind: "failure", role: "any", meaning: "The archive holds entries that would land or point outside the target directory (absolute or `..` paths, links out, writes through links); they were not restored, the rest was." },
   { code: 93, name: "RESTORE_EXISTS", kind: "failure", role: "any", meaning: "Files to restore already exist in the target directory; nothing was restored (use --force to overwrite them)." },
   { code: 94, name: "RESTORE_FAILED", kind: "failure", role: "any", meaning: "Restoring failed part way (a file could not be written); the message names it." },
+  // incremental archives (docs/incremental.md)
+  { code: 100, name: "CHAIN_BROKEN", kind: "warning", role: "server", meaning: "An archive a restore point needs (the last full one or a link of its chain) is missing, damaged or does not match its file list: the run made a new archive instead of answering unchanged, a full one when the chain it would extend was the broken one." },
+  { code: 101, name: "CHAIN_INCOMPLETE", kind: "failure", role: "any", meaning: "A restore point needs an earlier archive of its chain that is not held here, or that does not verify, or whose file list is missing; nothing was restored." },
   // offsite copies in S3-compatible object storage: each store's outcome, apart from the pull's
   { code: 110, name: "STORE_UNREACHABLE", kind: "failure", role: "client", meaning: "An offsite store could not be reached (connection refused, time-out, name not found); the pull and its copy are unchanged, the next run sends what is missing." },
   { code: 111, name: "STORE_CREDENTIALS", kind: "failure", role: "client", meaning: "An offsite store refused the credentials (wrong key or secret, no permission), or they could not be read." },

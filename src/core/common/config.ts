@@ -1,6 +1,6 @@
 /**
  * Configuration: one TOML file. The KEYS table below is the single description of every key;
- * validation, defaults, `shoot init`'s commented example and the README reference follow it.
+ * validation, defaults, `shoot init`'s commented example and docs/configuration.md follow it.
  * parseConfig is pure (text in, typed config or ConfigError out); loadConfig reads the file.
  */
 import { parse as parseToml, TomlError } from "smol-toml";
@@ -16,10 +16,11 @@ import type { RetentionRules } from "../state/retention.ts";
 
 export type { DumpConfig } from "./config-tiers.ts";
 
-export type Section = "server" | "server.dump" | "client" | "client.defaults" | "client.source" | "mail" | "monitor" | "offsite";
+export type Section =
+  | "server" | "server.dump" | "client" | "client.defaults" | "client.source" | "mail" | "monitor" | "offsite";
 export type KeyType =
   | "string" | "strings" | "name" | "int" | "bool" | "size" | "duration"
-  | "path" | "paths" | "enum" | "smtp-url" | "argv";
+  | "path" | "paths" | "enum" | "smtp-url" | "every" | "argv";
 
 export interface KeyDef {
   section: Section;
@@ -54,6 +55,8 @@ const TABLE: readonly KeyDef[] = [
   { section: "server", key: "level", type: "int", min: 1, max: 19, default: "6 for gzip, 3 for zstd", doc: "Compression level (gzip 1-9, zstd 1-19)." },
   { section: "server", key: "reserve", type: "size", default: '"1GiB"', doc: "Free space always left on backup_dir's file system; a run that would eat into it fails with NO_SPACE." },
   { section: "server", key: "make_room", type: "bool", default: "false", doc: "When space is short, remove the oldest archives (never the newest) to make room instead of failing." },
+  { section: "server", key: "incremental", type: "enum", values: ["off", "differential", "chain"], default: '"off"', doc: "Incremental archives in GNU tar's incremental format (docs/incremental.md): \"differential\" holds what changed since the last full archive (a restore needs two archives), \"chain\" what changed since the archive before (smallest, a restore needs the whole chain); \"off\" makes a full archive every time." },
+  { section: "server", key: "full_every", type: "every", default: '"7d"', doc: "With incremental on: a full archive when the last one is this old (a duration, with an hour's slack for the run's start time) or every this many archives (a number); and whenever the last full or a link of its chain is missing or damaged." },
   { section: "server", key: "max_runtime", type: "duration", default: '"6h"', doc: "The wrapper stops a server run that takes longer (SIGTERM, then SIGKILL after kill_grace)." },
   { section: "server", key: "kill_grace", type: "duration", default: '"30s"', doc: "Time between SIGTERM and SIGKILL when the wrapper stops the server." },
   ...retentionKeys("server"),
@@ -130,13 +133,18 @@ function withSourceDefaults(keys: readonly KeyDef[]): KeyDef[] {
   // a key [client] has already applies to every source (the retention rules)
   const inClient = new Set(keys.filter((d) => d.section === "client").map((d) => d.key));
   const defaults = keys.filter((d) => d.section === "client.source" && !d.required && !inClient.has(d.key))
-    .map((d): KeyDef => ({ ...d, section: "client.defaults", doc: `For every [[client.source]] that does not set its own: ${d.doc}` }));
+    .map((d): KeyDef => ({
+      ...d, section: "client.defaults", doc: `For every [[client.source]] that does not set its own: ${d.doc}`,
+    }));
   return [...keys.slice(0, at), ...defaults, ...keys.slice(at)];
 }
 
 export const KEYS: readonly KeyDef[] = withSourceDefaults(TABLE);
 
 export type Compression = "gzip" | "zstd" | "none";
+export type IncrementalMode = "off" | "differential" | "chain";
+/** `full_every`: an age (ms) or a number of archives. */
+export type FullEvery = { ms: number; count?: undefined } | { count: number; ms?: undefined };
 
 export interface ServerConfig {
   name: string;
@@ -149,6 +157,8 @@ export interface ServerConfig {
   level: number;
   reserve: number;
   make_room: boolean;
+  incremental: IncrementalMode;
+  full_every: FullEvery;
   max_runtime: number;
   kill_grace: number;
   /** What to keep (keep = N is keep_last N); `keep` above is what these rules keep at most. */
@@ -283,6 +293,7 @@ function expectation(d: KeyDef): string {
     case "paths": return "an array of absolute paths";
     case "enum": return `one of ${d.values!.map((v) => JSON.stringify(v)).join(", ")}`;
     case "smtp-url": return 'an SMTP URL like "smtp://host:587" or "smtps://host:465"';
+    case "every": return 'a duration like "7d" or a number of archives from 1 to 10000';
     case "argv": return 'a command as an array of strings, like ["pg_dump", "shop"] (no shell: write ["sh", "-c", "…"] for one)';
   }
 }
@@ -306,6 +317,12 @@ function convert(d: KeyDef, v: unknown): unknown {
     case "path": return isAbs(v) ? path.normalize(v as string) : undefined;
     case "paths": return Array.isArray(v) && v.length > 0 && v.every(isAbs) ? v.map((s) => path.normalize(s)) : undefined;
     case "enum": return typeof v === "string" && d.values!.includes(v) ? v : undefined;
+    case "every": {
+      const n = typeof v === "bigint" ? Number(v) : v;
+      if (typeof n === "number") return Number.isInteger(n) && n >= 1 && n <= 10000 ? { count: n } : undefined;
+      const ms = typeof v === "string" ? parseDuration(v) : undefined;
+      return ms !== undefined && ms > 0 ? { ms } : undefined;
+    }
     case "argv": return Array.isArray(v) && v.length > 0 && v.every((s) => typeof s === "string" && s !== "" && !s.includes("\0")) ? v : undefined;
     case "smtp-url": {
       if (typeof v !== "string") return undefined;
@@ -354,21 +371,25 @@ function validateTable(
   const defs = KEYS.filter((d) => d.section === section);
   const out: Record<string, unknown> = {};
   for (const k of Object.keys(t)) {
-    if ((section === "client" && (k === "source" || k === "defaults")) || (section === "server" && k === "dump")) continue;
+    // sub-tables, validated on their own
+    if (section === "client" && (k === "source" || k === "defaults")) continue;
+    if (section === "server" && k === "dump") continue;
     const d = defs.find((x) => x.key === k);
+    const line = () => findKeyLine(text, lineSection, k, index);
     if (!d) {
       const known = defs.map((x) => x.key).join(", ");
-      throw new ConfigError(file, findKeyLine(text, lineSection, k, index), `${label} ${k}`, `unknown key (known keys: ${known})`);
+      throw new ConfigError(file, line(), `${label} ${k}`, `unknown key (known keys: ${known})`);
     }
     const v = convert(d, t[k]);
     if (v === undefined) {
-      throw new ConfigError(file, findKeyLine(text, lineSection, k, index), `${label} ${k}`, `expected ${expectation(d)}, got ${describe(t[k])}`);
+      throw new ConfigError(file, line(), `${label} ${k}`, `expected ${expectation(d)}, got ${describe(t[k])}`);
     }
     out[k] = v;
   }
   for (const d of defs) {
     if (d.required && !(d.key in out)) {
-      throw new ConfigError(file, findKeyLine(text, lineSection, undefined, index), `${label} ${d.key}`, `missing required key: expected ${expectation(d)}`);
+      const line = findKeyLine(text, lineSection, undefined, index);
+      throw new ConfigError(file, line, `${label} ${d.key}`, `missing required key: expected ${expectation(d)}`);
     }
   }
   return out;
@@ -407,14 +428,10 @@ export const fsConfigIo: ConfigIo = {
   read: (file) => fs.readFileSync(file, "utf8"),
 };
 
-/**
- * Parse and validate configuration text. Pure apart from the host name default and the
- * source files of a sources_dir, read through `io`.
- */
-export function parseConfig(text: string, file: string, hostname: string = os.hostname(), io: ConfigIo = fsConfigIo): Config {
-  let doc: Table;
+/** `text` as TOML; a syntax error names `file`, its line and column. */
+function tomlTable(text: string, file: string): Table {
   try {
-    doc = parseToml(text) as Table;
+    return parseToml(text) as Table;
   } catch (e) {
     if (e instanceof TomlError) {
       const first = e.message.split("\n")[0];
@@ -422,6 +439,16 @@ export function parseConfig(text: string, file: string, hostname: string = os.ho
     }
     throw e;
   }
+}
+
+/**
+ * Parse and validate configuration text. Pure apart from the host name default and the
+ * source files of a sources_dir, read through `io`.
+ */
+export function parseConfig(
+  text: string, file: string, hostname: string = os.hostname(), io: ConfigIo = fsConfigIo,
+): Config {
+  const doc = tomlTable(text, file);
   const cfg: Config = { file };
   for (const k of Object.keys(doc)) {
     if (!["server", "client", "mail", "monitor", "offsite"].includes(k)) {
@@ -467,16 +494,22 @@ function isTable(v: unknown): v is Table {
 }
 
 /** One source: its own keys over [client.defaults], checked as a whole. */
-function sourceOf(file: string, text: string, label: string, t: Table, defaults: Record<string, unknown>, index: number, lineSection = "client.source"): SourceConfig {
+function sourceOf(
+  file: string, text: string, label: string, t: Table, defaults: Record<string, unknown>, index: number,
+  lineSection = "client.source",
+): SourceConfig {
   const own = validateTable(file, text, "client.source", label, t, index, lineSection);
   const s = withDefaults<SourceConfig>("client.source", { ...defaults, ...own });
   if (!isLocalRemote(s.remote) && !parseRemote(s.remote)) {
-    throw new ConfigError(file, findKeyLine(text, lineSection, "remote", index), `${label} remote`, `expected user@host:/absolute/path or an absolute local path, got ${JSON.stringify(s.remote)}`);
+    const want = `expected user@host:/absolute/path or an absolute local path, got ${JSON.stringify(s.remote)}`;
+    throw new ConfigError(file, findKeyLine(text, lineSection, "remote", index), `${label} remote`, want);
   }
   let retention: RetentionRules | undefined;
   if (setsRetention(own)) {
     const r = resolveRetention(own, 7);
-    if (isProblem(r)) throw new ConfigError(file, findKeyLine(text, lineSection, r.key, index), `${label} ${r.key}`, r.problem);
+    if (isProblem(r)) {
+      throw new ConfigError(file, findKeyLine(text, lineSection, r.key, index), `${label} ${r.key}`, r.problem);
+    }
     retention = r;
   }
   return { ...s, retention };
@@ -486,30 +519,39 @@ function parseClient(file: string, text: string, t: Table, io: ConfigIo): Client
   const v = validateTable(file, text, "client", "[client]", t);
   let defaults: Record<string, unknown> = {};
   if (t.defaults !== undefined) {
-    if (!isTable(t.defaults)) throw new ConfigError(file, findKeyLine(text, "client", "defaults"), "[client] defaults", "expected a table [client.defaults]");
+    if (!isTable(t.defaults)) {
+      const line = findKeyLine(text, "client", "defaults");
+      throw new ConfigError(file, line, "[client] defaults", "expected a table [client.defaults]");
+    }
     defaults = validateTable(file, text, "client.defaults", "[client.defaults]", t.defaults);
   }
   const rawSources = t.source ?? [];
   if (!Array.isArray(rawSources)) {
-    throw new ConfigError(file, findKeyLine(text, "client", "source"), "[client] source", "expected [[client.source]] tables");
+    const line = findKeyLine(text, "client", "source");
+    throw new ConfigError(file, line, "[client] source", "expected [[client.source]] tables");
   }
   const sources: Array<{ s: SourceConfig; file: string; line: number | undefined }> = rawSources.map((s, i) => {
     const label = `[[client.source]] #${i + 1}`;
-    if (!isTable(s)) throw new ConfigError(file, findKeyLine(text, "client.source", undefined, i), label, "expected a table");
-    return { s: sourceOf(file, text, label, s, defaults, i), file, line: findKeyLine(text, "client.source", "name", i) };
+    if (!isTable(s)) {
+      throw new ConfigError(file, findKeyLine(text, "client.source", undefined, i), label, "expected a table");
+    }
+    const line = findKeyLine(text, "client.source", "name", i);
+    return { s: sourceOf(file, text, label, s, defaults, i), file, line };
   });
   if (typeof v.sources_dir === "string") sources.push(...sourcesFromDir(file, text, v.sources_dir, defaults, io));
   const seen = new Map<string, string>();
   for (const { s, file: f, line } of sources) {
     const first = seen.get(s.name);
     if (first !== undefined) {
-      throw new ConfigError(f, line, f === file ? `[[client.source]] name` : "source name", `duplicate source name ${JSON.stringify(s.name)} (first given in ${first})`);
+      const what = f === file ? `[[client.source]] name` : "source name";
+      throw new ConfigError(f, line, what, `duplicate source name ${JSON.stringify(s.name)} (first given in ${first})`);
     }
     seen.set(s.name, f);
   }
   if (sources.length === 0) {
     const where = typeof v.sources_dir === "string" ? ` or a source file in ${v.sources_dir}` : "";
-    throw new ConfigError(file, findKeyLine(text, "client", undefined), "[[client.source]]", `missing: a [client] needs at least one [[client.source]] table${where}`);
+    const want = `missing: a [client] needs at least one [[client.source]] table${where}`;
+    throw new ConfigError(file, findKeyLine(text, "client", undefined), "[[client.source]]", want);
   }
   const retention = retentionOrThrow(file, text, "client", "[client]", resolveRetention(v, 7));
   const client = withDefaults<Omit<ClientConfig, "sources" | "retention">>("client", v);
@@ -530,7 +572,8 @@ function sourcesFromDir(file: string, text: string, dir: string, defaults: Recor
   try {
     names = sourceFileNames(io.list(dir));
   } catch (e) {
-    throw new ConfigError(file, findKeyLine(text, "client", "sources_dir"), "[client] sources_dir", `${dir} cannot be read: ${(e as Error).message}`);
+    const line = findKeyLine(text, "client", "sources_dir");
+    throw new ConfigError(file, line, "[client] sources_dir", `${dir} cannot be read: ${(e as Error).message}`);
   }
   return names.map((n) => {
     const f = path.join(dir, n);
@@ -540,16 +583,14 @@ function sourcesFromDir(file: string, text: string, dir: string, defaults: Recor
     } catch (e) {
       throw new ConfigError(f, undefined, undefined, `source file cannot be read: ${(e as Error).message}`);
     }
-    let t: Table;
-    try {
-      t = parseToml(body) as Table;
-    } catch (e) {
-      if (e instanceof TomlError) throw new ConfigError(f, e.line, undefined, `TOML syntax error at column ${e.column}: ${e.message.split("\n")[0]}`);
-      throw e;
-    }
+    let t = tomlTable(body, f);
     const base = n.slice(0, -".toml".length);
     if (t.name === undefined) {
-      if (!NAME_RE.test(base)) throw new ConfigError(f, undefined, "source name", `the file's name ${JSON.stringify(base)} cannot be a source name and it gives none: set name, or rename the file to NAME.toml`);
+      if (!NAME_RE.test(base)) {
+        const why = `the file's name ${JSON.stringify(base)} cannot be a source name and it gives none: ` +
+          "set name, or rename the file to NAME.toml";
+        throw new ConfigError(f, undefined, "source name", why);
+      }
       t = { name: base, ...t };
     }
     return { s: sourceOf(f, body, "source", t, defaults, 0, ""), file: f, line: findKeyLine(body, "", "name") };

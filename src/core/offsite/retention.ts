@@ -4,6 +4,7 @@
  * copy is never a candidate.
  */
 import { toRemove } from "../state/retention.ts";
+import { sparingChains } from "../state/chain.ts";
 
 export interface StoreRetention {
   /** Which of these archive names (oldest first, all verified) may go. */
@@ -13,7 +14,8 @@ export interface StoreRetention {
 
 export function keepCount(keep: number): StoreRetention {
   return {
-    removable: (names) => toRemove(names, keep),
+    // never a copy a kept one needs (an incremental archive's chain: state/chain.ts)
+    removable: (names) => sparingChains(names, toRemove(names, keep)),
     describe: () => `keep ${keep}`,
   };
 }

@@ -16,9 +16,10 @@ import type { Clock, Disk } from "../common/deps.ts";
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { currentLock, staleReason } from "../state/lock.ts";
 import { sourcesSummary, type Warning } from "../common/outcome.ts";
+import { shown } from "../common/text.ts";
 import { CLIENT_STATUS, SERVER_STATUS, lastFinal, readStatusFile, type StatusRecord } from "../state/status.ts";
 import { escapeText } from "../common/escape.ts";
-import { formatBytes, formatDuration } from "../common/units.ts";
+import { formatAge, formatBytes, formatDuration } from "../common/units.ts";
 import { heldArchives, type HeldArchive } from "../restore/verify.ts";
 import { heldCopies } from "../state/copies.ts";
 
@@ -128,13 +129,7 @@ export function monitorOf(cfg: Config): MonitorConfig {
 }
 
 function ago(ms: number): string {
-  return `${formatDuration(Math.max(0, ms))} ago`;
-}
-
-/** A message on one line, bounded (renderings escape what it holds; JSON keeps it as it is). */
-function shown(s: string, max = 200): string {
-  const one = s.replace(/\r?\n/g, " ");
-  return one.length > max ? `${one.slice(0, max)}…` : one;
+  return `${formatAge(ms)} ago`;
 }
 
 function summarise(final: StatusRecord, records: readonly StatusRecord[], now: number): RunSummary {
@@ -143,7 +138,7 @@ function summarise(final: StatusRecord, records: readonly StatusRecord[], now: n
   const started = first ? Date.parse(first.t) : undefined;
   return {
     run: final.run, code: final.code, name: codeName(final.code), meaning: codeInfo(final.code)?.meaning ?? "",
-    message: shown(final.msg), started: first?.t, ended: final.t, ageMs: now - ended,
+    message: shown(final.msg, 200), started: first?.t, ended: final.t, ageMs: now - ended,
     durationMs: started !== undefined ? ended - started : undefined,
   };
 }
@@ -358,7 +353,7 @@ function offsiteHealth(source: string, records: readonly StatusRecord[]): Offsit
     const d = r.data as { source?: unknown; store?: unknown; code?: unknown } | undefined;
     if (d?.source !== source || typeof d.store !== "string") continue;
     const c = Number(d.code);
-    byStore.set(d.store, { store: d.store, code: c, name: codeName(c), message: shown(r.msg), at: r.t });
+    byStore.set(d.store, { store: d.store, code: c, name: codeName(c), message: shown(r.msg, 200), at: r.t });
   }
   return [...byStore.values()];
 }
@@ -385,12 +380,13 @@ function sourceHealth(name: string, records: readonly StatusRecord[], held: read
   }
   const recorded = lastRec?.data as { tries?: unknown; durationMs?: unknown } | undefined;
   const base = {
-    name, copies: copies.length, archive: newest ? archiveSummary(newest) : undefined, lastGolden, warnings, ...(offsite.length ? { offsite } : {}),
+    name, copies: copies.length, archive: newest ? archiveSummary(newest) : undefined, lastGolden, warnings,
+    ...(offsite.length ? { offsite } : {}),
     ...(typeof recorded?.tries === "number" ? { tries: recorded.tries } : {}),
     ...(typeof recorded?.durationMs === "number" ? { durationMs: recorded.durationMs } : {}),
   };
   const last = lastRec && lastCode !== undefined
-    ? { code: lastCode, name: codeName(lastCode), message: shown(lastRec.msg), at: lastRec.t, ageMs: now - Date.parse(lastRec.t) }
+    ? { code: lastCode, name: codeName(lastCode), message: shown(lastRec.msg, 200), at: lastRec.t, ageMs: now - Date.parse(lastRec.t) }
     : undefined;
   if (!last && !lastGolden) return { ...base, state: "never", exitCode: code("STATUS_STALE"), summary: `${name}: never pulled` };
   if (last && !isGolden(last.code)) return { ...base, last, state: "failed", exitCode: last.code, summary: `${name}: FAILED ${last.code} ${last.name} ${ago(last.ageMs)}` };
@@ -422,8 +418,12 @@ export function clientHealth(c: ClientConfig, mon: MonitorConfig, held: readonly
   }
   const head = describeRole("client", judged.state, h, mon.max_age, now);
   const bad = sources.filter((s) => s.exitCode !== 0);
-  const named = bad.slice(0, MAX_NAMED).map((s) => s.summary).concat(bad.length > MAX_NAMED ? [`+${bad.length - MAX_NAMED} more`] : []);
-  const summary = bad.length ? `${head}; ${sourcesSummary(sources.map((s) => (s.exitCode === 0 ? code("NEW_ARCHIVE") : s.exitCode)))}: ${named.join("; ")}` : `${head}; ${sources.length} source(s) OK`;
+  const more = bad.length > MAX_NAMED ? [`+${bad.length - MAX_NAMED} more`] : [];
+  const named = bad.slice(0, MAX_NAMED).map((s) => s.summary).concat(more);
+  const codes = sources.map((s) => (s.exitCode === 0 ? code("NEW_ARCHIVE") : s.exitCode));
+  const summary = bad.length
+    ? `${head}; ${sourcesSummary(codes)}: ${named.join("; ")}`
+    : `${head}; ${sources.length} source(s) OK`;
   const lastGolden = newestGolden(h.goldens, now);
   return { role: "client", name: "client", dir: c.dest_dir, state, exitCode, summary, lastRun: h.lastRun, lastGolden, running: h.running, sources, space, warnings };
 }
@@ -498,7 +498,8 @@ export function renderHealth(r: HealthReport): string {
  * copy. Then, for each failed one, what went wrong.
  */
 export function sourceTable(sources: readonly SourceHealth[]): string[] {
-  const order = [...sources].sort((a, b) => severity(b.exitCode) - severity(a.exitCode) || a.name.localeCompare(b.name));
+  const order = [...sources]
+    .sort((a, b) => severity(b.exitCode) - severity(a.exitCode) || a.name.localeCompare(b.name));
   const cells = order.map((s) => [
     s.name,
     s.state.toUpperCase(),
@@ -511,8 +512,10 @@ export function sourceTable(sources: readonly SourceHealth[]): string[] {
   ]);
   const head = ["SOURCE", "STATE", "LAST", "LAST GOOD", "TRIES", "TOOK", "COPIES", "NEWEST COPY"];
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-  const line = (c: string[]) => `  ${c.map((x, i) => (i === c.length - 1 ? x : x.padEnd(widths[i]!))).join("  ")}`.trimEnd();
-  const problems = order.filter((s) => s.state === "failed" && s.last).map((s) => `    ${s.summary}: ${s.last!.message}`);
+  const line = (c: string[]) =>
+    `  ${c.map((x, i) => (i === c.length - 1 ? x : x.padEnd(widths[i]!))).join("  ")}`.trimEnd();
+  const problems = order.filter((s) => s.state === "failed" && s.last)
+    .map((s) => `    ${s.summary}: ${s.last!.message}`);
   return [
     `  sources:     ${sourcesSummary(sources.map((s) => (s.exitCode === 0 ? code("NEW_ARCHIVE") : s.exitCode)))}`,
     line(head), ...cells.map(line),

@@ -7,18 +7,17 @@
  * - a ping to a healthchecks-style URL ([monitor] healthcheck_url): `/start` when a run
  *   begins, the URL itself on success, `/<code>` on failure, with a short time-out.
  */
-import fs from "node:fs";
 import path from "node:path";
 import { code, isGolden, codeName } from "../common/codes.ts";
 import type { Config } from "../common/config.ts";
 import { systemClock, systemDisk, type Clock, type Disk } from "../common/deps.ts";
 import { errorMessage } from "../common/errors.ts";
-import { createExclusive } from "../state/fsutil.ts";
 import { escapeText } from "../common/escape.ts";
 import { checkHealth, monitorOf, type HealthReport, type RoleHealth, type RunSummary } from "./health.ts";
 import type { RunOutcome } from "../common/outcome.ts";
 import type { Role } from "../state/status.ts";
 import { VERSION } from "../../version.ts";
+import { writeFileAtomic } from "../state/fsutil.ts";
 
 /** A ping may not hold up the end of a run for longer than this. */
 export const PING_TIMEOUT_MS = 10_000;
@@ -95,8 +94,14 @@ export function renderMetrics(report: HealthReport, outcome?: RunOutcome): strin
   const srcGolden = f("shoot_source_last_success_timestamp_seconds", "When this source was last pulled or found current (Unix time).");
   const srcSize = f("shoot_source_archive_size_bytes", "Size of the newest verified copy of this source.");
   const srcCopies = f("shoot_source_copies", "Verified copies kept of this source.");
-  const srcTries = f("shoot_source_last_tries", "Tries the last pull of this source took (more than 1 after failures that pass: connections closed or reset, time-outs before any data).");
-  const srcDuration = f("shoot_source_last_duration_seconds", "Time the last pull of this source spent in a slot, over all its tries.");
+  const srcTries = f(
+    "shoot_source_last_tries",
+    "Tries the last pull of this source took (more than 1 after failures that pass: connections closed or reset, " +
+      "time-outs before any data).",
+  );
+  const srcDuration = f(
+    "shoot_source_last_duration_seconds", "Time the last pull of this source spent in a slot, over all its tries.",
+  );
   const offCode = f("shoot_offsite_code", "Code of the last attempt to send this source's copy to this offsite store: 77 sent and checked, else a store failure (110-117).");
   const offOk = f("shoot_offsite_success", "1 when this source's current copy is in this offsite store, checked, else 0.");
   const offTime = f("shoot_offsite_timestamp_seconds", "When this offsite store last reported on this source (Unix time).");
@@ -150,22 +155,8 @@ export function renderMetrics(report: HealthReport, outcome?: RunOutcome): strin
  * The temporary name does not end in `.prom`: the collector reads only those.
  */
 export function replaceFileAtomic(file: string, text: string): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  // a leftover of a killed run of the same pid is removed, never written through
-  fs.rmSync(tmp, { force: true });
-  try {
-    const fd = createExclusive(tmp, 0o644);
-    try {
-      fs.writeSync(fd, text);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
+  const base = path.basename(file);
+  writeFileAtomic(path.dirname(file), base, text, 0o644, `.${base}.${process.pid}.tmp`);
 }
 
 export interface MetricsResult {

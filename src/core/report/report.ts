@@ -4,7 +4,9 @@
  * status file and hands its records in.
  */
 import { code, codeInfo, codeName, isGolden, severity } from "../common/codes.ts";
-import { sourcesSummary, type HookOutcome, type RunOutcome, type SourceOutcome, type Warning } from "../common/outcome.ts";
+import {
+  sourcesSummary, type HookOutcome, type RunOutcome, type SourceOutcome, type Warning,
+} from "../common/outcome.ts";
 import type { ArchiveInfo, StatusRecord } from "../state/status.ts";
 import { escapeLines, escapeText } from "../common/escape.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
@@ -62,7 +64,7 @@ export function plural(n: number, word: string): string {
 }
 
 export function reportSubject(o: RunOutcome): string {
-  let s = `[shoot] ${oneLine(o.host)} ${o.role} ${verdict(o.code)} ${o.code} ${codeName(o.code)}`;
+  let s = `[shoot] ${oneLine(o.name ?? o.host)} ${o.role} ${verdict(o.code)} ${o.code} ${codeName(o.code)}`;
   const failed = (o.sources ?? []).filter((x) => !isGolden(x.code)).map((x) => oneLine(x.name));
   if (failed.length > 0) {
     const shown = failed.slice(0, MAX_SUBJECT_SOURCES).join(", ");
@@ -104,12 +106,14 @@ export const DETAILED_SOURCES = 10;
  * each with its message, then the rest. However many sources, this is one report.
  */
 function sourceLines(sources: readonly SourceOutcome[]): string[] {
-  const failed = sources.filter((s) => !isGolden(s.code)).sort((a, b) => severity(b.code) - severity(a.code) || a.name.localeCompare(b.name));
+  const failed = sources.filter((s) => !isGolden(s.code))
+    .sort((a, b) => severity(b.code) - severity(a.code) || a.name.localeCompare(b.name));
   const ok = sources.filter((s) => isGolden(s.code));
   const out = [`${sourcesSummary(sources.map((s) => s.code))}${failed.length ? ", failures first" : ""}:`];
   const w = Math.max(...sources.map((s) => oneLine(s.name).length));
   const pad = `  ${" ".repeat(w)}  `;
-  const head = (s: SourceOutcome) => `  ${oneLine(s.name).padEnd(w)}  ${verdict(s.code).padEnd(6)} ${s.code} ${codeName(s.code)}`;
+  const head = (s: SourceOutcome) =>
+    `  ${oneLine(s.name).padEnd(w)}  ${verdict(s.code).padEnd(6)} ${s.code} ${codeName(s.code)}`;
   const detailed = (s: SourceOutcome) => {
     out.push(head(s));
     if (s.message) out.push(`${pad}${indentLines(s.message, pad)}`);
@@ -129,10 +133,14 @@ function sourceLines(sources: readonly SourceOutcome[]): string[] {
       detailed(s);
       continue;
     }
-    const parts = [s.archive ? `${oneLine(s.archive.file)}, ${formatBytes(s.archive.size)}` : "", s.tries && s.tries > 1 ? `${s.tries} tries` : ""].filter(Boolean);
+    const parts = [
+      s.archive ? `${oneLine(s.archive.file)}, ${formatBytes(s.archive.size)}` : "",
+      s.tries && s.tries > 1 ? `${s.tries} tries` : "",
+    ].filter(Boolean);
     out.push(`${head(s)}${parts.length ? `  ${parts.join(", ")}` : ""}`);
     for (const o of s.offsite ?? []) {
-      if (o.code !== code("OFFSITE_SENT")) out.push(`${pad}offsite ${oneLine(o.store)}  FAILED ${o.code} ${codeName(o.code)}: ${oneLine(o.message)}`);
+      if (o.code === code("OFFSITE_SENT")) continue;
+      out.push(`${pad}offsite ${oneLine(o.store)}  FAILED ${o.code} ${codeName(o.code)}: ${oneLine(o.message)}`);
     }
     if (s.warnings?.length) out.push(...warningLines(s.warnings, MAX_SOURCE_WARNINGS, pad));
   }
@@ -169,10 +177,15 @@ function tailLines(tail: StatusTail, max: number, day: string): string[] {
   return out;
 }
 
+/** "on web1", or "for web1 on vm" when the backups go by another name than the host's. */
+function whose(o: RunOutcome): string {
+  return o.name && o.name !== o.host ? `for ${oneLine(o.name)} on ${oneLine(o.host)}` : `on ${oneLine(o.host)}`;
+}
+
 export function renderReport(o: RunOutcome, opts: ReportOptions = {}): RenderedReport {
   const info = codeInfo(o.code);
   const lines: string[] = [
-    `shoot ${o.role} run on ${oneLine(o.host)}: ${verdict(o.code)}, ${o.code} ${codeName(o.code)}`,
+    `shoot ${o.role} run ${whose(o)}: ${verdict(o.code)}, ${o.code} ${codeName(o.code)}`,
     info ? info.meaning : "This code is not in shoot's code table.",
     "",
   ];

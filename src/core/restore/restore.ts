@@ -34,6 +34,7 @@ import type { Progress } from "../report/progress.ts";
 import type { TarListing } from "../archive/tar.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
 import { ArchiveReadError, archivePass, closeSource, describeReadError, openSource, tarSink, type ArchiveSource, type HeldArchive, type PassResult } from "./verify.ts";
+import { fnv1a } from "../common/text.ts";
 
 export interface RestoreOptions {
   /** The target directory; created when missing. */
@@ -48,6 +49,12 @@ export interface RestoreOptions {
   allowOutsideLinks?: boolean;
   progressFor?: (label: string, total: number) => Progress;
   signal?: AbortSignal;
+  /**
+   * One archive of a chain (chain.ts): entries for which this is false are passed over as if
+   * the archive did not hold them, and the paths asked for need not be in this archive. Called
+   * in archive order, first for every entry in turn, then again for the same ones.
+   */
+  only?: (ordinal: number, entry: TarListing) => boolean;
 }
 
 export interface EntryNote {
@@ -195,10 +202,7 @@ interface DirToFinish {
 
 /** A name and type as one number, to tell that the write pass meets the entries the plan decided about. */
 function fingerprint(l: TarListing): number {
-  let h = 0x811c9dc5;
-  const s = `${l.type}\0${l.name}`;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h >>> 0;
+  return fnv1a(`${l.type}\0${l.name}`);
 }
 
 /**
@@ -219,7 +223,7 @@ class Survey {
   readonly alsoNeeded = new Set<string>();
   private readonly unmatched: Set<string>;
 
-  constructor(readonly selection: readonly string[]) {
+  constructor(readonly selection: readonly string[], private readonly only?: RestoreOptions["only"]) {
     this.unmatched = new Set(selection);
   }
 
@@ -229,6 +233,7 @@ class Survey {
 
   take(l: TarListing): void {
     const ordinal = this.entries++;
+    if (this.only && !this.only(ordinal, l)) return;
     const s = splitEntryName(l.name);
     if ("why" in s) return;
     const key = s.parts.join("/");
@@ -257,6 +262,7 @@ interface PlanOptions {
   root: string;
   force: boolean;
   allowOutsideLinks: boolean;
+  only?: RestoreOptions["only"];
 }
 
 /**
@@ -293,6 +299,10 @@ class Planner {
     const ordinal = this.ordinal++;
     if (ordinal >= this.decisions.length) throw new ShootError("VERIFY_FAILED", "the archive changed while it was being read (more entries than at first); nothing was restored");
     this.fingerprints[ordinal] = fingerprint(l);
+    if (this.opts.only && !this.opts.only(ordinal, l)) {
+      this.decisions[ordinal] = UNSELECTED;
+      return;
+    }
     const s = splitEntryName(l.name);
     if ("why" in s) {
       this.decisions[ordinal] = this.note(this.refused, REFUSED, l.name, s.why);
@@ -605,7 +615,7 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
   const finish = (name: CodeName | "OK", message: string): RestoreResult => ({
     ...result, code: name === "OK" ? 0 : code(name), message, ms: performance.now() - started,
   });
-  const survey = new Survey((opts.paths ?? []).map(selectionKey));
+  const survey = new Survey((opts.paths ?? []).map(selectionKey), opts.only);
   const unreadable = (e: unknown): never => {
     if (!(e instanceof ArchiveReadError)) throw e;
     throw new ShootError("VERIFY_FAILED", `${a.file}: ${describeReadError(e, a.bytes)}; nothing was restored`);
@@ -616,7 +626,7 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     // 1. read it whole: checksum, stream, the paths asked for, the links; nothing is written before this passes
     const first = await readPass(fd, "checking", opts, a.bytes, (e) => survey.take(e)).catch(unreadable);
     checkIntegrity(a, first.pass, first.ended, opts.checksum !== false);
-    const unmatched = survey.missing();
+    const unmatched = opts.only ? [] : survey.missing();
     if (unmatched.length > 0) {
       const tops = [...survey.tops];
       throw new ShootError("ARCHIVE_NOT_FOUND", `not in ${a.file}: ${unmatched.map((u) => `/${u}`).join(", ")} (its entries start with ${tops.map((t) => `/${t}`).join(", ") || "nothing"}; see shoot list ${a.file}); nothing was restored`);
@@ -631,7 +641,7 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     const root = fs.realpathSync(opts.to);
     if (!fs.statSync(root).isDirectory()) throw new ShootError("RESTORE_FAILED", `${opts.to} is not a directory`);
     result.to = root;
-    const plan = new Planner(survey, { root, force: opts.force === true, allowOutsideLinks: opts.allowOutsideLinks === true });
+    const plan = new Planner(survey, { root, force: opts.force === true, allowOutsideLinks: opts.allowOutsideLinks === true, only: opts.only });
     const second = await readPass(fd, "planning", opts, a.bytes, (e) => plan.take(e)).catch(unreadable);
     if (second.pass.md5 !== first.pass.md5 || !plan.complete()) throw new ShootError("VERIFY_FAILED", `${a.file}: the archive changed while it was being read; nothing was restored`);
     result.alsoRestored = plan.alsoRestored;

@@ -23,6 +23,7 @@ import type { Progress } from "../report/progress.ts";
 import { LIST_FORMAT, lineKey, nameOfKey, openList, walkOrder, type ListHeader } from "../scan/scan.ts";
 import { detectCompression } from "../archive/writer.ts";
 import { TarParser, type TarListing } from "../archive/tar.ts";
+import { DumpdirCheck } from "../archive/incremental.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
 
 // --- what is held ---------------------------------------------------------------------------
@@ -347,6 +348,10 @@ export class ListComparison {
   readonly typeDiff = new Found();
   readonly sizeDiff = new Found();
   readonly missing = new Found();
+  /** Directory records whose dumpdir does not agree with the list (incremental archives). */
+  readonly dumpdirDiff = new Found();
+  /** Listed entries an incremental archive does not hold because its dumpdirs say they did not change. */
+  unchanged = 0;
   /** Differences the run's own warnings explain. */
   explained = 0;
   /** Why the list cannot be read to its end; nothing it was compared with counts. */
@@ -358,6 +363,7 @@ export class ListComparison {
   private lineNo = 1;
   private listed = 0;
   private lastName: string | undefined;
+  private readonly dumpdirs: DumpdirCheck;
   private readonly dumpsSeen = new Set<string>();
 
   /**
@@ -365,6 +371,7 @@ export class ListComparison {
    * @param warned the paths (with their leading "/") the run's warnings name
    */
   constructor(private readonly header: ListHeader, private readonly lines: Iterator<string>, private readonly warned: ReadonlySet<string>) {
+    this.dumpdirs = new DumpdirCheck((name) => warned.has(`/${name}`));
     this.advance();
   }
 
@@ -377,6 +384,8 @@ export class ListComparison {
       if (e.type !== "file" || e.size !== dump.size) this.sizeDiff.add(`${e.name} (a dump of ${dump.size} bytes in the list, ${e.type === "file" ? `${e.size} bytes` : `a ${e.type}`} in the archive)`);
       return;
     }
+    // the record of "/" when it is a source: it has no line in the list
+    if (e.name === "" && e.type === "dir" && this.lastName === undefined) return this.note(this.dumpdirs.directory("", e.dumpdir));
     if (this.lastName !== undefined) {
       const order = walkOrder(this.lastName, e.name);
       if (order === 0) return this.duplicate.add(e.name);
@@ -391,6 +400,8 @@ export class ListComparison {
     if (this.damaged !== undefined) return;
     if (this.key !== key) return this.extra.add(e.name);
     const [, type, , , , size] = JSON.parse(this.line!) as [string, string, number, number, number, number];
+    this.note(this.dumpdirs.listed(e.name, type === "dir", true));
+    if (e.type === "dir") this.note(this.dumpdirs.directory(e.name, e.dumpdir));
     // the writer stores a hard link whose first name it could not read as the file itself
     const sameType = type === e.type || (type === "hardlink" && e.type === "file");
     if (!sameType) this.typeDiff.add(`${e.name} (${type} in the list, ${e.type} in the archive)`);
@@ -405,6 +416,7 @@ export class ListComparison {
   finish(): void {
     if (this.outOfOrder !== undefined) return;
     while (this.key !== undefined) this.passListed();
+    this.note(this.dumpdirs.finish());
     for (const d of this.header.dumps ?? []) if (!this.dumpsSeen.has(d.name)) this.missing.add(d.name);
     if (this.damaged === undefined && this.listed !== this.header.entries) {
       this.damaged = `it holds ${this.listed} entries, its header says ${this.header.entries} (truncated?)`;
@@ -416,9 +428,17 @@ export class ListComparison {
     this.lines.return?.(undefined);
   }
 
+  /** A problem DumpdirCheck found. */
+  private note(problem: string | undefined): void {
+    if (problem !== undefined && problem !== "unchanged") this.dumpdirDiff.add(problem);
+  }
+
   private passListed(): void {
     const name = nameOfKey(this.key!);
-    if (this.warned.has(`/${name}`)) this.explained++;
+    const d = this.dumpdirs.listed(name, this.line!.startsWith(`[${this.key},"dir"`), false);
+    this.note(d);
+    if (d === "unchanged") this.unchanged++;
+    else if (this.warned.has(`/${name}`)) this.explained++;
     else this.missing.add(name);
     this.advance();
   }
@@ -566,6 +586,8 @@ export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): P
           if (c.outOfOrder !== undefined) verdict.problems.push(`its entries are not in the order of the server's file list, as they would be had the server written it (${c.outOfOrder}); compared up to there`);
           else if (c.missing.count) verdict.problems.push(`${c.missing.count} listed entries are not in the archive: ${examples(c.missing)}`);
           if (c.sizeDiff.count) verdict.problems.push(`${c.sizeDiff.count} files differ in size from the file list: ${examples(c.sizeDiff)}`);
+          if (c.dumpdirDiff.count) verdict.problems.push(`${c.dumpdirDiff.count} directory records disagree with the file list, so GNU tar would restore this point wrong: ${c.dumpdirDiff.names.join("; ")}${c.dumpdirDiff.count > c.dumpdirDiff.names.length ? "; …" : ""}`);
+          if (c.unchanged) verdict.notes.push(`${c.unchanged} listed entries are not in this incremental archive: unchanged since ${a.list?.base ?? "its base"}, as its directory records say`);
           if (c.explained) verdict.notes.push(`${c.explained} entries differ from the file list as the run that made it warned (changed or vanished while it was written)`);
           if (!verdict.problems.length) verdict.notes.push(`all ${entries} entries match the server's file list${c.explained ? " or its run's warnings" : ""}`);
         }

@@ -1,7 +1,7 @@
 /**
- * The server run, step by step as SPEC.md lists them: sanity, first run, change detection,
- * free space, archive (checksum in the same pass, flushed, renamed into place when complete),
- * rotation, final code 4 / 9 / 30. Every step and every warning goes to server.status.
+ * The server run, step by step: sanity, first run, change detection, free space, archive
+ * (checksum in the same pass, flushed, renamed into place when complete), rotation, final
+ * code 4 / 9 / 30. Every step and every warning goes to server.status.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -12,21 +12,25 @@ import type { ServerConfig } from "../common/config.ts";
 import type { Deps } from "../common/deps.ts";
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { compileExcludes } from "../scan/exclude.ts";
-import { createExclusive, exists, fsyncDir, LineWriter, readChunks, readLines, writeFileAtomic } from "../state/fsutil.ts";
+import {
+  createExclusive, exists, fsyncDir, LineWriter, readChunks, readLines, sizeOf, writeFileAtomic,
+} from "../state/fsutil.ts";
 import { removeLeftovers } from "../state/leftovers.ts";
 import { unsafeDir } from "../state/strict-modes.ts";
 import { describeRemoved, planRemoval, serverCopies, type PruneRecord } from "../state/held.ts";
 import { describeRules } from "../state/retention.ts";
 import { DumpPlan, type DumpRun } from "./dumps.ts";
+import { archivesNeeded, levelOf } from "../state/chain.ts";
+import { DumpdirStore, markChanges, type ChangeSet } from "../scan/changes.ts";
+import { chainData, checkChain, listHeaderOf, planLevel, recordedEntries, sourcesKey, type LevelPlan } from "./incremental.ts";
 import { childEnv } from "./wrapper.ts";
-import { LockedError, acquireLock, currentLock, type Lock } from "../state/lock.ts";
+import { plainOutcome, staleLockMessage, unusableDir, withRun, type RunSpec } from "../state/run.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "../state/naming.ts";
 import type { RunOutcome, Warning } from "../common/outcome.ts";
-import { entryFromLine, entryLine, hasChanges, LIST_FORMAT, LIST_VERSION, lineKey, ListComparer, openList, scanSources, systemOwners, type Changes, type ListHeader, type ScanSummary } from "../scan/scan.ts";
+import { entryFromLine, entryLine, hasChanges, LIST_FORMAT, LIST_VERSION, lineKey, ListComparer, normaliseSources, openList, scanSources, systemOwners, type Changes, type ListHeader, type ScanSummary } from "../scan/scan.ts";
 import { MAX_ENTRIES, quickCompare, type QuickCheck } from "../scan/scan-parallel.ts";
-import { SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, newRunId, type ArchiveInfo } from "../state/status.ts";
+import { SERVER_STATUS, StatusWriter, newRunId, type ArchiveInfo } from "../state/status.ts";
 import { formatBytes } from "../common/units.ts";
-import { VERSION } from "../../version.ts";
 
 /** The walk's list while the run goes on: beside the archives, with the temporary prefix, so a killed run's copy is cleaned up. */
 function scanListPath(dir: string): string {
@@ -75,93 +79,58 @@ class Run {
 }
 
 export async function runServer(cfg: ServerConfig, deps: Deps, opts: ServerRunOptions = {}): Promise<RunOutcome> {
-  const started = deps.clock.now();
   const dir = cfg.backup_dir;
-  const outcome = (c: number, message: string, extra: Partial<RunOutcome> = {}): RunOutcome => ({
-    role: "server", host: deps.hostname, run: opts.parent?.run ?? "", code: c, message,
-    started, ended: deps.clock.now(), warnings: [], statusFile: path.join(dir, SERVER_STATUS), ...extra,
-  });
-
-  // Sanity of the backup directory comes first: the status file lives there.
-  const dirProblem = checkBackupDir(dir);
-  if (dirProblem) return outcome(code("BACKUP_DIR_UNUSABLE"), dirProblem, { statusFile: undefined });
-  const unsafe = unsafeDir(dir, "backup_dir");
-  if (unsafe) return outcome(code("UNSAFE_PERMISSIONS"), unsafe, { statusFile: undefined });
-
-  let lock: Lock | undefined;
-  if (opts.parent) {
-    const held = currentLock(dir);
-    if (held?.token !== opts.parent.lockToken) {
-      return outcome(code("ALREADY_RUNNING"), `started as the wrapper's child, but the wrapper's lock in ${dir} is not held (held by ${held ? `pid ${held.pid}` : "nobody"})`);
-    }
-  } else {
-    try {
-      lock = acquireLock(dir, "server", started);
-    } catch (e) {
-      if (e instanceof LockedError) return outcome(code("ALREADY_RUNNING"), e.message, { statusFile: undefined });
-      throw e;
-    }
-  }
-
-  const runId = opts.parent?.run ?? newRunId(started);
-  const status = new StatusWriter(path.join(dir, SERVER_STATUS), "server", runId, deps.clock);
-  const run = new Run(status);
+  let steps: Run | undefined;
   let tmpArchive: string | undefined;
-  try {
-    if (opts.parent) status.open();
-    else {
-      status.startFresh();
-      status.write("RUN_START", `shoot ${VERSION} server run on ${deps.hostname}`, { format: STATUS_FORMAT, host: deps.hostname, data: { version: VERSION, formatVersion: STATUS_VERSION } });
-      if (lock?.staleFrom) run.step("lock", `took over a stale lock of pid ${lock.staleFrom.pid} (started ${lock.staleFrom.started})`, "STALE_LOCK");
-      const left = removeLeftovers(dir);
-      if (left.removed.length) run.step("recover", `removed what an earlier run left: ${left.removed.join(", ")}`, "RECOVERED");
-    }
-    const result = await serverSteps(cfg, deps, run, opts, (p) => (tmpArchive = p));
-    tmpArchive = undefined;
-    run.flushWarningCount();
-    const rec = status.write(result.name, result.message, { step: "done", archive: result.archive, data: result.data });
-    return outcome(rec.code, result.message, { run: runId, archive: result.archive, warnings: run.warnings, lastStep: run.lastStep });
-  } catch (e) {
-    const failure = asFailure(e, opts.signal);
-    if (tmpArchive) fs.rmSync(tmpArchive, { force: true });
-    run.flushWarningCount();
+  const spec: RunSpec = {
+    role: "server", dir, statusName: SERVER_STATUS, clock: deps.clock, hostname: deps.hostname, parent: opts.parent, unusable: "BACKUP_DIR_UNUSABLE",
+    failure: (e) => {
+      const f = asFailure(e, opts.signal);
+      if (tmpArchive) fs.rmSync(tmpArchive, { force: true });
+      steps?.flushWarningCount();
+      const lastStep = steps?.lastStep ?? "start";
+      return { ...f, step: lastStep, outcome: { warnings: steps?.warnings ?? [], lastStep } };
+    },
+  };
+  // sanity of the backup directory comes first: the lock and the status file live there
+  const now = deps.clock.now();
+  const refused = (name: CodeName, why: string) => plainOutcome(spec, opts.parent?.run ?? newRunId(now), now, now, code(name), why);
+  const problem = unusableDir(dir, "backup_dir");
+  if (problem) return refused("BACKUP_DIR_UNUSABLE", problem);
+  const unsafe = unsafeDir(dir, "backup_dir");
+  if (unsafe) return refused("UNSAFE_PERMISSIONS", unsafe);
+
+  return withRun(spec, async (frame) => {
+    const run = (steps = new Run(frame.status));
     try {
-      status.write(codeName(failure.code) as CodeName, failure.message, { step: run.lastStep });
-    } catch {
-      // the status file itself cannot be written (disk full, directory gone): the exit code still says it
+      if (!opts.parent) {
+        const stale = staleLockMessage(frame.lock);
+        if (stale) run.step("lock", stale, "STALE_LOCK");
+        const left = removeLeftovers(dir);
+        if (left.removed.length) run.step("recover", `removed what an earlier run left: ${left.removed.join(", ")}`, "RECOVERED");
+      }
+      const result = await serverSteps(cfg, deps, run, opts, (p) => (tmpArchive = p));
+      tmpArchive = undefined;
+      run.flushWarningCount();
+      const rec = frame.status.write(result.name, result.message, { step: "done", archive: result.archive, data: result.data });
+      return {
+        role: "server", host: deps.hostname, run: frame.run, started: frame.started, ended: deps.clock.now(), code: rec.code,
+        message: result.message, archive: result.archive, warnings: run.warnings, lastStep: run.lastStep, statusFile: frame.statusFile,
+      };
+    } finally {
+      try {
+        fs.rmSync(scanListPath(dir), { force: true });
+      } catch {
+        // the next run's clean-up removes it
+      }
     }
-    return outcome(failure.code, failure.message, { run: runId, warnings: run.warnings, lastStep: run.lastStep });
-  } finally {
-    try {
-      fs.rmSync(scanListPath(dir), { force: true });
-    } catch {
-      // the next run's clean-up removes it
-    }
-    status.close();
-    lock?.release();
-  }
+  });
 }
 
-function asFailure(e: unknown, signal?: AbortSignal): { code: number; message: string } {
-  if (signal?.aborted) return { code: code("INTERRUPTED"), message: `interrupted (${String(signal.reason ?? "signal")}); the temporary archive was removed` };
-  if (e instanceof ShootError) return { code: e.code, message: e.message };
-  return { code: code("INTERNAL_ERROR"), message: `internal error: ${(e as Error)?.stack ?? String(e)}` };
-}
-
-function checkBackupDir(dir: string): string | undefined {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(dir);
-  } catch (e) {
-    return `backup_dir ${dir} ${errnoCode(e) === "ENOENT" ? "does not exist (create it, mode 0700)" : `cannot be used: ${errorMessage(e)}`}`;
-  }
-  if (!st.isDirectory()) return `backup_dir ${dir} is not a directory`;
-  try {
-    fs.accessSync(dir, fs.constants.W_OK | fs.constants.X_OK);
-  } catch (e) {
-    return `backup_dir ${dir} is not writable: ${errnoCode(e) ?? errorMessage(e)}`;
-  }
-  return undefined;
+function asFailure(e: unknown, signal?: AbortSignal): { name: CodeName; message: string } {
+  if (signal?.aborted) return { name: "INTERRUPTED", message: `interrupted (${String(signal.reason ?? "signal")}); the temporary archive was removed` };
+  if (e instanceof ShootError) return { name: codeName(e.code) as CodeName, message: e.message };
+  return { name: "INTERNAL_ERROR", message: `internal error: ${(e as Error)?.stack ?? String(e)}` };
 }
 
 interface StepsResult {
@@ -175,104 +144,105 @@ async function serverSteps(
   cfg: ServerConfig, deps: Deps, run: Run, opts: ServerRunOptions, setTmp: (p: string) => void,
 ): Promise<StepsResult> {
   const dir = cfg.backup_dir;
-  const signal = opts.signal;
   const checkAbort = () => {
-    if (signal?.aborted) throw new ShootError("INTERRUPTED", "interrupted");
+    if (opts.signal?.aborted) throw new ShootError("INTERRUPTED", "interrupted");
   };
 
   // 1. sanity: sources
   run.step("sanity", `checking ${cfg.sources.length} source(s) and ${dir}`);
-  for (const src of cfg.sources) {
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(src);
-    } catch (e) {
-      if (errnoCode(e) === "ENOENT") throw new ShootError("SOURCE_MISSING", `source ${src} does not exist`);
-      throw new ShootError("SOURCE_UNREADABLE", `source ${src} cannot be read: ${errorMessage(e)}`);
-    }
-    try {
-      fs.accessSync(src, fs.constants.R_OK | (st.isDirectory() ? fs.constants.X_OK : 0));
-    } catch (e) {
-      throw new ShootError("SOURCE_UNREADABLE", `source ${src} cannot be read: ${errnoCode(e) ?? errorMessage(e)}`);
-    }
-  }
+  checkSources(cfg.sources);
 
   // 2. first run: no earlier archive and no status file from an earlier run
   const archives = sortArchives(fs.readdirSync(dir), cfg.name).filter((a) => exists(path.join(dir, a + CHECKSUM_SUFFIX)));
   const newest = archives.at(-1);
   const firstRun = newest === undefined && !exists(path.join(dir, `${SERVER_STATUS}.1`));
+  // a restore point whose chain is broken is never "still current": a new archive is made
+  const point = newest ? restorePoint(cfg, dir, newest, archives) : undefined;
+  if (point?.problem) run.warn("CHAIN_BROKEN", `the newest restore point ${newest} cannot be restored: ${point.problem}; making a new archive`);
 
   // database dumps: run once through a hash when the files are unchanged, again into a new archive
-  const dumps = new DumpPlan(cfg.dumps, dir, deps.spawner, childEnv(deps.env), (msg, data) => run.step("dump", msg, "DUMPED", data), signal);
+  const dumps = new DumpPlan(cfg.dumps, dir, deps.spawner, childEnv(deps.env), (msg, data) => run.step("dump", msg, "DUMPED", data), opts.signal);
 
   // 4. (before 3: the estimate needs the scan) change detection
-  run.step("scan", `walking ${cfg.sources.join(", ")}`);
-  const tmpList = scanListPath(dir);
-  const scanStarted = performance.now();
-  // an archive in another compression is never "still current", and its size predicts nothing
-  const sameCompression = newest?.endsWith(EXTENSIONS[cfg.compression]) === true;
-  if (!firstRun && newest && sameCompression) {
-    const maxParallel = opts.maxParallelEntries ?? MAX_ENTRIES;
-    const quick = await unchangedOnEveryCore(cfg, dir, newest, maxParallel);
-    const dumpsSame = quick.unchanged ? await dumps.unchanged(quick.unchanged.check.header?.dumps) : undefined;
-    if (quick.unchanged && dumpsSame?.same) {
-      const { check, archive } = quick.unchanged;
-      for (const w of check.warnings) run.warn(w.code, w.message);
-      const scanMs = Math.round(performance.now() - scanStarted);
-      run.step("scan", `scanned ${check.entries} entries in ${scanMs} ms (${check.threads} thread${check.threads === 1 ? "" : "s"}${check.statx ? ", statx" : ""}): nothing changed since ${newest}`, "SCANNED", { entries: check.entries, bytes: check.bytes });
-      return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive };
-    }
-    // not an error (the walk below decides alone), but slower: the record says why
-    if (dumpsSame && !dumpsSame.same) run.step("scan", `no file changed since ${newest}, but ${dumpsSame.summary}: walking again to write a new archive`);
-    else if (quick.problem) run.step("scan", `the walk on every core could not finish (${quick.problem}): walking again on one`);
-    else if (quick.tooLarge) run.step("scan", `the last file list holds over ${maxParallel} entries: walking on one thread, which compares as it goes`);
+  const change = await detectChange(cfg, run, opts, { newest, firstRun, archives, point }, dumps, checkAbort);
+  if ("unchanged" in change) return change.unchanged;
+  const { scan, tmpList, previous } = change;
+
+  // incremental or full (docs/incremental.md); with incremental archives on, directories carry their dumpdirs
+  const sources = sourcesKey(cfg.sources);
+  const plan = planLevel(cfg, dir, archives, deps.clock.now(), sources);
+  if (plan.broken) run.warn("CHAIN_BROKEN", `${plan.broken}; making a full archive instead`);
+  const records = cfg.incremental !== "off";
+  const changes = records ? markWalk(cfg, tmpList, scan, plan) : undefined;
+  try {
+    if (changes) run.step("changes", `${plan.why}: ${changes.changed} of ${scan.entries} entries to archive, with ${changes.dirs} directory record(s)`);
+
+    // 3. free space
+    const content = changes && plan.level > 0 ? { bytes: changes.bytes, entries: changes.archived } : scan;
+    const estimate = estimateSize(cfg, content, previous) + (previous?.dumps ?? []).reduce((n, d) => n + (Number.isSafeInteger(d.size) ? d.size : 0), 0);
+    run.step("space", `estimated archive size ${formatBytes(estimate)}, reserve ${formatBytes(cfg.reserve)}`);
+    ensureSpace(cfg, deps, run, estimate, archives);
     checkAbort();
+
+    // 5. archive
+    const name = nextArchiveName(cfg, deps.clock.now(), fs.readdirSync(dir), plan.level);
+    const tmp = path.join(dir, `${TEMP_PREFIX}${name}`);
+    setTmp(tmp);
+    run.step("archive", `writing ${name} (${cfg.compression}) from ${changes ? changes.archived : scan.entries} entries`);
+    const entries = changes ? recordedEntries(tmpList, changes) : listedEntries(tmpList);
+    const result = await writeArchiveFile(cfg, tmp, entries, content.bytes, run, opts, dumps, deps.clock.now());
+    checkAbort();
+    return finishArchive(cfg, deps, run, { name, tmp, tmpList, scan, result, firstRun, dumps: dumps.done, plan: records ? { ...plan, sources } : undefined });
+  } finally {
+    changes?.dumpdirs.close();
   }
-  // the walk's list goes to a file as it is made, and the archive is written from that file:
-  // memory does not grow with the number of files
-  const last = !firstRun && newest ? openLastList(cfg, dir, newest, sameCompression) : undefined;
-  const walked = scanToList(cfg, tmpList, last, dumps.names());
-  if (walked.taken) throw new ShootError("DUMP_NAME_TAKEN", `the sources hold /${walked.taken}, the name a dump takes in the archive: rename the dump (name or extension in [[server.dump]]) or exclude the file`);
-  const scan = walked.scan;
-  for (const w of scan.warnings) run.warn(w.code, w.message);
-  const scanMs = Math.round(performance.now() - scanStarted);
-  checkAbort();
+}
 
-  const previous = sameCompression ? last?.header : undefined;
-  if (last && newest) {
-    const verdict = verdictOf(dir, newest, last, walked);
-    const dumpsSame = verdict.archive ? await dumps.unchanged(last.header?.dumps) : undefined;
-    if (verdict.archive && !dumpsSame?.same) verdict.summary = `no file changed, but ${dumpsSame?.summary}`;
-    else if (verdict.archive) {
-      run.step("scan", `scanned ${scan.entries} entries in ${scanMs} ms: nothing changed since ${newest}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes });
-      return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive: verdict.archive };
-    }
-    run.step("scan", `scanned ${scan.entries} entries in ${scanMs} ms: ${verdict.summary}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes });
-  } else {
-    run.step("scan", `scanned ${scan.entries} entries (${formatBytes(scan.bytes)}) in ${scanMs} ms${firstRun ? "; first run" : ""}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes });
+/** The side file of an incremental archive's dumpdirs while the run goes on (a temporary file: a killed run's is cleaned up). */
+function dumpdirsPath(dir: string): string {
+  return path.join(dir, `${TEMP_PREFIX}dumpdirs`);
+}
+
+/** What the archive holds and every directory's dumpdir: against the base's list, or everything for a full archive. */
+function markWalk(cfg: ServerConfig, tmpList: string, scan: ScanSummary, plan: LevelPlan): ChangeSet {
+  const dir = cfg.backup_dir;
+  // the directories the walk could not list (or walk into) are named by its warnings
+  const withoutDumpdir = new Set(scan.warnings.map((w) => w.path.replace(/^\/+/, "")));
+  const base = plan.base ? openList(path.join(dir, plan.base.file + LIST_SUFFIX)) : undefined;
+  const dumpdirs = new DumpdirStore(dumpdirsPath(dir));
+  try {
+    return markChanges({ walkList: tmpList, entries: scan.entries, base: base?.lines, dumpdirs, withoutDumpdir, rootIsSource: normaliseSources(cfg.sources).includes("/") });
+  } catch (e) {
+    dumpdirs.close();
+    throw new ShootError("SCAN_FAILED", `comparing the walk with ${plan.base?.file ?? "nothing"}'s file list failed: ${errorMessage(e)}`);
+  } finally {
+    base?.lines.return(undefined);
   }
+}
 
-  // 3. free space
-  const estimate = estimateSize(cfg, scan, previous) + (previous?.dumps ?? []).reduce((n, d) => n + (Number.isSafeInteger(d.size) ? d.size : 0), 0);
-  run.step("space", `estimated archive size ${formatBytes(estimate)}, reserve ${formatBytes(cfg.reserve)}`);
-  ensureSpace(cfg, deps, run, estimate, archives);
-  checkAbort();
+interface Made {
+  name: string;
+  tmp: string;
+  tmpList: string;
+  scan: ScanSummary;
+  result: ArchiveResult;
+  firstRun: boolean;
+  dumps: readonly DumpRun[];
+  /** With incremental archives on: the level, base and sources the list header records. */
+  plan?: LevelPlan & { sources: string[] };
+}
 
-  // 5. archive
-  const name = nextArchiveName(cfg, deps.clock.now(), fs.readdirSync(dir));
-  const tmp = path.join(dir, `${TEMP_PREFIX}${name}`);
-  setTmp(tmp);
-  run.step("archive", `writing ${name} (${cfg.compression}) from ${scan.entries} entries`);
-  const result = await writeArchiveFile(cfg, tmp, tmpList, scan.bytes, run, opts, dumps, deps.clock.now());
-  checkAbort();
-
+/** The archive's checksum and list beside it, the archive under its name, rotation: steps 5 (end) to 7. */
+function finishArchive(cfg: ServerConfig, deps: Deps, run: Run, m: Made): StepsResult {
+  const { name, tmp, tmpList, scan, result, firstRun } = m;
+  const dir = cfg.backup_dir;
   run.step("checksum", `md5 ${result.md5}, ${formatBytes(result.size)}`);
   // when it was made, as retention will place it: in its list, and as its modification time
   const made = deps.clock.now();
   try {
     fs.utimesSync(tmp, made, made);
     writeFileAtomic(dir, name + CHECKSUM_SUFFIX, md5Line(result.md5, name));
-    writeFileAtomic(dir, name + LIST_SUFFIX, archivedList(name, tmpList, scan, result, made, dumps.done));
+    writeFileAtomic(dir, name + LIST_SUFFIX, archivedList(name, tmpList, scan, result, made, m.dumps, m.plan));
     // the archive takes its final name last: a name that exists always has its checksum beside it
     fs.renameSync(tmp, path.join(dir, name));
     fsyncDir(dir);
@@ -286,7 +256,9 @@ async function serverSteps(
   const archive: ArchiveInfo = { file: name, size: result.size, md5: result.md5, sha256: result.sha256 };
   const engine = cfg.compression === "none" ? "" : ` (${result.engine})`;
   const proof = `proven restorable: every piece decompressed to its input, the tar stream parsed to its end with all ${result.entries} entries as read, the file read back`;
-  run.step("archive", `${name} complete: ${formatBytes(result.size)} from ${formatBytes(result.inputBytes)}${engine}; ${proof}`, "ARCHIVE_WRITTEN", { file: name, size: result.size, proven: result.proven, entries: result.entries });
+  const level = m.plan?.level ?? 0;
+  const data = m.plan ? chainData(level, m.plan.chain) : undefined;
+  run.step("archive", `${name} complete: ${formatBytes(result.size)} from ${formatBytes(result.inputBytes)}${engine}; ${proof}`, "ARCHIVE_WRITTEN", { file: name, size: result.size, proven: result.proven, entries: result.entries, ...data });
 
   // 6. rotation
   run.step("rotate", `keeping what ${describeRules(cfg.retention)} keep`);
@@ -297,10 +269,124 @@ async function serverSteps(
 
   // 7. done
   const summary = `${name}: ${formatBytes(result.size)}, md5 ${result.md5}${run.warnings.length ? `, ${run.warnings.length} warning(s)` : ""}`;
+  const kind = level > 0 ? ` (incremental, level ${level}, against ${m.plan!.base!.file})` : "";
   return firstRun
-    ? { name: "FIRST_ARCHIVE", message: `first backup made: ${summary}`, archive }
-    : { name: "NEW_ARCHIVE", message: `new backup made: ${summary}`, archive };
+    ? { name: "FIRST_ARCHIVE", message: `first backup made: ${summary}`, archive, data }
+    : { name: "NEW_ARCHIVE", message: `new backup made: ${summary}${kind}`, archive, data };
 }
+
+/**
+ * What the final record says of restore point `newest` when it is still current: its level and
+ * chain (for the client, which pulls every link); or why it cannot be restored.
+ */
+function restorePoint(cfg: ServerConfig, dir: string, newest: string, archives: readonly string[]): { data?: Record<string, unknown>; problem?: string } {
+  const level = levelOf(newest) ?? 0;
+  if (level === 0) return { data: cfg.incremental === "off" ? undefined : chainData(0, []) };
+  const checked = checkChain(dir, newest, archives);
+  if ("problem" in checked) return { problem: checked.problem };
+  return { data: chainData(level, checked.links.slice(0, -1).map((l) => l.info)) };
+}
+
+/** Every source is there and can be read: otherwise the run fails before it walks anything. */
+function checkSources(sources: readonly string[]): void {
+  for (const src of sources) {
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(src);
+    } catch (e) {
+      if (errnoCode(e) === "ENOENT") throw new ShootError("SOURCE_MISSING", `source ${src} does not exist`);
+      throw new ShootError("SOURCE_UNREADABLE", `source ${src} cannot be read: ${errorMessage(e)}`);
+    }
+    try {
+      fs.accessSync(src, fs.constants.R_OK | (st.isDirectory() ? fs.constants.X_OK : 0));
+    } catch (e) {
+      throw new ShootError("SOURCE_UNREADABLE", `source ${src} cannot be read: ${errnoCode(e) ?? errorMessage(e)}`);
+    }
+  }
+}
+
+type Change = { unchanged: StepsResult } | { scan: ScanSummary; tmpList: string; previous?: ListHeader };
+
+/** What the backup directory holds when the run begins: the archives, the newest and whether it is a restore point that restores. */
+interface HeldState {
+  newest: string | undefined;
+  firstRun: boolean;
+  archives: readonly string[];
+  point?: { data?: Record<string, unknown>; problem?: string };
+}
+
+/**
+ * Has anything changed since `newest`? First the quick check on every core, which reads no
+ * file list into memory; when it cannot answer, the walk that writes the new list to a file
+ * and compares it with the last one as it goes. The answer is the run's end (nothing changed),
+ * or the walk the archive is made from.
+ */
+async function detectChange(
+  cfg: ServerConfig, run: Run, opts: ServerRunOptions, held: HeldState, dumps: DumpPlan, checkAbort: () => void,
+): Promise<Change> {
+  const { newest, firstRun, archives, point } = held;
+  const dir = cfg.backup_dir;
+  run.step("scan", `walking ${cfg.sources.join(", ")}`);
+  const tmpList = scanListPath(dir);
+  const scanStarted = performance.now();
+  const scanned = (entries: number, bytes: number, what: string, changed?: number) =>
+    run.step("scan", `scanned ${entries} entries${what}`, "SCANNED", { entries, bytes, changed });
+  const unchangedSince = (archive: ArchiveInfo): Change => ({
+    unchanged: { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive, data: point?.data },
+  });
+  // an archive in another compression is never "still current", and its size predicts nothing
+  const sameCompression = newest?.endsWith(EXTENSIONS[cfg.compression]) === true;
+  if (!firstRun && newest && sameCompression && !point?.problem) {
+    const maxParallel = opts.maxParallelEntries ?? MAX_ENTRIES;
+    const quick = await unchangedOnEveryCore(cfg, dir, newest, maxParallel);
+    const dumpsSame = quick.unchanged ? await dumps.unchanged(quick.unchanged.check.header?.dumps) : undefined;
+    if (quick.unchanged && dumpsSame?.same) {
+      const { check, archive } = quick.unchanged;
+      for (const w of check.warnings) run.warn(w.code, w.message);
+      const scanMs = Math.round(performance.now() - scanStarted);
+      scanned(check.entries, check.bytes, ` in ${scanMs} ms (${check.threads} thread${check.threads === 1 ? "" : "s"}${check.statx ? ", statx" : ""}): nothing changed since ${newest}`);
+      return unchangedSince(archive);
+    }
+    // not an error (the walk below decides alone), but slower: the record says why
+    if (dumpsSame && !dumpsSame.same) run.step("scan", `no file changed since ${newest}, but ${dumpsSame.summary}: walking again to write a new archive`);
+    else if (quick.problem) run.step("scan", `the walk on every core could not finish (${quick.problem}): walking again on one`);
+    else if (quick.tooLarge) run.step("scan", `the last file list holds over ${maxParallel} entries: walking on one thread, which compares as it goes`);
+    checkAbort();
+  }
+  // the walk's list goes to a file as it is made, and the archive is written from that file:
+  // memory does not grow with the number of files
+  const last = !firstRun && newest ? openLastList(cfg, dir, newest, sameCompression) : undefined;
+  const walked = scanToList(cfg, tmpList, last, dumps.names());
+  if (walked.taken) {
+    throw new ShootError("DUMP_NAME_TAKEN", `the sources hold /${walked.taken}, the name a dump takes in the archive: ` +
+      "rename the dump (name or extension in [[server.dump]]) or exclude the file");
+  }
+  const scan = walked.scan;
+  for (const w of scan.warnings) run.warn(w.code, w.message);
+  const scanMs = Math.round(performance.now() - scanStarted);
+  checkAbort();
+
+  if (last && newest) {
+    const verdict = verdictOf(dir, newest, last, walked);
+    const dumpsSame = verdict.archive ? await dumps.unchanged(last.header?.dumps) : undefined;
+    if (verdict.archive && !dumpsSame?.same) verdict.summary = `no file changed, but ${dumpsSame?.summary}`;
+    else if (verdict.archive && point?.problem) verdict.summary = `no file changed, but the restore point ${newest} cannot be restored`;
+    else if (verdict.archive) {
+      scanned(scan.entries, scan.bytes, ` in ${scanMs} ms: nothing changed since ${newest}`);
+      return unchangedSince(verdict.archive);
+    }
+    // how many places changed since the last archive: the backup host sizes its delta blocks
+    // by it (rsync.ts, deltaBlockSize)
+    const ch = walked.changes;
+    const changed = ch && hasChanges(ch) ? ch.added + ch.changed + ch.removed : undefined;
+    scanned(scan.entries, scan.bytes, ` in ${scanMs} ms: ${verdict.summary}`, changed);
+  } else {
+    scanned(scan.entries, scan.bytes, ` (${formatBytes(scan.bytes)}) in ${scanMs} ms${firstRun ? "; first run" : ""}`);
+  }
+  const sameKind = archives.filter((a) => a.endsWith(EXTENSIONS[cfg.compression]));
+  return { scan, tmpList, previous: sameCompression ? sizeRatioSource(dir, sameKind, last?.header) : undefined };
+}
+
 
 /**
  * The common cron run: nothing changed. Answered by the parallel walk (scan-parallel.ts)
@@ -322,7 +408,7 @@ async function unchangedOnEveryCore(cfg: ServerConfig, dir: string, newest: stri
 
 /** The archive a file list describes, if the file is still there at the size recorded: "unchanged" must never point at a broken file. */
 function archiveOfList(dir: string, file: string, h: ListHeader): ArchiveInfo | undefined {
-  if (!h.md5 || h.size === undefined || safeStat(path.join(dir, file))?.size !== h.size) return undefined;
+  if (!h.md5 || h.size === undefined || sizeOf(path.join(dir, file)) !== h.size) return undefined;
   return { file, size: h.size, md5: h.md5, sha256: h.sha256 };
 }
 
@@ -419,30 +505,38 @@ function verdictOf(dir: string, newest: string, last: LastList, walked: Walked):
   return archive ? { archive, summary: "unchanged" } : { summary: `${newest} is not the size its file list records: making a new archive` };
 }
 
-function safeStat(p: string): fs.Stats | undefined {
-  try {
-    return fs.statSync(p);
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * The file list of the new archive: the walk's lines less the entries the archive does not
  * hold whole (vanished, unreadable, changed while read). The list must describe the archive,
  * and an entry missing from it counts as new next time, so the next run tries it again
  * instead of calling the tree unchanged.
  */
-function* archivedList(archive: string, walkList: string, scan: ScanSummary, result: ArchiveResult, made: Date, dumps: readonly DumpRun[]): Generator<string | Uint8Array> {
+function* archivedList(archive: string, walkList: string, scan: ScanSummary, result: ArchiveResult, made: Date, dumps: readonly DumpRun[], plan?: LevelPlan & { sources: string[] }): Generator<string | Uint8Array> {
   const left = new Set(result.skipped.map((n) => JSON.stringify(n)));
   const header: ListHeader = {
     format: LIST_FORMAT, v: LIST_VERSION, archive, entries: scan.entries - left.size, bytes: scan.bytes, size: result.size, md5: result.md5, sha256: result.sha256, made: made.toISOString(),
     ...(dumps.length ? { dumps: dumps.map((d) => ({ name: d.entry, size: d.size, sha256: d.sha256 })) } : {}),
+    ...(plan ? { level: plan.level, ...(plan.base ? { base: plan.base.file } : {}), sources: plan.sources } : {}),
   };
   yield `${JSON.stringify(header)}\n`;
   // the common case, nothing left out, copies bytes: no string per line to collect afterwards
   if (left.size === 0) yield* readChunks(walkList);
   else for (const line of readLines(walkList)) if (line !== "" && !left.has(lineKey(line) ?? "")) yield `${line}\n`;
+}
+
+/**
+ * The list header whose archive predicts how well this tree compresses: the last archive's,
+ * unless it is an incremental one, which holds a small part of what its header counts; then
+ * the newest full archive's.
+ */
+function sizeRatioSource(dir: string, archives: readonly string[], header: ListHeader | undefined): ListHeader | undefined {
+  if (!header?.level) return header;
+  const full = archives.findLast((a) => levelOf(a) === 0);
+  try {
+    return full ? listHeaderOf(path.join(dir, full + LIST_SUFFIX)) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Bytes of tar stream for this much content in this many entries (an upper bound). */
@@ -471,8 +565,11 @@ function ensureSpace(cfg: ServerConfig, deps: Deps, run: Run, estimate: number, 
   let free = deps.disk.freeBytes(dir);
   if (free - estimate >= cfg.reserve) return;
   if (cfg.make_room) {
-    // never the newest: it is the only good backup until the new one is complete
-    for (const old of archivesOldestFirst.slice(0, -1)) {
+    // never the newest, nor an archive it needs: it is the only good backup until the new one
+    // is complete (and an incremental one is made against its chain)
+    const newest = archivesOldestFirst.at(-1);
+    const needed = new Set(newest ? archivesNeeded(newest, archivesOldestFirst) : []);
+    for (const old of archivesOldestFirst.filter((a) => !needed.has(a))) {
       removeArchive(dir, old);
       run.step("space", `make_room: removed ${old} to make room`, "ROTATED");
       free = deps.disk.freeBytes(dir);
@@ -488,7 +585,7 @@ function ensureSpace(cfg: ServerConfig, deps: Deps, run: Run, estimate: number, 
  * previous archive stays the newest.
  */
 async function writeArchiveFile(
-  cfg: ServerConfig, tmp: string, walkList: string, totalBytes: number, run: Run, opts: ServerRunOptions, dumps: DumpPlan, when: Date,
+  cfg: ServerConfig, tmp: string, entries: Iterable<ArchiveEntry>, totalBytes: number, run: Run, opts: ServerRunOptions, dumps: DumpPlan, when: Date,
 ): Promise<ArchiveResult> {
   const { signal, onArchiveProgress: onProgress } = opts;
   let fd: number;
@@ -498,7 +595,7 @@ async function writeArchiveFile(
     throw new ShootError("ARCHIVE_FAILED", `cannot create ${tmp}: ${errorMessage(e)}`);
   }
   try {
-    const result = await writeArchive(listedEntries(walkList), fd, {
+    const result = await writeArchive(entries, fd, {
       compression: cfg.compression,
       level: cfg.level,
       flushBehind: true,
@@ -543,14 +640,14 @@ function* listedEntries(walkList: string): Generator<ArchiveEntry> {
  * sort by age as plain text (a run within the same second as the last one takes the next
  * second) and a clock set back never makes rotation remove the new archive.
  */
-export function nextArchiveName(cfg: Pick<ServerConfig, "name" | "compression">, now: Date, existing: readonly string[]): string {
+export function nextArchiveName(cfg: Pick<ServerConfig, "name" | "compression">, now: Date, existing: readonly string[], level = 0): string {
   const names = new Set(existing);
   const newest = sortArchives(existing, cfg.name).at(-1);
   const newestKey = newest ? parseArchiveName(newest)!.key : "";
   let t = Math.floor(now.getTime() / 1000) * 1000;
   if (newest) t = Math.max(t, archiveTime(newest)!.getTime() + 1000);
   for (let tries = 0; tries < 10000; tries++, t += 1000) {
-    const c = archiveName(cfg.name, new Date(t), cfg.compression);
+    const c = archiveName(cfg.name, new Date(t), cfg.compression, level);
     if (parseArchiveName(c)!.key > newestKey && !names.has(c) && !names.has(`${TEMP_PREFIX}${c}`)) return c;
   }
   throw new ShootError("ARCHIVE_FAILED", "no free archive name");

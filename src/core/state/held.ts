@@ -18,6 +18,7 @@ import { CHECKSUM_SUFFIX, LIST_SUFFIX, sortArchives } from "./naming.ts";
 import { readDirOrEmpty } from "./fsutil.ts";
 import { decideRetention, describeRules, type CopyDecision, type RetainedCopy, type RetentionRules } from "./retention.ts";
 import { parseListHeader } from "../scan/scan.ts";
+import { archivesNeeded } from "./chain.ts";
 
 /** The first line of a file (a file list's header), reading at most 64 KiB. */
 function firstLine(file: string): string | undefined {
@@ -59,7 +60,9 @@ export function serverMadeMs(dir: string, name: string): number {
 export function serverCopies(dir: string, prefix: string): RetainedCopy[] {
   const names = readDirOrEmpty(dir);
   const present = new Set(names);
-  return sortArchives(names, prefix).map((n) => ({ id: n, madeMs: serverMadeMs(dir, n), verified: present.has(n + CHECKSUM_SUFFIX) }));
+  // an incremental archive needs its chain (chain.ts): retention keeps it with the archive
+  const sorted = sortArchives(names, prefix);
+  return sorted.map((n) => ({ id: n, madeMs: serverMadeMs(dir, n), verified: present.has(n + CHECKSUM_SUFFIX), needs: archivesNeeded(n, sorted).slice(0, -1) }));
 }
 
 /** When a copy on the backup host was made: its modification time, never later than its verification. */
@@ -71,7 +74,7 @@ export function clientMadeMs(dir: string, name: string): number {
 
 /** Verified copies in a source's directory, in the order given (oldest first). */
 export function clientCopies(dir: string, verifiedOldestFirst: readonly string[]): RetainedCopy[] {
-  return verifiedOldestFirst.map((n) => ({ id: n, madeMs: clientMadeMs(dir, n), verified: true }));
+  return verifiedOldestFirst.map((n) => ({ id: n, madeMs: clientMadeMs(dir, n), verified: true, needs: archivesNeeded(n, verifiedOldestFirst).slice(0, -1) }));
 }
 
 /** What a retention pass removed, and why each one went: for the status record. */

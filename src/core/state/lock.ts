@@ -7,6 +7,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
+import { pidExists } from "../../io/process.ts";
 
 export const LOCK_FILE = ".shoot.lock";
 
@@ -57,19 +58,10 @@ function processStart(pid: number): string {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code === "EPERM";
-  }
-}
-
 /** Why a lock is stale, or undefined when its owner still runs. */
 export function staleReason(info: LockInfo, now = { boot: bootId(), pstart: processStart }): string | undefined {
   if (info.boot && now.boot && info.boot !== now.boot) return "it was taken before the last reboot";
-  if (!alive(info.pid)) return `process ${info.pid} no longer exists`;
+  if (!pidExists(info.pid)) return `process ${info.pid} no longer exists`;
   const ps = now.pstart(info.pid);
   if (info.pstart && ps && ps !== info.pstart) return `pid ${info.pid} now belongs to another process`;
   return undefined;

@@ -21,7 +21,7 @@ import path from "node:path";
 import type { ClientConfig, SourceConfig } from "../common/config.ts";
 import { isLocalRemote } from "../common/config.ts";
 import { rsyncEnv, sshSharedExitArgv, sshSharedStartArgv, usableControlPath } from "./rsync.ts";
-import type { Child, Spawner } from "../../io/process.ts";
+import { pidExists, type Child, type Spawner } from "../../io/process.ts";
 
 /** Unix socket paths are limited to 107 bytes on Linux and 103 on macOS. */
 const MAX_SOCKET_PATH = 100;
@@ -43,15 +43,6 @@ const STALE_DIR_MS = 10 * 60_000;
 export function ownerPid(name: string): number | undefined {
   const m = /^shoot-ssh-(\d{1,10})-[^-]+$/.exec(name);
   return m ? Number(m[1]) : undefined;
-}
-
-function running(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code === "EPERM";
-  }
 }
 
 /**
@@ -80,7 +71,7 @@ export function removeStaleSocketDirs(tmp: string, now: number): string[] {
       if (pid === undefined) {
         if (!old) continue;
         fs.rmdirSync(dir);
-      } else if (pid === process.pid || running(pid)) {
+      } else if (pid === process.pid || pidExists(pid)) {
         continue;
       } else if (old || !fs.existsSync(path.join(dir, SOCKET))) {
         // no socket: its connection has closed (what is left is ssh's log)
@@ -177,11 +168,13 @@ export class SharedSsh {
     if (this.ready) return { up: true };
     let log: string[] = [];
     try {
-      log = fs.readFileSync(path.join(this.dir!, LOG), "utf8").split("\n").map((l) => l.trimEnd()).filter(Boolean).slice(-LOG_LINES);
+      const lines = fs.readFileSync(path.join(this.dir!, LOG), "utf8").split("\n");
+      log = lines.map((l) => l.trimEnd()).filter(Boolean).slice(-LOG_LINES);
     } catch {
       // ssh wrote nothing
     }
-    return { up: false, ended: r ? { exitCode: r.exitCode, signal: r.signal, stderrTail: log, timedOut: r.timedOut } : undefined };
+    const ended = r ? { exitCode: r.exitCode, signal: r.signal, stderrTail: log, timedOut: r.timedOut } : undefined;
+    return { up: false, ended };
   }
 
   /** Close the connection and remove its socket's directory; never throws. */
