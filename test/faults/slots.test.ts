@@ -116,8 +116,10 @@ describe("sshd's MaxStartups", () => {
 
 describe("max_runtime", () => {
   test("the deadline stops the source still being pulled (its data kept to resume), starts no other, keeps what finished", async () => {
-    // one slow source (4 MiB at 256 KiB/s) and many quick ones, two slots, a 6 s deadline
-    const list = await servers("deadline", [4 * 1024 * 1024, ...Array(12).fill(64 * 1024)]);
+    // one slow source (4 MiB at 256 KiB/s) and many quick ones, two slots, a 6 s deadline: the
+    // quick ones share the one slot the slow one leaves, and there are more of them than it can
+    // pull in 6 s (a quick pull takes about half a second here: twelve were sometimes all done)
+    const list = await servers("deadline", [4 * 1024 * 1024, ...Array(24).fill(64 * 1024)]);
     const c = config("deadline", sshd, list, { concurrency: 2, max_runtime: "6s" });
     const text = fs.readFileSync(c.file, "utf8").replace(/(name = "deadline00"\nremote = .*\nport = .*\nidentity = .*)/, '$1\nbwlimit = "256KiB"');
     fs.writeFileSync(c.file, text);
