@@ -32,7 +32,7 @@ const level = values.level ? Number(values.level) : compression === "zstd" ? 3 :
 
 const warnings: ArchiveWarning[] = [];
 const began = performance.now();
-const fd = fs.openSync(values.out, "w", 0o600);
+const fd = fs.openSync(values.out, "w+", 0o600);
 const result = await writeArchive(walkTree(values.src), fd, { compression, level, flushBehind: values.fsync, onWarning: (w) => warnings.push(w) });
 if (values.fsync) fs.fsyncSync(fd);
 fs.closeSync(fd);

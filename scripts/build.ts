@@ -25,7 +25,12 @@ export const ROOT = path.resolve(import.meta.dir, "..");
  * Moving an entry changes that path: test/e2e/server.test.ts notices (the unchanged check then
  * reports one thread).
  */
-export const ENTRYPOINTS: readonly string[] = ["src/main.ts", "src/core/scan/scan-worker.ts"];
+export const ENTRYPOINTS: readonly string[] = [
+  "src/main.ts",
+  "src/core/scan/scan-worker.ts",
+  "src/core/archive/compress.worker.ts",
+  "src/core/archive/sink.worker.ts",
+];
 
 export interface Target {
   /** Our name, also the file name suffix: dist/shoot-<name>. */
@@ -151,7 +156,7 @@ async function compile(target: Target, outfile: string, version: string): Promis
   fs.rmSync(`${outfile}.map`, { force: true });
   // so are the maps of the chunks and the worker (splitting), which would pile up in dist/
   const dir = path.dirname(outfile);
-  for (const f of fs.readdirSync(dir)) if (/^(chunk-[a-z0-9]+|scan-worker)\.js\.map$/.test(f)) fs.rmSync(path.join(dir, f), { force: true });
+  for (const f of fs.readdirSync(dir)) if (/^(chunk-[a-z0-9]+|scan-worker|compress\.worker|sink\.worker)\.js\.map$/.test(f)) fs.rmSync(path.join(dir, f), { force: true });
   if (!fs.existsSync(outfile)) throw new BuildError(`building ${target.name} reported success but wrote no ${outfile}`);
 }
 

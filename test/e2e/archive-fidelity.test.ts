@@ -47,7 +47,7 @@ async function archive(
   extra: Partial<ArchiveOptions> = {},
 ): Promise<{ result: ArchiveResult; warnings: ArchiveWarning[] }> {
   const warnings: ArchiveWarning[] = [];
-  const fd = fs.openSync(file, "w");
+  const fd = fs.openSync(file, "w+");
   try {
     const result = await writeArchive(entries, fd, { compression, level: LEVEL[compression] || 1, onWarning: (w) => warnings.push(w), ...extra });
     return { result, warnings };
@@ -403,7 +403,7 @@ describe("files that change under the writer", () => {
 
   for (const [compression, flushBehind] of [["none", false], ["zstd", true]] as const) {
     test(`a write error rejects with the errno error (${compression}${flushBehind ? ", written to disk as it goes" : ""})`, async () => {
-      const fd = fs.openSync("/dev/full", "w");
+      const fd = fs.openSync("/dev/full", "w+");
       try {
         await expect(writeArchive(walkTree(src), fd, { compression, level: 1, flushBehind })).rejects.toMatchObject({ code: "ENOSPC" });
       } finally {

@@ -76,7 +76,7 @@ afterAll(() => {
 });
 
 async function writeTo(file: string, root: string, compression: Compression, threads: number): Promise<void> {
-  const fd = fs.openSync(file, "w");
+  const fd = fs.openSync(file, "w+");
   try {
     await writeArchive(walkTree(root), fd, { compression, level: compression === "zstd" ? 3 : 6, threads });
   } finally {

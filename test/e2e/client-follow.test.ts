@@ -10,7 +10,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { listTree, md5sumCheck, runClient, sshSource, writeClientConfig } from "../helpers/client.ts";
 import { tempDir } from "../helpers/fixture.ts";
-import { randomBytes, writeArchive, writeServerStatus } from "../helpers/serverdir.ts";
+import { randomBytes, tarOf, writeArchive, writeServerStatus } from "../helpers/serverdir.ts";
 import { startSshd, type SshServer } from "../helpers/sshd.ts";
 import { requireTool } from "../helpers/tools.ts";
 import { archiveName } from "../../src/core/state/naming.ts";
@@ -39,9 +39,9 @@ async function serve(name: string, bytes: Uint8Array, served = bytes, md5Only = 
   const backup = path.join(base, name, "server");
   const file = archiveName(name, new Date(), "zstd");
   const recorded = await writeArchive(backup, file, bytes);
-  const archive = md5Only ? recorded : { ...recorded, sha256: createHash("sha256").update(bytes).digest("hex") };
+  const archive = md5Only ? { file: recorded.file, size: recorded.size, md5: recorded.md5 } : recorded;
   writeServerStatus(backup, archive, { final: "NEW_ARCHIVE" });
-  fs.writeFileSync(path.join(backup, file), served);
+  fs.writeFileSync(path.join(backup, file), tarOf(served));
   const dest = path.join(base, name, "dest");
   const cfg = writeClientConfig(path.join(base, name, "client.toml"), {
     dest, known_hosts: sshd.knownHosts, sources: [sshSource(sshd, name, backup, { bwlimit: "2MiB" })],
@@ -59,7 +59,7 @@ test("a slow pull is verified with the SHA-256 taken while it arrived", async ()
   expect({ exit: r.code, codes: r.codes }).toEqual({ exit: 0, codes: { slow: 30 } });
   expect(hashedAs(r)).toBe("SHA-256 while receiving");
   expect(md5sumCheck(path.join(dest, "slow"))).toEqual([file]);
-  expect(listTree(path.join(dest, "slow"))).toEqual([file, `${file}.md5`]);
+  expect(listTree(path.join(dest, "slow"))).toEqual([file, `${file}.list`, `${file}.md5`]);
 }, T);
 
 test("a slow pull of bytes other than those recorded is rejected and nothing is kept", async () => {
@@ -69,7 +69,7 @@ test("a slow pull of bytes other than those recorded is rejected and nothing is 
   const { file, dest, cfg } = await serve("bad", recorded, other);
   const r = await runClient(cfg, dest);
   expect({ exit: r.code, codes: r.codes }).toEqual({ exit: 50, codes: { bad: 50 } });
-  const actual = createHash("sha256").update(other).digest("hex");
+  const actual = createHash("sha256").update(tarOf(other)).digest("hex");
   expect(r.outcome.sources[0]!.message).toContain(`its SHA-256 is ${actual}`);
   expect(listTree(path.join(dest, "bad")).filter((p) => p.includes(file))).toEqual([]);
 }, T);
@@ -87,6 +87,6 @@ test("a status record without SHA-256: the copy is held to its MD5, taken while 
   const bad = await serve("md5bad", recorded, other, true);
   const rb = await runClient(bad.cfg, bad.dest);
   expect({ exit: rb.code, codes: rb.codes }).toEqual({ exit: 50, codes: { md5bad: 50 } });
-  expect(rb.outcome.sources[0]!.message).toContain(`its MD5 is ${createHash("md5").update(other).digest("hex")}`);
+  expect(rb.outcome.sources[0]!.message).toContain(`its MD5 is ${createHash("md5").update(tarOf(other)).digest("hex")}`);
   expect(listTree(path.join(bad.dest, "md5bad")).filter((p) => p.includes(bad.file))).toEqual([]);
 }, T);

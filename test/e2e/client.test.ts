@@ -113,7 +113,7 @@ describe("shoot client over ssh", () => {
     expect(r1.records.find((x) => x.name === "SOURCE_DONE")!.data).toEqual({ source: "web1", code: 30, name: "FIRST_ARCHIVE" });
     expect(r1.records.at(-1)!.code).toBe(30);
     // nothing but the copy, its checksum and shoot's own files
-    expect(listTree(dest)).toEqual(["client.status", `web1/${first.archive.file}`, `web1/${first.archive.file}.md5`]);
+    expect(listTree(dest)).toEqual(["client.status", `web1/${first.archive.file}`, `web1/${first.archive.file}.list`, `web1/${first.archive.file}.md5`]);
 
     // the server says 9 and the client holds that archive: nothing pulled, still a success
     expect((await wrapper(fx)).code).toBe(9);
@@ -216,7 +216,7 @@ describe("shoot client over ssh", () => {
     expect(msg("busy")).toContain("middle of a run");
     expect(msg("dotdot")).toContain("../../etc/x");
     expect(msg("option")).toContain("-e sh");
-    expect(msg("corrupt")).toContain("MD5");
+    expect(msg("corrupt")).toMatch(/its SHA-256 is [0-9a-f]{64}, the server recorded /);
     expect(msg("liar")).toContain("larger");
     expect(msg("reused")).toContain("it is kept and nothing was pulled");
     expect(fs.readFileSync(heldCopy, "utf8")).toBe("the copy held");

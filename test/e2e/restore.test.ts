@@ -83,7 +83,7 @@ describe("shoot restore", () => {
       const name = await makeArchive(fx);
       // zstd through the system's libzstd, from a compiled binary's worker threads too
       const written = statusRecords(path.join(fx.backup, "server.status")).find((r) => r.name === "ARCHIVE_WRITTEN")!;
-      expect(written.msg).toMatch(compression === "zstd" ? /\(libzstd 1\.\d+\.\d+\)$/ : /\(libdeflate\)$/);
+      expect(written.msg).toMatch(compression === "zstd" ? /\(libzstd 1\.\d+\.\d+\); proven restorable/ : /\(libdeflate\); proven restorable/);
       const to = path.join(fx.root, "restore");
       const r = await runShoot(["restore", "--config", fx.config, name, "--to", to]);
       expect({ code: r.code, out: r.stdout }).toEqual({ code: 0, out: expect.stringContaining("shoot restore: OK: restored 16 entries") });

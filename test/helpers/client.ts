@@ -27,6 +27,7 @@ export interface ClientSpec {
   connect_timeout?: string;
   known_hosts?: string;
   accept_new_host_key?: boolean;
+  verify?: "deep" | "checksum";
 }
 
 const q = (s: string) => JSON.stringify(s);
@@ -39,6 +40,7 @@ export function writeClientConfig(file: string, c: ClientSpec): string {
   lines.push(`timeout = ${q(c.timeout ?? "30s")}`, `connect_timeout = ${q(c.connect_timeout ?? "10s")}`);
   if (c.known_hosts) lines.push(`known_hosts = ${q(c.known_hosts)}`);
   if (c.accept_new_host_key !== undefined) lines.push(`accept_new_host_key = ${c.accept_new_host_key}`);
+  if (c.verify) lines.push(`verify = ${q(c.verify)}`);
   for (const s of c.sources) {
     lines.push("", "[[client.source]]", `name = ${q(s.name)}`, `remote = ${q(s.remote)}`);
     if (s.port !== undefined) lines.push(`port = ${s.port}`);

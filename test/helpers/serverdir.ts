@@ -1,13 +1,15 @@
 /**
  * Backup directories as a server leaves them, made by hand for client tests that need a
  * server in a state a real run would not produce on demand (two days old, failed, lying about
- * its archive): an "archive" of given bytes, its `md5sum` file, and a server.status written
- * with the real StatusWriter.
+ * its archive): a tar archive of given bytes, its `md5sum` file and file list, and a
+ * server.status written with the real StatusWriter.
  */
 import fs from "node:fs";
 import path from "node:path";
 import { spawner } from "../../src/io/process.ts";
-import { CHECKSUM_SUFFIX } from "../../src/core/state/naming.ts";
+import { CHECKSUM_SUFFIX, LIST_SUFFIX } from "../../src/core/state/naming.ts";
+import { BLOCK, RECORD, encodeHeader, paddingAfter } from "../../src/core/archive/tar.ts";
+import { LIST_FORMAT, LIST_VERSION } from "../../src/core/scan/scan.ts";
 import { SERVER_STATUS, StatusWriter, type ArchiveInfo } from "../../src/core/state/status.ts";
 import type { CodeName } from "../../src/core/common/codes.ts";
 import { requireTool } from "./tools.ts";
@@ -22,14 +24,38 @@ export interface FakeRun {
   archive?: Partial<Record<keyof ArchiveInfo, unknown>>;
 }
 
-/** Write `bytes` as archive `name` in `dir` with a real `md5sum` line beside it. */
+/**
+ * Write archive `name` in `dir`: a plain tar stream holding `bytes` as one file ("payload"),
+ * with a real `md5sum` line and the server's file list beside it, so that a client's deep
+ * verification reads it as it would a server's. (Readers go by content, not by name: a
+ * `.tar.gz` name holding plain tar is read as plain tar.)
+ */
 export async function writeArchive(dir: string, name: string, bytes: Uint8Array): Promise<ArchiveInfo> {
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, name), bytes);
+  const tar = tarOf(bytes);
+  fs.writeFileSync(path.join(dir, name), tar);
   const r = await spawner.run([requireTool("md5sum"), "--", name], { cwd: dir, captureStdout: true, timeoutMs: 30_000 });
   if (r.exitCode !== 0) throw new Error(`md5sum failed: ${r.stderrTail.join(" ")}`);
   fs.writeFileSync(path.join(dir, `${name}${CHECKSUM_SUFFIX}`), r.stdout);
-  return { file: name, size: bytes.length, md5: r.stdout.slice(0, 32) };
+  const md5 = r.stdout.slice(0, 32);
+  const sha256 = new Bun.CryptoHasher("sha256").update(tar).digest("hex");
+  const header = { format: LIST_FORMAT, v: LIST_VERSION, archive: name, entries: 1, bytes: bytes.length, size: tar.length, md5, sha256 };
+  const line = `["${PAYLOAD}","file",420,0,0,${bytes.length},1700000000000000,1700000000000000,1,null]`;
+  fs.writeFileSync(path.join(dir, `${name}${LIST_SUFFIX}`), `${JSON.stringify(header)}\n${line}\n`);
+  return { file: name, size: tar.length, md5, sha256 };
+}
+
+const PAYLOAD = "payload";
+
+/** A tar stream holding `bytes` as the one file PAYLOAD, ended and padded as GNU tar pads. */
+export function tarOf(bytes: Uint8Array): Uint8Array {
+  const header = encodeHeader({ name: PAYLOAD, type: "file", mode: 0o644, uid: 0, gid: 0, size: bytes.length, mtimeNs: 1_700_000_000_000_000_000n });
+  const body = header.length + bytes.length + paddingAfter(bytes.length);
+  const total = body + 2 * BLOCK + ((RECORD - ((body + 2 * BLOCK) % RECORD)) % RECORD);
+  const out = new Uint8Array(total);
+  out.set(header, 0);
+  out.set(bytes, header.length);
+  return out;
 }
 
 /** Bytes that do not compress and differ per seed (an archive's content does not matter to the client). */

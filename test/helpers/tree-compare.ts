@@ -60,6 +60,12 @@ export interface CompareOptions {
   owners?: boolean;
   /** Compare the root directory's own mode and times too. */
   root?: boolean;
+  /**
+   * The resolution mtimes are compared at: 1 (the default) for archives written from what a
+   * walk of the tree saw; 1000 for those a server run writes, whose file list keeps whole
+   * microseconds.
+   */
+  mtimeResolutionNs?: number;
 }
 
 /**
@@ -77,8 +83,13 @@ export function treeDifferences(source: string, restored: string, opts: CompareO
     if (!got || (rel === "" && !opts.root)) continue;
     const fields: Array<keyof TreeEntry> = ["type", "size", "sha256", "link", "mode", "mtimeNs"];
     if (opts.owners) fields.push("uid", "gid");
+    const res = BigInt(opts.mtimeResolutionNs ?? 1);
     for (const f of fields) {
       if (want.type === "symlink" && f === "mode") continue;
+      if (f === "mtimeNs" && res > 1n) {
+        const d = want.mtimeNs - got.mtimeNs;
+        if (d < res && d > -res) continue;
+      }
       if (want[f] !== got[f]) diffs.push(`${JSON.stringify(rel)}: ${f} ${String(got[f])}, expected ${String(want[f])}`);
     }
   }

@@ -16,9 +16,7 @@ import type { Compression } from "../common/config.ts";
 import { Chunker, isAllZero, type ChunkerParams } from "./chunker.ts";
 import { encodeHeader, paddingAfter, RECORD, BLOCK, TarFormatError, TarParser, type TarListing, type TarOwnership, type TarType } from "./tar.ts";
 import { errnoCode, errorMessage } from "../common/errors.ts";
-import { startWorker } from "../common/inline-worker.ts";
-import { LIBZSTD_SOURCE } from "./libzstd.ts";
-import { OPEN_SYNC_RANGE_SOURCE, SYNC_FILE_RANGE_WRITE } from "../common/libc-source.ts";
+import { ArchiveUnprovenError, compressionThreads, PiecePipeline } from "./pipeline.ts";
 
 export type EntryType = TarType;
 
@@ -62,6 +60,16 @@ export interface ArchiveOptions {
   flushBehind?: boolean;
   /** Compression threads; default one per core the process may use. */
   threads?: number;
+  /**
+   * Prove the archive restorable before the promise resolves (pieces.ts): on by default, and
+   * turned off only to measure what the proof costs. The fd must then be open for reading too.
+   */
+  prove?: boolean;
+  /**
+   * Called once the last byte is written and before the archive is proven: tests damage the
+   * file here, as a failing disk or another writer would.
+   */
+  onWritten?: (fd: number) => void;
 }
 
 export interface ArchiveResult {
@@ -78,6 +86,8 @@ export interface ArchiveResult {
   skipped: string[];
   /** What compressed the pieces, e.g. "libzstd 1.5.4" or "libdeflate". */
   engine: string;
+  /** The archive was proven restorable: every piece, the whole tar stream, the file read back. */
+  proven: boolean;
 }
 
 /**
@@ -95,354 +105,6 @@ const PIECES: Record<Compression, ChunkerParams> = {
 };
 
 const PROGRESS_EVERY_MS = 250;
-
-/** What compresses, unless the workers find the system's libzstd (libzstd.ts). */
-const ENGINES: Record<Compression, string> = { gzip: "libdeflate", zstd: "Bun's zstd", none: "none" };
-
-/*
- * The pieces' journey. Every message is a plain object; memory is transferred, never copied.
- *   main → compression worker   { seq, buf, len, keep }        a piece to compress
- *   compression worker → sink   { seq, buf, len, pooled? }     its compressed bytes (over a port)
- *   sink → compression worker   { free }                       a pooled buffer, written, to fill again
- *   compression worker → main   { seq, buf, len, copy?, error? } the piece's memory back
- *   main → sink                 { seq, buf, len, back }        bytes to write as they are
- *   sink → main                 { back } | { done, written, failed? } | final digests
- * The sink (output worker) writes pieces strictly in sequence order and hashes exactly what it
- * writes. Compressed bytes never pass through the main thread: it only reads, cuts and
- * dispatches, and its heap (which may hold a large file list) sees no garbage from them.
- */
-
-const COMPRESS_SOURCE = `
-  let sink, kind, level, zstd, room;
-  const pool = [];
-  ${LIBZSTD_SOURCE}
-  self.onmessage = (e) => {
-    const m = e.data;
-    if (m.port) {
-      sink = m.port;
-      kind = m.kind;
-      level = m.level;
-      if (kind === "zstd" && m.systemZstd) zstd = openLibzstd();
-      if (zstd) room = zstd.bound(m.maxPiece);
-      sink.onmessage = (ev) => pool.push(ev.data.free);
-      postMessage({ engine: zstd ? zstd.version : "" });
-      return;
-    }
-    try {
-      const input = new Uint8Array(m.buf, 0, m.len);
-      if (zstd) {
-        let o = pool.pop();
-        if (o === undefined || o.byteLength < zstd.bound(m.len)) o = new ArrayBuffer(Math.max(room, zstd.bound(m.len)));
-        const n = zstd.compress(input, o, level);
-        const copy = m.keep ? o.slice(0, n) : undefined;
-        sink.postMessage({ seq: m.seq, buf: o, len: n, pooled: true }, [o]);
-        postMessage({ seq: m.seq, buf: m.buf, len: m.len, copy }, copy ? [m.buf, copy] : [m.buf]);
-        return;
-      }
-      const out = kind === "gzip"
-        ? Bun.gzipSync(input, { level, library: "libdeflate" })
-        : Bun.zstdCompressSync(input, { level });
-      const whole = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength;
-      const o = whole ? out.buffer : out.slice().buffer;
-      const copy = m.keep ? o.slice(0) : undefined;
-      sink.postMessage({ seq: m.seq, buf: o, len: o.byteLength }, [o]);
-      postMessage({ seq: m.seq, buf: m.buf, len: m.len, copy }, copy ? [m.buf, copy] : [m.buf]);
-    } catch (err) {
-      postMessage({ seq: m.seq, buf: m.buf, len: m.len, error: String((err && err.message) || err) }, [m.buf]);
-    }
-  };`;
-
-/**
- * Written pieces are garbage to the output worker (unless they go back to their compression
- * worker to be filled again, as libzstd's do), but its engine collects them late: the
- * heap sees small objects, not the memory they hold outside it. A collection after every
- * 16 MiB keeps that memory from piling up (measured on the 1 GiB bench tree with zstd: peak
- * RSS of a whole server run 118-125 MiB without, 111-114 MiB with, at the same speed).
- */
-const GC_EVERY = 16 << 20;
-
-/**
- * With flushBehind, the output worker asks the kernel to start writing each 8 MiB to disk as
- * soon as it is written (sync_file_range, Linux), so the fsync after the archive finds little
- * left to do and the host never holds the whole archive as dirty pages. Measured on a 581 MiB
- * archive: that fsync took 0.45-0.63 s after the last write without it.
- */
-const FLUSH_BEHIND = 8 << 20;
-
-/** Compressed bytes gathered before one write(2). */
-const OUT_BUFFER = 512 << 10;
-
-const SINK_SOURCE = `
-  const fs = require("node:fs");
-  const md5 = new Bun.CryptoHasher("md5");
-  const sha256 = new Bun.CryptoHasher("sha256");
-  const OUT = new Uint8Array(${OUT_BUFFER});
-  const held = new Map();
-  let fd = -1, fill = 0, next = 0, end = -1, written = 0, collected = 0, failed;
-  let syncRange, onDisk = 0, flushed = 0;
-  ${OPEN_SYNC_RANGE_SOURCE}
-  function emit(v) {
-    let at = 0;
-    while (at < v.length) at += fs.writeSync(fd, v, at, v.length - at);
-    onDisk += v.length;
-    if (syncRange && onDisk - flushed >= ${FLUSH_BEHIND}) {
-      // start writing back, do not wait; errors wait for the fsync
-      syncRange(fd, flushed, onDisk - flushed, ${SYNC_FILE_RANGE_WRITE});
-      flushed = onDisk;
-    }
-    md5.update(v);
-    sha256.update(v);
-  }
-  // Bytes reach the file in the order they were put: what waits in OUT goes out before
-  // anything else is written, including a piece large enough to be written as it is.
-  function put(v) {
-    const direct = v.length >= OUT.length / 2;
-    if (fill > 0 && (direct || fill + v.length > OUT.length)) {
-      emit(OUT.subarray(0, fill));
-      fill = 0;
-    }
-    if (direct) emit(v);
-    else {
-      OUT.set(v, fill);
-      fill += v.length;
-    }
-    written += v.length;
-  }
-  function fail(err) {
-    failed = { message: err.message, code: err.code, errno: err.errno, syscall: err.syscall };
-  }
-  function advance() {
-    let moved = false;
-    while (held.has(next)) {
-      const [m, port] = held.get(next);
-      held.delete(next);
-      if (!failed) {
-        try { put(new Uint8Array(m.buf, 0, m.len)); } catch (err) { fail(err); }
-      }
-      if (m.back) postMessage({ back: m.buf }, [m.buf]);
-      else if (m.pooled) port.postMessage({ free: m.buf }, [m.buf]);
-      else if ((collected += m.len) >= ${GC_EVERY}) {
-        collected = 0;
-        Bun.gc(true);
-      }
-      next++;
-      moved = true;
-    }
-    if (end >= 0 && next === end) {
-      if (!failed && fill > 0) {
-        try { emit(OUT.subarray(0, fill)); } catch (err) { fail(err); }
-      }
-      postMessage(failed ? { failed } : { md5: md5.digest("hex"), sha256: sha256.digest("hex"), written });
-      end = -2;
-    } else if (moved) {
-      postMessage({ done: next, written, failed });
-    }
-  }
-  function onPiece(m, port) {
-    held.set(m.seq, [m, port]);
-    advance();
-  }
-  self.onmessage = (e) => {
-    const m = e.data;
-    if (m.fd !== undefined) {
-      fd = m.fd;
-      if (m.flushBehind) syncRange = openSyncRange();
-      for (const p of m.ports) p.onmessage = (ev) => onPiece(ev.data, p);
-    } else if (m.end !== undefined) {
-      end = m.end;
-      advance();
-    } else onPiece(m);
-  };`;
-
-/** Worker threads for compression: one per core the process may use. */
-function compressionThreads(): number {
-  return Math.max(1, Math.min(16, os.availableParallelism()));
-}
-
-interface ErrnoFields {
-  message: string;
-  code?: string;
-  errno?: number;
-  syscall?: string;
-}
-
-/** The output worker's write error as the same kind of error the main thread would have seen. */
-function errnoError(f: ErrnoFields): Error {
-  return Object.assign(new Error(f.message), { code: f.code, errno: f.errno, syscall: f.syscall });
-}
-
-/**
- * Pieces in flight (compressing, or compressed and waiting for their turn to be written): two
- * per thread keeps every thread busy, a few more absorb a slow piece ahead of quick ones.
- * The byte bound caps memory whatever the piece sizes.
- */
-const IN_FLIGHT_PER_THREAD = 2;
-const IN_FLIGHT_SLACK = 4;
-const MAX_IN_FLIGHT_BYTES = 4 << 20;
-/** Compressed all-zero pieces kept by length (sparse files cost no compression). */
-const ZERO_CACHE = 4;
-
-/**
- * Compression on worker threads, one per core: gzip through libdeflate (about twice as fast
- * as zlib at the same level, and a standard gzip member all the same), zstd through the
- * system's libzstd with a context and output buffers kept from piece to piece (libzstd.ts),
- * or Bun's one-shot zstd where that library is missing; then one output worker that writes to the file descriptor and computes MD5
- * and SHA-256 in order (~2 ns a byte, and a write may block while the kernel throttles dirty
- * pages: neither should hold up reading and cutting).
- */
-class PiecePipeline {
-  private readonly sink: Worker;
-  private readonly compressors: Array<{ worker: Worker; busy: number }> = [];
-  private seq = 0;
-  private done = 0;
-  /** Piece memory handed to a worker and not yet back: returns can lag behind the writes. */
-  private slabsOut = 0;
-  private readonly lengths = new Map<number, number>();
-  private inFlightBytes = 0;
-  private failure: unknown;
-  private wake: (() => void) | undefined;
-  private result: { md5: string; sha256: string; written: number } | undefined;
-  private readonly zeroCache = new Map<number, ArrayBuffer>();
-  private readonly zeroAsked = new Set<number>();
-  private readonly maxInFlight: number;
-  /** Bytes written by the output worker so far. */
-  written = 0;
-  /** What compresses: "libzstd 1.5.4" when the workers found the system's libzstd. */
-  engine: string;
-
-  private readonly compression: Compression;
-
-  constructor(
-    fd: number,
-    opts: Pick<ArchiveOptions, "compression" | "level" | "systemZstd" | "flushBehind"> & { threads: number },
-    /** Receives each piece's memory back once nothing refers to it. */
-    private readonly recycle: (slab: ArrayBuffer) => void,
-  ) {
-    const { compression, level, threads } = opts;
-    this.compression = compression;
-    this.maxInFlight = threads * IN_FLIGHT_PER_THREAD + IN_FLIGHT_SLACK;
-    this.engine = ENGINES[compression];
-    this.sink = startWorker(SINK_SOURCE);
-    this.sink.onmessage = (e: MessageEvent) => this.fromSink(e.data as SinkMessage);
-    this.sink.onerror = (e: ErrorEvent) => this.fail(new Error(`output worker failed: ${e.message}`));
-    const ports: MessagePort[] = [];
-    if (compression !== "none") {
-      for (let i = 0; i < threads; i++) {
-        const slot = { worker: startWorker(COMPRESS_SOURCE), busy: 0 };
-        const channel = new MessageChannel();
-        slot.worker.postMessage({ port: channel.port1, kind: compression, level, maxPiece: PIECES[compression].maxSize, systemZstd: opts.systemZstd ?? true }, [channel.port1]);
-        ports.push(channel.port2);
-        slot.worker.onmessage = (e: MessageEvent) => {
-          if ("engine" in e.data) {
-            this.engine = (e.data as { engine: string }).engine || this.engine;
-            return;
-          }
-          slot.busy--;
-          this.fromCompressor(e.data as CompressorMessage);
-        };
-        slot.worker.onerror = (e: ErrorEvent) => this.fail(new Error(`compression worker failed: ${e.message}`));
-        this.compressors.push(slot);
-      }
-    }
-    this.sink.postMessage({ fd, ports, flushBehind: opts.flushBehind === true && process.platform === "linux" }, ports);
-  }
-
-  submit(piece: Buffer): void {
-    if (this.failure !== undefined) throw this.failure;
-    const seq = this.seq++;
-    const len = piece.length;
-    const buf = piece.buffer as ArrayBuffer;
-    this.lengths.set(seq, len);
-    this.inFlightBytes += len;
-    if (this.compression === "none") {
-      this.slabsOut++;
-      this.sink.postMessage({ seq, buf, len, back: true }, [buf]);
-      return;
-    }
-    let keep = false;
-    if (len >= 8 * BLOCK && isAllZero(piece)) {
-      const cached = this.zeroCache.get(len);
-      if (cached) {
-        const copy = cached.slice(0);
-        this.sink.postMessage({ seq, buf: copy, len: copy.byteLength }, [copy]);
-        this.recycle(buf);
-        return;
-      }
-      keep = !this.zeroAsked.has(len) && this.zeroAsked.size < ZERO_CACHE;
-      if (keep) this.zeroAsked.add(len);
-    }
-    // the least busy worker: pieces differ in size, so strict turns would leave one idle
-    let slot = this.compressors[0]!;
-    for (const c of this.compressors) if (c.busy < slot.busy) slot = c;
-    slot.busy++;
-    this.slabsOut++;
-    slot.worker.postMessage({ seq, buf, len, keep }, [buf]);
-  }
-
-  /** Wait while too much is in flight; throws the first failure (a write error keeps its errno). */
-  async room(): Promise<void> {
-    while (
-      this.failure === undefined &&
-      (this.seq - this.done > this.maxInFlight || this.inFlightBytes > MAX_IN_FLIGHT_BYTES || this.slabsOut > this.maxInFlight)
-    ) {
-      await new Promise<void>((r) => (this.wake = r));
-    }
-    if (this.failure !== undefined) throw this.failure;
-  }
-
-  /** Wait for every piece to be written; the digests of everything written. */
-  async finish(): Promise<{ md5: string; sha256: string; size: number }> {
-    this.sink.postMessage({ end: this.seq });
-    while (!this.result && this.failure === undefined) await new Promise<void>((r) => (this.wake = r));
-    if (this.failure !== undefined) throw this.failure;
-    const { md5, sha256, written } = this.result!;
-    return { md5, sha256, size: written };
-  }
-
-  close(): void {
-    for (const c of this.compressors) c.worker.terminate();
-    this.sink.terminate();
-  }
-
-  private fromCompressor(m: CompressorMessage): void {
-    this.slabsOut--;
-    this.recycle(m.buf);
-    if (m.copy && this.zeroCache.size < ZERO_CACHE) this.zeroCache.set(m.len, m.copy);
-    if (m.error !== undefined) this.fail(new Error(`${this.compression} compression failed: ${m.error}`));
-    this.wake?.();
-  }
-
-  private fromSink(m: SinkMessage): void {
-    if ("back" in m) {
-      this.slabsOut--;
-      this.recycle(m.back);
-    } else if ("done" in m) {
-      for (; this.done < m.done; this.done++) {
-        this.inFlightBytes -= this.lengths.get(this.done) ?? 0;
-        this.lengths.delete(this.done);
-      }
-      this.written = m.written;
-      if (m.failed) this.fail(errnoError(m.failed));
-    } else if ("failed" in m) {
-      this.fail(errnoError(m.failed));
-    } else {
-      this.result = m;
-    }
-    this.wake?.();
-  }
-
-  private fail(e: unknown): void {
-    this.failure ??= e;
-    this.wake?.();
-  }
-}
-
-type CompressorMessage = { seq: number; buf: ArrayBuffer; len: number; copy?: ArrayBuffer; error?: string };
-type SinkMessage =
-  | { back: ArrayBuffer }
-  | { done: number; written: number; failed?: ErrnoFields }
-  | { failed: ErrnoFields }
-  | { md5: string; sha256: string; written: number };
 
 function nsOf(e: { mtimeMs: number; mtimeNs?: bigint }): bigint {
   if (e.mtimeNs !== undefined) return e.mtimeNs;
@@ -507,7 +169,10 @@ export async function writeArchive(
   opts: ArchiveOptions,
 ): Promise<ArchiveResult> {
   const c = opts.compression;
-  const out: PiecePipeline = new PiecePipeline(fd, { ...opts, threads: opts.threads ?? compressionThreads() }, (slab) => chunker.recycle(slab));
+  const prove = opts.prove !== false;
+  const threads = opts.threads ?? compressionThreads();
+  const pipelineOptions = { compression: c, level: opts.level, threads, maxPiece: PIECES[c].maxSize, systemZstd: opts.systemZstd, flushBehind: opts.flushBehind, prove, onWritten: opts.onWritten };
+  const out: PiecePipeline = new PiecePipeline(fd, pipelineOptions, (slab) => chunker.recycle(slab));
   const chunker: Chunker = new Chunker(PIECES[c], (piece) => out.submit(piece));
   const skipped: string[] = [];
   /** Hard-link targets that were left out → the name that took their place (or none yet). */
@@ -532,7 +197,9 @@ export async function writeArchive(
   };
 
   /** Stream one open file's content; returns false when it had to be zero-filled after a read error. */
-  const copyFile = async (e: ArchiveEntry, fdIn: number, size: number): Promise<{ complete: boolean; endChecked: boolean }> => {
+  /** Stream one open file's content, with the CRC-32 of what went into the archive for the proof. */
+  const copyFile = async (e: ArchiveEntry, fdIn: number, size: number): Promise<{ complete: boolean; endChecked: boolean; crc: number }> => {
+    let crc = 0;
     let remaining = size;
     let readError: unknown;
     let reads = 0;
@@ -558,6 +225,7 @@ export async function writeArchive(
       } else if (n === remaining && dst.length > remaining) {
         endChecked = reads === 1; // a file read in several calls may have changed between them
       }
+      if (prove) crc = Bun.hash.crc32(dst.subarray(0, n), crc);
       chunker.commit(n);
       remaining -= n;
       inputBytes += n;
@@ -570,11 +238,12 @@ export async function writeArchive(
       warn("FILE_CHANGED", e.source, `${e.source}: shrank by ${remaining} bytes while being read; zero-filled to ${size} bytes in the archive`);
     }
     if (remaining > 0) {
+      if (prove) crc = crcOfZeros(remaining, crc);
       chunker.appendZeros(remaining);
       inputBytes += remaining;
       endChecked = true;
     }
-    return { complete: readError === undefined, endChecked };
+    return { complete: readError === undefined, endChecked, crc };
   };
 
   try {
@@ -641,8 +310,11 @@ export async function writeArchive(
         chunker.boundary(nameToken(e.name));
         emit(header);
         count++;
+        let crc = 0;
         if (fdIn !== undefined) {
-          const { complete, endChecked } = await copyFile(e, fdIn, size);
+          const copied = await copyFile(e, fdIn, size);
+          const { complete, endChecked } = copied;
+          crc = copied.crc;
           if (!complete) skipped.push(e.name);
           const pad = paddingAfter(size);
           if (pad) emit(PADDING.subarray(0, pad));
@@ -652,6 +324,7 @@ export async function writeArchive(
             else if (after.mtimeMs !== openedMtimeMs) warn("FILE_CHANGED", e.source, `${e.source}: changed while being read`);
           }
         }
+        out.expect({ name: e.name, type, size, crc, linkTarget: type === "symlink" || type === "hardlink" ? linkTarget : undefined });
       } finally {
         if (fdIn !== undefined) fs.closeSync(fdIn);
       }
@@ -664,12 +337,24 @@ export async function writeArchive(
     const total = inputBytes + end;
     emit(new Uint8Array(end + ((RECORD - (total % RECORD)) % RECORD)));
     chunker.finish();
-    const { md5, sha256, size } = await out.finish();
+    const done = await out.finish();
+    const { md5, sha256, size } = done;
+    if (prove && (done.entries !== count || done.tarBytes !== inputBytes)) {
+      throw new ArchiveUnprovenError(`the tar stream read back holds ${done.entries} entries in ${done.tarBytes} bytes; ${count} entries in ${inputBytes} bytes were written`);
+    }
     opts.onProgress?.({ inputBytes, outputBytes: size });
-    return { size, md5, sha256, entries: count, inputBytes, skipped, engine: out.engine };
+    return { size, md5, sha256, entries: count, inputBytes, skipped, engine: out.engine, proven: prove };
   } finally {
     out.close();
   }
+}
+
+const ZERO_BLOCK = new Uint8Array(64 << 10);
+
+/** CRC-32 continued over `n` zero bytes (the zero fill of a file that shrank while read). */
+function crcOfZeros(n: number, crc: number): number {
+  for (let left = n; left > 0; left -= ZERO_BLOCK.length) crc = Bun.hash.crc32(ZERO_BLOCK.subarray(0, Math.min(left, ZERO_BLOCK.length)), crc);
+  return crc;
 }
 
 /** The compression of an archive, from its first bytes (its name may lie). */

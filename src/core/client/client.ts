@@ -23,7 +23,8 @@ import { flushToDisk, fsyncDir, readDirOrEmpty, writeFileAtomic } from "../state
 import { LockedError, acquireLock, type Lock } from "../state/lock.ts";
 import { fileDigest } from "../transfer/digest.ts";
 import { followDigest, followedDigest, type DigestAlgorithm, type FollowResult } from "../transfer/follow-digest.ts";
-import { CHECKSUM_SUFFIX, TEMP_PREFIX, isArchiveName, md5Line, parseMd5Line, sortArchives } from "../state/naming.ts";
+import { CHECKSUM_SUFFIX, LIST_SUFFIX, TEMP_PREFIX, isArchiveName, md5Line, parseMd5Line, sortArchives } from "../state/naming.ts";
+import { describeArchive, verifyArchive, warnedPathsIn } from "../restore/verify.ts";
 import type { RunOutcome, SourceOutcome, Warning } from "../common/outcome.ts";
 import { clean } from "../report/report.ts";
 import { toRemove } from "../state/retention.ts";
@@ -218,6 +219,7 @@ function applyRetention(dir: string, keep: number): RetentionResult {
       // the .md5 goes first: a copy half removed is never counted as verified
       fs.rmSync(path.join(dir, `${n}${CHECKSUM_SUFFIX}`), { force: true });
       fs.rmSync(path.join(dir, n), { force: true });
+      fs.rmSync(path.join(dir, `${n}${LIST_SUFFIX}`), { force: true });
       removed.push(n);
     }
     return { removed };
@@ -448,10 +450,11 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
     });
     const flushError = await flushed;
     if (flushError !== undefined) throw flushError;
-    commit(stage, dir, a);
+    const proof = cfg.verify === "deep" ? await proveCopy(ctx, source, stage, a, parsed.records, controlPath) : undefined;
+    commit(stage, dir, a, proof !== undefined);
     status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {
       step: "pull", archive: a,
-      data: { source: source.name, literal: stats.literal, matched: stats.matched, received: stats.received, sent: stats.sent, hashed, sharedSsh: controlPath !== undefined },
+      data: { source: source.name, literal: stats.literal, matched: stats.matched, received: stats.received, sent: stats.sent, hashed, sharedSsh: controlPath !== undefined, proof },
     });
 
     // 5. retention
@@ -531,8 +534,37 @@ async function verify(stage: string, a: ArchiveInfo, followed: FollowResult): Pr
   return `${check.label} ${during ? "while receiving" : `after receiving (${followed.why ?? "read while received, but not the file that was kept"})`}`;
 }
 
-/** Move a verified archive into place; its .md5 (written by us, not the server's) comes last and marks it verified. */
-function commit(stage: string, dir: string, a: ArchiveInfo): void {
+/**
+ * verify = "deep": pull the server's file list beside the staged copy, then read the copy's
+ * whole tar stream and check every entry against that list (restore/verify.ts). A copy that
+ * does not prove restorable is removed and never counted. Returns what was proven, for PULLED.
+ */
+async function proveCopy(ctx: RunContext, source: SourceConfig, stage: string, a: ArchiveInfo, records: readonly StatusRecord[], controlPath?: string): Promise<string> {
+  const list = `${a.file}${LIST_SUFFIX}`;
+  const reject = (why: string): never => {
+    for (const f of [a.file, `${a.file}${CHECKSUM_SUFFIX}`, list]) fs.rmSync(path.join(stage, f), { force: true });
+    fs.rmSync(path.join(stage, PARTIAL_DIR, a.file), { force: true });
+    throw new SourceFailure("COPY_UNPROVEN", `${a.file} matches its checksum but was not kept: ${why}`);
+  };
+  try {
+    // a list is about 100 bytes an entry and can be larger than a small archive of many files
+    await rsync(ctx, { client: ctx.cfg, source, files: [list], into: stage, maxSize: Math.max(64 << 20, 4 * a.size), controlPath }, "PULL_FAILED", ctx.cfg.connect_timeout + ctx.cfg.timeout + 30_000);
+  } catch (e) {
+    if (e instanceof SourceFailure && e.codeName !== "PULL_FAILED" && e.codeName !== "STATUS_PULL_FAILED") throw e;
+    return reject(`the server's file list ${list} could not be pulled to check it against (${errorMessage(e)})`);
+  }
+  const held = describeArchive(path.join(stage, a.file), "client", source.name);
+  if (!held?.list) return reject(`the server's file list ${list} is not a file list of this version`);
+  const v = await verifyArchive(held, { deep: true, warned: warnedPathsIn(records, a.file), signal: ctx.signal });
+  if (!v.ok) return reject(v.problems.join("; "));
+  return `deep: ${v.entries} entries read to the end of the tar stream and checked against the server's file list`;
+}
+
+/**
+ * Move a verified archive into place, with the server's file list when it was pulled; its .md5
+ * (written by us, not the server's) comes last and marks it verified.
+ */
+function commit(stage: string, dir: string, a: ArchiveInfo, withList: boolean): void {
   const staged = path.join(stage, a.file);
   const fd = fs.openSync(staged, "r");
   try {
@@ -542,6 +574,7 @@ function commit(stage: string, dir: string, a: ArchiveInfo): void {
   }
   fs.chmodSync(staged, 0o600);
   fs.rmSync(path.join(stage, `${a.file}${CHECKSUM_SUFFIX}`), { force: true });
+  if (withList) fs.renameSync(path.join(stage, `${a.file}${LIST_SUFFIX}`), path.join(dir, `${a.file}${LIST_SUFFIX}`));
   fs.renameSync(staged, path.join(dir, a.file));
   fsyncDir(dir);
   writeFileAtomic(dir, `${a.file}${CHECKSUM_SUFFIX}`, md5Line(a.md5, a.file));

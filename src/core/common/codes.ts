@@ -44,6 +44,7 @@ const table = [
   { code: 25, name: "CHECKSUM_FAILED", kind: "failure", role: "server", meaning: "Writing or checking the archive's checksum file failed." },
   { code: 26, name: "ROTATION_FAILED", kind: "failure", role: "server", meaning: "Removing archives beyond `keep` failed; the new archive is complete." },
   { code: 27, name: "SCAN_FAILED", kind: "failure", role: "server", meaning: "Walking the sources or reading the previous file list failed." },
+  { code: 28, name: "ARCHIVE_UNPROVEN", kind: "failure", role: "server", meaning: "The archive just written did not prove restorable (a piece did not decompress to what went in, its tar stream did not hold what was read, or the file read back differs); it was removed and the previous archive stays the newest." },
   // wrapper
   { code: 31, name: "SERVER_CRASHED", kind: "failure", role: "wrapper", meaning: "The server process ended without a final record (crash or unexpected exit)." },
   { code: 32, name: "SERVER_KILLED", kind: "failure", role: "wrapper", meaning: "The server process was killed by a signal it did not handle (for example SIGKILL or the OOM killer)." },
@@ -65,6 +66,7 @@ const table = [
   { code: 51, name: "CLIENT_ROTATION_FAILED", kind: "failure", role: "client", meaning: "Removing copies beyond `keep` failed; the new copy is verified and in place." },
   { code: 52, name: "DEST_UNUSABLE", kind: "failure", role: "client", meaning: "The destination directory cannot be created or written." },
   { code: 53, name: "SOURCE_UNKNOWN", kind: "failure", role: "client", meaning: "A source named on the command line is not in the configuration." },
+  { code: 54, name: "COPY_UNPROVEN", kind: "failure", role: "client", meaning: "The pulled archive matches its checksum but did not prove restorable (verify = \"deep\"): its tar stream does not read to its end, differs from the server's file list, or the list could not be pulled; the copy was not kept." },
   // day-two commands: verify, restore
   { code: 90, name: "VERIFY_FAILED", kind: "failure", role: "any", meaning: "An archive does not match its checksum, or (verify --deep, restore) cannot be read whole or differs from the file list the server recorded; restore wrote nothing." },
   { code: 91, name: "ARCHIVE_NOT_FOUND", kind: "failure", role: "any", meaning: "The archive named on the command line is not held here and is not a readable file, or a path asked for is not in it." },
@@ -143,7 +145,7 @@ export function exitCodeFor(n: number): number {
  * may be at risk, then transient trouble.
  */
 const SEVERITY_ORDER: readonly CodeName[] = [
-  "INTERNAL_ERROR", "CHECKSUM_MISMATCH", "UNSAFE_NAME", "STATUS_INVALID", "SERVER_FAILED", "STATUS_STALE",
+  "INTERNAL_ERROR", "CHECKSUM_MISMATCH", "COPY_UNPROVEN", "UNSAFE_NAME", "STATUS_INVALID", "SERVER_FAILED", "STATUS_STALE",
   "HOST_KEY_FAILED", "CONFIG_INVALID", "CONFIG_MISSING", "DEST_UNUSABLE", "CLIENT_NO_SPACE",
   "PULL_FAILED", "STATUS_PULL_FAILED", "UNREACHABLE", "TOOL_MISSING", "SERVER_BUSY",
   "CLIENT_ROTATION_FAILED", "ALREADY_RUNNING", "SOURCE_UNKNOWN",

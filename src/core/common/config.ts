@@ -60,6 +60,7 @@ export const KEYS: readonly KeyDef[] = [
   { section: "client", key: "connect_timeout", type: "duration", default: '"30s"', doc: "ssh ConnectTimeout." },
   { section: "client", key: "accept_new_host_key", type: "bool", default: "false", doc: "Accept and remember the host key of a server seen for the first time (ssh StrictHostKeyChecking=accept-new). A changed key is always refused." },
   { section: "client", key: "known_hosts", type: "path", default: "ssh's default", doc: "known_hosts file for the servers' host keys." },
+  { section: "client", key: "verify", type: "enum", values: ["deep", "checksum"], default: '"deep"', doc: "How a pulled copy is verified before it counts: \"deep\" also pulls the server's file list and reads the copy's whole tar stream, checking every entry against that list; \"checksum\" checks the SHA-256 alone (for hosts that cannot afford reading each copy once more)." },
   // [[client.source]]
   { section: "client.source", key: "name", type: "name", required: true, doc: "Name of the source: its copies go to dest_dir/<name>/.", example: '"web1"' },
   { section: "client.source", key: "remote", type: "string", required: true, doc: "user@host:/path of the server's backup_dir, or a local absolute path.", example: '"backup@web1.example.com:/var/backups/shoot"' },
@@ -121,6 +122,7 @@ export interface ClientConfig {
   connect_timeout: number;
   accept_new_host_key: boolean;
   known_hosts?: string;
+  verify: "deep" | "checksum";
   sources: SourceConfig[];
 }
 

@@ -10,12 +10,12 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { Transform, Writable } from "node:stream";
+import { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import zlib from "node:zlib";
 import { loadConfig, resolveConfigPath, type Config } from "../common/config.ts";
 import { code, isFinal } from "../common/codes.ts";
-import { SERVER_STATUS, readStatusFile } from "../state/status.ts";
+import { SERVER_STATUS, readStatusFile, type StatusRecord } from "../state/status.ts";
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { CHECKSUM_SUFFIX, LIST_SUFFIX, archiveTime, parseMd5Line, sortArchives } from "../state/naming.ts";
 import { readDirOrEmpty } from "../state/fsutil.ts";
@@ -205,7 +205,10 @@ export async function archivePass(fd: number, sink: NodeJS.WritableStream, opts:
       done(null, chunk);
     },
   });
-  const input = fs.createReadStream("", { fd, start: 0, autoClose: false, highWaterMark: 1 << 20 });
+  // read by hand, not through fs.createReadStream({ fd, autoClose: false }): when the pipeline
+  // fails, the stream closed the descriptor all the same, and the caller's close then failed
+  // with EBADF, which turned a damaged archive into an internal error
+  const input = Readable.from(readFd(fd));
   const compression = detectCompression(head);
   const stages: NodeJS.ReadWriteStream[] = [hasher];
   if (opts.decompress !== false && compression === "gzip") stages.push(zlib.createGunzip());
@@ -219,6 +222,18 @@ export async function archivePass(fd: number, sink: NodeJS.WritableStream, opts:
     throw new ArchiveReadError(e, size);
   }
   return { size, md5: md5.digest("hex"), sha256: sha256.digest("hex"), tarBytes, ms: performance.now() - started };
+}
+
+/** The file open on `fd`, from its start, in chunks of 1 MiB; the descriptor stays open. */
+function* readFd(fd: number): Generator<Buffer> {
+  let position = 0;
+  for (;;) {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    const bytesRead = fs.readSync(fd, buf, 0, buf.length, position);
+    if (bytesRead === 0) return;
+    position += bytesRead;
+    yield buf.subarray(0, bytesRead);
+  }
 }
 
 /** A sink that reads tar headers; content goes to `onData` (TarParser.push), else is read through, not kept. */
@@ -251,6 +266,11 @@ export function describeReadError(e: unknown, total: number): string {
 
 export interface VerifyOptions extends PassOptions {
   deep?: boolean;
+  /**
+   * The files the run that made the archive warned about (see warnedPathsIn); by default they
+   * are read from the status files beside the archive.
+   */
+  warned?: ReadonlySet<string>;
 }
 
 export interface ArchiveVerdict {
@@ -388,7 +408,6 @@ export class ListComparison {
 
 /** Files the run that made this archive warned about (vanished, unreadable, changed while read), from the status files beside it. */
 function warnedPaths(a: HeldArchive): Set<string> {
-  const out = new Set<string>();
   const records = [SERVER_STATUS, `${SERVER_STATUS}.1`].flatMap((f) => {
     try {
       return readStatusFile(path.join(a.dir, f))?.records ?? [];
@@ -396,7 +415,13 @@ function warnedPaths(a: HeldArchive): Set<string> {
       return [];
     }
   });
-  const made = records.find((r) => r.archive?.file === a.file && isFinal(r.code));
+  return warnedPathsIn(records, a.file);
+}
+
+/** Files the run that made archive `file` warned about, from that run's status records. */
+export function warnedPathsIn(records: readonly StatusRecord[], file: string): Set<string> {
+  const out = new Set<string>();
+  const made = records.find((r) => r.archive?.file === file && isFinal(r.code));
   if (!made) return out;
   const warningCodes = new Set([code("FILE_VANISHED"), code("FILE_UNREADABLE"), code("FILE_CHANGED")]);
   for (const r of records) {
@@ -455,7 +480,7 @@ export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): P
   try {
     const list = opts.deep ? openListOf(a) : undefined;
     if (list && "error" in list) verdict.problems.push(list.error);
-    comparison = list && "header" in list ? new ListComparison(list.header, list.lines, warnedPaths(a)) : undefined;
+    comparison = list && "header" in list ? new ListComparison(list.header, list.lines, opts.warned ?? warnedPaths(a)) : undefined;
     let entries = 0;
     let ended = () => true;
     let sink: NodeJS.WritableStream;

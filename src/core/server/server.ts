@@ -6,6 +6,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { writeArchive, type ArchiveEntry, type ArchiveResult } from "../archive/writer.ts";
+import { ArchiveUnprovenError } from "../archive/pipeline.ts";
 import { code, codeName, type CodeName } from "../common/codes.ts";
 import type { ServerConfig } from "../common/config.ts";
 import type { Deps } from "../common/deps.ts";
@@ -42,6 +43,8 @@ export interface ServerRunOptions {
   maxParallelEntries?: number;
   /** Bytes of tar stream written so far and the sources' size: for a progress display. */
   onArchiveProgress?: (done: number, total: number) => void;
+  /** Called after the archive's last byte is written, before it is proven (tests damage it here). */
+  onArchiveWritten?: (fd: number) => void;
 }
 
 class Run {
@@ -246,7 +249,7 @@ async function serverSteps(
   const tmp = path.join(dir, `${TEMP_PREFIX}${name}`);
   setTmp(tmp);
   run.step("archive", `writing ${name} (${cfg.compression}) from ${scan.entries} entries`);
-  const result = await writeArchiveFile(cfg, tmp, tmpList, scan.bytes, run, signal, opts.onArchiveProgress);
+  const result = await writeArchiveFile(cfg, tmp, tmpList, scan.bytes, run, opts);
   checkAbort();
 
   run.step("checksum", `md5 ${result.md5}, ${formatBytes(result.size)}`);
@@ -264,7 +267,9 @@ async function serverSteps(
     throw new ShootError("CHECKSUM_FAILED", `writing the checksum of ${name} failed: ${errorMessage(e)}`);
   }
   const archive: ArchiveInfo = { file: name, size: result.size, md5: result.md5, sha256: result.sha256 };
-  run.step("archive", `${name} complete: ${formatBytes(result.size)} from ${formatBytes(result.inputBytes)}${cfg.compression === "none" ? "" : ` (${result.engine})`}`, "ARCHIVE_WRITTEN", { file: name, size: result.size });
+  const engine = cfg.compression === "none" ? "" : ` (${result.engine})`;
+  const proof = `proven restorable: every piece decompressed to its input, the tar stream parsed to its end with all ${result.entries} entries as read, the file read back`;
+  run.step("archive", `${name} complete: ${formatBytes(result.size)} from ${formatBytes(result.inputBytes)}${engine}; ${proof}`, "ARCHIVE_WRITTEN", { file: name, size: result.size, proven: result.proven, entries: result.entries });
 
   // 6. rotation
   run.step("rotate", `keeping ${cfg.keep} archive(s)`);
@@ -453,12 +458,18 @@ function ensureSpace(cfg: ServerConfig, deps: Deps, run: Run, estimate: number, 
   throw new ShootError("NO_SPACE", `not enough free space in ${dir}: ${formatBytes(free)} free, the archive needs about ${formatBytes(estimate)} and ${formatBytes(cfg.reserve)} must stay free (reserve); nothing was deleted${cfg.make_room ? " beyond what make_room allows" : " (make_room = false)"}`);
 }
 
+/**
+ * Write the archive into `tmp` and prove it restorable (archive/pieces.ts) before anything is
+ * named after it: a proof that fails is ARCHIVE_UNPROVEN, the file is removed, and the
+ * previous archive stays the newest.
+ */
 async function writeArchiveFile(
-  cfg: ServerConfig, tmp: string, walkList: string, totalBytes: number, run: Run, signal?: AbortSignal, onProgress?: (done: number, total: number) => void,
+  cfg: ServerConfig, tmp: string, walkList: string, totalBytes: number, run: Run, opts: ServerRunOptions,
 ): Promise<ArchiveResult> {
+  const { signal, onArchiveProgress: onProgress } = opts;
   let fd: number;
   try {
-    fd = fs.openSync(tmp, "wx", 0o600);
+    fd = fs.openSync(tmp, "wx+", 0o600);
   } catch (e) {
     throw new ShootError("ARCHIVE_FAILED", `cannot create ${tmp}: ${errorMessage(e)}`);
   }
@@ -470,12 +481,16 @@ async function writeArchiveFile(
       signal,
       onWarning: (w) => run.warn(w.code, w.message),
       onProgress: onProgress ? (p) => onProgress(p.inputBytes, totalBytes) : undefined,
+      onWritten: opts.onArchiveWritten,
     });
     fs.fsyncSync(fd);
     return result;
   } catch (e) {
     fs.rmSync(tmp, { force: true });
     if (signal?.aborted) throw new ShootError("INTERRUPTED", "interrupted while writing the archive; the temporary archive was removed");
+    if (e instanceof ArchiveUnprovenError) {
+      throw new ShootError("ARCHIVE_UNPROVEN", `the archive just written does not prove restorable, so it was removed and the previous archive stays the newest: ${e.message}`);
+    }
     if (errnoCode(e) === "ENOSPC" || errnoCode(e) === "EDQUOT") {
       throw new ShootError("NO_SPACE", `the file system of ${cfg.backup_dir} filled up while the archive was written; the partial archive was removed, earlier archives are untouched`);
     }
