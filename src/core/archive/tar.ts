@@ -542,11 +542,9 @@ export class TarParser {
   private zeroAt = -1;
   /** Where the entry being read started (its first extended header), or -1. */
   private entryStart = -1;
-  /** Bytes of the tar stream read so far. */
+  /** Bytes of the tar stream read so far: once `ended`, the end-of-archive marker ends here. */
   offset = 0;
   ended = false;
-  /** Bytes consumed so far: once `ended`, the end-of-archive marker ends here. */
-  offset = 0;
 
   /** @param onData the content of the entry last given to `onEntry`, in pieces; all of it before the next entry */
   push(chunk: Uint8Array, onEntry: (e: TarListing) => void, onData?: (piece: Uint8Array) => void): void {
@@ -593,7 +591,6 @@ export class TarParser {
         else this.onHeader(onEntry);
       }
     }
-    this.offset += at;
   }
 
   private damage(reason: string, at = this.offset - BLOCK): TarFormatError {
