@@ -1,0 +1,280 @@
+/**
+ * Reading an archive whole, in one pass: every byte hashed, decompressed (gzip or zstd, told
+ * from its first bytes, whatever its name says), the tar stream parsed to its end-of-archive
+ * blocks, each entry (and with `onData` its content) handed on. restore, list and verify
+ * --deep all read through here.
+ *
+ * An archive that cannot be read whole ends the pass with an ArchiveDamage that says what
+ * went wrong and at which byte: of the file for a compressed stream that does not decode or
+ * ends early (found again in small pieces once the pass has failed, to the 512 bytes), of
+ * the tar stream for a header that is not valid or an end that is missing. The file is then
+ * still hashed to its end, so that the caller can tell an archive that changed since its
+ * checksum was made from one that was damaged before.
+ */
+import fs from "node:fs";
+import { Readable, Transform, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import zlib from "node:zlib";
+import { ShootError, errorMessage } from "../common/errors.ts";
+import type { Progress } from "../report/progress.ts";
+import { detectCompression } from "../archive/writer.ts";
+import { TarFormatError, TarParser, type TarListing } from "../archive/tar.ts";
+
+export interface PassResult {
+  /** Bytes of the archive file read. */
+  size: number;
+  md5: string;
+  sha256: string;
+  /** Bytes of the tar stream after decompression. */
+  tarBytes: number;
+  ms: number;
+}
+
+export interface PassOptions {
+  progress?: Progress;
+  signal?: AbortSignal;
+  /** false: hash the file only, nothing is decompressed or parsed. */
+  decompress?: boolean;
+  /** Each entry as it is read; without it (nor onEntries) the tar stream is not parsed. */
+  onEntry?: (e: TarListing) => void;
+  /** The content of the entry last given to onEntry, in pieces, all of it before the next entry. */
+  onData?: (piece: Uint8Array) => void;
+  /** The entries of each piece read, the pass waiting for what it returns (printing at the pace of a reader). */
+  onEntries?: (entries: TarListing[]) => Promise<void> | void;
+}
+
+type Compression = ReturnType<typeof detectCompression>;
+
+/** Why an archive cannot be read whole, and where. */
+export class ArchiveDamage extends Error {
+  /** The file hashed to its end despite the damage (undefined when it could not be read). */
+  digests: { size: number; md5: string; sha256: string } | undefined;
+  constructor(
+    message: string,
+    /** "unsupported": what GNU tar reads but this reader refuses (an extended header over its limit). */
+    readonly kind: "damaged" | "unsupported",
+    /** Byte of the archive file where it went wrong, when known. */
+    readonly fileOffset: number | undefined,
+    /** Byte of the tar stream where it went wrong, or how far it was read whole. */
+    readonly tarOffset: number,
+  ) {
+    super(message);
+    this.name = "ArchiveDamage";
+  }
+}
+
+/** The file open on `fd`, from `start`, in chunks of 1 MiB; the descriptor stays open (a stream given it would close it on error). */
+function* readFd(fd: number, start = 0, onRead?: (position: number) => void): Generator<Buffer> {
+  let position = start;
+  for (;;) {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    onRead?.(position);
+    const bytesRead = fs.readSync(fd, buf, 0, buf.length, position);
+    if (bytesRead === 0) return;
+    position += bytesRead;
+    yield buf.subarray(0, bytesRead);
+  }
+}
+
+function decompressor(c: Compression): Transform | undefined {
+  if (c === "gzip") return zlib.createGunzip();
+  if (c === "zstd") return zlib.createZstdDecompress();
+  return undefined;
+}
+
+/** Which stage of a pass failed first: the others only fail after it, as the pipeline tears them down. */
+type FirstError = (where: "read" | "decode" | "sink", e: unknown) => void;
+
+/** The tar stream's sink: headers parsed, entries and content handed on. */
+function tarSink(parser: TarParser, opts: PassOptions, failed: FirstError): Writable {
+  return new Writable({
+    write(chunk: Buffer, _enc, done) {
+      let batch: TarListing[] | undefined;
+      try {
+        const onEntry = opts.onEntries ? (e: TarListing) => (batch ??= []).push(e) : opts.onEntry!;
+        parser.push(chunk, onEntry, opts.onData);
+      } catch (e) {
+        failed("sink", e);
+        return done(e as Error);
+      }
+      if (!batch || !opts.onEntries) return done();
+      Promise.resolve(opts.onEntries(batch)).then(() => done(), (e: unknown) => {
+        failed("sink", e);
+        done(e as Error);
+      });
+    },
+  });
+}
+
+/**
+ * Read the archive open on `fd` from its start. Rejects with ArchiveDamage when it cannot be
+ * read whole, with what a callback threw as it was thrown, and with the signal's reason when
+ * aborted.
+ */
+export async function archivePass(fd: number, opts: PassOptions = {}): Promise<PassResult> {
+  const started = performance.now();
+  const head = Buffer.alloc(4);
+  fs.readSync(fd, head, 0, 4, 0);
+  const compression = opts.decompress === false ? "none" : detectCompression(head);
+  const md5 = new Bun.CryptoHasher("md5");
+  const sha256 = new Bun.CryptoHasher("sha256");
+  let size = 0;
+  let tarBytes = 0;
+  let readAt = 0;
+  const hasher = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      md5.update(chunk);
+      sha256.update(chunk);
+      size += chunk.length;
+      opts.progress?.update(size);
+      done(null, chunk);
+    },
+  });
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      tarBytes += chunk.length;
+      done(null, chunk);
+    },
+  });
+  let first: { where: "read" | "decode" | "sink"; error: unknown } | undefined;
+  const failed: FirstError = (where, error) => (first ??= { where, error });
+  const parse = opts.decompress !== false && (opts.onEntry !== undefined || opts.onEntries !== undefined);
+  const parser = parse ? new TarParser() : undefined;
+  const sink = parser ? tarSink(parser, opts, failed) : new Writable({ write: (_c, _e, done) => done() });
+  const inflate = decompressor(compression);
+  inflate?.on("error", (e) => failed("decode", e));
+  function* reading(): Generator<Buffer> {
+    try {
+      yield* readFd(fd, 0, (p) => (readAt = p));
+    } catch (e) {
+      failed("read", e);
+      throw e;
+    }
+  }
+  const stages = [Readable.from(reading()), hasher, ...(inflate ? [inflate] : []), counter, sink];
+  try {
+    // a variable number of stages: the typed overloads only know fixed ones
+    await (pipeline as (...streams: unknown[]) => Promise<void>)(...stages, { signal: opts.signal });
+  } catch (e) {
+    if (opts.signal?.aborted) throw e;
+    const damage = await describeFailure(first?.error ?? e, first?.where, { fd, compression, parser, readAt, size, tarBytes });
+    if (!(damage instanceof ArchiveDamage)) throw damage;
+    damage.digests = hashRest(fd, md5, sha256, size);
+    throw damage;
+  }
+  if (parser && !parser.ended) {
+    const end = compression === "none" ? "" : ` (the ${compression} stream itself ends cleanly)`;
+    const damage = new ArchiveDamage(`the archive is truncated: its tar stream ends at byte ${tarBytes} without its end-of-archive blocks${end}`, "damaged", compression === "none" ? tarBytes : size, tarBytes);
+    damage.digests = { size, md5: md5.digest("hex"), sha256: sha256.digest("hex") };
+    throw damage;
+  }
+  return { size, md5: md5.digest("hex"), sha256: sha256.digest("hex"), tarBytes, ms: performance.now() - started };
+}
+
+interface FailureContext {
+  fd: number;
+  compression: Compression;
+  parser: TarParser | undefined;
+  readAt: number;
+  size: number;
+  tarBytes: number;
+}
+
+/** What a failed pass ran into: damage (with its byte), or the callback's own error, returned as it was. */
+async function describeFailure(e: unknown, where: "read" | "decode" | "sink" | undefined, f: FailureContext): Promise<unknown> {
+  if (where === "sink" && e instanceof TarFormatError) {
+    const at = e.offset ?? f.parser?.offset ?? f.tarBytes;
+    const stream = f.compression === "none" ? "the tar stream (the file itself)" : `the tar stream (decompressed from ${f.compression})`;
+    return new ArchiveDamage(`${stream} is ${e.kind === "unsupported" ? "not readable here" : "damaged"} at byte ${at}: ${e.reason}`, e.kind, f.compression === "none" ? at : undefined, at);
+  }
+  if (where === "decode") {
+    const msg = errorMessage(e);
+    const whole = `the tar stream was whole up to byte ${f.parser?.offset ?? f.tarBytes}`;
+    if (/unexpected end|end of file|truncat|incomplete/i.test(msg)) {
+      return new ArchiveDamage(`the archive is truncated: the ${f.compression} stream ends early, at byte ${f.size} of the file (its end); ${whole}`, "damaged", f.size, f.parser?.offset ?? f.tarBytes);
+    }
+    const at = await decodeFailureAt(f.fd, f.compression);
+    const spot = at === undefined ? `near byte ${f.size} of the file` : `at byte ${at} of the file (in the 512 bytes from there)`;
+    return new ArchiveDamage(`the ${f.compression} stream does not decode ${spot}: ${msg}; ${whole}`, "damaged", at ?? f.size, f.parser?.offset ?? f.tarBytes);
+  }
+  if (where === "read") {
+    return new ArchiveDamage(`the file cannot be read at byte ${f.readAt}: ${errorMessage(e)}`, "damaged", f.readAt, f.parser?.offset ?? f.tarBytes);
+  }
+  return e;
+}
+
+/** The rest of the file into the hashes, after a pass stopped: the whole file's digests, or undefined when it cannot be read. */
+function hashRest(fd: number, md5: Bun.CryptoHasher, sha256: Bun.CryptoHasher, from: number): ArchiveDamage["digests"] {
+  try {
+    let size = from;
+    for (const chunk of readFd(fd, from)) {
+      md5.update(chunk);
+      sha256.update(chunk);
+      size += chunk.length;
+    }
+    return { size, md5: md5.digest("hex"), sha256: sha256.digest("hex") };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The byte of the file where its compressed stream stops decoding: the stream decompressed
+ * again in pieces of 64 KiB until one fails, then once more in pieces of 512 bytes within that
+ * one. Only ever run on an archive that failed, so it may cost a second read.
+ */
+async function decodeFailureAt(fd: number, c: Compression): Promise<number | undefined> {
+  const coarse = await failingPiece(fd, c, 1 << 16, Infinity);
+  if (coarse === undefined) return undefined;
+  return (await failingPiece(fd, c, 512, coarse)) ?? coarse;
+}
+
+/** The offset of the first piece after which the decompressor fails, feeding 64 KiB pieces before `fineFrom` and `piece`-sized ones from there. */
+async function failingPiece(fd: number, c: Compression, piece: number, fineFrom: number): Promise<number | undefined> {
+  const d = decompressor(c);
+  if (!d) return undefined;
+  let failed = false;
+  d.on("data", () => {});
+  d.on("error", () => (failed = true));
+  const step = (chunk: Buffer | undefined) =>
+    new Promise<void>((resolve) => {
+      const settle = () => {
+        d.off("error", settle);
+        resolve();
+      };
+      d.once("error", settle);
+      if (chunk) d.write(chunk, settle);
+      else d.end(settle);
+    });
+  let position = 0;
+  try {
+    for (;;) {
+      const size = position < fineFrom ? Math.min(1 << 16, fineFrom - position) : piece;
+      const buf = Buffer.allocUnsafe(size);
+      const n = fs.readSync(fd, buf, 0, size, position);
+      await step(n === 0 ? undefined : buf.subarray(0, n));
+      if (failed) return position;
+      if (n === 0) return undefined;
+      position += n;
+    }
+  } finally {
+    d.destroy();
+  }
+}
+
+/**
+ * Read the archive at `file` whole, the entries of each piece read to `onEntries` (the read
+ * waits for what it returns). Damage ends it as ARCHIVE_DAMAGED or ARCHIVE_UNSUPPORTED, with
+ * the byte where it went wrong.
+ */
+export async function readEntries(file: string, onEntries: (entries: TarListing[]) => Promise<void> | void): Promise<PassResult> {
+  const fd = fs.openSync(file, "r");
+  try {
+    return await archivePass(fd, { onEntries });
+  } catch (e) {
+    if (!(e instanceof ArchiveDamage)) throw e;
+    throw new ShootError(e.kind === "unsupported" ? "ARCHIVE_UNSUPPORTED" : "ARCHIVE_DAMAGED", `${file} cannot be read whole: ${e.message}`);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
