@@ -130,7 +130,10 @@ export function concat(parts: readonly Uint8Array[]): Uint8Array {
 /** A header and its content, padded: `size` defaults to the content's length. */
 export function entry(f: Omit<HeaderFields, "size"> & { size?: HeaderFields["size"]; data?: Bytes }): Uint8Array {
   const data = bytes(f.data ?? "");
-  return concat([header({ ...f, size: f.size ?? data.length }), data, pad(data.length)]);
+  const out = new Uint8Array(BLOCK + data.length + pad(data.length).length);
+  out.set(header({ ...f, size: f.size ?? data.length }));
+  out.set(data, BLOCK);
+  return out;
 }
 
 export const file = (name: Bytes, data: Bytes = "", more: Partial<HeaderFields> = {}) => entry({ name, data, ...more });
@@ -140,10 +143,18 @@ export const hardlink = (name: Bytes, target: Bytes, more: Partial<HeaderFields>
 
 /** One pax record, its length counting itself. */
 export function paxRecord(key: string, value: Bytes): Uint8Array {
-  const body = concat([enc.encode(` ${key}=`), bytes(value), enc.encode("\n")]);
-  let len = body.length + 1;
-  while (String(len).length + body.length !== len) len = String(len).length + body.length;
-  return concat([enc.encode(String(len)), body]);
+  const v = bytes(value);
+  const k = enc.encode(` ${key}=`);
+  const body = k.length + v.length + 1;
+  let len = body + 1;
+  while (String(len).length + body !== len) len = String(len).length + body;
+  const out = new Uint8Array(len);
+  const digits = enc.encode(String(len));
+  out.set(digits);
+  out.set(k, digits.length);
+  out.set(v, digits.length + k.length);
+  out[len - 1] = 0x0a;
+  return out;
 }
 
 /** A pax extended header ('x') or global header ('g') with these records, raw record text allowed. */
@@ -160,9 +171,13 @@ export function gnuLong(type: "L" | "K", value: Bytes): Uint8Array {
 
 export type SparseMap = ReadonlyArray<readonly [offset: number, length: number]>;
 
-/** The content of a sparse file: the bytes of each piece of `full` the map names, back to back. */
+/**
+ * The content of a sparse file as GNU tar reads it: the bytes of each piece of `full` the map
+ * names, each padded to a whole block but the last (whose padding is the entry's).
+ */
 export function packed(full: Uint8Array, map: SparseMap): Uint8Array {
-  return concat(map.map(([o, n]) => full.subarray(o, o + n)));
+  const last = map.reduce((k, [, n], i) => (n > 0 ? i : k), -1);
+  return concat(map.flatMap(([o, n], i) => (i < last ? [full.subarray(o, o + n), pad(n)] : [full.subarray(o, o + n)])));
 }
 
 /** An old-GNU sparse entry ('S'): four map entries in the header, 21 in each extension block. */

@@ -446,14 +446,16 @@ function parsePaxTime(v: string): bigint | undefined {
   return m[1] ? -ns : ns;
 }
 
+const SPARSE_MAP_KEYS = new Set(["GNU.sparse.numblocks", "GNU.sparse.map", "GNU.sparse.offset", "GNU.sparse.numbytes"]);
+
 /** The records of a pax header, in order; repeated keys (GNU's sparse format 0.0) kept. */
 interface PaxRecords {
   /** Each key's last value; values are cut at a NUL, as GNU tar reads them. */
   map: Map<string, string>;
   /** Keys whose value is not UTF-8. */
   notUtf8?: Set<string>;
-  /** GNU.sparse.offset and GNU.sparse.numbytes values in the order given. */
-  sparse00?: Array<[string, string]>;
+  /** The records of a pax sparse map (numblocks, map, offset, numbytes), in the order given: GNU tar reads them in turn. */
+  sparse?: Array<[string, string]>;
 }
 
 /**
@@ -479,7 +481,7 @@ function parsePaxRecords(data: Uint8Array): PaxRecords {
     if (vEnd < 0 || vEnd > end - 1) vEnd = end - 1;
     const value = text(data, eq + 1, vEnd);
     if (lastNotUtf8) (out.notUtf8 ??= new Set()).add(key);
-    if (key === "GNU.sparse.offset" || key === "GNU.sparse.numbytes") (out.sparse00 ??= []).push([key, value]);
+    if (SPARSE_MAP_KEYS.has(key)) (out.sparse ??= []).push([key, value]);
     out.map.set(key, value);
     at = end;
   }
@@ -539,6 +541,9 @@ export class TarParser {
   private longLink: string | undefined;
   private longNotUtf8 = false;
   private pending: PendingSparse | null = null;
+  /** A sparse file's pieces being read: their lengths, each followed by padding to a whole block. */
+  private pieces: number[] | null = null;
+  private piece = 0;
   private zeroAt = -1;
   /** Where the entry being read started (its first extended header), or -1. */
   private entryStart = -1;
@@ -563,6 +568,14 @@ export class TarParser {
         this.skip -= n;
         this.offset += n;
         at += n;
+        continue;
+      }
+      if (this.pieces) {
+        if (this.piece === this.pieces.length) this.pieces = null;
+        else {
+          this.content = this.pieces[this.piece++]!;
+          this.skip = paddingAfter(this.content);
+        }
         continue;
       }
       if (this.meta) {
@@ -604,6 +617,7 @@ export class TarParser {
       else if (kind === "g") {
         // each global header replaces the one before (an empty one clears it), as GNU tar reads them
         this.globals = parsePaxRecords(data).map;
+        if ([...this.globals.keys()].some((k) => k.startsWith("GNU.sparse."))) throw new TarFormatError("a pax global header with sparse-file records (for every later entry), which this reader does not follow", at, "unsupported");
       } else {
         const v = cString(data, 0, data.length);
         this.longNotUtf8 ||= lastNotUtf8;
@@ -781,11 +795,10 @@ export class TarParser {
       else this.finishSparse(p, onEntry);
       return true;
     }
-    const major = this.paxValue("GNU.sparse.major");
-    const minor = this.paxValue("GNU.sparse.minor");
-    const map = this.paxValue("GNU.sparse.map");
-    const list = this.pax?.sparse00;
-    if (major === undefined && minor === undefined && map === undefined && list === undefined) return false;
+    const major = this.pax?.map.get("GNU.sparse.major");
+    const minor = this.pax?.map.get("GNU.sparse.minor");
+    const records = this.pax?.sparse ?? [];
+    if (major === undefined && minor === undefined && records.length === 0) return false;
     const realSize = this.paxNumber("GNU.sparse.realsize") ?? this.paxNumber("GNU.sparse.size");
     if (realSize === undefined) throw this.damage("a pax sparse file without GNU.sparse.size or GNU.sparse.realsize", this.entryStart);
     if (major !== undefined || minor !== undefined) {
@@ -801,22 +814,36 @@ export class TarParser {
       this.reset();
       return true;
     }
+    const pieces = this.paxSparseMap(records);
+    this.finishSparse({ entry: e, pieces, realSize, stored, phase: "ext" }, onEntry);
+    return true;
+  }
+
+  /**
+   * The map of a sparse file of format 0.0 or 0.1, as GNU tar reads it: GNU.sparse.numblocks
+   * first (it sizes the map), then either one GNU.sparse.map or offset and size records in turn.
+   */
+  private paxSparseMap(records: ReadonlyArray<[string, string]>): number[] {
+    const last = records.map(([k]) => k).lastIndexOf("GNU.sparse.numblocks");
+    if (last < 0) throw this.damage("a pax sparse map without GNU.sparse.numblocks before it", this.entryStart);
+    const count = this.sparseNumber(records[last]![1], "GNU.sparse.numblocks");
+    const after = records.slice(last + 1);
+    const maps = after.filter(([k]) => k === "GNU.sparse.map");
     const pieces: number[] = [];
-    if (map !== undefined) {
+    if (maps.length > 0) {
+      if (maps.length !== after.length) throw this.damage("a pax sparse map given both as GNU.sparse.map and as offset records", this.entryStart);
+      const map = maps.at(-1)![1];
       for (const v of map === "" ? [] : map.split(",")) pieces.push(this.sparseNumber(v, "GNU.sparse.map"));
       if (pieces.length % 2 !== 0) throw this.damage("the pax record GNU.sparse.map has an odd number of values", this.entryStart);
     } else {
-      // 0.0: offsets and sizes in turn, each repeated record in its order
-      for (const [i, [k, v]] of list!.entries()) {
+      for (const [i, [k, v]] of after.entries()) {
         if (k !== (i % 2 === 0 ? "GNU.sparse.offset" : "GNU.sparse.numbytes")) throw this.damage(`the pax record ${k} out of its turn in a sparse map`, this.entryStart);
         pieces.push(this.sparseNumber(v, k));
       }
       if (pieces.length % 2 !== 0) throw this.damage("a sparse map ends with an offset and no size", this.entryStart);
     }
-    const blocks = this.paxNumber("GNU.sparse.numblocks");
-    if (blocks !== undefined && blocks !== pieces.length / 2) throw this.damage(`GNU.sparse.numblocks says ${blocks} pieces, the map has ${pieces.length / 2}`, this.entryStart);
-    this.finishSparse({ entry: e, pieces, realSize, stored, phase: "ext" }, onEntry);
-    return true;
+    if (count !== pieces.length / 2) throw this.damage(`GNU.sparse.numblocks says ${count} pieces, the map has ${pieces.length / 2}`, this.entryStart);
+    return pieces;
   }
 
   private sparseNumber(v: string, key: string): number {
@@ -885,11 +912,15 @@ export class TarParser {
       sum += length;
       pieces.push({ offset, length });
     }
-    if (sum !== p.stored) throw this.damage(`a sparse file's pieces add up to ${sum} bytes, its content is ${p.stored}`, e.offset);
+    // GNU tar reads each piece as whole blocks (the pieces it writes are, but for the last)
+    const blocks = pieces.reduce((n, x) => n + Math.ceil(x.length / BLOCK), 0);
+    if (blocks !== Math.ceil(p.stored / BLOCK)) throw this.damage(`a sparse file's ${pieces.length} pieces (${sum} bytes) take ${blocks} blocks as GNU tar reads them, its content ${Math.ceil(p.stored / BLOCK)}`, e.offset);
     e.size = p.realSize;
     e.sparse = pieces;
-    // the padding after the content: of the whole stored content, which for 1.0 began with whole blocks of map
-    this.emit(e, p.stored, onEntry);
+    this.emit(e, 0, onEntry);
+    this.skip = 0;
+    this.pieces = pieces.map((x) => x.length);
+    this.piece = 0;
   }
 }
 

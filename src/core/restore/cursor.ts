@@ -6,14 +6,16 @@
  * lookup there is. A link or file where a directory belongs stops the walk (ENOTDIR, ELOOP):
  * nothing is ever made through one.
  *
- * Only the deepest MAX_OPEN components stay open, so that a tree thousands of levels deep
- * needs no more descriptors; an ancestor closed that way is opened again from the nearest
- * one still open (or the target) when the walk climbs back to it.
+ * Only the deepest MAX_OPEN components stay open, and every RUNG-th one above them, so that
+ * a tree thousands of levels deep needs no more than a hundred descriptors; an ancestor closed
+ * that way is opened again from the rung above it when the walk climbs back to it (a climb
+ * from the bottom of such a tree to its top opens each level once more, no more).
  */
 import { errnoCode } from "../common/errors.ts";
 import type { At } from "./at.ts";
 
 const MAX_OPEN = 64;
+const RUNG = 64;
 
 export class DirCursor {
   private readonly names: string[] = [];
@@ -98,10 +100,11 @@ export class DirCursor {
     }
   }
 
-  /** Close the shallowest open components beyond MAX_OPEN (never the deepest, which is in use). */
+  /** Close the components above the deepest MAX_OPEN, but for every RUNG-th. */
   private trim(): void {
-    for (let i = 0; this.open > MAX_OPEN && i < this.fds.length - 1; i++) {
-      if (this.fds[i]! < 0) continue;
+    if (this.open <= MAX_OPEN + this.fds.length / RUNG) return;
+    for (let i = 0; i < this.fds.length - MAX_OPEN; i++) {
+      if (this.fds[i]! < 0 || i % RUNG === RUNG - 1) continue;
       this.at.close(this.fds[i]!);
       this.fds[i] = -1;
       this.open--;

@@ -97,6 +97,11 @@ const CLASH = 5;
 const PATH_MAX = 4095;
 const NAME_MAX = 255;
 
+/** A name longer than the system takes (in UTF-8 bytes), told without counting them when its length alone tells. */
+function tooLong(s: string, max: number): boolean {
+  return s.length > max || (s.length > max / 3 && Buffer.byteLength(s) > max);
+}
+
 /** A path as a person writes it (`/etc/hosts`, `etc/hosts/`) in archive form. */
 export function selectionKey(p: string): string {
   const parts = p.split("/").filter((x) => x !== "" && x !== ".");
@@ -149,10 +154,14 @@ function fingerprint(l: TarListing): number {
   return h >>> 0;
 }
 
-/** What a name is in the archive, as bits: a directory entry, the parent of other entries, a symbolic link. */
+/**
+ * What a name is in the archive, as bits: a directory entry, the parent of other entries, a
+ * symbolic link, a hard link to a symbolic link seen before it (GNU tar makes that a second link).
+ */
 const DIR = 1;
 const PARENT = 2;
 const SYMLINK = 4;
+const LINK_TO_LINK = 8;
 
 /** Free space and inodes where the target is, and the block size what is written is counted in. */
 interface Space {
@@ -213,6 +222,7 @@ class Survey {
 
   take(l: TarListing): void {
     const ordinal = this.entries++;
+    if (tooLong(l.name, PATH_MAX)) return; // left out by the plan, never split
     const s = splitEntryName(l.name);
     if ("why" in s) return;
     const key = s.parts.join("/");
@@ -237,6 +247,7 @@ class Survey {
         const tkey = t.parts.join("/");
         this.linkTargets.add(tkey);
         if (!this.selected(tkey)) this.alsoNeeded.add(tkey);
+        if (this.isLink(tkey)) this.mark(key, LINK_TO_LINK);
       }
     }
     this.account(bytes, 1 + newParents, key);
@@ -358,6 +369,10 @@ class Planner implements PlanView {
     const ordinal = this.ordinal++;
     if (ordinal >= this.decisions.length) throw new ShootError("VERIFY_FAILED", "the archive changed while it was being read (more entries than at first); nothing was restored");
     this.fingerprints[ordinal] = fingerprint(l);
+    if (tooLong(l.name, PATH_MAX)) {
+      this.decisions[ordinal] = this.note(this.skipped, SKIPPED, `${l.name.slice(0, 100)}…`, `its name is longer than the ${PATH_MAX + 1} bytes (PATH_MAX) the system takes: not restored`);
+      return;
+    }
     const s = splitEntryName(l.name);
     if ("why" in s) {
       this.decisions[ordinal] = this.note(this.refused, REFUSED, l.name, s.why);
@@ -395,7 +410,11 @@ class Planner implements PlanView {
   /** A name the archive gives two kinds, or one below such a name (as far as the plan knows by now; the write pass looks again). */
   private clash(l: TarListing, parts: string[], key: string): number | undefined {
     const kinds = this.survey.kinds.get(key) ?? 0;
-    const other = l.type === "dir" ? kinds & SYMLINK : l.type === "symlink" ? kinds & DIR : kinds & (DIR | PARENT | SYMLINK);
+    const other =
+      l.type === "dir" ? kinds & (SYMLINK | LINK_TO_LINK)
+      : l.type === "symlink" ? kinds & DIR
+      : l.type === "hardlink" ? kinds & (DIR | PARENT | SYMLINK)
+      : kinds & (DIR | PARENT | SYMLINK | LINK_TO_LINK);
     if (other) this.clashes.add(key);
     if (!this.clashes.has(key) && !this.dirClashed(parts)) return undefined;
     const kind = l.type === "other" ? l.kind ?? "other" : l.type;
@@ -412,10 +431,8 @@ class Planner implements PlanView {
   private leftOut(l: TarListing, parts: string[], key: string): number | undefined {
     if (l.type === "other") return this.note(this.skipped, SKIPPED, key, `${l.kind ?? "not a file, directory or link"}: not restored`);
     if (l.unrestorable) return this.note(this.skipped, SKIPPED, key, `${l.unrestorable}: not restored`);
-    const long = (s: string, max: number) => s.length > max / 3 && Buffer.byteLength(s) > max;
-    if (long(l.name, PATH_MAX)) return this.note(this.skipped, SKIPPED, key.slice(0, 100) + "…", `its name is longer than the ${PATH_MAX + 1} bytes (PATH_MAX) the system takes: not restored`);
-    if (parts.some((p) => long(p, NAME_MAX))) return this.note(this.skipped, SKIPPED, key.slice(0, 100) + "…", `a component of its name is longer than the ${NAME_MAX} bytes the system takes: not restored`);
-    if (l.type === "symlink" && long(l.linkTarget ?? "", PATH_MAX)) return this.note(this.skipped, SKIPPED, key, `its target is longer than the ${PATH_MAX + 1} bytes (PATH_MAX) the system takes: not restored`);
+    if (parts.some((p) => tooLong(p, NAME_MAX))) return this.note(this.skipped, SKIPPED, `${key.slice(0, 100)}…`, `a component of its name is longer than the ${NAME_MAX} bytes the system takes: not restored`);
+    if (l.type === "symlink" && tooLong(l.linkTarget ?? "", PATH_MAX)) return this.note(this.skipped, SKIPPED, key, `its target is longer than the ${PATH_MAX + 1} bytes (PATH_MAX) the system takes: not restored`);
     return undefined;
   }
 
