@@ -132,9 +132,10 @@ export function removeTree(...paths: string[]): void {
   if (r.exitCode !== 0) throw new Error(`rm -rf ${paths.join(" ")}: ${r.stderr.toString()}`);
 }
 
-/** Remove everything in `dir`, and give it to `uid` with mode 0755. */
+/** Remove everything in `dir` (names that are not UTF-8 too), and give it to `uid` with mode 0755. */
 export function emptyDir(dir: string, uid = 0): void {
-  removeTree(...fs.readdirSync(dir).map((n) => path.join(dir, n)));
+  const r = Bun.spawnSync(["find", dir, "-mindepth", "1", "-delete"]);
+  if (r.exitCode !== 0) throw new Error(`emptying ${dir}: ${r.stderr.toString()}`);
   fs.chownSync(dir, uid, uid);
   fs.chmodSync(dir, 0o755);
 }

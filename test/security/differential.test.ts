@@ -209,8 +209,8 @@ async function tryArchive(h: Hostile & { file: string }, sb: Sandbox, laneScratc
       const theirs = restored(gnuDir);
       for (const d of differences(mine, theirs, r.code, user)) say(user, d);
       // bsdtar checks every component of every name for links: on 10,000 levels that takes it minutes
-      const bsd = await timed("bsdtar", () => run(asUser(user, [BSDTAR, "--numeric-owner", "-xpf", h.file, "-C", bsdDir]), 15_000));
-      if (bsd.killed) count(h.cls, `${user}: bsdtar gave up after 15 s`);
+      const bsd = await timed("bsdtar", () => run(asUser(user, [BSDTAR, "--numeric-owner", "-xpf", h.file, "-C", bsdDir]), 5_000));
+      if (bsd.killed) count(h.cls, `${user}: bsdtar gave up after 5 s`);
       else if (!sameTrees(theirs, restored(bsdDir))) count(h.cls, `${user}: bsdtar differs from GNU tar`);
     } finally {
       for (const u of undo) u();
