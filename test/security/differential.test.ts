@@ -25,15 +25,12 @@ import { tempDir } from "../helpers/fixture.ts";
 import { makeSandbox, changes, emptyDir, outside, removeTree, restored, NOBODY, type Restored, type Sandbox } from "../helpers/sandbox.ts";
 import { EXT } from "../helpers/tar-builder.ts";
 import { requireTool } from "../helpers/tools.ts";
-import { CODES } from "../../src/core/common/codes.ts";
 import { hostileCorpus, type Hostile } from "./corpus.ts";
+import { crashes, differences, sameTrees, type User } from "./judge.ts";
 
 const TAR = requireTool("tar");
 const BSDTAR = requireTool("bsdtar");
 const SETPRIV = requireTool("setpriv");
-const NAMED = new Set(CODES.filter((c) => c.code !== 1).map((c) => c.code));
-
-type User = "root" | "nobody";
 const USERS: readonly User[] = ["root", "nobody"];
 
 /** Archives tried at once, each in a sandbox of its own. */
@@ -123,46 +120,6 @@ function freshTarget(dir: string, user: User, h: Hostile): () => void {
   return h.tmpfs ? mountOver(dir, h.tmpfs, uid) : () => {};
 }
 
-/** The ways shoot's restore differs from GNU tar's extraction of the same archive by the same user. */
-function differences(mine: Map<string, Restored>, theirs: Map<string, Restored>, code: number, user: User): string[] {
-  const out: string[] = [];
-  for (const [p, m] of mine) {
-    const t = theirs.get(p);
-    if (!t) {
-      out.push(`${JSON.stringify(p)}: made by shoot, not by GNU tar`);
-      continue;
-    }
-    const fields: Array<keyof Restored> = ["type"];
-    if (m.type === "file") fields.push("sha256", "size", "mode", "mtimeNs");
-    if (m.type === "dir") fields.push("mode");
-    // a directory's time is the archive's only where GNU tar set it so (not one it made on the way)
-    if (m.type === "dir" && t.mtimeNs < started) fields.push("mtimeNs");
-    if (m.type === "symlink") fields.push("link");
-    if (user === "root" && m.type !== "symlink") fields.push("uid", "gid");
-    for (const f of fields) if (m[f] !== t[f]) out.push(`${JSON.stringify(p)}: ${f} ${String(m[f])} here, ${String(t[f])} by GNU tar`);
-  }
-  if (code === 0) for (const p of theirs.keys()) if (!mine.has(p)) out.push(`${JSON.stringify(p)}: made by GNU tar, not by shoot, which said OK`);
-  return out;
-}
-
-function sameTrees(a: Map<string, Restored>, b: Map<string, Restored>): boolean {
-  if (a.size !== b.size) return false;
-  for (const [p, x] of a) {
-    const y = b.get(p);
-    if (!y || x.type !== y.type || x.sha256 !== y.sha256 || x.link !== y.link) return false;
-  }
-  return true;
-}
-
-/** What a CLI run must never show. */
-function crashes(r: Ran): string[] {
-  const out: string[] = [];
-  if (r.code === 1 || !NAMED.has(r.code)) out.push(`exit ${r.code}, not a named code`);
-  if (/internal error/i.test(r.stderr)) out.push("an internal error");
-  if (/^\s+at .+[:(]\d+/m.test(r.stderr)) out.push("a stack trace");
-  return out;
-}
-
 const tally = new Map<string, Map<string, number>>();
 function count(cls: string, what: string): void {
   const m = tally.get(cls) ?? new Map<string, number>();
@@ -207,7 +164,7 @@ async function tryArchive(h: Hostile & { file: string }, sb: Sandbox, laneScratc
       const gnu = await timed("GNU tar", () => run(asUser(user, [TAR, "--numeric-owner", "-xpf", h.file, "-C", gnuDir])));
       if (gnu.killed) say(user, "GNU tar did not end within 2 minutes");
       const theirs = restored(gnuDir);
-      for (const d of differences(mine, theirs, r.code, user)) say(user, d);
+      for (const d of differences(mine, theirs, r.code, user, started)) say(user, d);
       // bsdtar checks every component of every name for links: on 10,000 levels that takes it minutes
       const bsd = await timed("bsdtar", () => run(asUser(user, [BSDTAR, "--numeric-owner", "-xpf", h.file, "-C", bsdDir]), 5_000));
       if (bsd.killed) count(h.cls, `${user}: bsdtar gave up after 5 s`);

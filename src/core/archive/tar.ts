@@ -726,7 +726,12 @@ export class TarParser {
     let kind: string | undefined;
     let stored = 0; // content bytes that follow the header
     const c = String.fromCharCode(flag);
-    if (flag === 0x30 || flag === 0 || flag === 0x37 || flag === 0x53) {
+    if (flag === 0x53 && !gnu) {
+      // GNU tar reads 'S' as a sparse file in its own format only (elsewhere it is star's, or not one)
+      type = "other";
+      kind = "an old-GNU sparse file in an archive that is not old GNU";
+      stored = size;
+    } else if (flag === 0x30 || flag === 0 || flag === 0x37 || flag === 0x53) {
       // old tars mark a directory by the slash at the end of a regular file's name, and give it no content
       if (flag !== 0x37 && flag !== 0x53 && name.endsWith("/")) type = "dir";
       else {

@@ -432,6 +432,7 @@ class Planner implements PlanView {
     if (l.type === "other") return this.note(this.skipped, SKIPPED, key, `${l.kind ?? "not a file, directory or link"}: not restored`);
     if (l.unrestorable) return this.note(this.skipped, SKIPPED, key, `${l.unrestorable}: not restored`);
     if (parts.some((p) => tooLong(p, NAME_MAX))) return this.note(this.skipped, SKIPPED, `${key.slice(0, 100)}…`, `a component of its name is longer than the ${NAME_MAX} bytes the system takes: not restored`);
+    if (l.type === "symlink" && !l.linkTarget) return this.note(this.skipped, SKIPPED, key, "a symbolic link to nothing (its target is empty): not restored");
     if (l.type === "symlink" && tooLong(l.linkTarget ?? "", PATH_MAX)) return this.note(this.skipped, SKIPPED, key, `its target is longer than the ${PATH_MAX + 1} bytes (PATH_MAX) the system takes: not restored`);
     return undefined;
   }
