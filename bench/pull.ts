@@ -78,7 +78,10 @@ async function pullSection(ctx: BenchContext, sshd: SshServer): Promise<void> {
   // the large files, uncompressed: about 60 % of the tree, ~650 MB for the 1 GiB tree
   const serverConfig = writeServerConfig(path.join(dir, "server.toml"), { name: SOURCE, sources: [path.join(ctx.tree, "big")], backupDir: backup, compression: "none" });
   console.error("pull: making the archive to pull ...");
-  const archive = (await serverRun(ctx.bin, serverConfig, backup, FIRST)).final.archive!;
+  const big = path.join(ctx.tree, "big");
+  const archive = (await serverRun(ctx.bin, serverConfig, backup, FIRST, { checks: ctx.checks, label: "server none, the archive pulled", source: big })).final.archive!;
+  ctx.checks.keep("server none, the archive pulled", path.join(backup, archive.file), { copy: true });
+  await ctx.checks.checkNow("server none, the archive pulled", ctx.rows);
   const served = clientFor(sshd, dir, backup);
   const peerDest = path.join(dir, "peer");
   for (const v of await cipherVariants(ctx.dataDir)) {
@@ -169,7 +172,9 @@ async function day2Section(ctx: BenchContext, sshd: SshServer, firstRuns: Partia
       backup = freshDir(path.join(dir, "backup"));
       writeServerConfig(serverConfig, { name: "bench", sources: [ctx.tree], backupDir: backup, compression: c });
       console.error(`day 2 ${c}: day 1's shoot server run ...`);
-      await serverRun(ctx.bin, serverConfig, backup, FIRST);
+      const first = await serverRun(ctx.bin, serverConfig, backup, FIRST, { checks: ctx.checks, label: `server ${c}, day 1`, source: ctx.tree });
+      ctx.checks.keep(`server ${c}, day 1`, path.join(backup, first.final.archive!.file), { copy: true });
+      await ctx.checks.checkNow(`server ${c}, day 1`, ctx.rows);
     }
     const served = clientFor(sshd, dir, backup);
     freshDir(served.dest);
@@ -183,7 +188,11 @@ async function day2Section(ctx: BenchContext, sshd: SshServer, firstRuns: Partia
       });
       const peerShare = (peer.wire / peer.size) * 100;
       console.error(`day 2 ${c}: shoot server (4) and shoot client (4) ...`);
-      const size = (await serverRun(ctx.bin, serverConfig, backup, NEW)).final.archive!.size;
+      const label = `server ${c}, day 2`;
+      const day2 = (await serverRun(ctx.bin, serverConfig, backup, NEW, { checks: ctx.checks, label, source: ctx.tree })).final.archive!;
+      const size = day2.size;
+      ctx.checks.keep(label, path.join(backup, day2.file), { copy: true });
+      await ctx.checks.checkNow(label, ctx.rows);
       const pull = await clientRun(ctx.bin, served.clientConfig, served.dest, NEW);
       const s = pulledRecord(served.dest);
       if (s.received === undefined || s.sent === undefined) throw new Error("shoot client recorded no sent or received byte count");

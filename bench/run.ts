@@ -17,6 +17,7 @@ import { alternating, formatTable, measure, measureAll, MiB, mbps, verdict, type
 import { sshSections } from "./pull.ts";
 import { DEFAULT_BIN, ensureBinary, type BenchContext } from "./shoot.ts";
 import { restoreSection, serverSection, startupSection, unchangedSection } from "./whole.ts";
+import { RestoreChecks } from "./restores.ts";
 
 const { values } = parseArgs({
   options: {
@@ -106,9 +107,17 @@ function gnuTar(out: string, compress: string[]): string[] {
   return ["tar", ...compress, "-cf", out, "-C", "/", treeName];
 }
 
-async function shoot(out: string, compression: string): Promise<Measured & { result: { size: number; md5: string } }> {
-  const m = await measure([BUN, ONE, "--src", tree, "--out", out, "--compression", compression]);
-  return { ...m, result: (JSON.parse(m.stdout) as { result: { size: number; md5: string } }).result };
+const checks = new RestoreChecks(path.join(dataDir, "restore-checks"));
+
+/**
+ * One archive by shoot's writer; with `prove` false, without the proof that it restores (the
+ * row that shows what the proof costs; the bytes written are the same).
+ */
+async function shoot(out: string, compression: string, label = `writer ${compression}`, prove = true): Promise<Measured & { result: { size: number; md5: string } }> {
+  const m = await measure([BUN, ONE, "--src", tree, "--out", out, "--compression", compression, ...(prove ? [] : ["--no-prove"])]);
+  const result = (JSON.parse(m.stdout) as { result: { size: number; md5: string } }).result;
+  checks.wrote(label, tree, result.md5);
+  return { ...m, result };
 }
 
 /** rsync's literal bytes when turning `basis` into `fresh`, i.e. what goes over the wire. */
@@ -188,28 +197,42 @@ async function main(): Promise<void> {
   const md5 = (f: string) => ["md5sum", f];
   const out = (n: string) => path.join(outDir, n);
 
+  // each writer row twice: with the proof that the archive restores (as every server run
+  // makes it), and without, which shows what the proof costs
+  const unproven = (c: string, file: string) => ({ name: `shoot ${c}, proof off (what the proof costs)`, run: () => shoot(out(file), c, `writer ${c}`, false), out: out(file), rssGoal: true });
   if (only.has("gzip")) {
     await compare("gzip", "GNU tar -czf + md5sum", () => measureAll([gnuTar(out("gnu.tgz"), ["-z"]), md5(out("gnu.tgz"))]), out("gnu.tgz"), [
       { name: "GNU tar + pigz + md5sum (reference)", run: () => measureAll([gnuTar(out("pigz.tgz"), ["-I", "pigz"]), md5(out("pigz.tgz"))]), out: out("pigz.tgz") },
-      { name: "shoot gzip (MD5+SHA-256 in pass)", run: () => shoot(out("shoot.tgz"), "gzip"), out: out("shoot.tgz"), goal: [2.0, 1.3], rssGoal: true },
+      { name: "shoot gzip (MD5+SHA-256 and proof in pass)", run: () => shoot(out("shoot.tgz"), "gzip"), out: out("shoot.tgz"), goal: [2.0, 1.3], rssGoal: true },
+      unproven("gzip", "shoot-unproven.tgz"),
     ]);
     rm(out("pigz.tgz"));
+    rm(out("shoot-unproven.tgz"));
+    checks.keep("writer gzip", out("shoot.tgz"), { copy: true });
+    await checks.checkNow("writer gzip", rows);
   }
   if (only.has("zstd")) {
     await compare("zstd", "GNU tar --zstd + md5sum", () => measureAll([gnuTar(out("gnu.tzst"), ["--zstd"]), md5(out("gnu.tzst"))]), out("gnu.tzst"), [
-      { name: "shoot zstd (MD5+SHA-256 in pass)", run: () => shoot(out("shoot.tzst"), "zstd"), out: out("shoot.tzst"), goal: [1.0, 0.8], rssGoal: true },
+      { name: "shoot zstd (MD5+SHA-256 and proof in pass)", run: () => shoot(out("shoot.tzst"), "zstd"), out: out("shoot.tzst"), goal: [1.0, 0.8], rssGoal: true },
+      unproven("zstd", "shoot-unproven.tzst"),
     ]);
+    rm(out("shoot-unproven.tzst"));
+    checks.keep("writer zstd", out("shoot.tzst"), { copy: true });
+    await checks.checkNow("writer zstd", rows);
   }
   if (only.has("none")) {
     await compare("none", "GNU tar -cf + md5sum", () => measureAll([gnuTar(out("gnu.tar"), []), md5(out("gnu.tar"))]), out("gnu.tar"), [
-      { name: "shoot none (MD5+SHA-256 in pass)", run: () => shoot(out("shoot.tar"), "none"), out: out("shoot.tar"), rssGoal: true },
+      { name: "shoot none (MD5+SHA-256 and proof in pass)", run: () => shoot(out("shoot.tar"), "none"), out: out("shoot.tar"), rssGoal: true },
+      unproven("none", "shoot-unproven.tar"),
     ]);
-    rm(out("shoot.tar"));
+    rm(out("shoot-unproven.tar"));
+    checks.keep("writer none", out("shoot.tar"));
+    await checks.checkNow("writer none", rows);
   }
 
   const wholeRuns = ["server", "unchanged", "startup", "pull", "day2", "restore"].some((x) => only.has(x));
   if (wholeRuns) await ensureBinary(bin);
-  const ctx: BenchContext = { rows, runs, bin, dataDir, tree, info, changeOnePercent: () => changeOnePercent(info) };
+  const ctx: BenchContext = { rows, runs, bin, dataDir, tree, info, changeOnePercent: () => changeOnePercent(info), checks };
   const firstRuns: Partial<Record<"gzip" | "zstd", string>> = {};
   if (only.has("server")) {
     for (const c of ["gzip", "zstd"] as const) firstRuns[c] = await serverSection(ctx, c);
@@ -228,7 +251,9 @@ async function main(): Promise<void> {
     try {
       for (const c of ["gzip", "zstd"] as const) {
         const day2 = out(`shoot-day2.${ext[c]}`);
-        const m = await shoot(day2, c);
+        const m = await shoot(day2, c, `writer ${c}, day 2`);
+        checks.keep(`writer ${c}, day 2`, day2, { copy: true });
+        await checks.checkNow(`writer ${c}, day 2`, rows);
         const literal = await rsyncLiteral(out(`shoot.${ext[c]}`), day2);
         const share = (literal / m.result.size) * 100;
         rows.push({
@@ -247,9 +272,15 @@ async function main(): Promise<void> {
   await sshSections(ctx, { pull: only.has("pull"), day2: only.has("day2"), firstRuns });
   for (const d of ["server-gzip", "server-zstd", "pull"]) fs.rmSync(path.join(dataDir, d), { recursive: true, force: true });
 
+  const restored = await checks.checkAll(rows);
+
   console.log(`\nBenchmark: ${info.files} files, ${(bytes / MiB).toFixed(0)} MiB, median of ${runs} run(s) (unchanged: at least 11, startup: 50, all alternating with their peer)${wholeRuns ? `; binary ${bin}` : ""}`);
   console.log("× ref: each row against the peer row above it; speed (higher is better) for archive and server rows, time (lower is better) where the target says \"time\" and for startup, wire share (lower is better) for day-2 pulls\n");
   console.log(formatTable(rows));
+  if (!restored) {
+    console.log("\nFAIL: an archive made by this benchmark does not restore exactly (rows \"restore check\")");
+    process.exitCode = 1;
+  }
 }
 
 await main();

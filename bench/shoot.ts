@@ -9,6 +9,7 @@ import { codeName } from "../src/core/common/codes.ts";
 import { spawner, describeResult } from "../src/io/process.ts";
 import { CLIENT_STATUS, SERVER_STATUS, lastFinal, readStatusFile, type StatusRecord } from "../src/core/state/status.ts";
 import { measure, MiB, verdict, type Measured, type Row } from "./lib.ts";
+import type { RestoreChecks } from "./restores.ts";
 
 export const REPO = path.resolve(import.meta.dir, "..");
 export const DEFAULT_BIN = path.join(REPO, "dist", "shoot-linux-x64");
@@ -25,6 +26,8 @@ export interface BenchContext {
   info: { files: number; bytes: number };
   /** Change ~1 % of the tree's files; returns the undo. */
   changeOnePercent(): () => void;
+  /** Every archive made is extracted with GNU tar and compared with its source. */
+  checks: RestoreChecks;
 }
 
 /** The default binary is built when it is missing; a binary named with --bin must exist. */
@@ -97,14 +100,18 @@ export interface ShootRun extends Measured {
   final: StatusRecord;
 }
 
-/** One measured `shoot server` run; it must exit 0 and end with `want` (30, 4 or 9), its archive in place. */
-export async function serverRun(bin: string, config: string, backupDir: string, want: number): Promise<ShootRun> {
+/**
+ * One measured `shoot server` run; it must exit 0 and end with `want` (30, 4 or 9), its archive
+ * in place. A run that makes an archive reports it to the restore checks under `check.label`.
+ */
+export async function serverRun(bin: string, config: string, backupDir: string, want: number, check?: { checks: RestoreChecks; label: string; source: string }): Promise<ShootRun> {
   const m = await measure([bin, "server", "--quiet", "--config", config]);
   const final = expectFinal(path.join(backupDir, SERVER_STATUS), want);
   const a = final.archive;
   if (!a || fs.statSync(path.join(backupDir, a.file), { throwIfNoEntry: false })?.size !== a.size) {
     throw new Error(`shoot server ended with ${want} but its archive ${a?.file ?? "(none named)"} is not in ${backupDir} with the recorded size`);
   }
+  if (check && codeName(want) !== "UNCHANGED") check.checks.wrote(check.label, check.source, a.md5, { fromList: true });
   return { ...m, final };
 }
 

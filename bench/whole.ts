@@ -12,6 +12,7 @@ import { code } from "../src/core/common/codes.ts";
 import { spawner, describeResult } from "../src/io/process.ts";
 import { makeRng, textLike } from "./gen.ts";
 import { alternating, measure, measureAll, measureStart, MiB, verdict, type Measured } from "./lib.ts";
+import { treeDifferences } from "../test/helpers/tree-compare.ts";
 import { freshDir, pushMemoryPair, pushPair, seconds, serverRun, settle, writeServerConfig, type BenchContext } from "./shoot.ts";
 
 const FIRST = code("FIRST_ARCHIVE");
@@ -29,8 +30,11 @@ export async function serverSection(ctx: BenchContext, compression: "gzip" | "zs
   const tarFlag = compression === "gzip" ? "-z" : "--zstd";
 
   console.error(`server ${compression}: GNU tar ${tarFlag} + md5sum and shoot server (first run), taking turns ...`);
-  const { peer, peerSize, shoot } = await firstRunAgainstTar(ctx, ctx.tree, tarFlag, peerOut, config, backup);
+  const label = `server ${compression}, first run`;
+  const { peer, peerSize, shoot } = await firstRunAgainstTar(ctx, ctx.tree, tarFlag, peerOut, config, backup, label);
   const size = shoot.final.archive!.size;
+  ctx.checks.keep(label, path.join(backup, shoot.final.archive!.file), { copy: true });
+  await ctx.checks.checkNow(label, ctx.rows);
   pushPair(ctx.rows, {
     peerName: `GNU tar ${tarFlag} + md5sum (server peer)`,
     peer,
@@ -50,7 +54,7 @@ export async function serverSection(ctx: BenchContext, compression: "gzip" | "zs
  * A first `shoot server` run (into an emptied backup_dir each time) and GNU tar + md5sum of the
  * same tree, taking turns; the peer's output is measured for its size and removed.
  */
-async function firstRunAgainstTar(ctx: BenchContext, tree: string, tarFlag: string, peerOut: string, config: string, backup: string) {
+async function firstRunAgainstTar(ctx: BenchContext, tree: string, tarFlag: string, peerOut: string, config: string, backup: string, label: string) {
   fs.mkdirSync(path.dirname(peerOut), { recursive: true });
   // whoever goes first must not be the one to read the tree from disk: with one run each
   // (--runs 1) GNU tar once took 18.5 s on the small files, against 2.8 s from the page cache
@@ -65,7 +69,7 @@ async function firstRunAgainstTar(ctx: BenchContext, tree: string, tarFlag: stri
     },
     () => {
       freshDir(backup);
-      return serverRun(ctx.bin, config, backup, FIRST);
+      return serverRun(ctx.bin, config, backup, FIRST, { checks: ctx.checks, label, source: tree });
     },
   ]);
   return { peer, peerSize, shoot };
@@ -121,7 +125,10 @@ export async function unchangedSection(ctx: BenchContext, files: number): Promis
 
   // the first run, against GNU tar: many small files are where memory per file would show
   console.error(`unchanged: first shoot server run on ${files} files and GNU tar -z + md5sum, taking turns ...`);
-  const { peer: tarFirst, shoot: shootFirst } = await firstRunAgainstTar(ctx, tree, "-z", path.join(ctx.dataDir, "out", "gnu-small.tgz"), config, backup);
+  const label = `server gzip, first run, ${files} small files`;
+  const { peer: tarFirst, shoot: shootFirst } = await firstRunAgainstTar(ctx, tree, "-z", path.join(ctx.dataDir, "out", "gnu-small.tgz"), config, backup, label);
+  ctx.checks.keep(label, path.join(backup, shootFirst.final.archive!.file), { copy: true });
+  await ctx.checks.checkNow(label, ctx.rows);
   // the speed targets are the 1 GiB tree's; this row's target is memory alone
   pushMemoryPair(ctx.rows, {
     peerName: `GNU tar -z + md5sum, ${files} small files`, peer: tarFirst,
@@ -160,7 +167,11 @@ export async function restoreSection(ctx: BenchContext, files: number): Promise<
   const backup = freshDir(path.join(dir, "backup"));
   const config = writeServerConfig(path.join(dir, "shoot.toml"), { name: "bench", sources: [tree], backupDir: backup, compression: "gzip" });
   console.error(`restore: a first archive of ${files} files, then shoot restore and md5sum -c + tar -xzpf, taking turns ...`);
-  const archive = path.join(backup, (await serverRun(ctx.bin, config, backup, FIRST)).final.archive!.file);
+  const label = `server gzip, ${files} small files, to restore`;
+  const archive = path.join(backup, (await serverRun(ctx.bin, config, backup, FIRST, { checks: ctx.checks, label, source: tree })).final.archive!.file);
+  ctx.checks.keep(label, archive, { copy: true });
+  await ctx.checks.checkNow(label, ctx.rows);
+  let lastRestore = "";
   // Each run restores into a directory of its own, and all are removed at the end. Measured:
   // right after 100,000 files were removed, ext4 creates files ten times slower (it passes over
   // inodes freed in the last minutes), which would charge one run for the one before it.
@@ -177,11 +188,13 @@ export async function restoreSection(ctx: BenchContext, files: number): Promise<
     async () => {
       const to = target();
       const m = await measure([ctx.bin, "restore", "--quiet", "--config", config, archive, "--to", to]);
-      const restored = path.join(to, tree.slice(1));
-      if (fs.readdirSync(restored).length !== fs.readdirSync(tree).length) throw new Error(`shoot restore: ${restored} does not hold what ${tree} holds`);
+      lastRestore = path.join(to, tree.slice(1));
       return m;
     },
   ]);
+  // what shoot restore wrote, compared with the source as GNU tar's extractions are
+  const diffs = treeDifferences(tree, lastRestore, { owners: process.getuid?.() === 0, mtimeResolutionNs: 1000 });
+  if (diffs.length > 0) throw new Error(`shoot restore: ${lastRestore} differs from ${tree} in ${diffs.length} ways: ${diffs.slice(0, 3).join("; ")}`);
   fs.rmSync(targets, { recursive: true, force: true });
   pushMemoryPair(ctx.rows, {
     peerName: `md5sum -c + GNU tar -xzpf, ${files} small files (restore peer)`, peer,

@@ -45,7 +45,7 @@ function content(kind: Kind, n: number, rng: () => number): Uint8Array {
       // gzip members of text, back to back, cut to size: already-compressed data
       const out = new Uint8Array(n);
       for (let at = 0; at < n; ) {
-        const g = Bun.gzipSync(textLike(rng, 64 * KiB) as Uint8Array<ArrayBuffer>, { level: 9 });
+        const g = Bun.gzipSync(textLike(rng, 64 * KiB) as Uint8Array<ArrayBuffer>, { level: 1 });
         const take = Math.min(g.length, n - at);
         out.set(g.subarray(0, take), at);
         at += take;
@@ -103,7 +103,7 @@ describe("every boundary round-trips through GNU tar", () => {
       fs.mkdirSync(dir, { recursive: true });
       for (const kind of KINDS) fs.writeFileSync(path.join(dir, kind), content(kind, size, rng));
     }
-  });
+  }, 120_000);
 
   for (const compression of COMPRESSIONS) {
     for (const threads of [1, 3]) {

@@ -85,10 +85,10 @@ describe("verify = deep", () => {
       fs.writeFileSync(list, fs.readFileSync(list, "utf8").replace(",300000,", ",299999,"));
       return undefined;
     }, /differ in size from the file list/],
-    ["no file list on the server", (_tar, dir, file) => {
-      fs.rmSync(path.join(dir, `${file}.list`));
+    ["a file list that is not one", (_tar, dir, file) => {
+      fs.writeFileSync(path.join(dir, `${file}.list`), "not a list\n");
       return undefined;
-    }, /file list .* could not be pulled/],
+    }, /is not a file list of this version/],
   ];
   for (const [what, damage, why] of damaged) {
     test(`checksums that match a tar stream ${what}: COPY_UNPROVEN (54), nothing kept`, async () => {
@@ -102,6 +102,18 @@ describe("verify = deep", () => {
       expect(listTree(dest).filter((p) => !p.startsWith(`${name}/.`))).toEqual(["client.status"]);
     }, T);
   }
+
+  test("no file list on the server (rotation removed it while the client pulled): PULL_FAILED, nothing kept, the next run tries again", async () => {
+    const s = await served("no-list", (_tar, dir, file) => {
+      fs.rmSync(path.join(dir, `${file}.list`));
+      return undefined;
+    });
+    const { dest, cfg } = config("no-list", s.dir);
+    const r = await runClient(cfg, dest);
+    expect({ exit: r.code, codes: r.codes }).toEqual({ exit: 49, codes: { "no-list": 49 } });
+    expect(r.outcome.sources[0]!.message).toMatch(/file list .* could not be pulled, so .* was not kept/);
+    expect(listTree(dest).filter((p) => !p.startsWith("no-list/."))).toEqual(["client.status"]);
+  }, T);
 
   test('verify = "checksum" keeps checksum-only verification: the cut stream is taken as it was before', async () => {
     const s = await served("checksum-only", (tar) => tar.subarray(0, 512 + 200_000));

@@ -51,6 +51,8 @@ export interface PieceToWrite {
   /** The tar bytes `out` holds compressed; absent for plain tar, whose `out` is the tar bytes. */
   input?: ArrayBuffer;
   inLen: number;
+  /** `out` holds `inLen` zero bytes compressed, and no input comes with it (sparse files). */
+  zeros?: boolean;
   /** `out` belongs to its compression worker's pool: hand it back when written. */
   pooled?: boolean;
 }

@@ -205,9 +205,12 @@ export class PiecePipeline {
     if (len >= 8 * BLOCK && isAllZero(piece)) {
       const cached = this.zeroCache.get(len);
       if (cached) {
+        // the piece's memory is free at once: the sink knows its input is zeros
         const copy = cached.bytes.slice(0);
         if (this.opts.prove) this.table.set(seq, copy.byteLength, cached.hash);
-        return this.toSink({ seq, out: copy, outLen: copy.byteLength, input: buf, inLen: len }, [copy, buf]);
+        this.slabsOut--;
+        this.recycle(buf);
+        return this.toSink({ seq, out: copy, outLen: copy.byteLength, inLen: len, zeros: true });
       }
       keep = !this.zeroAsked.has(len) && this.zeroAsked.size < ZERO_CACHE;
       if (keep) this.zeroAsked.add(len);

@@ -91,15 +91,26 @@ function writeOne(piece: PieceToWrite, port?: MessagePort): void {
     } catch (err) {
       fail(err);
     }
-    proof?.push(new Uint8Array(piece.input ?? piece.out, 0, piece.inLen));
+    if (piece.zeros) proveZeros(piece.inLen);
+    else proof?.push(new Uint8Array(piece.input ?? piece.out, 0, piece.inLen));
   }
+  if (piece.zeros) return collect(piece.outLen);
   if (piece.input === undefined) return reply({ back: piece.out }, [piece.out]);
   reply({ back: piece.input }, [piece.input]);
   if (piece.pooled && port) port.postMessage({ free: piece.out }, [piece.out]);
-  else if ((collected += piece.outLen) >= GC_EVERY) {
-    collected = 0;
-    Bun.gc(true);
-  }
+  else collect(piece.outLen);
+}
+
+function collect(bytes: number): void {
+  if ((collected += bytes) < GC_EVERY) return;
+  collected = 0;
+  Bun.gc(true);
+}
+
+const ZEROS = new Uint8Array(1 << 20);
+
+function proveZeros(n: number): void {
+  for (let left = n; left > 0; left -= ZEROS.length) proof?.push(ZEROS.subarray(0, Math.min(left, ZEROS.length)), true);
 }
 
 function finish(): void {

@@ -6,6 +6,7 @@
  */
 import { TarFormatError, TarParser, type TarListing } from "./tar.ts";
 import type { Expectation } from "./pieces.ts";
+import { crc32Of } from "./crc32.ts";
 
 interface Parsed {
   name: string;
@@ -34,8 +35,8 @@ export class StreamProof {
     this.match();
   }
 
-  /** The next bytes of the tar stream. */
-  push(bytes: Uint8Array): void {
+  /** The next bytes of the tar stream (`zeros`: they are known to be zeros, as a sparse file's are). */
+  push(bytes: Uint8Array, zeros = false): void {
     if (this.failure) return;
     const start = this.tarBytes;
     this.pushedAt = start;
@@ -43,7 +44,7 @@ export class StreamProof {
     if (this.parser.ended) return this.zerosOnly(bytes, start);
     try {
       const before = this.parser.offset;
-      this.parser.push(bytes, (t) => this.onEntry(t), (piece) => (this.current!.crc = Bun.hash.crc32(piece, this.current!.crc)));
+      this.parser.push(bytes, (t) => this.onEntry(t), (piece) => (this.current!.crc = crc32Of(piece, this.current!.crc, zeros)));
       if (this.parser.ended) {
         this.closeCurrent();
         this.zerosOnly(bytes.subarray(this.parser.offset - before), start + this.parser.offset - before);

@@ -17,6 +17,7 @@ import { Chunker, isAllZero, type ChunkerParams } from "./chunker.ts";
 import { encodeHeader, paddingAfter, RECORD, BLOCK, TarFormatError, TarParser, type TarListing, type TarOwnership, type TarType } from "./tar.ts";
 import { errnoCode, errorMessage } from "../common/errors.ts";
 import { ArchiveUnprovenError, compressionThreads, PiecePipeline } from "./pipeline.ts";
+import { crc32Zeros } from "./crc32.ts";
 
 export type EntryType = TarType;
 
@@ -225,7 +226,7 @@ export async function writeArchive(
       } else if (n === remaining && dst.length > remaining) {
         endChecked = reads === 1; // a file read in several calls may have changed between them
       }
-      if (prove) crc = Bun.hash.crc32(dst.subarray(0, n), crc);
+      if (prove) crc = isAllZero(dst, 0, n) ? crc32Zeros(crc, n) : Bun.hash.crc32(dst.subarray(0, n), crc);
       chunker.commit(n);
       remaining -= n;
       inputBytes += n;
@@ -238,7 +239,7 @@ export async function writeArchive(
       warn("FILE_CHANGED", e.source, `${e.source}: shrank by ${remaining} bytes while being read; zero-filled to ${size} bytes in the archive`);
     }
     if (remaining > 0) {
-      if (prove) crc = crcOfZeros(remaining, crc);
+      if (prove) crc = crc32Zeros(crc, remaining);
       chunker.appendZeros(remaining);
       inputBytes += remaining;
       endChecked = true;
@@ -347,14 +348,6 @@ export async function writeArchive(
   } finally {
     out.close();
   }
-}
-
-const ZERO_BLOCK = new Uint8Array(64 << 10);
-
-/** CRC-32 continued over `n` zero bytes (the zero fill of a file that shrank while read). */
-function crcOfZeros(n: number, crc: number): number {
-  for (let left = n; left > 0; left -= ZERO_BLOCK.length) crc = Bun.hash.crc32(ZERO_BLOCK.subarray(0, Math.min(left, ZERO_BLOCK.length)), crc);
-  return crc;
 }
 
 /** The compression of an archive, from its first bytes (its name may lie). */

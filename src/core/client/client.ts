@@ -550,11 +550,14 @@ async function proveCopy(ctx: RunContext, source: SourceConfig, stage: string, a
     // a list is about 100 bytes an entry and can be larger than a small archive of many files
     await rsync(ctx, { client: ctx.cfg, source, files: [list], into: stage, maxSize: Math.max(64 << 20, 4 * a.size), controlPath }, "PULL_FAILED", ctx.cfg.connect_timeout + ctx.cfg.timeout + 30_000);
   } catch (e) {
-    if (e instanceof SourceFailure && e.codeName !== "PULL_FAILED" && e.codeName !== "STATUS_PULL_FAILED") throw e;
-    return reject(`the server's file list ${list} could not be pulled to check it against (${errorMessage(e)})`);
+    if (!(e instanceof SourceFailure) || e.codeName !== "PULL_FAILED") throw e;
+    // most often the server's rotation removed the archive and its list while this run pulled
+    // them: as with the archive itself, the next run tries again
+    for (const f of [a.file, `${a.file}${CHECKSUM_SUFFIX}`, list]) fs.rmSync(path.join(stage, f), { force: true });
+    throw new SourceFailure("PULL_FAILED", `the server's file list ${list} could not be pulled, so ${a.file} could not be checked against it and was not kept: ${e.message}`);
   }
   const held = describeArchive(path.join(stage, a.file), "client", source.name);
-  if (!held?.list) return reject(`the server's file list ${list} is not a file list of this version`);
+  if (!held?.list) return reject(`the server's file list ${list} is not a file list of this version, or not one for this archive`);
   const v = await verifyArchive(held, { deep: true, warned: warnedPathsIn(records, a.file), signal: ctx.signal });
   if (!v.ok) return reject(v.problems.join("; "));
   return `deep: ${v.entries} entries read to the end of the tar stream and checked against the server's file list`;
