@@ -6,7 +6,7 @@
  *
  * An archive that cannot be read whole ends the pass with an ArchiveDamage that says what
  * went wrong and at which byte: of the file for a compressed stream that does not decode or
- * ends early (found again in small pieces once the pass has failed, to the 512 bytes), of
+ * ends early (found again in small pieces once the pass has failed, to 32 bytes), of
  * the tar stream for a header that is not valid or an end that is missing. The file is then
  * still hashed to its end, so that the caller can tell an archive that changed since its
  * checksum was made from one that was damaged before.
@@ -83,7 +83,7 @@ function decompressor(c: Compression): Transform | undefined {
 }
 
 /** Which stage of a pass failed first: the others only fail after it, as the pipeline tears them down. */
-type FirstError = (where: "read" | "decode" | "sink", e: unknown) => void;
+type FirstError = (where: "read" | "decode" | "frame" | "sink", e: unknown) => void;
 
 /** The tar stream's sink: headers parsed, entries and content handed on. */
 function tarSink(parser: TarParser, opts: PassOptions, failed: FirstError): Writable {
@@ -121,12 +121,21 @@ export async function archivePass(fd: number, opts: PassOptions = {}): Promise<P
   let size = 0;
   let tarBytes = 0;
   let readAt = 0;
+  let first: { where: "read" | "decode" | "frame" | "sink"; error: unknown } | undefined;
+  const failed: FirstError = (where, error) => (first ??= { where, error });
+  const frames = compression === "zstd" ? new ZstdFrames() : undefined;
   const hasher = new Transform({
     transform(chunk: Buffer, _enc, done) {
       md5.update(chunk);
       sha256.update(chunk);
       size += chunk.length;
       opts.progress?.update(size);
+      const bad = frames?.push(chunk);
+      if (bad) {
+        const e = new Error(bad);
+        failed("frame", e);
+        return done(e);
+      }
       done(null, chunk);
     },
   });
@@ -136,8 +145,6 @@ export async function archivePass(fd: number, opts: PassOptions = {}): Promise<P
       done(null, chunk);
     },
   });
-  let first: { where: "read" | "decode" | "sink"; error: unknown } | undefined;
-  const failed: FirstError = (where, error) => (first ??= { where, error });
   const parse = opts.decompress !== false && (opts.onEntry !== undefined || opts.onEntries !== undefined);
   const parser = parse ? new TarParser() : undefined;
   const sink = parser ? tarSink(parser, opts, failed) : new Writable({ write: (_c, _e, done) => done() });
@@ -162,9 +169,11 @@ export async function archivePass(fd: number, opts: PassOptions = {}): Promise<P
     damage.digests = hashRest(fd, md5, sha256, size);
     throw damage;
   }
-  if (parser && !parser.ended) {
-    const end = compression === "none" ? "" : ` (the ${compression} stream itself ends cleanly)`;
-    const damage = new ArchiveDamage(`the archive is truncated: its tar stream ends at byte ${tarBytes} without its end-of-archive blocks${end}`, "damaged", compression === "none" ? tarBytes : size, tarBytes);
+  // the zstd decompressor ends without a word when its input stops within a frame
+  const cut = frames?.end();
+  if (cut || (parser && !parser.ended)) {
+    const message = cut ? `the archive is truncated: ${cut}; the tar stream was whole up to byte ${parser?.offset ?? tarBytes}` : `the archive is truncated: its tar stream ends at byte ${tarBytes} without its end-of-archive blocks${compression === "none" ? "" : ` (where the ${compression} stream ends)`}`;
+    const damage = new ArchiveDamage(message, "damaged", compression === "none" ? tarBytes : size, parser?.offset ?? tarBytes);
     damage.digests = { size, md5: md5.digest("hex"), sha256: sha256.digest("hex") };
     throw damage;
   }
@@ -181,7 +190,8 @@ interface FailureContext {
 }
 
 /** What a failed pass ran into: damage (with its byte), or the callback's own error, returned as it was. */
-async function describeFailure(e: unknown, where: "read" | "decode" | "sink" | undefined, f: FailureContext): Promise<unknown> {
+async function describeFailure(e: unknown, where: "read" | "decode" | "frame" | "sink" | undefined, f: FailureContext): Promise<unknown> {
+  if (where === "frame") return new ArchiveDamage(`the zstd stream is damaged: ${errorMessage(e)}; the tar stream was whole up to byte ${f.parser?.offset ?? f.tarBytes}`, "damaged", f.size, f.parser?.offset ?? f.tarBytes);
   if (where === "sink" && e instanceof TarFormatError) {
     const at = e.offset ?? f.parser?.offset ?? f.tarBytes;
     const stream = f.compression === "none" ? "the tar stream (the file itself)" : `the tar stream (decompressed from ${f.compression})`;
@@ -194,7 +204,7 @@ async function describeFailure(e: unknown, where: "read" | "decode" | "sink" | u
       return new ArchiveDamage(`the archive is truncated: the ${f.compression} stream ends early, at byte ${f.size} of the file (its end); ${whole}`, "damaged", f.size, f.parser?.offset ?? f.tarBytes);
     }
     const at = await decodeFailureAt(f.fd, f.compression);
-    const spot = at === undefined ? `near byte ${f.size} of the file` : `at byte ${at} of the file (in the 512 bytes from there)`;
+    const spot = at === undefined ? `near byte ${f.size} of the file` : `at byte ${at} of the file (in the 32 bytes from there)`;
     return new ArchiveDamage(`the ${f.compression} stream does not decode ${spot}: ${msg}; ${whole}`, "damaged", at ?? f.size, f.parser?.offset ?? f.tarBytes);
   }
   if (where === "read") {
@@ -220,13 +230,13 @@ function hashRest(fd: number, md5: Bun.CryptoHasher, sha256: Bun.CryptoHasher, f
 
 /**
  * The byte of the file where its compressed stream stops decoding: the stream decompressed
- * again in pieces of 64 KiB until one fails, then once more in pieces of 512 bytes within that
+ * again in pieces of 64 KiB until one fails, then once more in pieces of 32 bytes within that
  * one. Only ever run on an archive that failed, so it may cost a second read.
  */
 async function decodeFailureAt(fd: number, c: Compression): Promise<number | undefined> {
   const coarse = await failingPiece(fd, c, 1 << 16, Infinity);
   if (coarse === undefined) return undefined;
-  return (await failingPiece(fd, c, 512, coarse)) ?? coarse;
+  return (await failingPiece(fd, c, 32, coarse)) ?? coarse;
 }
 
 /** The offset of the first piece after which the decompressor fails, feeding 64 KiB pieces before `fineFrom` and `piece`-sized ones from there. */
@@ -276,5 +286,102 @@ export async function readEntries(file: string, onEntries: (entries: TarListing[
     throw new ShootError(e.kind === "unsupported" ? "ARCHIVE_UNSUPPORTED" : "ARCHIVE_DAMAGED", `${file} cannot be read whole: ${e.message}`);
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+/**
+ * The frames of a zstd stream walked as the bytes go by (headers read, blocks stepped over),
+ * for what the decompressor does not say: a stream cut within a frame (it ends without a word)
+ * and bytes after the last frame that are no frame. Only block sizes are read: this costs
+ * nothing next to decompressing.
+ */
+export class ZstdFrames {
+  /** Byte of the file where the frame being read starts. */
+  private frameAt = 0;
+  private at = 0;
+  /** What is wanted next, and how many bytes of it. */
+  private state: "magic" | "descriptor" | "header" | "block" | "skipSize" = "magic";
+  private need = 4;
+  private readonly buf = new Uint8Array(8);
+  private fill = 0;
+  /** Bytes to step over (a block's content, a checksum, a skippable frame). */
+  private skip = 0;
+  private checksum = false;
+  private lastBlock = false;
+
+  /** The next bytes of the file; a string when they are not a zstd stream. */
+  push(chunk: Uint8Array): string | undefined {
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, chunk.length - i);
+        this.skip -= n;
+        i += n;
+        this.at += n;
+        continue;
+      }
+      const n = Math.min(this.need - this.fill, chunk.length - i);
+      this.buf.set(chunk.subarray(i, i + n), this.fill);
+      this.fill += n;
+      i += n;
+      this.at += n;
+      if (this.fill < this.need) break;
+      this.fill = 0;
+      const bad = this.step();
+      if (bad) return bad;
+    }
+    return undefined;
+  }
+
+  /** At the end of the file: a string when it ends within a frame. */
+  end(): string | undefined {
+    if (this.state === "magic" && this.fill === 0 && this.skip === 0) return undefined;
+    return `the zstd frame that starts at byte ${this.frameAt} ends early, at byte ${this.at} of the file (its end)`;
+  }
+
+  private step(): string | undefined {
+    const b = this.buf;
+    switch (this.state) {
+      case "magic": {
+        this.frameAt = this.at - 4;
+        const magic = (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0;
+        if (magic === 0xfd2fb528) return this.want("descriptor", 1);
+        if ((magic & 0xfffffff0) === 0x184d2a50) return this.want("skipSize", 4);
+        return `byte ${this.frameAt} of the file is not the start of a zstd frame (bytes after the last frame, or a damaged one)`;
+      }
+      case "descriptor": {
+        const d = b[0]!;
+        if (d & 0x08) return `the zstd frame at byte ${this.frameAt} has a reserved bit set`;
+        const single = (d & 0x20) !== 0;
+        const fcs = [single ? 1 : 0, 2, 4, 8][d >> 6]!;
+        this.checksum = (d & 0x04) !== 0;
+        const rest = (single ? 0 : 1) + [0, 1, 2, 4][d & 0x03]! + fcs;
+        this.lastBlock = false;
+        return rest > 0 ? this.want("header", rest) : this.want("block", 3);
+      }
+      case "header":
+        return this.want("block", 3);
+      case "block": {
+        const h = b[0]! | (b[1]! << 8) | (b[2]! << 16);
+        const type = (h >> 1) & 0x03;
+        if (type === 3) return `the zstd block at byte ${this.at - 3} of the file has the reserved type`;
+        this.lastBlock = (h & 1) === 1;
+        this.skip = type === 1 ? 1 : h >>> 3;
+        if (!this.lastBlock) return this.want("block", 3);
+        this.skip += this.checksum ? 4 : 0;
+        return this.want("magic", 4);
+      }
+      case "skipSize":
+        this.skip = (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0;
+        return this.want("magic", 4);
+      default:
+        return undefined;
+    }
+  }
+
+  private want(state: ZstdFrames["state"], n: number): undefined {
+    this.state = state;
+    this.need = n;
+    return undefined;
   }
 }
