@@ -25,8 +25,11 @@ import { tempDir } from "../helpers/fixture.ts";
 import { makeSandbox, changes, emptyDir, outside, removeTree, restored, NOBODY, type Restored, type Sandbox } from "../helpers/sandbox.ts";
 import { EXT } from "../helpers/tar-builder.ts";
 import { requireTool } from "../helpers/tools.ts";
+import { ShootError } from "../../src/core/common/errors.ts";
+import { runRestore, type RestoreResult } from "../../src/core/restore/restore.ts";
+import { describeArchive } from "../../src/core/restore/verify.ts";
 import { hostileCorpus, type Hostile } from "./corpus.ts";
-import { crashes, differences, sameTrees, type User } from "./judge.ts";
+import { NAMED, crashes, differences, sameTrees, type User } from "./judge.ts";
 
 const TAR = requireTool("tar");
 const BSDTAR = requireTool("bsdtar");
@@ -187,6 +190,26 @@ describe("hostile archives, restored by shoot, GNU tar and bsdtar", () => {
     for (const [cls, m] of tally) console.log(`  ${cls} (${corpus.filter((h) => h.cls === cls).length}): ${[...m].map(([k, v]) => `${k}: ${v}`).join(", ")}`);
     expect(problems).toEqual([]);
   }, 600_000);
+
+  test("with --allow-outside-links, as root: links that point out may be made, and still nothing outside the target changes", async () => {
+    const problems: string[] = [];
+    const sb = lanes[0]!.sb;
+    let links = 0;
+    for (const h of corpus) {
+      const done = freshTarget(sb.target, "root", h);
+      try {
+        const before = outside(base, [scratch, ...lanes.map((l) => l.sb.target)]);
+        const r = await runRestore(describeArchive(h.file, "file", "")!, { to: sb.target, allowOutsideLinks: true }).catch((e: unknown) => e);
+        if (!(r instanceof ShootError) && (r instanceof Error || !NAMED.has((r as RestoreResult).code))) problems.push(`${h.name}: ${r instanceof Error ? r.stack : (r as RestoreResult).code}`);
+        for (const c of changes(before, outside(base, [scratch, ...lanes.map((l) => l.sb.target)]))) problems.push(`${h.cls} / ${h.name}: changed outside the target: ${c}`);
+        for (const [, x] of restored(sb.target)) if (x.type === "symlink" && (x.link!.startsWith("/") || x.link!.includes(".."))) links++;
+      } finally {
+        done();
+      }
+    }
+    console.log(`allow-outside-links: ${corpus.length} archives restored as root, ${links} links that climb or are absolute made, nothing outside changed`);
+    expect(problems).toEqual([]);
+  }, 300_000);
 
   test("list and verify --deep over the same corpus: a named code for each archive, damage where restore found it", async () => {
     expect(restoreCodes.size).toBe(corpus.length);
