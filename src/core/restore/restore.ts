@@ -664,7 +664,15 @@ function lastOfAll(x: Extractor, survey: Survey, plan: Planner, root: string, op
     return fs.lstatSync(abs, { throwIfNoEntry: false })?.isSymbolicLink() ? fs.readlinkSync(abs) : undefined;
   };
   try {
-    x.links(survey.symlinks, opts.allowOutsideLinks === true, (parts, target) => linkStaysInside(parts, target, root === "/", linkOnDisk));
+    // a link that cannot be followed on the disk (a path too long to look at) counts as pointing out
+    const inside = (parts: readonly string[], target: string) => {
+      try {
+        return linkStaysInside(parts, target, root === "/", linkOnDisk);
+      } catch {
+        return false;
+      }
+    };
+    x.links(survey.symlinks, opts.allowOutsideLinks === true, inside);
     x.finishDirs(plan.dirs);
   } catch (e) {
     if (e instanceof ShootError && e.code === code("RESTORE_NO_SPACE")) return { name: "RESTORE_NO_SPACE", message: e.message };
