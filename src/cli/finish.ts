@@ -3,12 +3,13 @@
  * spooled, or printed for cron) with its MAIL_* record in the run's status file, the metrics
  * file and the healthcheck ping, and the one summary line. Nothing here changes the outcome.
  */
-import { isGolden } from "../core/common/codes.ts";
+import os from "node:os";
+import { code, isGolden } from "../core/common/codes.ts";
 import type { Config } from "../core/common/config.ts";
 import { systemClock, systemDisk, type Log } from "../core/common/deps.ts";
 import { alarmsFor } from "../core/report/health.ts";
 import { reportToMonitoring } from "../core/report/metrics.ts";
-import { defaultSpoolDir, notify } from "../core/report/notify.ts";
+import { defaultSpoolDir, notify, passwordWarning, unsafeSpool } from "../core/report/notify.ts";
 import type { RunOutcome } from "../core/common/outcome.ts";
 import { StatusWriter, type Role } from "../core/state/status.ts";
 import { printOutcome } from "./output.ts";
@@ -22,8 +23,22 @@ export interface FinishOptions {
   json?: boolean;
 }
 
+/**
+ * A run is refused before it starts when its mail spool can be written by other users (or
+ * belongs to another): the outcome to report instead, or undefined when the spool is safe.
+ */
+export function refusedSpool(config: Config, roleDir: string, role: Role): RunOutcome | undefined {
+  if (!config.mail || config.mail.when === "never") return undefined;
+  const problem = unsafeSpool(config.mail.spool_dir ?? defaultSpoolDir(roleDir));
+  if (!problem) return undefined;
+  const now = systemClock.now();
+  return { role, host: os.hostname(), run: "", code: code("UNSAFE_PERMISSIONS"), message: `${problem}; nothing was done`, started: now, ended: now, warnings: [] };
+}
+
 export async function finishRun(outcome: RunOutcome, opts: FinishOptions): Promise<void> {
   const alarms = alarmsFor(opts.config, outcome.role === "client" ? "client" : "server", { clock: systemClock, disk: systemDisk });
+  const exposed = passwordWarning(opts.config.mail);
+  if (exposed) alarms.push(exposed);
   const report: RunOutcome = alarms.length ? { ...outcome, warnings: [...outcome.warnings, ...alarms] } : outcome;
   if (opts.json) console.log(JSON.stringify(report, null, 2));
   const writer = outcome.statusFile && outcome.run ? new StatusWriter(outcome.statusFile, outcome.role as Role, outcome.run, systemClock) : undefined;

@@ -8,7 +8,7 @@ export const SUBCOMMANDS: Record<string, { describe: string; load: () => Promise
   serve: { describe: "Forced command for the backup host's key: serve read-only rsync pulls of one directory", load: () => import("./commands/serve.ts").then((m) => m.default) },
   codes: { describe: "Print the table of status and exit codes", load: () => import("./commands/codes.ts").then((m) => m.default) },
   mail: { describe: "Mail a test message with the current [mail] settings (--test)", load: () => import("./commands/mail.ts").then((m) => m.default) },
-  "check-config": { describe: "Validate the configuration file and print what it resolves to", load: () => import("./commands/check-config.ts").then((m) => m.default) },
+  "check-config": { describe: "Validate the configuration file, check the modes of the directories and password file it names, print what it resolves to", load: () => import("./commands/check-config.ts").then((m) => m.default) },
   list: { describe: "List the archives held here with date, size and checksum state, or the entries of one", load: () => import("./commands/list.ts").then((m) => m.default) },
   restore: { describe: "Check an archive, then restore it (or some paths) into a directory, safely", load: () => import("./commands/restore.ts").then((m) => m.default) },
   verify: { describe: "Check every held archive against its checksum; --deep reads every entry (a restore drill)", load: () => import("./commands/verify.ts").then((m) => m.default) },

@@ -69,7 +69,7 @@ describe("verify = deep", () => {
     expect({ exit: r.code, codes: r.codes }).toEqual({ exit: 0, codes: { sound: 30 } });
     const pulled = r.records.find((x) => x.name === "PULLED")!;
     expect(pulled.data.proof).toBe("deep: 1 entries read to the end of the tar stream and checked against the server's file list");
-    expect(listTree(path.join(dest, "sound"))).toEqual([s.file, `${s.file}.list`, `${s.file}.md5`]);
+    expect(listTree(path.join(dest, "sound"))).toEqual([".shoot-copies", s.file, `${s.file}.list`, `${s.file}.md5`]);
     md5sumCheck(path.join(dest, "sound"));
   }, T);
 

@@ -59,7 +59,7 @@ test("a slow pull is verified with the SHA-256 taken while it arrived", async ()
   expect({ exit: r.code, codes: r.codes }).toEqual({ exit: 0, codes: { slow: 30 } });
   expect(hashedAs(r)).toBe("SHA-256 while receiving");
   expect(md5sumCheck(path.join(dest, "slow"))).toEqual([file]);
-  expect(listTree(path.join(dest, "slow"))).toEqual([file, `${file}.list`, `${file}.md5`]);
+  expect(listTree(path.join(dest, "slow"))).toEqual([".shoot-copies", file, `${file}.list`, `${file}.md5`]);
 }, T);
 
 test("a slow pull of bytes other than those recorded is rejected and nothing is kept", async () => {

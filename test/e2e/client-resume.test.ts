@@ -84,7 +84,7 @@ test("a transfer killed half-way is resumed by the next run, reusing what arrive
   expect(literal).toBeLessThanOrEqual(SIZE - partial + 128 * 1024);
   expect(received).toBeLessThan(SIZE - partial / 2);
   expect(md5sumCheck(path.join(dest, "big"))).toEqual([file]);
-  expect(listTree(path.join(dest, "big"))).toEqual([file, `${file}.list`, `${file}.md5`]);
+  expect(listTree(path.join(dest, "big"))).toEqual([".shoot-copies", file, `${file}.list`, `${file}.md5`]);
   console.log(`resume: ${partial} bytes before the cut; second run matched ${matched}, literal ${literal}, received ${received} of ${SIZE}`);
 }, T);
 

@@ -32,7 +32,7 @@ afterAll(async () => {
 test("dest_dir on a 2 MiB tmpfs: a 3 MiB archive is CLIENT_NO_SPACE, the earlier copy stays intact", async () => {
   const dest = path.join(base, "dest");
   fs.mkdirSync(dest);
-  const m = await spawner.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", dest], { timeoutMs: 10_000 });
+  const m = await spawner.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", dest], { timeoutMs: 10_000 });
   if (m.exitCode !== 0) throw new Error(`mounting a tmpfs needs root (the suite runs as root): ${m.stderrTail.join(" ")}`);
   mounted = dest;
 
@@ -53,7 +53,7 @@ test("dest_dir on a 2 MiB tmpfs: a 3 MiB archive is CLIENT_NO_SPACE, the earlier
   // the earlier copy is untouched and still verifies
   expect(Buffer.compare(fs.readFileSync(path.join(dest, "web1", small.file)), held)).toBe(0);
   expect(md5sumCheck(path.join(dest, "web1"))).toEqual([small.file]);
-  expect(listTree(path.join(dest, "web1"))).toEqual([small.file, `${small.file}.list`, `${small.file}.md5`]);
+  expect(listTree(path.join(dest, "web1"))).toEqual([".shoot-copies", small.file, `${small.file}.list`, `${small.file}.md5`]);
 
   // with the reserve, even the small one no longer fits: the reserve is honoured too
   fs.rmSync(path.join(dest, "web1"), { recursive: true });

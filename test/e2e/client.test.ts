@@ -113,7 +113,7 @@ describe("shoot client over ssh", () => {
     expect(r1.records.find((x) => x.name === "SOURCE_DONE")!.data).toEqual({ source: "web1", code: 30, name: "FIRST_ARCHIVE" });
     expect(r1.records.at(-1)!.code).toBe(30);
     // nothing but the copy, its checksum and shoot's own files
-    expect(listTree(dest)).toEqual(["client.status", `web1/${first.archive.file}`, `web1/${first.archive.file}.list`, `web1/${first.archive.file}.md5`]);
+    expect(listTree(dest)).toEqual(["client.status", "web1/.shoot-copies", `web1/${first.archive.file}`, `web1/${first.archive.file}.list`, `web1/${first.archive.file}.md5`]);
 
     // the server says 9 and the client holds that archive: nothing pulled, still a success
     expect((await wrapper(fx)).code).toBe(9);

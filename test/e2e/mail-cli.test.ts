@@ -109,7 +109,7 @@ describe("shoot mail --test", () => {
       expect(res.stderr).toContain(c.expect);
       expect(res.stdout).toBe("");
     });
-    expect(results[0]!.stderr).toContain(`warning: password_file ${path.join(fx.tmp, "wrong.pass")} can be read by other users; chmod 600 it`);
+    expect(results[0]!.stderr).toContain(`warning: password_file ${path.join(fx.tmp, "wrong.pass")} can be read or written by its group and all other users (mode 0644): run chmod 600 ${path.join(fx.tmp, "wrong.pass")}`);
     expect(results[1]!.stderr).not.toContain("warning");
     expect(results[2]!.stderr).toContain("set ca_file");
     expect(r.received).toHaveLength(0);

@@ -17,6 +17,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { codeInfo, codeName, isGolden, type CodeName } from "../../src/core/common/codes.ts";
 import { CHECKSUM_SUFFIX, TEMP_PREFIX, archiveName, isArchiveName, parseMd5Line, sortArchives } from "../../src/core/state/naming.ts";
+import { COPY_INDEX, heldCopies } from "../../src/core/state/copies.ts";
 import { CLIENT_STATUS, SERVER_STATUS } from "../../src/core/state/status.ts";
 import { LOCK_FILE } from "../../src/core/state/lock.ts";
 import { runShoot, startShoot, type ShootOptions, type ShootResult } from "./cli.ts";
@@ -348,8 +349,12 @@ export async function addSshdConfig(sshd: SshServer, line: string): Promise<void
 
 // --- invariants ------------------------------------------------------------------------------------
 
-/** Names of archives in `dir` that have a checksum file beside them (verified copies, oldest first). */
+/**
+ * Names of archives in `dir` that have a checksum file beside them, oldest first in the
+ * product's own order: a backup host's copies by when they were verified, a server's by name.
+ */
 export function verifiedIn(dir: string): string[] {
+  if (fs.existsSync(path.join(dir, COPY_INDEX))) return heldCopies(dir);
   const names = fs.existsSync(dir) ? fs.readdirSync(dir) : [];
   const set = new Set(names);
   return sortArchives(names).filter((n) => set.has(`${n}${CHECKSUM_SUFFIX}`));
@@ -391,7 +396,7 @@ export function checkGoodKept(good: GoodCopy | undefined, context: string): void
 export function checkArchives(dir: string, context: string, opts: { orphansOk?: boolean } = {}): string[] {
   if (!fs.existsSync(dir)) return [];
   const md5sum = requireTool("md5sum");
-  const names = fs.readdirSync(dir).filter((n) => isArchiveName(n)).sort();
+  const names = sortArchives(fs.readdirSync(dir));
   const bad: string[] = [];
   const sums: string[] = [];
   for (const n of names) {

@@ -2,6 +2,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { sortArchives } from "../../src/core/state/naming.ts";
 
 export function tempDir(prefix = "shoot-test-"): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -61,6 +62,7 @@ export function statusRecords(file: string): Array<Record<string, any>> {
   return fs.readFileSync(file, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
 }
 
+/** The archives in a server's backup_dir, oldest first in the product's own order. */
 export function archivesIn(dir: string): string[] {
-  return fs.readdirSync(dir).filter((n) => /\.tar(\.gz|\.zst)?$/.test(n) && !n.startsWith(".")).sort();
+  return sortArchives(fs.readdirSync(dir));
 }

@@ -5,7 +5,7 @@ import { loadConfig, requireClient, resolveConfigPath } from "../../core/common/
 import { realDeps } from "../../core/common/deps.ts";
 import { configArgs, quietArgs } from "../args.ts";
 import { cliLog } from "../log.ts";
-import { finishRun } from "../finish.ts";
+import { finishRun, refusedSpool } from "../finish.ts";
 import { pingHealthcheck } from "../../core/report/metrics.ts";
 import { abortOnSignals } from "../signals.ts";
 
@@ -28,7 +28,7 @@ export default defineCommand({
       const log = cliLog(args.quiet);
       const ping = await pingHealthcheck("start", { role: "client" }, config);
       if (ping.error) log.warn(ping.error);
-      const outcome = await runClient(cfg, realDeps(log), { only: args._, signal: signals.signal });
+      const outcome = refusedSpool(config, cfg.dest_dir, "client") ?? await runClient(cfg, realDeps(log), { only: args._, signal: signals.signal });
       await finishRun(outcome, { config, roleDir: cfg.dest_dir, log, quiet: args.quiet, json: args.json });
       return exitCodeFor(outcome.code);
     } finally {

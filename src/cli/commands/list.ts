@@ -1,6 +1,7 @@
 import { defineCommand } from "citty";
 import type { TarListing } from "../../core/archive/tar.ts";
 import { errnoCode } from "../../core/common/errors.ts";
+import { escapeText } from "../../core/common/escape.ts";
 import { readEntries } from "../../core/restore/read.ts";
 import { formatBytes } from "../../core/common/units.ts";
 import { configForArchive, heldArchives, resolveArchive, type HeldArchive } from "../../core/restore/verify.ts";
@@ -38,11 +39,12 @@ function listed(t: TarListing): ListedEntry {
   return { name, type, size, mode, mtime: Number(mtimeNs / 1_000_000n) + Number(mtimeNs % 1_000_000n) / 1e6, mtimeNs, linkTarget, uid, gid, uname, gname, kind };
 }
 
+/** One `ls -l` line; names, link targets and owners come from the archive, so the line is escaped as GNU tar escapes. */
 function entryLine(e: ListedEntry): string {
   const owner = `${e.uname || e.uid}/${e.gname || e.gid}`;
   const when = new Date(e.mtime).toISOString().slice(0, 16).replace("T", " ");
   const link = e.type === "symlink" ? ` -> ${e.linkTarget}` : e.type === "hardlink" ? ` link to ${e.linkTarget}` : "";
-  return `${modeString(e.type, e.mode)} ${owner.padEnd(17)} ${String(e.size).padStart(12)} ${when} ${e.name}${e.type === "dir" ? "/" : ""}${link}`;
+  return escapeText(`${modeString(e.type, e.mode)} ${owner.padEnd(17)} ${String(e.size).padStart(12)} ${when} ${e.name}${e.type === "dir" ? "/" : ""}${link}`);
 }
 
 /** Write to standard output, waiting while the reader is behind. */
@@ -81,7 +83,7 @@ async function printEntries(file: string, json: boolean): Promise<void> {
 const CHECK_WORDS: Record<HeldArchive["checksumFile"], string> = { ok: "md5 file ok", missing: "NO .md5 FILE", bad: "BAD .md5 FILE", "size-mismatch": "SIZE ≠ LIST" };
 
 function heldTable(held: readonly HeldArchive[]): string {
-  const rows = held.map((h) => [h.role, h.owner, h.file, h.made ? h.made.toISOString().slice(0, 19).replace("T", " ") : "?", formatBytes(h.bytes), CHECK_WORDS[h.checksumFile]]);
+  const rows = held.map((h) => [h.role, escapeText(h.owner), escapeText(h.file), h.made ? h.made.toISOString().slice(0, 19).replace("T", " ") : "?", formatBytes(h.bytes), CHECK_WORDS[h.checksumFile]]);
   const head = ["ROLE", "OF", "ARCHIVE", "MADE (UTC)", "SIZE", "CHECKSUM"];
   const widths = head.map((t, i) => Math.max(t.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => (i === 4 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd();

@@ -1,6 +1,7 @@
 import { defineCommand } from "citty";
 import { codeName } from "../../core/common/codes.ts";
 import { UsageError } from "../../core/common/errors.ts";
+import { escapeLines } from "../../core/common/escape.ts";
 import { createProgress } from "../../core/report/progress.ts";
 import { runRestore, type EntryNote } from "../../core/restore/restore.ts";
 import { configForArchive, resolveArchive } from "../../core/restore/verify.ts";
@@ -10,11 +11,16 @@ import { abortOnSignals } from "../signals.ts";
 // variadic: the paths to restore follow the archive (see checkArgs in run.ts)
 const meta = { name: "restore", description: "Check an archive, then restore all of it or the paths named into DIR (never over existing files without --force)", variadic: true };
 
+/** Lines on stdout; names come from the archive, so each line is escaped. */
+function print(line: string): void {
+  console.log(escapeLines(line));
+}
+
 function printNotes(title: string, notes: readonly EntryNote[], max = 20): void {
   if (notes.length === 0) return;
-  console.log(`${title} (${notes.length}):`);
-  for (const n of notes.slice(0, max)) console.log(`  ${n.name}: ${n.why}`);
-  if (notes.length > max) console.log(`  … and ${notes.length - max} more`);
+  print(`${title} (${notes.length}):`);
+  for (const n of notes.slice(0, max)) print(`  ${n.name}: ${n.why}`);
+  if (notes.length > max) print(`  … and ${notes.length - max} more`);
 }
 
 export default defineCommand({
@@ -47,8 +53,8 @@ export default defineCommand({
       });
       if (args.json) console.log(JSON.stringify(result, null, 2));
       else {
-        console.log(`shoot restore: ${result.code === 0 ? "OK" : `FAILED ${result.code} ${codeName(result.code)}`}: ${result.message}`);
-        if (result.alsoRestored.length) console.log(`also restored, as hard-link targets of what was asked for: ${result.alsoRestored.join(", ")}`);
+        print(`shoot restore: ${result.code === 0 ? "OK" : `FAILED ${result.code} ${codeName(result.code)}`}: ${result.message}`);
+        if (result.alsoRestored.length) print(`also restored, as hard-link targets of what was asked for: ${result.alsoRestored.join(", ")}`);
         printNotes("refused (outside the target)", result.refused);
         printNotes("one name, two kinds (made as neither)", result.clashes);
         printNotes("existing", result.conflicts);

@@ -7,7 +7,7 @@ import { runServer } from "../../core/server/server.ts";
 import { parentRunFromEnv } from "../../core/server/wrapper-env.ts";
 import { configArgs, quietArgs } from "../args.ts";
 import { cliLog } from "../log.ts";
-import { finishRun } from "../finish.ts";
+import { finishRun, refusedSpool } from "../finish.ts";
 import { printOutcome } from "../output.ts";
 import { abortOnSignals } from "../signals.ts";
 
@@ -26,7 +26,9 @@ export default defineCommand({
         progress ??= createProgress({ label: "archive", total, quiet: args.quiet });
         progress.update(done);
       };
-      const outcome = await runServer(cfg, realDeps(log), { parent, signal: signals.signal, onArchiveProgress });
+      // under the wrapper, the wrapper has looked at the spool already
+      const refused = parent ? undefined : refusedSpool(config, cfg.backup_dir, "server");
+      const outcome = refused ?? await runServer(cfg, realDeps(log), { parent, signal: signals.signal, onArchiveProgress });
       progress?.finish();
       // under the wrapper, the wrapper reports; a server run by hand reports itself
       if (parent) printOutcome(outcome);

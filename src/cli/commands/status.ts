@@ -2,6 +2,7 @@ import { defineCommand } from "citty";
 import { loadConfig, resolveConfigPath } from "../../core/common/config.ts";
 import { systemClock, systemDisk } from "../../core/common/deps.ts";
 import { errorMessage } from "../../core/common/errors.ts";
+import { escapeText } from "../../core/common/escape.ts";
 import { checkHealth, renderHealth, renderNagios } from "../../core/report/health.ts";
 import { configArgs } from "../args.ts";
 
@@ -22,7 +23,7 @@ export default defineCommand({
         console.log(renderNagios(report));
         return report.nagios;
       } catch (e) {
-        console.log(`SHOOT UNKNOWN - ${errorMessage(e).replace(/\n/g, " ")}`);
+        console.log(escapeText(`SHOOT UNKNOWN - ${errorMessage(e).replace(/\n/g, " ")}`));
         return NAGIOS_UNKNOWN;
       }
     }

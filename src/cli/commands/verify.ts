@@ -2,6 +2,7 @@ import { defineCommand } from "citty";
 import { codeName } from "../../core/common/codes.ts";
 import { configForArchive, heldArchives, resolveArchive, runVerify, type ArchiveVerdict } from "../../core/restore/verify.ts";
 import { createProgress } from "../../core/report/progress.ts";
+import { escapeLines } from "../../core/common/escape.ts";
 import { formatBytes } from "../../core/common/units.ts";
 import { configArgs, quietArgs } from "../args.ts";
 import { abortOnSignals } from "../signals.ts";
@@ -9,12 +10,14 @@ import { abortOnSignals } from "../signals.ts";
 // variadic: any number of archives (default: every one held)
 const meta = { name: "verify", description: "Check every held archive against its checksum; --deep also reads every entry and compares with the server's file list", variadic: true };
 
+/** A verdict's lines; problems quote entries of the archive and its file list, so every line is escaped. */
 function printVerdict(v: ArchiveVerdict): void {
   const a = v.archive;
   const verdict = v.gone ? "GONE" : v.ok ? "OK" : "FAILED";
-  console.log(`${verdict.padEnd(6)} ${a.role}${a.owner ? ` ${a.owner}` : ""}: ${a.file} (${formatBytes(a.bytes)})${v.md5 ? ` md5 ${v.md5}` : ""}`);
-  for (const p of v.problems) console.log(`  problem: ${p}`);
-  for (const n of v.notes) console.log(`  ${n}`);
+  const print = (line: string) => console.log(escapeLines(line));
+  print(`${verdict.padEnd(6)} ${a.role}${a.owner ? ` ${a.owner}` : ""}: ${a.file} (${formatBytes(a.bytes)})${v.md5 ? ` md5 ${v.md5}` : ""}`);
+  for (const p of v.problems) print(`  problem: ${p}`);
+  for (const n of v.notes) print(`  ${n}`);
 }
 
 export default defineCommand({
@@ -40,7 +43,7 @@ export default defineCommand({
         onVerdict: args.json ? undefined : printVerdict,
       });
       if (args.json) console.log(JSON.stringify(report, null, 2));
-      else console.log(`shoot verify: ${report.code === 0 ? "OK" : `FAILED ${report.code} ${codeName(report.code)}`}: ${report.message}`);
+      else console.log(escapeLines(`shoot verify: ${report.code === 0 ? "OK" : `FAILED ${report.code} ${codeName(report.code)}`}: ${report.message}`));
       return report.code;
     } finally {
       signals.dispose();

@@ -5,7 +5,7 @@ import { realDeps } from "../../core/common/deps.ts";
 import { runWrapper } from "../../core/server/wrapper.ts";
 import { configArgs, quietArgs } from "../args.ts";
 import { cliLog } from "../log.ts";
-import { finishRun } from "../finish.ts";
+import { finishRun, refusedSpool } from "../finish.ts";
 import { pingHealthcheck } from "../../core/report/metrics.ts";
 import { selfArgv } from "../self.ts";
 import { abortOnSignals } from "../signals.ts";
@@ -23,7 +23,7 @@ export default defineCommand({
       const log = cliLog(args.quiet);
       const ping = await pingHealthcheck("start", { role: "wrapper" }, config);
       if (ping.error) log.warn(ping.error);
-      const outcome = await runWrapper(cfg, realDeps(log), { serverArgv, signal: signals.signal });
+      const outcome = refusedSpool(config, cfg.backup_dir, "wrapper") ?? await runWrapper(cfg, realDeps(log), { serverArgv, signal: signals.signal });
       await finishRun(outcome, { config, roleDir: cfg.backup_dir, log, quiet: args.quiet });
       return exitCodeFor(outcome.code);
     } finally {

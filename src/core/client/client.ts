@@ -23,10 +23,11 @@ import { flushToDisk, fsyncDir, readDirOrEmpty, writeFileAtomic } from "../state
 import { LockedError, acquireLock, type Lock } from "../state/lock.ts";
 import { fileDigest } from "../transfer/digest.ts";
 import { followDigest, followedDigest, type DigestAlgorithm, type FollowResult } from "../transfer/follow-digest.ts";
-import { CHECKSUM_SUFFIX, LIST_SUFFIX, TEMP_PREFIX, isArchiveName, md5Line, parseMd5Line, sortArchives } from "../state/naming.ts";
+import { CHECKSUM_SUFFIX, LIST_SUFFIX, TEMP_PREFIX, archiveTime, isArchiveName, md5Line, parseMd5Line, sortArchives } from "../state/naming.ts";
 import { describeArchive, verifyArchive, warnedPathsIn } from "../restore/verify.ts";
+import { forgetCopies, heldCopies, recordVerified } from "../state/copies.ts";
+import { unsafeDir } from "../state/strict-modes.ts";
 import type { RunOutcome, SourceOutcome, Warning } from "../common/outcome.ts";
-import { clean } from "../report/report.ts";
 import { toRemove } from "../state/retention.ts";
 import { SharedSsh } from "../transfer/ssh-shared.ts";
 import {
@@ -102,9 +103,9 @@ function ago(ms: number): string {
   return formatDuration(Math.max(0, ms));
 }
 
-/** A message from the server, fit to show: no control characters, bounded length. */
+/** A message from the server on one line, bounded (whatever prints it escapes its control characters). */
 function shown(s: string, max = 300): string {
-  const one = clean(s.replace(/\r?\n/g, " "));
+  const one = s.replace(/\r?\n/g, " ");
   return one.length > max ? `${one.slice(0, max)}…` : one;
 }
 
@@ -138,8 +139,10 @@ export function judgeStatus(parsed: ParsedStatus, mtime: Date, now: Date, maxAge
   const a = final.archive as Partial<Record<keyof ArchiveInfo, unknown>> | undefined;
   if (!a) return bad("STATUS_INVALID", `the server's final record (${final.code} ${codeName(final.code)}) names no archive`);
   if (typeof a.file !== "string" || !isArchiveName(a.file)) {
-    return bad("UNSAFE_NAME", `server.status names the archive ${JSON.stringify(shown(String(a.file), 120))}, which is not a plain file name of the archive pattern; nothing was pulled`);
+    return bad("UNSAFE_NAME", `server.status names the archive "${shown(String(a.file), 120)}", which is not a plain file name of the archive pattern; nothing was pulled`);
   }
+  const dated = futureName(a.file, final.t, now);
+  if (dated) return bad("FUTURE_NAME", dated);
   if (typeof a.size !== "number" || !Number.isSafeInteger(a.size) || a.size <= 0 || a.size > MAX_ARCHIVE_SIZE) {
     return bad("STATUS_INVALID", `server.status gives the archive an impossible size (${shown(String(a.size), 40)})`);
   }
@@ -152,13 +155,43 @@ export function judgeStatus(parsed: ParsedStatus, mtime: Date, now: Date, maxAge
   return { ok: true, archive, serverCode: final.code, final };
 }
 
+/**
+ * Why an archive name is not believed: its date is later than the record that names it (the
+ * archive is named before that record is written), or than this host's clock, by more than
+ * the skew tolerated. Held copies are never ordered by name, but a name from the future is a
+ * lie or a wrong clock, and nothing is pulled on its word.
+ */
+export function futureName(file: string, recordTime: string, now: Date): string | undefined {
+  const named = archiveTime(file)!.getTime();
+  const limit = Math.min(Date.parse(recordTime), now.getTime()) + MAX_CLOCK_SKEW_MS;
+  if (named <= limit) return undefined;
+  const than = Date.parse(recordTime) <= now.getTime() ? `the record that names it (${new Date(Date.parse(recordTime)).toISOString()})` : `this host's clock (${now.toISOString()})`;
+  return `server.status names the archive ${file}, dated ${archiveTime(file)!.toISOString()}: later than ${than} by more than ${formatDuration(MAX_CLOCK_SKEW_MS)}; nothing was pulled (is the server's clock right?)`;
+}
+
 // --- copies on disk -----------------------------------------------------------------------
 
-/** Verified copies in a source's directory, oldest first: archive names whose .md5 is present. */
+/** Verified copies in a source's directory, oldest first by when they were verified here (never by name). */
 export function verifiedCopies(dir: string): string[] {
-  const names = readDirOrEmpty(dir);
-  const set = new Set(names);
-  return sortArchives(names).filter((n) => set.has(`${n}${CHECKSUM_SUFFIX}`));
+  return heldCopies(dir);
+}
+
+/**
+ * A verified copy's place among the copies, recorded before commit writes its .md5 (which makes
+ * it count as held): a copy held always has its place. A full disk is said as such.
+ */
+function recordOrder(dir: string, file: string, now: Date): void {
+  try {
+    recordVerified(dir, file, now);
+  } catch (e) {
+    throw new SourceFailure(errnoCode(e) === "ENOSPC" ? "CLIENT_NO_SPACE" : "DEST_UNUSABLE", `${file} is verified, but its place among the copies in ${dir} could not be recorded (${errorMessage(e)}); it was not kept`);
+  }
+}
+
+/** A source's directory is the backup host's own: refused when others may write in it (or it belongs to another user). */
+function checkSourceDir(dir: string): void {
+  const problem = unsafeDir(dir, "the copies' directory");
+  if (problem) throw new SourceFailure("UNSAFE_PERMISSIONS", problem);
 }
 
 
@@ -206,15 +239,16 @@ interface RetentionResult {
   error?: string;
 }
 
-/** Keep `keep` verified copies (never the newest); also drop archives without .md5 older than the newest copy. */
+/**
+ * Keep `keep` verified copies, the oldest verified going first and never the newest verified
+ * (whatever the names say); once a verified copy is held, archives left without a .md5 (a crash
+ * before it was written) go too.
+ */
 function applyRetention(dir: string, keep: number): RetentionResult {
   const removed: string[] = [];
   try {
-    const names = readDirOrEmpty(dir);
     const verified = verifiedCopies(dir);
-    const newest = verified.at(-1);
-    const all = sortArchives(names);
-    const orphans = newest ? all.slice(0, all.indexOf(newest)).filter((n) => !verified.includes(n)) : [];
+    const orphans = verified.length > 0 ? sortArchives(readDirOrEmpty(dir)).filter((n) => !verified.includes(n)) : [];
     for (const n of [...toRemove(verified, keep), ...orphans]) {
       // the .md5 goes first: a copy half removed is never counted as verified
       fs.rmSync(path.join(dir, `${n}${CHECKSUM_SUFFIX}`), { force: true });
@@ -222,6 +256,7 @@ function applyRetention(dir: string, keep: number): RetentionResult {
       fs.rmSync(path.join(dir, `${n}${LIST_SUFFIX}`), { force: true });
       removed.push(n);
     }
+    forgetCopies(dir, removed);
     return { removed };
   } catch (e) {
     return { removed, error: errorMessage(e) };
@@ -381,6 +416,11 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
   try {
     try {
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    } catch (e) {
+      throw new SourceFailure("DEST_UNUSABLE", `${dir} cannot be used: ${errorMessage(e)}`);
+    }
+    checkSourceDir(dir);
+    try {
       prepareStage(stage);
     } catch (e) {
       throw new SourceFailure("DEST_UNUSABLE", `${dir} cannot be used: ${errorMessage(e)}`);
@@ -451,6 +491,7 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
     const flushError = await flushed;
     if (flushError !== undefined) throw flushError;
     const proof = cfg.verify === "deep" ? await proveCopy(ctx, source, stage, a, parsed.records, controlPath) : undefined;
+    recordOrder(dir, a.file, deps.clock.now());
     commit(stage, dir, a, proof !== undefined);
     status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {
       step: "pull", archive: a,
@@ -600,6 +641,8 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
   } catch (e) {
     return early("DEST_UNUSABLE", `dest_dir ${dir} cannot be created or written: ${errorMessage(e)}`);
   }
+  const unsafe = unsafeDir(dir, "dest_dir");
+  if (unsafe) return early("UNSAFE_PERMISSIONS", unsafe);
   let lock: Lock;
   try {
     lock = acquireLock(dir, "client", started);

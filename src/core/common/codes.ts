@@ -35,6 +35,7 @@ const table = [
   { code: 13, name: "PREVIOUS_UNCLEAN", kind: "failure", role: "any", meaning: "The previous run did not end clean and what it left could not be cleaned up." },
   { code: 14, name: "TOOL_MISSING", kind: "failure", role: "any", meaning: "A program shoot needs (rsync, ssh) is not installed." },
   { code: 15, name: "MAIL_TEST_FAILED", kind: "failure", role: "any", meaning: "`shoot mail --test` could not send the test message; the message says which step failed (DNS, connect, TLS, auth, recipient refused, time-out)." },
+  { code: 16, name: "UNSAFE_PERMISSIONS", kind: "failure", role: "any", meaning: "backup_dir, dest_dir, a source's directory in it, the mail spool or a directory above one of them can be written by other users or belongs to another user (or password_file, for `shoot check-config`, can be read by them); nothing was done there. The message gives the chmod or chown that fixes it." },
   // server
   { code: 20, name: "SOURCE_MISSING", kind: "failure", role: "server", meaning: "A configured source does not exist." },
   { code: 21, name: "SOURCE_UNREADABLE", kind: "failure", role: "server", meaning: "A configured source cannot be read (permissions)." },
@@ -67,6 +68,7 @@ const table = [
   { code: 52, name: "DEST_UNUSABLE", kind: "failure", role: "client", meaning: "The destination directory cannot be created or written." },
   { code: 53, name: "SOURCE_UNKNOWN", kind: "failure", role: "client", meaning: "A source named on the command line is not in the configuration." },
   { code: 54, name: "COPY_UNPROVEN", kind: "failure", role: "client", meaning: "The pulled archive matches its checksum but did not prove restorable (verify = \"deep\"): its tar stream does not read to its end or differs from the server's file list; the copy was not kept." },
+  { code: 56, name: "FUTURE_NAME", kind: "failure", role: "client", meaning: "server.status names an archive dated later than its own record, or than this host's clock, plus 5 minutes: nothing was pulled (a name never decides which copy is newest, but one from the future is a lie or a wrong clock)." },
   // day-two commands: verify, restore
   { code: 90, name: "VERIFY_FAILED", kind: "failure", role: "any", meaning: "An archive does not match its checksum (it changed since the checksum was made), or (verify --deep, restore) differs from the file list the server recorded; restore wrote nothing." },
   { code: 91, name: "ARCHIVE_NOT_FOUND", kind: "failure", role: "any", meaning: "The archive named on the command line is not held here and is not a readable file, or a path asked for is not in it." },
@@ -91,6 +93,7 @@ const table = [
   { code: 70, name: "PULLED", kind: "info", role: "client", meaning: "An archive was pulled and verified; the record carries its name, size and checksum." },
   { code: 71, name: "MAIL_SENT", kind: "info", role: "any", meaning: "The report was mailed (with any spooled reports before it)." },
   { code: 72, name: "SOURCE_DONE", kind: "info", role: "client", meaning: "One source of a client run ended; the record carries its outcome code." },
+  { code: 73, name: "PASSWORD_EXPOSED", kind: "warning", role: "any", meaning: "password_file can be read or written by other users, or belongs to another user; the report was still mailed. The message gives the chmod or chown that fixes it." },
   // warnings (never final)
   { code: 79, name: "MOUNT_SKIPPED", kind: "warning", role: "server", meaning: "A directory where another file system is mounted was archived empty, not walked into: a pseudo file system (/proc, /sys, …) always, any other with one_file_system." },
   { code: 80, name: "FILE_VANISHED", kind: "warning", role: "server", meaning: "A file disappeared between the scan and the archive; the rest of the backup was made." },
@@ -149,8 +152,8 @@ export function exitCodeFor(n: number): number {
  * may be at risk, then transient trouble.
  */
 const SEVERITY_ORDER: readonly CodeName[] = [
-  "INTERNAL_ERROR", "CHECKSUM_MISMATCH", "COPY_UNPROVEN", "UNSAFE_NAME", "STATUS_INVALID", "SERVER_FAILED", "STATUS_STALE",
-  "HOST_KEY_FAILED", "CONFIG_INVALID", "CONFIG_MISSING", "DEST_UNUSABLE", "CLIENT_NO_SPACE",
+  "INTERNAL_ERROR", "CHECKSUM_MISMATCH", "COPY_UNPROVEN", "UNSAFE_NAME", "FUTURE_NAME", "STATUS_INVALID", "SERVER_FAILED", "STATUS_STALE",
+  "HOST_KEY_FAILED", "UNSAFE_PERMISSIONS", "CONFIG_INVALID", "CONFIG_MISSING", "DEST_UNUSABLE", "CLIENT_NO_SPACE",
   "PULL_FAILED", "STATUS_PULL_FAILED", "UNREACHABLE", "TOOL_MISSING", "SERVER_BUSY",
   "CLIENT_ROTATION_FAILED", "ALREADY_RUNNING", "SOURCE_UNKNOWN",
 ];

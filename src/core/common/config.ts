@@ -52,7 +52,7 @@ export const KEYS: readonly KeyDef[] = [
   { section: "server", key: "kill_grace", type: "duration", default: '"30s"', doc: "Time between SIGTERM and SIGKILL when the wrapper stops the server." },
   // [client]
   { section: "client", key: "dest_dir", type: "path", required: true, doc: "Where verified copies are kept: one sub-directory per source, plus client.status.", example: '"/srv/shoot"' },
-  { section: "client", key: "keep", type: "int", min: 1, max: 10000, default: "7", doc: "Verified copies kept per source; the oldest beyond are removed, never the newest." },
+  { section: "client", key: "keep", type: "int", min: 1, max: 10000, default: "7", doc: "Verified copies kept per source; beyond them the ones verified longest ago are removed, never the one verified last (whatever the archives' names say)." },
   { section: "client", key: "max_age", type: "duration", default: '"1d"', doc: "A server.status older than this means the server did not run (STATUS_STALE)." },
   { section: "client", key: "concurrency", type: "int", min: 1, max: 64, default: "4", doc: "Sources pulled at once." },
   { section: "client", key: "reserve", type: "size", default: '"1GiB"', doc: "Free space always left on dest_dir's file system." },

@@ -16,10 +16,11 @@ import type { Clock, Disk } from "../common/deps.ts";
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { currentLock, staleReason } from "../state/lock.ts";
 import type { Warning } from "../common/outcome.ts";
-import { clean } from "./report.ts";
 import { CLIENT_STATUS, SERVER_STATUS, lastFinal, readStatusFile, type StatusRecord } from "../state/status.ts";
+import { escapeText } from "../common/escape.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
 import { heldArchives, type HeldArchive } from "../restore/verify.ts";
+import { heldCopies } from "../state/copies.ts";
 
 const DAY_MS = 86_400_000;
 
@@ -115,8 +116,9 @@ function ago(ms: number): string {
   return `${formatDuration(Math.max(0, ms))} ago`;
 }
 
+/** A message on one line, bounded (renderings escape what it holds; JSON keeps it as it is). */
 function shown(s: string, max = 200): string {
-  const one = clean(s.replace(/\r?\n/g, " "));
+  const one = s.replace(/\r?\n/g, " ");
   return one.length > max ? `${one.slice(0, max)}…` : one;
 }
 
@@ -333,8 +335,11 @@ export function serverHealth(s: ServerConfig, mon: MonitorConfig, held: readonly
   };
 }
 
-function sourceHealth(name: string, records: readonly StatusRecord[], held: readonly HeldArchive[], mon: MonitorConfig, now: number): SourceHealth {
-  const copies = held.filter((a) => a.role === "client" && a.owner === name && a.checksumFile === "ok");
+function sourceHealth(name: string, records: readonly StatusRecord[], held: readonly HeldArchive[], order: readonly string[], mon: MonitorConfig, now: number): SourceHealth {
+  // oldest first in the order the backup host verified them, never by the names a server chose
+  const rank = new Map(order.map((f, i) => [f, i]));
+  const copies = held.filter((a) => a.role === "client" && a.owner === name && a.checksumFile === "ok")
+    .sort((a, b) => (rank.get(a.file) ?? -1) - (rank.get(b.file) ?? -1));
   const newest = copies.at(-1);
   const done = records.filter((r) => r.name === "SOURCE_DONE" && (r.data as { source?: unknown } | undefined)?.source === name);
   const lastRec = done.at(-1);
@@ -360,7 +365,7 @@ function sourceHealth(name: string, records: readonly StatusRecord[], held: read
 export function clientHealth(c: ClientConfig, mon: MonitorConfig, held: readonly HeldArchive[], deps: HealthDeps): RoleHealth {
   const now = deps.clock.now().getTime();
   const h = runHistory(c.dest_dir, CLIENT_STATUS, now);
-  const sources = c.sources.map((s) => sourceHealth(s.name, h.records, held, mon, now));
+  const sources = c.sources.map((s) => sourceHealth(s.name, h.records, held, heldCopies(path.join(c.dest_dir, s.name)), mon, now));
   const judged = judge(h, mon.max_age, now);
   const failures = [judged.exitCode, ...sources.map((s) => s.exitCode)].filter((x) => x !== 0);
   const exitCode = failures.length ? mostSevere(failures) : 0;
@@ -448,7 +453,8 @@ export function renderHealth(r: HealthReport): string {
   out.push(r.exitCode === 0
     ? `healthy${r.nagios === 1 ? ", with warnings" : ""}`
     : `not healthy: exit ${r.exitCode} ${codeName(r.exitCode)}`);
-  return out.join("\n");
+  // messages and names come from status files and servers: each line is escaped whole
+  return out.map(escapeText).join("\n");
 }
 
 function perfLabel(s: string): string {
@@ -468,7 +474,7 @@ export function renderNagios(r: HealthReport): string {
     for (const s of role.sources ?? []) if (s.lastGolden) perf.push(`${perfLabel(`source_${s.name}_age`)}=${Math.round(s.lastGolden.ageMs / 1000)}s;;${crit};0`);
   }
   const text = shown(parts.join(" | ").replace(/\|/g, "/"), 1000);
-  return `SHOOT ${NAGIOS_WORD[r.nagios]} - ${text}${perf.length ? ` | ${perf.join(" ")}` : ""}`;
+  return escapeText(`SHOOT ${NAGIOS_WORD[r.nagios]} - ${text}${perf.length ? ` | ${perf.join(" ")}` : ""}`);
 }
 
 /**

@@ -13,6 +13,8 @@ import { isGolden, codeName } from "../common/codes.ts";
 import type { Config } from "../common/config.ts";
 import { systemClock, systemDisk, type Clock, type Disk } from "../common/deps.ts";
 import { errorMessage } from "../common/errors.ts";
+import { createExclusive } from "../state/fsutil.ts";
+import { escapeText } from "../common/escape.ts";
 import { checkHealth, monitorOf, type HealthReport, type RoleHealth, type RunSummary } from "./health.ts";
 import type { RunOutcome } from "../common/outcome.ts";
 import type { Role } from "../state/status.ts";
@@ -34,9 +36,12 @@ interface Family {
   samples: Sample[];
 }
 
-/** A label value as the text format wants it: backslash, double quote and newline escaped. */
-function labelValue(v: string): string {
-  return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+/**
+ * A label value: the text as shoot prints it everywhere (control characters escaped, so no
+ * newline is left), then backslash and double quote escaped as the text format wants them.
+ */
+export function labelValue(v: string): string {
+  return escapeText(v).replace(/[\\"]/g, (c) => `\\${c}`);
 }
 
 function formatValue(v: number): string {
@@ -133,8 +138,10 @@ export function renderMetrics(report: HealthReport, outcome?: RunOutcome): strin
  */
 export function replaceFileAtomic(file: string, text: string): void {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  // a leftover of a killed run of the same pid is removed, never written through
+  fs.rmSync(tmp, { force: true });
   try {
-    const fd = fs.openSync(tmp, "w", 0o644);
+    const fd = createExclusive(tmp, 0o644);
     try {
       fs.writeSync(fd, text);
       fs.fsyncSync(fd);

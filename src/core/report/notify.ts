@@ -15,6 +15,10 @@ import { errnoCode, errorMessage, ShootError } from "../common/errors.ts";
 import type { RunOutcome } from "../common/outcome.ts";
 import { plural, renderReport, type StatusTail } from "./report.ts";
 import { readStatusFile } from "../state/status.ts";
+import { createExclusive, writeFileAtomic } from "../state/fsutil.ts";
+import { exposedSecret, unsafeDir } from "../state/strict-modes.ts";
+import { code } from "../common/codes.ts";
+import type { Warning } from "../common/outcome.ts";
 import { formatBytes } from "../common/units.ts";
 
 export const SPOOL_DIRNAME = "mail-spool";
@@ -138,15 +142,32 @@ function spoolWrite(dir: string, report: SpooledReport): string {
   const name = `${stamp}-${process.pid}-${seq}-${Math.floor(Math.random() * 0xffff).toString(16)}.mail`;
   const tmp = path.join(dir, `.tmp-${name}`);
   // written whole under a temporary name, then renamed: the spool never holds half a report
-  const fd = fs.openSync(tmp, "wx", 0o600);
+  const fd = createExclusive(tmp, 0o600);
   try {
-    fs.writeSync(fd, JSON.stringify(report));
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
+    try {
+      fs.writeSync(fd, JSON.stringify(report));
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, path.join(dir, name));
+  } catch (e) {
+    removeQuietly(tmp);
+    throw e;
   }
-  fs.renameSync(tmp, path.join(dir, name));
   return name;
+}
+
+/** Why the spool must not be used (others may write in it), with the fix; undefined when it is safe or not there yet. */
+export function unsafeSpool(dir: string): string | undefined {
+  return unsafeDir(dir, "the mail spool");
+}
+
+/** A warning for the report when password_file is exposed (a run that mails reads it). */
+export function passwordWarning(mail: MailConfig | undefined): Warning | undefined {
+  if (!mail?.password_file || mail.when === "never") return undefined;
+  const problem = exposedSecret(mail.password_file, "password_file");
+  return problem ? { code: code("PASSWORD_EXPOSED"), msg: problem } : undefined;
 }
 
 function spoolRead(dir: string, name: string): SpooledReport | undefined {
@@ -180,7 +201,7 @@ function readDropped(dir: string): number {
 
 function writeDropped(dir: string, count: number): void {
   try {
-    if (count > 0) fs.writeFileSync(path.join(dir, DROPPED_FILE), JSON.stringify({ count }), { mode: 0o600 });
+    if (count > 0) writeFileAtomic(dir, DROPPED_FILE, JSON.stringify({ count }));
     else removeQuietly(path.join(dir, DROPPED_FILE));
   } catch {
     // only the note in a later report depends on it; the MAIL_FAILED record already said it
@@ -235,10 +256,12 @@ async function deliver(outcome: RunOutcome, opts: NotifyOptions): Promise<Notify
   const now = opts.now ?? (() => new Date());
   const dir = mail.spool_dir ?? opts.spoolDefault;
   const wanted = mail.when === "always" || !isGolden(outcome.code);
-  let spoolError: string | undefined;
+  // a spool others may write in is neither read nor written: the report goes straight to the relay
+  const unsafe = unsafeSpool(dir);
+  let spoolError: string | undefined = unsafe && `${unsafe} (${code("UNSAFE_PERMISSIONS")} UNSAFE_PERMISSIONS: the spool was not used)`;
   let waiting: string[] = [];
   try {
-    waiting = readSpool(dir).files;
+    if (!unsafe) waiting = readSpool(dir).files;
   } catch (e) {
     spoolError = `the mail spool ${dir} cannot be read (${errorMessage(e)})`;
   }
@@ -255,9 +278,10 @@ async function deliver(outcome: RunOutcome, opts: NotifyOptions): Promise<Notify
     const report: SpooledReport = { v: 1, made: now().toISOString(), host: outcome.host, subject: rendered.subject, text: rendered.text };
     // spooled before the first attempt: a run killed while talking to the relay loses nothing
     try {
+      if (unsafe) throw new Error(unsafe);
       current = { name: spoolWrite(dir, report), report };
     } catch (e) {
-      spoolError = `the mail spool ${dir} cannot be written (${errorMessage(e)})`;
+      if (!unsafe) spoolError = `the mail spool ${dir} cannot be written (${errorMessage(e)})`;
       current = { report };
     }
   }
@@ -315,7 +339,7 @@ async function deliver(outcome: RunOutcome, opts: NotifyOptions): Promise<Notify
   } catch {
     // an unusable URL is already the failure being reported
   }
-  if (sentCurrent && earlierDropped > 0) writeDropped(dir, 0);
+  if (sentCurrent && earlierDropped > 0 && !unsafe) writeDropped(dir, 0);
   if (result.sent > 0) {
     const what = sentCurrent
       ? `report mailed to ${mail.to.join(", ")} via ${relay}${sentEarlier ? ` after ${plural(sentEarlier, "earlier report")} from the spool` : ""}`
@@ -327,15 +351,15 @@ async function deliver(outcome: RunOutcome, opts: NotifyOptions): Promise<Notify
   // a report that could neither be spooled nor sent is gone: that must be said loudly
   const lost = current !== undefined && current.name === undefined && !sentCurrent;
   if (failure || lost) {
-    if (failure) {
+    if (failure && !unsafe) {
       try {
         result.dropped += boundSpool(dir, mail.spool_max);
       } catch (e) {
         spoolError ??= `the mail spool ${dir} cannot be read (${errorMessage(e)})`;
       }
     }
-    if (result.dropped > 0) writeDropped(dir, earlierDropped + result.dropped);
-    const state = safeSpoolState(dir);
+    if (result.dropped > 0 && !unsafe) writeDropped(dir, earlierDropped + result.dropped);
+    const state = unsafe ? { files: [], bytes: 0 } : safeSpoolState(dir);
     result.spooled = state.files.length;
     const parts: string[] = [];
     if (failure) parts.push(`report not mailed (${failure.kind}): ${failure.message}`);
@@ -349,17 +373,9 @@ async function deliver(outcome: RunOutcome, opts: NotifyOptions): Promise<Notify
     result.errorKind = failure?.kind ?? "spool";
     safeRecord(opts, "MAIL_FAILED", result.error);
   } else {
-    result.spooled = safeSpoolState(dir).files.length;
+    result.spooled = unsafe ? 0 : safeSpoolState(dir).files.length;
   }
   return result;
-}
-
-function safeMode(file: string): number {
-  try {
-    return fs.statSync(file).mode;
-  } catch {
-    return 0;
-  }
 }
 
 function safeSpoolState(dir: string): SpoolState {
@@ -393,10 +409,13 @@ export async function mailTest(cfg: Config, opts: MailTestOptions): Promise<stri
   const mail = cfg.mail;
   if (!mail) throw new ConfigError(cfg.file, undefined, "[mail]", "missing: shoot mail --test needs a [mail] section", true);
   const notes: string[] = [];
-  if (mail.password_file && (safeMode(mail.password_file) & 0o077) !== 0) {
-    notes.push(`warning: password_file ${mail.password_file} can be read by other users; chmod 600 it`);
-  }
+  const exposed = mail.password_file ? exposedSecret(mail.password_file, "password_file") : undefined;
+  if (exposed) notes.push(`warning: ${exposed}`);
   const spools = spoolDirs(cfg).map((d) => ({ dir: d, ...safeSpoolState(d) }));
+  for (const s of spools) {
+    const unsafe = unsafeSpool(s.dir);
+    if (unsafe) notes.push(`warning: ${unsafe}; runs refuse to start until it is fixed`);
+  }
   for (const s of spools) if (s.files.length > 0) notes.push(`${plural(s.files.length, "report")} (${formatBytes(s.bytes)}) ${s.files.length === 1 ? "waits" : "wait"} in the mail spool ${s.dir}; the next run sends ${s.files.length === 1 ? "it" : "them"}`);
   if (mail.when === "never") notes.push('note: when = "never": runs mail no reports');
   // the notes matter most when the test fails, so they go with the error too

@@ -3,6 +3,7 @@
  * percentage and time left. It draws only on a TTY and never with --quiet: under cron standard
  * error is a pipe or a file, and a report full of carriage returns helps nobody.
  */
+import { escapeText } from "../common/escape.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
 
 export interface Progress {
@@ -39,7 +40,8 @@ export function progressEnabled(opts: Pick<ProgressOptions, "quiet" | "stream" |
 
 /** The text of one progress line (pure, for tests). */
 export function progressLine(label: string, done: number, total: number | undefined, bytesPerSec: number | undefined): string {
-  const parts = [label, total !== undefined ? `${formatBytes(done)} / ${formatBytes(total)}` : formatBytes(done)];
+  // the label names an archive, which may come from anywhere: escaped like every such name
+  const parts = [escapeText(label), total !== undefined ? `${formatBytes(done)} / ${formatBytes(total)}` : formatBytes(done)];
   if (total !== undefined && total > 0) parts.push(`${Math.min(100, Math.floor((done / total) * 100))}%`);
   if (bytesPerSec !== undefined && bytesPerSec > 0) {
     parts.push(`${formatBytes(Math.round(bytesPerSec))}/s`);

@@ -6,6 +6,7 @@
 import { codeInfo, codeName, isGolden } from "../common/codes.ts";
 import type { RunOutcome, SourceOutcome, Warning } from "../common/outcome.ts";
 import type { ArchiveInfo, StatusRecord } from "../state/status.ts";
+import { escapeLines, escapeText } from "../common/escape.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
 
 export interface StatusTail {
@@ -38,22 +39,14 @@ const MAX_SUBJECT_SOURCES = 3;
 const MAX_SOURCE_WARNINGS = 5;
 const LABEL_WIDTH = 16;
 
-/**
- * Text from a status file or another process may hold control characters or bidi overrides
- * that would garble or disguise a line in a mail reader: they are shown as `?` (tabs stay).
- */
-export function clean(s: string): string {
-  return s.replace(/[\u0000-\u0008\u000b-\u001f\u007f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, "?");
-}
-
-/** One line: newlines too become spaces (subjects, table cells). */
+/** One line: newlines become spaces (subjects, table cells). Control characters are escaped with the rest of the text, at the end. */
 function oneLine(s: string): string {
-  return clean(s.replace(/\r?\n/g, " ")).trim();
+  return s.replace(/\r?\n/g, " ").trim();
 }
 
 /** Continuation lines indented under the first, so a multi-line message stays in its block. */
 function indentLines(s: string, indent: string): string {
-  return clean(s.replace(/\r/g, "")).split("\n").join(`\n${indent}`);
+  return s.split(/\r?\n/).join(`\n${indent}`);
 }
 
 function verdict(code: number): "OK" | "FAILED" {
@@ -78,7 +71,7 @@ export function reportSubject(o: RunOutcome): string {
   }
   const warnings = o.warnings.length + (o.sources ?? []).reduce((n, x) => n + (x.warnings?.length ?? 0), 0);
   if (warnings > 0) s += `, ${plural(warnings, "warning")}`;
-  return s;
+  return escapeText(s);
 }
 
 function field(label: string, value: string): string {
@@ -160,5 +153,7 @@ export function renderReport(o: RunOutcome, opts: ReportOptions = {}): RenderedR
   }
   if (opts.tail) lines.push("", ...tailLines(opts.tail, opts.tailLines ?? TAIL_LINES, o.ended.toISOString().slice(0, 10)));
   if (opts.notes?.length) lines.push("", ...opts.notes.map(oneLine));
-  return { subject: reportSubject(o), text: `${lines.join("\n")}\n` };
+  // text from a status file or a server may hold control characters or bidi overrides that
+  // would garble or disguise a line in a mail reader: the whole report is escaped, line by line
+  return { subject: reportSubject(o), text: `${escapeLines(lines.join("\n"))}\n` };
 }

@@ -12,8 +12,9 @@ import type { ServerConfig } from "../common/config.ts";
 import type { Deps } from "../common/deps.ts";
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { compileExcludes } from "../scan/exclude.ts";
-import { exists, fsyncDir, LineWriter, readChunks, readLines, writeFileAtomic } from "../state/fsutil.ts";
+import { createExclusive, exists, fsyncDir, LineWriter, readChunks, readLines, writeFileAtomic } from "../state/fsutil.ts";
 import { removeLeftovers } from "../state/leftovers.ts";
+import { unsafeDir } from "../state/strict-modes.ts";
 import { toRemove } from "../state/retention.ts";
 import { LockedError, acquireLock, currentLock, type Lock } from "../state/lock.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "../state/naming.ts";
@@ -81,6 +82,8 @@ export async function runServer(cfg: ServerConfig, deps: Deps, opts: ServerRunOp
   // Sanity of the backup directory comes first: the status file lives there.
   const dirProblem = checkBackupDir(dir);
   if (dirProblem) return outcome(code("BACKUP_DIR_UNUSABLE"), dirProblem, { statusFile: undefined });
+  const unsafe = unsafeDir(dir, "backup_dir");
+  if (unsafe) return outcome(code("UNSAFE_PERMISSIONS"), unsafe, { statusFile: undefined });
 
   let lock: Lock | undefined;
   if (opts.parent) {
@@ -469,7 +472,7 @@ async function writeArchiveFile(
   const { signal, onArchiveProgress: onProgress } = opts;
   let fd: number;
   try {
-    fd = fs.openSync(tmp, "wx+", 0o600);
+    fd = createExclusive(tmp, 0o600, true);
   } catch (e) {
     throw new ShootError("ARCHIVE_FAILED", `cannot create ${tmp}: ${errorMessage(e)}`);
   }
@@ -510,16 +513,20 @@ function* listedEntries(walkList: string): Generator<ArchiveEntry> {
   for (const line of readLines(walkList)) if (line !== "") yield entryFromLine(line, owners);
 }
 
-/** The next archive name: now, but never sorting before the newest (a clock set back must not make rotation remove the new archive). */
+/**
+ * The next archive name: now, but a second after the newest at the earliest, so that names
+ * sort by age as plain text (a run within the same second as the last one takes the next
+ * second) and a clock set back never makes rotation remove the new archive.
+ */
 export function nextArchiveName(cfg: Pick<ServerConfig, "name" | "compression">, now: Date, existing: readonly string[]): string {
   const names = new Set(existing);
   const newest = sortArchives(existing, cfg.name).at(-1);
   const newestKey = newest ? parseArchiveName(newest)!.key : "";
-  const keyOf = (n: string) => parseArchiveName(n)!.key;
-  const base = newest && keyOf(archiveName(cfg.name, now, cfg.compression)) <= newestKey ? archiveTime(newest)! : now;
-  for (let seq = 0; seq < 10000; seq++) {
-    const c = archiveName(cfg.name, base, cfg.compression, seq);
-    if (keyOf(c) > newestKey && !names.has(c) && !names.has(`${TEMP_PREFIX}${c}`)) return c;
+  let t = Math.floor(now.getTime() / 1000) * 1000;
+  if (newest) t = Math.max(t, archiveTime(newest)!.getTime() + 1000);
+  for (let tries = 0; tries < 10000; tries++, t += 1000) {
+    const c = archiveName(cfg.name, new Date(t), cfg.compression);
+    if (parseArchiveName(c)!.key > newestKey && !names.has(c) && !names.has(`${TEMP_PREFIX}${c}`)) return c;
   }
   throw new ShootError("ARCHIVE_FAILED", "no free archive name");
 }

@@ -11,6 +11,7 @@ import { PASSWORD_ENV, type ServerConfig } from "../common/config.ts";
 import type { Deps } from "../common/deps.ts";
 import { errnoCode, errorMessage } from "../common/errors.ts";
 import { removeLeftovers } from "../state/leftovers.ts";
+import { unsafeDir } from "../state/strict-modes.ts";
 import { LockedError, acquireLock, type Lock } from "../state/lock.ts";
 import type { RunOutcome, Warning } from "../common/outcome.ts";
 import {
@@ -38,6 +39,8 @@ export async function runWrapper(cfg: ServerConfig, deps: Deps, opts: WrapperOpt
   } catch (e) {
     return { ...base, run: "", code: code("BACKUP_DIR_UNUSABLE"), message: `backup_dir ${dir} ${errnoCode(e) === "ENOENT" ? "does not exist" : `cannot be used: ${errorMessage(e)}`}`, ended: deps.clock.now() };
   }
+  const unsafe = unsafeDir(dir, "backup_dir");
+  if (unsafe) return { ...base, run: "", code: code("UNSAFE_PERMISSIONS"), message: unsafe, ended: deps.clock.now() };
 
   let lock: Lock;
   try {

@@ -36,24 +36,44 @@ export function fsyncDir(dir: string): void {
 }
 
 /**
+ * A new file, open for writing (and reading, when asked) with O_CREAT|O_EXCL|O_NOFOLLOW: never
+ * an existing file, never through a symbolic link someone put under its name.
+ */
+export function createExclusive(file: string, mode = 0o600, readable = false): number {
+  const c = fs.constants;
+  return fs.openSync(file, (readable ? c.O_RDWR : c.O_WRONLY) | c.O_CREAT | c.O_EXCL | c.O_NOFOLLOW, mode);
+}
+
+/**
  * Write `content` to dir/name through a temporary file: readers see the old or the new file,
  * never a part. Pieces of text are gathered into writes of about 1 MiB; a piece of bytes is
  * written before the next piece is asked for, so a reader may hand the same buffer each time.
+ * The temporary is created afresh (a leftover of a killed run is removed first, never written
+ * through) and removed on every way out.
  */
 export function writeFileAtomic(dir: string, name: string, content: string | Uint8Array | Iterable<string | Uint8Array>, mode = 0o600): void {
   const tmp = path.join(dir, `${TEMP_PREFIX}${name}`);
-  const fd = fs.openSync(tmp, "w", mode);
+  let fd: number;
   try {
-    if (typeof content === "string" || content instanceof Uint8Array) writeAll(fd, typeof content === "string" ? Buffer.from(content) : content);
-    else writePieces(fd, content);
-    fs.fsyncSync(fd);
+    fd = createExclusive(tmp, mode);
   } catch (e) {
-    fs.closeSync(fd);
+    if ((e as { code?: string }).code !== "EEXIST") throw e;
+    fs.rmSync(tmp, { force: true, recursive: true });
+    fd = createExclusive(tmp, mode);
+  }
+  try {
+    try {
+      if (typeof content === "string" || content instanceof Uint8Array) writeAll(fd, typeof content === "string" ? Buffer.from(content) : content);
+      else writePieces(fd, content);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, path.join(dir, name));
+  } catch (e) {
     fs.rmSync(tmp, { force: true });
     throw e;
   }
-  fs.closeSync(fd);
-  fs.renameSync(tmp, path.join(dir, name));
 }
 
 function writeAll(fd: number, bytes: Uint8Array): void {
@@ -142,7 +162,7 @@ export class LineWriter {
 
   constructor(readonly file: string) {
     try {
-      this.fd = fs.openSync(file, "wx", 0o600);
+      this.fd = createExclusive(file, 0o600);
     } catch (e) {
       throw this.named(e);
     }

@@ -1,7 +1,12 @@
 /**
- * Archive names: `<name>-<YYYYMMDD>-<HHMMSS>[-<n>].tar[.gz|.zst]`, UTC. The same pattern
- * decides on the server what rotation may remove and on the client whether a name read from
- * an untrusted status file may be pulled at all: nothing else ever counts as an archive.
+ * Archive names: `<name>-<YYYYMMDD>-<HHMMSS>.tar[.gz|.zst]`, UTC. The same pattern decides on
+ * the server what rotation may remove and on the client whether a name read from an untrusted
+ * status file may be pulled at all: nothing else ever counts as an archive.
+ *
+ * Names shoot writes sort by age as plain text (`ls`, `sort`, any collation): a second archive
+ * within one second takes the next free second rather than a suffix. Older versions wrote
+ * `<name>-<YYYYMMDD>-<HHMMSS>-<n>…` for that, which sorts before the name without a suffix as
+ * text; such names are still read, and sortArchives puts them in their place.
  */
 import type { Compression } from "../common/config.ts";
 
@@ -40,10 +45,10 @@ export function isArchiveName(file: string, prefix?: string): boolean {
   return p !== undefined && (prefix === undefined || p.prefix === prefix);
 }
 
-export function archiveName(prefix: string, when: Date, compression: Compression, seq = 0): string {
+export function archiveName(prefix: string, when: Date, compression: Compression): string {
   const iso = when.toISOString();
   const stamp = `${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}-${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}`;
-  return `${prefix}-${stamp}${seq > 0 ? `-${seq}` : ""}${EXTENSIONS[compression]}`;
+  return `${prefix}-${stamp}${EXTENSIONS[compression]}`;
 }
 
 /** Archive names of `prefix` among `files`, oldest first. */
