@@ -132,10 +132,15 @@ export function removeTree(...paths: string[]): void {
   if (r.exitCode !== 0) throw new Error(`rm -rf ${paths.join(" ")}: ${r.stderr.toString()}`);
 }
 
-/** Remove everything in `dir` (names that are not UTF-8 too), and give it to `uid` with mode 0755. */
+/** Remove everything in `dir` (names that are not UTF-8 too, trees deeper than PATH_MAX too), and give it to `uid` with mode 0755. */
 export function emptyDir(dir: string, uid = 0): void {
-  const r = Bun.spawnSync(["find", dir, "-mindepth", "1", "-delete"]);
-  if (r.exitCode !== 0) throw new Error(`emptying ${dir}: ${r.stderr.toString()}`);
+  try {
+    for (const n of fs.readdirSync(dir, { encoding: "buffer" })) fs.rmSync(Buffer.concat([Buffer.from(`${dir}/`), n]), { recursive: true, force: true });
+  } catch {
+    // too deep for a walk by path: find walks by descriptors
+    const r = Bun.spawnSync(["find", dir, "-mindepth", "1", "-delete"]);
+    if (r.exitCode !== 0) throw new Error(`emptying ${dir}: ${r.stderr.toString()}`);
+  }
   fs.chownSync(dir, uid, uid);
   fs.chmodSync(dir, 0o755);
 }
