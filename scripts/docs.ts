@@ -15,7 +15,8 @@ export function generatedBlocks(): Record<string, string> {
 }
 
 export function exampleFile(): string {
-  return `# shoot configuration: every key with its default (commented out) or an example value.\n# Validate with: shoot check-config --config FILE\n\n${exampleConfig(["server", "client", "client.source", "mail", "monitor"])}`;
+  const dumps = exampleConfig(["server.dump"]).split("\n").map((l) => (l === "" || l.startsWith("#") ? l : `# ${l}`)).join("\n");
+  return `# shoot configuration: every key with its default (commented out) or an example value.\n# Validate with: shoot check-config --config FILE\n\n${exampleConfig(["server", "client", "client.source", "mail", "monitor"])}\n# Database dumps streamed into the archive (docs/dumps.md): one table per dump.\n${dumps}`;
 }
 
 /** README text with every <!-- NAME:begin --> … <!-- NAME:end --> block replaced. */

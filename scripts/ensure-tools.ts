@@ -33,6 +33,27 @@ export const TOOLS: readonly Tool[] = [
   // tests that read as another user, and a FIFO in a walked tree
   { name: "setpriv", pkg: "util-linux" },
   { name: "mkfifo", pkg: "coreutils" },
+  // the offsite tests start a throwaway Ceph cluster as their S3 store (test/helpers/ceph.ts)
+  { name: "ceph-mon", pkg: "ceph-mon" },
+  { name: "ceph-osd", pkg: "ceph-osd" },
+  { name: "radosgw", pkg: "radosgw" },
+  { name: "ceph", pkg: "ceph-common" },
+  { name: "radosgw-admin", pkg: "ceph-common" },
+  { name: "monmaptool", pkg: "ceph-base" },
+  // an encrypted offsite copy must open with the age tool; the offsite benchmark runs rclone
+  { name: "age", pkg: "age" },
+  { name: "age-keygen", pkg: "age" },
+  { name: "rclone", pkg: "rclone" },
+  // database dumps with real databases: PostgreSQL, MariaDB and SQLite, started by the tests
+  { name: "pg_dump", pkg: "postgresql-client" },
+  { name: "psql", pkg: "postgresql-client" },
+  // the server itself (initdb, postgres) lives under /usr/lib/postgresql/VERSION/bin; this comes with it
+  { name: "pg_ctlcluster", pkg: "postgresql" },
+  { name: "mariadbd", pkg: "mariadb-server" },
+  { name: "mariadb-install-db", pkg: "mariadb-server" },
+  { name: "mariadb-dump", pkg: "mariadb-client" },
+  { name: "mariadb", pkg: "mariadb-client" },
+  { name: "sqlite3", pkg: "sqlite3" },
 ];
 
 const SBIN = "/usr/sbin:/sbin:/usr/local/sbin";

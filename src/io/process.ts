@@ -13,6 +13,11 @@ export interface RunOptions {
   /** Replaces the environment entirely when given. */
   env?: Record<string, string | undefined>;
   cwd?: string;
+  /**
+   * Hand standard output to the caller as a stream (Child.stdout), read only as fast as the
+   * caller reads it: a child that writes faster waits on the pipe, and memory stays bounded.
+   */
+  stdoutStream?: boolean;
   /** Keep standard output (up to maxStdout bytes) instead of discarding it. */
   captureStdout?: boolean;
   maxStdout?: number;
@@ -47,6 +52,8 @@ export interface RunResult {
 
 export interface Child {
   pid: number;
+  /** Standard output, when started with stdoutStream. */
+  stdout?: ReadableStream<Uint8Array>;
   kill(signal?: NodeJS.Signals | number): void;
   done: Promise<RunResult>;
 }
@@ -122,7 +129,7 @@ export function start(argv: string[], opts: RunOptions = {}): Child {
   try {
     proc = Bun.spawn(argv, {
       stdin: opts.passStdio ? "inherit" : "ignore",
-      stdout: opts.passStdio ? "inherit" : opts.captureStdout || opts.onStdoutLine ? "pipe" : "ignore",
+      stdout: opts.passStdio ? "inherit" : opts.captureStdout || opts.onStdoutLine || opts.stdoutStream ? "pipe" : "ignore",
       stderr: opts.discardStderr ? "ignore" : "pipe",
       env: (opts.env ?? process.env) as Record<string, string>,
       cwd: opts.cwd,
@@ -149,7 +156,8 @@ export function start(argv: string[], opts: RunOptions = {}): Child {
   const capture = opts.captureStdout ? { chunks: [] as Uint8Array[], size: 0, max: opts.maxStdout ?? 16 * 1024 * 1024 } : undefined;
   const stoppers: (() => void)[] = [];
   const errDone = opts.discardStderr ? Promise.resolve() : pumpLines(proc.stderr as ReadableStream<Uint8Array>, opts.onStderrLine ?? (() => {}), stoppers, keep);
-  const outDone = proc.stdout && typeof proc.stdout !== "number"
+  const streamed = opts.stdoutStream && proc.stdout && typeof proc.stdout !== "number" ? (proc.stdout as ReadableStream<Uint8Array>) : undefined;
+  const outDone = proc.stdout && typeof proc.stdout !== "number" && !streamed
     ? pumpLines(proc.stdout as ReadableStream<Uint8Array>, opts.onStdoutLine ?? (() => {}), stoppers, undefined, capture)
     : Promise.resolve();
   const done = (async (): Promise<RunResult> => {
@@ -176,7 +184,7 @@ export function start(argv: string[], opts: RunOptions = {}): Child {
       durationMs: performance.now() - began,
     };
   })();
-  return { pid: proc.pid, kill: (sig) => proc.kill(sig as never), done };
+  return { pid: proc.pid, stdout: streamed, kill: (sig) => proc.kill(sig as never), done };
 }
 
 export const spawner: Spawner = {

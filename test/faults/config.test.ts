@@ -32,23 +32,28 @@ const WRONG: Record<KeyType, readonly string[]> = {
   paths: ['"/not/an/array"', '["relative"]', "[]", "[1]"],
   enum: ['"bogus"', "1", '["gzip"]'],
   "smtp-url": ['"http://mail.example.com"', '"not a url"', "25"],
+  every: ['"weekly"', "0", "1.5", '"-7d"', "true", "[7]"],
+  // a command written as one string is the classic mistake: it would need a shell to split it
+  argv: ['"pg_dump shop"', "[]", "[1]", '[""]', '{ cmd = "x" }'],
 };
 
 /** A valid configuration with every section; keys as TOML literals. */
 function baseDoc(dir: string): Record<Section, Record<string, string>> {
   return {
     server: { sources: JSON.stringify([dir]), backup_dir: JSON.stringify(path.join(dir, "backup")) },
+    "server.dump": { name: '"shop"', postgresql: '"shop"' },
     client: { dest_dir: JSON.stringify(path.join(dir, "dest")) },
     "client.source": { name: '"web1"', remote: '"backup@web1.example.com:/var/backups/shoot"' },
     mail: { to: '["ops@example.com"]', from: '"shoot@example.com"', smtp: '"smtp://mail.example.com:587"' },
     monitor: {},
+    offsite: { name: '"aws"', endpoint: '"https://s3.eu-central-1.amazonaws.com"', bucket: '"backups-offsite"' },
   };
 }
 
 function render(doc: Record<Section, Record<string, string>>): string {
   const out: string[] = [];
-  for (const section of ["server", "client", "client.source", "mail", "monitor"] as const) {
-    out.push(section === "client.source" ? "[[client.source]]" : `[${section}]`);
+  for (const section of ["server", "server.dump", "client", "client.source", "mail", "monitor", "offsite"] as const) {
+    out.push(section === "client.source" || section === "server.dump" || section === "offsite" ? `[[${section}]]` : `[${section}]`);
     for (const [k, v] of Object.entries(doc[section])) out.push(`${k} = ${v}`);
     out.push("");
   }
@@ -56,7 +61,7 @@ function render(doc: Record<Section, Record<string, string>>): string {
 }
 
 /** The label ConfigError gives a key: "[server] keep", "[[client.source]] #1 port". */
-const label = (d: KeyDef) => (d.section === "client.source" ? `[[client.source]] #1 ${d.key}` : `[${d.section}] ${d.key}`);
+const label = (d: KeyDef) => (d.section === "client.source" || d.section === "server.dump" || d.section === "offsite" ? `[[${d.section}]] #1 ${d.key}` : `[${d.section}] ${d.key}`);
 
 let dir: string;
 beforeAll(() => {
@@ -124,7 +129,7 @@ describe("bad configuration from the key table", () => {
   }, 60_000);
 
   test("an unknown key in every section, an unknown section, a misspelt key: CONFIG_INVALID naming it", async () => {
-    const sections = ["server", "client", "client.source", "mail", "monitor"] as const;
+    const sections = ["server", "server.dump", "client", "client.source", "mail", "monitor"] as const;
     const cases: Array<{ name: string; edit: (d: Record<Section, Record<string, string>>) => void; says: string; text?: string }> = [
       ...sections.map((s) => ({ name: `unknown key in ${s}`, edit: (d: Record<Section, Record<string, string>>) => (d[s].colour = '"blue"'), says: "colour: unknown key" })),
       { name: "misspelt key", edit: (d) => (d.server.keeep = "3"), says: "[server] keeep: unknown key (known keys: name, sources" },
@@ -140,6 +145,40 @@ describe("bad configuration from the key table", () => {
       expect(r.stderr).toContain(c.says);
     });
     injected("unknown config key", cases.length);
+  }, 60_000);
+
+  test("retention and dump rules that do not make sense: CONFIG_INVALID naming the key", async () => {
+    type Edit = (d: Record<Section, Record<string, string>>) => void;
+    const cases: Array<{ name: string; edit: Edit; says: string }> = [
+      { name: "misspelt tier", edit: (d) => (d.server.keep_dayly = "7"), says: "[server] keep_dayly: unknown key" },
+      { name: "tier on a source misspelt", edit: (d) => (d["client.source"].keep_weeks = "4"), says: "[[client.source]] #1 keep_weeks: unknown key" },
+      { name: "negative tier", edit: (d) => (d.client.keep_monthly = "-1"), says: "[client] keep_monthly: expected a whole number from 0" },
+      { name: "rules that keep nothing", edit: (d) => (d.server.keep_last = "0"), says: "[server] keep_last: these keep rules keep no copy at all" },
+      { name: "every tier zero", edit: (d) => Object.assign(d.client, { keep_daily: "0", keep_weekly: "0", keep_within: '"0s"' }), says: "[client] keep_daily: these keep rules keep no copy at all" },
+      { name: "source keeping nothing", edit: (d) => (d["client.source"].keep_yearly = "0"), says: "[[client.source]] #1 keep_yearly: these keep rules keep no copy at all" },
+      { name: "keep and keep_last", edit: (d) => Object.assign(d.server, { keep: "3", keep_last: "4" }), says: "[server] keep_last: keep and keep_last are the same rule" },
+      { name: "dump with two ways", edit: (d) => (d["server.dump"].sqlite = '"/var/lib/app.db"'), says: "[[server.dump]] #1 sqlite: give exactly one of command, postgresql, mariadb, mysql, sqlite (got postgresql and sqlite)" },
+      { name: "dump with none", edit: (d) => delete d["server.dump"].postgresql, says: "[[server.dump]] #1 command: give exactly one of" },
+      { name: "dump command as a string", edit: (d) => Object.assign(d["server.dump"], { postgresql: undefined, command: '"pg_dump shop > /tmp/x"' }), says: "[[server.dump]] #1 command: expected a command as an array of strings" },
+      { name: "host for a command", edit: (d) => { delete d["server.dump"].postgresql; Object.assign(d["server.dump"], { command: '["cat", "/x"]', host: '"db1"' }); }, says: "[[server.dump]] #1 host: host is for the postgresql, mariadb and mysql shortcuts" },
+      { name: "hook as a string", edit: (d) => (d.server.before = '"systemctl stop app"'), says: "[server] before: expected a command as an array of strings" },
+    ];
+    await mapLimit(cases, 4, async (c) => {
+      const doc = baseDoc(dir);
+      c.edit(doc);
+      for (const s of Object.values(doc)) for (const k of Object.keys(s)) if (s[k] === undefined) delete s[k];
+      const file = path.join(dir, `rules-${c.name.replace(/\W+/g, "-")}.toml`);
+      fs.writeFileSync(file, render(doc));
+      const r = await runShoot(["check-config", "--config", file], { timeoutMs: 30_000 });
+      expect({ name: c.name, code: r.code }).toEqual({ name: c.name, code: 11 });
+      expect(r.stderr).toContain(c.says);
+      expect(r.stderr).toMatch(new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:\\d+: `));
+    });
+    // a second dump of the same name, through the parser
+    const doc = baseDoc(dir);
+    const twice = `${render(doc)}\n[[server.dump]]\nname = "shop"\nsqlite = "/var/lib/app.db"\n`;
+    expect(() => parseConfig(twice, "twice.toml", "host")).toThrow('[[server.dump]] #2 name: duplicate dump "dumps/shop.sql"');
+    injected("retention or dump rule that makes no sense", cases.length + 1);
   }, 60_000);
 });
 

@@ -247,7 +247,7 @@ describe("the client's destination file system", () => {
       injected("disk full (client, during/after)");
       const code = await boundedExit(proc, context);
       codes[code] = (codes[code] ?? 0) + 1;
-      expectNamed(code, CLIENT_STORAGE, context);
+      expectNamed(code, CLIENT_STORAGE, `${context}: ${lastFinalMessage(lane.dest)}`);
       lane.check(context, true);
       checkGoodKept(good, context);
       freeSpace(m);
@@ -421,3 +421,13 @@ describe("sources that change under the archive", () => {
     checkArchives(fx.backup, "special sources");
   }, 60_000);
 });
+
+/** What the client's last run said of itself, so that a code no test expected comes with its reason. */
+function lastFinalMessage(dest: string): string {
+  try {
+    const records = fs.readFileSync(path.join(dest, "client.status"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { code: number; msg: string });
+    return records.filter((r) => r.code >= 10 && r.code < 60).map((r) => r.msg).join(" / ");
+  } catch (e) {
+    return `client.status unreadable: ${String(e)}`;
+  }
+}

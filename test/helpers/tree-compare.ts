@@ -73,8 +73,11 @@ export interface CompareOptions {
  * Directory mtimes count: tar sets them after their contents.
  */
 export function treeDifferences(source: string, restored: string, opts: CompareOptions = {}): string[] {
-  const a = snapshotTree(source);
-  const b = snapshotTree(restored);
+  return snapshotDifferences(snapshotTree(source), snapshotTree(restored), opts);
+}
+
+/** treeDifferences of two snapshots (a tree as it was when its snapshot was taken). */
+export function snapshotDifferences(a: ReadonlyMap<string, TreeEntry>, b: ReadonlyMap<string, TreeEntry>, opts: CompareOptions = {}): string[] {
   const diffs: string[] = [];
   for (const rel of a.keys()) if (!b.has(rel)) diffs.push(`missing: ${JSON.stringify(rel)}`);
   for (const rel of b.keys()) if (!a.has(rel)) diffs.push(`extra: ${JSON.stringify(rel)}`);

@@ -8,6 +8,7 @@ import { cliLog } from "../log.ts";
 import { finishRun, refusedSpool } from "../finish.ts";
 import { pingHealthcheck } from "../../core/report/metrics.ts";
 import { abortOnSignals } from "../signals.ts";
+import { systemClock } from "../../core/common/deps.ts";
 
 // variadic: any number of source names (see checkArgs in run.ts)
 const meta = { name: "client", description: "Pull, verify and keep the servers' archives (all sources, or the ones named)", variadic: true };
@@ -28,7 +29,11 @@ export default defineCommand({
       const log = cliLog(args.quiet);
       const ping = await pingHealthcheck("start", { role: "client" }, config);
       if (ping.error) log.warn(ping.error);
-      const outcome = refusedSpool(config, cfg.dest_dir, "client") ?? await runClient(cfg, realDeps(log), { only: args._, signal: signals.signal });
+      // loaded only when a store is configured: the S3 and age code stays out of a plain run's start
+      const afterVerified = config.offsite?.length
+        ? (await import("../../core/offsite/hook.ts")).offsiteAfterVerified(config.offsite, { env: process.env, clock: systemClock, log, signal: signals.signal })
+        : undefined;
+      const outcome = refusedSpool(config, cfg.dest_dir, "client") ?? await runClient(cfg, realDeps(log), { only: args._, signal: signals.signal, afterVerified });
       await finishRun(outcome, { config, roleDir: cfg.dest_dir, log, quiet: args.quiet, json: args.json });
       return exitCodeFor(outcome.code);
     } finally {

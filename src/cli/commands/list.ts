@@ -6,6 +6,7 @@ import { readEntries } from "../../core/restore/read.ts";
 import { formatBytes } from "../../core/common/units.ts";
 import { configForArchive, heldArchives, resolveArchive, type HeldArchive } from "../../core/restore/verify.ts";
 import { configArgs } from "../args.ts";
+import { chainOf, levelOf } from "../../core/state/chain.ts";
 
 const TYPE_CHAR: Record<string, string> = { file: "-", dir: "d", symlink: "l", hardlink: "h" };
 
@@ -82,9 +83,24 @@ async function printEntries(file: string, json: boolean): Promise<void> {
 
 const CHECK_WORDS: Record<HeldArchive["checksumFile"], string> = { ok: "md5 file ok", missing: "NO .md5 FILE", bad: "BAD .md5 FILE", "size-mismatch": "SIZE ≠ LIST" };
 
+/**
+ * Each archive as a restore point: a full one alone, an incremental one with the archives it
+ * needs (docs/incremental.md), or what is missing from its chain.
+ */
+function restorePoint(h: HeldArchive, held: readonly HeldArchive[]): { level: number; needs: string[]; missing?: string } {
+  const c = chainOf(h.file, held.filter((x) => x.dir === h.dir).map((x) => x.file));
+  const level = levelOf(h.file) ?? 0;
+  return c.ok ? { level, needs: c.chain.slice(0, -1) } : { level, needs: c.found.slice(0, -1), missing: c.missing };
+}
+
+function pointWords(p: ReturnType<typeof restorePoint>): string {
+  if (p.missing) return `INCOMPLETE: needs ${p.missing}`;
+  return p.level === 0 ? "full" : `incremental (level ${p.level}): needs ${p.needs.length} earlier`;
+}
+
 function heldTable(held: readonly HeldArchive[]): string {
-  const rows = held.map((h) => [h.role, escapeText(h.owner), escapeText(h.file), h.made ? h.made.toISOString().slice(0, 19).replace("T", " ") : "?", formatBytes(h.bytes), CHECK_WORDS[h.checksumFile]]);
-  const head = ["ROLE", "OF", "ARCHIVE", "MADE (UTC)", "SIZE", "CHECKSUM"];
+  const rows = held.map((h) => [h.role, escapeText(h.owner), escapeText(h.file), h.made ? h.made.toISOString().slice(0, 19).replace("T", " ") : "?", formatBytes(h.bytes), CHECK_WORDS[h.checksumFile], escapeText(pointWords(restorePoint(h, held)))]);
+  const head = ["ROLE", "OF", "ARCHIVE", "MADE (UTC)", "SIZE", "CHECKSUM", "RESTORE POINT"];
   const widths = head.map((t, i) => Math.max(t.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => (i === 4 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd();
   return [line(head), ...rows.map(line)].join("\n");
@@ -101,8 +117,8 @@ export default defineCommand({
     const cfg = configForArchive(args.config, args.archive, process.env);
     if (!args.archive) {
       const held = heldArchives(cfg!);
-      if (args.json) console.log(JSON.stringify(held, null, 2));
-      else console.log(held.length ? `${heldTable(held)}\n(the CHECKSUM column checks the .md5 file, not the data: shoot verify hashes the archives)` : "no archives held here");
+      if (args.json) console.log(JSON.stringify(held.map((h) => ({ ...h, point: restorePoint(h, held) })), null, 2));
+      else console.log(held.length ? `${heldTable(held)}\n(the CHECKSUM column checks the .md5 file, not the data: shoot verify hashes the archives; each archive is a restore point: shoot restore ARCHIVE, or --at TIME)` : "no archives held here");
       return 0;
     }
     const a = resolveArchive(cfg, args.archive);

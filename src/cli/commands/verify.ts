@@ -1,6 +1,7 @@
 import { defineCommand } from "citty";
 import { codeName } from "../../core/common/codes.ts";
 import { configForArchive, heldArchives, resolveArchive, runVerify, type ArchiveVerdict } from "../../core/restore/verify.ts";
+import { chainProblem, withChains } from "../../core/restore/chain.ts";
 import { createProgress } from "../../core/report/progress.ts";
 import { escapeLines } from "../../core/common/escape.ts";
 import { formatBytes } from "../../core/common/units.ts";
@@ -33,14 +34,23 @@ export default defineCommand({
     // archives named by path need no configuration; names and "everything held" do
     const onlyPaths = args._.length > 0 && args._.every((x) => x.includes("/"));
     const cfg = configForArchive(args.config, onlyPaths ? args._[0] : undefined, process.env);
-    const archives = args._.length ? args._.map((x) => resolveArchive(cfg, x)) : heldArchives(cfg!);
+    const named = args._.length ? args._.map((x) => resolveArchive(cfg, x)) : heldArchives(cfg!);
+    // a restore point of several archives is checked whole: every archive it needs, and that they fit together
+    const archives = withChains(named);
     const signals = abortOnSignals();
     try {
       const report = await runVerify(archives, {
         deep: args.deep,
         signal: signals.signal,
         progressFor: (a) => createProgress({ label: `${args.deep ? "reading" : "hashing"} ${a.file}`, total: a.bytes, quiet: args.quiet }),
-        onVerdict: args.json ? undefined : printVerdict,
+        onVerdict: (v) => {
+          const broken = v.gone ? undefined : chainProblem(v.archive);
+          if (broken) {
+            v.problems.push(`as a restore point: ${broken}`);
+            v.ok = false;
+          }
+          if (!args.json) printVerdict(v);
+        },
       });
       if (args.json) console.log(JSON.stringify(report, null, 2));
       else console.log(escapeLines(`shoot verify: ${report.code === 0 ? "OK" : `FAILED ${report.code} ${codeName(report.code)}`}: ${report.message}`));

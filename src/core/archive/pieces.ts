@@ -74,10 +74,31 @@ export interface ErrnoFields {
   syscall?: string;
 }
 
+/**
+ * Streamed entries (streamed.ts), in sequence with the pieces: reserve a place in the file for
+ * a header not yet known; later, write the framed header there and hand its tar block to the
+ * proof, which has counted the entry's content on the side meanwhile.
+ */
+export interface ReserveRequest {
+  seq: number;
+  reserve: number;
+}
+export interface PatchRequest {
+  seq: number;
+  /** The sequence number of the reserve this fills. */
+  patch: number;
+  /** The framed header: exactly the reserved length. */
+  bytes: ArrayBuffer;
+  /** The 512-byte tar header block inside it. */
+  header: ArrayBuffer;
+}
+
 export type SinkRequest =
   | { fd: number; ports: MessagePort[]; flushBehind: boolean; prove: boolean }
   | { expect: Expectation[] }
   | { end: number }
+  | ReserveRequest
+  | PatchRequest
   | PieceToWrite;
 
 export type SinkReply =

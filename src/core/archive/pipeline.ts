@@ -12,7 +12,7 @@ import type { Compression } from "../common/config.ts";
 import { startWorkerFile } from "../common/worker-file.ts";
 import { isAllZero } from "./chunker.ts";
 import { BLOCK } from "./tar.ts";
-import { pieceHash, type CompressReply, type CompressRequest, type ErrnoFields, type Expectation, type PieceToWrite, type SinkReply, type SinkRequest } from "./pieces.ts";
+import { pieceHash, type CompressReply, type CompressRequest, type ErrnoFields, type Expectation, type PatchRequest, type PieceToWrite, type ReserveRequest, type SinkReply, type SinkRequest } from "./pieces.ts";
 
 /** The written archive did not prove restorable; the message says what did not match. */
 export class ArchiveUnprovenError extends Error {
@@ -221,6 +221,33 @@ export class PiecePipeline {
     slot.busy++;
     const m: CompressRequest = { seq, buf, len, keep };
     slot.worker.postMessage(m, [buf]);
+  }
+
+  /** Reserve `len` bytes in the file, in sequence, for a header written later (streamed.ts); its sequence number. */
+  reserve(len: number): number {
+    if (this.failure !== undefined) throw this.failure;
+    this.sendExpectations();
+    const seq = this.seq++;
+    this.lengths.set(seq, 0);
+    const m: ReserveRequest = { seq, reserve: len };
+    this.sink.postMessage(m);
+    return seq;
+  }
+
+  /** Fill a reserved place with `framed` (exactly its length) once every piece before this call is written. */
+  patch(reserved: number, framed: Uint8Array, header: Uint8Array): void {
+    if (this.failure !== undefined) throw this.failure;
+    this.sendExpectations();
+    const seq = this.seq++;
+    this.lengths.set(seq, 0);
+    if (this.opts.prove) {
+      this.table.set(reserved, framed.length, pieceHash(framed));
+      this.table.set(seq, 0, pieceHash(new Uint8Array(0)));
+    }
+    const bytes = framed.slice().buffer as ArrayBuffer;
+    const block = header.slice().buffer as ArrayBuffer;
+    const m: PatchRequest = { seq, patch: reserved, bytes, header: block };
+    this.sink.postMessage(m, [bytes, block]);
   }
 
   private toSink(m: PieceToWrite, transfer: ArrayBuffer[] = [m.out]): void {

@@ -7,7 +7,7 @@
  */
 import fs from "node:fs";
 import { openSyncRange, SYNC_FILE_RANGE_WRITE, type SyncFileRange } from "../common/libc.ts";
-import type { ErrnoFields, PieceToWrite, SinkReply, SinkRequest } from "./pieces.ts";
+import type { ErrnoFields, PatchRequest, PieceToWrite, ReserveRequest, SinkReply, SinkRequest } from "./pieces.ts";
 import { StreamProof } from "./stream-proof.ts";
 
 declare const self: Worker;
@@ -30,7 +30,8 @@ const GC_EVERY = 16 << 20;
 const md5 = new Bun.CryptoHasher("md5");
 const sha256 = new Bun.CryptoHasher("sha256");
 const OUT = new Uint8Array(OUT_BUFFER);
-const held = new Map<number, { piece: PieceToWrite; port?: MessagePort }>();
+type InSequence = PieceToWrite | ReserveRequest | PatchRequest;
+const held = new Map<number, { piece: InSequence; port?: MessagePort }>();
 let fd = -1;
 let fill = 0;
 let next = 0;
@@ -42,6 +43,10 @@ let proof: StreamProof | undefined;
 let syncRange: SyncFileRange | undefined;
 let onDisk = 0;
 let flushed = 0;
+/** Where the first reserved place starts: from there on the digests are taken by reading the file back. */
+let hashFrom = -1;
+/** File offsets of the reserved places, by their sequence number. */
+const reserved = new Map<number, number>();
 
 function reply(m: SinkReply, transfer: ArrayBuffer[] = []): void {
   self.postMessage(m, transfer);
@@ -56,8 +61,10 @@ function emit(v: Uint8Array): void {
     syncRange(fd, flushed, onDisk - flushed, SYNC_FILE_RANGE_WRITE);
     flushed = onDisk;
   }
-  md5.update(v);
-  sha256.update(v);
+  if (hashFrom < 0) {
+    md5.update(v);
+    sha256.update(v);
+  }
 }
 
 /**
@@ -113,10 +120,63 @@ function proveZeros(n: number): void {
   for (let left = n; left > 0; left -= ZEROS.length) proof?.push(ZEROS.subarray(0, Math.min(left, ZEROS.length)), true);
 }
 
+/** A place for a header written later (streamed.ts): zeros on disk now, digests from here on by reading back. */
+function reserveOne(m: ReserveRequest): void {
+  if (failed) return;
+  try {
+    // the reserved place is on disk before its patch is written into it
+    if (fill > 0) emit(OUT.subarray(0, fill));
+    fill = 0;
+    if (hashFrom < 0) hashFrom = onDisk;
+    reserved.set(m.seq, onDisk);
+    emit(new Uint8Array(m.reserve));
+    written += m.reserve;
+    proof?.streamStart();
+  } catch (err) {
+    fail(err);
+  }
+}
+
+/** The framed header into its reserved place; every piece of the entry's content is written by now. */
+function patchOne(m: PatchRequest): void {
+  if (failed) return;
+  try {
+    const at = reserved.get(m.patch);
+    if (at === undefined) throw new Error(`no reserved place ${m.patch} to fill`);
+    reserved.delete(m.patch);
+    const bytes = new Uint8Array(m.bytes);
+    let done = 0;
+    while (done < bytes.length) done += fs.writeSync(fd, bytes, done, bytes.length - done, at + done);
+    proof?.streamEnd(new Uint8Array(m.header));
+  } catch (err) {
+    fail(err);
+  }
+}
+
+/** MD5 and SHA-256 of what lies past the first reserved place, read back from the file. */
+function hashFromFile(): void {
+  if (hashFrom < 0) return;
+  const buf = new Uint8Array(1 << 20);
+  for (let at = hashFrom; at < onDisk; ) {
+    const n = fs.readSync(fd, buf, 0, Math.min(buf.length, onDisk - at), at);
+    if (n === 0) throw new Error(`the archive ends at byte ${at} while reading it back for its checksums (${onDisk} were written)`);
+    md5.update(buf.subarray(0, n));
+    sha256.update(buf.subarray(0, n));
+    at += n;
+  }
+}
+
 function finish(): void {
   if (!failed && fill > 0) {
     try {
       emit(OUT.subarray(0, fill));
+    } catch (err) {
+      fail(err);
+    }
+  }
+  if (!failed) {
+    try {
+      hashFromFile();
     } catch (err) {
       fail(err);
     }
@@ -132,7 +192,9 @@ function advance(): void {
   let moved = false;
   for (let h = held.get(next); h !== undefined; h = held.get(next)) {
     held.delete(next);
-    writeOne(h.piece, h.port);
+    if ("reserve" in h.piece) reserveOne(h.piece);
+    else if ("patch" in h.piece) patchOne(h.piece);
+    else writeOne(h.piece, h.port);
     next++;
     moved = true;
   }
@@ -140,7 +202,7 @@ function advance(): void {
   else if (moved) reply({ done: next, written, failed, unproven: proof?.failure });
 }
 
-function onPiece(piece: PieceToWrite, port?: MessagePort): void {
+function onPiece(piece: InSequence, port?: MessagePort): void {
   held.set(piece.seq, { piece, port });
   advance();
 }

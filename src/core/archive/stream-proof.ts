@@ -24,6 +24,8 @@ export class StreamProof {
   private readonly expected: Expectation[] = [];
   private current: Parsed | undefined;
   private pushedAt = 0;
+  /** A streamed entry's content (streamed.ts), counted on the side until its header arrives. */
+  private streaming: { crc: number; bytes: number; at: number } | undefined;
   /** Bytes pushed so far. */
   tarBytes = 0;
   entries = 0;
@@ -38,6 +40,12 @@ export class StreamProof {
   /** The next bytes of the tar stream (`zeros`: they are known to be zeros, as a sparse file's are). */
   push(bytes: Uint8Array, zeros = false): void {
     if (this.failure) return;
+    if (this.streaming) {
+      this.streaming.crc = crc32Of(bytes, this.streaming.crc, zeros);
+      this.streaming.bytes += bytes.length;
+      this.tarBytes += bytes.length;
+      return;
+    }
     const start = this.tarBytes;
     this.pushedAt = start;
     this.tarBytes += bytes.length;
@@ -52,6 +60,50 @@ export class StreamProof {
     } catch (e) {
       this.failure = `the tar stream does not parse at byte ${this.parser.offset} of ${this.tarBytes}: ${e instanceof TarFormatError || e instanceof Error ? e.message : String(e)}`;
     }
+  }
+
+  /**
+   * A streamed entry begins: its header comes last (streamEnd), its content and padding now.
+   * The stream is at an entry boundary here (the writer cut a piece before it).
+   */
+  streamStart(): void {
+    if (this.failure) return;
+    if (this.parser.ended) {
+      this.failure = `a streamed entry follows the end-of-archive marker at byte ${this.tarBytes}`;
+      return;
+    }
+    this.closeCurrent();
+    this.streaming = { crc: 0, bytes: 0, at: this.tarBytes };
+  }
+
+  /** The streamed entry's header block: its name, type and size against what was counted (content and padding; the CRC covers both). */
+  streamEnd(header: Uint8Array): void {
+    const s = this.streaming;
+    this.streaming = undefined;
+    if (this.failure || !s) {
+      this.failure ??= "a streamed entry's header came without its content";
+      return;
+    }
+    let listing: TarListing | undefined;
+    try {
+      new TarParser().push(header, (t) => (listing = t));
+    } catch (e) {
+      this.failure = `the header written for the streamed entry after byte ${s.at} does not parse: ${e instanceof Error ? e.message : String(e)}`;
+      return;
+    }
+    if (!listing) {
+      this.failure = `the header written for the streamed entry after byte ${s.at} holds no entry`;
+      return;
+    }
+    const padded = Math.ceil(listing.size / 512) * 512;
+    if (padded !== s.bytes) {
+      this.failure = `${JSON.stringify(listing.name)}: its header says ${listing.size} bytes, ${s.bytes} bytes of content and padding were written`;
+      return;
+    }
+    this.tarBytes += header.length;
+    this.parsed.push({ name: listing.name, type: listing.type, size: listing.size, linkTarget: listing.linkTarget, crc: s.crc, at: s.at });
+    this.entries++;
+    this.match();
   }
 
   /** Call when everything was pushed and expected: the verdict (undefined: proven). */

@@ -34,6 +34,11 @@ export interface TarHeader extends TarOwnership {
   /** Modification time in nanoseconds since the epoch. */
   mtimeNs: bigint;
   linkTarget?: string;
+  /**
+   * A directory's GNU dumpdir (incremental.ts): written as the pax record `GNU.dumpdir`, the
+   * form GNU tar itself uses in pax archives, so that every other reader sees a plain directory.
+   */
+  dumpdir?: string;
 }
 
 const TYPEFLAG: Record<TarType, number> = {
@@ -245,6 +250,7 @@ export function encodeHeader(h: TarHeader): Uint8Array {
 
   const mtime = mtimeFields(h.mtimeNs);
   if (mtime.pax !== undefined) addPax("mtime", mtime.pax);
+  if (h.type === "dir" && h.dumpdir !== undefined) addPax("GNU.dumpdir", h.dumpdir);
 
   const main: UstarFields = {
     name: split.name,
@@ -329,6 +335,8 @@ export interface TarListing {
   unrestorable?: string;
   /** Byte of the tar stream where the entry's first header block (extended headers included) starts. */
   offset?: number;
+  /** A directory's GNU dumpdir, when the archive is an incremental one (incremental.ts). */
+  dumpdir?: string;
 }
 
 export class TarFormatError extends Error {
@@ -450,7 +458,7 @@ const SPARSE_MAP_KEYS = new Set(["GNU.sparse.numblocks", "GNU.sparse.map", "GNU.
 
 /** The records of a pax header, in order; repeated keys (GNU's sparse format 0.0) kept. */
 interface PaxRecords {
-  /** Each key's last value; values are cut at a NUL, as GNU tar reads them. */
+  /** Each key's last value; values but GNU.dumpdir's are cut at a NUL, as GNU tar reads them. */
   map: Map<string, string>;
   /** Keys whose value is not UTF-8. */
   notUtf8?: Set<string>;
@@ -477,7 +485,8 @@ function parsePaxRecords(data: Uint8Array): PaxRecords {
     const eq = data.indexOf(0x3d, i + 1);
     if (eq < 0 || eq >= end) throw new TarFormatError(`pax record at byte ${at} of its header has no "="`);
     const key = text(data, i + 1, eq);
-    let vEnd = data.indexOf(0, eq + 1);
+    // GNU.dumpdir is a list of NUL-ended names: GNU tar reads it by its length, every other value up to a NUL
+    let vEnd = key === "GNU.dumpdir" ? -1 : data.indexOf(0, eq + 1);
     if (vEnd < 0 || vEnd > end - 1) vEnd = end - 1;
     const value = text(data, eq + 1, vEnd);
     if (lastNotUtf8) (out.notUtf8 ??= new Set()).add(key);
@@ -763,6 +772,7 @@ export class TarParser {
       mtimeNs,
       linkTarget: type === "symlink" || type === "hardlink" ? linkTarget : undefined,
       offset: this.entryStart >= 0 ? this.entryStart : at,
+      dumpdir: type === "dir" ? this.pax?.map.get("GNU.dumpdir") : undefined,
     };
     if (kind) e.kind = kind;
     if (notUtf8) e.unrestorable = "its name or link target is not UTF-8";

@@ -17,6 +17,9 @@ import { Chunker, isAllZero, type ChunkerParams } from "./chunker.ts";
 import { encodeHeader, paddingAfter, RECORD, BLOCK, TarFormatError, TarParser, type TarListing, type TarOwnership, type TarType } from "./tar.ts";
 import { errnoCode, errorMessage } from "../common/errors.ts";
 import { ArchiveUnprovenError, compressionThreads, PiecePipeline } from "./pipeline.ts";
+import { frameHeader, RESERVED, streamedHeader, type StreamedEntry } from "./streamed.ts";
+
+export type { StreamedEntry } from "./streamed.ts";
 import { crc32Zeros } from "./crc32.ts";
 
 export type EntryType = TarType;
@@ -35,6 +38,8 @@ export interface ArchiveEntry extends TarOwnership {
   mtimeNs?: bigint;
   /** Symlink: its target as read; hard link: the archive name of the first entry with that inode. */
   linkTarget?: string;
+  /** Directory of an incremental archive: its GNU dumpdir (incremental.ts), written with its header. */
+  dumpdir?: string;
 }
 
 export type ArchiveWarningCode = "FILE_VANISHED" | "FILE_UNREADABLE" | "FILE_CHANGED";
@@ -71,6 +76,12 @@ export interface ArchiveOptions {
    * file here, as a failing disk or another writer would.
    */
   onWritten?: (fd: number) => void;
+  /**
+   * Entries whose content is a stream of unknown length (database dumps), written after the
+   * entries (streamed.ts). The fd must be open for reading too: the checksums past the first of
+   * them are taken by reading the file back.
+   */
+  streams?: readonly StreamedEntry[];
 }
 
 export interface ArchiveResult {
@@ -89,6 +100,8 @@ export interface ArchiveResult {
   engine: string;
   /** The archive was proven restorable: every piece, the whole tar stream, the file read back. */
   proven: boolean;
+  /** The streamed entries written, with their sizes. */
+  streamed: Array<{ name: string; size: number }>;
 }
 
 /**
@@ -307,6 +320,7 @@ export async function writeArchive(
           size,
           mtimeNs,
           linkTarget,
+          dumpdir: e.dumpdir,
         });
         chunker.boundary(nameToken(e.name));
         emit(header);
@@ -333,6 +347,13 @@ export async function writeArchive(
       progress();
     }
 
+    const streamed: ArchiveResult["streamed"] = [];
+    for (const s of opts.streams ?? []) {
+      const w: StreamContext = { chunker, out, compression: c, prove, signal, progress, emit, counted: (n) => (inputBytes += n) };
+      streamed.push({ name: s.name, size: await writeStreamed(s, w) });
+      count++;
+    }
+
     // end of archive: two zero blocks, then zeros to a whole record like GNU tar
     const end = 2 * BLOCK;
     const total = inputBytes + end;
@@ -344,11 +365,61 @@ export async function writeArchive(
       throw new ArchiveUnprovenError(`the tar stream read back holds ${done.entries} entries in ${done.tarBytes} bytes; ${count} entries in ${inputBytes} bytes were written`);
     }
     opts.onProgress?.({ inputBytes, outputBytes: size });
-    return { size, md5, sha256, entries: count, inputBytes, skipped, engine: out.engine, proven: prove };
+    return { size, md5, sha256, entries: count, inputBytes, skipped, engine: out.engine, proven: prove, streamed };
   } finally {
     out.close();
   }
 }
+
+interface StreamContext {
+  chunker: Chunker;
+  out: PiecePipeline;
+  compression: Compression;
+  prove: boolean;
+  signal?: AbortSignal;
+  progress: () => void;
+  /** Bytes through the chunker, counted as tar stream. */
+  emit: (bytes: Uint8Array) => void;
+  /** Count bytes of tar stream put in another way. */
+  counted: (n: number) => void;
+}
+
+/**
+ * One streamed entry (streamed.ts): a cut, a reserved place for the header, the content as it
+ * comes (read no faster than the archive is written), the padding, another cut, then the
+ * header into its place. Returns the content's size. A stream that ended unwhole (`ended`
+ * throws) fails the archive.
+ */
+async function writeStreamed(s: StreamedEntry, w: StreamContext): Promise<number> {
+  w.chunker.finish();
+  const reservedSeq = w.out.reserve(RESERVED[w.compression]);
+  w.counted(BLOCK);
+  let size = 0;
+  let crc = 0;
+  for await (const chunk of s.content) {
+    if (w.signal?.aborted) throw abortError(w.signal);
+    if (w.prove) crc = Bun.hash.crc32(chunk, crc);
+    w.chunker.append(chunk);
+    w.counted(chunk.length);
+    size += chunk.length;
+    await w.out.room();
+    w.progress();
+  }
+  await s.ended();
+  const pad = paddingAfter(size);
+  if (pad) {
+    w.emit(PADDING.subarray(0, pad));
+    if (w.prove) crc = crc32Zeros(crc, pad);
+  }
+  w.chunker.finish();
+  const header = streamedHeader(s, size);
+  // the proof counts content and padding on the side: its CRC-32 covers both
+  w.out.expect({ name: s.name, type: "file", size, crc });
+  w.out.patch(reservedSeq, frameHeader(w.compression, header), header);
+  await w.out.room();
+  return size;
+}
+
 
 /** The compression of an archive, from its first bytes (its name may lie). */
 export function detectCompression(head: Uint8Array): Compression {

@@ -27,8 +27,11 @@ import { CHECKSUM_SUFFIX, LIST_SUFFIX, TEMP_PREFIX, archiveTime, isArchiveName, 
 import { describeArchive, verifyArchive, warnedPathsIn } from "../restore/verify.ts";
 import { forgetCopies, heldCopies, recordVerified } from "../state/copies.ts";
 import { unsafeDir } from "../state/strict-modes.ts";
-import type { RunOutcome, SourceOutcome, Warning } from "../common/outcome.ts";
-import { toRemove } from "../state/retention.ts";
+import type { AfterVerified, RunOutcome, SourceOutcome, StoreOutcome, Warning } from "../common/outcome.ts";
+import { clientCopies, describeRemoved, planRemoval, type PruneRecord } from "../state/held.ts";
+import type { RetentionRules } from "../state/retention.ts";
+import { archivesNeeded } from "../state/chain.ts";
+import { judgeChain } from "./chain.ts";
 import { SharedSsh } from "../transfer/ssh-shared.ts";
 import {
   MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
@@ -54,6 +57,8 @@ export interface ClientRunOptions {
   /** Pull only these sources (names from the command line). */
   only?: readonly string[];
   signal?: AbortSignal;
+  /** Called once a source's current copy is verified and in place (offsite copies). */
+  afterVerified?: AfterVerified;
 }
 
 /** The sources a run pulls: all, or the ones named (each must exist). */
@@ -236,20 +241,24 @@ function prunePartials(stage: string, keepName: string): void {
 
 interface RetentionResult {
   removed: string[];
+  /** What the rules removed, and why, for the ROTATED record. */
+  record?: PruneRecord;
   error?: string;
 }
 
 /**
- * Keep `keep` verified copies, the oldest verified going first and never the newest verified
- * (whatever the names say); once a verified copy is held, archives left without a .md5 (a crash
- * before it was written) go too.
+ * Keep what the rules keep of the verified copies, in the order they were verified and never
+ * the newest verified (whatever the names say); once a verified copy is held, archives left
+ * without a .md5 (a crash before it was written) go too.
  */
-function applyRetention(dir: string, keep: number): RetentionResult {
+function applyRetention(dir: string, rules: RetentionRules): RetentionResult {
   const removed: string[] = [];
+  let record: PruneRecord | undefined;
   try {
     const verified = verifiedCopies(dir);
     const orphans = verified.length > 0 ? sortArchives(readDirOrEmpty(dir)).filter((n) => !verified.includes(n)) : [];
-    for (const n of [...toRemove(verified, keep), ...orphans]) {
+    record = planRemoval(clientCopies(dir, verified), rules).record;
+    for (const n of [...record.removed.map((r) => r.file), ...orphans]) {
       // the .md5 goes first: a copy half removed is never counted as verified
       fs.rmSync(path.join(dir, `${n}${CHECKSUM_SUFFIX}`), { force: true });
       fs.rmSync(path.join(dir, n), { force: true });
@@ -257,10 +266,22 @@ function applyRetention(dir: string, keep: number): RetentionResult {
       removed.push(n);
     }
     forgetCopies(dir, removed);
-    return { removed };
+    return { removed, record };
   } catch (e) {
-    return { removed, error: errorMessage(e) };
+    return { removed, record, error: errorMessage(e) };
   }
+}
+
+/** The ROTATED record of what a retention pass removed, and why. */
+function recordRemoved(status: StatusWriter, source: SourceConfig, kept: RetentionResult): void {
+  if (kept.removed.length === 0) return;
+  const why = kept.record?.removed.length ? describeRemoved(kept.record) : kept.removed.join(", ");
+  status.write("ROTATED", `${source.name}: removed ${why}`, { step: "rotate", data: { source: source.name, ...kept.record, files: kept.removed } });
+}
+
+/** The rules for a source's copies: its own, else [client]'s. */
+function rulesFor(cfg: ClientConfig, source: SourceConfig): RetentionRules {
+  return source.retention ?? cfg.retention;
 }
 
 // --- one source -----------------------------------------------------------------------------
@@ -271,6 +292,7 @@ interface RunContext {
   status: StatusWriter;
   signal?: AbortSignal;
   children: Set<Child>;
+  afterVerified?: AfterVerified;
 }
 
 class SourceFailure extends Error {
@@ -437,72 +459,36 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
     const verdict = judgeStatus(parsed, mtime, deps.clock.now(), cfg.max_age);
     if (!verdict.ok) throw new SourceFailure(verdict.code, verdict.why);
     const a = verdict.archive;
+    const chain = judgeChain(verdict.final.data, a);
+    if (!chain.ok) throw new SourceFailure("STATUS_INVALID", `server.status: ${chain.why}; nothing was pulled`);
+    const first = verifiedCopies(dir).length === 0;
 
-    const heldMd5 = heldChecksum(dir, a.file);
-    if (heldMd5 !== undefined && heldMd5 !== a.md5) {
-      // a server never makes two archives of one name: a copy held is never replaced by another
-      throw new SourceFailure("STATUS_INVALID", `server.status gives ${a.file} the MD5 ${a.md5}, but the verified copy held under that name has ${heldMd5}; it is kept and nothing was pulled`);
+    // 2b. the archives an incremental one needs before it (docs/incremental.md), each pulled like it when not held
+    const pull: PullOne = { ctx, source, shared, stage, dir, records: parsed.records, withList: chain.lists, fullSize: chain.links[0]?.size ?? a.size, step };
+    const links: string[] = [];
+    for (const link of chain.links) {
+      if (held(dir, link, chain.lists)) continue;
+      await pullOne(pull, link);
+      links.push(link.file);
     }
-    if (heldMd5 === a.md5 && sizeOf(path.join(dir, a.file)) === a.size) {
-      const kept = applyRetention(dir, cfg.keep);
+    const also = links.length ? `; first the ${links.length} archive(s) it needs: ${links.join(", ")}` : "";
+
+    if (held(dir, a, chain.lists)) {
+      const kept = applyRetention(dir, rulesFor(cfg, source));
+      recordRemoved(status, source, kept);
       if (kept.error) throw new SourceFailure("CLIENT_ROTATION_FAILED", `${a.file} is current, but removing old copies failed: ${kept.error}`);
       fs.rmSync(stage, { recursive: true, force: true });
       const why = verdict.serverCode === code("UNCHANGED") ? "nothing changed on the server" : "pulled by an earlier run";
+      if (links.length) return { name: source.name, code: code("NEW_ARCHIVE"), message: `already holds the current archive ${a.file} (${why})${also}`, archive: a, warnings };
       return { name: source.name, code: code("UNCHANGED"), message: `already holds the current archive ${a.file} (${why})`, archive: a, warnings };
     }
-    const first = verifiedCopies(dir).length === 0;
-
-    // 3. space. Data kept from an interrupted transfer only saves time: partials of other
-    // archives go first, and this archive's own partial goes when the space is short (resuming
-    // needs room for the partial and the whole new file). Kept, either would block every later
-    // pull on a nearly full disk with CLIENT_NO_SPACE.
-    prunePartials(stage, a.file);
-    let free = deps.disk.freeBytes(dir);
-    const partial = path.join(stage, PARTIAL_DIR, a.file);
-    if (free < a.size + cfg.reserve && sizeOf(partial) !== undefined) {
-      fs.rmSync(partial, { force: true });
-      free = deps.disk.freeBytes(dir);
-    }
-    if (free < a.size + cfg.reserve) {
-      throw new SourceFailure("CLIENT_NO_SPACE", `${a.file} needs ${formatBytes(a.size)} plus the reserve of ${formatBytes(cfg.reserve)}; ${formatBytes(free)} is free in ${dir}`);
-    }
-
-    // 4. pull, verify, move into place
-    step(`pulling ${a.file} (${formatBytes(a.size)})`);
-    const controlPath = shared.controlPath;
-    const follower = followDigest(stage, a.file, copyCheck(a).algorithm);
-    const stats = await rsync(ctx, {
-      client: cfg, source, files: [a.file, `${a.file}${CHECKSUM_SUFFIX}`], into: stage,
-      // the checksum file is tiny; an archive bigger than its record says is not transferred
-      maxSize: Math.max(a.size, 64 * 1024),
-      resumable: { basisDir: ".." },
-      controlPath,
-    }, "PULL_FAILED", undefined, stage).catch((e: unknown) => {
-      follower.cancel();
-      throw e;
-    });
-    // what is still dirty goes to disk while the hashing ends: on its own the fsync took
-    // 0.46 s for 700 MB (commit's fsync then finds little left to write)
-    const flushed = flushToDisk(path.join(stage, a.file));
-    const hashed = await follower.finish().then((followed) => verify(stage, a, followed)).catch(async (e: unknown) => {
-      await flushed; // a rejected copy is removed; what its flush met no longer matters
-      throw e;
-    });
-    const flushError = await flushed;
-    if (flushError !== undefined) throw flushError;
-    const proof = cfg.verify === "deep" ? await proveCopy(ctx, source, stage, a, parsed.records, controlPath) : undefined;
-    recordOrder(dir, a.file, deps.clock.now());
-    commit(stage, dir, a, proof !== undefined);
-    status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {
-      step: "pull", archive: a,
-      data: { source: source.name, literal: stats.literal, matched: stats.matched, received: stats.received, sent: stats.sent, hashed, sharedSsh: controlPath !== undefined, proof },
-    });
+    const stats = await pullOne(pull, a);
 
     // 5. retention
-    const kept = applyRetention(dir, cfg.keep);
-    if (kept.removed.length > 0) status.write("ROTATED", `${source.name}: removed ${kept.removed.join(", ")}`, { step: "rotate", data: { source: source.name } });
+    const kept = applyRetention(dir, rulesFor(cfg, source));
+    recordRemoved(status, source, kept);
     fs.rmSync(stage, { recursive: true, force: true });
-    const message = `pulled and verified ${a.file} (${describePull(a, stats)})${first ? ", the first copy of this source" : ""}`;
+    const message = `pulled and verified ${a.file} (${describePull(a, stats)})${first ? ", the first copy of this source" : ""}${also}`;
     if (kept.error) {
       return { name: source.name, code: code("CLIENT_ROTATION_FAILED"), message: `${message}; removing old copies failed: ${kept.error}`, archive: a, wireBytes: stats.received, warnings };
     }
@@ -513,6 +499,114 @@ async function pullSourceOver(ctx: RunContext, source: SourceConfig, shared: Sha
     if (e instanceof ShootError) return { name: source.name, code: e.code, message: e.message, warnings };
     return { name: source.name, code: code("INTERNAL_ERROR"), message: `internal error: ${errorMessage(e)}`, warnings };
   }
+}
+
+/** The verified copies held in `dir` that restore point `a` needs before it, as a status record would give them. */
+function heldLinks(dir: string, a: ArchiveInfo): ArchiveInfo[] {
+  return archivesNeeded(a.file, verifiedCopies(dir)).slice(0, -1).flatMap((file) => {
+    const h = describeArchive(path.join(dir, file), "client", "");
+    return h?.md5 ? [{ file, size: h.bytes, md5: h.md5, ...(h.list?.sha256 ? { sha256: h.list.sha256 } : {}) }] : [];
+  });
+}
+
+/**
+ * The offsite step, after the pull: the source's current copy (new, or held from an earlier
+ * run) goes to each store. Its outcome sits beside the pull's code and never changes it.
+ */
+async function withOffsite(ctx: RunContext, source: SourceConfig, o: SourceOutcome): Promise<SourceOutcome> {
+  if (!ctx.afterVerified || !isGolden(o.code) || !o.archive || ctx.signal?.aborted) return o;
+  const dir = path.join(ctx.cfg.dest_dir, source.name);
+  let offsite: StoreOutcome[];
+  try {
+    // an incremental copy goes after the copies it needs (docs/incremental.md): a store that
+    // holds them already finds each in place
+    offsite = [];
+    for (const link of heldLinks(dir, o.archive)) offsite.push(...(await ctx.afterVerified({ source: source.name, dir, archive: link }, (name, msg, data) => ctx.status.write(name, msg, { step: "offsite", data }))));
+    offsite.push(...(await ctx.afterVerified({ source: source.name, dir, archive: o.archive }, (name, msg, data) => ctx.status.write(name, msg, { step: "offsite", data }))));
+  } catch (e) {
+    offsite = [{ store: "offsite", code: code("STORE_FAILED"), message: errorMessage(e) }];
+  }
+  return offsite.length ? { ...o, offsite } : o;
+}
+
+/** What pulling one archive needs from the source's run. */
+interface PullOne {
+  ctx: RunContext;
+  source: SourceConfig;
+  shared: SharedSsh;
+  stage: string;
+  dir: string;
+  records: readonly StatusRecord[];
+  /** Keep the server's file list beside the copy even without a deep check (a link of a chain). */
+  withList: boolean;
+  /** The size of the full archive of the chain: a list is about as large as that archive's. */
+  fullSize: number;
+  step: (msg: string) => void;
+}
+
+/**
+ * Whether the verified copy of `a` is held (with its file list when one is needed); throws when
+ * a copy of that name is held with another checksum.
+ */
+function held(dir: string, a: ArchiveInfo, withList: boolean): boolean {
+  const heldMd5 = heldChecksum(dir, a.file);
+  if (heldMd5 !== undefined && heldMd5 !== a.md5) {
+    // a server never makes two archives of one name: a copy held is never replaced by another
+    throw new SourceFailure("STATUS_INVALID", `server.status gives ${a.file} the MD5 ${a.md5}, but the verified copy held under that name has ${heldMd5}; it is kept and nothing was pulled`);
+  }
+  return heldMd5 === a.md5 && sizeOf(path.join(dir, a.file)) === a.size && (!withList || sizeOf(path.join(dir, `${a.file}${LIST_SUFFIX}`)) !== undefined);
+}
+
+/** Steps 3 and 4 for one archive: space, pull, verify, move into place, and its PULLED record. */
+async function pullOne(p: PullOne, a: ArchiveInfo): Promise<TransferStats> {
+  const { ctx, source, stage, dir, step } = p;
+  const { cfg, deps, status } = ctx;
+  // 3. space. Data kept from an interrupted transfer only saves time: partials of other
+  // archives go first, and this archive's own partial goes when the space is short (resuming
+  // needs room for the partial and the whole new file). Kept, either would block every later
+  // pull on a nearly full disk with CLIENT_NO_SPACE.
+  prunePartials(stage, a.file);
+  let free = deps.disk.freeBytes(dir);
+  const partial = path.join(stage, PARTIAL_DIR, a.file);
+  if (free < a.size + cfg.reserve && sizeOf(partial) !== undefined) {
+    fs.rmSync(partial, { force: true });
+    free = deps.disk.freeBytes(dir);
+  }
+  if (free < a.size + cfg.reserve) {
+    throw new SourceFailure("CLIENT_NO_SPACE", `${a.file} needs ${formatBytes(a.size)} plus the reserve of ${formatBytes(cfg.reserve)}; ${formatBytes(free)} is free in ${dir}`);
+  }
+
+  // 4. pull, verify, move into place
+  step(`pulling ${a.file} (${formatBytes(a.size)})`);
+  const controlPath = p.shared.controlPath;
+  const follower = followDigest(stage, a.file, copyCheck(a).algorithm);
+  const stats = await rsync(ctx, {
+    client: cfg, source, files: [a.file, `${a.file}${CHECKSUM_SUFFIX}`], into: stage,
+    // the checksum file is tiny; an archive bigger than its record says is not transferred
+    maxSize: Math.max(a.size, 64 * 1024),
+    resumable: { basisDir: ".." },
+    controlPath,
+  }, "PULL_FAILED", undefined, stage).catch((e: unknown) => {
+    follower.cancel();
+    throw e;
+  });
+  // what is still dirty goes to disk while the hashing ends: on its own the fsync took
+  // 0.46 s for 700 MB (commit's fsync then finds little left to write)
+  const flushed = flushToDisk(path.join(stage, a.file));
+  const hashed = await follower.finish().then((followed) => verify(stage, a, followed)).catch(async (e: unknown) => {
+    await flushed; // a rejected copy is removed; what its flush met no longer matters
+    throw e;
+  });
+  const flushError = await flushed;
+  if (flushError !== undefined) throw flushError;
+  const proof = cfg.verify === "deep" || p.withList ? await proveCopy(ctx, source, stage, a, p.records, controlPath, cfg.verify === "deep", Math.max(a.size, p.fullSize)) : undefined;
+  recordOrder(dir, a.file, deps.clock.now());
+  commit(stage, dir, a, proof !== undefined);
+  status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {
+    step: "pull", archive: a,
+    data: { source: source.name, literal: stats.literal, matched: stats.matched, received: stats.received, sent: stats.sent, hashed, sharedSsh: controlPath !== undefined, proof },
+  });
+  return stats;
 }
 
 /** After a failure the staging directory stays only when it holds data worth resuming from. */
@@ -580,7 +674,7 @@ async function verify(stage: string, a: ArchiveInfo, followed: FollowResult): Pr
  * whole tar stream and check every entry against that list (restore/verify.ts). A copy that
  * does not prove restorable is removed and never counted. Returns what was proven, for PULLED.
  */
-async function proveCopy(ctx: RunContext, source: SourceConfig, stage: string, a: ArchiveInfo, records: readonly StatusRecord[], controlPath?: string): Promise<string> {
+async function proveCopy(ctx: RunContext, source: SourceConfig, stage: string, a: ArchiveInfo, records: readonly StatusRecord[], controlPath?: string, deep = true, listBound = a.size): Promise<string> {
   const list = `${a.file}${LIST_SUFFIX}`;
   const reject = (why: string): never => {
     for (const f of [a.file, `${a.file}${CHECKSUM_SUFFIX}`, list]) fs.rmSync(path.join(stage, f), { force: true });
@@ -589,7 +683,8 @@ async function proveCopy(ctx: RunContext, source: SourceConfig, stage: string, a
   };
   try {
     // a list is about 100 bytes an entry and can be larger than a small archive of many files
-    await rsync(ctx, { client: ctx.cfg, source, files: [list], into: stage, maxSize: Math.max(64 << 20, 4 * a.size), controlPath }, "PULL_FAILED", ctx.cfg.connect_timeout + ctx.cfg.timeout + 30_000);
+    // (an incremental archive's list is the whole tree's: `listBound` is its full archive's size)
+    await rsync(ctx, { client: ctx.cfg, source, files: [list], into: stage, maxSize: Math.max(64 << 20, 4 * listBound), controlPath }, "PULL_FAILED", ctx.cfg.connect_timeout + ctx.cfg.timeout + 30_000);
   } catch (e) {
     if (!(e instanceof SourceFailure) || e.codeName !== "PULL_FAILED") throw e;
     // most often the server's rotation removed the archive and its list while this run pulled
@@ -599,6 +694,11 @@ async function proveCopy(ctx: RunContext, source: SourceConfig, stage: string, a
   }
   const held = describeArchive(path.join(stage, a.file), "client", source.name);
   if (!held?.list) return reject(`the server's file list ${list} is not a file list of this version, or not one for this archive`);
+  if (!deep) {
+    // verify = "checksum": the list is kept to put restore points of several archives together
+    if (held.list.md5 !== a.md5 || held.list.size !== a.size) return reject(`the server's file list ${list} describes another archive (MD5 ${held.list.md5}, ${held.list.size} bytes)`);
+    return "checksum; the server's file list kept beside it";
+  }
   const v = await verifyArchive(held, { deep: true, warned: warnedPathsIn(records, a.file), signal: ctx.signal });
   if (!v.ok) return reject(v.problems.join("; "));
   return `deep: ${v.entries} entries read to the end of the tar stream and checked against the server's file list`;
@@ -653,7 +753,7 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
 
   const run = newRunId(started);
   const status = new StatusWriter(statusFile, "client", run, deps.clock);
-  const ctx: RunContext = { cfg, deps, status, signal: opts.signal, children: new Set() };
+  const ctx: RunContext = { cfg, deps, status, signal: opts.signal, children: new Set(), afterVerified: opts.afterVerified };
   const onAbort = () => {
     // rsync keeps what it has received in the partial directory when stopped with SIGTERM
     for (const c of ctx.children) c.kill("SIGTERM");
@@ -668,7 +768,7 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
       status.write("STALE_LOCK", `took over a stale lock: pid ${lock.staleFrom.pid} (${lock.staleFrom.role}, started ${lock.staleFrom.started}) no longer runs`);
     }
     const outcomes = await mapLimit(sources, cfg.concurrency, async (s) => {
-      const o = await pullSource(ctx, s);
+      const o = await withOffsite(ctx, s, await pullSource(ctx, s));
       status.write("SOURCE_DONE", `${s.name}: ${o.code} ${codeName(o.code)}: ${o.message}`, {
         step: "pull", ...(o.archive ? { archive: o.archive } : {}), data: { source: s.name, code: o.code, name: codeName(o.code) },
       });

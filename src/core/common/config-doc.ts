@@ -6,10 +6,12 @@ import { KEYS, type KeyDef, type Section } from "./config.ts";
 
 const HEADERS: Record<Section, string> = {
   server: "[server]",
+  "server.dump": "[[server.dump]]",
   client: "[client]",
   "client.source": "[[client.source]]",
   mail: "[mail]",
   monitor: "[monitor]",
+  offsite: "[[offsite]]",
 };
 
 function defaultIsLiteral(d: KeyDef): boolean {

@@ -9,11 +9,17 @@ import os from "node:os";
 import path from "node:path";
 import { ShootError } from "./errors.ts";
 import { parseDuration, parseSize } from "./units.ts";
+import {
+  DUMP_KEYS, HOOK_KEYS, isProblem, keptAtMost, resolveDump, resolveRetention, retentionKeys, setsRetention, type DumpConfig, type Problem,
+} from "./config-tiers.ts";
+import type { RetentionRules } from "../state/retention.ts";
 
-export type Section = "server" | "client" | "client.source" | "mail" | "monitor";
+export type { DumpConfig } from "./config-tiers.ts";
+
+export type Section = "server" | "server.dump" | "client" | "client.source" | "mail" | "monitor" | "offsite";
 export type KeyType =
   | "string" | "strings" | "name" | "int" | "bool" | "size" | "duration"
-  | "path" | "paths" | "enum" | "smtp-url";
+  | "path" | "paths" | "enum" | "smtp-url" | "every" | "argv";
 
 export interface KeyDef {
   section: Section;
@@ -43,16 +49,21 @@ export const KEYS: readonly KeyDef[] = [
   { section: "server", key: "exclude", type: "strings", default: "[]", doc: "Patterns left out: `*.tmp` matches a name anywhere; `/home/*/.cache` matches from the root; `*` stays within one path segment, `**` crosses them.", example: '["*.tmp", "/home/*/.cache"]' },
   { section: "server", key: "one_file_system", type: "bool", default: "false", doc: "Stay on the file systems the sources are on: a directory where another file system is mounted is archived empty, as its mount point (like tar --one-file-system). Pseudo file systems (/proc, /sys, /dev, /dev/pts, cgroups, autofs …) are never walked into, whatever this says." },
   { section: "server", key: "backup_dir", type: "path", required: true, doc: "Where archives, checksum files, file lists and server.status are kept.", example: '"/var/backups/shoot"' },
-  { section: "server", key: "keep", type: "int", min: 1, max: 10000, default: "2", doc: "Archives kept on the server (with their checksum files); the oldest beyond are removed after a new one is complete." },
+  { section: "server", key: "keep", type: "int", min: 1, max: 10000, default: "2", doc: "Archives kept on the server (with their checksum files); the oldest beyond are removed after a new one is complete. The same as keep_last; the keep_* keys below keep daily, weekly … archives (docs/retention.md)." },
   { section: "server", key: "compression", type: "enum", values: ["gzip", "zstd", "none"], default: '"gzip"', doc: "Archive compression: gzip (.tar.gz), zstd (.tar.zst) or none (.tar)." },
   { section: "server", key: "level", type: "int", min: 1, max: 19, default: "6 for gzip, 3 for zstd", doc: "Compression level (gzip 1-9, zstd 1-19)." },
   { section: "server", key: "reserve", type: "size", default: '"1GiB"', doc: "Free space always left on backup_dir's file system; a run that would eat into it fails with NO_SPACE." },
   { section: "server", key: "make_room", type: "bool", default: "false", doc: "When space is short, remove the oldest archives (never the newest) to make room instead of failing." },
+  { section: "server", key: "incremental", type: "enum", values: ["off", "differential", "chain"], default: '"off"', doc: "Incremental archives in GNU tar's incremental format (docs/incremental.md): \"differential\" holds what changed since the last full archive (a restore needs two archives), \"chain\" what changed since the archive before (smallest, a restore needs the whole chain); \"off\" makes a full archive every time." },
+  { section: "server", key: "full_every", type: "every", default: '"7d"', doc: "With incremental on: a full archive when the last one is this old (a duration, with an hour's slack for the run's start time) or every this many archives (a number); and whenever the last full or a link of its chain is missing or damaged." },
   { section: "server", key: "max_runtime", type: "duration", default: '"6h"', doc: "The wrapper stops a server run that takes longer (SIGTERM, then SIGKILL after kill_grace)." },
   { section: "server", key: "kill_grace", type: "duration", default: '"30s"', doc: "Time between SIGTERM and SIGKILL when the wrapper stops the server." },
+  ...retentionKeys("server"),
+  ...HOOK_KEYS,
+  ...DUMP_KEYS,
   // [client]
   { section: "client", key: "dest_dir", type: "path", required: true, doc: "Where verified copies are kept: one sub-directory per source, plus client.status.", example: '"/srv/shoot"' },
-  { section: "client", key: "keep", type: "int", min: 1, max: 10000, default: "7", doc: "Verified copies kept per source; beyond them the ones verified longest ago are removed, never the one verified last (whatever the archives' names say)." },
+  { section: "client", key: "keep", type: "int", min: 1, max: 10000, default: "7", doc: "Verified copies kept per source; beyond them the ones verified longest ago are removed, never the one verified last (whatever the archives' names say). The same as keep_last; the keep_* keys below keep daily, weekly … copies (docs/retention.md)." },
   { section: "client", key: "max_age", type: "duration", default: '"1d"', doc: "A server.status older than this means the server did not run (STATUS_STALE)." },
   { section: "client", key: "concurrency", type: "int", min: 1, max: 64, default: "4", doc: "Sources pulled at once." },
   { section: "client", key: "reserve", type: "size", default: '"1GiB"', doc: "Free space always left on dest_dir's file system." },
@@ -61,12 +72,15 @@ export const KEYS: readonly KeyDef[] = [
   { section: "client", key: "accept_new_host_key", type: "bool", default: "false", doc: "Accept and remember the host key of a server seen for the first time (ssh StrictHostKeyChecking=accept-new). A changed key is always refused." },
   { section: "client", key: "known_hosts", type: "path", default: "ssh's default", doc: "known_hosts file for the servers' host keys." },
   { section: "client", key: "verify", type: "enum", values: ["deep", "checksum"], default: '"deep"', doc: "How a pulled copy is verified before it counts: \"deep\" also pulls the server's file list and reads the copy's whole tar stream, checking every entry against that list; \"checksum\" checks the SHA-256 alone (for hosts that cannot afford reading each copy once more)." },
+  ...retentionKeys("client"),
   // [[client.source]]
   { section: "client.source", key: "name", type: "name", required: true, doc: "Name of the source: its copies go to dest_dir/<name>/.", example: '"web1"' },
   { section: "client.source", key: "remote", type: "string", required: true, doc: "user@host:/path of the server's backup_dir, or a local absolute path.", example: '"backup@web1.example.com:/var/backups/shoot"' },
   { section: "client.source", key: "port", type: "int", min: 1, max: 65535, default: "22", doc: "ssh port." },
   { section: "client.source", key: "identity", type: "path", default: "ssh's default", doc: "Private key file for ssh." },
   { section: "client.source", key: "bwlimit", type: "size", default: "no limit", doc: "Bandwidth limit per second for rsync (e.g. \"10MiB\")." },
+  { section: "client.source", key: "keep", type: "int", min: 1, max: 10000, default: "[client]'s rules", doc: "Copies of this source kept (keep_last); a source that sets any keep key takes its rules from its own keys only." },
+  ...retentionKeys("client.source"),
   // [mail]
   { section: "mail", key: "to", type: "strings", required: true, doc: "Recipients of the report.", example: '["ops@example.com"]' },
   { section: "mail", key: "from", type: "string", required: true, doc: "Sender address.", example: '"shoot@web1.example.com"' },
@@ -85,9 +99,28 @@ export const KEYS: readonly KeyDef[] = [
   { section: "monitor", key: "space_warn_days", type: "int", min: 0, max: 3650, default: "14", doc: "Warn (SPACE_LOW) when free space will run out within this many days at the growth of the archives held; 0 turns the warning off." },
   { section: "monitor", key: "metrics_file", type: "path", default: "none", doc: "Prometheus node_exporter textfile (e.g. /var/lib/node_exporter/textfile/shoot.prom), replaced atomically after every run." },
   { section: "monitor", key: "healthcheck_url", type: "string", default: "none", doc: "healthchecks-style URL pinged at the start (/start), success and failure (/<code>) of every run; `{role}` in it becomes server or client. A failed ping never changes the outcome.", example: '"https://hc-ping.com/your-uuid"' },
+  // [[offsite]] (checked further in parseOffsite)
+  { section: "offsite", key: "name", type: "name", required: true, doc: "Name of the store, as reports and `shoot offsite --store` call it.", example: '"aws"' },
+  { section: "offsite", key: "endpoint", type: "string", required: true, doc: "The store's S3 URL: https://s3.eu-central-1.amazonaws.com, http://rgw.example.com:7480, https://minio.example.com:9000. Buckets are addressed path-style (endpoint/bucket/key).", example: '"https://s3.eu-central-1.amazonaws.com"' },
+  { section: "offsite", key: "region", type: "string", default: '"us-east-1"', doc: "Region the requests are signed for (Ceph and MinIO accept us-east-1)." },
+  { section: "offsite", key: "bucket", type: "string", required: true, doc: "Bucket the copies go to; it must exist (with Object Lock enabled when `lock` is set).", example: '"backups-offsite"' },
+  { section: "offsite", key: "prefix", type: "string", default: "none", doc: "Put before every key: objects are <prefix><source>/<archive>, plus .md5 (and .list)." },
+  { section: "offsite", key: "credentials_file", type: "path", default: "$AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY", doc: "File with `aws_access_key_id = …` and `aws_secret_access_key = …` lines (keep it mode 0600). Give these credentials no right to delete versions or bypass governance locks where the store allows it." },
+  { section: "offsite", key: "storage_class", type: "string", default: "the bucket's default", doc: "S3 storage class of the objects (STANDARD, STANDARD_IA, …)." },
+  { section: "offsite", key: "sources", type: "strings", default: "all sources", doc: "Sources whose copies go to this store.", example: '["web1"]' },
+  { section: "offsite", key: "keep", type: "int", min: 1, max: 10000, default: "[client] keep", doc: "Copies kept per source in the store by `shoot offsite prune`; never the newest, never one still locked." },
+  { section: "offsite", key: "lock", type: "string", default: "no lock", doc: "Object Lock retention set on every object sent: \"governance 30d\" or \"compliance 90d\". Until then the object cannot be deleted or overwritten (compliance: by nobody, not even the bucket's owner).", example: '"compliance 30d"' },
+  { section: "offsite", key: "encrypt_to", type: "strings", default: "no encryption", doc: "age recipients (age1…): copies are encrypted for them while they stream up, as <archive>.age; `age -d -i KEY` or `shoot offsite restore --identity KEY` opens them.", example: '["age1…"]' },
+  { section: "offsite", key: "part_size", type: "size", default: '"8MiB"', doc: "Size of each part of a multipart upload (5MiB to 512MiB); memory use is about part_size × (concurrency + 1)." },
+  { section: "offsite", key: "concurrency", type: "int", min: 1, max: 16, default: "4", doc: "Parts sent at once." },
+  { section: "offsite", key: "bwlimit", type: "size", default: "no limit", doc: "Bytes per second sent to this store at most (e.g. \"20MiB\")." },
+  { section: "offsite", key: "timeout", type: "duration", default: '"2m"', doc: "A request to the store that takes longer is given up (the next run resumes the upload)." },
 ];
 
 export type Compression = "gzip" | "zstd" | "none";
+export type IncrementalMode = "off" | "differential" | "chain";
+/** `full_every`: an age (ms) or a number of archives. */
+export type FullEvery = { ms: number; count?: undefined } | { count: number; ms?: undefined };
 
 export interface ServerConfig {
   name: string;
@@ -100,8 +133,18 @@ export interface ServerConfig {
   level: number;
   reserve: number;
   make_room: boolean;
+  incremental: IncrementalMode;
+  full_every: FullEvery;
   max_runtime: number;
   kill_grace: number;
+  /** What to keep (keep = N is keep_last N); `keep` above is what these rules keep at most. */
+  retention: RetentionRules;
+  before?: string[];
+  before_timeout: number;
+  before_failure: "stop" | "continue";
+  after?: string[];
+  after_timeout: number;
+  dumps: DumpConfig[];
 }
 
 export interface SourceConfig {
@@ -110,6 +153,8 @@ export interface SourceConfig {
   port: number;
   identity?: string;
   bwlimit?: number;
+  /** Its own rules when it sets any keep key; otherwise [client]'s. */
+  retention?: RetentionRules;
 }
 
 export interface ClientConfig {
@@ -123,6 +168,7 @@ export interface ClientConfig {
   accept_new_host_key: boolean;
   known_hosts?: string;
   verify: "deep" | "checksum";
+  retention: RetentionRules;
   sources: SourceConfig[];
 }
 
@@ -140,8 +186,29 @@ export interface MailConfig {
   spool_max: number;
 }
 
+export type LockMode = "governance" | "compliance";
+
+export interface OffsiteConfig {
+  name: string;
+  endpoint: string;
+  region: string;
+  bucket: string;
+  prefix: string;
+  credentials_file?: string;
+  storage_class?: string;
+  sources?: string[];
+  keep?: number;
+  lock?: { mode: LockMode; ms: number };
+  encrypt_to?: string[];
+  part_size: number;
+  concurrency: number;
+  bwlimit?: number;
+  timeout: number;
+}
+
 export interface Config {
   file: string;
+  offsite?: OffsiteConfig[];
   server?: ServerConfig;
   client?: ClientConfig;
   mail?: MailConfig;
@@ -198,6 +265,8 @@ function expectation(d: KeyDef): string {
     case "paths": return "an array of absolute paths";
     case "enum": return `one of ${d.values!.map((v) => JSON.stringify(v)).join(", ")}`;
     case "smtp-url": return 'an SMTP URL like "smtp://host:587" or "smtps://host:465"';
+    case "every": return 'a duration like "7d" or a number of archives from 1 to 10000';
+    case "argv": return 'a command as an array of strings, like ["pg_dump", "shop"] (no shell: write ["sh", "-c", "…"] for one)';
   }
 }
 
@@ -220,6 +289,13 @@ function convert(d: KeyDef, v: unknown): unknown {
     case "path": return isAbs(v) ? path.normalize(v as string) : undefined;
     case "paths": return Array.isArray(v) && v.length > 0 && v.every(isAbs) ? v.map((s) => path.normalize(s)) : undefined;
     case "enum": return typeof v === "string" && d.values!.includes(v) ? v : undefined;
+    case "every": {
+      const n = typeof v === "bigint" ? Number(v) : v;
+      if (typeof n === "number") return Number.isInteger(n) && n >= 1 && n <= 10000 ? { count: n } : undefined;
+      const ms = typeof v === "string" ? parseDuration(v) : undefined;
+      return ms !== undefined && ms > 0 ? { ms } : undefined;
+    }
+    case "argv": return Array.isArray(v) && v.length > 0 && v.every((s) => typeof s === "string" && s !== "" && !s.includes("\0")) ? v : undefined;
     case "smtp-url": {
       if (typeof v !== "string") return undefined;
       try {
@@ -265,7 +341,7 @@ function validateTable(
   const defs = KEYS.filter((d) => d.section === section);
   const out: Record<string, unknown> = {};
   for (const k of Object.keys(t)) {
-    if (section === "client" && k === "source") continue;
+    if ((section === "client" && k === "source") || (section === "server" && k === "dump")) continue;
     const d = defs.find((x) => x.key === k);
     if (!d) {
       const known = defs.map((x) => x.key).join(", ");
@@ -320,10 +396,11 @@ export function parseConfig(text: string, file: string, hostname: string = os.ho
   }
   const cfg: Config = { file };
   for (const k of Object.keys(doc)) {
-    if (!["server", "client", "mail", "monitor"].includes(k)) {
-      throw new ConfigError(file, findKeyLine(text, k, undefined) ?? findKeyLine(text, "", k), k, "unknown section or key (known sections: [server], [client], [[client.source]], [mail], [monitor])");
+    if (!["server", "client", "mail", "monitor", "offsite"].includes(k)) {
+      throw new ConfigError(file, findKeyLine(text, k, undefined) ?? findKeyLine(text, "", k), k, "unknown section or key (known sections: [server], [[server.dump]], [client], [[client.source]], [mail], [monitor], [[offsite]])");
     }
     const v = doc[k];
+    if (k === "offsite") continue;
     if (typeof v !== "object" || v === null || Array.isArray(v)) {
       throw new ConfigError(file, findKeyLine(text, "", k), k, `expected a table [${k}], got ${describe(v)}`);
     }
@@ -335,10 +412,12 @@ export function parseConfig(text: string, file: string, hostname: string = os.ho
     if (level !== undefined && compression === "gzip" && level > 9) {
       throw new ConfigError(file, findKeyLine(text, "server", "level"), "[server] level", `expected 1 to 9 for gzip, got ${level}`);
     }
+    const retention = retentionOrThrow(file, text, "server", "[server]", resolveRetention(v, 2));
     cfg.server = withDefaults<ServerConfig>("server", v, {
       name: sanitizeHostname(hostname),
       level: compression === "zstd" ? 3 : 6,
     });
+    cfg.server = { ...cfg.server, retention, keep: keptAtMost(retention) || cfg.server.keep, dumps: parseDumps(file, text, (doc.server as Table).dump) };
   }
   if (doc.client) {
     const t = doc.client as Table;
@@ -353,7 +432,8 @@ export function parseConfig(text: string, file: string, hostname: string = os.ho
       }
       const label = `[[client.source]] #${i + 1}`;
       const sv = validateTable(file, text, "client.source", label, s as Table, i);
-      return withDefaults<SourceConfig>("client.source", sv);
+      const own = setsRetention(sv) ? retentionOrThrow(file, text, "client.source", label, resolveRetention(sv, 7), i) : undefined;
+      return { ...withDefaults<SourceConfig>("client.source", sv), retention: own };
     });
     const seen = new Set<string>();
     sources.forEach((s, i) => {
@@ -368,7 +448,9 @@ export function parseConfig(text: string, file: string, hostname: string = os.ho
     if (sources.length === 0) {
       throw new ConfigError(file, findKeyLine(text, "client", undefined), "[[client.source]]", "missing: a [client] needs at least one [[client.source]] table");
     }
-    cfg.client = { ...withDefaults<Omit<ClientConfig, "sources">>("client", v), sources };
+    const retention = retentionOrThrow(file, text, "client", "[client]", resolveRetention(v, 7));
+    const client = withDefaults<Omit<ClientConfig, "sources" | "retention">>("client", v);
+    cfg.client = { ...client, keep: keptAtMost(retention) || client.keep, retention, sources };
   }
   if (doc.mail) {
     const v = validateTable(file, text, "mail", "[mail]", doc.mail as Table);
@@ -380,7 +462,69 @@ export function parseConfig(text: string, file: string, hostname: string = os.ho
     throw new ConfigError(file, findKeyLine(text, "monitor", "healthcheck_url"), "[monitor] healthcheck_url", `expected an http:// or https:// URL, got ${JSON.stringify(mv.healthcheck_url)}`);
   }
   cfg.monitor = withDefaults<MonitorConfig>("monitor", mv);
+  if (doc.offsite !== undefined) cfg.offsite = parseOffsite(file, text, doc.offsite, cfg.client);
   return cfg;
+}
+
+const LOCK_RE = /^(governance|compliance)\s+(\S+)$/;
+const AGE_RECIPIENT_RE = /^age1[0-9a-z]+$/;
+
+/** [[offsite]] tables: the KEYS checks, then what a single key's type cannot say. */
+function parseOffsite(file: string, text: string, raw: unknown, client: ClientConfig | undefined): OffsiteConfig[] {
+  const label = (i: number) => `[[offsite]] #${i + 1}`;
+  if (!Array.isArray(raw)) throw new ConfigError(file, findKeyLine(text, "", "offsite"), "offsite", "expected [[offsite]] tables");
+  const seen = new Set<string>();
+  return raw.map((t, i) => {
+    if (typeof t !== "object" || t === null || Array.isArray(t)) throw new ConfigError(file, findKeyLine(text, "offsite", undefined, i), label(i), "expected a table");
+    const v = validateTable(file, text, "offsite", label(i), t as Table, i);
+    const bad = (key: string, problem: string): never => {
+      throw new ConfigError(file, findKeyLine(text, "offsite", key, i), `${label(i)} ${key}`, problem);
+    };
+    const o = withDefaults<Record<string, unknown>>("offsite", v);
+    if (seen.has(o.name as string)) bad("name", `duplicate store name ${JSON.stringify(o.name)}`);
+    seen.add(o.name as string);
+    if (!/^https?:\/\/[^/\s]+\/?$/i.test(o.endpoint as string)) bad("endpoint", `expected an http:// or https:// URL without a path, got ${JSON.stringify(o.endpoint)}`);
+    if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(o.bucket as string)) bad("bucket", `expected a bucket name (3 to 63 of a-z, 0-9, '.', '-'), got ${JSON.stringify(o.bucket)}`);
+    const prefix = (o.prefix as string | undefined) ?? "";
+    if (prefix.startsWith("/") || prefix.split("/").some((seg) => seg === "." || seg === "..") || /[\0-\x1f\\]/.test(prefix)) bad("prefix", `expected a key prefix without a leading /, . or .. segments, got ${JSON.stringify(prefix)}`);
+    const part = o.part_size as number;
+    if (part < 5 * 1024 ** 2 || part > 512 * 1024 ** 2) bad("part_size", "expected 5MiB to 512MiB (S3 parts are 5 MiB at least)");
+    let lock: OffsiteConfig["lock"];
+    if (typeof v.lock === "string") {
+      const m = LOCK_RE.exec(v.lock.trim());
+      const ms = m ? parseDuration(m[2]!) : undefined;
+      if (!m || ms === undefined || ms < 86_400_000) bad("lock", `expected "governance DURATION" or "compliance DURATION" of a day or more (like "compliance 30d"), got ${JSON.stringify(v.lock)}`);
+      lock = { mode: m![1] as LockMode, ms: ms! };
+    }
+    const recipients = v.encrypt_to as string[] | undefined;
+    for (const r of recipients ?? []) if (!AGE_RECIPIENT_RE.test(r)) bad("encrypt_to", `expected age recipients (age1…), got ${JSON.stringify(r)}`);
+    for (const s of (v.sources as string[] | undefined) ?? []) {
+      if (client && !client.sources.some((c) => c.name === s)) bad("sources", `no [[client.source]] is called ${JSON.stringify(s)}`);
+    }
+    return { ...(o as unknown as OffsiteConfig), prefix, lock, ...(recipients?.length ? { encrypt_to: recipients } : { encrypt_to: undefined }) };
+  });
+}
+
+function retentionOrThrow(file: string, text: string, section: Section, label: string, r: RetentionRules | Problem, index = 0): RetentionRules {
+  if (!isProblem(r)) return r;
+  throw new ConfigError(file, findKeyLine(text, section, r.key, index), `${label} ${r.key}`, r.problem);
+}
+
+/** The [[server.dump]] tables: each validated, exactly one way to dump, names unique. */
+function parseDumps(file: string, text: string, raw: unknown): DumpConfig[] {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw)) throw new ConfigError(file, findKeyLine(text, "server", "dump"), "[server] dump", "expected [[server.dump]] tables");
+  const seen = new Set<string>();
+  return raw.map((t, i) => {
+    const label = `[[server.dump]] #${i + 1}`;
+    if (typeof t !== "object" || t === null || Array.isArray(t)) throw new ConfigError(file, findKeyLine(text, "server.dump", undefined, i), label, "expected a table");
+    const v = validateTable(file, text, "server.dump", label, t as Table, i);
+    const d = resolveDump(v);
+    if (isProblem(d)) throw new ConfigError(file, findKeyLine(text, "server.dump", d.key, i), `${label} ${d.key}`, d.problem);
+    if (seen.has(d.entry)) throw new ConfigError(file, findKeyLine(text, "server.dump", "name", i), `${label} name`, `duplicate dump ${JSON.stringify(d.entry)}`);
+    seen.add(d.entry);
+    return d;
+  });
 }
 
 export function sanitizeHostname(h: string): string {

@@ -72,6 +72,16 @@ export interface SourceHealth {
   archive?: ArchiveSummary;
   copies: number;
   warnings: Warning[];
+  /** Each offsite store's last word on this source's copy, beside the pull's. */
+  offsite?: OffsiteHealth[];
+}
+
+export interface OffsiteHealth {
+  store: string;
+  code: number;
+  name: string;
+  message: string;
+  at: string;
 }
 
 export interface RoleHealth {
@@ -335,6 +345,19 @@ export function serverHealth(s: ServerConfig, mon: MonitorConfig, held: readonly
   };
 }
 
+/** The newest OFFSITE_SENT or OFFSITE_FAILED record of each store for a source. */
+function offsiteHealth(source: string, records: readonly StatusRecord[]): OffsiteHealth[] {
+  const byStore = new Map<string, OffsiteHealth>();
+  for (const r of records) {
+    if (r.name !== "OFFSITE_SENT" && r.name !== "OFFSITE_FAILED") continue;
+    const d = r.data as { source?: unknown; store?: unknown; code?: unknown } | undefined;
+    if (d?.source !== source || typeof d.store !== "string") continue;
+    const c = Number(d.code);
+    byStore.set(d.store, { store: d.store, code: c, name: codeName(c), message: shown(r.msg), at: r.t });
+  }
+  return [...byStore.values()];
+}
+
 function sourceHealth(name: string, records: readonly StatusRecord[], held: readonly HeldArchive[], order: readonly string[], mon: MonitorConfig, now: number): SourceHealth {
   // oldest first in the order the backup host verified them, never by the names a server chose
   const rank = new Map(order.map((f, i) => [f, i]));
@@ -351,7 +374,11 @@ function sourceHealth(name: string, records: readonly StatusRecord[], held: read
   const warnings: Warning[] = [];
   const unchanged = unchangedWarning(lastCode, newest, now, mon, `source ${name}`);
   if (unchanged) warnings.push(unchanged);
-  const base = { name, copies: copies.length, archive: newest ? archiveSummary(newest) : undefined, lastGolden, warnings };
+  const offsite = offsiteHealth(name, records);
+  for (const o of offsite) {
+    if (o.code !== code("OFFSITE_SENT")) warnings.push({ code: code("OFFSITE_FAILED"), msg: `source ${name}: offsite store ${o.store}: ${o.code} ${o.name} (${o.at})` });
+  }
+  const base = { name, copies: copies.length, archive: newest ? archiveSummary(newest) : undefined, lastGolden, warnings, ...(offsite.length ? { offsite } : {}) };
   const last = lastRec && lastCode !== undefined
     ? { code: lastCode, name: codeName(lastCode), message: shown(lastRec.msg), at: lastRec.t, ageMs: now - Date.parse(lastRec.t) }
     : undefined;

@@ -9,7 +9,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { isGolden, codeName } from "../common/codes.ts";
+import { code, isGolden, codeName } from "../common/codes.ts";
 import type { Config } from "../common/config.ts";
 import { systemClock, systemDisk, type Clock, type Disk } from "../common/deps.ts";
 import { errorMessage } from "../common/errors.ts";
@@ -95,6 +95,9 @@ export function renderMetrics(report: HealthReport, outcome?: RunOutcome): strin
   const srcGolden = f("shoot_source_last_success_timestamp_seconds", "When this source was last pulled or found current (Unix time).");
   const srcSize = f("shoot_source_archive_size_bytes", "Size of the newest verified copy of this source.");
   const srcCopies = f("shoot_source_copies", "Verified copies kept of this source.");
+  const offCode = f("shoot_offsite_code", "Code of the last attempt to send this source's copy to this offsite store: 77 sent and checked, else a store failure (110-117).");
+  const offOk = f("shoot_offsite_success", "1 when this source's current copy is in this offsite store, checked, else 0.");
+  const offTime = f("shoot_offsite_timestamp_seconds", "When this offsite store last reported on this source (Unix time).");
 
   for (const role of report.roles) {
     const l = { role: role.role, name: role.name };
@@ -124,11 +127,17 @@ export function renderMetrics(report: HealthReport, outcome?: RunOutcome): strin
       if (s.lastGolden) srcGolden.samples.push({ labels: sl, value: seconds(s.lastGolden.at) });
       if (s.archive) srcSize.samples.push({ labels: sl, value: s.archive.size });
       srcCopies.samples.push({ labels: sl, value: s.copies });
+      for (const o of s.offsite ?? []) {
+        const ol = { source: s.name, store: o.store };
+        offCode.samples.push({ labels: ol, value: o.code });
+        offOk.samples.push({ labels: ol, value: o.code === code("OFFSITE_SENT") ? 1 : 0 });
+        offTime.samples.push({ labels: ol, value: seconds(o.at) });
+      }
     }
   }
   return renderFamilies([
     healthy, statusCode, warnings, lastCode, lastOk, lastTime, lastDuration, goldenTime, archiveSize, archiveTime,
-    free, daysLeft, srcHealthy, srcCode, srcGolden, srcSize, srcCopies,
+    free, daysLeft, srcHealthy, srcCode, srcGolden, srcSize, srcCopies, offCode, offOk, offTime,
   ]);
 }
 
@@ -189,6 +198,11 @@ function roleOf(r: Role): "server" | "client" {
   return r === "client" ? "client" : "server";
 }
 
+/** Offsite stores that failed in this run, by source. */
+export function offsiteFailures(outcome: Partial<RunOutcome>): { source: string; store: string; code: number; message: string }[] {
+  return (outcome.sources ?? []).flatMap((s) => (s.offsite ?? []).filter((o) => o.code !== code("OFFSITE_SENT")).map((o) => ({ source: s.name, ...o })));
+}
+
 /** The URL to ping: `/start`, the URL itself for success, `/<code>` for a failure. */
 export function pingUrl(base: string, kind: PingKind, role: Role, code?: number): string {
   const u = new URL(base.replace(/\{role\}/g, roleOf(role)));
@@ -209,15 +223,16 @@ export async function pingHealthcheck(
 ): Promise<PingResult> {
   const base = monitorOf(cfg).healthcheck_url;
   if (!base) return { ok: true };
+  const stores = offsiteFailures(outcome);
   let url: string;
   try {
-    url = pingUrl(base, kind, outcome.role, outcome.code);
+    url = pingUrl(base, kind, outcome.role, outcome.code !== undefined && isGolden(outcome.code) && stores.length ? stores[0]!.code : outcome.code);
   } catch (e) {
     return { ok: false, error: `healthcheck_url is not a URL: ${errorMessage(e)}` };
   }
   const body = kind === "start"
     ? `shoot ${VERSION} ${outcome.role} run starting`
-    : `shoot ${VERSION} ${outcome.role}: ${outcome.code} ${codeName(outcome.code ?? 1)}: ${outcome.message ?? ""}`.slice(0, PING_BODY_MAX);
+    : `shoot ${VERSION} ${outcome.role}: ${outcome.code} ${codeName(outcome.code ?? 1)}: ${outcome.message ?? ""}${stores.map((o) => `\noffsite ${o.store} (${o.source}): ${o.code} ${codeName(o.code)}: ${o.message}`).join("")}`.slice(0, PING_BODY_MAX);
   try {
     const res = await (opts.fetch ?? fetch)(url, {
       method: "POST",

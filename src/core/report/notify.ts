@@ -255,7 +255,9 @@ async function deliver(outcome: RunOutcome, opts: NotifyOptions): Promise<Notify
 
   const now = opts.now ?? (() => new Date());
   const dir = mail.spool_dir ?? opts.spoolDefault;
-  const wanted = mail.when === "always" || !isGolden(outcome.code);
+  // a store that failed needs a person as much as a failed pull does
+  const storeFailed = (outcome.sources ?? []).some((x) => (x.offsite ?? []).some((o) => o.code !== code("OFFSITE_SENT")));
+  const wanted = mail.when === "always" || !isGolden(outcome.code) || storeFailed;
   // a spool others may write in is neither read nor written: the report goes straight to the relay
   const unsafe = unsafeSpool(dir);
   let spoolError: string | undefined = unsafe && `${unsafe} (${code("UNSAFE_PERMISSIONS")} UNSAFE_PERMISSIONS: the spool was not used)`;

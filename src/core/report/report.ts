@@ -3,8 +3,8 @@
  * plain-text body. One function for wrapper, server and client. Pure: the caller reads the
  * status file and hands its records in.
  */
-import { codeInfo, codeName, isGolden } from "../common/codes.ts";
-import type { RunOutcome, SourceOutcome, Warning } from "../common/outcome.ts";
+import { code, codeInfo, codeName, isGolden } from "../common/codes.ts";
+import type { HookOutcome, RunOutcome, SourceOutcome, Warning } from "../common/outcome.ts";
 import type { ArchiveInfo, StatusRecord } from "../state/status.ts";
 import { escapeLines, escapeText } from "../common/escape.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
@@ -69,6 +69,8 @@ export function reportSubject(o: RunOutcome): string {
     const more = failed.length > MAX_SUBJECT_SOURCES ? ` +${failed.length - MAX_SUBJECT_SOURCES} more` : "";
     s += ` (${shown}${more})`;
   }
+  const stores = (o.sources ?? []).flatMap((x) => (x.offsite ?? []).filter((y) => y.code !== code("OFFSITE_SENT")).map((y) => `${oneLine(y.store)} ${y.code}`));
+  if (stores.length > 0) s += ` (offsite FAILED: ${[...new Set(stores)].slice(0, MAX_SUBJECT_SOURCES).join(", ")})`;
   const warnings = o.warnings.length + (o.sources ?? []).reduce((n, x) => n + (x.warnings?.length ?? 0), 0);
   if (warnings > 0) s += `, ${plural(warnings, "warning")}`;
   return escapeText(s);
@@ -106,7 +108,21 @@ function sourceLines(sources: readonly SourceOutcome[]): string[] {
       out.push(`${pad}${oneLine(s.archive.file)}, ${formatBytes(s.archive.size)} (${s.archive.size} bytes), md5 ${oneLine(s.archive.md5)}`);
     }
     if (s.wireBytes !== undefined) out.push(`${pad}${formatBytes(s.wireBytes)} crossed the wire`);
+    for (const o of s.offsite ?? []) {
+      const ok = o.code === code("OFFSITE_SENT");
+      out.push(`${pad}offsite ${oneLine(o.store)}  ${ok ? "OK    " : "FAILED"} ${o.code} ${codeName(o.code)}: ${oneLine(o.message)}`);
+    }
     if (s.warnings?.length) out.push(...warningLines(s.warnings, MAX_SOURCE_WARNINGS, pad));
+  }
+  return out;
+}
+
+/** Each before/after command: how it ended, then its output, indented. */
+function hookLines(hooks: readonly HookOutcome[]): string[] {
+  const out = ["Hooks:"];
+  for (const h of hooks) {
+    out.push(`  ${h.when}: ${oneLine(JSON.stringify(h.argv))} ${h.ok ? "OK" : "FAILED"}, ${oneLine(h.how)}`);
+    for (const l of h.output) out.push(`    | ${oneLine(l)}`);
   }
   return out;
 }
@@ -146,6 +162,7 @@ export function renderReport(o: RunOutcome, opts: ReportOptions = {}): RenderedR
   lines.push(field("Run", o.run));
   if (o.archive) lines.push("", ...archiveLines(o.archive));
   if (o.sources?.length) lines.push("", ...sourceLines(o.sources));
+  if (o.hooks?.length) lines.push("", ...hookLines(o.hooks));
   if (o.warnings.length > 0) {
     const max = opts.maxWarnings ?? MAX_WARNINGS;
     const head = o.warnings.length > max ? `Warnings (${o.warnings.length}, the first ${max} listed):` : `Warnings (${o.warnings.length}):`;

@@ -45,6 +45,24 @@ export interface PassOptions {
 
 type Compression = ReturnType<typeof detectCompression>;
 
+/**
+ * Where a pass reads the archive: a file open on a descriptor, or a stream opened afresh for
+ * each pass (an object in an offsite store), whose compression its name tells. Only a file
+ * can be read again to locate damage or hash the rest after it.
+ */
+export type ArchiveSource = number | { open: () => Promise<NodeJS.ReadableStream>; compression: Compression };
+
+/** The source of passes over an archive held at `path`, or read through `open`; close it with closeSource. */
+export function openSource(a: { file: string; path: string; open?: () => Promise<NodeJS.ReadableStream> }): ArchiveSource {
+  if (!a.open) return fs.openSync(a.path, "r");
+  const compression: Compression = a.file.endsWith(".tar.gz") ? "gzip" : a.file.endsWith(".tar.zst") ? "zstd" : "none";
+  return { open: a.open, compression };
+}
+
+export function closeSource(src: ArchiveSource): void {
+  if (typeof src === "number") fs.closeSync(src);
+}
+
 /** Why an archive cannot be read whole, and where. */
 export class ArchiveDamage extends Error {
   /** The file hashed to its end despite the damage (undefined when it could not be read). */
@@ -82,6 +100,13 @@ function decompressor(c: Compression): Transform | undefined {
   return undefined;
 }
 
+/** The compression a file's first bytes say. */
+function sniff(fd: number): Compression {
+  const head = Buffer.alloc(4);
+  fs.readSync(fd, head, 0, 4, 0);
+  return detectCompression(head);
+}
+
 /** Which stage of a pass failed first: the others only fail after it, as the pipeline tears them down. */
 type FirstError = (where: "read" | "decode" | "frame" | "sink", e: unknown) => void;
 
@@ -111,11 +136,10 @@ function tarSink(parser: TarParser, opts: PassOptions, failed: FirstError): Writ
  * read whole, with what a callback threw as it was thrown, and with the signal's reason when
  * aborted.
  */
-export async function archivePass(fd: number, opts: PassOptions = {}): Promise<PassResult> {
+export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): Promise<PassResult> {
   const started = performance.now();
-  const head = Buffer.alloc(4);
-  fs.readSync(fd, head, 0, 4, 0);
-  const compression = opts.decompress === false ? "none" : detectCompression(head);
+  const fd = typeof src === "number" ? src : undefined;
+  const compression = opts.decompress === false ? "none" : fd === undefined ? (src as Exclude<ArchiveSource, number>).compression : sniff(fd);
   const md5 = new Bun.CryptoHasher("md5");
   const sha256 = new Bun.CryptoHasher("sha256");
   let size = 0;
@@ -150,7 +174,7 @@ export async function archivePass(fd: number, opts: PassOptions = {}): Promise<P
   const sink = parser ? tarSink(parser, opts, failed) : new Writable({ write: (_c, _e, done) => done() });
   const inflate = decompressor(compression);
   inflate?.on("error", (e) => failed("decode", e));
-  function* reading(): Generator<Buffer> {
+  function* reading(fd: number): Generator<Buffer> {
     try {
       yield* readFd(fd, 0, (p) => (readAt = p));
     } catch (e) {
@@ -158,15 +182,25 @@ export async function archivePass(fd: number, opts: PassOptions = {}): Promise<P
       throw e;
     }
   }
-  const stages = [Readable.from(reading()), hasher, ...(inflate ? [inflate] : []), counter, sink];
+  let input: NodeJS.ReadableStream;
+  if (fd !== undefined) input = Readable.from(reading(fd));
+  else {
+    try {
+      input = await (src as Exclude<ArchiveSource, number>).open();
+    } catch (e) {
+      throw new ArchiveDamage(`the archive cannot be read: ${errorMessage(e)}`, "damaged", 0, 0);
+    }
+    input.on("error", (e) => failed("read", e));
+  }
+  const stages = [input, hasher, ...(inflate ? [inflate] : []), counter, sink];
   try {
     // a variable number of stages: the typed overloads only know fixed ones
     await (pipeline as (...streams: unknown[]) => Promise<void>)(...stages, { signal: opts.signal });
   } catch (e) {
     if (opts.signal?.aborted) throw e;
-    const damage = await describeFailure(first?.error ?? e, first?.where, { fd, compression, parser, readAt, size, tarBytes });
+    const damage = await describeFailure(first?.error ?? e, first?.where, { fd, compression, parser, readAt: fd === undefined ? size : readAt, size, tarBytes });
     if (!(damage instanceof ArchiveDamage)) throw damage;
-    damage.digests = hashRest(fd, md5, sha256, size);
+    damage.digests = fd === undefined ? undefined : hashRest(fd, md5, sha256, size);
     throw damage;
   }
   // the zstd decompressor ends without a word when its input stops within a frame
@@ -181,7 +215,8 @@ export async function archivePass(fd: number, opts: PassOptions = {}): Promise<P
 }
 
 interface FailureContext {
-  fd: number;
+  /** Undefined for a stream: it cannot be read again. */
+  fd: number | undefined;
   compression: Compression;
   parser: TarParser | undefined;
   readAt: number;
@@ -203,7 +238,7 @@ async function describeFailure(e: unknown, where: "read" | "decode" | "frame" | 
     if (/unexpected end|end of file|truncat|incomplete/i.test(msg)) {
       return new ArchiveDamage(`the archive is truncated: the ${f.compression} stream ends early, at byte ${f.size} of the file (its end); ${whole}`, "damaged", f.size, f.parser?.offset ?? f.tarBytes);
     }
-    const at = await decodeFailureAt(f.fd, f.compression);
+    const at = f.fd === undefined ? undefined : await decodeFailureAt(f.fd, f.compression);
     const spot = at === undefined ? `near byte ${f.size} of the file` : `at byte ${at} of the file (in the 32 bytes from there)`;
     return new ArchiveDamage(`the ${f.compression} stream does not decode ${spot}: ${msg}; ${whole}`, "damaged", at ?? f.size, f.parser?.offset ?? f.tarBytes);
   }

@@ -40,7 +40,7 @@ import type { Progress } from "../report/progress.ts";
 import type { TarListing } from "../archive/tar.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
 import type { HeldArchive } from "./verify.ts";
-import { ArchiveDamage, archivePass, type PassResult } from "./read.ts";
+import { ArchiveDamage, archivePass, closeSource, openSource, type ArchiveSource, type PassResult } from "./read.ts";
 import { openAt, type At } from "./at.ts";
 import { Extractor, keyOf, splitEntryName, type DirToFinish, type EntryNote, type LinkToMake, type PlanView } from "./extract.ts";
 
@@ -59,6 +59,12 @@ export interface RestoreOptions {
   allowOutsideLinks?: boolean;
   progressFor?: (label: string, total: number) => Progress;
   signal?: AbortSignal;
+  /**
+   * One archive of a chain (chain.ts): entries for which this is false are passed over as if
+   * the archive did not hold them, and the paths asked for need not be in this archive. Called
+   * in archive order, first for every entry in turn, then again for the same ones.
+   */
+  only?: (ordinal: number, entry: TarListing) => boolean;
 }
 
 export interface RestoreResult {
@@ -212,7 +218,11 @@ class Survey {
   readonly need = { bytes: 0, inodes: 0 };
   private readonly unmatched: Set<string>;
 
-  constructor(readonly selection: readonly string[], private readonly space: Space | undefined) {
+  constructor(
+    readonly selection: readonly string[],
+    private readonly space: Space | undefined,
+    private readonly only?: RestoreOptions["only"],
+  ) {
     this.unmatched = new Set(selection);
   }
 
@@ -222,6 +232,7 @@ class Survey {
 
   take(l: TarListing): void {
     const ordinal = this.entries++;
+    if (this.only && !this.only(ordinal, l)) return;
     if (tooLong(l.name, PATH_MAX)) return; // left out by the plan, never split
     const s = splitEntryName(l.name);
     if ("why" in s) return;
@@ -318,6 +329,7 @@ interface PlanOptions {
   root: string;
   force: boolean;
   allowOutsideLinks: boolean;
+  only?: RestoreOptions["only"];
 }
 
 /**
@@ -369,6 +381,10 @@ class Planner implements PlanView {
     const ordinal = this.ordinal++;
     if (ordinal >= this.decisions.length) throw new ShootError("VERIFY_FAILED", "the archive changed while it was being read (more entries than at first); nothing was restored");
     this.fingerprints[ordinal] = fingerprint(l);
+    if (this.opts.only && !this.opts.only(ordinal, l)) {
+      this.decisions[ordinal] = UNSELECTED;
+      return;
+    }
     if (tooLong(l.name, PATH_MAX)) {
       this.decisions[ordinal] = this.note(this.skipped, SKIPPED, `${l.name.slice(0, 100)}…`, `its name is longer than the ${PATH_MAX + 1} bytes (PATH_MAX) the system takes: not restored`);
       return;
@@ -518,7 +534,7 @@ class Planner implements PlanView {
 }
 
 /** One read of the whole archive, each entry (and with `onData`, its content) to the callbacks. */
-async function readPass(fd: number, label: string, opts: RestoreOptions, total: number, onEntry: (e: TarListing) => void, onData?: (piece: Uint8Array) => void): Promise<PassResult> {
+async function readPass(fd: ArchiveSource, label: string, opts: RestoreOptions, total: number, onEntry: (e: TarListing) => void, onData?: (piece: Uint8Array) => void): Promise<PassResult> {
   const progress = opts.progressFor?.(label, total);
   try {
     return await archivePass(fd, { progress, signal: opts.signal, onEntry, onData });
@@ -541,7 +557,7 @@ function checksumProblem(a: HeldArchive, got: { md5: string; sha256: string }, c
 }
 
 /** The first read, failing as a ShootError that names what is wrong: a checksum that does not match first (the archive changed since), then damage. */
-async function check(fd: number, a: HeldArchive, opts: RestoreOptions, survey: Survey): Promise<PassResult> {
+async function check(fd: ArchiveSource, a: HeldArchive, opts: RestoreOptions, survey: Survey): Promise<PassResult> {
   let pass: PassResult;
   try {
     pass = await readPass(fd, "checking", opts, a.bytes, (e) => survey.take(e));
@@ -594,14 +610,14 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     ...result, code: name === "OK" ? 0 : code(name), message, ms: performance.now() - started,
   });
   const at = loadAt();
-  const survey = new Survey((opts.paths ?? []).map(selectionKey), spaceAt(opts.to));
-  const fd = fs.openSync(a.path, "r");
+  const survey = new Survey((opts.paths ?? []).map(selectionKey), spaceAt(opts.to), opts.only);
+  const fd = openSource(a);
   let rootFd = -1;
   let extractor: Extractor | undefined;
   try {
     // 1. read it whole: checksum, stream, the paths asked for, names and space; nothing is written before this passes
     const first = await check(fd, a, opts, survey);
-    const unmatched = survey.missing();
+    const unmatched = opts.only ? [] : survey.missing();
     if (unmatched.length > 0) {
       const tops = [...survey.tops];
       throw new ShootError("ARCHIVE_NOT_FOUND", `not in ${a.file}: ${unmatched.map((u) => `/${u}`).join(", ")} (its entries start with ${tops.map((t) => `/${t}`).join(", ") || "nothing"}; see shoot list ${a.file}); nothing was restored`);
@@ -610,7 +626,7 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     // 2. the target, and the plan
     const root = makeTarget(opts.to);
     result.to = root;
-    const plan = new Planner(survey, { root, force: opts.force === true, allowOutsideLinks: opts.allowOutsideLinks === true });
+    const plan = new Planner(survey, { root, force: opts.force === true, allowOutsideLinks: opts.allowOutsideLinks === true, only: opts.only });
     const second = await readPass(fd, "planning", opts, a.bytes, (e) => plan.take(e)).catch(changed(a));
     if (second.md5 !== first.md5 || !plan.complete()) throw new ShootError("VERIFY_FAILED", `${a.file}: the archive changed while it was being read; nothing was restored`);
     Object.assign(result, { alsoRestored: plan.alsoRestored, refused: plan.refused, skipped: plan.skipped, conflicts: plan.conflicts });
@@ -632,7 +648,7 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
   } finally {
     extractor?.close();
     if (rootFd >= 0) at.close(rootFd);
-    fs.closeSync(fd);
+    closeSource(fd);
   }
 }
 
@@ -645,7 +661,7 @@ function changed(a: HeldArchive): (e: unknown) => never {
 }
 
 /** The write pass, the links and the directories' metadata; a stop (the file system full, the archive changed) as a code and message. */
-async function extract(fd: number, a: HeldArchive, opts: RestoreOptions, x: Extractor, first: PassResult): Promise<{ name: CodeName; message: string } | undefined> {
+async function extract(fd: ArchiveSource, a: HeldArchive, opts: RestoreOptions, x: Extractor, first: PassResult): Promise<{ name: CodeName; message: string } | undefined> {
   try {
     const third = await readPass(fd, "restoring", opts, a.bytes, (e) => x.entry(e), (piece) => x.data(piece));
     if (third.md5 !== first.md5) x.failed.push({ name: a.file, why: "the archive changed while it was being restored" });

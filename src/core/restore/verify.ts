@@ -21,7 +21,8 @@ import { readDirOrEmpty } from "../state/fsutil.ts";
 import type { Progress } from "../report/progress.ts";
 import { LIST_FORMAT, lineKey, nameOfKey, openList, walkOrder, type ListHeader } from "../scan/scan.ts";
 import type { TarListing } from "../archive/tar.ts";
-import { ArchiveDamage, archivePass, type PassOptions, type PassResult } from "./read.ts";
+import { DumpdirCheck } from "../archive/incremental.ts";
+import { ArchiveDamage, archivePass, closeSource, openSource, type ArchiveSource, type PassOptions, type PassResult } from "./read.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
 
 // --- what is held ---------------------------------------------------------------------------
@@ -46,7 +47,10 @@ export interface HeldArchive {
   checksumFile: ChecksumFileState;
   /** The header of the file list beside it (the server's; copies on a client have none). */
   list?: ListHeader;
+  /** Read from elsewhere than `path` (an object in an offsite store): a fresh stream for each pass. */
+  open?: () => Promise<NodeJS.ReadableStream>;
 }
+
 
 
 /** The first line of a file without reading all of it (file lists can be large). */
@@ -205,6 +209,10 @@ export class ListComparison {
   readonly typeDiff = new Found();
   readonly sizeDiff = new Found();
   readonly missing = new Found();
+  /** Directory records whose dumpdir does not agree with the list (incremental archives). */
+  readonly dumpdirDiff = new Found();
+  /** Listed entries an incremental archive does not hold because its dumpdirs say they did not change. */
+  unchanged = 0;
   /** Differences the run's own warnings explain. */
   explained = 0;
   /** Why the list cannot be read to its end; nothing it was compared with counts. */
@@ -216,17 +224,29 @@ export class ListComparison {
   private lineNo = 1;
   private listed = 0;
   private lastName: string | undefined;
+  private readonly dumpdirs: DumpdirCheck;
+  private readonly dumpsSeen = new Set<string>();
 
   /**
    * @param lines the list's lines after its header
    * @param warned the paths (with their leading "/") the run's warnings name
    */
   constructor(private readonly header: ListHeader, private readonly lines: Iterator<string>, private readonly warned: ReadonlySet<string>) {
+    this.dumpdirs = new DumpdirCheck((name) => warned.has(`/${name}`));
     this.advance();
   }
 
   add(e: TarListing): void {
     if (this.damaged !== undefined || this.outOfOrder !== undefined) return;
+    // database dumps follow the files; the list's header names them, its lines do not
+    const dump = this.header.dumps?.find((d) => d.name === e.name);
+    if (dump) {
+      this.dumpsSeen.add(e.name);
+      if (e.type !== "file" || e.size !== dump.size) this.sizeDiff.add(`${e.name} (a dump of ${dump.size} bytes in the list, ${e.type === "file" ? `${e.size} bytes` : `a ${e.type}`} in the archive)`);
+      return;
+    }
+    // the record of "/" when it is a source: it has no line in the list
+    if (e.name === "" && e.type === "dir" && this.lastName === undefined) return this.note(this.dumpdirs.directory("", e.dumpdir));
     if (this.lastName !== undefined) {
       const order = walkOrder(this.lastName, e.name);
       if (order === 0) return this.duplicate.add(e.name);
@@ -241,6 +261,8 @@ export class ListComparison {
     if (this.damaged !== undefined) return;
     if (this.key !== key) return this.extra.add(e.name);
     const [, type, , , , size] = JSON.parse(this.line!) as [string, string, number, number, number, number];
+    this.note(this.dumpdirs.listed(e.name, type === "dir", true));
+    if (e.type === "dir") this.note(this.dumpdirs.directory(e.name, e.dumpdir));
     // the writer stores a hard link whose first name it could not read as the file itself
     const sameType = type === e.type || (type === "hardlink" && e.type === "file");
     if (!sameType) this.typeDiff.add(`${e.name} (${type} in the list, ${e.type} in the archive)`);
@@ -255,6 +277,8 @@ export class ListComparison {
   finish(): void {
     if (this.outOfOrder !== undefined) return;
     while (this.key !== undefined) this.passListed();
+    this.note(this.dumpdirs.finish());
+    for (const d of this.header.dumps ?? []) if (!this.dumpsSeen.has(d.name)) this.missing.add(d.name);
     if (this.damaged === undefined && this.listed !== this.header.entries) {
       this.damaged = `it holds ${this.listed} entries, its header says ${this.header.entries} (truncated?)`;
     }
@@ -265,9 +289,17 @@ export class ListComparison {
     this.lines.return?.(undefined);
   }
 
+  /** A problem DumpdirCheck found. */
+  private note(problem: string | undefined): void {
+    if (problem !== undefined && problem !== "unchanged") this.dumpdirDiff.add(problem);
+  }
+
   private passListed(): void {
     const name = nameOfKey(this.key!);
-    if (this.warned.has(`/${name}`)) this.explained++;
+    const d = this.dumpdirs.listed(name, this.line!.startsWith(`[${this.key},"dir"`), false);
+    this.note(d);
+    if (d === "unchanged") this.unchanged++;
+    else if (this.warned.has(`/${name}`)) this.explained++;
     else this.missing.add(name);
     this.advance();
   }
@@ -354,7 +386,6 @@ function checksumProblems(a: HeldArchive, got: { size: number; md5: string; sha2
   return problems;
 }
 
-/** Hash one archive (and with `deep`, read all of it); never throws for a bad archive. */
 /**
  * Hash one archive (and with `deep`, read all of it); never throws for a bad archive. Its code:
  * VERIFY_FAILED when it differs from its checksum or file list (an archive that changed since,
@@ -363,9 +394,9 @@ function checksumProblems(a: HeldArchive, got: { size: number; md5: string; sha2
  */
 export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): Promise<ArchiveVerdict> {
   const verdict: ArchiveVerdict = { archive: a, ok: false, code: code("VERIFY_FAILED"), problems: [], notes: [] };
-  let fd: number;
+  let fd: ArchiveSource;
   try {
-    fd = fs.openSync(a.path, "r");
+    fd = openSource(a);
   } catch (e) {
     if (errnoCode(e) === "ENOENT") return { ...verdict, ok: true, code: 0, gone: true, notes: ["removed while this check ran (rotation)"] };
     return { ...verdict, problems: [`cannot be opened: ${errorMessage(e)}`] };
@@ -411,6 +442,8 @@ export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): P
           if (c.outOfOrder !== undefined) verdict.problems.push(`its entries are not in the order of the server's file list, as they would be had the server written it (${c.outOfOrder}); compared up to there`);
           else if (c.missing.count) verdict.problems.push(`${c.missing.count} listed entries are not in the archive: ${examples(c.missing)}`);
           if (c.sizeDiff.count) verdict.problems.push(`${c.sizeDiff.count} files differ in size from the file list: ${examples(c.sizeDiff)}`);
+          if (c.dumpdirDiff.count) verdict.problems.push(`${c.dumpdirDiff.count} directory records disagree with the file list, so GNU tar would restore this point wrong: ${c.dumpdirDiff.names.join("; ")}${c.dumpdirDiff.count > c.dumpdirDiff.names.length ? "; …" : ""}`);
+          if (c.unchanged) verdict.notes.push(`${c.unchanged} listed entries are not in this incremental archive: unchanged since ${a.list?.base ?? "its base"}, as its directory records say`);
           if (c.explained) verdict.notes.push(`${c.explained} entries differ from the file list as the run that made it warned (changed or vanished while it was written)`);
           if (!verdict.problems.length) verdict.notes.push(`all ${entries} entries match the server's file list${c.explained ? " or its run's warnings" : ""}`);
         }
@@ -425,7 +458,7 @@ export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): P
     return verdict;
   } finally {
     comparison?.close();
-    fs.closeSync(fd);
+    closeSource(fd);
   }
 }
 

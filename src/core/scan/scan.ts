@@ -462,6 +462,19 @@ export interface ListHeader {
   size?: number;
   md5?: string;
   sha256?: string;
+  /** When the run made the archive (ISO 8601): what retention places it by. */
+  made?: string;
+  /** Database dumps streamed in after the files (not among the lines): entry name, size, SHA-256 of the dump. */
+  dumps?: Array<{ name: string; size: number; sha256: string }>;
+  /**
+   * Written when incremental archives are on (docs/incremental.md): the archive's level (0 for
+   * a full one), the archive it was made against (level > 0), and the sources it was made of
+   * (archive names, a directory's with a trailing "/"): an incremental is only ever made of the
+   * same sources as its base.
+   */
+  level?: number;
+  base?: string;
+  sources?: string[];
 }
 
 /**

@@ -15,11 +15,17 @@ import { compileExcludes } from "../scan/exclude.ts";
 import { createExclusive, exists, fsyncDir, LineWriter, readChunks, readLines, writeFileAtomic } from "../state/fsutil.ts";
 import { removeLeftovers } from "../state/leftovers.ts";
 import { unsafeDir } from "../state/strict-modes.ts";
-import { toRemove } from "../state/retention.ts";
+import { describeRemoved, planRemoval, serverCopies, type PruneRecord } from "../state/held.ts";
+import { describeRules } from "../state/retention.ts";
+import { DumpPlan, type DumpRun } from "./dumps.ts";
+import { archivesNeeded, levelOf } from "../state/chain.ts";
+import { DumpdirStore, markChanges, type ChangeSet } from "../scan/changes.ts";
+import { chainData, checkChain, listHeaderOf, planLevel, recordedEntries, sourcesKey, type LevelPlan } from "./incremental.ts";
+import { childEnv } from "./wrapper.ts";
 import { LockedError, acquireLock, currentLock, type Lock } from "../state/lock.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "../state/naming.ts";
 import type { RunOutcome, Warning } from "../common/outcome.ts";
-import { entryFromLine, entryLine, hasChanges, LIST_FORMAT, LIST_VERSION, lineKey, ListComparer, openList, scanSources, systemOwners, type Changes, type ListHeader, type ScanSummary } from "../scan/scan.ts";
+import { entryFromLine, entryLine, hasChanges, LIST_FORMAT, LIST_VERSION, lineKey, ListComparer, normaliseSources, openList, scanSources, systemOwners, type Changes, type ListHeader, type ScanSummary } from "../scan/scan.ts";
 import { MAX_ENTRIES, quickCompare, type QuickCheck } from "../scan/scan-parallel.ts";
 import { SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, newRunId, type ArchiveInfo } from "../state/status.ts";
 import { formatBytes } from "../common/units.ts";
@@ -198,6 +204,12 @@ async function serverSteps(
   const archives = sortArchives(fs.readdirSync(dir), cfg.name).filter((a) => exists(path.join(dir, a + CHECKSUM_SUFFIX)));
   const newest = archives.at(-1);
   const firstRun = newest === undefined && !exists(path.join(dir, `${SERVER_STATUS}.1`));
+  // a restore point whose chain is broken is never "still current": a new archive is made
+  const point = newest ? restorePoint(cfg, dir, newest, archives) : undefined;
+  if (point?.problem) run.warn("CHAIN_BROKEN", `the newest restore point ${newest} cannot be restored: ${point.problem}; making a new archive`);
+
+  // database dumps: run once through a hash when the files are unchanged, again into a new archive
+  const dumps = new DumpPlan(cfg.dumps, dir, deps.spawner, childEnv(deps.env), (msg, data) => run.step("dump", msg, "DUMPED", data), signal);
 
   // 4. (before 3: the estimate needs the scan) change detection
   run.step("scan", `walking ${cfg.sources.join(", ")}`);
@@ -205,60 +217,123 @@ async function serverSteps(
   const scanStarted = performance.now();
   // an archive in another compression is never "still current", and its size predicts nothing
   const sameCompression = newest?.endsWith(EXTENSIONS[cfg.compression]) === true;
-  if (!firstRun && newest && sameCompression) {
+  if (!firstRun && newest && sameCompression && !point?.problem) {
     const maxParallel = opts.maxParallelEntries ?? MAX_ENTRIES;
     const quick = await unchangedOnEveryCore(cfg, dir, newest, maxParallel);
-    if (quick.unchanged) {
+    const dumpsSame = quick.unchanged ? await dumps.unchanged(quick.unchanged.check.header?.dumps) : undefined;
+    if (quick.unchanged && dumpsSame?.same) {
       const { check, archive } = quick.unchanged;
       for (const w of check.warnings) run.warn(w.code, w.message);
       const scanMs = Math.round(performance.now() - scanStarted);
       run.step("scan", `scanned ${check.entries} entries in ${scanMs} ms (${check.threads} thread${check.threads === 1 ? "" : "s"}${check.statx ? ", statx" : ""}): nothing changed since ${newest}`, "SCANNED", { entries: check.entries, bytes: check.bytes });
-      return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive };
+      return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive, data: point?.data };
     }
     // not an error (the walk below decides alone), but slower: the record says why
-    if (quick.problem) run.step("scan", `the walk on every core could not finish (${quick.problem}): walking again on one`);
+    if (dumpsSame && !dumpsSame.same) run.step("scan", `no file changed since ${newest}, but ${dumpsSame.summary}: walking again to write a new archive`);
+    else if (quick.problem) run.step("scan", `the walk on every core could not finish (${quick.problem}): walking again on one`);
     else if (quick.tooLarge) run.step("scan", `the last file list holds over ${maxParallel} entries: walking on one thread, which compares as it goes`);
     checkAbort();
   }
   // the walk's list goes to a file as it is made, and the archive is written from that file:
   // memory does not grow with the number of files
   const last = !firstRun && newest ? openLastList(cfg, dir, newest, sameCompression) : undefined;
-  const walked = scanToList(cfg, tmpList, last);
+  const walked = scanToList(cfg, tmpList, last, dumps.names());
+  if (walked.taken) throw new ShootError("DUMP_NAME_TAKEN", `the sources hold /${walked.taken}, the name a dump takes in the archive: rename the dump (name or extension in [[server.dump]]) or exclude the file`);
   const scan = walked.scan;
   for (const w of scan.warnings) run.warn(w.code, w.message);
   const scanMs = Math.round(performance.now() - scanStarted);
   checkAbort();
 
-  const previous = sameCompression ? last?.header : undefined;
+  const previous = sameCompression ? sizeRatioSource(dir, archives.filter((a) => a.endsWith(EXTENSIONS[cfg.compression])), last?.header) : undefined;
   if (last && newest) {
     const verdict = verdictOf(dir, newest, last, walked);
-    if (verdict.archive) {
+    const dumpsSame = verdict.archive ? await dumps.unchanged(last.header?.dumps) : undefined;
+    if (verdict.archive && !dumpsSame?.same) verdict.summary = `no file changed, but ${dumpsSame?.summary}`;
+    else if (verdict.archive && point?.problem) verdict.summary = `no file changed, but the restore point ${newest} cannot be restored`;
+    else if (verdict.archive) {
       run.step("scan", `scanned ${scan.entries} entries in ${scanMs} ms: nothing changed since ${newest}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes });
-      return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive: verdict.archive };
+      return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive: verdict.archive, data: point?.data };
     }
     run.step("scan", `scanned ${scan.entries} entries in ${scanMs} ms: ${verdict.summary}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes });
   } else {
     run.step("scan", `scanned ${scan.entries} entries (${formatBytes(scan.bytes)}) in ${scanMs} ms${firstRun ? "; first run" : ""}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes });
   }
 
-  // 3. free space
-  const estimate = estimateSize(cfg, scan, previous);
-  run.step("space", `estimated archive size ${formatBytes(estimate)}, reserve ${formatBytes(cfg.reserve)}`);
-  ensureSpace(cfg, deps, run, estimate, archives);
-  checkAbort();
-
-  // 5. archive
-  const name = nextArchiveName(cfg, deps.clock.now(), fs.readdirSync(dir));
-  const tmp = path.join(dir, `${TEMP_PREFIX}${name}`);
-  setTmp(tmp);
-  run.step("archive", `writing ${name} (${cfg.compression}) from ${scan.entries} entries`);
-  const result = await writeArchiveFile(cfg, tmp, tmpList, scan.bytes, run, opts);
-  checkAbort();
-
-  run.step("checksum", `md5 ${result.md5}, ${formatBytes(result.size)}`);
+  // incremental or full (docs/incremental.md); with incremental archives on, directories carry their dumpdirs
+  const sources = sourcesKey(cfg.sources);
+  const plan = planLevel(cfg, dir, archives, deps.clock.now(), sources);
+  if (plan.broken) run.warn("CHAIN_BROKEN", `${plan.broken}; making a full archive instead`);
+  const records = cfg.incremental !== "off";
+  const changes = records ? markWalk(cfg, tmpList, scan, plan) : undefined;
   try {
+    if (changes) run.step("changes", `${plan.why}: ${changes.changed} of ${scan.entries} entries to archive, with ${changes.dirs} directory record(s)`);
+
+    // 3. free space
+    const content = changes && plan.level > 0 ? { bytes: changes.bytes, entries: changes.archived } : scan;
+    const estimate = estimateSize(cfg, content, previous) + (previous?.dumps ?? []).reduce((n, d) => n + (Number.isSafeInteger(d.size) ? d.size : 0), 0);
+    run.step("space", `estimated archive size ${formatBytes(estimate)}, reserve ${formatBytes(cfg.reserve)}`);
+    ensureSpace(cfg, deps, run, estimate, archives);
+    checkAbort();
+
+    // 5. archive
+    const name = nextArchiveName(cfg, deps.clock.now(), fs.readdirSync(dir), plan.level);
+    const tmp = path.join(dir, `${TEMP_PREFIX}${name}`);
+    setTmp(tmp);
+    run.step("archive", `writing ${name} (${cfg.compression}) from ${changes ? changes.archived : scan.entries} entries`);
+    const entries = changes ? recordedEntries(tmpList, changes) : listedEntries(tmpList);
+    const result = await writeArchiveFile(cfg, tmp, entries, content.bytes, run, opts, dumps, deps.clock.now());
+    checkAbort();
+    return finishArchive(cfg, deps, run, { name, tmp, tmpList, scan, result, firstRun, dumps: dumps.done, plan: records ? { ...plan, sources } : undefined });
+  } finally {
+    changes?.dumpdirs.close();
+  }
+}
+
+/** The side file of an incremental archive's dumpdirs while the run goes on (a temporary file: a killed run's is cleaned up). */
+function dumpdirsPath(dir: string): string {
+  return path.join(dir, `${TEMP_PREFIX}dumpdirs`);
+}
+
+/** What the archive holds and every directory's dumpdir: against the base's list, or everything for a full archive. */
+function markWalk(cfg: ServerConfig, tmpList: string, scan: ScanSummary, plan: LevelPlan): ChangeSet {
+  const dir = cfg.backup_dir;
+  // the directories the walk could not list (or walk into) are named by its warnings
+  const withoutDumpdir = new Set(scan.warnings.map((w) => w.path.replace(/^\/+/, "")));
+  const base = plan.base ? openList(path.join(dir, plan.base.file + LIST_SUFFIX)) : undefined;
+  const dumpdirs = new DumpdirStore(dumpdirsPath(dir));
+  try {
+    return markChanges({ walkList: tmpList, entries: scan.entries, base: base?.lines, dumpdirs, withoutDumpdir, rootIsSource: normaliseSources(cfg.sources).includes("/") });
+  } catch (e) {
+    dumpdirs.close();
+    throw new ShootError("SCAN_FAILED", `comparing the walk with ${plan.base?.file ?? "nothing"}'s file list failed: ${errorMessage(e)}`);
+  } finally {
+    base?.lines.return(undefined);
+  }
+}
+
+interface Made {
+  name: string;
+  tmp: string;
+  tmpList: string;
+  scan: ScanSummary;
+  result: ArchiveResult;
+  firstRun: boolean;
+  dumps: readonly DumpRun[];
+  /** With incremental archives on: the level, base and sources the list header records. */
+  plan?: LevelPlan & { sources: string[] };
+}
+
+/** The archive's checksum and list beside it, the archive under its name, rotation: steps 5 (end) to 7. */
+function finishArchive(cfg: ServerConfig, deps: Deps, run: Run, m: Made): StepsResult {
+  const { name, tmp, tmpList, scan, result, firstRun } = m;
+  const dir = cfg.backup_dir;
+  run.step("checksum", `md5 ${result.md5}, ${formatBytes(result.size)}`);
+  // when it was made, as retention will place it: in its list, and as its modification time
+  const made = deps.clock.now();
+  try {
+    fs.utimesSync(tmp, made, made);
     writeFileAtomic(dir, name + CHECKSUM_SUFFIX, md5Line(result.md5, name));
-    writeFileAtomic(dir, name + LIST_SUFFIX, archivedList(name, tmpList, scan, result));
+    writeFileAtomic(dir, name + LIST_SUFFIX, archivedList(name, tmpList, scan, result, made, m.dumps, m.plan));
     // the archive takes its final name last: a name that exists always has its checksum beside it
     fs.renameSync(tmp, path.join(dir, name));
     fsyncDir(dir);
@@ -272,20 +347,35 @@ async function serverSteps(
   const archive: ArchiveInfo = { file: name, size: result.size, md5: result.md5, sha256: result.sha256 };
   const engine = cfg.compression === "none" ? "" : ` (${result.engine})`;
   const proof = `proven restorable: every piece decompressed to its input, the tar stream parsed to its end with all ${result.entries} entries as read, the file read back`;
-  run.step("archive", `${name} complete: ${formatBytes(result.size)} from ${formatBytes(result.inputBytes)}${engine}; ${proof}`, "ARCHIVE_WRITTEN", { file: name, size: result.size, proven: result.proven, entries: result.entries });
+  const level = m.plan?.level ?? 0;
+  const data = m.plan ? chainData(level, m.plan.chain) : undefined;
+  run.step("archive", `${name} complete: ${formatBytes(result.size)} from ${formatBytes(result.inputBytes)}${engine}; ${proof}`, "ARCHIVE_WRITTEN", { file: name, size: result.size, proven: result.proven, entries: result.entries, ...data });
 
   // 6. rotation
-  run.step("rotate", `keeping ${cfg.keep} archive(s)`);
-  const removed = rotate(dir, cfg.name, cfg.keep, name);
-  if (removed.length) run.step("rotate", `removed ${removed.join(", ")}`, "ROTATED");
+  run.step("rotate", `keeping what ${describeRules(cfg.retention)} keep`);
+  const removed = rotate(dir, cfg, name);
+  if (removed.removed.length) run.step("rotate", `removed ${describeRemoved(removed)}`, "ROTATED", { ...removed });
   const left = removeLeftovers(dir);
   for (const f of left.failed) run.warn("CLEANUP_FAILED", `could not remove ${f}`);
 
   // 7. done
   const summary = `${name}: ${formatBytes(result.size)}, md5 ${result.md5}${run.warnings.length ? `, ${run.warnings.length} warning(s)` : ""}`;
+  const kind = level > 0 ? ` (incremental, level ${level}, against ${m.plan!.base!.file})` : "";
   return firstRun
-    ? { name: "FIRST_ARCHIVE", message: `first backup made: ${summary}`, archive }
-    : { name: "NEW_ARCHIVE", message: `new backup made: ${summary}`, archive };
+    ? { name: "FIRST_ARCHIVE", message: `first backup made: ${summary}`, archive, data }
+    : { name: "NEW_ARCHIVE", message: `new backup made: ${summary}${kind}`, archive, data };
+}
+
+/**
+ * What the final record says of restore point `newest` when it is still current: its level and
+ * chain (for the client, which pulls every link); or why it cannot be restored.
+ */
+function restorePoint(cfg: ServerConfig, dir: string, newest: string, archives: readonly string[]): { data?: Record<string, unknown>; problem?: string } {
+  const level = levelOf(newest) ?? 0;
+  if (level === 0) return { data: cfg.incremental === "off" ? undefined : chainData(0, []) };
+  const checked = checkChain(dir, newest, archives);
+  if ("problem" in checked) return { problem: checked.problem };
+  return { data: chainData(level, checked.links.slice(0, -1).map((l) => l.info)) };
 }
 
 /**
@@ -337,10 +427,12 @@ interface Walked {
   changes?: Changes;
   /** Why the comparison stopped part-way (a damaged list): the walk itself went on. */
   compareProblem?: string;
+  /** A walked name that a dump takes in the archive. */
+  taken?: string;
 }
 
 /** Walk the sources, each entry's line to `file` and, when there is a last list, into the comparison. */
-function scanToList(cfg: ServerConfig, file: string, last?: LastList): Walked {
+function scanToList(cfg: ServerConfig, file: string, last?: LastList, taken: ReadonlySet<string> = new Set()): Walked {
   const lines = last?.reason === undefined ? last?.lines : undefined;
   let comparer = lines ? new ListComparer(lines) : undefined;
   let compareProblem: string | undefined;
@@ -349,7 +441,9 @@ function scanToList(cfg: ServerConfig, file: string, last?: LastList): Walked {
     fs.rmSync(file, { force: true }); // a killed run's
     const writer = (out = new LineWriter(file));
     let seen = 0;
+    let clash: string | undefined;
     const scan = scanSources(cfg.sources, { matcher: compileExcludes(cfg.exclude), skip: [cfg.backup_dir], oneFileSystem: cfg.one_file_system }, (e) => {
+      if (taken.size && taken.has(e.name)) clash ??= e.name;
       const line = entryLine(e);
       writer.line(line);
       // the walk's garbage (a stat result, an entry and a line per file) is collected late
@@ -373,7 +467,7 @@ function scanToList(cfg: ServerConfig, file: string, last?: LastList): Walked {
     } catch (err) {
       compareProblem = errorMessage(err);
     }
-    return { scan, changes, compareProblem };
+    return { scan, changes, compareProblem, taken: clash };
   } catch (e) {
     const c = errnoCode(e);
     if (c === "ENOSPC" || c === "EDQUOT") throw new ShootError("NO_SPACE", `no space left in ${cfg.backup_dir} for the list of the walk; earlier archives are untouched`);
@@ -415,13 +509,32 @@ function safeStat(p: string): fs.Stats | undefined {
  * and an entry missing from it counts as new next time, so the next run tries it again
  * instead of calling the tree unchanged.
  */
-function* archivedList(archive: string, walkList: string, scan: ScanSummary, result: ArchiveResult): Generator<string | Uint8Array> {
+function* archivedList(archive: string, walkList: string, scan: ScanSummary, result: ArchiveResult, made: Date, dumps: readonly DumpRun[], plan?: LevelPlan & { sources: string[] }): Generator<string | Uint8Array> {
   const left = new Set(result.skipped.map((n) => JSON.stringify(n)));
-  const header: ListHeader = { format: LIST_FORMAT, v: LIST_VERSION, archive, entries: scan.entries - left.size, bytes: scan.bytes, size: result.size, md5: result.md5, sha256: result.sha256 };
+  const header: ListHeader = {
+    format: LIST_FORMAT, v: LIST_VERSION, archive, entries: scan.entries - left.size, bytes: scan.bytes, size: result.size, md5: result.md5, sha256: result.sha256, made: made.toISOString(),
+    ...(dumps.length ? { dumps: dumps.map((d) => ({ name: d.entry, size: d.size, sha256: d.sha256 })) } : {}),
+    ...(plan ? { level: plan.level, ...(plan.base ? { base: plan.base.file } : {}), sources: plan.sources } : {}),
+  };
   yield `${JSON.stringify(header)}\n`;
   // the common case, nothing left out, copies bytes: no string per line to collect afterwards
   if (left.size === 0) yield* readChunks(walkList);
   else for (const line of readLines(walkList)) if (line !== "" && !left.has(lineKey(line) ?? "")) yield `${line}\n`;
+}
+
+/**
+ * The list header whose archive predicts how well this tree compresses: the last archive's,
+ * unless it is an incremental one, which holds a small part of what its header counts; then
+ * the newest full archive's.
+ */
+function sizeRatioSource(dir: string, archives: readonly string[], header: ListHeader | undefined): ListHeader | undefined {
+  if (!header?.level) return header;
+  const full = archives.findLast((a) => levelOf(a) === 0);
+  try {
+    return full ? listHeaderOf(path.join(dir, full + LIST_SUFFIX)) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Bytes of tar stream for this much content in this many entries (an upper bound). */
@@ -450,8 +563,11 @@ function ensureSpace(cfg: ServerConfig, deps: Deps, run: Run, estimate: number, 
   let free = deps.disk.freeBytes(dir);
   if (free - estimate >= cfg.reserve) return;
   if (cfg.make_room) {
-    // never the newest: it is the only good backup until the new one is complete
-    for (const old of archivesOldestFirst.slice(0, -1)) {
+    // never the newest, nor an archive it needs: it is the only good backup until the new one
+    // is complete (and an incremental one is made against its chain)
+    const newest = archivesOldestFirst.at(-1);
+    const needed = new Set(newest ? archivesNeeded(newest, archivesOldestFirst) : []);
+    for (const old of archivesOldestFirst.filter((a) => !needed.has(a))) {
       removeArchive(dir, old);
       run.step("space", `make_room: removed ${old} to make room`, "ROTATED");
       free = deps.disk.freeBytes(dir);
@@ -467,7 +583,7 @@ function ensureSpace(cfg: ServerConfig, deps: Deps, run: Run, estimate: number, 
  * previous archive stays the newest.
  */
 async function writeArchiveFile(
-  cfg: ServerConfig, tmp: string, walkList: string, totalBytes: number, run: Run, opts: ServerRunOptions,
+  cfg: ServerConfig, tmp: string, entries: Iterable<ArchiveEntry>, totalBytes: number, run: Run, opts: ServerRunOptions, dumps: DumpPlan, when: Date,
 ): Promise<ArchiveResult> {
   const { signal, onArchiveProgress: onProgress } = opts;
   let fd: number;
@@ -477,7 +593,7 @@ async function writeArchiveFile(
     throw new ShootError("ARCHIVE_FAILED", `cannot create ${tmp}: ${errorMessage(e)}`);
   }
   try {
-    const result = await writeArchive(listedEntries(walkList), fd, {
+    const result = await writeArchive(entries, fd, {
       compression: cfg.compression,
       level: cfg.level,
       flushBehind: true,
@@ -485,10 +601,12 @@ async function writeArchiveFile(
       onWarning: (w) => run.warn(w.code, w.message),
       onProgress: onProgress ? (p) => onProgress(p.inputBytes, totalBytes) : undefined,
       onWritten: opts.onArchiveWritten,
+      streams: dumps.count ? await dumps.streams(when) : undefined,
     });
     fs.fsyncSync(fd);
     return result;
   } catch (e) {
+    dumps.stop();
     fs.rmSync(tmp, { force: true });
     if (signal?.aborted) throw new ShootError("INTERRUPTED", "interrupted while writing the archive; the temporary archive was removed");
     if (e instanceof ArchiveUnprovenError) {
@@ -497,6 +615,8 @@ async function writeArchiveFile(
     if (errnoCode(e) === "ENOSPC" || errnoCode(e) === "EDQUOT") {
       throw new ShootError("NO_SPACE", `the file system of ${cfg.backup_dir} filled up while the archive was written; the partial archive was removed, earlier archives are untouched`);
     }
+    // a dump that failed keeps its own code: the archive it went into is gone, the previous one stays the newest
+    if (e instanceof ShootError) throw new ShootError(codeName(e.code) as CodeName, `${e.message}; the archive was not kept, the previous one stays the newest`);
     throw new ShootError("ARCHIVE_FAILED", `writing the archive failed: ${errorMessage(e)}`);
   } finally {
     try {
@@ -518,14 +638,14 @@ function* listedEntries(walkList: string): Generator<ArchiveEntry> {
  * sort by age as plain text (a run within the same second as the last one takes the next
  * second) and a clock set back never makes rotation remove the new archive.
  */
-export function nextArchiveName(cfg: Pick<ServerConfig, "name" | "compression">, now: Date, existing: readonly string[]): string {
+export function nextArchiveName(cfg: Pick<ServerConfig, "name" | "compression">, now: Date, existing: readonly string[], level = 0): string {
   const names = new Set(existing);
   const newest = sortArchives(existing, cfg.name).at(-1);
   const newestKey = newest ? parseArchiveName(newest)!.key : "";
   let t = Math.floor(now.getTime() / 1000) * 1000;
   if (newest) t = Math.max(t, archiveTime(newest)!.getTime() + 1000);
   for (let tries = 0; tries < 10000; tries++, t += 1000) {
-    const c = archiveName(cfg.name, new Date(t), cfg.compression);
+    const c = archiveName(cfg.name, new Date(t), cfg.compression, level);
     if (parseArchiveName(c)!.key > newestKey && !names.has(c) && !names.has(`${TEMP_PREFIX}${c}`)) return c;
   }
   throw new ShootError("ARCHIVE_FAILED", "no free archive name");
@@ -539,12 +659,14 @@ function removeArchive(dir: string, name: string): void {
   fs.rmSync(path.join(dir, name + LIST_SUFFIX), { force: true });
 }
 
-function rotate(dir: string, prefix: string, keep: number, justMade: string): string[] {
-  const remove = toRemove(sortArchives(fs.readdirSync(dir), prefix), keep).filter((a) => a !== justMade);
+/** Remove what the retention rules do not keep (never the archive just made); what went, and why. */
+function rotate(dir: string, cfg: ServerConfig, justMade: string): PruneRecord {
+  const { record } = planRemoval(serverCopies(dir, cfg.name), cfg.retention);
+  record.removed = record.removed.filter((r) => r.file !== justMade);
   try {
-    for (const a of remove) removeArchive(dir, a);
+    for (const r of record.removed) removeArchive(dir, r.file);
   } catch (e) {
     throw new ShootError("ROTATION_FAILED", `removing old archives failed: ${errorMessage(e)}`);
   }
-  return remove;
+  return record;
 }

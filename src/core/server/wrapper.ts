@@ -13,7 +13,8 @@ import { errnoCode, errorMessage } from "../common/errors.ts";
 import { removeLeftovers } from "../state/leftovers.ts";
 import { unsafeDir } from "../state/strict-modes.ts";
 import { LockedError, acquireLock, type Lock } from "../state/lock.ts";
-import type { RunOutcome, Warning } from "../common/outcome.ts";
+import type { HookOutcome, RunOutcome, Warning } from "../common/outcome.ts";
+import { describeHook, hookEnv, runHook } from "./hooks.ts";
 import {
   SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, describeRecord, lastFinal, lastStep, newRunId, readStatusFile, type StatusRecord,
 } from "../state/status.ts";
@@ -67,8 +68,15 @@ export async function runWrapper(cfg: ServerConfig, deps: Deps, opts: WrapperOpt
     }
     recoverPrevious(dir, previous?.records ?? [], status, warnings);
 
-    const result = await superviseServer(cfg, deps, opts, status, run, lock);
-    const final = finalWord(statusFile, run, result, cfg, status, dir);
+    const hooks: HookOutcome[] = [];
+    const before = await beforeHook(cfg, deps, status, run, warnings, hooks, opts.signal);
+    const final = opts.signal?.aborted
+      ? status.write("INTERRUPTED", `the wrapper received ${String(opts.signal.reason ?? "a signal")} before the server started; it was not started`, { step: "before" })
+      : before.stop
+        ? status.write("BEFORE_HOOK_FAILED", `${before.stop}; no archive was made (before_failure = "stop")`, { step: "before" })
+        : finalWord(statusFile, run, await superviseServer(cfg, deps, opts, status, run, lock), cfg, status, dir);
+    // after the final record, so that the command sees the run's code; its failure is a warning
+    await afterHook(cfg, deps, status, run, final, warnings, hooks);
     const ended = deps.clock.now();
     const serverWarnings = (readStatusFile(statusFile)?.records ?? [])
       .filter((r) => r.run === run && codeInfo(r.code)?.kind === "warning")
@@ -76,7 +84,7 @@ export async function runWrapper(cfg: ServerConfig, deps: Deps, opts: WrapperOpt
     return {
       ...base, run, code: final.code, message: final.msg, ended, archive: final.archive,
       warnings: [...warnings, ...serverWarnings.filter((w) => !warnings.some((x) => x.msg === w.msg))],
-      lastStep: final.step, statusFile,
+      lastStep: final.step, statusFile, ...(hooks.length ? { hooks } : {}),
     };
   } catch (e) {
     const msg = `wrapper failed: ${errorMessage(e)}`;
@@ -110,6 +118,41 @@ function recoverPrevious(dir: string, records: StatusRecord[], status: StatusWri
   } else if (left.removed.length) {
     status.write("RECOVERED", `removed leftovers: ${left.removed.join(", ")}`, { step: "recover" });
   }
+}
+
+/** The HOOK_DONE record of a command that ended: how, and the last lines of its output. */
+function recordHook(status: StatusWriter, h: HookOutcome): void {
+  status.write("HOOK_DONE", describeHook(h), { step: h.when, data: { argv: h.argv, ok: h.ok, how: h.how, output: h.output.slice(-10) } });
+}
+
+/** Run `before` when there is one; `stop` says why the run must not go on. */
+async function beforeHook(
+  cfg: ServerConfig, deps: Deps, status: StatusWriter, run: string, warnings: Warning[], hooks: HookOutcome[], signal?: AbortSignal,
+): Promise<{ stop?: string }> {
+  if (!cfg.before) return {};
+  status.write("STEP", `running the before command ${JSON.stringify(cfg.before)}`, { step: "before" });
+  const h = await runHook(deps.spawner, { when: "before", argv: cfg.before, timeoutMs: cfg.before_timeout, killGraceMs: cfg.kill_grace }, hookEnv(childEnv(deps.env), run), signal);
+  hooks.push(h);
+  recordHook(status, h);
+  if (h.ok) return {};
+  if (cfg.before_failure === "stop") return { stop: describeHook(h) };
+  const msg = `${describeHook(h)}; the run goes on (before_failure = "continue")`;
+  warnings.push({ code: code("BEFORE_HOOK_IGNORED"), msg });
+  status.write("BEFORE_HOOK_IGNORED", msg, { step: "before" });
+  return {};
+}
+
+/** Run `after` when there is one, with the run's final code; a failure is a warning, never the run's code. */
+async function afterHook(cfg: ServerConfig, deps: Deps, status: StatusWriter, run: string, final: StatusRecord, warnings: Warning[], hooks: HookOutcome[]): Promise<void> {
+  if (!cfg.after) return;
+  const env = hookEnv(childEnv(deps.env), run, { code: final.code, name: codeName(final.code) });
+  const h = await runHook(deps.spawner, { when: "after", argv: cfg.after, timeoutMs: cfg.after_timeout, killGraceMs: cfg.kill_grace }, env);
+  hooks.push(h);
+  recordHook(status, h);
+  if (h.ok) return;
+  const msg = `${describeHook(h)}; the run's code ${final.code} ${codeName(final.code)} stands`;
+  warnings.push({ code: code("AFTER_HOOK_FAILED"), msg });
+  status.write("AFTER_HOOK_FAILED", msg, { step: "after" });
 }
 
 /**

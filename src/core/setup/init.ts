@@ -426,7 +426,7 @@ export function runInit(opts: InitOptions): InitResult {
     ? `shoot configuration for ${host} as a server (its backups are made here, in backup_dir).`
     : `shoot configuration for ${host} as a backup host (it pulls the servers' archives into dest_dir).`;
   const sections: Section[] = o.role === "server" ? ["server", "monitor"] : ["client", "client.source", "monitor"];
-  const text = renderConfig(title, sections, configValues(o, src), ["mail"]);
+  const text = renderConfig(title, sections, configValues(o, src), o.role === "server" ? ["mail", "server.dump"] : ["mail"]);
   validate(text, o);
 
   const units = systemdUnits(o, o.dir);

@@ -1,7 +1,8 @@
 /**
- * Archive names: `<name>-<YYYYMMDD>-<HHMMSS>.tar[.gz|.zst]`, UTC. The same pattern decides on
- * the server what rotation may remove and on the client whether a name read from an untrusted
- * status file may be pulled at all: nothing else ever counts as an archive.
+ * Archive names: `<name>-<YYYYMMDD>-<HHMMSS>[-L<level>].tar[.gz|.zst]`, UTC. The same pattern
+ * decides on the server what rotation may remove and on the client whether a name read from an
+ * untrusted status file may be pulled at all: nothing else ever counts as an archive. A full
+ * archive (level 0) has no `-L` part; an incremental one says its level (chain.ts).
  *
  * Names shoot writes sort by age as plain text (`ls`, `sort`, any collation): a second archive
  * within one second takes the next free second rather than a suffix. Older versions wrote
@@ -17,19 +18,21 @@ export const LIST_SUFFIX = ".list";
 export const TEMP_PREFIX = ".shoot-tmp-";
 export const MAX_NAME_LENGTH = 200;
 
-const ARCHIVE_RE = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63})-(\d{8})-(\d{6})(?:-(\d{1,4}))?\.tar(?:\.gz|\.zst)?$/;
+const ARCHIVE_RE = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63})-(\d{8})-(\d{6})(?:-(\d{1,4}))?(?:-L([1-9]\d{0,3}))?\.tar(?:\.gz|\.zst)?$/;
 
 export interface ParsedArchiveName {
   prefix: string;
   /** Sort key: timestamp then sequence, so names sort by age. */
   key: string;
+  /** 0 for a full archive; n for an incremental one of level n (made against one of level n-1). */
+  level: number;
 }
 
 export function parseArchiveName(file: string): ParsedArchiveName | undefined {
   if (file.length > MAX_NAME_LENGTH) return undefined;
   const m = ARCHIVE_RE.exec(file);
   if (!m) return undefined;
-  return { prefix: m[1]!, key: `${m[2]}${m[3]}${(m[4] ?? "0").padStart(4, "0")}` };
+  return { prefix: m[1]!, key: `${m[2]}${m[3]}${(m[4] ?? "0").padStart(4, "0")}`, level: m[5] ? Number(m[5]) : 0 };
 }
 
 /** When an archive was made, from its name (UTC, to the second). */
@@ -45,10 +48,10 @@ export function isArchiveName(file: string, prefix?: string): boolean {
   return p !== undefined && (prefix === undefined || p.prefix === prefix);
 }
 
-export function archiveName(prefix: string, when: Date, compression: Compression): string {
+export function archiveName(prefix: string, when: Date, compression: Compression, level = 0): string {
   const iso = when.toISOString();
   const stamp = `${iso.slice(0, 4)}${iso.slice(5, 7)}${iso.slice(8, 10)}-${iso.slice(11, 13)}${iso.slice(14, 16)}${iso.slice(17, 19)}`;
-  return `${prefix}-${stamp}${EXTENSIONS[compression]}`;
+  return `${prefix}-${stamp}${level > 0 ? `-L${level}` : ""}${EXTENSIONS[compression]}`;
 }
 
 /** Archive names of `prefix` among `files`, oldest first. */
