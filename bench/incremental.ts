@@ -27,7 +27,8 @@ import { chainOf } from "../src/core/state/chain.ts";
 import { isArchiveName, sortArchives } from "../src/core/state/naming.ts";
 import { spawner } from "../src/io/process.ts";
 import { treeDifferences } from "../test/helpers/tree-compare.ts";
-import { makeRng, randomBytes, textLike } from "./gen.ts";
+import { makeRng, textLike } from "./gen.ts";
+import { writeMixedTree } from "./tree.ts";
 import { formatTable, measure, MiB, verdict, type Measured, type Row } from "./lib.ts";
 import { DEFAULT_BIN, ensureBinary } from "./shoot.ts";
 
@@ -60,31 +61,7 @@ for (const [tool, pkg] of [["restic", "restic"], ["borg", "borgbackup"], ["tar",
 /** The mixed tree of bench/run.ts, smaller files first: 30 % small text, 10 % medium, 60 % large. */
 function generate(): string[] {
   fs.rmSync(work, { recursive: true, force: true });
-  const rng = makeRng(2026);
-  const small: string[] = [];
-  const put = (rel: string, data: Uint8Array) => {
-    const p = path.join(tree, rel);
-    fs.mkdirSync(path.dirname(p), { recursive: true });
-    fs.writeFileSync(p, data);
-    return p;
-  };
-  for (let i = 0, budget = total * 0.3; budget > 0; i++) {
-    const n = 500 + (rng() % 24_000);
-    small.push(put(`small/d${String(i % 200).padStart(3, "0")}/f${String(i).padStart(6, "0")}.txt`, textLike(rng, n)));
-    budget -= n;
-  }
-  for (let i = 0, budget = total * 0.1; budget > 0; i++) {
-    const n = MiB + (rng() % (3 * MiB));
-    put(`medium/m${i}.${i % 3 === 0 ? "bin" : "log"}`, i % 3 === 0 ? randomBytes(rng, n) : textLike(rng, n));
-    budget -= n;
-  }
-  const bigSize = Math.min(100 * MiB, Math.max(2 * MiB, Math.floor(total / 14)));
-  for (let i = 0, budget = total * 0.6; budget > 0; i++) {
-    const n = Math.floor(bigSize * (0.5 + (rng() % 1000) / 1000));
-    put(`big/b${i}.${i % 5 < 2 ? "bin" : "dat"}`, i % 5 < 2 ? randomBytes(rng, n) : textLike(rng, n));
-    budget -= n;
-  }
-  return small;
+  return writeMixedTree(tree, total).small;
 }
 
 /** Day `day`'s change: a line appended to 1 % of the small files (a different 1 % each day), and on later days a few files created and deleted. */

@@ -3,21 +3,19 @@
  * throwaway keys), against rsync over the same ssh command line:
  *   pull   a full first pull of a ~650 MB archive, verified, vs rsync + md5sum, once with ssh's
  *          default ciphers and once with aes128-gcm preferred
- *   day2   after ~1 % of the files changed, what a real day-2 pull moves over the wire
  */
 import fs from "node:fs";
 import path from "node:path";
 import { code } from "../src/core/common/codes.ts";
 import { loadConfig, requireClient } from "../src/core/common/config.ts";
-import { parseStats, remoteFile, rshString, sshArgv } from "../src/core/transfer/rsync.ts";
+import { remoteFile, rshString, sshArgv } from "../src/core/transfer/rsync.ts";
 import { CLIENT_STATUS, readStatusFile } from "../src/core/state/status.ts";
 import { spawner } from "../src/io/process.ts";
 import { startSshd, type SshServer } from "../test/helpers/sshd.ts";
-import { alternating, measure, measureAll, MiB, verdict } from "./lib.ts";
+import { alternating, measureAll } from "./lib.ts";
 import { clientRun, freshDir, pushPair, serverRun, settle, writeClientConfig, writeServerConfig, type BenchContext } from "./shoot.ts";
 
 const FIRST = code("FIRST_ARCHIVE");
-const NEW = code("NEW_ARCHIVE");
 const SOURCE = "bench";
 /** The cipher list the issue names. */
 const FAST_CIPHERS = "aes128-gcm@openssh.com,chacha20-poly1305@openssh.com";
@@ -131,110 +129,11 @@ function pulledRecord(dest: string): PulledData {
   return rec.data as PulledData;
 }
 
-const RSYNCABLE = { gzip: { tar: "pigz --rsyncable", ext: "tgz" }, zstd: { tar: "zstd -3 --rsyncable", ext: "tzst" } } as const;
-
-/**
- * The peer of a day-2 pull: GNU tar with the rsyncable compressor, day 1's archive as the
- * basis under the new one's name on the client, rsync over the same ssh. `between` changes
- * the tree between the two archives. Returns the bytes on the wire (sent + received) and the
- * day-2 archive's size.
- */
-async function peerDay2(ctx: BenchContext, sshd: SshServer, dir: string, c: "gzip" | "zstd", between: () => Promise<void>) {
-  const serverDir = freshDir(path.join(dir, "peer-server"));
-  const clientDir = freshDir(path.join(dir, "peer-client"));
-  const day2 = `gnu-day2.${RSYNCABLE[c].ext}`;
-  const tar = (out: string) => measure(["tar", "-I", RSYNCABLE[c].tar, "-cf", out, "-C", "/", ctx.tree.slice(1)]);
-  await tar(path.join(clientDir, day2));
-  await between();
-  await tar(path.join(serverDir, day2));
-  const served = clientFor(sshd, dir, serverDir, clientDir);
-  const m = await measure(peerRsync(served, day2, clientDir, ["--stats"]));
-  const st = parseStats(m.stdout);
-  if (st.received === undefined || st.sent === undefined) throw new Error("rsync --stats printed no sent or received byte count");
-  return { m, wire: st.received + st.sent, size: fs.statSync(path.join(serverDir, day2)).size };
-}
-
-/**
- * Day 2 through real runs: day 1's archive pulled, ~1 % of the files changed, `shoot server`
- * again (4), `shoot client` again (4); the bytes on the wire both ways (rsync --stats, sent
- * + received, as shoot records them) as a share of the new archive, beside the same for GNU
- * tar with the rsyncable compressor.
- */
-async function day2Section(ctx: BenchContext, sshd: SshServer, firstRuns: Partial<Record<"gzip" | "zstd", string>>): Promise<void> {
-  const goals = { gzip: 2, zstd: 5 } as const;
-  for (const c of ["gzip", "zstd"] as const) {
-    const dir = path.join(ctx.dataDir, `day2-${c}`);
-    let backup = firstRuns[c];
-    const serverConfig = path.join(dir, "server.toml");
-    if (backup) {
-      writeServerConfig(serverConfig, { name: "bench", sources: [ctx.tree], backupDir: backup, compression: c });
-    } else {
-      backup = freshDir(path.join(dir, "backup"));
-      writeServerConfig(serverConfig, { name: "bench", sources: [ctx.tree], backupDir: backup, compression: c });
-      console.error(`day 2 ${c}: day 1's shoot server run ...`);
-      const first = await serverRun(ctx.bin, serverConfig, backup, FIRST, { checks: ctx.checks, label: `server ${c}, day 1`, source: ctx.tree });
-      ctx.checks.keep(`server ${c}, day 1`, path.join(backup, first.final.archive!.file), { copy: true });
-      await ctx.checks.checkNow(`server ${c}, day 1`, ctx.rows);
-    }
-    const served = clientFor(sshd, dir, backup);
-    freshDir(served.dest);
-    console.error(`day 2 ${c}: day 1's pull ...`);
-    await clientRun(ctx.bin, served.clientConfig, served.dest, FIRST);
-    let undo = () => {};
-    try {
-      console.error(`day 2 ${c}: GNU tar with ${RSYNCABLE[c].tar}, day 1 and day 2 ...`);
-      const peer = await peerDay2(ctx, sshd, dir, c, async () => {
-        undo = ctx.changeOnePercent();
-      });
-      const peerShare = (peer.wire / peer.size) * 100;
-      console.error(`day 2 ${c}: shoot server (4) and shoot client (4) ...`);
-      const label = `server ${c}, day 2`;
-      const day2 = (await serverRun(ctx.bin, serverConfig, backup, NEW, { checks: ctx.checks, label, source: ctx.tree })).final.archive!;
-      const size = day2.size;
-      ctx.checks.keep(label, path.join(backup, day2.file), { copy: true });
-      await ctx.checks.checkNow(label, ctx.rows);
-      const pull = await clientRun(ctx.bin, served.clientConfig, served.dest, NEW);
-      const s = pulledRecord(served.dest);
-      if (s.received === undefined || s.sent === undefined) throw new Error("shoot client recorded no sent or received byte count");
-      const share = ((s.received + s.sent) / size) * 100;
-      ctx.rows.push({
-        name: `GNU tar + ${RSYNCABLE[c].tar}, rsync over ssh (day 2 peer)`,
-        wallMs: peer.m.wallMs,
-        cpuMs: peer.m.cpuMs,
-        peakRss: peer.m.peakRss,
-        ratio: 1,
-        note: `wire ${peerShare.toFixed(2)} % of ${(peer.size / MiB).toFixed(0)} MiB`,
-      });
-      ctx.rows.push({
-        ratio: share / peerShare,
-        name: `day 2 over ssh, shoot client pull of ${c} (1 % changed)`,
-        wallMs: pull.wallMs,
-        cpuMs: pull.cpuMs,
-        peakRss: pull.peakRss,
-        note: `wire (sent + received) ${share.toFixed(2)} % of ${(size / MiB).toFixed(0)} MiB`,
-        target: `≤ ${goals[c]} %`,
-        verdict: verdict(share, goals[c], goals[c], false),
-      });
-    } finally {
-      undo();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  }
-}
-
-export interface PullOptions {
-  pull: boolean;
-  day2: boolean;
-  /** backup_dirs holding a first archive of the whole tree, from the server section. */
-  firstRuns: Partial<Record<"gzip" | "zstd", string>>;
-}
-
-export async function sshSections(ctx: BenchContext, o: PullOptions): Promise<void> {
-  if (!o.pull && !o.day2) return;
+/** The full pull over a loopback sshd (day 2 on the wire is day2.ts). */
+export async function pullSections(ctx: BenchContext): Promise<void> {
   const sshd = await startSshd();
   try {
-    if (o.pull) await pullSection(ctx, sshd);
-    if (o.day2) await day2Section(ctx, sshd, o.firstRuns);
+    await pullSection(ctx, sshd);
   } finally {
     await sshd.stop();
   }

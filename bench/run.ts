@@ -4,7 +4,10 @@
  * runs of the compiled binary (whole.ts, pull.ts) against their peers.
  *
  *   bun bench/run.ts [--size 1GiB] [--runs 1] [--data bench/data] [--bin dist/shoot-linux-x64]
- *                    [--files 100000] [--only gzip,zstd,none,server,unchanged,startup,pull,day2,restore]
+ *                    [--files 100000] [--only gzip,zstd,none,server,unchanged,startup,pull,day2,restore,scale]
+ *                    [--scale-sizes 100MiB,1GiB,5GiB] [--scale-files 10000,100000,1000000]
+ *
+ * "scale" is not in the default --only: it generates trees up to 5 GiB and a million files.
  *
  * The trees are generated once under bench/data/ (deterministic, reused by later runs).
  */
@@ -12,11 +15,14 @@ import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { parseSize } from "../src/core/common/units.ts";
-import { makeRng, randomBytes, textLike } from "./gen.ts";
+import { mixedTree, mixedTreePath, type TreeInfo } from "./tree.ts";
 import { alternating, formatTable, measure, measureAll, MiB, mbps, verdict, type Measured, type Row } from "./lib.ts";
-import { sshSections } from "./pull.ts";
+import { pullSections } from "./pull.ts";
+import { day2Patterns } from "./day2.ts";
 import { DEFAULT_BIN, ensureBinary, type BenchContext } from "./shoot.ts";
-import { restoreSection, serverSection, startupSection, unchangedSection } from "./whole.ts";
+import { serverSection, smallTree, startupSection, unchangedSection } from "./whole.ts";
+import { restoreRows } from "./restore.ts";
+import { scalePlan, scaleSection } from "./scale.ts";
 import { RestoreChecks } from "./restores.ts";
 
 const { values } = parseArgs({
@@ -27,66 +33,27 @@ const { values } = parseArgs({
     only: { type: "string", default: "gzip,zstd,none,server,unchanged,startup,pull,day2,restore" },
     bin: { type: "string", default: DEFAULT_BIN },
     files: { type: "string", default: "100000" },
+    "scale-sizes": { type: "string", default: "100MiB,1GiB,5GiB" },
+    "scale-files": { type: "string", default: "10000,100000,1000000" },
   },
 });
 const total = parseSize(values.size!) ?? 0;
 if (!total || total < 8 * MiB) throw new Error(`--size: expected a size of at least 8MiB, got ${values.size}`);
 const runs = Math.max(1, Number(values.runs));
 const only = new Set(values.only!.split(","));
-const SECTIONS = ["gzip", "zstd", "none", "server", "unchanged", "startup", "pull", "day2", "restore"];
+const SECTIONS = ["gzip", "zstd", "none", "server", "unchanged", "startup", "pull", "day2", "restore", "scale"];
 const unknown = [...only].filter((s) => !SECTIONS.includes(s));
 if (unknown.length) throw new Error(`--only: unknown section(s) ${unknown.join(", ")}; known: ${SECTIONS.join(", ")}`);
+const scale = scalePlan(values["scale-sizes"]!, values["scale-files"]!);
 const files = Number(values.files);
 if (!Number.isInteger(files) || files < 200) throw new Error(`--files: expected a whole number of at least 200, got ${values.files}`);
 const bin = path.resolve(values.bin!);
 const dataDir = path.resolve(values.data!);
-const tree = path.join(dataDir, `tree-${total}`);
+const tree = mixedTreePath(dataDir, total);
 const outDir = path.join(dataDir, "out");
 const treeName = tree.slice(1);
 const BUN = process.execPath;
 const ONE = path.join(import.meta.dir, "archive-one.ts");
-
-interface TreeInfo {
-  files: number;
-  bytes: number;
-  small: string[];
-}
-
-/** Many small text-like files (30 %), some medium ones (10 %), a few 50-100 MiB ones, part random. */
-function generate(): TreeInfo {
-  const marker = path.join(tree, ".complete.json");
-  if (fs.existsSync(marker)) return JSON.parse(fs.readFileSync(marker, "utf8")) as TreeInfo;
-  fs.rmSync(tree, { recursive: true, force: true });
-  console.error(`generating a ${(total / MiB).toFixed(0)} MiB tree in ${tree} ...`);
-  const rng = makeRng(2026);
-  const info: TreeInfo = { files: 0, bytes: 0, small: [] };
-  const put = (rel: string, data: Uint8Array) => {
-    const p = path.join(tree, rel);
-    fs.mkdirSync(path.dirname(p), { recursive: true });
-    fs.writeFileSync(p, data);
-    info.files++;
-    info.bytes += data.length;
-    return p;
-  };
-  for (let i = 0, budget = total * 0.3; budget > 0; i++) {
-    const n = 500 + (rng() % 24_000);
-    info.small.push(put(`small/d${String(i % 200).padStart(3, "0")}/f${String(i).padStart(6, "0")}.txt`, textLike(rng, n)));
-    budget -= n;
-  }
-  for (let i = 0, budget = total * 0.1; budget > 0; i++) {
-    const n = MiB + (rng() % (3 * MiB));
-    put(`medium/m${i}.${i % 3 === 0 ? "bin" : "log"}`, i % 3 === 0 ? randomBytes(rng, n) : textLike(rng, n));
-    budget -= n;
-  }
-  const bigSize = Math.min(100 * MiB, Math.max(2 * MiB, Math.floor(total / 14)));
-  for (let i = 0, budget = total * 0.6; budget > 0; i++) {
-    const n = Math.floor(bigSize * (0.5 + (rng() % 1000) / 1000));
-    put(`big/b${i}.${i % 5 < 2 ? "bin" : "dat"}`, i % 5 < 2 ? randomBytes(rng, n) : textLike(rng, n));
-    budget -= n;
-  }
-  fs.writeFileSync(marker, JSON.stringify(info));
-  return info;
-}
 
 /** Read every file once so that every row starts with the same, warm page cache. */
 function warm(dir: string): void {
@@ -136,61 +103,75 @@ async function rsyncLiteral(basis: string, fresh: string): Promise<number> {
 
 /** Change ~1 % of the files (every 100th small file gets a line); returns the undo. */
 function changeOnePercent(info: TreeInfo): () => void {
-  const undo: Array<{ p: string; size: number; mtime: Date }> = [];
+  const undo: Array<{ p: string; size: number; mtimeNs: bigint }> = [];
   for (let i = 50; i < info.small.length; i += 100) {
     const p = info.small[i]!;
-    const st = fs.statSync(p);
-    undo.push({ p, size: st.size, mtime: st.mtime });
+    const st = fs.statSync(p, { bigint: true });
+    undo.push({ p, size: Number(st.size), mtimeNs: st.mtimeNs });
     fs.appendFileSync(p, `changed on day two, file ${i}\n`);
   }
   console.error(`day 2: changed ${undo.length} of ${info.files} files`);
   return () => {
     for (const u of undo) {
       fs.truncateSync(u.p, u.size);
-      fs.utimesSync(u.p, u.mtime, u.mtime);
+      // to the nanosecond (utimes takes a double, which loses the last digits): the tree must
+      // be exactly as it was, or later sections' archives differ from what they were
+      const ns = String(u.mtimeNs % 1_000_000_000n).padStart(9, "0");
+      const r = Bun.spawnSync(["touch", "-m", "-d", `@${u.mtimeNs / 1_000_000_000n}.${ns}`, u.p]);
+      if (r.exitCode !== 0) throw new Error(`touch ${u.p} failed: ${r.stderr.toString()}`);
     }
   };
 }
 
 async function main(): Promise<void> {
-  const info = generate();
+  // the mixed tree is made (and read into the page cache) only for the sections that use it
+  const usesTree = ["gzip", "zstd", "none", "server", "pull", "day2", "restore"].some((x) => only.has(x));
+  const info: TreeInfo = usesTree ? mixedTree(dataDir, total) : { files: 0, bytes: 0, small: [] };
   fs.mkdirSync(outDir, { recursive: true });
-  console.error(`tree: ${info.files} files, ${(info.bytes / MiB).toFixed(0)} MiB; warming the page cache ...`);
-  warm(tree);
+  if (usesTree) {
+    console.error(`tree: ${info.files} files, ${(info.bytes / MiB).toFixed(0)} MiB; warming the page cache ...`);
+    warm(tree);
+  }
   const rows: Row[] = [];
   const bytes = info.bytes;
   const rm = (f: string) => fs.rmSync(f, { force: true });
   const sizeNote = (size: number, ref?: number) =>
     `out ${(size / MiB).toFixed(0)} MiB` + (ref ? ` (${size >= ref ? "+" : ""}${(((size - ref) / ref) * 100).toFixed(1)} %)` : "");
 
+  /**
+   * Peers and shoot's runs taking turns; each row's speed against the first row, or against the
+   * row `vs` names; `sizeWithin` also judges the output's size against that row's (± percent).
+   */
   const compare = async (
     label: string,
     refName: string,
     ref: () => Promise<Measured>,
     refOut: string,
-    others: Array<{ name: string; run: () => Promise<Measured>; out: string; goal?: [number, number]; rssGoal?: boolean }>,
+    others: Array<{ name: string; run: () => Promise<Measured>; out: string; goal?: [number, number]; rssGoal?: boolean; vs?: string; sizeWithin?: number; also?: Array<{ vs: string; goal: [number, number] }> }>,
   ) => {
     console.error(`${label}: ${[refName, ...others.map((o) => o.name)].join(", ")}, taking turns ...`);
     const [r, ...ms] = await alternating(runs, [ref, ...others.map((o) => o.run)]);
-    const refSize = fs.statSync(refOut).size;
+    const measured = new Map<string, { m: Measured; size: number }>([[refName, { m: r!, size: fs.statSync(refOut).size }]]);
+    for (const [i, o] of others.entries()) measured.set(o.name, { m: ms[i]!, size: fs.statSync(o.out).size });
+    const refSize = measured.get(refName)!.size;
     rows.push({ name: refName, wallMs: r!.wallMs, cpuMs: r!.cpuMs, bytes, peakRss: r!.peakRss, ratio: 1, note: sizeNote(refSize) });
     rm(refOut);
     for (const [i, o] of others.entries()) {
       const m = ms[i]!;
-      const ratio = mbps(bytes, m.wallMs) / mbps(bytes, r!.wallMs);
-      const v = o.goal ? verdict(ratio, o.goal[0], o.goal[1]) : undefined;
+      const against = measured.get(o.vs ?? refName)!;
+      const ratio = mbps(bytes, m.wallMs) / mbps(bytes, against.m.wallMs);
+      let v = o.goal ? verdict(ratio, o.goal[0], o.goal[1]) : undefined;
       const rssOk = !o.rssGoal || m.peakRss <= 120 * MiB;
-      rows.push({
-        name: o.name,
-        wallMs: m.wallMs,
-        cpuMs: m.cpuMs,
-        bytes,
-        peakRss: m.peakRss,
-        ratio,
-        note: sizeNote(fs.statSync(o.out).size, refSize),
-        target: o.goal ? `≥ ${o.goal[0]}× (min ${o.goal[1]}×)${o.rssGoal ? ", ≤ 120 MiB" : ""}` : "",
-        verdict: v ? (rssOk ? v : "FAIL") : "",
-      });
+      const size = measured.get(o.name)!.size;
+      const sizeOk = o.sizeWithin === undefined || Math.abs(size - against.size) / against.size <= o.sizeWithin / 100;
+      if (v && (!rssOk || !sizeOk)) v = "FAIL";
+      const targets = [o.goal ? `≥ ${o.goal[0]}×${o.goal[1] !== o.goal[0] ? ` (min ${o.goal[1]}×)` : ""}${o.vs ? ` ${o.vs}` : ""}` : "", o.rssGoal ? "≤ 120 MiB" : "", o.sizeWithin !== undefined ? `size ± ${o.sizeWithin} %` : ""].filter(Boolean);
+      rows.push({ name: o.name, wallMs: m.wallMs, cpuMs: m.cpuMs, bytes, peakRss: m.peakRss, ratio, note: sizeNote(size, against.size) + (o.vs ? ` (× and size against ${o.vs})` : ""), target: targets.join(", "), verdict: v ?? "" });
+      for (const a of o.also ?? []) {
+        const peer = measured.get(a.vs)!;
+        const r2 = mbps(bytes, m.wallMs) / mbps(bytes, peer.m.wallMs);
+        rows.push({ name: `  ${o.name}, against ${a.vs}`, ratio: r2, note: sizeNote(size, peer.size), target: `≥ ${a.goal[0]}×`, verdict: verdict(r2, a.goal[0], a.goal[1]) });
+      }
     }
   };
 
@@ -212,17 +193,21 @@ async function main(): Promise<void> {
     await checks.checkNow("writer gzip", rows);
   }
   if (only.has("zstd")) {
+    // GNU tar --zstd runs one compression thread; -I 'zstd -T0' one per core, as shoot does
+    const t0 = "GNU tar -I 'zstd -T0' + md5sum";
     await compare("zstd", "GNU tar --zstd + md5sum", () => measureAll([gnuTar(out("gnu.tzst"), ["--zstd"]), md5(out("gnu.tzst"))]), out("gnu.tzst"), [
-      { name: "shoot zstd (MD5+SHA-256 and proof in pass)", run: () => shoot(out("shoot.tzst"), "zstd"), out: out("shoot.tzst"), goal: [1.0, 0.8], rssGoal: true },
+      { name: t0, run: () => measureAll([gnuTar(out("gnu-t0.tzst"), ["-I", "zstd -T0"]), md5(out("gnu-t0.tzst"))]), out: out("gnu-t0.tzst") },
+      { name: "shoot zstd (MD5+SHA-256 and proof in pass)", run: () => shoot(out("shoot.tzst"), "zstd"), out: out("shoot.tzst"), goal: [1.7, 1.7], rssGoal: true, sizeWithin: 3, also: [{ vs: t0, goal: [1.0, 1.0] }] },
       unproven("zstd", "shoot-unproven.tzst"),
     ]);
+    rm(out("gnu-t0.tzst"));
     rm(out("shoot-unproven.tzst"));
     checks.keep("writer zstd", out("shoot.tzst"), { copy: true });
     await checks.checkNow("writer zstd", rows);
   }
   if (only.has("none")) {
     await compare("none", "GNU tar -cf + md5sum", () => measureAll([gnuTar(out("gnu.tar"), []), md5(out("gnu.tar"))]), out("gnu.tar"), [
-      { name: "shoot none (MD5+SHA-256 and proof in pass)", run: () => shoot(out("shoot.tar"), "none"), out: out("shoot.tar"), rssGoal: true },
+      { name: "shoot none (MD5+SHA-256 and proof in pass)", run: () => shoot(out("shoot.tar"), "none"), out: out("shoot.tar"), goal: [1.0, 1.0], rssGoal: true },
       unproven("none", "shoot-unproven.tar"),
     ]);
     rm(out("shoot-unproven.tar"));
@@ -230,22 +215,28 @@ async function main(): Promise<void> {
     await checks.checkNow("writer none", rows);
   }
 
-  const wholeRuns = ["server", "unchanged", "startup", "pull", "day2", "restore"].some((x) => only.has(x));
+  const wholeRuns = ["server", "unchanged", "startup", "pull", "day2", "restore", "scale"].some((x) => only.has(x));
   if (wholeRuns) await ensureBinary(bin);
   const ctx: BenchContext = { rows, runs, bin, dataDir, tree, info, changeOnePercent: () => changeOnePercent(info), checks };
-  const firstRuns: Partial<Record<"gzip" | "zstd", string>> = {};
   if (only.has("server")) {
-    for (const c of ["gzip", "zstd"] as const) firstRuns[c] = await serverSection(ctx, c);
+    for (const c of ["gzip", "zstd"] as const) await serverSection(ctx, c);
   }
   if (only.has("unchanged")) await unchangedSection(ctx, files);
   if (only.has("startup")) await startupSection(ctx);
-  if (only.has("restore")) await restoreSection(ctx, files);
+  if (only.has("restore")) {
+    await restoreRows(ctx, tree, `${(info.bytes / MiB).toFixed(0)} MiB tree`, info.bytes);
+    await restoreRows(ctx, smallTree(dataDir, files), `${files} small files`);
+  }
 
   if (only.has("day2")) {
     const goals = { gzip: 2, zstd: 5 } as const;
     const ext = { gzip: "tgz", zstd: "tzst" } as const;
     for (const c of ["gzip", "zstd"] as const) {
-      if (!fs.existsSync(out(`shoot.${ext[c]}`))) await shoot(out(`shoot.${ext[c]}`), c);
+      if (fs.existsSync(out(`shoot.${ext[c]}`))) continue;
+      // the writer section did not run: day 1's archive is made (and checked) here
+      await shoot(out(`shoot.${ext[c]}`), c, `writer ${c}, day 1`);
+      checks.keep(`writer ${c}, day 1`, out(`shoot.${ext[c]}`), { copy: true });
+      await checks.checkNow(`writer ${c}, day 1`, rows);
     }
     const undo = changeOnePercent(info);
     try {
@@ -269,12 +260,14 @@ async function main(): Promise<void> {
     }
   }
   for (const f of ["shoot.tgz", "shoot.tzst"]) rm(out(f));
-  await sshSections(ctx, { pull: only.has("pull"), day2: only.has("day2"), firstRuns });
+  if (only.has("pull")) await pullSections(ctx);
+  if (only.has("scale")) await scaleSection(ctx, scale);
+  if (only.has("day2")) await day2Patterns(ctx);
   for (const d of ["server-gzip", "server-zstd", "pull"]) fs.rmSync(path.join(dataDir, d), { recursive: true, force: true });
 
   const restored = await checks.checkAll(rows);
 
-  console.log(`\nBenchmark: ${info.files} files, ${(bytes / MiB).toFixed(0)} MiB, median of ${runs} run(s) (unchanged: at least 11, startup: 50, all alternating with their peer)${wholeRuns ? `; binary ${bin}` : ""}`);
+  console.log(`\nBenchmark: ${usesTree ? `${info.files} files, ${(bytes / MiB).toFixed(0)} MiB` : "generated trees named in each row"}, median of ${runs} run(s) (unchanged: at least 11, startup: 50, all alternating with their peer)${wholeRuns ? `; binary ${bin}` : ""}`);
   console.log("× ref: each row against the peer row above it; speed (higher is better) for archive and server rows, time (lower is better) where the target says \"time\" and for startup, wire share (lower is better) for day-2 pulls\n");
   console.log(formatTable(rows));
   if (!restored) {

@@ -4,7 +4,6 @@
  *   server     a first `shoot server` run on the mixed tree vs `tar -czf`/`tar --zstd` + md5sum
  *   unchanged  a `shoot server` run that finds nothing changed (9) vs `find TREE -newer REF`
  *   startup    `shoot --version` vs a compiled bun hello-world
- *   restore    `shoot restore` of a whole archive of 100,000 small files vs md5sum -c + GNU tar -x
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -12,8 +11,7 @@ import { code } from "../src/core/common/codes.ts";
 import { spawner, describeResult } from "../src/io/process.ts";
 import { makeRng, textLike } from "./gen.ts";
 import { alternating, measure, measureAll, measureStart, MiB, verdict, type Measured } from "./lib.ts";
-import { treeDifferences } from "../test/helpers/tree-compare.ts";
-import { freshDir, pushMemoryPair, pushPair, seconds, serverRun, settle, writeServerConfig, type BenchContext } from "./shoot.ts";
+import { freshDir, pushMemoryPair, pushPair, seconds, serverRun, writeServerConfig, type BenchContext } from "./shoot.ts";
 
 const FIRST = code("FIRST_ARCHIVE");
 const UNCHANGED = code("UNCHANGED");
@@ -90,7 +88,7 @@ function readWholeTree(root: string): void {
 }
 
 /** 200 directories of small text files, built once and reused (the marker says it is whole). */
-function smallTree(dataDir: string, files: number): string {
+export function smallTree(dataDir: string, files: number): string {
   const tree = path.join(dataDir, files === 100_000 ? "tree100k" : `tree${files}`);
   const marker = path.join(dataDir, `${path.basename(tree)}.complete`);
   if (fs.existsSync(marker)) return tree;
@@ -152,54 +150,6 @@ export async function unchangedSection(ctx: BenchContext, files: number): Promis
     note: `find ${seconds(peer.wallMs)}, median of ${n}`,
     goal: [1.5, 1.5],
     rssMax: 150 * MiB,
-  });
-}
-
-/**
- * A whole restore of the 100,000 small files (gzip) into an empty directory: `shoot restore`,
- * which checks the archive before it writes anything, against what an administrator would
- * type instead, `md5sum -c` and `tar -xzpf`. Not an issue's target: the row shows what a
- * restore costs, and that its memory does not grow with the number of files.
- */
-export async function restoreSection(ctx: BenchContext, files: number): Promise<void> {
-  const tree = smallTree(ctx.dataDir, files);
-  const dir = path.join(ctx.dataDir, "restore");
-  const backup = freshDir(path.join(dir, "backup"));
-  const config = writeServerConfig(path.join(dir, "shoot.toml"), { name: "bench", sources: [tree], backupDir: backup, compression: "gzip" });
-  console.error(`restore: a first archive of ${files} files, then shoot restore and md5sum -c + tar -xzpf, taking turns ...`);
-  const label = `server gzip, ${files} small files, to restore`;
-  const archive = path.join(backup, (await serverRun(ctx.bin, config, backup, FIRST, { checks: ctx.checks, label, source: tree })).final.archive!.file);
-  ctx.checks.keep(label, archive, { copy: true });
-  await ctx.checks.checkNow(label, ctx.rows);
-  let lastRestore = "";
-  // Each run restores into a directory of its own, and all are removed at the end. Measured:
-  // right after 100,000 files were removed, ext4 creates files ten times slower (it passes over
-  // inodes freed in the last minutes), which would charge one run for the one before it.
-  const targets = freshDir(path.join(dir, "to"));
-  let run = 0;
-  const target = () => {
-    const t = path.join(targets, String(++run));
-    fs.mkdirSync(t);
-    settle(t);
-    return t;
-  };
-  const [peer, shoot] = await alternating(ctx.runs, [
-    () => measureAll([["md5sum", "-c", "--quiet", `${archive}.md5`], ["tar", "-xzpf", archive, "-C", target()]], { cwd: backup }),
-    async () => {
-      const to = target();
-      const m = await measure([ctx.bin, "restore", "--quiet", "--config", config, archive, "--to", to]);
-      lastRestore = path.join(to, tree.slice(1));
-      return m;
-    },
-  ]);
-  // what shoot restore wrote, compared with the source as GNU tar's extractions are
-  const diffs = treeDifferences(tree, lastRestore, { owners: process.getuid?.() === 0, mtimeResolutionNs: 1000 });
-  if (diffs.length > 0) throw new Error(`shoot restore: ${lastRestore} differs from ${tree} in ${diffs.length} ways: ${diffs.slice(0, 3).join("; ")}`);
-  fs.rmSync(targets, { recursive: true, force: true });
-  pushMemoryPair(ctx.rows, {
-    peerName: `md5sum -c + GNU tar -xzpf, ${files} small files (restore peer)`, peer,
-    name: `shoot restore, whole archive, ${files} small files`, shoot,
-    ratio: shoot.wallMs / peer.wallMs, note: "time × ref; checks, plans, then writes; memory must not grow with the file count",
   });
 }
 

@@ -1,7 +1,8 @@
 /**
- * Compile shoot into one self-contained executable per platform:
+ * Compile shoot into one self-contained executable per platform, with the man page and the
+ * shell completions beside them (dist/share/, laid out as under /usr/local/share):
  *
- *   bun run build                      every target into dist/, then dist/SHA256SUMS
+ *   bun run build                      every target into dist/, then dist/share/ and dist/SHA256SUMS
  *   bun scripts/build.ts linux-x64     one target (or several; also --target NAME)
  *   bun scripts/build.ts --list        the target names
  *
@@ -14,22 +15,24 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { spawner } from "../src/io/process.ts";
+import { shareFiles } from "./docs.ts";
 
 export const ROOT = path.resolve(import.meta.dir, "..");
 
 /**
  * Everything compiled into the binary. The first entry is the program; a Worker script that
  * imports project modules is an entry of its own. Inside the binary a worker is found by its
- * path relative to the entries' common folder (src/), e.g. `new Worker("./core/scan/scan-worker.ts")`;
- * `new URL(…, import.meta.url)` works only from source (see scan-parallel.ts workerSpecifier).
+ * path relative to the entries' common folder (src/), e.g. `new Worker("./core/scan/scan.worker.ts")`;
+ * `new URL(…, import.meta.url)` works only from source (common/worker-file.ts chooses).
  * Moving an entry changes that path: test/e2e/server.test.ts notices (the unchanged check then
  * reports one thread).
  */
 export const ENTRYPOINTS: readonly string[] = [
   "src/main.ts",
-  "src/core/scan/scan-worker.ts",
+  "src/core/scan/scan.worker.ts",
   "src/core/archive/compress.worker.ts",
   "src/core/archive/sink.worker.ts",
+  "src/core/transfer/follow.worker.ts",
 ];
 
 export interface Target {
@@ -154,9 +157,10 @@ async function compile(target: Target, outfile: string, version: string): Promis
   // the source map is embedded in the binary (stack traces name src/ files); the copy Bun
   // also writes beside it is not shipped
   fs.rmSync(`${outfile}.map`, { force: true });
-  // so are the maps of the chunks and the worker (splitting), which would pile up in dist/
+  // so are the maps of the chunks and the workers (splitting), which would pile up in dist/
   const dir = path.dirname(outfile);
-  for (const f of fs.readdirSync(dir)) if (/^(chunk-[a-z0-9]+|scan-worker|compress\.worker|sink\.worker)\.js\.map$/.test(f)) fs.rmSync(path.join(dir, f), { force: true });
+  const maps = new Set(ENTRYPOINTS.slice(1).map((e) => `${path.basename(e, ".ts")}.js.map`));
+  for (const f of fs.readdirSync(dir)) if (/^chunk-[a-z0-9]+\.js\.map$/.test(f) || maps.has(f)) fs.rmSync(path.join(dir, f), { force: true });
   if (!fs.existsSync(outfile)) throw new BuildError(`building ${target.name} reported success but wrote no ${outfile}`);
 }
 
@@ -213,10 +217,23 @@ async function smokeTest(t: Target, file: string, version: string): Promise<void
   }
 }
 
-/** Rewrite SHA256SUMS (readable by `sha256sum -c`) for every binary now in outDir. */
-async function writeSums(outDir: string): Promise<string> {
+/** Write the man page and the completions under outDir/share/, each through a temporary name. */
+async function writeShare(outDir: string): Promise<string[]> {
+  const written: string[] = [];
+  for (const [rel, text] of await shareFiles()) {
+    const file = path.join(outDir, rel);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(`${file}.tmp`, text, { mode: 0o644 });
+    fs.renameSync(`${file}.tmp`, file);
+    written.push(rel);
+  }
+  return written;
+}
+
+/** Rewrite SHA256SUMS (readable by `sha256sum -c`) for every binary now in outDir, and the files under share/. */
+async function writeSums(outDir: string, share: readonly string[]): Promise<string> {
   const binaries = new Set(TARGETS.map((t) => `shoot-${t.name}`));
-  const names = fs.readdirSync(outDir).filter((n) => binaries.has(n)).sort();
+  const names = [...fs.readdirSync(outDir).filter((n) => binaries.has(n)).sort(), ...share];
   const lines: string[] = [];
   for (const n of names) lines.push(`${await sha256(path.join(outDir, n))}  ${n}`);
   const file = path.join(outDir, SUMS_FILE);
@@ -259,7 +276,9 @@ export async function build(opts: BuildOptions = {}): Promise<Built[]> {
     log(`${path.relative(process.cwd(), file) || file}  ${(b.bytes / 2 ** 20).toFixed(1)} MiB  ${((performance.now() - began) / 1000).toFixed(1)} s  smoke test ${b.smoke}`);
     log(`  ${b.platform}`);
   }
-  const sums = await writeSums(outDir);
+  const share = await writeShare(outDir);
+  log(`${path.relative(process.cwd(), path.join(outDir, "share")) || "share"}/  ${share.length} files: the man page, bash, zsh and fish completions`);
+  const sums = await writeSums(outDir, share);
   log(`${path.relative(process.cwd(), sums) || sums}  (${version})`);
   return built;
 }

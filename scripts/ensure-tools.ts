@@ -33,6 +33,14 @@ export const TOOLS: readonly Tool[] = [
   // tests that read as another user, and a FIFO in a walked tree
   { name: "setpriv", pkg: "util-linux" },
   { name: "mkfifo", pkg: "coreutils" },
+  // the demo's test checks that it leaves the clone's files as they were
+  { name: "git", pkg: "git" },
+  // the man page is rendered, and the completions run in the shells they are for
+  { name: "man", pkg: "man-db" },
+  { name: "groff", pkg: "groff-base" },
+  { name: "bash", pkg: "bash" },
+  { name: "zsh", pkg: "zsh" },
+  { name: "fish", pkg: "fish" },
   // the offsite tests start a throwaway Ceph cluster as their S3 store (test/helpers/ceph.ts)
   { name: "ceph-mon", pkg: "ceph-mon" },
   { name: "ceph-osd", pkg: "ceph-osd" },

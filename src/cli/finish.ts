@@ -11,7 +11,7 @@ import { alarmsFor } from "../core/report/health.ts";
 import { reportToMonitoring } from "../core/report/metrics.ts";
 import { defaultSpoolDir, notify, passwordWarning, unsafeSpool } from "../core/report/notify.ts";
 import type { RunOutcome } from "../core/common/outcome.ts";
-import { StatusWriter, type Role } from "../core/state/status.ts";
+import { StatusWriter, newRunId, type Role } from "../core/state/status.ts";
 import { printOutcome } from "./output.ts";
 
 export interface FinishOptions {
@@ -32,14 +32,19 @@ export function refusedSpool(config: Config, roleDir: string, role: Role): RunOu
   const problem = unsafeSpool(config.mail.spool_dir ?? defaultSpoolDir(roleDir));
   if (!problem) return undefined;
   const now = systemClock.now();
-  return { role, host: os.hostname(), run: "", code: code("UNSAFE_PERMISSIONS"), message: `${problem}; nothing was done`, started: now, ended: now, warnings: [] };
+  // a run refused before it began still has its id, as every run's report names it
+  const message = `${problem}; nothing was done`;
+  const run = newRunId(now);
+  return { role, host: os.hostname(), run, code: code("UNSAFE_PERMISSIONS"), message, started: now, ended: now, warnings: [] };
 }
 
 export async function finishRun(outcome: RunOutcome, opts: FinishOptions): Promise<void> {
   const alarms = alarmsFor(opts.config, outcome.role === "client" ? "client" : "server", { clock: systemClock, disk: systemDisk });
   const exposed = passwordWarning(opts.config.mail);
   if (exposed) alarms.push(exposed);
-  const report: RunOutcome = alarms.length ? { ...outcome, warnings: [...outcome.warnings, ...alarms] } : outcome;
+  // a server's report goes by the name its backups go by ([server] name), which may not be the host's
+  const name = outcome.role === "client" ? undefined : opts.config.server?.name;
+  const report: RunOutcome = { ...outcome, ...(name ? { name } : {}), warnings: [...outcome.warnings, ...alarms] };
   if (opts.json) console.log(JSON.stringify(report, null, 2));
   const writer = outcome.statusFile && outcome.run ? new StatusWriter(outcome.statusFile, outcome.role as Role, outcome.run, systemClock) : undefined;
   const result = await notify(report, {

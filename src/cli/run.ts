@@ -11,6 +11,9 @@ import { TARGET, VERSION } from "../version.ts";
 import { errorLog } from "./log.ts";
 import { SUBCOMMANDS } from "./root.ts";
 
+/** The program as citty's usage text names a subcommand's parent. */
+const PROGRAM: CommandDef = { meta: { name: "shoot" } };
+
 function rootUsage(): string {
   const width = Math.max(...Object.keys(SUBCOMMANDS).map((n) => n.length));
   const lines = Object.entries(SUBCOMMANDS).map(([n, s]) => `  ${n.padEnd(width)}  ${s.describe}`);
@@ -80,7 +83,8 @@ export async function runCli(argv: string[]): Promise<number> {
     const rest = argv.slice(1);
     const args = (typeof cmd.args === "function" ? await cmd.args() : cmd.args ?? {}) as ArgsDef;
     if (rest.includes("--help") || rest.includes("-h")) {
-      console.log(await plainUnlessTerminal(await renderUsage(cmd)));
+      // with shoot as the parent, the header reads "USAGE shoot restore …", as it is typed
+      console.log(await plainUnlessTerminal(await renderUsage(cmd, PROGRAM)));
       return 0;
     }
     checkArgs(args, rest, Boolean((cmd.meta as { variadic?: boolean } | undefined)?.variadic));

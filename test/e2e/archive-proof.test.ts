@@ -83,6 +83,14 @@ describe("the writer proves what it wrote", () => {
       await expect(done).rejects.toThrow(/piece \d+ of \d+ \(bytes \d+-\d+ of the file\) is not what its compression worker made/);
     }, 60_000);
 
+    test(`${compression}: a byte changed near either end is found (each half of the file is read back on its own thread)`, async () => {
+      for (const [where, at] of [["first", (size: number) => Math.min(10, size - 1)], ["last", (size: number) => size - 1]] as const) {
+        const file = path.join(base, `flip-${where}.${compression}`);
+        const done = write(file, compression, { onWritten: (fd) => flipByte(fd, at(fs.fstatSync(fd).size)) });
+        await expect(done).rejects.toThrow(/piece \d+ of \d+ \(bytes \d+-\d+ of the file\) is not what its compression worker made/);
+      }
+    }, 60_000);
+
     test(`${compression}: two pieces of the file swapped (the bug that once shipped) are found`, async () => {
       const file = path.join(base, `swap.${compression}`);
       const done = write(file, compression, {

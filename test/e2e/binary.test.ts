@@ -8,6 +8,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { build, buildVersion, hostTarget, TARGETS } from "../../scripts/build.ts";
+import { SHARE_FILES } from "../../scripts/docs.ts";
 import { DEFAULT_CONFIG_PATH } from "../../src/core/common/config.ts";
 import { spawner } from "../../src/io/process.ts";
 import { ROOT } from "../helpers/cli.ts";
@@ -85,6 +86,20 @@ describe("compiled binary", () => {
       expect(r.stdout).toContain("--config");
       expect(JSON.stringify(r.stdout)).not.toContain("\\u001b");
     }
+  }, 30_000);
+
+  test("the build ships the man page and the completions beside the binary, all in SHA256SUMS", async () => {
+    // $SHOOT_BIN too: what CI tests is dist/ as the build left it
+    const dist = path.dirname(bin);
+    for (const rel of Object.values(SHARE_FILES)) {
+      expect(fs.existsSync(path.join(dist, rel)), `${path.join(dist, rel)} is missing: scripts/build.ts writes it`).toBe(true);
+      expect(fs.readFileSync(path.join(dist, rel), "utf8")).toBe(fs.readFileSync(path.join(ROOT, rel), "utf8"));
+    }
+    const sums = fs.readFileSync(path.join(dist, "SHA256SUMS"), "utf8");
+    for (const rel of [path.basename(bin), ...Object.values(SHARE_FILES)]) expect(sums).toContain(`  ${rel}\n`);
+    const r = await runIn(dist, [requireTool("sha256sum"), "-c", "SHA256SUMS"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`${SHARE_FILES.man}: OK`);
   }, 30_000);
 
   test("codes --json prints the code table with the golden codes", async () => {

@@ -262,7 +262,8 @@ describe("shoot client over ssh", () => {
 
     const r1 = await runClient(strict, dest);
     expect({ exit: r1.code, codes: r1.codes }).toEqual({ exit: 41, codes: { web1: 41 } });
-    expect(r1.outcome.sources[0]!.message).toContain("Host key verification failed");
+    expect(r1.outcome.sources[0]!.message).toContain(`the server's host key is unknown: no ED25519 key for [127.0.0.1]:${sshd.port} is in ${kh}.`);
+    expect(r1.outcome.sources[0]!.message).toContain(`\`ssh-keyscan -p ${sshd.port} -t ed25519 127.0.0.1 > server.key\``);
 
     const r2 = await runClient(lenient, dest);
     expect({ exit: r2.code, codes: r2.codes }).toEqual({ exit: 0, codes: { web1: 30 } });
@@ -273,7 +274,23 @@ describe("shoot client over ssh", () => {
     fs.writeFileSync(kh, `[127.0.0.1]:${sshd.port} ${other}\n`);
     const r3 = await runClient(lenient, dest);
     expect({ exit: r3.code, codes: r3.codes }).toEqual({ exit: 41, codes: { web1: 41 } });
+    const changed = r3.outcome.sources[0]!.message;
+    expect(changed).toContain(`the server's host key has CHANGED: it is not the key recorded for [127.0.0.1]:${sshd.port} in ${kh}, line 1.`);
+    expect(changed).toContain(`\`ssh-keygen -f ${kh} -R '[127.0.0.1]:${sshd.port}'\``);
     md5sumCheck(path.join(dest, "web1"));
+  }, T);
+
+  test("before the server's first backup: no status file yet, asks whether the wrapper has run there (over ssh and from a local path)", async () => {
+    const fx = fixture(); // configured, but no wrapper has run: backup_dir holds nothing
+    const dest = path.join(fx.root, "dest");
+    for (const source of [sshSource(sshd, "web1", fx.backup), { name: "web1", remote: fx.backup }]) {
+      const cfg = writeClientConfig(path.join(fx.root, "client.toml"), { dest, known_hosts: sshd.knownHosts, sources: [source] });
+      const r = await runClient(cfg, dest);
+      expect({ exit: r.code, codes: r.codes }).toEqual({ exit: 42, codes: { web1: 42 } });
+      expect(r.outcome.sources[0]!.message).toBe(
+        `the server has no status file yet (${fx.backup}/server.status does not exist there): has \`shoot wrapper\` run there, and is remote its backup_dir?`,
+      );
+    }
   }, T);
 
   test("two sources are pulled at the same time; NAME… pulls only those; an unknown NAME is SOURCE_UNKNOWN", async () => {

@@ -6,11 +6,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { runShoot } from "../helpers/cli.ts";
+import { ROOT, runShoot } from "../helpers/cli.ts";
 import { md5sumCheck } from "../helpers/client.ts";
 import { statusRecords, tempDir } from "../helpers/fixture.ts";
 import { childPids } from "../helpers/sshd.ts";
 import { requireTool } from "../helpers/tools.ts";
+import { spawner } from "../../src/io/process.ts";
 
 const T = 60_000;
 let tmp = "";
@@ -79,6 +80,35 @@ describe("shoot demo", () => {
     expect(r.stdout).toContain(`sshd stopped    pid ${pid}`);
     expect(fs.existsSync(`/proc/${pid}`)).toBe(false);
     expect(childPids(pid)).toEqual([]);
+  }, T);
+
+  test("from a clone: the printed next steps run as printed there, and no file of the clone changes (src/main.ts keeps its mode)", async () => {
+    const git = requireTool("git");
+    const repoState = () => ({
+      status: Bun.spawnSync([git, "status", "--porcelain"], { cwd: ROOT, env: process.env }).stdout.toString(),
+      mainMode: fs.statSync(path.join(ROOT, "src/main.ts")).mode,
+    });
+    const before = repoState();
+    const dir = path.join(tmp, "from-clone");
+    const r = await runShoot(["demo", "--dir", dir], { ...bare, cwd: ROOT });
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(repoState()).toEqual(before);
+
+    const lines = r.stdout.split("\n");
+    const steps = lines.slice(lines.indexOf("Try next:") + 1).filter((l) => l.startsWith("  ")).map((l) => l.trim());
+    expect(steps).toHaveLength(3);
+    expect(steps[0]).toEndWith(`status --config ${path.join(dir, "shoot.toml")}`);
+    // what a person would type in the clone: a path, not a `shoot` that is not on PATH there
+    if (!process.env.SHOOT_BIN) expect(steps[0]).toStartWith("node_modules/.bin/bun src/main.ts status");
+    const sh = requireTool("sh");
+    const said: number[] = [];
+    for (const step of steps) {
+      const run = await spawner.run([sh, "-c", step], { cwd: ROOT, env: { ...process.env, NO_COLOR: "1", SHOOT_CONFIG: undefined }, captureStdout: true, timeoutMs: 50_000 });
+      said.push(run.exitCode ?? -1);
+    }
+    expect(said).toEqual([0, 0, 0]);
+    expect(statusRecords(path.join(dir, "server/server.status")).at(-1)!.name).toBe("NEW_ARCHIVE");
+    expect(repoState()).toEqual(before);
   }, T);
 
   test("refuses a directory that is not empty, and changes nothing in it", async () => {

@@ -88,7 +88,23 @@ describe("shoot init server", () => {
     expect(text).toContain(`backup_dir = ${JSON.stringify(backup)}`);
     expect(text).toMatch(/^# \[mail\]$/m);
     const check = await runShoot(["check-config", "--config", cfg]);
-    expect({ code: check.code, out: check.stdout.trim() }).toEqual({ code: 0, out: `${cfg}: valid ([server])` });
+    expect({ code: check.code, first: check.stdout.split("\n")[0] }).toEqual({ code: 0, first: `${cfg}: valid ([server])` });
+    // what the file resolves to: the keys init set, and the defaults it left commented out
+    expect(check.stdout).toContain(`\n[server]\nname = ${JSON.stringify(sanitizeHostname(os.hostname()))}\n`);
+    expect(check.stdout).toContain(`\nbackup_dir = ${JSON.stringify(backup)}\n`);
+    expect(check.stdout).toContain('\nmax_runtime = "6h"\n');
+    expect(check.stdout).not.toContain("warning:");
+    // a source that goes away is pointed out, as init pointed it out
+    fs.rmSync(path.join(d, "data"), { recursive: true });
+    const gone = await runShoot(["check-config", "--config", cfg]);
+    expect(gone.code).toBe(0);
+    expect(gone.stdout).toContain(`warning: the source ${path.join(d, "data")} does not exist (yet): a run fails with 20 SOURCE_MISSING until it does`);
+    fs.mkdirSync(path.join(d, "data"));
+
+    // --name is what the archives and the reports go by, and what init says it set up
+    const named = await runShoot(["init", "server", "--name", "web1", "--config", path.join(d, "named.toml"), "--dir", backup, "--sources", path.join(d, "data")]);
+    expect(named.code).toBe(0);
+    expect(named.stdout).toStartWith(`Wrote ${path.join(d, "named.toml")} (mode 0600): [server] web1, backing up ${path.join(d, "data")} into ${backup}.`);
 
     // the next steps name the cron line and the units written
     expect(r.stdout).toContain(`15 2 * * *  root  /opt/shoot/shoot wrapper --config ${cfg} --quiet`);
@@ -125,6 +141,7 @@ describe("shoot init server", () => {
       [["init", "server", "--config", cfg, "--remote", "root@h:/x"], "--remote is not for shoot init server"],
       [["init", "client", "--config", cfg, "--port", "70000"], "--port 70000"],
       [["init", "client", "--config", cfg, "--remote", "web1:relative"], "--remote"],
+      [["init", "client", "--config", cfg, "--remote", "web1.example.com:/var/backups/shoot"], '--remote "web1.example.com:/var/backups/shoot": name the user the key logs in as, e.g. root@web1.example.com:/var/backups/shoot'],
       [["init", "server", "--config", cfg, "--name", "-bad name"], "--name"],
     ];
     for (const [args, message] of cases) {

@@ -180,6 +180,12 @@ describe("shoot server", () => {
     const r = await runShoot(["server", "--config", fx.config]);
     expect(r.code).toBe(22);
     expect(r.stdout + r.stderr).toContain("does not exist");
+    // the report of a run that could not begin still names the run
+    for (const command of ["server", "wrapper"]) {
+      const again = await runShoot([command, "--config", fx.config]);
+      expect(again.code).toBe(22);
+      expect(again.stdout).toMatch(/\nRun: +\d{8}T\d{6}Z-\d+-[0-9a-f]{4}\n/);
+    }
   }, T);
 });
 

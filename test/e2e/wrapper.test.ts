@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { runShoot, startShoot } from "../helpers/cli.ts";
 import { archivesIn, serverFixture, statusRecords, type ServerFixture } from "../helpers/fixture.ts";
@@ -79,6 +80,13 @@ describe("shoot wrapper", () => {
     expect(recs.at(-1)!.archive.file).toMatch(/\.tar\.gz$/);
     expect(new Set(recs.map((x) => x.run)).size).toBe(1);
     expect(r.stdout).toContain("OK 30 FIRST_ARCHIVE");
+    // the report goes by the configured name, and says so when the host is called otherwise
+    expect(r.stdout).toStartWith("[shoot] test wrapper OK 30 FIRST_ARCHIVE\n");
+    expect(r.stdout).toContain(`\nshoot wrapper run for test on ${os.hostname()}: OK, 30 FIRST_ARCHIVE\n`);
+    // what happened is said once, in the report: the server does not print it too
+    const said = recs.at(-1)!.msg as string;
+    expect(`${r.stdout}\n${r.stderr}`.split("\n").filter((l) => l.includes(said) && !/^\s+\d\d:\d\d:\d\d /.test(l))).toEqual([`What happened:  ${said}`]);
+    expect(r.stderr).toBe("");
     const again = await runShoot(["wrapper", "--config", fx.config]);
     expect(again.code).toBe(0);
     expect(finalOf().code).toBe(9);

@@ -245,7 +245,7 @@ describe("paths that do not exist and identity files ssh cannot use, on real run
     fs.writeFileSync(garbageKey, "-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key\n-----END OPENSSH PRIVATE KEY-----\n", { mode: 0o600 });
     const cases: Array<[string, () => void, number, string]> = [
       ["dest_dir under a file", () => writeWith({ dest: path.join(lane.config, "dest") }), 52, "cannot be created"],
-      ["known_hosts missing", () => writeWith({ known_hosts: path.join(dir, "no-known-hosts") }), 41, "Host key verification failed"],
+      ["known_hosts missing", () => writeWith({ known_hosts: path.join(dir, "no-known-hosts") }), 41, "the server's host key is unknown: no ED25519 key for [127.0.0.1]"],
       ["identity missing", () => writeWith({ identity: path.join(dir, "no-such-key") }), 42, "does not exist"],
       ["identity is a directory", () => writeWith({ identity: dirKey }), 42, "is not a regular file"],
       ["identity readable by everyone", () => writeWith({ identity: openKey }), 42, "chmod 600"],

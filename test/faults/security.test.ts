@@ -1,6 +1,6 @@
 /**
- * The trust boundary, tested: each claim in SECURITY.md that a test can back is backed here
- * (or in the e2e file SECURITY.md names). A compromised backup host holding the restricted
+ * The trust boundary, tested: each claim in docs/security.md that a test can back is backed here
+ * (or in the e2e file docs/security.md names). A compromised backup host holding the restricted
  * key; a compromised server writing whatever it likes into server.status and its backup
  * directory; secrets watched for in every process's arguments and environment while real runs
  * go on, and in every file and message they leave; modes of everything shoot creates under a

@@ -11,7 +11,7 @@ import { DumpdirCheck, dumpdirRecord, finishDumpdir, parseDumpdir } from "../../
 import { encodeHeader, TarParser, type TarListing } from "../../src/core/archive/tar.ts";
 import { judgeChain } from "../../src/core/client/chain.ts";
 import { parseConfig } from "../../src/core/common/config.ts";
-import { parseAt, pointAt } from "../../src/core/restore/chain.ts";
+import { NEWEST, parseAt, pointAt } from "../../src/core/restore/chain.ts";
 import type { HeldArchive } from "../../src/core/restore/verify.ts";
 import { DumpdirStore, markChanges } from "../../src/core/scan/changes.ts";
 import { archivesNeeded, chainOf, levelOf, sparingChains } from "../../src/core/state/chain.ts";
@@ -213,24 +213,24 @@ describe("markChanges: what an incremental archive holds", () => {
 });
 
 describe("restore --at", () => {
-  const now = new Date("2025-03-01T12:00:00Z");
   test.each([
-    ["newest", now.toISOString()],
+    ["newest", NEWEST.toISOString()],
+    ["now", NEWEST.toISOString()],
     ["2025-01-05T03:00:00Z", "2025-01-05T03:00:00.000Z"],
     ["2025-01-05T03:00:00.250Z", "2025-01-05T03:00:00.000Z"],
     ["2025-01-05 04:30+01:30", "2025-01-05T03:00:00.000Z"],
     ["2025-01-05Z", "2025-01-05T23:59:59.999Z"],
   ])("%s → %s", (text, iso) => {
-    expect(parseAt(text, now)?.toISOString()).toBe(iso);
+    expect(parseAt(text)?.toISOString()).toBe(iso);
   });
 
   test("a local time without a zone is the host's", () => {
-    expect(parseAt("2025-01-05 03:00", now)?.getTime()).toBe(new Date(2025, 0, 5, 3, 0, 0).getTime());
-    expect(parseAt("2025-01-05", now)?.getTime()).toBe(new Date(2025, 0, 5, 23, 59, 59, 999).getTime());
+    expect(parseAt("2025-01-05 03:00")?.getTime()).toBe(new Date(2025, 0, 5, 3, 0, 0).getTime());
+    expect(parseAt("2025-01-05")?.getTime()).toBe(new Date(2025, 0, 5, 23, 59, 59, 999).getTime());
   });
 
   test.each(["yesterday", "2025-02-30", "2025-13-01", "2025-01-05 24:00", "5 Jan 2025", ""])("refused: %j", (text) => {
-    expect(parseAt(text, now)).toBeUndefined();
+    expect(parseAt(text)).toBeUndefined();
   });
 
   test("the point is the newest archive made at or before the time", () => {
@@ -238,6 +238,11 @@ describe("restore --at", () => {
     expect(pointAt(held, new Date(Date.UTC(2025, 0, 2, 3)))?.file).toBe(day(2, 1));
     expect(pointAt(held, new Date(Date.UTC(2025, 0, 2, 2)))?.file).toBe(day(1));
     expect(pointAt(held, new Date(Date.UTC(2024, 11, 31)))).toBeUndefined();
+  });
+
+  test("newest is the newest archive even when its name is ahead of the clock (the next free second)", () => {
+    const held = [day(1), day(2, 1)].map((file) => ({ file, made: new Date(Date.UTC(2025, 0, Number(file.slice(11, 13)), 3)) }) as HeldArchive);
+    expect(pointAt(held, parseAt("newest")!)?.file).toBe(day(2, 1));
   });
 });
 

@@ -58,6 +58,13 @@ describe("report subject", () => {
     expect(reportSubject(serverGolden())).toBe("[shoot] web1 server OK 4 NEW_ARCHIVE");
   }, 5_000);
 
+  test("a server's report goes by the configured name; the headline names the host too when it differs", () => {
+    const o = { ...serverGolden(), role: "wrapper" as const, host: "vm", name: "web1" };
+    expect(reportSubject(o)).toBe("[shoot] web1 wrapper OK 4 NEW_ARCHIVE");
+    expect(renderReport(o).text.split("\n")[0]).toBe("shoot wrapper run for web1 on vm: OK, 4 NEW_ARCHIVE");
+    expect(renderReport({ ...o, host: "web1" }).text.split("\n")[0]).toBe("shoot wrapper run on web1: OK, 4 NEW_ARCHIVE");
+  }, 5_000);
+
   test("failed client run names the failing sources only", () => {
     expect(reportSubject(clientFailed())).toBe("[shoot] backup1 client FAILED 45 SERVER_FAILED (web1), 1 warning");
   }, 5_000);

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import {
-  CommandRefused, classifyFailure, parseSenderCommand, parseStats, remoteFile, rshQuote, rshString, rsyncEnv, rsyncPullArgv, seconds, TRANSFER_MALLOC_TUNABLES,
+  CommandRefused, classifyFailure, deltaBlockSize, parseSenderCommand, parseStats, remoteFile, rshQuote, rshString, rsyncEnv, rsyncPullArgv, seconds, TRANSFER_MALLOC_TUNABLES,
   SHARED_PERSIST_S, splitRsyncCommand, sshArgv, sshSharedExitArgv, sshSharedStartArgv, type PullSpec,
 } from "../../src/core/transfer/rsync.ts";
 import type { SourceConfig } from "../../src/core/common/config.ts";
@@ -123,6 +123,18 @@ describe("rsyncPullArgv", () => {
     expect(argv.filter((a) => a === "--fuzzy")).toHaveLength(2);
     expect(argv.slice(-3, -1)).toEqual(["backup@web1.example.com:/var/backups/shoot/a-20260101-000000.tar.gz", "backup@web1.example.com:/var/backups/shoot/a-20260101-000000.tar.gz.md5"]);
   }, T);
+  test("file list pull: a basis and compression; never compression unless asked (archives are compressed already)", () => {
+    const argv = rsyncPullArgv({ ...base, files: ["a-20260101-000000.tar.gz.list"], resumable: { basisDir: ".." }, compress: true });
+    for (const o of ["--copy-dest=..", "--compress"]) expect(argv).toContain(o);
+    expect(argv.indexOf("--compress")).toBeLessThan(argv.indexOf("--"));
+    expect(rsyncPullArgv({ ...base, resumable: { basisDir: ".." } })).not.toContain("--compress");
+  }, T);
+  test("archive pull with a delta block size: --block-size, which the forced command accepts as the sender's -B", () => {
+    const argv = rsyncPullArgv({ ...base, files: ["a-20260101-000000.tar.gz"], resumable: { basisDir: ".." }, blockSize: 4096 });
+    expect(argv).toContain("--block-size=4096");
+    expect(argv.indexOf("--block-size=4096")).toBeLessThan(argv.indexOf("--"));
+    expect(rsyncPullArgv({ ...base, resumable: { basisDir: ".." } }).some((a) => a.startsWith("--block-size"))).toBe(false);
+  }, T);
   test("a bandwidth limit under 1 KiB/s becomes the smallest rsync allows", () => {
     expect(rsyncPullArgv({ ...base, source: src({ bwlimit: 100 }) })).toContain("--bwlimit=1");
   }, T);
@@ -171,7 +183,7 @@ describe("classifyFailure", () => {
     ["changed host key", r(255, ["@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @", "Host key verification failed."]), "HOST_KEY_FAILED", "host key"],
     ["ssh not installed", r(14, ["rsync: [Receiver] Failed to exec ssh: No such file or directory (2)"]), "TOOL_MISSING", "openssh-client"],
     ["key not authorized", r(255, ["backup@web1: Permission denied (publickey).", ...closed]), "PULL_FAILED", "authorized_keys"],
-    ["file missing on the server", r(23, ['rsync: [sender] link_stat "/b/server.status" failed: No such file or directory (2)', "rsync error: some files/attrs were not transferred (see previous errors) (code 23)"]), "PULL_FAILED", "not found on the server"],
+    ["file missing on the server", r(23, ['rsync: [sender] link_stat "/b/web1-20261126-021502.tar.gz" failed: No such file or directory (2)', "rsync error: some files/attrs were not transferred (see previous errors) (code 23)"]), "PULL_FAILED", "not found on the server"],
     ["stalled transfer", r(30, ["[receiver] io timeout after 30 seconds -- exiting"]), "PULL_FAILED", "stalled"],
     ["killed", r(null, [], { signal: "SIGTERM" }), "PULL_FAILED", "SIGTERM"],
     ["our own time limit", r(null, [], { signal: "SIGTERM", timedOut: true }), "UNREACHABLE", "time limit"],
@@ -184,6 +196,49 @@ describe("classifyFailure", () => {
       expect(c.why).toContain(mention);
     }, T);
   }
+
+  // what ssh prints for each (OpenSSH 9.2, LogLevel=ERROR), and the source it was pulling
+  const target = {
+    client: { timeout: 600_000, connect_timeout: 30_000, accept_new_host_key: false, known_hosts: "/etc/shoot/known_hosts" },
+    source: { name: "web1", remote: "root@web1.example.com:/var/backups/shoot", port: 2222 },
+  };
+  const unknownKey = ["No ED25519 host key is known for [web1.example.com]:2222 and you have requested strict checking.", "Host key verification failed.", ...closed];
+  const changedKey = [
+    "Add correct host key in /etc/shoot/known_hosts to get rid of this message.",
+    "Offending ED25519 key in /etc/shoot/known_hosts:3",
+    "  remove with:",
+    '  ssh-keygen -f "/etc/shoot/known_hosts" -R "[web1.example.com]:2222"',
+    "Host key for [web1.example.com]:2222 has changed and you have requested strict checking.",
+    "Host key verification failed.",
+    ...closed,
+  ];
+  test("an unknown host key: named as unknown, with the known_hosts file and the ssh-keyscan to run", () => {
+    const c = classifyFailure(r(255, unknownKey), "STATUS_PULL_FAILED", target as never);
+    expect(c.code).toBe("HOST_KEY_FAILED");
+    expect(c.why).toStartWith("the server's host key is unknown: no ED25519 key for [web1.example.com]:2222 is in /etc/shoot/known_hosts.");
+    expect(c.why).toContain("`ssh-keyscan -p 2222 -t ed25519 web1.example.com > server.key`");
+    expect(c.why).toContain("append server.key to /etc/shoot/known_hosts");
+    const dflt = classifyFailure(r(255, unknownKey), "STATUS_PULL_FAILED", { ...target, client: { ...target.client, known_hosts: undefined } } as never);
+    expect(dflt.why).toContain("is in ~/.ssh/known_hosts (ssh's default; [client] known_hosts names another)");
+  }, T);
+  test("a changed host key: named as changed, with the file and line, how to forget it and how to fetch the new one", () => {
+    const c = classifyFailure(r(255, changedKey), "STATUS_PULL_FAILED", target as never);
+    expect(c.code).toBe("HOST_KEY_FAILED");
+    expect(c.why).toStartWith("the server's host key has CHANGED: it is not the key recorded for [web1.example.com]:2222 in /etc/shoot/known_hosts, line 3.");
+    expect(c.why).toContain("`ssh-keygen -f /etc/shoot/known_hosts -R '[web1.example.com]:2222'`");
+    expect(c.why).toContain("`ssh-keyscan -p 2222 -t ed25519 web1.example.com`");
+    expect(c.why).not.toContain("unknown");
+  }, T);
+  test("no server.status on the server yet: asks whether the wrapper has run there, not 'Broken pipe'", () => {
+    const overSsh = ['rsync: [sender] link_stat "/var/backups/shoot/server.status" failed: No such file or directory (2)', "rsync: [Receiver] write error: Broken pipe (32)", ...closed];
+    const c = classifyFailure(r(23, overSsh), "STATUS_PULL_FAILED", target as never);
+    expect(c).toEqual({
+      code: "STATUS_PULL_FAILED",
+      why: "the server has no status file yet (/var/backups/shoot/server.status does not exist there): has `shoot wrapper` run there, and is remote its backup_dir?",
+    });
+    const other = classifyFailure(r(23, ['rsync: [sender] link_stat "/b/web1-20261126-021502.tar.gz" failed: No such file or directory (2)', "rsync: [Receiver] write error: Broken pipe (32)"]), "PULL_FAILED");
+    expect(other.why).toBe('not found on the server: rsync: [sender] link_stat "/b/web1-20261126-021502.tar.gz" failed: No such file or directory (2)');
+  }, T);
 });
 
 describe("splitRsyncCommand", () => {
@@ -198,8 +253,39 @@ describe("splitRsyncCommand", () => {
   }
 });
 
+describe("deltaBlockSize", () => {
+  const MB = 1e6;
+  const cases: Array<[string, number, number | undefined, number | undefined]> = [
+    ["no count: rsync's own choice", 600 * MB, undefined, undefined],
+    ["nothing counted: rsync's own choice", 600 * MB, 0, undefined],
+    ["a count that is not a number: rsync's own choice", 600 * MB, NaN, undefined],
+    ["260 places in 600 MB: about 4 KiB", 600 * MB, 260, 4096],
+    ["3 places in 600 MB: rsync's own choice (one changed entry may be a file changed in many places)", 600 * MB, 3, undefined],
+    ["20 places in 50 GB: no more than rsync takes (128 KiB)", 50_000 * MB, 20, 131_072],
+    ["100,000 places in 1 MB: rsync's own choice (its blocks are smaller than any saving)", MB, 100_000, undefined],
+    ["100,000 places in 600 MB: no less than 2 KiB", 600 * MB, 100_000, 2048],
+  ];
+  for (const [name, size, changes, want] of cases) test(name, () => expect(deltaBlockSize(size, changes)).toBe(want), T);
+  test("always a multiple of 512 within rsync's bounds", () => {
+    for (let size = 1e5; size < 1e11; size *= 7) {
+      for (let n = 1; n < 1e6; n *= 13) {
+        const b = deltaBlockSize(size, n);
+        if (b === undefined) {
+          expect(n <= 8 || Math.sqrt(size) <= 2048).toBe(true);
+          continue;
+        }
+        expect(b).toBeLessThanOrEqual(Math.sqrt(size) + 512);
+        expect(b % 512).toBe(0);
+        expect(b).toBeGreaterThanOrEqual(2048);
+        expect(b).toBeLessThanOrEqual(131_072);
+      }
+    }
+  }, T);
+});
+
 describe("parseSenderCommand", () => {
   const ok: Array<[string, string[], string[]]> = [
+    ["rsync --server --sender -tze.LsfxCIvu -B4096 --timeout=600 . /b/a.tar.gz", ["-tze.LsfxCIvu", "-B4096", "--timeout=600"], ["/b/a.tar.gz"]],
     ["rsync --server --sender -te.LsfxCIvu --timeout=30 . /var/backups/shoot/server.status", ["-te.LsfxCIvu", "--timeout=30"], ["/var/backups/shoot/server.status"]],
     ["rsync --server --sender -te.LsfxCIvu --timeout=600 --bwlimit=10240 . /b/a.tar.gz /b/a.tar.gz.md5", ["-te.LsfxCIvu", "--timeout=600", "--bwlimit=10240"], ["/b/a.tar.gz", "/b/a.tar.gz.md5"]],
     ["rsync --server --sender -vlogDtpre.iLsfxCIvu . /b/", ["-vlogDtpre.iLsfxCIvu"], ["/b/"]],
@@ -220,6 +306,7 @@ describe("parseSenderCommand", () => {
     ["no path", "rsync --server --sender -te.LsfxCIvu .", "no file"],
     ["no dot", "rsync --server --sender -te.LsfxCIvu /b/x", "no file"],
     ["daemon mode", "rsync --server --daemon .", "--sender"],
+    ["a block size with more than digits", "rsync --server --sender -B4096x . /b/x", "-B"],
   ];
   for (const [name, cmd, mention] of refused) {
     test(`refuses ${name}`, () => {

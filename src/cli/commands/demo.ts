@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import { runDemo } from "../../core/setup/demo.ts";
 import { spawner } from "../../io/process.ts";
-import { selfArgv } from "../self.ts";
+import { selfArgv, selfCommand } from "../self.ts";
 import { abortOnSignals } from "../signals.ts";
 
 export default defineCommand({
@@ -17,6 +17,7 @@ export default defineCommand({
         dir: args.dir,
         ssh: Boolean(args.ssh),
         self: selfArgv(),
+        selfShown: selfCommand(),
         spawner,
         env: process.env,
         print: (line) => console.log(line),

@@ -28,7 +28,7 @@ function printNotes(title: string, notes: readonly EntryNote[], max = 20): void 
 
 /** The held archive `--at` names: the newest of one owner's made at or before that time. */
 function restorePoint(config: string | undefined, at: string, from: string | undefined): HeldArchive {
-  const when = parseAt(at, new Date());
+  const when = parseAt(at);
   if (!when) throw new UsageError(`--at ${JSON.stringify(at)}: expected "newest", a date (2025-01-31) or a date and time (2025-01-31 03:00, local time unless it ends in Z or an offset)`);
   const held = heldArchives(loadConfig(resolveConfigPath(config, process.env))).filter((h) => from === undefined || h.owner === from);
   const dirs = [...new Set(held.map((h) => h.dir))];
@@ -49,7 +49,12 @@ export default defineCommand({
     ...quietArgs,
     to: { type: "string", description: "Directory to restore into (created when missing)", valueHint: "DIR" },
     force: { type: "boolean", description: "Overwrite files that exist in DIR" },
-    checksum: { type: "boolean", default: true, description: "Check the archive against its .md5 file first (--no-checksum: an archive without one)" },
+    checksum: {
+      type: "boolean",
+      default: true,
+      description: "Check the archive against its .md5 file first",
+      negativeDescription: "Restore an archive that has no .md5 file (one made by hand) without that check",
+    },
     "allow-outside-links": { type: "boolean", description: "Also create symbolic links that point outside DIR (made last, so nothing is written through them)" },
     json: { type: "boolean", description: "Print the result as JSON" },
     at: { type: "string", description: "Restore the restore point of that time: the newest archive made then or before, with the archives it needs (\"newest\", a date, or a date and time, local unless it ends in Z or an offset); every argument is then a path", valueHint: "TIME" },

@@ -8,7 +8,6 @@ import { parentRunFromEnv } from "../../core/server/wrapper-env.ts";
 import { configArgs, quietArgs } from "../args.ts";
 import { cliLog } from "../log.ts";
 import { finishRun, refusedSpool } from "../finish.ts";
-import { printOutcome } from "../output.ts";
 import { abortOnSignals } from "../signals.ts";
 
 export default defineCommand({
@@ -30,9 +29,10 @@ export default defineCommand({
       const refused = parent ? undefined : refusedSpool(config, cfg.backup_dir, "server");
       const outcome = refused ?? await runServer(cfg, realDeps(log), { parent, signal: signals.signal, onArchiveProgress });
       progress?.finish();
-      // under the wrapper, the wrapper reports; a server run by hand reports itself
-      if (parent) printOutcome(outcome);
-      else await finishRun(outcome, { config, roleDir: cfg.backup_dir, log, quiet: args.quiet });
+      // under the wrapper, the wrapper reports (its report and the status file say how this run
+      // ended; a line of our own would show up twice in a hand-run wrapper's output); a server
+      // run by hand reports itself
+      if (!parent) await finishRun(outcome, { config, roleDir: cfg.backup_dir, log, quiet: args.quiet });
       return exitCodeFor(outcome.code);
     } finally {
       signals.dispose();

@@ -123,6 +123,14 @@ export class Chunker {
     }
   }
 
+  /** The first `len` bytes of `src` (at most readSize), without making a view of them. */
+  appendFrom(src: Uint8Array, len: number): void {
+    if (this.buf.length - this.end < len) this.compact();
+    if (this.buf.length - this.end < len) return this.append(src.subarray(0, len));
+    this.buf.set(len === src.length ? src : src.subarray(0, len), this.end);
+    this.commit(len);
+  }
+
   appendZeros(count: number): void {
     while (count > 0) {
       const dst = this.space(count);

@@ -6,6 +6,7 @@
  *   compression worker → main   CompressReply          the compressed length and hash, or an error
  *   main → sink                 PieceToWrite           plain tar, or a cached all-zero piece
  *   main → sink                 { expect }             what was read from the sources, entry by entry
+ *   main → sink                 CheckRequest           its half of the read-back, at the end
  *   sink → main                 SinkReply              piece memory back, progress, the result
  *
  * Memory is transferred, never copied. The proof that an archive restores is made of three
@@ -13,11 +14,13 @@
  *  1. the compression worker decompresses every piece it made and compares it with its input;
  *  2. the sink parses the pieces' input, in order, as a tar stream to its end, and compares every
  *     entry's name, type, size, link and content checksum with what the main thread read;
- *  3. the main thread reads the written file back and finds every compressed piece, by the
- *     length and hash its worker reported, at the place the order of the pieces gives it.
+ *  3. once the last byte is written, the file is read back (the first half of the pieces by the
+ *     main thread, the rest by the sink, at the same time) and every compressed piece is found,
+ *     by the length and hash its worker reported, at the place the order of the pieces gives it.
  * Together: the file is the compressed pieces in order, each decompresses to its input, and the
  * inputs in order are a tar stream holding exactly what was read.
  */
+import fs from "node:fs";
 import type { TarType } from "./tar.ts";
 
 export interface CompressSetup {
@@ -93,10 +96,19 @@ export interface PatchRequest {
   header: ArrayBuffer;
 }
 
+/**
+ * The output worker's share of the third check, once everything is written: the pieces
+ * `first` to `first + lens.length - 1`, the first of them at byte `at` of the file.
+ */
+export interface CheckRequest {
+  check: { first: number; at: number; total: number; lens: Uint32Array; hashes: BigUint64Array };
+}
+
 export type SinkRequest =
-  | { fd: number; ports: MessagePort[]; flushBehind: boolean; prove: boolean }
+  | { fd: number; ports: MessagePort[]; flushBehind: boolean; prove: boolean; sha256: boolean }
   | { expect: Expectation[] }
   | { end: number }
+  | CheckRequest
   | ReserveRequest
   | PatchRequest
   | PieceToWrite;
@@ -106,9 +118,39 @@ export type SinkReply =
   | { done: number; written: number; failed?: ErrnoFields; unproven?: string }
   | { failed: ErrnoFields }
   | { unproven: string }
-  | { md5: string; sha256: string; written: number; entries: number; tarBytes: number };
+  | { md5: string; sha256: string; written: number; entries: number; tarBytes: number }
+  | { checked: string | undefined };
 
 /** The 64-bit hash a compressed piece is found by when the file is read back. */
 export function pieceHash(bytes: Uint8Array): bigint {
   return BigInt.asUintN(64, BigInt(Bun.hash.wyhash(bytes, 0n)));
+}
+
+/**
+ * The third check of the proof for a run of pieces: read them back from the file and find each,
+ * by its length and hash, where the order of the pieces puts it. Answers what did not match,
+ * or undefined. `first` numbers the pieces in the message, `total` is how many there are.
+ */
+export function checkPieces(
+  fd: number, lens: Uint32Array, hashes: BigUint64Array, first: number, at: number, total: number,
+): string | undefined {
+  let largest = 0;
+  for (const len of lens) largest = Math.max(largest, len);
+  const buf = Buffer.allocUnsafe(largest);
+  for (let i = 0; i < lens.length; i++) {
+    const len = lens[i]!;
+    const view = buf.subarray(0, len);
+    let got = 0;
+    while (got < len) {
+      const n = fs.readSync(fd, view, got, len - got, at + got);
+      if (n === 0) return `the file ends at byte ${at + got}, inside piece ${first + i} of ${total}`;
+      got += n;
+    }
+    if (pieceHash(view) !== hashes[i]) {
+      const bytes = `bytes ${at}-${at + len - 1} of the file`;
+      return `piece ${first + i} of ${total} (${bytes}) is not what its compression worker made`;
+    }
+    at += len;
+  }
+  return undefined;
 }

@@ -12,7 +12,7 @@ import type { Compression } from "../common/config.ts";
 import { startWorkerFile } from "../common/worker-file.ts";
 import { isAllZero } from "./chunker.ts";
 import { BLOCK } from "./tar.ts";
-import { pieceHash, type CompressReply, type CompressRequest, type ErrnoFields, type Expectation, type PatchRequest, type PieceToWrite, type ReserveRequest, type SinkReply, type SinkRequest } from "./pieces.ts";
+import { checkPieces, pieceHash, type CheckRequest, type CompressReply, type CompressRequest, type ErrnoFields, type Expectation, type PatchRequest, type PieceToWrite, type ReserveRequest, type SinkReply, type SinkRequest } from "./pieces.ts";
 
 /** The written archive did not prove restorable; the message says what did not match. */
 export class ArchiveUnprovenError extends Error {
@@ -72,25 +72,23 @@ class PieceTable {
 
   /**
    * The third check of the proof: read the file back and find every piece, by its length and
-   * hash, where the order of the pieces puts it; nothing may follow the last one.
+   * hash, where the order of the pieces puts it; nothing may follow the last one. The later
+   * half is checked by the output worker (`share`) while this thread checks the first.
    */
-  checkFile(fd: number, maxPiece: number): void {
-    const buf = Buffer.allocUnsafe(maxPiece);
-    let at = 0;
-    for (let seq = 0; seq < this.count; seq++) {
-      const len = this.lens[seq]!;
-      const view = buf.length >= len ? buf.subarray(0, len) : Buffer.allocUnsafe(len);
-      let got = 0;
-      while (got < len) {
-        const n = fs.readSync(fd, view, got, len - got, at + got);
-        if (n === 0) throw new ArchiveUnprovenError(`the file ends at byte ${at + got}, inside piece ${seq} of ${this.count}`);
-        got += n;
-      }
-      if (pieceHash(view) !== this.hashes[seq]) throw new ArchiveUnprovenError(`piece ${seq} of ${this.count} (bytes ${at}-${at + len - 1} of the file) is not what its compression worker made`);
-      at += len;
-    }
+  async checkFile(fd: number, share: (m: CheckRequest) => Promise<string | undefined>): Promise<void> {
+    const half = this.count >> 1;
+    let middle = 0;
+    for (let seq = 0; seq < half; seq++) middle += this.lens[seq]!;
+    let end = middle;
+    for (let seq = half; seq < this.count; seq++) end += this.lens[seq]!;
+    const lens = this.lens.slice(half, this.count);
+    const hashes = this.hashes.slice(half, this.count);
+    const later = share({ check: { first: half, at: middle, total: this.count, lens, hashes } });
+    const first = checkPieces(fd, this.lens.subarray(0, half), this.hashes.subarray(0, half), 0, 0, this.count);
+    const second = await later;
+    if (first ?? second) throw new ArchiveUnprovenError((first ?? second)!);
     const size = fs.fstatSync(fd).size;
-    if (size !== at) throw new ArchiveUnprovenError(`the file holds ${size} bytes, its ${this.count} pieces ${at}`);
+    if (size !== end) throw new ArchiveUnprovenError(`the file holds ${size} bytes, its ${this.count} pieces ${end}`);
   }
 }
 
@@ -105,6 +103,12 @@ export interface PipelineOptions {
   prove: boolean;
   /** Called after the last write, before the file is read back (see ArchiveOptions). */
   onWritten?: (fd: number) => void;
+  /**
+   * Plain tar with nothing patched in later: this thread takes the SHA-256 of each piece as it
+   * hands it to the output worker, which then has only the MD5 to take. Both digests are the
+   * longest single-threaded work there is, and on one thread they would be the run's length.
+   */
+  sha256Here?: boolean;
 }
 
 export interface PipelineResult {
@@ -133,6 +137,8 @@ export class PiecePipeline {
   private readonly maxInFlight: number;
   private readonly table = new PieceTable();
   private expectations: Expectation[] = [];
+  private readonly sha256: Bun.CryptoHasher | undefined;
+  private checked: ((verdict: string | undefined) => void) | undefined;
   /** Bytes written by the output worker so far. */
   written = 0;
   /** What compresses: "libzstd 1.5.4" when the workers found the system's libzstd. */
@@ -150,7 +156,8 @@ export class PiecePipeline {
     this.sink.onmessage = (e: MessageEvent<SinkReply>) => this.fromSink(e.data);
     this.sink.onerror = (e: ErrorEvent) => this.fail(new Error(`output worker failed: ${e.message}`));
     const ports = opts.compression === "none" ? [] : this.startCompressors(opts);
-    const setup: SinkRequest = { fd, ports, flushBehind: opts.flushBehind === true && process.platform === "linux", prove: opts.prove };
+    this.sha256 = opts.compression === "none" && opts.sha256Here ? new Bun.CryptoHasher("sha256") : undefined;
+    const setup: SinkRequest = { fd, ports, flushBehind: opts.flushBehind === true && process.platform === "linux", prove: opts.prove, sha256: !this.sha256 };
     this.sink.postMessage(setup, ports);
   }
 
@@ -198,6 +205,7 @@ export class PiecePipeline {
     this.inFlightBytes += len;
     this.slabsOut++;
     if (this.opts.compression === "none") {
+      this.sha256?.update(piece);
       if (this.opts.prove) this.table.set(seq, len, pieceHash(piece));
       return this.toSink({ seq, out: buf, outLen: len, inLen: len });
     }
@@ -254,14 +262,14 @@ export class PiecePipeline {
     this.sink.postMessage(m, transfer);
   }
 
+  /** Too much is in flight, or something failed: call room() before more. */
+  full(): boolean {
+    return this.failure !== undefined || this.seq - this.done > this.maxInFlight || this.inFlightBytes > MAX_IN_FLIGHT_BYTES || this.slabsOut > this.maxInFlight;
+  }
+
   /** Wait while too much is in flight; throws the first failure (a write error keeps its errno). */
   async room(): Promise<void> {
-    while (
-      this.failure === undefined &&
-      (this.seq - this.done > this.maxInFlight || this.inFlightBytes > MAX_IN_FLIGHT_BYTES || this.slabsOut > this.maxInFlight)
-    ) {
-      await new Promise<void>((r) => (this.wake = r));
-    }
+    while (this.failure === undefined && this.full()) await new Promise<void>((r) => (this.wake = r));
     if (this.failure !== undefined) throw this.failure;
   }
 
@@ -272,15 +280,24 @@ export class PiecePipeline {
     this.sink.postMessage(m);
     while (!this.result && this.failure === undefined) await new Promise<void>((r) => (this.wake = r));
     if (this.failure !== undefined) throw this.failure;
-    const { md5, sha256, written, entries, tarBytes } = this.result!;
+    const { md5, written, entries, tarBytes } = this.result!;
+    const sha256 = this.sha256 ? this.sha256.digest("hex") : this.result!.sha256;
     this.opts.onWritten?.(this.fd);
     if (this.opts.prove) {
       while (this.table.known < this.seq && this.failure === undefined) await new Promise<void>((r) => (this.wake = r));
       if (this.failure !== undefined) throw this.failure;
       if (this.table.count !== this.seq) throw new ArchiveUnprovenError(`${this.table.count} pieces were reported, ${this.seq} were made`);
-      this.table.checkFile(this.fd, this.opts.maxPiece * 2 + 4096);
+      await this.table.checkFile(this.fd, (m) => this.askSink(m));
     }
     return { md5, sha256, size: written, entries, tarBytes };
+  }
+
+  /** The output worker's share of reading the file back. */
+  private askSink(m: CheckRequest): Promise<string | undefined> {
+    return new Promise((resolve) => {
+      this.checked = resolve;
+      this.sink.postMessage(m, [m.check.lens.buffer as ArrayBuffer, m.check.hashes.buffer as ArrayBuffer]);
+    });
   }
 
   close(): void {
@@ -305,7 +322,10 @@ export class PiecePipeline {
   }
 
   private fromSink(m: SinkReply): void {
-    if ("back" in m) {
+    if ("checked" in m) {
+      this.checked?.(m.checked);
+      this.checked = undefined;
+    } else if ("back" in m) {
       this.slabsOut--;
       this.recycle(m.back);
     } else if ("done" in m) {

@@ -7,7 +7,10 @@
  */
 import fs from "node:fs";
 import { openSyncRange, SYNC_FILE_RANGE_WRITE, type SyncFileRange } from "../common/libc.ts";
-import type { ErrnoFields, PatchRequest, PieceToWrite, ReserveRequest, SinkReply, SinkRequest } from "./pieces.ts";
+import {
+  checkPieces, type CheckRequest, type ErrnoFields, type PatchRequest, type PieceToWrite,
+  type ReserveRequest, type SinkReply, type SinkRequest,
+} from "./pieces.ts";
 import { StreamProof } from "./stream-proof.ts";
 
 declare const self: Worker;
@@ -28,7 +31,8 @@ const FLUSH_BEHIND = 8 << 20;
 const GC_EVERY = 16 << 20;
 
 const md5 = new Bun.CryptoHasher("md5");
-const sha256 = new Bun.CryptoHasher("sha256");
+/** Absent when the main thread takes the SHA-256 (plain tar, see PipelineOptions.sha256Here). */
+let sha256: Bun.CryptoHasher | undefined = new Bun.CryptoHasher("sha256");
 const OUT = new Uint8Array(OUT_BUFFER);
 type InSequence = PieceToWrite | ReserveRequest | PatchRequest;
 const held = new Map<number, { piece: InSequence; port?: MessagePort }>();
@@ -63,7 +67,7 @@ function emit(v: Uint8Array): void {
   }
   if (hashFrom < 0) {
     md5.update(v);
-    sha256.update(v);
+    sha256?.update(v);
   }
 }
 
@@ -161,7 +165,7 @@ function hashFromFile(): void {
     const n = fs.readSync(fd, buf, 0, Math.min(buf.length, onDisk - at), at);
     if (n === 0) throw new Error(`the archive ends at byte ${at} while reading it back for its checksums (${onDisk} were written)`);
     md5.update(buf.subarray(0, n));
-    sha256.update(buf.subarray(0, n));
+    sha256?.update(buf.subarray(0, n));
     at += n;
   }
 }
@@ -184,7 +188,11 @@ function finish(): void {
   const unproven = failed ? undefined : proof?.finish();
   if (failed) reply({ failed });
   else if (unproven) reply({ unproven });
-  else reply({ md5: md5.digest("hex"), sha256: sha256.digest("hex"), written, entries: proof?.entries ?? 0, tarBytes: proof?.tarBytes ?? 0 });
+  else {
+    const sha = sha256?.digest("hex") ?? "";
+    const entries = proof?.entries ?? 0;
+    reply({ md5: md5.digest("hex"), sha256: sha, written, entries, tarBytes: proof?.tarBytes ?? 0 });
+  }
   end = -2;
 }
 
@@ -202,6 +210,17 @@ function advance(): void {
   else if (moved) reply({ done: next, written, failed, unproven: proof?.failure });
 }
 
+/** This worker's share of reading the written file back (pieces.ts, third check). */
+function checkShare({ check: c }: CheckRequest): void {
+  let checked: string | undefined;
+  try {
+    checked = checkPieces(fd, c.lens, c.hashes, c.first, c.at, c.total);
+  } catch (err) {
+    checked = `reading the file back failed: ${err instanceof Error ? err.message : String(err)}`;
+  }
+  reply({ checked });
+}
+
 function onPiece(piece: InSequence, port?: MessagePort): void {
   held.set(piece.seq, { piece, port });
   advance();
@@ -213,11 +232,14 @@ self.onmessage = (ev: MessageEvent<SinkRequest>) => {
     fd = m.fd;
     if (m.flushBehind) syncRange = openSyncRange();
     if (m.prove) proof = new StreamProof();
+    if (!m.sha256) sha256 = undefined;
     for (const p of m.ports) p.onmessage = (e) => onPiece(e.data as PieceToWrite, p);
   } else if ("expect" in m) {
     proof?.expect(m.expect);
   } else if ("end" in m) {
     end = m.end;
     advance();
+  } else if ("check" in m) {
+    checkShare(m);
   } else onPiece(m);
 };

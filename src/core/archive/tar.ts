@@ -139,8 +139,9 @@ function mtimeFields(ns: bigint): { seconds: number; pax?: string } {
 }
 
 /** Name of the 'x' header itself: informational only, but deterministic and plain ASCII. */
-function paxHeaderName(name: string): string {
-  const base = name.slice(name.lastIndexOf("/") + 1).replace(/[^\x20-\x7e]/g, "_");
+function paxHeaderName(name: string, plainAscii: boolean): string {
+  const last = name.slice(name.lastIndexOf("/") + 1);
+  const base = plainAscii ? last : last.replace(/[^\x20-\x7e]/g, "_");
   return ("PaxHeaders/" + base).slice(0, 100);
 }
 
@@ -158,27 +159,57 @@ interface UstarFields {
   gname: string;
 }
 
-const USTAR_MAGIC = new Uint8Array([0x75, 0x73, 0x74, 0x61, 0x72, 0x00, 0x30, 0x30]); // "ustar\0" "00"
+/** "ustar\0" "00" */
+const USTAR_MAGIC = new Uint8Array([0x75, 0x73, 0x74, 0x61, 0x72, 0x00, 0x30, 0x30]);
+/** What the magic, the checksum field as spaces and the two device fields ("0000000\0") add to a block's sum. */
+const FIXED_SUM = USTAR_MAGIC.reduce((a, b) => a + b, 0) + 8 * 0x20 + 2 * 7 * 0x30;
 
-/** A ustar block at `base` of a zeroed buffer; every text field is plain ASCII that fits its width. */
+/** `s` (plain ASCII) from `offset`, a byte per character; the sum of its bytes. */
+function asciiSum(block: Uint8Array, offset: number, s: string): number {
+  let sum = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    block[offset + i] = c;
+    sum += c;
+  }
+  return sum;
+}
+
+/** writeOctal, answering the sum of the bytes written. */
+function octalSum(block: Uint8Array, offset: number, width: number, value: number): number {
+  let v = value;
+  let sum = 0;
+  for (let i = offset + width - 2; i >= offset; i--) {
+    const c = 0x30 + (v % 8);
+    block[i] = c;
+    sum += c;
+    v = Math.floor(v / 8);
+  }
+  block[offset + width - 1] = 0;
+  return sum;
+}
+
+/**
+ * A ustar block at `base` of a zeroed buffer; every text field is plain ASCII that fits its
+ * width. The checksum is summed from the fields as they are written: the rest of the block is
+ * zeros, so summing all 512 bytes again would add nothing.
+ */
 function ustarInto(b: Uint8Array, base: number, f: UstarFields): void {
-  writeAscii(b, base, f.name);
-  writeOctal(b, base + 100, 8, f.mode);
-  writeOctal(b, base + 108, 8, f.uid);
-  writeOctal(b, base + 116, 8, f.gid);
-  writeOctal(b, base + 124, 12, f.size);
-  writeOctal(b, base + 136, 12, f.mtime);
-  b.fill(0x20, base + 148, base + 156); // checksum is computed with its own field as spaces
+  let sum = FIXED_SUM + f.typeflag;
+  sum += asciiSum(b, base, f.name);
+  sum += octalSum(b, base + 100, 8, f.mode);
+  sum += octalSum(b, base + 108, 8, f.uid);
+  sum += octalSum(b, base + 116, 8, f.gid);
+  sum += octalSum(b, base + 124, 12, f.size);
+  sum += octalSum(b, base + 136, 12, f.mtime);
   b[base + 156] = f.typeflag;
-  writeAscii(b, base + 157, f.linkname);
+  sum += asciiSum(b, base + 157, f.linkname);
   b.set(USTAR_MAGIC, base + 257);
-  writeAscii(b, base + 265, f.uname);
-  writeAscii(b, base + 297, f.gname);
+  sum += asciiSum(b, base + 265, f.uname);
+  sum += asciiSum(b, base + 297, f.gname);
   writeOctal(b, base + 329, 8, 0);
   writeOctal(b, base + 337, 8, 0);
-  writeAscii(b, base + 345, f.prefix);
-  let sum = 0;
-  for (let i = base; i < base + BLOCK; i++) sum += b[i]!;
+  sum += asciiSum(b, base + 345, f.prefix);
   writeOctal(b, base + 148, 7, sum);
   b[base + 155] = 0x20;
 }
@@ -188,107 +219,127 @@ function padded(len: number): number {
 }
 
 /**
- * The header block(s) for one entry: a ustar block, preceded by a pax extended header and its
- * data when some value does not fit ustar. Written straight into one buffer, text a byte per
- * character and times cut from their decimal digits: on a tree of small files the header is as
- * much work as the file (measured: 9 µs an entry with TextEncoder calls and BigInt division,
- * about 2 µs this way).
+ * Encodes headers one after the other into a buffer it keeps (and grows for the rare header
+ * that needs more): the archive writer copies each from there into its stream, so no header
+ * costs an allocation. `encode` answers the header's length; its bytes are `bytes[0, length)`
+ * until the next call.
  */
-export function encodeHeader(h: TarHeader): Uint8Array {
-  // the pax records, their length in bytes (each record starts with its own) and whether all are ASCII
-  let records = "";
-  let paxLen = 0;
-  let paxAscii = true;
-  const addPax = (key: string, value: string): void => {
+export class HeaderEncoder {
+  bytes = new Uint8Array(4 * BLOCK);
+  private records = "";
+  private paxLen = 0;
+  private paxAscii = true;
+
+  private addPax(key: string, value: string): void {
     const r = paxRecordText(key, value);
-    records += r;
-    paxLen += parseInt(r, 10);
-    paxAscii &&= isPlainAscii(value);
-  };
-  const tarName = h.type === "dir" ? (h.name === "" ? "./" : h.name + "/") : h.name;
-  let split = isPlainAscii(tarName) ? splitUstarName(tarName) : null;
-  if (!split) {
-    addPax("path", tarName);
-    split = { prefix: "", name: paxHeaderName(tarName).slice("PaxHeaders/".length) };
+    this.records += r;
+    this.paxLen += parseInt(r, 10);
+    this.paxAscii &&= isPlainAscii(value);
   }
 
-  let linkname = "";
-  if (h.type === "symlink" || h.type === "hardlink") {
-    const target = h.linkTarget ?? "";
-    if (target.length > 100 || !isPlainAscii(target)) addPax("linkpath", target);
-    else linkname = target;
+  /**
+   * The header block(s) for one entry: a ustar block, preceded by a pax extended header and
+   * its data when some value does not fit ustar. Text is written a byte per character and
+   * times are cut from their decimal digits: on a tree of small files the header is as much
+   * work as the file.
+   */
+  encode(h: TarHeader): number {
+    this.records = "";
+    this.paxLen = 0;
+    this.paxAscii = true;
+    const tarName = h.type === "dir" ? (h.name === "" ? "./" : h.name + "/") : h.name;
+    const ascii = isPlainAscii(tarName);
+    let split = ascii ? splitUstarName(tarName) : null;
+    if (!split) {
+      this.addPax("path", tarName);
+      split = { prefix: "", name: paxHeaderName(tarName, ascii).slice("PaxHeaders/".length) };
+    }
+
+    let linkname = "";
+    if (h.type === "symlink" || h.type === "hardlink") {
+      const target = h.linkTarget ?? "";
+      if (target.length > 100 || !isPlainAscii(target)) this.addPax("linkpath", target);
+      else linkname = target;
+    }
+
+    const size = h.type === "file" ? h.size : 0;
+    let sizeField = size;
+    if (size > octalMax(12)) {
+      this.addPax("size", String(size));
+      sizeField = 0;
+    }
+    let uidField = h.uid;
+    if (h.uid < 0 || h.uid > octalMax(8)) {
+      this.addPax("uid", String(h.uid));
+      uidField = 0;
+    }
+    let gidField = h.gid;
+    if (h.gid < 0 || h.gid > octalMax(8)) {
+      this.addPax("gid", String(h.gid));
+      gidField = 0;
+    }
+    const uname = this.owner(h.uname, "uname");
+    const gname = this.owner(h.gname, "gname");
+    const mtime = mtimeFields(h.mtimeNs);
+    if (mtime.pax !== undefined) this.addPax("mtime", mtime.pax);
+    if (h.type === "dir" && h.dumpdir !== undefined) this.addPax("GNU.dumpdir", h.dumpdir);
+
+    const main: UstarFields = {
+      name: split.name,
+      prefix: split.prefix,
+      mode: h.mode & 0o7777,
+      uid: uidField,
+      gid: gidField,
+      size: sizeField,
+      mtime: mtime.seconds,
+      typeflag: TYPEFLAG[h.type],
+      linkname,
+      uname,
+      gname,
+    };
+    const paxLen = this.paxLen;
+    const length = paxLen === 0 ? BLOCK : BLOCK + padded(paxLen) + BLOCK;
+    if (this.bytes.length < length) this.bytes = new Uint8Array(padded(length * 2));
+    const out = this.bytes;
+    out.fill(0, 0, length);
+    if (paxLen === 0) {
+      ustarInto(out, 0, main);
+      return length;
+    }
+    ustarInto(out, 0, {
+      name: paxHeaderName(tarName, ascii),
+      prefix: "",
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      size: paxLen,
+      mtime: mtime.seconds,
+      typeflag: 0x78, // 'x'
+      linkname: "",
+      uname: "",
+      gname: "",
+    });
+    if (this.paxAscii) writeAscii(out, BLOCK, this.records);
+    else enc.encodeInto(this.records, out.subarray(BLOCK, BLOCK + paxLen));
+    ustarInto(out, BLOCK + padded(paxLen), main);
+    return length;
   }
 
-  const size = h.type === "file" ? h.size : 0;
-  let sizeField = size;
-  if (size > octalMax(12)) {
-    addPax("size", String(size));
-    sizeField = 0;
-  }
-
-  let uidField = h.uid;
-  if (h.uid < 0 || h.uid > octalMax(8)) {
-    addPax("uid", String(h.uid));
-    uidField = 0;
-  }
-  let gidField = h.gid;
-  if (h.gid < 0 || h.gid > octalMax(8)) {
-    addPax("gid", String(h.gid));
-    gidField = 0;
-  }
-
-  const owner = (name: string | undefined, key: string): string => {
+  private owner(name: string | undefined, key: string): string {
     if (!name) return "";
     if (name.length > 31 || !isPlainAscii(name)) {
-      addPax(key, name);
+      this.addPax(key, name);
       return "";
     }
     return name;
-  };
-  const uname = owner(h.uname, "uname");
-  const gname = owner(h.gname, "gname");
-
-  const mtime = mtimeFields(h.mtimeNs);
-  if (mtime.pax !== undefined) addPax("mtime", mtime.pax);
-  if (h.type === "dir" && h.dumpdir !== undefined) addPax("GNU.dumpdir", h.dumpdir);
-
-  const main: UstarFields = {
-    name: split.name,
-    prefix: split.prefix,
-    mode: h.mode & 0o7777,
-    uid: uidField,
-    gid: gidField,
-    size: sizeField,
-    mtime: mtime.seconds,
-    typeflag: TYPEFLAG[h.type],
-    linkname,
-    uname,
-    gname,
-  };
-  if (paxLen === 0) {
-    const b = new Uint8Array(BLOCK);
-    ustarInto(b, 0, main);
-    return b;
   }
+}
 
-  const out = new Uint8Array(BLOCK + padded(paxLen) + BLOCK);
-  ustarInto(out, 0, {
-    name: paxHeaderName(tarName),
-    prefix: "",
-    mode: 0o644,
-    uid: 0,
-    gid: 0,
-    size: paxLen,
-    mtime: mtime.seconds,
-    typeflag: 0x78, // 'x'
-    linkname: "",
-    uname: "",
-    gname: "",
-  });
-  if (paxAscii) writeAscii(out, BLOCK, records);
-  else enc.encodeInto(records, out.subarray(BLOCK, BLOCK + paxLen));
-  ustarInto(out, BLOCK + padded(paxLen), main);
-  return out;
+const shared = new HeaderEncoder();
+
+/** The header block(s) for one entry, in a buffer of their own (see HeaderEncoder.encode). */
+export function encodeHeader(h: TarHeader): Uint8Array {
+  return shared.bytes.slice(0, shared.encode(h));
 }
 
 /** Zero bytes that follow `size` bytes of content to reach the next block boundary. */
@@ -357,28 +408,25 @@ export class TarFormatError extends Error {
 const dec = new TextDecoder();
 const strict = new TextDecoder("utf-8", { fatal: true });
 
-/** Longest ASCII run turned into a string a character code at a time; longer ones go through the decoder. */
-const SHORT_ASCII = 256;
+/** Buffer's native Latin-1 slice (Bun and Node have it): a string of ASCII bytes without a decoder call. */
+type Latin1Slice = (this: Uint8Array, from: number, to: number) => string;
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice: Latin1Slice }).latin1Slice;
 
 /** Set by `text` when the bytes it decoded were not UTF-8 (they were decoded with replacement characters). */
 let lastNotUtf8 = false;
 
 /**
- * Bytes as text: ASCII (nearly every header field) without a decoder call, which on a tree of
- * small files cost more than the rest of reading an entry; anything else as UTF-8.
+ * Bytes as text: ASCII (nearly every header field) through the Latin-1 slice, which on a tree
+ * of small files is several times cheaper than a decoder call; anything else as UTF-8.
  */
 function text(b: Uint8Array, from: number, to: number): string {
   lastNotUtf8 = false;
-  if (to - from <= SHORT_ASCII) {
-    let out = "";
-    let i = from;
-    for (; i < to; i++) {
-      const c = b[i]!;
-      if (c >= 0x80) break;
-      out += String.fromCharCode(c);
-    }
-    if (i === to) return out;
-  }
+  for (let i = from; i < to; i++) if (b[i]! >= 0x80) return utf8(b, from, to);
+  return from === to ? "" : latin1Slice.call(b, from, to);
+}
+
+/** Bytes that are not all ASCII as UTF-8; `lastNotUtf8` says whether they were not (decoded with replacement characters). */
+function utf8(b: Uint8Array, from: number, to: number): string {
   try {
     return strict.decode(b.subarray(from, to));
   } catch {

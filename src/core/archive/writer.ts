@@ -14,7 +14,7 @@ import os from "node:os";
 import zlib from "node:zlib";
 import type { Compression } from "../common/config.ts";
 import { Chunker, isAllZero, type ChunkerParams } from "./chunker.ts";
-import { encodeHeader, paddingAfter, RECORD, BLOCK, TarFormatError, TarParser, type TarListing, type TarOwnership, type TarType } from "./tar.ts";
+import { HeaderEncoder, paddingAfter, RECORD, BLOCK, TarFormatError, TarParser, type TarListing, type TarOwnership, type TarType } from "./tar.ts";
 import { errnoCode, errorMessage } from "../common/errors.ts";
 import { ArchiveUnprovenError, compressionThreads, PiecePipeline } from "./pipeline.ts";
 import { frameHeader, RESERVED, streamedHeader, type StreamedEntry } from "./streamed.ts";
@@ -182,244 +182,320 @@ export async function writeArchive(
   fd: number,
   opts: ArchiveOptions,
 ): Promise<ArchiveResult> {
-  const c = opts.compression;
-  const prove = opts.prove !== false;
-  const threads = opts.threads ?? compressionThreads();
-  const pipelineOptions = { compression: c, level: opts.level, threads, maxPiece: PIECES[c].maxSize, systemZstd: opts.systemZstd, flushBehind: opts.flushBehind, prove, onWritten: opts.onWritten };
-  const out: PiecePipeline = new PiecePipeline(fd, pipelineOptions, (slab) => chunker.recycle(slab));
-  const chunker: Chunker = new Chunker(PIECES[c], (piece) => out.submit(piece));
-  const skipped: string[] = [];
-  /** Hard-link targets that were left out → the name that took their place (or none yet). */
-  const replaced = new Map<string, string | null>();
-  const warn = (code: ArchiveWarningCode, path: string, message: string) => opts.onWarning?.({ code, path, message });
-  const signal = opts.signal;
-  let inputBytes = 0;
-  let count = 0;
-  let lastProgress = performance.now();
-
-  const progress = () => {
-    if (!opts.onProgress) return;
-    const now = performance.now();
-    if (now - lastProgress < PROGRESS_EVERY_MS) return;
-    lastProgress = now;
-    opts.onProgress({ inputBytes, outputBytes: out.written });
-  };
-
-  const emit = (bytes: Uint8Array) => {
-    chunker.append(bytes);
-    inputBytes += bytes.length;
-  };
-
-  /** Stream one open file's content; returns false when it had to be zero-filled after a read error. */
-  /** Stream one open file's content, with the CRC-32 of what went into the archive for the proof. */
-  const copyFile = async (e: ArchiveEntry, fdIn: number, size: number): Promise<{ complete: boolean; endChecked: boolean; crc: number }> => {
-    let crc = 0;
-    let remaining = size;
-    let readError: unknown;
-    let reads = 0;
-    let endChecked = false;
-    while (remaining > 0) {
-      if (signal?.aborted) throw abortError(signal);
-      // ask for one byte more than is left: a short read then proves the file ended where its
-      // header says, and a full one that it grew, without another system call
-      const dst = chunker.space(remaining + 1);
-      let n: number;
-      try {
-        n = fs.readSync(fdIn, dst, 0, dst.length, null);
-      } catch (err) {
-        readError = err;
-        break;
-      }
-      reads++;
-      if (n === 0) break;
-      if (n > remaining) {
-        warn("FILE_CHANGED", e.source, `${e.source}: grew while being read; archived its first ${size} bytes`);
-        n = remaining;
-        endChecked = true;
-      } else if (n === remaining && dst.length > remaining) {
-        endChecked = reads === 1; // a file read in several calls may have changed between them
-      }
-      if (prove) crc = isAllZero(dst, 0, n) ? crc32Zeros(crc, n) : Bun.hash.crc32(dst.subarray(0, n), crc);
-      chunker.commit(n);
-      remaining -= n;
-      inputBytes += n;
-      if (remaining > 0) await out.room();
-      progress();
-    }
-    if (readError !== undefined) {
-      warn("FILE_UNREADABLE", e.source, `${e.source}: read failed after ${size - remaining} of ${size} bytes (${errorMessage(readError)}); the rest is zero-filled in the archive`);
-    } else if (remaining > 0) {
-      warn("FILE_CHANGED", e.source, `${e.source}: shrank by ${remaining} bytes while being read; zero-filled to ${size} bytes in the archive`);
-    }
-    if (remaining > 0) {
-      if (prove) crc = crc32Zeros(crc, remaining);
-      chunker.appendZeros(remaining);
-      inputBytes += remaining;
-      endChecked = true;
-    }
-    return { complete: readError === undefined, endChecked, crc };
-  };
-
+  const w = new StreamWriter(fd, opts);
   try {
-    for await (const e of entries) {
-      if (signal?.aborted) throw abortError(signal);
-      let type = e.type;
-      let linkTarget = e.linkTarget;
-      if (type === "hardlink" && linkTarget !== undefined && replaced.has(linkTarget)) {
-        // the first name of this inode was left out: this one carries the content instead
-        const instead = replaced.get(linkTarget);
-        if (instead) linkTarget = instead;
-        else type = "file";
-      }
-
-      let fdIn: number | undefined;
-      let size = 0;
-      let mtimeNs = nsOf(e);
-      let openedMtimeMs = 0;
-      if (type === "file") {
-        try {
-          fdIn = openSource(e.source, e.uid);
-        } catch (err) {
-          const c = errnoCode(err);
-          if (c === "ENOENT" || c === "ENOTDIR") warn("FILE_VANISHED", e.source, `${e.source}: vanished before it could be read; left out`);
-          else if (c === "ELOOP") warn("FILE_CHANGED", e.source, `${e.source}: is no longer a regular file; left out`);
-          else warn("FILE_UNREADABLE", e.source, `${e.source}: cannot be opened (${errorMessage(err)}); left out`);
-          skipped.push(e.name);
-          if (e.type === "file") replaced.set(e.name, null);
-          continue;
-        }
-        const st = fs.fstatSync(fdIn);
-        if (!st.isFile()) {
-          fs.closeSync(fdIn);
-          warn("FILE_CHANGED", e.source, `${e.source}: is no longer a regular file; left out`);
-          skipped.push(e.name);
-          if (e.type === "file") replaced.set(e.name, null);
-          continue;
-        }
-        size = st.size;
-        openedMtimeMs = st.mtimeMs;
-        // (a hard link standing in for its left-out first name has no scanned size to compare)
-        if ((e.type === "file" && size !== e.size) || mtimeMoved(st.mtimeMs, e)) {
-          // archive the file as it is now, with the metadata that goes with this content
-          const what = e.type === "file" && size !== e.size ? `size ${e.size} → ${size} bytes` : "modification time";
-          warn("FILE_CHANGED", e.source, `${e.source}: changed since the scan (${what}); archived as found`);
-          mtimeNs = nsOf({ mtimeMs: st.mtimeMs });
-        }
-        if (e.type === "hardlink" && e.linkTarget !== undefined) replaced.set(e.linkTarget, e.name);
-      }
-
-      try {
-        const header = encodeHeader({
-          name: e.name,
-          type,
-          mode: e.mode,
-          uid: e.uid,
-          gid: e.gid,
-          uname: e.uname,
-          gname: e.gname,
-          size,
-          mtimeNs,
-          linkTarget,
-          dumpdir: e.dumpdir,
-        });
-        chunker.boundary(nameToken(e.name));
-        emit(header);
-        count++;
-        let crc = 0;
-        if (fdIn !== undefined) {
-          const copied = await copyFile(e, fdIn, size);
-          const { complete, endChecked } = copied;
-          crc = copied.crc;
-          if (!complete) skipped.push(e.name);
-          const pad = paddingAfter(size);
-          if (pad) emit(PADDING.subarray(0, pad));
-          if (!endChecked) {
-            const after = fs.fstatSync(fdIn);
-            if (after.size > size) warn("FILE_CHANGED", e.source, `${e.source}: grew while being read; archived its first ${size} bytes`);
-            else if (after.mtimeMs !== openedMtimeMs) warn("FILE_CHANGED", e.source, `${e.source}: changed while being read`);
-          }
-        }
-        out.expect({ name: e.name, type, size, crc, linkTarget: type === "symlink" || type === "hardlink" ? linkTarget : undefined });
-      } finally {
-        if (fdIn !== undefined) fs.closeSync(fdIn);
-      }
-      await out.room();
-      progress();
-    }
-
-    const streamed: ArchiveResult["streamed"] = [];
-    for (const s of opts.streams ?? []) {
-      const w: StreamContext = { chunker, out, compression: c, prove, signal, progress, emit, counted: (n) => (inputBytes += n) };
-      streamed.push({ name: s.name, size: await writeStreamed(s, w) });
-      count++;
-    }
-
-    // end of archive: two zero blocks, then zeros to a whole record like GNU tar
-    const end = 2 * BLOCK;
-    const total = inputBytes + end;
-    emit(new Uint8Array(end + ((RECORD - (total % RECORD)) % RECORD)));
-    chunker.finish();
-    const done = await out.finish();
-    const { md5, sha256, size } = done;
-    if (prove && (done.entries !== count || done.tarBytes !== inputBytes)) {
-      throw new ArchiveUnprovenError(`the tar stream read back holds ${done.entries} entries in ${done.tarBytes} bytes; ${count} entries in ${inputBytes} bytes were written`);
-    }
-    opts.onProgress?.({ inputBytes, outputBytes: size });
-    return { size, md5, sha256, entries: count, inputBytes, skipped, engine: out.engine, proven: prove, streamed };
+    return await w.run(entries);
   } finally {
-    out.close();
+    w.close();
   }
 }
 
-interface StreamContext {
-  chunker: Chunker;
-  out: PiecePipeline;
-  compression: Compression;
-  prove: boolean;
-  signal?: AbortSignal;
-  progress: () => void;
-  /** Bytes through the chunker, counted as tar stream. */
-  emit: (bytes: Uint8Array) => void;
-  /** Count bytes of tar stream put in another way. */
-  counted: (n: number) => void;
+/** A file opened to be archived, with what its descriptor says now. */
+interface Opened {
+  fd: number;
+  size: number;
+  mtimeNs: bigint;
+  mtimeMs: number;
+}
+
+/** How the copy of one file's content went, and the CRC-32 of what went into the archive (for the proof). */
+interface Copy {
+  size: number;
+  remaining: number;
+  reads: number;
+  crc: number;
+  readError: unknown;
+  /** A read proved the file ended where its header says (or it was zero-filled to it). */
+  endChecked: boolean;
 }
 
 /**
- * One streamed entry (streamed.ts): a cut, a reserved place for the header, the content as it
- * comes (read no faster than the archive is written), the padding, another cut, then the
- * header into its place. Returns the content's size. A stream that ended unwhole (`ended`
- * throws) fails the archive.
+ * The main thread's part of the archive writer: each entry's header and content into the
+ * chunker, in order. On a tree of small files this loop is the writer's critical path, so it
+ * waits (awaits) only when the pipeline is full or the entries come from an async source: a
+ * promise per entry cost more than the header.
  */
-async function writeStreamed(s: StreamedEntry, w: StreamContext): Promise<number> {
-  w.chunker.finish();
-  const reservedSeq = w.out.reserve(RESERVED[w.compression]);
-  w.counted(BLOCK);
-  let size = 0;
-  let crc = 0;
-  for await (const chunk of s.content) {
-    if (w.signal?.aborted) throw abortError(w.signal);
-    if (w.prove) crc = Bun.hash.crc32(chunk, crc);
-    w.chunker.append(chunk);
-    w.counted(chunk.length);
-    size += chunk.length;
-    await w.out.room();
-    w.progress();
-  }
-  await s.ended();
-  const pad = paddingAfter(size);
-  if (pad) {
-    w.emit(PADDING.subarray(0, pad));
-    if (w.prove) crc = crc32Zeros(crc, pad);
-  }
-  w.chunker.finish();
-  const header = streamedHeader(s, size);
-  // the proof counts content and padding on the side: its CRC-32 covers both
-  w.out.expect({ name: s.name, type: "file", size, crc });
-  w.out.patch(reservedSeq, frameHeader(w.compression, header), header);
-  await w.out.room();
-  return size;
-}
+class StreamWriter {
+  private readonly out: PiecePipeline;
+  private readonly chunker: Chunker;
+  private readonly headers = new HeaderEncoder();
+  private readonly prove: boolean;
+  private readonly skipped: string[] = [];
+  /** Hard-link targets that were left out → the name that took their place (or none yet). */
+  private readonly replaced = new Map<string, string | null>();
+  private inputBytes = 0;
+  private count = 0;
+  private lastProgress = performance.now();
 
+  constructor(
+    fd: number,
+    private readonly opts: ArchiveOptions,
+  ) {
+    const c = opts.compression;
+    this.prove = opts.prove !== false;
+    const threads = opts.threads ?? compressionThreads();
+    const pipelineOptions = {
+      compression: c, level: opts.level, threads, maxPiece: PIECES[c].maxSize, systemZstd: opts.systemZstd, flushBehind: opts.flushBehind, prove: this.prove, onWritten: opts.onWritten,
+      sha256Here: c === "none" && !opts.streams?.length,
+    };
+    this.out = new PiecePipeline(fd, pipelineOptions, (slab) => this.chunker.recycle(slab));
+    this.chunker = new Chunker(PIECES[c], (piece) => this.out.submit(piece));
+  }
+
+  close(): void {
+    this.out.close();
+  }
+
+  async run(entries: Iterable<ArchiveEntry> | AsyncIterable<ArchiveEntry>): Promise<ArchiveResult> {
+    const signal = this.opts.signal;
+    const sync = Symbol.iterator in entries ? entries[Symbol.iterator]() : undefined;
+    const async = sync ? undefined : (entries as AsyncIterable<ArchiveEntry>)[Symbol.asyncIterator]();
+    for (;;) {
+      const next = sync ? sync.next() : await async!.next();
+      if (next.done) break;
+      if (signal?.aborted) throw abortError(signal);
+      const pending = this.entry(next.value);
+      if (pending) await pending;
+      if (this.out.full()) await this.out.room();
+      this.progress();
+    }
+    const streamed: ArchiveResult["streamed"] = [];
+    for (const s of this.opts.streams ?? []) {
+      streamed.push({ name: s.name, size: await this.streamedEntry(s) });
+      this.count++;
+    }
+    return this.end(streamed);
+  }
+
+  /**
+   * One streamed entry (streamed.ts): a cut, a reserved place for the header, the content as it
+   * comes (read no faster than the archive is written), the padding, another cut, then the
+   * header into its place. Returns the content's size. A stream that ended unwhole (`ended`
+   * throws) fails the archive.
+   */
+  private async streamedEntry(s: StreamedEntry): Promise<number> {
+    const signal = this.opts.signal;
+    const compression = this.opts.compression;
+    this.chunker.finish();
+    const reservedSeq = this.out.reserve(RESERVED[compression]);
+    this.inputBytes += BLOCK;
+    let size = 0;
+    let crc = 0;
+    for await (const chunk of s.content) {
+      if (signal?.aborted) throw abortError(signal);
+      if (this.prove) crc = Bun.hash.crc32(chunk, crc);
+      this.emit(chunk);
+      size += chunk.length;
+      await this.out.room();
+      this.progress();
+    }
+    await s.ended();
+    const pad = paddingAfter(size);
+    if (pad) {
+      this.emit(PADDING.subarray(0, pad));
+      if (this.prove) crc = crc32Zeros(crc, pad);
+    }
+    this.chunker.finish();
+    const header = streamedHeader(s, size);
+    // the proof counts content and padding on the side: its CRC-32 covers both
+    this.out.expect({ name: s.name, type: "file", size, crc });
+    this.out.patch(reservedSeq, frameHeader(compression, header), header);
+    await this.out.room();
+    return size;
+  }
+
+  /** End of archive: two zero blocks, then zeros to a whole record like GNU tar; then wait for the proof. */
+  private async end(streamed: ArchiveResult["streamed"]): Promise<ArchiveResult> {
+    const total = this.inputBytes + 2 * BLOCK;
+    this.emit(new Uint8Array(2 * BLOCK + ((RECORD - (total % RECORD)) % RECORD)));
+    this.chunker.finish();
+    const done = await this.out.finish();
+    const { md5, sha256, size } = done;
+    const { count, inputBytes } = this;
+    if (this.prove && (done.entries !== count || done.tarBytes !== inputBytes)) {
+      throw new ArchiveUnprovenError(`the tar stream read back holds ${done.entries} entries in ${done.tarBytes} bytes; ${count} entries in ${inputBytes} bytes were written`);
+    }
+    this.opts.onProgress?.({ inputBytes, outputBytes: size });
+    return { size, md5, sha256, entries: count, inputBytes, skipped: this.skipped, engine: this.out.engine, proven: this.prove, streamed };
+  }
+
+  private warn(code: ArchiveWarningCode, path: string, message: string): void {
+    this.opts.onWarning?.({ code, path, message });
+  }
+
+  private progress(): void {
+    if (!this.opts.onProgress) return;
+    const now = performance.now();
+    if (now - this.lastProgress < PROGRESS_EVERY_MS) return;
+    this.lastProgress = now;
+    this.opts.onProgress({ inputBytes: this.inputBytes, outputBytes: this.out.written });
+  }
+
+  private emit(bytes: Uint8Array): void {
+    this.chunker.append(bytes);
+    this.inputBytes += bytes.length;
+  }
+
+  /** One entry into the stream; a promise only when a large file had to wait for room. */
+  private entry(e: ArchiveEntry): Promise<void> | undefined {
+    let type = e.type;
+    let linkTarget = e.linkTarget;
+    if (type === "hardlink" && linkTarget !== undefined && this.replaced.has(linkTarget)) {
+      // the first name of this inode was left out: this one carries the content instead
+      const instead = this.replaced.get(linkTarget);
+      if (instead) linkTarget = instead;
+      else type = "file";
+    }
+    let opened: Opened | undefined;
+    if (type === "file") {
+      opened = this.open(e);
+      if (!opened) return undefined;
+      if (e.type === "hardlink" && e.linkTarget !== undefined) this.replaced.set(e.linkTarget, e.name);
+    }
+    let closing = true;
+    try {
+      const size = opened?.size ?? 0;
+      const length = this.headers.encode({ name: e.name, type, mode: e.mode, uid: e.uid, gid: e.gid, uname: e.uname, gname: e.gname, size, mtimeNs: opened?.mtimeNs ?? nsOf(e), linkTarget, dumpdir: e.dumpdir });
+      this.chunker.boundary(nameToken(e.name));
+      this.chunker.appendFrom(this.headers.bytes, length);
+      this.inputBytes += length;
+      this.count++;
+      const link = type === "symlink" || type === "hardlink" ? linkTarget : undefined;
+      if (!opened) {
+        this.out.expect({ name: e.name, type, size, crc: 0, linkTarget: link });
+        return undefined;
+      }
+      const copied = this.copy(e, opened.fd, size);
+      if (!(copied instanceof Promise)) {
+        this.afterCopy(e, type, opened, copied);
+        return undefined;
+      }
+      closing = false;
+      return copied.then((c) => this.afterCopy(e, type, opened, c)).finally(() => fs.closeSync(opened.fd));
+    } finally {
+      if (closing && opened) fs.closeSync(opened.fd);
+    }
+  }
+
+  /** Open a file entry and compare it with the scan; undefined (warned, left out) when it cannot be archived. */
+  private open(e: ArchiveEntry): Opened | undefined {
+    let fd: number;
+    try {
+      fd = openSource(e.source, e.uid);
+    } catch (err) {
+      const c = errnoCode(err);
+      if (c === "ENOENT" || c === "ENOTDIR") this.warn("FILE_VANISHED", e.source, `${e.source}: vanished before it could be read; left out`);
+      else if (c === "ELOOP") this.warn("FILE_CHANGED", e.source, `${e.source}: is no longer a regular file; left out`);
+      else this.warn("FILE_UNREADABLE", e.source, `${e.source}: cannot be opened (${errorMessage(err)}); left out`);
+      this.leftOut(e);
+      return undefined;
+    }
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) {
+      fs.closeSync(fd);
+      this.warn("FILE_CHANGED", e.source, `${e.source}: is no longer a regular file; left out`);
+      this.leftOut(e);
+      return undefined;
+    }
+    let mtimeNs = nsOf(e);
+    // (a hard link standing in for its left-out first name has no scanned size to compare)
+    if ((e.type === "file" && st.size !== e.size) || mtimeMoved(st.mtimeMs, e)) {
+      // archive the file as it is now, with the metadata that goes with this content
+      const what = e.type === "file" && st.size !== e.size ? `size ${e.size} → ${st.size} bytes` : "modification time";
+      this.warn("FILE_CHANGED", e.source, `${e.source}: changed since the scan (${what}); archived as found`);
+      mtimeNs = nsOf({ mtimeMs: st.mtimeMs });
+    }
+    return { fd, size: st.size, mtimeNs, mtimeMs: st.mtimeMs };
+  }
+
+  private leftOut(e: ArchiveEntry): void {
+    this.skipped.push(e.name);
+    if (e.type === "file") this.replaced.set(e.name, null);
+  }
+
+  /** The content is in: padding, the end check, and what the proof expects. */
+  private afterCopy(e: ArchiveEntry, type: EntryType, opened: Opened, c: Copy): void {
+    if (c.readError !== undefined) this.skipped.push(e.name);
+    const pad = paddingAfter(c.size);
+    if (pad) this.emit(PADDING.subarray(0, pad));
+    if (!c.endChecked) {
+      const after = fs.fstatSync(opened.fd);
+      if (after.size > c.size) this.warn("FILE_CHANGED", e.source, `${e.source}: grew while being read; archived its first ${c.size} bytes`);
+      else if (after.mtimeMs !== opened.mtimeMs) this.warn("FILE_CHANGED", e.source, `${e.source}: changed while being read`);
+    }
+    this.out.expect({ name: e.name, type, size: c.size, crc: c.crc, linkTarget: undefined });
+  }
+
+  /**
+   * Stream one open file's content. Synchronous while the pipeline has room, which is always
+   * the case for a small file; a promise for the rest of a file once it has to wait.
+   */
+  private copy(e: ArchiveEntry, fd: number, size: number): Copy | Promise<Copy> {
+    const c: Copy = { size, remaining: size, reads: 0, crc: 0, readError: undefined, endChecked: false };
+    while (c.remaining > 0 && this.readOnce(e, fd, c)) {
+      if (c.remaining === 0) break;
+      if (this.out.full()) return this.copyRest(e, fd, c);
+      this.progress();
+    }
+    return this.copied(e, c);
+  }
+
+  private async copyRest(e: ArchiveEntry, fd: number, c: Copy): Promise<Copy> {
+    await this.out.room();
+    while (c.remaining > 0 && this.readOnce(e, fd, c)) {
+      if (c.remaining > 0 && this.out.full()) await this.out.room();
+      this.progress();
+    }
+    return this.copied(e, c);
+  }
+
+  /** One read into the chunker; false when the file ended or could not be read. */
+  private readOnce(e: ArchiveEntry, fd: number, c: Copy): boolean {
+    const signal = this.opts.signal;
+    if (signal?.aborted) throw abortError(signal);
+    // ask for one byte more than is left: a short read then proves the file ended where its
+    // header says, and a full one that it grew, without another system call
+    const dst = this.chunker.space(c.remaining + 1);
+    let n: number;
+    try {
+      n = fs.readSync(fd, dst, 0, dst.length, null);
+    } catch (err) {
+      c.readError = err;
+      return false;
+    }
+    c.reads++;
+    if (n === 0) return false;
+    if (n > c.remaining) {
+      this.warn("FILE_CHANGED", e.source, `${e.source}: grew while being read; archived its first ${c.size} bytes`);
+      n = c.remaining;
+      c.endChecked = true;
+    } else if (n === c.remaining && dst.length > c.remaining) {
+      c.endChecked = c.reads === 1; // a file read in several calls may have changed between them
+    }
+    if (this.prove) c.crc = isAllZero(dst, 0, n) ? crc32Zeros(c.crc, n) : Bun.hash.crc32(dst.subarray(0, n), c.crc);
+    this.chunker.commit(n);
+    c.remaining -= n;
+    this.inputBytes += n;
+    return true;
+  }
+
+  /** After the reads: what could not be read is zero-filled to the size in the header. */
+  private copied(e: ArchiveEntry, c: Copy): Copy {
+    if (c.readError !== undefined) {
+      this.warn("FILE_UNREADABLE", e.source, `${e.source}: read failed after ${c.size - c.remaining} of ${c.size} bytes (${errorMessage(c.readError)}); the rest is zero-filled in the archive`);
+    } else if (c.remaining > 0) {
+      this.warn("FILE_CHANGED", e.source, `${e.source}: shrank by ${c.remaining} bytes while being read; zero-filled to ${c.size} bytes in the archive`);
+    }
+    if (c.remaining > 0) {
+      if (this.prove) c.crc = crc32Zeros(c.crc, c.remaining);
+      this.chunker.appendZeros(c.remaining);
+      this.inputBytes += c.remaining;
+      c.remaining = 0;
+      c.endChecked = true;
+    }
+    return c;
+  }
+}
 
 /** The compression of an archive, from its first bytes (its name may lie). */
 export function detectCompression(head: Uint8Array): Compression {

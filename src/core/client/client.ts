@@ -19,8 +19,8 @@ import { code, codeName, isGolden, mostSevere, type CodeName } from "../common/c
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { isLocalRemote, type ClientConfig, type SourceConfig } from "../common/config.ts";
 import type { Deps } from "../common/deps.ts";
-import { flushToDisk, fsyncDir, readDirOrEmpty, writeFileAtomic } from "../state/fsutil.ts";
-import { LockedError, acquireLock, type Lock } from "../state/lock.ts";
+import { flushToDisk, fsyncDir, readDirOrEmpty, sizeOf, writeFileAtomic } from "../state/fsutil.ts";
+import { plainOutcome, staleLockMessage, withRun, type RunFrame, type RunSpec } from "../state/run.ts";
 import { fileDigest } from "../transfer/digest.ts";
 import { followDigest, followedDigest, type DigestAlgorithm, type FollowResult } from "../transfer/follow-digest.ts";
 import { CHECKSUM_SUFFIX, LIST_SUFFIX, TEMP_PREFIX, archiveTime, isArchiveName, md5Line, parseMd5Line, sortArchives } from "../state/naming.ts";
@@ -28,21 +28,21 @@ import { describeArchive, verifyArchive, warnedPathsIn } from "../restore/verify
 import { forgetCopies, heldCopies, recordVerified } from "../state/copies.ts";
 import { unsafeDir } from "../state/strict-modes.ts";
 import type { AfterVerified, RunOutcome, SourceOutcome, StoreOutcome, Warning } from "../common/outcome.ts";
+import { shown } from "../common/text.ts";
 import { clientCopies, describeRemoved, planRemoval, type PruneRecord } from "../state/held.ts";
 import type { RetentionRules } from "../state/retention.ts";
 import { archivesNeeded } from "../state/chain.ts";
 import { judgeChain } from "./chain.ts";
 import { SharedSsh } from "../transfer/ssh-shared.ts";
 import {
-  MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
+  MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, deltaBlockSize, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
 } from "../transfer/rsync.ts";
 import {
-  CLIENT_STATUS, SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, lastFinal, newRunId, parseStatus,
+  CLIENT_STATUS, SERVER_STATUS, StatusWriter, lastFinal, newRunId, parseStatus,
   type ArchiveInfo, type ParsedStatus, type StatusRecord,
 } from "../state/status.ts";
-import { formatBytes, formatDuration } from "../common/units.ts";
+import { formatAge, formatBytes, formatDuration } from "../common/units.ts";
 import { ToolMissingError, type Child } from "../../io/process.ts";
-import { VERSION } from "../../version.ts";
 
 /** Staging directory inside each source's directory; its name can never be taken for a copy. */
 export const STAGE_DIR = `${TEMP_PREFIX}pull`;
@@ -104,20 +104,11 @@ export type StatusVerdict =
   | { ok: true; archive: ArchiveInfo; serverCode: number; final: StatusRecord }
   | { ok: false; code: CodeName; why: string };
 
-function ago(ms: number): string {
-  return formatDuration(Math.max(0, ms));
-}
-
-/** A message from the server on one line, bounded (whatever prints it escapes its control characters). */
-function shown(s: string, max = 300): string {
-  const one = s.replace(/\r?\n/g, " ");
-  return one.length > max ? `${one.slice(0, max)}…` : one;
-}
 
 /**
- * Decide from server.status whether there is an archive to pull, in SPEC.md's order: too old,
- * not finished, not golden, then the archive's fields. `mtime` is the file's modification
- * time as rsync kept it.
+ * Decide from server.status whether there is an archive to pull, in the order
+ * docs/status-protocol.md gives: too old, not finished, not golden, then the archive's
+ * fields. `mtime` is the file's modification time as rsync kept it.
  */
 export function judgeStatus(parsed: ParsedStatus, mtime: Date, now: Date, maxAgeMs: number): StatusVerdict {
   const bad = (c: CodeName, why: string): StatusVerdict => ({ ok: false, code: c, why });
@@ -128,19 +119,19 @@ export function judgeStatus(parsed: ParsedStatus, mtime: Date, now: Date, maxAge
   if (future) return bad("STATUS_INVALID", `server.status holds a record from the future (${shown(future.t, 40)}; it is ${now.toISOString()} here): are the clocks set right?`);
   if (mtime.getTime() > nowMs + MAX_CLOCK_SKEW_MS) return bad("STATUS_INVALID", `server.status was modified in the future (${mtime.toISOString()}; it is ${now.toISOString()} here): are the clocks set right?`);
   const fileAge = nowMs - mtime.getTime();
-  if (fileAge > maxAgeMs) return bad("STATUS_STALE", `server.status was last written ${ago(fileAge)} ago (max_age ${ago(maxAgeMs)}): the server has not run`);
+  if (fileAge > maxAgeMs) return bad("STATUS_STALE", `server.status was last written ${formatAge(fileAge)} ago (max_age ${formatAge(maxAgeMs)}): the server has not run`);
   const last = records.at(-1)!;
   const lastAge = nowMs - Date.parse(last.t);
-  if (lastAge > maxAgeMs) return bad("STATUS_STALE", `the newest record in server.status is ${ago(lastAge)} old (max_age ${ago(maxAgeMs)}): the server has not run`);
+  if (lastAge > maxAgeMs) return bad("STATUS_STALE", `the newest record in server.status is ${formatAge(lastAge)} old (max_age ${formatAge(maxAgeMs)}): the server has not run`);
   const final = lastFinal(records);
   if (!final) {
     return bad("SERVER_BUSY", `the server is in the middle of a run (last record ${shown(last.t, 40)}: ${last.code} ${codeName(last.code)} ${shown(last.msg, 120)})${skipped ? `; ${skipped} unreadable line(s)` : ""}`);
   }
   if (!isGolden(final.code)) {
-    return bad("SERVER_FAILED", `the server's last run ended with ${final.code} ${codeName(final.code)}: ${shown(final.msg)} (at ${shown(final.t, 40)})`);
+    return bad("SERVER_FAILED", `the server's last run ended with ${final.code} ${codeName(final.code)}: ${shown(final.msg, 300)} (at ${shown(final.t, 40)})`);
   }
   const finalAge = nowMs - Date.parse(final.t);
-  if (finalAge > maxAgeMs) return bad("STATUS_STALE", `the server's last run ended ${ago(finalAge)} ago (max_age ${ago(maxAgeMs)}): the server has not run since`);
+  if (finalAge > maxAgeMs) return bad("STATUS_STALE", `the server's last run ended ${formatAge(finalAge)} ago (max_age ${formatAge(maxAgeMs)}): the server has not run since`);
   const a = final.archive as Partial<Record<keyof ArchiveInfo, unknown>> | undefined;
   if (!a) return bad("STATUS_INVALID", `the server's final record (${final.code} ${codeName(final.code)}) names no archive`);
   if (typeof a.file !== "string" || !isArchiveName(a.file)) {
@@ -210,13 +201,6 @@ function heldChecksum(dir: string, file: string): string | undefined {
   }
 }
 
-function sizeOf(p: string): number | undefined {
-  try {
-    return fs.statSync(p).size;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * Start a staging directory afresh, keeping what can speed up the next transfer: rsync's
@@ -386,7 +370,7 @@ async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeou
     throw new SourceFailure(fallback, `no data arrived for ${formatDuration(ctx.cfg.timeout)} (timeout): the transfer was stopped; what arrived is kept for the next run`);
   }
   if (result.exitCode !== 0) {
-    const f = classifyFailure(result, fallback);
+    const f = classifyFailure(result, fallback, spec);
     throw new SourceFailure(f.code, ctx.signal?.aborted ? `the run was interrupted: ${f.why}` : f.why);
   }
   return parseStats(result.stdout);
@@ -396,7 +380,8 @@ async function rsync(ctx: RunContext, spec: PullSpec, fallback: CodeName, timeou
 async function pullStatus(ctx: RunContext, source: SourceConfig, stage: string): Promise<{ parsed: ParsedStatus; mtime: Date }> {
   const { cfg } = ctx;
   const timeoutMs = cfg.connect_timeout + cfg.timeout + 30_000;
-  await rsync(ctx, { client: cfg, source, files: [SERVER_STATUS], into: stage, maxSize: MAX_STATUS_BYTES }, "STATUS_PULL_FAILED", timeoutMs);
+  // JSON lines, pulled whole every run: compressed, a few KiB become one
+  await rsync(ctx, { client: cfg, source, files: [SERVER_STATUS], into: stage, maxSize: MAX_STATUS_BYTES, compress: true }, "STATUS_PULL_FAILED", timeoutMs);
   const file = path.join(stage, SERVER_STATUS);
   try {
     const st = fs.lstatSync(file);
@@ -557,6 +542,18 @@ function held(dir: string, a: ArchiveInfo, withList: boolean): boolean {
   return heldMd5 === a.md5 && sizeOf(path.join(dir, a.file)) === a.size && (!withList || sizeOf(path.join(dir, `${a.file}${LIST_SUFFIX}`)) !== undefined);
 }
 
+/**
+ * How many entries the server's run that made `file` found new, changed or deleted (its SCANNED
+ * record), for the delta's block size; undefined when the records do not say. Only a hint:
+ * whatever a server writes here changes how many bytes travel, never what is kept.
+ */
+function changedPlaces(records: readonly StatusRecord[], file: string): number | undefined {
+  const made = records.find((r) => r.archive?.file === file && isGolden(r.code));
+  const scanned = made && records.find((r) => r.run === made.run && r.name === "SCANNED");
+  const n = (scanned?.data as { changed?: unknown } | undefined)?.changed;
+  return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
 /** Steps 3 and 4 for one archive: space, pull, verify, move into place, and its PULLED record. */
 async function pullOne(p: PullOne, a: ArchiveInfo): Promise<TransferStats> {
   const { ctx, source, stage, dir, step } = p;
@@ -585,6 +582,7 @@ async function pullOne(p: PullOne, a: ArchiveInfo): Promise<TransferStats> {
     // the checksum file is tiny; an archive bigger than its record says is not transferred
     maxSize: Math.max(a.size, 64 * 1024),
     resumable: { basisDir: ".." },
+    blockSize: deltaBlockSize(a.size, changedPlaces(p.records, a.file)),
     controlPath,
   }, "PULL_FAILED", undefined, stage).catch((e: unknown) => {
     follower.cancel();
@@ -683,8 +681,10 @@ async function proveCopy(ctx: RunContext, source: SourceConfig, stage: string, a
   };
   try {
     // a list is about 100 bytes an entry and can be larger than a small archive of many files
-    // (an incremental archive's list is the whole tree's: `listBound` is its full archive's size)
-    await rsync(ctx, { client: ctx.cfg, source, files: [list], into: stage, maxSize: Math.max(64 << 20, 4 * listBound), controlPath }, "PULL_FAILED", ctx.cfg.connect_timeout + ctx.cfg.timeout + 30_000);
+    // (an incremental archive's list is the whole tree's: `listBound` is its full archive's size);
+    // most of its lines are the last copy's list's (the basis rsync finds beside it), and the
+    // rest is text that compresses well: on a day-2 pull it was as many bytes as the archive's changes
+    await rsync(ctx, { client: ctx.cfg, source, files: [list], into: stage, maxSize: Math.max(64 << 20, 4 * listBound), resumable: { basisDir: ".." }, compress: true, controlPath }, "PULL_FAILED", ctx.cfg.connect_timeout + ctx.cfg.timeout + 30_000);
   } catch (e) {
     if (!(e instanceof SourceFailure) || e.codeName !== "PULL_FAILED") throw e;
     // most often the server's rotation removed the archive and its list while this run pulled
@@ -729,30 +729,31 @@ function commit(stage: string, dir: string, a: ArchiveInfo, withList: boolean): 
 
 export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOptions = {}): Promise<RunOutcome> {
   const sources = selectSources(cfg, opts.only);
-  const started = deps.clock.now();
   const dir = cfg.dest_dir;
-  const statusFile = path.join(dir, CLIENT_STATUS);
-  const base = { role: "client" as const, host: deps.hostname, started, warnings: [] as Warning[] };
-  const early = (c: CodeName, message: string): RunOutcome => ({ ...base, run: "", code: code(c), message, ended: deps.clock.now() });
-
+  const names = sources.map((s) => s.name);
+  const spec: RunSpec = {
+    role: "client", dir, statusName: CLIENT_STATUS, clock: deps.clock, hostname: deps.hostname, unusable: "DEST_UNUSABLE",
+    runStart: { detail: names.join(", "), data: { sources: names } },
+    failure: (e) => ({ name: "INTERNAL_ERROR", message: `client run failed: ${errorMessage(e)}`, step: "end" }),
+  };
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     fs.accessSync(dir, fs.constants.W_OK);
   } catch (e) {
-    return early("DEST_UNUSABLE", `dest_dir ${dir} cannot be created or written: ${errorMessage(e)}`);
+    const now = deps.clock.now();
+    return plainOutcome(spec, newRunId(now), now, now, code("DEST_UNUSABLE"), `dest_dir ${dir} cannot be created or written: ${errorMessage(e)}`);
   }
   const unsafe = unsafeDir(dir, "dest_dir");
-  if (unsafe) return early("UNSAFE_PERMISSIONS", unsafe);
-  let lock: Lock;
-  try {
-    lock = acquireLock(dir, "client", started);
-  } catch (e) {
-    if (e instanceof LockedError) return early("ALREADY_RUNNING", e.message);
-    return early("DEST_UNUSABLE", `cannot take the lock in ${dir}: ${errorMessage(e)}`);
+  if (unsafe) {
+    const now = deps.clock.now();
+    return plainOutcome(spec, newRunId(now), now, now, code("UNSAFE_PERMISSIONS"), unsafe);
   }
+  return withRun(spec, (frame) => pullAll(cfg, deps, opts, sources, frame));
+}
 
-  const run = newRunId(started);
-  const status = new StatusWriter(statusFile, "client", run, deps.clock);
+/** Every source, `concurrency` at once, each on its own; the run ends with the most severe source's code. */
+async function pullAll(cfg: ClientConfig, deps: Deps, opts: ClientRunOptions, sources: SourceConfig[], frame: RunFrame): Promise<RunOutcome> {
+  const { status } = frame;
   const ctx: RunContext = { cfg, deps, status, signal: opts.signal, children: new Set(), afterVerified: opts.afterVerified };
   const onAbort = () => {
     // rsync keeps what it has received in the partial directory when stopped with SIGTERM
@@ -760,13 +761,8 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
   };
   opts.signal?.addEventListener("abort", onAbort);
   try {
-    status.startFresh();
-    status.write("RUN_START", `shoot ${VERSION} client run on ${deps.hostname}: ${sources.map((s) => s.name).join(", ")}`, {
-      format: STATUS_FORMAT, host: deps.hostname, data: { version: VERSION, formatVersion: STATUS_VERSION, sources: sources.map((s) => s.name) },
-    });
-    if (lock.staleFrom) {
-      status.write("STALE_LOCK", `took over a stale lock: pid ${lock.staleFrom.pid} (${lock.staleFrom.role}, started ${lock.staleFrom.started}) no longer runs`);
-    }
+    const stale = staleLockMessage(frame.lock);
+    if (stale) status.write("STALE_LOCK", stale);
     const outcomes = await mapLimit(sources, cfg.concurrency, async (s) => {
       const o = await withOffsite(ctx, s, await pullSource(ctx, s));
       status.write("SOURCE_DONE", `${s.name}: ${o.code} ${codeName(o.code)}: ${o.message}`, {
@@ -780,18 +776,11 @@ export async function runClient(cfg: ClientConfig, deps: Deps, opts: ClientRunOp
     const failed = outcomes.filter((o) => !isGolden(o.code)).map((o) => `${o.name}: ${o.code} ${codeName(o.code)}`);
     const message = `${outcomes.length} source(s): ${ok} OK${failed.length ? `, ${failed.length} failed (${failed.join("; ")})` : ""}`;
     status.write(codeName(final) as CodeName, message, { step: "end" });
-    return { ...base, run, code: final, message, ended: deps.clock.now(), sources: outcomes, statusFile };
-  } catch (e) {
-    const message = `client run failed: ${errorMessage(e)}`;
-    try {
-      status.write("INTERNAL_ERROR", message, { step: "end" });
-    } catch {
-      // the status file itself is what failed; the outcome still says what happened
-    }
-    return { ...base, run, code: code("INTERNAL_ERROR"), message, ended: deps.clock.now(), statusFile };
+    return {
+      role: "client", host: deps.hostname, run: frame.run, started: frame.started, ended: deps.clock.now(),
+      code: final, message, warnings: [], sources: outcomes, statusFile: frame.statusFile,
+    };
   } finally {
     opts.signal?.removeEventListener("abort", onAbort);
-    status.close();
-    lock.release();
   }
 }

@@ -1,8 +1,8 @@
 /**
  * THE table of status and exit codes. Everything else follows it: `shoot codes`, the
- * README table (checked by a test), the exit code of every subcommand.
+ * tables of docs/troubleshooting.md (checked by a test), the exit code of every subcommand.
  *
- * - golden:  a final code meaning "this run ended clean" (only 4, 9 and 30, see SPEC.md).
+ * - golden:  a final code meaning "this run ended clean" (only 4, 9 and 30; docs/status-protocol.md).
  * - failure: a final code meaning the run did not end clean; it is also the exit code.
  * - info / warning: records that never end a run by themselves.
  *

@@ -1,6 +1,6 @@
 /**
  * Documentation that follows the KEYS table: the commented example configuration (what
- * `shoot init` writes, examples/shoot.toml) and the README's configuration reference.
+ * `shoot init` writes, examples/shoot.toml) and the tables of docs/configuration.md.
  */
 import { KEYS, type KeyDef, type Section } from "./config.ts";
 
@@ -36,11 +36,12 @@ export function exampleConfig(sections: readonly Section[], values: Record<strin
   return out.join("\n");
 }
 
-export function configMarkdown(): string {
-  const rows = KEYS.map((d) => {
+/** The markdown table of one section's keys. */
+export function configMarkdown(section: Section): string {
+  const rows = KEYS.filter((d) => d.section === section).map((d) => {
     const type = d.type === "enum" ? d.values!.map((v) => `"${v}"`).join(" \\| ") : d.type;
     const def = d.required ? "**required**" : (d.default ?? "").replace(/\|/g, "\\|");
-    return `| \`${HEADERS[d.section]}\` | \`${d.key}\` | ${type} | ${def} | ${d.doc.replace(/\|/g, "\\|")} |`;
+    return `| \`${d.key}\` | ${type} | ${def} | ${d.doc.replace(/\|/g, "\\|")} |`;
   });
-  return ["| section | key | type | default | meaning |", "| --- | --- | --- | --- | --- |", ...rows].join("\n");
+  return ["| key | type | default | meaning |", "| --- | --- | --- | --- |", ...rows].join("\n");
 }

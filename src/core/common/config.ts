@@ -1,6 +1,6 @@
 /**
  * Configuration: one TOML file. The KEYS table below is the single description of every key;
- * validation, defaults, `shoot init`'s commented example and the README reference follow it.
+ * validation, defaults, `shoot init`'s commented example and docs/configuration.md follow it.
  * parseConfig is pure (text in, typed config or ConfigError out); loadConfig reads the file.
  */
 import { parse as parseToml, TomlError } from "smol-toml";

@@ -23,3 +23,24 @@ export function openSyncRange(): SyncFileRange | undefined {
     return undefined;
   }
 }
+
+/** Runs whenever a CPU is free, and yields to every other thread that wants one. */
+export const SCHED_IDLE = 5;
+/** The normal policy. */
+export const SCHED_OTHER = 0;
+
+/**
+ * sched_setscheduler(0, policy, {0}), which on Linux applies to the calling thread alone; true
+ * when it took effect. Leaving SCHED_IDLE needs root (CAP_SYS_NICE) or an RLIMIT_NICE that allows it.
+ */
+export function setThreadPolicy(policy: number): boolean {
+  try {
+    const ffi = require("bun:ffi") as typeof import("bun:ffi");
+    const T = ffi.FFIType;
+    const param = new Int32Array(1);
+    const lib = ffi.dlopen("libc.so.6", { sched_setscheduler: { args: [T.i32, T.i32, T.ptr], returns: T.i32 } });
+    return lib.symbols.sched_setscheduler(0, policy, ffi.ptr(param)) === 0;
+  } catch {
+    return false;
+  }
+}

@@ -1,5 +1,15 @@
 /** What a run ended with, as the report, the mailer and the exit code see it. */
-import type { ArchiveInfo, Role } from "../state/status.ts";
+
+/** Who writes a status record, and whose run an outcome is. */
+export type Role = "server" | "wrapper" | "client";
+
+/** An archive as a status record names it: the final record of a golden run carries one. */
+export interface ArchiveInfo {
+  file: string;
+  size: number;
+  md5: string;
+  sha256?: string;
+}
 
 export interface Warning {
   code: number;
@@ -54,6 +64,8 @@ export interface HookOutcome {
 export interface RunOutcome {
   role: Role;
   host: string;
+  /** The name this host's backups go by ([server] name), when the report should say it rather than the host name. */
+  name?: string;
   run: string;
   /** The final status code: golden (4, 9, 30) or a failure. */
   code: number;

@@ -51,6 +51,11 @@ export function formatBytes(n: number): string {
   return i === 0 ? `${n} B` : `${v.toFixed(v >= 100 ? 0 : 1)} ${units[i]}`;
 }
 
+/** How long ago something was, or how old: a duration, never negative (clocks differ by a little). */
+export function formatAge(ms: number): string {
+  return formatDuration(Math.max(0, ms));
+}
+
 export function formatDuration(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)}ms`;
   const s = ms / 1000;

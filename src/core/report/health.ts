@@ -16,9 +16,10 @@ import type { Clock, Disk } from "../common/deps.ts";
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { currentLock, staleReason } from "../state/lock.ts";
 import type { Warning } from "../common/outcome.ts";
+import { shown } from "../common/text.ts";
 import { CLIENT_STATUS, SERVER_STATUS, lastFinal, readStatusFile, type StatusRecord } from "../state/status.ts";
 import { escapeText } from "../common/escape.ts";
-import { formatBytes, formatDuration } from "../common/units.ts";
+import { formatAge, formatBytes, formatDuration } from "../common/units.ts";
 import { heldArchives, type HeldArchive } from "../restore/verify.ts";
 import { heldCopies } from "../state/copies.ts";
 
@@ -123,13 +124,7 @@ export function monitorOf(cfg: Config): MonitorConfig {
 }
 
 function ago(ms: number): string {
-  return `${formatDuration(Math.max(0, ms))} ago`;
-}
-
-/** A message on one line, bounded (renderings escape what it holds; JSON keeps it as it is). */
-function shown(s: string, max = 200): string {
-  const one = s.replace(/\r?\n/g, " ");
-  return one.length > max ? `${one.slice(0, max)}…` : one;
+  return `${formatAge(ms)} ago`;
 }
 
 function summarise(final: StatusRecord, records: readonly StatusRecord[], now: number): RunSummary {
@@ -138,7 +133,7 @@ function summarise(final: StatusRecord, records: readonly StatusRecord[], now: n
   const started = first ? Date.parse(first.t) : undefined;
   return {
     run: final.run, code: final.code, name: codeName(final.code), meaning: codeInfo(final.code)?.meaning ?? "",
-    message: shown(final.msg), started: first?.t, ended: final.t, ageMs: now - ended,
+    message: shown(final.msg, 200), started: first?.t, ended: final.t, ageMs: now - ended,
     durationMs: started !== undefined ? ended - started : undefined,
   };
 }
@@ -353,7 +348,7 @@ function offsiteHealth(source: string, records: readonly StatusRecord[]): Offsit
     const d = r.data as { source?: unknown; store?: unknown; code?: unknown } | undefined;
     if (d?.source !== source || typeof d.store !== "string") continue;
     const c = Number(d.code);
-    byStore.set(d.store, { store: d.store, code: c, name: codeName(c), message: shown(r.msg), at: r.t });
+    byStore.set(d.store, { store: d.store, code: c, name: codeName(c), message: shown(r.msg, 200), at: r.t });
   }
   return [...byStore.values()];
 }
@@ -380,7 +375,7 @@ function sourceHealth(name: string, records: readonly StatusRecord[], held: read
   }
   const base = { name, copies: copies.length, archive: newest ? archiveSummary(newest) : undefined, lastGolden, warnings, ...(offsite.length ? { offsite } : {}) };
   const last = lastRec && lastCode !== undefined
-    ? { code: lastCode, name: codeName(lastCode), message: shown(lastRec.msg), at: lastRec.t, ageMs: now - Date.parse(lastRec.t) }
+    ? { code: lastCode, name: codeName(lastCode), message: shown(lastRec.msg, 200), at: lastRec.t, ageMs: now - Date.parse(lastRec.t) }
     : undefined;
   if (!last && !lastGolden) return { ...base, state: "never", exitCode: code("STATUS_STALE"), summary: `${name}: never pulled` };
   if (last && !isGolden(last.code)) return { ...base, last, state: "failed", exitCode: last.code, summary: `${name}: FAILED ${last.code} ${last.name} ${ago(last.ageMs)}` };

@@ -7,18 +7,17 @@
  * - a ping to a healthchecks-style URL ([monitor] healthcheck_url): `/start` when a run
  *   begins, the URL itself on success, `/<code>` on failure, with a short time-out.
  */
-import fs from "node:fs";
 import path from "node:path";
 import { code, isGolden, codeName } from "../common/codes.ts";
 import type { Config } from "../common/config.ts";
 import { systemClock, systemDisk, type Clock, type Disk } from "../common/deps.ts";
 import { errorMessage } from "../common/errors.ts";
-import { createExclusive } from "../state/fsutil.ts";
 import { escapeText } from "../common/escape.ts";
 import { checkHealth, monitorOf, type HealthReport, type RoleHealth, type RunSummary } from "./health.ts";
 import type { RunOutcome } from "../common/outcome.ts";
 import type { Role } from "../state/status.ts";
 import { VERSION } from "../../version.ts";
+import { writeFileAtomic } from "../state/fsutil.ts";
 
 /** A ping may not hold up the end of a run for longer than this. */
 export const PING_TIMEOUT_MS = 10_000;
@@ -146,22 +145,8 @@ export function renderMetrics(report: HealthReport, outcome?: RunOutcome): strin
  * The temporary name does not end in `.prom`: the collector reads only those.
  */
 export function replaceFileAtomic(file: string, text: string): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  // a leftover of a killed run of the same pid is removed, never written through
-  fs.rmSync(tmp, { force: true });
-  try {
-    const fd = createExclusive(tmp, 0o644);
-    try {
-      fs.writeSync(fd, text);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
+  const base = path.basename(file);
+  writeFileAtomic(path.dirname(file), base, text, 0o644, `.${base}.${process.pid}.tmp`);
 }
 
 export interface MetricsResult {

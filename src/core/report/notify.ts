@@ -15,7 +15,7 @@ import { errnoCode, errorMessage, ShootError } from "../common/errors.ts";
 import type { RunOutcome } from "../common/outcome.ts";
 import { plural, renderReport, type StatusTail } from "./report.ts";
 import { readStatusFile } from "../state/status.ts";
-import { createExclusive, writeFileAtomic } from "../state/fsutil.ts";
+import { writeFileAtomic } from "../state/fsutil.ts";
 import { exposedSecret, unsafeDir } from "../state/strict-modes.ts";
 import { code } from "../common/codes.ts";
 import type { Warning } from "../common/outcome.ts";
@@ -140,21 +140,8 @@ function spoolWrite(dir: string, report: SpooledReport): string {
   const stamp = report.made.replace(/[-:]/g, "");
   const seq = (spoolSeq++).toString(36).padStart(4, "0");
   const name = `${stamp}-${process.pid}-${seq}-${Math.floor(Math.random() * 0xffff).toString(16)}.mail`;
-  const tmp = path.join(dir, `.tmp-${name}`);
   // written whole under a temporary name, then renamed: the spool never holds half a report
-  const fd = createExclusive(tmp, 0o600);
-  try {
-    try {
-      fs.writeSync(fd, JSON.stringify(report));
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, path.join(dir, name));
-  } catch (e) {
-    removeQuietly(tmp);
-    throw e;
-  }
+  writeFileAtomic(dir, name, JSON.stringify(report), 0o600, `.tmp-${name}`);
   return name;
 }
 
@@ -241,6 +228,10 @@ function safeRecord(opts: NotifyOptions, name: MailRecordName, msg: string): voi
   }
 }
 
+/**
+ * The report of a run: printed when there is no [mail]; with [mail], spooled first and then
+ * sent through the relay, after whatever waits in the spool, and what happened recorded.
+ */
 async function deliver(outcome: RunOutcome, opts: NotifyOptions): Promise<NotifyResult> {
   const result: NotifyResult = { sent: 0, spooled: 0, dropped: 0, printed: false };
   const mail = opts.mail;
@@ -253,7 +244,6 @@ async function deliver(outcome: RunOutcome, opts: NotifyOptions): Promise<Notify
   }
   if (mail.when === "never") return result;
 
-  const now = opts.now ?? (() => new Date());
   const dir = mail.spool_dir ?? opts.spoolDefault;
   // a store that failed needs a person as much as a failed pull does
   const storeFailed = (outcome.sources ?? []).some((x) => (x.offsite ?? []).some((o) => o.code !== code("OFFSITE_SENT")));
@@ -271,38 +261,89 @@ async function deliver(outcome: RunOutcome, opts: NotifyOptions): Promise<Notify
   if (!wanted && waiting.length === 0) return result;
 
   const earlierDropped = readDropped(dir);
-  let current: { name?: string; report: SpooledReport } | undefined;
-  if (wanted) {
-    const notes: string[] = [];
-    if (waiting.length > 0) notes.push(`${plural(waiting.length, "earlier report")} from the mail spool ${waiting.length === 1 ? "goes" : "go"} out before this one.`);
-    if (earlierDropped > 0) notes.push(`${plural(earlierDropped, "older report")} could not be mailed and ${earlierDropped === 1 ? "was" : "were"} dropped because the spool was full (spool_max = ${mail.spool_max}).`);
-    const rendered = renderReport(outcome, { tail: statusTail(outcome.statusFile), notes });
-    const report: SpooledReport = { v: 1, made: now().toISOString(), host: outcome.host, subject: rendered.subject, text: rendered.text };
-    // spooled before the first attempt: a run killed while talking to the relay loses nothing
-    try {
-      if (unsafe) throw new Error(unsafe);
-      current = { name: spoolWrite(dir, report), report };
-    } catch (e) {
-      if (!unsafe) spoolError = `the mail spool ${dir} cannot be written (${errorMessage(e)})`;
-      current = { report };
-    }
-  }
+  const spoolUnsafe = unsafe !== undefined;
+  const spooled = wanted
+    ? spoolCurrent(outcome, opts, mail, dir, waiting.length, earlierDropped, spoolUnsafe)
+    : undefined;
+  if (spooled?.error) spoolError = spooled.error;
+  const current = spooled?.entry;
+  const queue = [...waiting.map((name): QueuedReport => ({ name })), ...(current ? [current] : [])];
+  const sending = await sendQueue(mail, opts, dir, queue, current, result);
 
+  if (sending.sentCurrent && earlierDropped > 0 && !unsafe) writeDropped(dir, 0);
+  if (result.sent > 0) safeRecord(opts, "MAIL_SENT", sentNote(mail, sending));
+  // a report that could neither be spooled nor sent is gone: that must be said loudly
+  const lost = current !== undefined && current.name === undefined && !sending.sentCurrent;
+  if (sending.failure || lost) {
+    const what = { failure: sending.failure, lost, spoolError, earlierDropped, unsafe: spoolUnsafe };
+    failureNote(mail, opts, dir, result, what);
+  } else {
+    result.spooled = unsafe ? 0 : safeSpoolState(dir).files.length;
+  }
+  return result;
+}
+
+/** A report in the queue: spooled (`name`) and read when its turn comes, or at hand (`report`). */
+interface QueuedReport {
+  name?: string;
+  report?: SpooledReport;
+}
+
+/**
+ * This run's report, rendered with notes on what waits before it, and spooled before the first
+ * attempt to send it: a run killed while talking to the relay loses nothing.
+ */
+function spoolCurrent(
+  outcome: RunOutcome, opts: NotifyOptions, mail: MailConfig, dir: string,
+  waiting: number, earlierDropped: number, unsafe: boolean,
+): { entry: QueuedReport; error?: string } {
+  const notes: string[] = [];
+  if (waiting > 0) {
+    notes.push(`${plural(waiting, "earlier report")} from the mail spool ${waiting === 1 ? "goes" : "go"} out before this one.`);
+  }
+  if (earlierDropped > 0) {
+    notes.push(`${plural(earlierDropped, "older report")} could not be mailed and ${earlierDropped === 1 ? "was" : "were"} ` +
+      `dropped because the spool was full (spool_max = ${mail.spool_max}).`);
+  }
+  const rendered = renderReport(outcome, { tail: statusTail(outcome.statusFile), notes });
+  const now = opts.now ?? (() => new Date());
+  const made = now().toISOString();
+  const report: SpooledReport = { v: 1, made, host: outcome.host, subject: rendered.subject, text: rendered.text };
+  // a spool others may write in is not written to (deliver has said why)
+  if (unsafe) return { entry: { report } };
+  try {
+    return { entry: { name: spoolWrite(dir, report), report } };
+  } catch (e) {
+    return { entry: { report }, error: `the mail spool ${dir} cannot be written (${errorMessage(e)})` };
+  }
+}
+
+interface Sending {
+  failure?: MailError;
+  rejected: Set<string>;
+  sentEarlier: number;
+  sentCurrent: boolean;
+}
+
+/**
+ * Send the queue in order, oldest first, removing each sent report from the spool. A message
+ * the relay refuses stays and the rest go on; any other failure stops the queue.
+ */
+async function sendQueue(
+  mail: MailConfig, opts: NotifyOptions, dir: string, queue: QueuedReport[],
+  current: QueuedReport | undefined, result: NotifyResult,
+): Promise<Sending> {
+  const s: Sending = { rejected: new Set(), sentEarlier: 0, sentCurrent: false };
   let mailer = opts.mailer;
-  let failure: MailError | undefined;
   if (!mailer) {
     try {
       mailer = createSmtpMailer(mail, smtpPassword(mail, opts.env ?? process.env));
     } catch (e) {
-      failure = e instanceof MailError ? e : new MailError("config", errorMessage(e), { cause: e });
+      s.failure = e instanceof MailError ? e : new MailError("config", errorMessage(e), { cause: e });
+      return s;
     }
   }
-
-  const rejected = new Set<string>();
-  let sentEarlier = 0;
-  let sentCurrent = false;
-  const queue = [...waiting.map((name) => ({ name, report: undefined as SpooledReport | undefined })), ...(current ? [current] : [])];
-  for (const entry of failure ? [] : queue) {
+  for (const entry of queue) {
     const report = entry.report ?? spoolRead(dir, entry.name!);
     if (!report) {
       // unreadable (not written by shoot, or damaged): it can never be sent
@@ -311,73 +352,73 @@ async function deliver(outcome: RunOutcome, opts: NotifyOptions): Promise<Notify
     }
     const isCurrent = entry === current;
     try {
-      const r = await mailer!.send({
-        from: mail.from,
-        to: mail.to,
-        subject: report.subject,
-        text: isCurrent ? report.text : `${lateNote(report)}${report.text}`,
-        date: new Date(report.made),
-      });
-      for (const x of r.rejected) rejected.add(x);
+      const text = isCurrent ? report.text : `${lateNote(report)}${report.text}`;
+      const date = new Date(report.made);
+      const r = await mailer.send({ from: mail.from, to: mail.to, subject: report.subject, text, date });
+      for (const x of r.rejected) s.rejected.add(x);
     } catch (e) {
       const err = e instanceof MailError ? e : new MailError("protocol", errorMessage(e), { cause: e });
       // the relay refused this one message: keep it, but do not let it hold up the others
       if (err.kind === "message") {
-        failure ??= err;
+        s.failure ??= err;
         continue;
       }
-      failure = err;
+      s.failure = err;
       break;
     }
     result.sent++;
     if (entry.name) removeQuietly(path.join(dir, entry.name));
-    if (isCurrent) sentCurrent = true;
-    else sentEarlier++;
+    if (isCurrent) s.sentCurrent = true;
+    else s.sentEarlier++;
   }
+  return s;
+}
 
-  let relay = "the relay";
+function relayLabel(mail: MailConfig): string {
   try {
-    relay = parseRelay(mail.smtp).label;
+    return parseRelay(mail.smtp).label;
   } catch {
-    // an unusable URL is already the failure being reported
+    return "the relay"; // an unusable URL is already the failure being reported
   }
-  if (sentCurrent && earlierDropped > 0 && !unsafe) writeDropped(dir, 0);
-  if (result.sent > 0) {
-    const what = sentCurrent
-      ? `report mailed to ${mail.to.join(", ")} via ${relay}${sentEarlier ? ` after ${plural(sentEarlier, "earlier report")} from the spool` : ""}`
-      : `${plural(sentEarlier, "earlier report")} from the spool mailed to ${mail.to.join(", ")} via ${relay}`;
-    const refused = rejected.size ? `; the relay refused ${[...rejected].join(", ")}` : "";
-    safeRecord(opts, "MAIL_SENT", `${what}${refused}`);
-  }
+}
 
-  // a report that could neither be spooled nor sent is gone: that must be said loudly
-  const lost = current !== undefined && current.name === undefined && !sentCurrent;
-  if (failure || lost) {
-    if (failure && !unsafe) {
-      try {
-        result.dropped += boundSpool(dir, mail.spool_max);
-      } catch (e) {
-        spoolError ??= `the mail spool ${dir} cannot be read (${errorMessage(e)})`;
-      }
+/** The MAIL_SENT record: what went where, and which recipients the relay refused. */
+function sentNote(mail: MailConfig, s: Sending): string {
+  const relay = relayLabel(mail);
+  const what = s.sentCurrent
+    ? `report mailed to ${mail.to.join(", ")} via ${relay}${s.sentEarlier ? ` after ${plural(s.sentEarlier, "earlier report")} from the spool` : ""}`
+    : `${plural(s.sentEarlier, "earlier report")} from the spool mailed to ${mail.to.join(", ")} via ${relay}`;
+  const refused = s.rejected.size ? `; the relay refused ${[...s.rejected].join(", ")}` : "";
+  return `${what}${refused}`;
+}
+
+/** Reports were not all sent: bound the spool, and say in result.error and MAIL_FAILED what waits, what is lost, what was dropped. */
+function failureNote(
+  mail: MailConfig, opts: NotifyOptions, dir: string, result: NotifyResult,
+  f: { failure?: MailError; lost: boolean; spoolError?: string; earlierDropped: number; unsafe: boolean },
+): void {
+  let spoolError = f.spoolError;
+  if (f.failure && !f.unsafe) {
+    try {
+      result.dropped += boundSpool(dir, mail.spool_max);
+    } catch (e) {
+      spoolError ??= `the mail spool ${dir} cannot be read (${errorMessage(e)})`;
     }
-    if (result.dropped > 0 && !unsafe) writeDropped(dir, earlierDropped + result.dropped);
-    const state = unsafe ? { files: [], bytes: 0 } : safeSpoolState(dir);
-    result.spooled = state.files.length;
-    const parts: string[] = [];
-    if (failure) parts.push(`report not mailed (${failure.kind}): ${failure.message}`);
-    if (lost) parts.push(`this report is lost: ${spoolError}`);
-    else if (spoolError) parts.push(spoolError);
-    if (failure && state.files.length > 0) {
-      parts.push(`${plural(state.files.length, "report")} (${formatBytes(state.bytes)}) ${state.files.length === 1 ? "waits" : "wait"} in the mail spool ${dir} for the next run`);
-    }
-    if (result.dropped > 0) parts.push(`${plural(result.dropped, "oldest report")} dropped (spool_max = ${mail.spool_max})`);
-    result.error = parts.join("; ");
-    result.errorKind = failure?.kind ?? "spool";
-    safeRecord(opts, "MAIL_FAILED", result.error);
-  } else {
-    result.spooled = unsafe ? 0 : safeSpoolState(dir).files.length;
   }
-  return result;
+  if (result.dropped > 0 && !f.unsafe) writeDropped(dir, f.earlierDropped + result.dropped);
+  const state = f.unsafe ? { files: [], bytes: 0 } : safeSpoolState(dir);
+  result.spooled = state.files.length;
+  const parts: string[] = [];
+  if (f.failure) parts.push(`report not mailed (${f.failure.kind}): ${f.failure.message}`);
+  if (f.lost) parts.push(`this report is lost: ${spoolError}`);
+  else if (spoolError) parts.push(spoolError);
+  if (f.failure && state.files.length > 0) {
+    parts.push(`${plural(state.files.length, "report")} (${formatBytes(state.bytes)}) ${state.files.length === 1 ? "waits" : "wait"} in the mail spool ${dir} for the next run`);
+  }
+  if (result.dropped > 0) parts.push(`${plural(result.dropped, "oldest report")} dropped (spool_max = ${mail.spool_max})`);
+  result.error = parts.join("; ");
+  result.errorKind = f.failure?.kind ?? "spool";
+  safeRecord(opts, "MAIL_FAILED", result.error);
 }
 
 function safeSpoolState(dir: string): SpoolState {

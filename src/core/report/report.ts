@@ -62,7 +62,7 @@ export function plural(n: number, word: string): string {
 }
 
 export function reportSubject(o: RunOutcome): string {
-  let s = `[shoot] ${oneLine(o.host)} ${o.role} ${verdict(o.code)} ${o.code} ${codeName(o.code)}`;
+  let s = `[shoot] ${oneLine(o.name ?? o.host)} ${o.role} ${verdict(o.code)} ${o.code} ${codeName(o.code)}`;
   const failed = (o.sources ?? []).filter((x) => !isGolden(x.code)).map((x) => oneLine(x.name));
   if (failed.length > 0) {
     const shown = failed.slice(0, MAX_SUBJECT_SOURCES).join(", ");
@@ -147,10 +147,15 @@ function tailLines(tail: StatusTail, max: number, day: string): string[] {
   return out;
 }
 
+/** "on web1", or "for web1 on vm" when the backups go by another name than the host's. */
+function whose(o: RunOutcome): string {
+  return o.name && o.name !== o.host ? `for ${oneLine(o.name)} on ${oneLine(o.host)}` : `on ${oneLine(o.host)}`;
+}
+
 export function renderReport(o: RunOutcome, opts: ReportOptions = {}): RenderedReport {
   const info = codeInfo(o.code);
   const lines: string[] = [
-    `shoot ${o.role} run on ${oneLine(o.host)}: ${verdict(o.code)}, ${o.code} ${codeName(o.code)}`,
+    `shoot ${o.role} run ${whose(o)}: ${verdict(o.code)}, ${o.code} ${codeName(o.code)}`,
     info ? info.meaning : "This code is not in shoot's code table.",
     "",
   ];

@@ -54,11 +54,18 @@ export function pointAt(held: readonly HeldArchive[], at: Date): HeldArchive | u
 }
 
 /**
- * A time as `--at` takes it: "newest", a date (the end of that day) or a date and time, in the
- * host's local time unless it ends in Z or an offset.
+ * The latest time a Date holds: what "newest" names, since an archive's name can be a little
+ * ahead of the clock (two runs in one second take the next free second).
  */
-export function parseAt(text: string, now: Date): Date | undefined {
-  if (text === "newest" || text === "now") return now;
+export const NEWEST = new Date(8.64e15);
+
+/**
+ * A time as `--at` takes it: "newest" (or "now": the newest archive, whatever time its name
+ * says), a date (the end of that day) or a date and time, in the host's local time unless it
+ * ends in Z or an offset.
+ */
+export function parseAt(text: string): Date | undefined {
+  if (text === "newest" || text === "now") return NEWEST;
   const m = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$/.exec(text.trim());
   if (!m) return undefined;
   const dateOnly = m[4] === undefined;

@@ -45,6 +45,7 @@ import { openAt, type At } from "./at.ts";
 import { Extractor, keyOf, splitEntryName, type DirToFinish, type EntryNote, type LinkToMake, type PlanView } from "./extract.ts";
 
 export { splitEntryName, type EntryNote };
+import { fnv1a } from "../common/text.ts";
 
 export interface RestoreOptions {
   /** The target directory; created when missing. */
@@ -154,10 +155,7 @@ function isWithin(key: string, sel: string): boolean {
 
 /** A name and type as one number, to tell that the write pass meets the entries the plan decided about. */
 function fingerprint(l: TarListing): number {
-  let h = 0x811c9dc5;
-  const s = `${l.type}\0${l.name}`;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h >>> 0;
+  return fnv1a(`${l.type}\0${l.name}`);
 }
 
 /**

@@ -14,6 +14,7 @@ import os from "node:os";
 import { compileExcludes } from "./exclude.ts";
 import { openStatx } from "./statx.ts";
 import { entryLine, listStart, normaliseSources, TreeWalker, type LineSink, type ListHeader, type ScanEntry, type ScanWarning } from "./scan.ts";
+import { startWorkerFile } from "../common/worker-file.ts";
 
 /** A file with more than one link: its line depends on whether its first name came earlier. */
 interface LinkedFile {
@@ -156,10 +157,6 @@ function workerThreads(): number {
   return Math.max(1, Math.min(4, os.availableParallelism()));
 }
 
-/** Where the worker's code is: beside this file from source, by its build path inside the binary. */
-function workerSpecifier(): string {
-  return import.meta.url.startsWith("file:///$bunfs/") ? "./core/scan/scan-worker.ts" : new URL("./scan-worker.ts", import.meta.url).href;
-}
 
 export interface WorkerRequest {
   setup: WalkSetup;
@@ -220,7 +217,7 @@ export async function quickCompare(sources: readonly string[], setup: WalkSetup,
   let failure: string | undefined;
   let statx = walker.fast;
   try {
-    for (let i = 1; i < threads; i++) workers.push(new Worker(workerSpecifier(), { smol: true }));
+    for (let i = 1; i < threads; i++) workers.push(startWorkerFile("./core/scan/scan.worker.ts", new URL("./scan.worker.ts", import.meta.url)));
     const { segments, tasks, head } = planWalk(walker, sources, threads);
     const next = new SharedArrayBuffer(4);
     const counter = new Int32Array(next);

@@ -1,7 +1,7 @@
 /**
- * The server run, step by step as SPEC.md lists them: sanity, first run, change detection,
- * free space, archive (checksum in the same pass, flushed, renamed into place when complete),
- * rotation, final code 4 / 9 / 30. Every step and every warning goes to server.status.
+ * The server run, step by step: sanity, first run, change detection, free space, archive
+ * (checksum in the same pass, flushed, renamed into place when complete), rotation, final
+ * code 4 / 9 / 30. Every step and every warning goes to server.status.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -12,7 +12,9 @@ import type { ServerConfig } from "../common/config.ts";
 import type { Deps } from "../common/deps.ts";
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { compileExcludes } from "../scan/exclude.ts";
-import { createExclusive, exists, fsyncDir, LineWriter, readChunks, readLines, writeFileAtomic } from "../state/fsutil.ts";
+import {
+  createExclusive, exists, fsyncDir, LineWriter, readChunks, readLines, sizeOf, writeFileAtomic,
+} from "../state/fsutil.ts";
 import { removeLeftovers } from "../state/leftovers.ts";
 import { unsafeDir } from "../state/strict-modes.ts";
 import { describeRemoved, planRemoval, serverCopies, type PruneRecord } from "../state/held.ts";
@@ -22,14 +24,13 @@ import { archivesNeeded, levelOf } from "../state/chain.ts";
 import { DumpdirStore, markChanges, type ChangeSet } from "../scan/changes.ts";
 import { chainData, checkChain, listHeaderOf, planLevel, recordedEntries, sourcesKey, type LevelPlan } from "./incremental.ts";
 import { childEnv } from "./wrapper.ts";
-import { LockedError, acquireLock, currentLock, type Lock } from "../state/lock.ts";
+import { plainOutcome, staleLockMessage, unusableDir, withRun, type RunSpec } from "../state/run.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "../state/naming.ts";
 import type { RunOutcome, Warning } from "../common/outcome.ts";
 import { entryFromLine, entryLine, hasChanges, LIST_FORMAT, LIST_VERSION, lineKey, ListComparer, normaliseSources, openList, scanSources, systemOwners, type Changes, type ListHeader, type ScanSummary } from "../scan/scan.ts";
 import { MAX_ENTRIES, quickCompare, type QuickCheck } from "../scan/scan-parallel.ts";
-import { SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, newRunId, type ArchiveInfo } from "../state/status.ts";
+import { SERVER_STATUS, StatusWriter, newRunId, type ArchiveInfo } from "../state/status.ts";
 import { formatBytes } from "../common/units.ts";
-import { VERSION } from "../../version.ts";
 
 /** The walk's list while the run goes on: beside the archives, with the temporary prefix, so a killed run's copy is cleaned up. */
 function scanListPath(dir: string): string {
@@ -78,93 +79,58 @@ class Run {
 }
 
 export async function runServer(cfg: ServerConfig, deps: Deps, opts: ServerRunOptions = {}): Promise<RunOutcome> {
-  const started = deps.clock.now();
   const dir = cfg.backup_dir;
-  const outcome = (c: number, message: string, extra: Partial<RunOutcome> = {}): RunOutcome => ({
-    role: "server", host: deps.hostname, run: opts.parent?.run ?? "", code: c, message,
-    started, ended: deps.clock.now(), warnings: [], statusFile: path.join(dir, SERVER_STATUS), ...extra,
-  });
-
-  // Sanity of the backup directory comes first: the status file lives there.
-  const dirProblem = checkBackupDir(dir);
-  if (dirProblem) return outcome(code("BACKUP_DIR_UNUSABLE"), dirProblem, { statusFile: undefined });
-  const unsafe = unsafeDir(dir, "backup_dir");
-  if (unsafe) return outcome(code("UNSAFE_PERMISSIONS"), unsafe, { statusFile: undefined });
-
-  let lock: Lock | undefined;
-  if (opts.parent) {
-    const held = currentLock(dir);
-    if (held?.token !== opts.parent.lockToken) {
-      return outcome(code("ALREADY_RUNNING"), `started as the wrapper's child, but the wrapper's lock in ${dir} is not held (held by ${held ? `pid ${held.pid}` : "nobody"})`);
-    }
-  } else {
-    try {
-      lock = acquireLock(dir, "server", started);
-    } catch (e) {
-      if (e instanceof LockedError) return outcome(code("ALREADY_RUNNING"), e.message, { statusFile: undefined });
-      throw e;
-    }
-  }
-
-  const runId = opts.parent?.run ?? newRunId(started);
-  const status = new StatusWriter(path.join(dir, SERVER_STATUS), "server", runId, deps.clock);
-  const run = new Run(status);
+  let steps: Run | undefined;
   let tmpArchive: string | undefined;
-  try {
-    if (opts.parent) status.open();
-    else {
-      status.startFresh();
-      status.write("RUN_START", `shoot ${VERSION} server run on ${deps.hostname}`, { format: STATUS_FORMAT, host: deps.hostname, data: { version: VERSION, formatVersion: STATUS_VERSION } });
-      if (lock?.staleFrom) run.step("lock", `took over a stale lock of pid ${lock.staleFrom.pid} (started ${lock.staleFrom.started})`, "STALE_LOCK");
-      const left = removeLeftovers(dir);
-      if (left.removed.length) run.step("recover", `removed what an earlier run left: ${left.removed.join(", ")}`, "RECOVERED");
-    }
-    const result = await serverSteps(cfg, deps, run, opts, (p) => (tmpArchive = p));
-    tmpArchive = undefined;
-    run.flushWarningCount();
-    const rec = status.write(result.name, result.message, { step: "done", archive: result.archive, data: result.data });
-    return outcome(rec.code, result.message, { run: runId, archive: result.archive, warnings: run.warnings, lastStep: run.lastStep });
-  } catch (e) {
-    const failure = asFailure(e, opts.signal);
-    if (tmpArchive) fs.rmSync(tmpArchive, { force: true });
-    run.flushWarningCount();
+  const spec: RunSpec = {
+    role: "server", dir, statusName: SERVER_STATUS, clock: deps.clock, hostname: deps.hostname, parent: opts.parent, unusable: "BACKUP_DIR_UNUSABLE",
+    failure: (e) => {
+      const f = asFailure(e, opts.signal);
+      if (tmpArchive) fs.rmSync(tmpArchive, { force: true });
+      steps?.flushWarningCount();
+      const lastStep = steps?.lastStep ?? "start";
+      return { ...f, step: lastStep, outcome: { warnings: steps?.warnings ?? [], lastStep } };
+    },
+  };
+  // sanity of the backup directory comes first: the lock and the status file live there
+  const now = deps.clock.now();
+  const refused = (name: CodeName, why: string) => plainOutcome(spec, opts.parent?.run ?? newRunId(now), now, now, code(name), why);
+  const problem = unusableDir(dir, "backup_dir");
+  if (problem) return refused("BACKUP_DIR_UNUSABLE", problem);
+  const unsafe = unsafeDir(dir, "backup_dir");
+  if (unsafe) return refused("UNSAFE_PERMISSIONS", unsafe);
+
+  return withRun(spec, async (frame) => {
+    const run = (steps = new Run(frame.status));
     try {
-      status.write(codeName(failure.code) as CodeName, failure.message, { step: run.lastStep });
-    } catch {
-      // the status file itself cannot be written (disk full, directory gone): the exit code still says it
+      if (!opts.parent) {
+        const stale = staleLockMessage(frame.lock);
+        if (stale) run.step("lock", stale, "STALE_LOCK");
+        const left = removeLeftovers(dir);
+        if (left.removed.length) run.step("recover", `removed what an earlier run left: ${left.removed.join(", ")}`, "RECOVERED");
+      }
+      const result = await serverSteps(cfg, deps, run, opts, (p) => (tmpArchive = p));
+      tmpArchive = undefined;
+      run.flushWarningCount();
+      const rec = frame.status.write(result.name, result.message, { step: "done", archive: result.archive, data: result.data });
+      return {
+        role: "server", host: deps.hostname, run: frame.run, started: frame.started, ended: deps.clock.now(), code: rec.code,
+        message: result.message, archive: result.archive, warnings: run.warnings, lastStep: run.lastStep, statusFile: frame.statusFile,
+      };
+    } finally {
+      try {
+        fs.rmSync(scanListPath(dir), { force: true });
+      } catch {
+        // the next run's clean-up removes it
+      }
     }
-    return outcome(failure.code, failure.message, { run: runId, warnings: run.warnings, lastStep: run.lastStep });
-  } finally {
-    try {
-      fs.rmSync(scanListPath(dir), { force: true });
-    } catch {
-      // the next run's clean-up removes it
-    }
-    status.close();
-    lock?.release();
-  }
+  });
 }
 
-function asFailure(e: unknown, signal?: AbortSignal): { code: number; message: string } {
-  if (signal?.aborted) return { code: code("INTERRUPTED"), message: `interrupted (${String(signal.reason ?? "signal")}); the temporary archive was removed` };
-  if (e instanceof ShootError) return { code: e.code, message: e.message };
-  return { code: code("INTERNAL_ERROR"), message: `internal error: ${(e as Error)?.stack ?? String(e)}` };
-}
-
-function checkBackupDir(dir: string): string | undefined {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(dir);
-  } catch (e) {
-    return `backup_dir ${dir} ${errnoCode(e) === "ENOENT" ? "does not exist (create it, mode 0700)" : `cannot be used: ${errorMessage(e)}`}`;
-  }
-  if (!st.isDirectory()) return `backup_dir ${dir} is not a directory`;
-  try {
-    fs.accessSync(dir, fs.constants.W_OK | fs.constants.X_OK);
-  } catch (e) {
-    return `backup_dir ${dir} is not writable: ${errnoCode(e) ?? errorMessage(e)}`;
-  }
-  return undefined;
+function asFailure(e: unknown, signal?: AbortSignal): { name: CodeName; message: string } {
+  if (signal?.aborted) return { name: "INTERRUPTED", message: `interrupted (${String(signal.reason ?? "signal")}); the temporary archive was removed` };
+  if (e instanceof ShootError) return { name: codeName(e.code) as CodeName, message: e.message };
+  return { name: "INTERNAL_ERROR", message: `internal error: ${(e as Error)?.stack ?? String(e)}` };
 }
 
 interface StepsResult {
@@ -178,27 +144,13 @@ async function serverSteps(
   cfg: ServerConfig, deps: Deps, run: Run, opts: ServerRunOptions, setTmp: (p: string) => void,
 ): Promise<StepsResult> {
   const dir = cfg.backup_dir;
-  const signal = opts.signal;
   const checkAbort = () => {
-    if (signal?.aborted) throw new ShootError("INTERRUPTED", "interrupted");
+    if (opts.signal?.aborted) throw new ShootError("INTERRUPTED", "interrupted");
   };
 
   // 1. sanity: sources
   run.step("sanity", `checking ${cfg.sources.length} source(s) and ${dir}`);
-  for (const src of cfg.sources) {
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(src);
-    } catch (e) {
-      if (errnoCode(e) === "ENOENT") throw new ShootError("SOURCE_MISSING", `source ${src} does not exist`);
-      throw new ShootError("SOURCE_UNREADABLE", `source ${src} cannot be read: ${errorMessage(e)}`);
-    }
-    try {
-      fs.accessSync(src, fs.constants.R_OK | (st.isDirectory() ? fs.constants.X_OK : 0));
-    } catch (e) {
-      throw new ShootError("SOURCE_UNREADABLE", `source ${src} cannot be read: ${errnoCode(e) ?? errorMessage(e)}`);
-    }
-  }
+  checkSources(cfg.sources);
 
   // 2. first run: no earlier archive and no status file from an earlier run
   const archives = sortArchives(fs.readdirSync(dir), cfg.name).filter((a) => exists(path.join(dir, a + CHECKSUM_SUFFIX)));
@@ -209,55 +161,12 @@ async function serverSteps(
   if (point?.problem) run.warn("CHAIN_BROKEN", `the newest restore point ${newest} cannot be restored: ${point.problem}; making a new archive`);
 
   // database dumps: run once through a hash when the files are unchanged, again into a new archive
-  const dumps = new DumpPlan(cfg.dumps, dir, deps.spawner, childEnv(deps.env), (msg, data) => run.step("dump", msg, "DUMPED", data), signal);
+  const dumps = new DumpPlan(cfg.dumps, dir, deps.spawner, childEnv(deps.env), (msg, data) => run.step("dump", msg, "DUMPED", data), opts.signal);
 
   // 4. (before 3: the estimate needs the scan) change detection
-  run.step("scan", `walking ${cfg.sources.join(", ")}`);
-  const tmpList = scanListPath(dir);
-  const scanStarted = performance.now();
-  // an archive in another compression is never "still current", and its size predicts nothing
-  const sameCompression = newest?.endsWith(EXTENSIONS[cfg.compression]) === true;
-  if (!firstRun && newest && sameCompression && !point?.problem) {
-    const maxParallel = opts.maxParallelEntries ?? MAX_ENTRIES;
-    const quick = await unchangedOnEveryCore(cfg, dir, newest, maxParallel);
-    const dumpsSame = quick.unchanged ? await dumps.unchanged(quick.unchanged.check.header?.dumps) : undefined;
-    if (quick.unchanged && dumpsSame?.same) {
-      const { check, archive } = quick.unchanged;
-      for (const w of check.warnings) run.warn(w.code, w.message);
-      const scanMs = Math.round(performance.now() - scanStarted);
-      run.step("scan", `scanned ${check.entries} entries in ${scanMs} ms (${check.threads} thread${check.threads === 1 ? "" : "s"}${check.statx ? ", statx" : ""}): nothing changed since ${newest}`, "SCANNED", { entries: check.entries, bytes: check.bytes });
-      return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive, data: point?.data };
-    }
-    // not an error (the walk below decides alone), but slower: the record says why
-    if (dumpsSame && !dumpsSame.same) run.step("scan", `no file changed since ${newest}, but ${dumpsSame.summary}: walking again to write a new archive`);
-    else if (quick.problem) run.step("scan", `the walk on every core could not finish (${quick.problem}): walking again on one`);
-    else if (quick.tooLarge) run.step("scan", `the last file list holds over ${maxParallel} entries: walking on one thread, which compares as it goes`);
-    checkAbort();
-  }
-  // the walk's list goes to a file as it is made, and the archive is written from that file:
-  // memory does not grow with the number of files
-  const last = !firstRun && newest ? openLastList(cfg, dir, newest, sameCompression) : undefined;
-  const walked = scanToList(cfg, tmpList, last, dumps.names());
-  if (walked.taken) throw new ShootError("DUMP_NAME_TAKEN", `the sources hold /${walked.taken}, the name a dump takes in the archive: rename the dump (name or extension in [[server.dump]]) or exclude the file`);
-  const scan = walked.scan;
-  for (const w of scan.warnings) run.warn(w.code, w.message);
-  const scanMs = Math.round(performance.now() - scanStarted);
-  checkAbort();
-
-  const previous = sameCompression ? sizeRatioSource(dir, archives.filter((a) => a.endsWith(EXTENSIONS[cfg.compression])), last?.header) : undefined;
-  if (last && newest) {
-    const verdict = verdictOf(dir, newest, last, walked);
-    const dumpsSame = verdict.archive ? await dumps.unchanged(last.header?.dumps) : undefined;
-    if (verdict.archive && !dumpsSame?.same) verdict.summary = `no file changed, but ${dumpsSame?.summary}`;
-    else if (verdict.archive && point?.problem) verdict.summary = `no file changed, but the restore point ${newest} cannot be restored`;
-    else if (verdict.archive) {
-      run.step("scan", `scanned ${scan.entries} entries in ${scanMs} ms: nothing changed since ${newest}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes });
-      return { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive: verdict.archive, data: point?.data };
-    }
-    run.step("scan", `scanned ${scan.entries} entries in ${scanMs} ms: ${verdict.summary}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes });
-  } else {
-    run.step("scan", `scanned ${scan.entries} entries (${formatBytes(scan.bytes)}) in ${scanMs} ms${firstRun ? "; first run" : ""}`, "SCANNED", { entries: scan.entries, bytes: scan.bytes });
-  }
+  const change = await detectChange(cfg, run, opts, { newest, firstRun, archives, point }, dumps, checkAbort);
+  if ("unchanged" in change) return change.unchanged;
+  const { scan, tmpList, previous } = change;
 
   // incremental or full (docs/incremental.md); with incremental archives on, directories carry their dumpdirs
   const sources = sourcesKey(cfg.sources);
@@ -378,6 +287,107 @@ function restorePoint(cfg: ServerConfig, dir: string, newest: string, archives: 
   return { data: chainData(level, checked.links.slice(0, -1).map((l) => l.info)) };
 }
 
+/** Every source is there and can be read: otherwise the run fails before it walks anything. */
+function checkSources(sources: readonly string[]): void {
+  for (const src of sources) {
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(src);
+    } catch (e) {
+      if (errnoCode(e) === "ENOENT") throw new ShootError("SOURCE_MISSING", `source ${src} does not exist`);
+      throw new ShootError("SOURCE_UNREADABLE", `source ${src} cannot be read: ${errorMessage(e)}`);
+    }
+    try {
+      fs.accessSync(src, fs.constants.R_OK | (st.isDirectory() ? fs.constants.X_OK : 0));
+    } catch (e) {
+      throw new ShootError("SOURCE_UNREADABLE", `source ${src} cannot be read: ${errnoCode(e) ?? errorMessage(e)}`);
+    }
+  }
+}
+
+type Change = { unchanged: StepsResult } | { scan: ScanSummary; tmpList: string; previous?: ListHeader };
+
+/** What the backup directory holds when the run begins: the archives, the newest and whether it is a restore point that restores. */
+interface HeldState {
+  newest: string | undefined;
+  firstRun: boolean;
+  archives: readonly string[];
+  point?: { data?: Record<string, unknown>; problem?: string };
+}
+
+/**
+ * Has anything changed since `newest`? First the quick check on every core, which reads no
+ * file list into memory; when it cannot answer, the walk that writes the new list to a file
+ * and compares it with the last one as it goes. The answer is the run's end (nothing changed),
+ * or the walk the archive is made from.
+ */
+async function detectChange(
+  cfg: ServerConfig, run: Run, opts: ServerRunOptions, held: HeldState, dumps: DumpPlan, checkAbort: () => void,
+): Promise<Change> {
+  const { newest, firstRun, archives, point } = held;
+  const dir = cfg.backup_dir;
+  run.step("scan", `walking ${cfg.sources.join(", ")}`);
+  const tmpList = scanListPath(dir);
+  const scanStarted = performance.now();
+  const scanned = (entries: number, bytes: number, what: string, changed?: number) =>
+    run.step("scan", `scanned ${entries} entries${what}`, "SCANNED", { entries, bytes, changed });
+  const unchangedSince = (archive: ArchiveInfo): Change => ({
+    unchanged: { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive, data: point?.data },
+  });
+  // an archive in another compression is never "still current", and its size predicts nothing
+  const sameCompression = newest?.endsWith(EXTENSIONS[cfg.compression]) === true;
+  if (!firstRun && newest && sameCompression && !point?.problem) {
+    const maxParallel = opts.maxParallelEntries ?? MAX_ENTRIES;
+    const quick = await unchangedOnEveryCore(cfg, dir, newest, maxParallel);
+    const dumpsSame = quick.unchanged ? await dumps.unchanged(quick.unchanged.check.header?.dumps) : undefined;
+    if (quick.unchanged && dumpsSame?.same) {
+      const { check, archive } = quick.unchanged;
+      for (const w of check.warnings) run.warn(w.code, w.message);
+      const scanMs = Math.round(performance.now() - scanStarted);
+      scanned(check.entries, check.bytes, ` in ${scanMs} ms (${check.threads} thread${check.threads === 1 ? "" : "s"}${check.statx ? ", statx" : ""}): nothing changed since ${newest}`);
+      return unchangedSince(archive);
+    }
+    // not an error (the walk below decides alone), but slower: the record says why
+    if (dumpsSame && !dumpsSame.same) run.step("scan", `no file changed since ${newest}, but ${dumpsSame.summary}: walking again to write a new archive`);
+    else if (quick.problem) run.step("scan", `the walk on every core could not finish (${quick.problem}): walking again on one`);
+    else if (quick.tooLarge) run.step("scan", `the last file list holds over ${maxParallel} entries: walking on one thread, which compares as it goes`);
+    checkAbort();
+  }
+  // the walk's list goes to a file as it is made, and the archive is written from that file:
+  // memory does not grow with the number of files
+  const last = !firstRun && newest ? openLastList(cfg, dir, newest, sameCompression) : undefined;
+  const walked = scanToList(cfg, tmpList, last, dumps.names());
+  if (walked.taken) {
+    throw new ShootError("DUMP_NAME_TAKEN", `the sources hold /${walked.taken}, the name a dump takes in the archive: ` +
+      "rename the dump (name or extension in [[server.dump]]) or exclude the file");
+  }
+  const scan = walked.scan;
+  for (const w of scan.warnings) run.warn(w.code, w.message);
+  const scanMs = Math.round(performance.now() - scanStarted);
+  checkAbort();
+
+  if (last && newest) {
+    const verdict = verdictOf(dir, newest, last, walked);
+    const dumpsSame = verdict.archive ? await dumps.unchanged(last.header?.dumps) : undefined;
+    if (verdict.archive && !dumpsSame?.same) verdict.summary = `no file changed, but ${dumpsSame?.summary}`;
+    else if (verdict.archive && point?.problem) verdict.summary = `no file changed, but the restore point ${newest} cannot be restored`;
+    else if (verdict.archive) {
+      scanned(scan.entries, scan.bytes, ` in ${scanMs} ms: nothing changed since ${newest}`);
+      return unchangedSince(verdict.archive);
+    }
+    // how many places changed since the last archive: the backup host sizes its delta blocks
+    // by it (rsync.ts, deltaBlockSize)
+    const ch = walked.changes;
+    const changed = ch && hasChanges(ch) ? ch.added + ch.changed + ch.removed : undefined;
+    scanned(scan.entries, scan.bytes, ` in ${scanMs} ms: ${verdict.summary}`, changed);
+  } else {
+    scanned(scan.entries, scan.bytes, ` (${formatBytes(scan.bytes)}) in ${scanMs} ms${firstRun ? "; first run" : ""}`);
+  }
+  const sameKind = archives.filter((a) => a.endsWith(EXTENSIONS[cfg.compression]));
+  return { scan, tmpList, previous: sameCompression ? sizeRatioSource(dir, sameKind, last?.header) : undefined };
+}
+
+
 /**
  * The common cron run: nothing changed. Answered by the parallel walk (scan-parallel.ts)
  * only when the answer is a clear "unchanged, and the archive is whole"; otherwise the
@@ -398,7 +408,7 @@ async function unchangedOnEveryCore(cfg: ServerConfig, dir: string, newest: stri
 
 /** The archive a file list describes, if the file is still there at the size recorded: "unchanged" must never point at a broken file. */
 function archiveOfList(dir: string, file: string, h: ListHeader): ArchiveInfo | undefined {
-  if (!h.md5 || h.size === undefined || safeStat(path.join(dir, file))?.size !== h.size) return undefined;
+  if (!h.md5 || h.size === undefined || sizeOf(path.join(dir, file)) !== h.size) return undefined;
   return { file, size: h.size, md5: h.md5, sha256: h.sha256 };
 }
 
@@ -493,14 +503,6 @@ function verdictOf(dir: string, newest: string, last: LastList, walked: Walked):
   }
   const archive = archiveOfList(dir, newest, last.header);
   return archive ? { archive, summary: "unchanged" } : { summary: `${newest} is not the size its file list records: making a new archive` };
-}
-
-function safeStat(p: string): fs.Stats | undefined {
-  try {
-    return fs.statSync(p);
-  } catch {
-    return undefined;
-  }
 }
 
 /**

@@ -4,23 +4,19 @@
  * runs past max_runtime, and afterwards makes sure server.status ends with a final record that
  * says what happened, even when the server died without writing one.
  */
-import fs from "node:fs";
-import path from "node:path";
 import { code, codeInfo, codeName, isFinal, type CodeName } from "../common/codes.ts";
 import { PASSWORD_ENV, type ServerConfig } from "../common/config.ts";
 import type { Deps } from "../common/deps.ts";
-import { errnoCode, errorMessage } from "../common/errors.ts";
+import { errorMessage } from "../common/errors.ts";
 import { removeLeftovers } from "../state/leftovers.ts";
+import type { Lock } from "../state/lock.ts";
 import { unsafeDir } from "../state/strict-modes.ts";
-import { LockedError, acquireLock, type Lock } from "../state/lock.ts";
 import type { HookOutcome, RunOutcome, Warning } from "../common/outcome.ts";
 import { describeHook, hookEnv, runHook } from "./hooks.ts";
-import {
-  SERVER_STATUS, STATUS_FORMAT, STATUS_VERSION, StatusWriter, describeRecord, lastFinal, lastStep, newRunId, readStatusFile, type StatusRecord,
-} from "../state/status.ts";
+import { plainOutcome, staleLockMessage, unusableDir, withRun, type RunFrame, type RunSpec } from "../state/run.ts";
+import { SERVER_STATUS, StatusWriter, describeRecord, lastFinal, lastStep, newRunId, readStatusFile, type StatusRecord } from "../state/status.ts";
 import { formatDuration } from "../common/units.ts";
 import { ENV_LOCK_TOKEN, ENV_PARENT_RUN } from "./wrapper-env.ts";
-import { VERSION } from "../../version.ts";
 import type { RunResult } from "../../io/process.ts";
 
 export interface WrapperOptions {
@@ -30,74 +26,54 @@ export interface WrapperOptions {
 }
 
 export async function runWrapper(cfg: ServerConfig, deps: Deps, opts: WrapperOptions): Promise<RunOutcome> {
-  const started = deps.clock.now();
   const dir = cfg.backup_dir;
-  const statusFile = path.join(dir, SERVER_STATUS);
-  const base = { role: "wrapper" as const, host: deps.hostname, started, warnings: [] as Warning[] };
-
-  try {
-    if (!fs.statSync(dir).isDirectory()) throw Object.assign(new Error("not a directory"), { code: "ENOTDIR" });
-  } catch (e) {
-    return { ...base, run: "", code: code("BACKUP_DIR_UNUSABLE"), message: `backup_dir ${dir} ${errnoCode(e) === "ENOENT" ? "does not exist" : `cannot be used: ${errorMessage(e)}`}`, ended: deps.clock.now() };
-  }
+  const spec = {
+    role: "wrapper", dir, statusName: SERVER_STATUS, clock: deps.clock, hostname: deps.hostname,
+    unusable: "BACKUP_DIR_UNUSABLE", readPrevious: true,
+    failure: (e: unknown) => ({ name: "INTERNAL_ERROR", message: `wrapper failed: ${errorMessage(e)}`, step: "wrapper" }),
+  } as const satisfies RunSpec;
+  const now = deps.clock.now();
+  const problem = unusableDir(dir, "backup_dir");
+  if (problem) return plainOutcome(spec, newRunId(now), now, now, code("BACKUP_DIR_UNUSABLE"), problem);
   const unsafe = unsafeDir(dir, "backup_dir");
-  if (unsafe) return { ...base, run: "", code: code("UNSAFE_PERMISSIONS"), message: unsafe, ended: deps.clock.now() };
+  if (unsafe) return plainOutcome(spec, newRunId(now), now, now, code("UNSAFE_PERMISSIONS"), unsafe);
+  return withRun(spec, (frame) => wrap(cfg, deps, opts, frame));
+}
 
-  let lock: Lock;
-  try {
-    lock = acquireLock(dir, "wrapper", started);
-  } catch (e) {
-    if (e instanceof LockedError) return { ...base, run: "", code: code("ALREADY_RUNNING"), message: e.message, ended: deps.clock.now() };
-    return { ...base, run: "", code: code("BACKUP_DIR_UNUSABLE"), message: `cannot take the lock in ${dir}: ${errorMessage(e)}`, ended: deps.clock.now() };
-  }
-
-  const run = newRunId(started);
-  const status = new StatusWriter(statusFile, "wrapper", run, deps.clock);
+/** The wrapper's run, in the lock and the status file withRun gave it. */
+async function wrap(cfg: ServerConfig, deps: Deps, opts: WrapperOptions, frame: RunFrame): Promise<RunOutcome> {
+  const { run, status, statusFile, previous } = frame;
+  const lock = frame.lock!;
+  const dir = cfg.backup_dir;
   const warnings: Warning[] = [];
-  try {
-    const previous = readStatusFile(statusFile);
-    status.startFresh();
-    status.write("RUN_START", `shoot ${VERSION} wrapper run on ${deps.hostname}`, { format: STATUS_FORMAT, host: deps.hostname, data: { version: VERSION, formatVersion: STATUS_VERSION } });
-    status.write("WRAPPER_START", `wrapper pid ${process.pid} holds the lock of ${dir}`, { step: "wrapper" });
-    if (lock.staleFrom) {
-      status.write("STALE_LOCK", `took over a stale lock: pid ${lock.staleFrom.pid} (${lock.staleFrom.role}, started ${lock.staleFrom.started}) no longer runs`, { step: "wrapper" });
-    }
-    if (previous && previous.skipped > 0) {
-      warnings.push({ code: code("STATUS_TORN"), msg: `${previous.skipped} unreadable line(s) in the previous status file were skipped` });
-      status.write("STATUS_TORN", warnings.at(-1)!.msg, { step: "wrapper" });
-    }
-    recoverPrevious(dir, previous?.records ?? [], status, warnings);
-
-    const hooks: HookOutcome[] = [];
-    const before = await beforeHook(cfg, deps, status, run, warnings, hooks, opts.signal);
-    const final = opts.signal?.aborted
-      ? status.write("INTERRUPTED", `the wrapper received ${String(opts.signal.reason ?? "a signal")} before the server started; it was not started`, { step: "before" })
-      : before.stop
-        ? status.write("BEFORE_HOOK_FAILED", `${before.stop}; no archive was made (before_failure = "stop")`, { step: "before" })
-        : finalWord(statusFile, run, await superviseServer(cfg, deps, opts, status, run, lock), cfg, status, dir);
-    // after the final record, so that the command sees the run's code; its failure is a warning
-    await afterHook(cfg, deps, status, run, final, warnings, hooks);
-    const ended = deps.clock.now();
-    const serverWarnings = (readStatusFile(statusFile)?.records ?? [])
-      .filter((r) => r.run === run && codeInfo(r.code)?.kind === "warning")
-      .map((r) => ({ code: r.code, msg: r.msg }));
-    return {
-      ...base, run, code: final.code, message: final.msg, ended, archive: final.archive,
-      warnings: [...warnings, ...serverWarnings.filter((w) => !warnings.some((x) => x.msg === w.msg))],
-      lastStep: final.step, statusFile, ...(hooks.length ? { hooks } : {}),
-    };
-  } catch (e) {
-    const msg = `wrapper failed: ${errorMessage(e)}`;
-    try {
-      status.write("INTERNAL_ERROR", msg, { step: "wrapper" });
-    } catch {
-      // nothing more can be recorded; the exit code still says it
-    }
-    return { ...base, run, code: code("INTERNAL_ERROR"), message: msg, ended: deps.clock.now(), statusFile };
-  } finally {
-    status.close();
-    lock.release();
+  status.write("WRAPPER_START", `wrapper pid ${process.pid} holds the lock of ${dir}`, { step: "wrapper" });
+  const stale = staleLockMessage(lock);
+  if (stale) status.write("STALE_LOCK", stale, { step: "wrapper" });
+  if (previous && previous.skipped > 0) {
+    warnings.push({ code: code("STATUS_TORN"), msg: `${previous.skipped} unreadable line(s) in the previous status file were skipped` });
+    status.write("STATUS_TORN", warnings.at(-1)!.msg, { step: "wrapper" });
   }
+  recoverPrevious(dir, previous?.records ?? [], status, warnings);
+
+  const hooks: HookOutcome[] = [];
+  const before = await beforeHook(cfg, deps, status, run, warnings, hooks, opts.signal);
+  const signalled = `the wrapper received ${String(opts.signal?.reason ?? "a signal")} before the server started; it was not started`;
+  const final = opts.signal?.aborted
+    ? status.write("INTERRUPTED", signalled, { step: "before" })
+    : before.stop
+      ? status.write("BEFORE_HOOK_FAILED", `${before.stop}; no archive was made (before_failure = "stop")`, { step: "before" })
+      : finalWord(statusFile, run, await superviseServer(cfg, deps, opts, status, run, lock), cfg, status, dir);
+  // after the final record, so that the command sees the run's code; its failure is a warning
+  await afterHook(cfg, deps, status, run, final, warnings, hooks);
+  const serverWarnings = (readStatusFile(statusFile)?.records ?? [])
+    .filter((r) => r.run === run && codeInfo(r.code)?.kind === "warning")
+    .map((r) => ({ code: r.code, msg: r.msg }));
+  return {
+    role: "wrapper", host: deps.hostname, run, started: frame.started, ended: deps.clock.now(),
+    code: final.code, message: final.msg, archive: final.archive,
+    warnings: [...warnings, ...serverWarnings.filter((w) => !warnings.some((x) => x.msg === w.msg))],
+    lastStep: final.step, statusFile, ...(hooks.length ? { hooks } : {}),
+  };
 }
 
 /** The previous run did not end with a final record: say where it died and remove what it left. */

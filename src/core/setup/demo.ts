@@ -14,6 +14,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { codeInfo, codeName, isGolden, type CodeName } from "../common/codes.ts";
+import { shWord } from "../common/shell-word.ts";
 import { ShootError, UsageError, errorMessage } from "../common/errors.ts";
 import { authorizedKeysLine, renderConfig } from "./init.ts";
 import { parseMd5Line } from "../state/naming.ts";
@@ -31,6 +32,8 @@ export interface DemoOptions {
   ssh: boolean;
   /** How to start shoot itself (the binary, or bun and the entry file). */
   self: readonly string[];
+  /** The same as a person types it where the demo was started (what "Try next" prints). */
+  selfShown: string;
   spawner: Spawner;
   env: Record<string, string | undefined>;
   print: (line: string) => void;
@@ -194,15 +197,82 @@ interface RunSummary {
   log: string;
 }
 
-export async function runDemo(o: DemoOptions): Promise<DemoResult> {
-  findTool("rsync", "apt-get install rsync");
-  if (o.ssh) {
-    findTool("sshd", "apt-get install openssh-server");
-    findTool("ssh", "apt-get install openssh-client");
-    findTool("ssh-keygen", "apt-get install openssh-client");
+/** Runs shoot as cron would, each run's whole output in a log file, and sums up how it ended. */
+class DemoRuns {
+  private running: Child | undefined;
+  private runNo = 0;
+  private readonly env: Record<string, string | undefined>;
+  readonly onAbort = () => this.running?.kill("SIGTERM");
+
+  constructor(private readonly o: DemoOptions, private readonly L: Layout) {
+    this.env = { ...o.env, NO_COLOR: "1", SHOOT_CONFIG: undefined };
   }
-  const root = prepareDir(o.dir);
-  const L: Layout = {
+
+  /** The next log file's name: runs are numbered in the order they ran. */
+  logName(what: string): string {
+    return `${String(++this.runNo).padStart(2, "0")}-${what}.log`;
+  }
+
+  async shoot(args: string[], log: string): Promise<RunResult> {
+    const { o, L } = this;
+    if (o.signal?.aborted) throw new ShootError("INTERRUPTED", "the demo was interrupted");
+    const lines: string[] = [];
+    const child = o.spawner.start([...o.self, ...args], {
+      env: this.env, captureStdout: true, timeoutMs: CHILD_TIMEOUT_MS, onStderrLine: (l) => lines.push(l),
+    });
+    this.running = child;
+    const r = await child.done;
+    this.running = undefined;
+    const stderr = lines.length ? `\n--- standard error ---\n${lines.join("\n")}\n` : "";
+    const exit = `exit code ${r.exitCode ?? r.signal}`;
+    fs.writeFileSync(path.join(L.logs, log), `$ shoot ${args.join(" ")}\n${r.stdout}${stderr}${exit}\n`);
+    if (o.signal?.aborted) throw new ShootError("INTERRUPTED", "the demo was interrupted");
+    if (r.timedOut) {
+      throw failure("INTERNAL_ERROR", `shoot ${args[0]} did not finish within ${CHILD_TIMEOUT_MS / 1000} s; see ${path.join(L.logs, log)}`);
+    }
+    return r;
+  }
+
+  /** `shoot wrapper`, summed up from the status file it left. */
+  async wrapper(): Promise<RunSummary> {
+    const log = this.logName("wrapper");
+    const r = await this.shoot(["wrapper", "--config", this.L.config], log);
+    const final = lastFinal(readStatusFile(path.join(this.L.server, SERVER_STATUS))?.records ?? []);
+    const s: RunSummary = final
+      ? { code: final.code, message: final.msg, archive: final.archive, ms: r.durationMs, log }
+      : { code: r.exitCode ?? 1, message: `no final record in ${SERVER_STATUS}; ${describeResult(r)}`, ms: r.durationMs, log };
+    if (r.exitCode !== 0 && isGolden(s.code)) s.code = r.exitCode ?? 1;
+    return s;
+  }
+
+  /** `shoot client --json`, summed up from the outcome it printed (its one source's). */
+  async client(): Promise<RunSummary> {
+    const log = this.logName("client");
+    const r = await this.shoot(["client", "--config", this.L.config, "--json"], log);
+    type Told = { code: number; message: string; archive?: ArchiveInfo };
+    let outcome: Told & { sources?: Told[] };
+    try {
+      outcome = JSON.parse(r.stdout);
+    } catch {
+      return { code: r.exitCode ?? 1, message: `shoot client printed no outcome; ${describeResult(r)}`, ms: r.durationMs, log };
+    }
+    const src = outcome.sources?.[0];
+    return { code: src?.code ?? outcome.code, message: src?.message ?? outcome.message, archive: src?.archive, ms: r.durationMs, log };
+  }
+
+  /** A run that did not end with `want` ends the demo, with the run's own code. */
+  expectCode(what: string, s: RunSummary, want: number): void {
+    if (s.code === want) return;
+    const golden = isGolden(s.code);
+    const why = golden ? `ended with ${s.code} ${codeName(s.code)}, not ${want} ${codeName(want)}` : `failed with ${s.code} ${codeName(s.code)}`;
+    this.o.print(`✘ ${what}: ${why}: ${s.message}`);
+    const output = path.join(this.L.logs, s.log);
+    throw failure(golden ? "INTERNAL_ERROR" : nameOf(s.code), `${what} ${why}: ${s.message} (its whole output: ${output})`);
+  }
+}
+
+function layoutOf(root: string): Layout {
+  return {
     root,
     sample: path.join(root, "sample"),
     server: path.join(root, "server"),
@@ -211,6 +281,78 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     logs: path.join(root, "logs"),
     config: path.join(root, "shoot.toml"),
   };
+}
+
+/** The configuration's values: both roles on this machine, the pull over a local path or through the demo's sshd. */
+function demoValues(L: Layout, sshd: DemoSshd | undefined): Record<string, string> {
+  const values: Record<string, string> = {
+    "server.name": JSON.stringify(SOURCE),
+    "server.sources": `[${JSON.stringify(L.sample)}]`,
+    "server.backup_dir": JSON.stringify(L.server),
+    // a small reserve: the demo must run on a nearly full /tmp too
+    "server.reserve": '"1MiB"',
+    "client.dest_dir": JSON.stringify(L.client),
+    "client.reserve": '"1MiB"',
+    "client.source.name": JSON.stringify(SOURCE),
+    "client.source.remote": JSON.stringify(L.server),
+  };
+  if (sshd) {
+    Object.assign(values, {
+      "client.known_hosts": JSON.stringify(sshd.knownHosts),
+      "client.connect_timeout": '"10s"',
+      "client.source.remote": JSON.stringify(`${sshd.user}@127.0.0.1:${L.server}`),
+      "client.source.port": String(sshd.port),
+      "client.source.identity": JSON.stringify(sshd.identity),
+    });
+  }
+  return values;
+}
+
+/** The copy's bytes: its MD5 must be the one its .md5 file names and the one the server recorded. */
+async function checkCopy(copy: string, archive: ArchiveInfo, p: (line: string) => void): Promise<string> {
+  const md5 = await fileDigest(copy, "md5");
+  const listed = parseMd5Line(readSmall(`${copy}.md5`), archive.file);
+  if (md5 !== listed || md5 !== archive.md5) {
+    p(`✘ copy check: md5 ${md5}, its .md5 file says ${listed ?? "nothing usable"}, the server recorded ${archive.md5}`);
+    throw failure("VERIFY_FAILED", `the copy ${copy} does not match: md5 ${md5}, .md5 file ${listed ?? "unreadable"}, server ${archive.md5}`);
+  }
+  return md5;
+}
+
+/** The copy's contents: restored with shoot restore, every file, link and directory as in the sample. */
+async function checkRestore(
+  runs: DemoRuns, L: Layout, copy: string, p: (line: string) => void,
+): Promise<{ entries: number; restoredSample: string }> {
+  const args = ["restore", copy, "--to", L.restored, "--config", L.config, "--quiet"];
+  const rs = await runs.shoot(args, runs.logName("restore"));
+  if (rs.exitCode !== 0) {
+    p(`✘ restore check: shoot restore exited with ${rs.exitCode} ${codeName(rs.exitCode ?? 1)}`);
+    throw failure(nameOf(rs.exitCode ?? 1), `shoot restore of ${copy} failed: ${describeResult(rs)} (see ${L.logs})`);
+  }
+  const restoredSample = path.join(L.restored, L.sample.replace(/^\/+/, ""));
+  const compared = compareTrees(L.sample, restoredSample);
+  if (compared.problems.length) {
+    const problems = compared.problems.slice(0, 5).join("; ");
+    p(`✘ restore check: ${problems}`);
+    throw failure("VERIFY_FAILED", `the restored files differ from the sample tree: ${problems}`);
+  }
+  return { entries: compared.entries, restoredSample };
+}
+
+/**
+ * The whole cycle, step by step, each step printed as it ends: sample tree and configuration,
+ * a first round (30 and 30), the copy checked byte for byte and restored, a second round (9
+ * and 9), then where everything is and what to try next.
+ */
+export async function runDemo(o: DemoOptions): Promise<DemoResult> {
+  findTool("rsync", "apt-get install rsync");
+  if (o.ssh) {
+    findTool("sshd", "apt-get install openssh-server");
+    findTool("ssh", "apt-get install openssh-client");
+    findTool("ssh-keygen", "apt-get install openssh-client");
+  }
+  const root = prepareDir(o.dir);
+  const L = layoutOf(root);
   for (const d of [L.sample, L.server, L.client, L.logs]) fs.mkdirSync(d, { mode: 0o700 });
   const p = o.print;
   const ok = (label: string, text: string) => p(`✔ ${label.padEnd(15)} ${text}`);
@@ -219,160 +361,106 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   p(`(everything happens in this directory${o.ssh ? "" : "; no root and no sshd needed"})`);
   p("");
 
-  let running: Child | undefined;
-  const onAbort = () => running?.kill("SIGTERM");
-  o.signal?.addEventListener("abort", onAbort);
+  const runs = new DemoRuns(o, L);
+  o.signal?.addEventListener("abort", runs.onAbort);
   let sshd: DemoSshd | undefined;
-  const childEnv = { ...o.env, NO_COLOR: "1", SHOOT_CONFIG: undefined };
-  let runNo = 0;
-
-  /** Run shoot as cron would; its whole output goes to a log file. */
-  const shoot = async (args: string[], log: string): Promise<RunResult & { out: string }> => {
-    if (o.signal?.aborted) throw new ShootError("INTERRUPTED", "the demo was interrupted");
-    const lines: string[] = [];
-    const child = o.spawner.start([...o.self, ...args], {
-      env: childEnv, captureStdout: true, timeoutMs: CHILD_TIMEOUT_MS, onStderrLine: (l) => lines.push(l),
-    });
-    running = child;
-    const r = await child.done;
-    running = undefined;
-    fs.writeFileSync(path.join(L.logs, log), `$ shoot ${args.join(" ")}\n${r.stdout}${lines.length ? `\n--- standard error ---\n${lines.join("\n")}\n` : ""}exit code ${r.exitCode ?? r.signal}\n`);
-    if (o.signal?.aborted) throw new ShootError("INTERRUPTED", "the demo was interrupted");
-    if (r.timedOut) throw failure("INTERNAL_ERROR", `shoot ${args[0]} did not finish within ${CHILD_TIMEOUT_MS / 1000} s; see ${path.join(L.logs, log)}`);
-    return { ...r, out: r.stdout };
-  };
-
-  const expectCode = (what: string, s: RunSummary, want: number) => {
-    if (s.code === want) return;
-    const why = isGolden(s.code) ? `ended with ${s.code} ${codeName(s.code)}, not ${want} ${codeName(want)}` : `failed with ${s.code} ${codeName(s.code)}`;
-    p(`✘ ${what}: ${why}: ${s.message}`);
-    throw failure(isGolden(s.code) ? "INTERNAL_ERROR" : nameOf(s.code), `${what} ${why}: ${s.message} (its whole output: ${path.join(L.logs, s.log)})`);
-  };
-
-  const wrapper = async (): Promise<RunSummary> => {
-    const log = `${String(++runNo).padStart(2, "0")}-wrapper.log`;
-    const r = await shoot(["wrapper", "--config", L.config], log);
-    const final = lastFinal(readStatusFile(path.join(L.server, SERVER_STATUS))?.records ?? []);
-    const s: RunSummary = final
-      ? { code: final.code, message: final.msg, archive: final.archive, ms: r.durationMs, log }
-      : { code: r.exitCode ?? 1, message: `no final record in ${SERVER_STATUS}; ${describeResult(r)}`, ms: r.durationMs, log };
-    if (r.exitCode !== 0 && isGolden(s.code)) s.code = r.exitCode ?? 1;
-    return s;
-  };
-
-  const client = async (): Promise<RunSummary> => {
-    const log = `${String(++runNo).padStart(2, "0")}-client.log`;
-    const r = await shoot(["client", "--config", L.config, "--json"], log);
-    let outcome: { code: number; message: string; sources?: Array<{ code: number; message: string; archive?: ArchiveInfo }> };
-    try {
-      outcome = JSON.parse(r.out);
-    } catch {
-      return { code: r.exitCode ?? 1, message: `shoot client printed no outcome; ${describeResult(r)}`, ms: r.durationMs, log };
-    }
-    const src = outcome.sources?.[0];
-    return { code: src?.code ?? outcome.code, message: src?.message ?? outcome.message, archive: src?.archive, ms: r.durationMs, log };
-  };
-
   try {
     // 1. the sample tree and the configuration
     ok("sample tree", `${makeSample(L.sample)} in ${rel(L.sample)}/`);
-    const values: Record<string, string> = {
-      "server.name": JSON.stringify(SOURCE),
-      "server.sources": `[${JSON.stringify(L.sample)}]`,
-      "server.backup_dir": JSON.stringify(L.server),
-      // a small reserve: the demo must run on a nearly full /tmp too
-      "server.reserve": '"1MiB"',
-      "client.dest_dir": JSON.stringify(L.client),
-      "client.reserve": '"1MiB"',
-      "client.source.name": JSON.stringify(SOURCE),
-      "client.source.remote": JSON.stringify(L.server),
-    };
     let how = "over a local path";
     if (o.ssh) {
       sshd = await startSshd(path.join(root, "ssh"), L.server, o);
-      Object.assign(values, {
-        "client.known_hosts": JSON.stringify(sshd.knownHosts),
-        "client.connect_timeout": '"10s"',
-        "client.source.remote": JSON.stringify(`${sshd.user}@127.0.0.1:${L.server}`),
-        "client.source.port": String(sshd.port),
-        "client.source.identity": JSON.stringify(sshd.identity),
-      });
       how = `over ssh through 127.0.0.1:${sshd.port}, where its key may only run \`shoot serve --read-only\``;
       ok("sshd", `pid ${sshd.pid} listening on 127.0.0.1:${sshd.port}, keys and config in ${rel(path.join(root, "ssh"))}/`);
     }
     const title = "shoot demo configuration: this machine is both the server and the backup host.";
-    fs.writeFileSync(L.config, renderConfig(title, ["server", "client", "client.source", "monitor"], values, ["mail"]), { mode: 0o600 });
+    const text = renderConfig(title, ["server", "client", "client.source", "monitor"], demoValues(L, sshd), ["mail"]);
+    fs.writeFileSync(L.config, text, { mode: 0o600 });
     ok("configuration", `${rel(L.config)}: [server] backs up sample/ into server/; [client] pulls into client/ ${how}`);
 
     // 2. first round: 30 and 30
-    const w1 = await wrapper();
-    expectCode("server backup (shoot wrapper)", w1, 30);
+    const w1 = await runs.wrapper();
+    runs.expectCode("server backup (shoot wrapper)", w1, 30);
     ok("server backup", `shoot wrapper → ${w1.code} ${codeName(w1.code)}: ${w1.message} (${formatDuration(w1.ms)})`);
     const archive = w1.archive!;
-    const c1 = await client();
-    expectCode("client pull (shoot client)", c1, 30);
+    const c1 = await runs.client();
+    runs.expectCode("client pull (shoot client)", c1, 30);
     ok("client pull", `shoot client → ${c1.code} ${codeName(c1.code)}: ${c1.message} (${formatDuration(c1.ms)})`);
 
     // 3. the copy: its bytes, then its contents
     const copy = path.join(L.client, SOURCE, archive.file);
-    const md5 = await fileDigest(copy, "md5");
-    const listed = parseMd5Line(readSmall(`${copy}.md5`), archive.file);
-    if (md5 !== listed || md5 !== archive.md5) {
-      p(`✘ copy check: md5 ${md5}, its .md5 file says ${listed ?? "nothing usable"}, the server recorded ${archive.md5}`);
-      throw failure("VERIFY_FAILED", `the copy ${copy} does not match: md5 ${md5}, .md5 file ${listed ?? "unreadable"}, server ${archive.md5}`);
-    }
+    const md5 = await checkCopy(copy, archive, p);
     ok("copy verified", `${rel(copy)}: md5 ${md5} = its .md5 file = the server's record`);
-    const rs = await shoot(["restore", copy, "--to", L.restored, "--config", L.config, "--quiet"], `${String(++runNo).padStart(2, "0")}-restore.log`);
-    if (rs.exitCode !== 0) {
-      p(`✘ restore check: shoot restore exited with ${rs.exitCode} ${codeName(rs.exitCode ?? 1)}`);
-      throw failure(nameOf(rs.exitCode ?? 1), `shoot restore of ${copy} failed: ${describeResult(rs)} (see ${L.logs})`);
-    }
-    const restoredSample = path.join(L.restored, L.sample.replace(/^\/+/, ""));
-    const compared = compareTrees(L.sample, restoredSample);
-    if (compared.problems.length) {
-      p(`✘ restore check: ${compared.problems.slice(0, 5).join("; ")}`);
-      throw failure("VERIFY_FAILED", `the restored files differ from the sample tree: ${compared.problems.slice(0, 5).join("; ")}`);
-    }
-    ok("restore check", `shoot restore into ${rel(L.restored)}/: all ${compared.entries} files, links and directories match the sample tree`);
+    const restored = await checkRestore(runs, L, copy, p);
+    ok("restore check", `shoot restore into ${rel(L.restored)}/: all ${restored.entries} files, links and directories match the sample tree`);
 
     // 4. second round: nothing changed, so 9 and 9
-    const w2 = await wrapper();
-    expectCode("second server run", w2, 9);
+    const w2 = await runs.wrapper();
+    runs.expectCode("second server run", w2, 9);
     ok("server again", `shoot wrapper → ${w2.code} ${codeName(w2.code)}: ${w2.message}`);
-    const c2 = await client();
-    expectCode("second client run", c2, 9);
+    const c2 = await runs.client();
+    runs.expectCode("second client run", c2, 9);
     ok("client again", `shoot client → ${c2.code} ${codeName(c2.code)}: ${c2.message}`);
 
     const serverArchive = path.join(L.server, archive.file);
-    const golden = [30, 4, 9].map((n) => `  ${String(n).padStart(2)} ${codeName(n).padEnd(14)} ${codeInfo(n)!.meaning}`);
-    p("");
-    p("Where everything is:");
-    for (const [label, where] of [
-      ["configuration", L.config],
-      ["sample files", `${L.sample}/`],
-      ["server archive", `${serverArchive} (with .md5 and .list beside it)`],
-      ["server status", path.join(L.server, SERVER_STATUS)],
-      ["client copy", `${copy} (md5sum -c ${archive.file}.md5 passes in its directory)`],
-      ["client status", path.join(L.client, CLIENT_STATUS)],
-      ["restored files", `${restoredSample}/`],
-      ["each run's output", `${L.logs}/`],
-      ...(o.ssh ? [["sshd (stopped)", `${path.join(root, "ssh")}/ (config, keys, authorized_keys, log)`]] : []),
-    ] as const) p(`  ${label.padEnd(18)} ${where}`);
-    p("");
-    p("The golden codes: the only final codes that mean a run ended clean (exit code 0):");
-    for (const g of golden) p(g);
-    p("Every other final code is a failure with its own number, which is also the exit code (shoot codes lists them).");
-    p("");
-    p(`Try: shoot status --config ${L.config}; change a file in sample/ and run shoot wrapper --config ${L.config} (code 4).`);
-    p(`Set up real hosts with shoot init server and shoot init client. Remove the demo with: rm -rf ${root}`);
+    const where = { serverArchive, copy, file: archive.file, restoredSample: restored.restoredSample, ssh: o.ssh };
+    for (const line of whereEverythingIs(L, where)) p(line);
+    for (const line of nextSteps(o.selfShown, L)) p(line);
     return { dir: root, config: L.config, archive: serverArchive, copy };
   } finally {
-    o.signal?.removeEventListener("abort", onAbort);
+    o.signal?.removeEventListener("abort", runs.onAbort);
     if (sshd) {
       await sshd.stop();
       ok("sshd stopped", `pid ${sshd.pid}`);
     }
   }
+}
+
+/** Where the demo left everything, and what the golden codes mean. */
+interface Places {
+  serverArchive: string;
+  copy: string;
+  file: string;
+  restoredSample: string;
+  ssh: boolean;
+}
+
+function whereEverythingIs(L: Layout, w: Places): string[] {
+  const rows: Array<readonly [string, string]> = [
+    ["configuration", L.config],
+    ["sample files", `${L.sample}/`],
+    ["server archive", `${w.serverArchive} (with .md5 and .list beside it)`],
+    ["server status", path.join(L.server, SERVER_STATUS)],
+    ["client copy", `${w.copy} (md5sum -c ${w.file}.md5 passes in its directory)`],
+    ["client status", path.join(L.client, CLIENT_STATUS)],
+    ["restored files", `${w.restoredSample}/`],
+    ["each run's output", `${L.logs}/`],
+    ...(w.ssh ? [["sshd (stopped)", `${path.join(L.root, "ssh")}/ (config, keys, authorized_keys, log)`] as const] : []),
+  ];
+  const golden = [30, 4, 9].map((n) => `  ${String(n).padStart(2)} ${codeName(n).padEnd(14)} ${codeInfo(n)!.meaning}`);
+  return [
+    "",
+    "Where everything is:",
+    ...rows.map(([label, where]) => `  ${label.padEnd(18)} ${where}`),
+    "",
+    "The golden codes: the only final codes that mean a run ended clean (exit code 0):",
+    ...golden,
+  ];
+}
+
+/** The closing lines: what the other codes are, and what to try next, as the person types shoot where the demo ran. */
+function nextSteps(me: string, L: Layout): string[] {
+  const config = shWord(L.config);
+  return [
+    `Every other final code is a failure with its own number, which is also the exit code (\`${me} codes\` lists them).`,
+    "",
+    "Try next:",
+    `  ${me} status --config ${config}`,
+    `  echo changed >> ${shWord(path.join(L.sample, "README.txt"))}`,
+    `  ${me} wrapper --config ${config}        # a file changed: 4 NEW_ARCHIVE`,
+    `Set up real hosts with \`${me} init server\` and \`${me} init client\`.`,
+    `Remove the demo with: rm -rf ${shWord(L.root)}`,
+  ];
 }
 
 function readSmall(file: string): string {

@@ -16,6 +16,7 @@ import { ConfigError, isLocalRemote, parseConfig, parseRemote, sanitizeHostname,
 import { ShootError, UsageError, errnoCode, errorMessage } from "../common/errors.ts";
 import { fsyncDir } from "../state/fsutil.ts";
 import { TEMP_PREFIX } from "../state/naming.ts";
+import { shWord } from "../common/shell-word.ts";
 
 export type InitRole = "server" | "client";
 
@@ -71,11 +72,6 @@ const CRON_TIME: Record<InitRole, { cron: string; calendar: string }> = {
 
 const toml = (s: string) => JSON.stringify(s);
 
-/** A word for a POSIX shell: left bare when it is safe, else single-quoted. */
-export function shWord(s: string): string {
-  return /^[A-Za-z0-9_\/.,:@%+=-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`;
-}
-
 /** Commented TOML for the sections, with a header; sections in `off` are commented out whole. */
 export function renderConfig(title: string, sections: readonly Section[], values: Record<string, string>, off: readonly Section[] = []): string {
   const commentOut = (text: string) => text.split("\n").map((l) => (l === "" || l.startsWith("#") ? l : `# ${l}`)).join("\n");
@@ -128,14 +124,23 @@ function planSource(o: InitOptions): SourcePlan {
     return { name: o.sourceName ?? "self", remote: path.normalize(remote), placeholder: false };
   }
   const r = parseRemote(remote);
-  if (!r) throw new UsageError(`--remote ${JSON.stringify(remote)}: expected user@host:/absolute/path (the server's backup_dir) or an absolute local path`);
+  const flag = `--remote ${JSON.stringify(remote)}`;
+  if (!r) {
+    const want = "user@host:/absolute/path (the server's backup_dir) or an absolute local path";
+    throw new UsageError(`${flag}: expected ${want}`);
+  }
+  // the authorized_keys line goes into that user's file on the server: it must be named, not guessed
+  if (!r.user) {
+    const example = `root@${remote}`;
+    throw new UsageError(`${flag}: name the user the key logs in as, e.g. ${example} (the archives belong to root)`);
+  }
   return {
     // an address keeps its dots; a host name gives its first label, as the server's name does
     name: o.sourceName ?? (/^[0-9.]+$|:/.test(r.host) ? r.host.replace(/[^A-Za-z0-9.]/g, "-") : sanitizeHostname(r.host)),
     remote,
     placeholder: o.remote === undefined,
     ssh: {
-      user: r.user ?? "root",
+      user: r.user,
       host: r.host,
       path: r.path,
       port: o.port ?? 22,
@@ -467,7 +472,7 @@ export function runInit(opts: InitOptions): InitResult {
   }
 
   const mode = (p: string) => `0${(fs.statSync(p).mode & 0o777).toString(8)}`;
-  const head = [`Wrote ${o.config} (mode ${mode(o.config)}): ${o.role === "server" ? `[server] ${host}, backing up ${(o.sources ?? DEFAULT_SOURCES).join(", ")} into ${o.dir}` : `[client] keeping copies in ${o.dir}, one source: ${src!.name} from ${src!.remote}`}.`];
+  const head = [`Wrote ${o.config} (mode ${mode(o.config)}): ${o.role === "server" ? `[server] ${o.name ?? host}, backing up ${(o.sources ?? DEFAULT_SOURCES).join(", ")} into ${o.dir}` : `[client] keeping copies in ${o.dir}, one source: ${src!.name} from ${src!.remote}`}.`];
   for (const s of o.role === "server" ? o.sources ?? DEFAULT_SOURCES : []) {
     if (!fs.existsSync(s)) head.push(`Note: the source ${s} does not exist (yet); a run fails with SOURCE_MISSING until it does.`);
   }

@@ -35,6 +35,8 @@ export function fsyncDir(dir: string): void {
   }
 }
 
+export type FileContent = string | Uint8Array | Iterable<string | Uint8Array>;
+
 /**
  * A new file, open for writing (and reading, when asked) with O_CREAT|O_EXCL|O_NOFOLLOW: never
  * an existing file, never through a symbolic link someone put under its name.
@@ -45,14 +47,15 @@ export function createExclusive(file: string, mode = 0o600, readable = false): n
 }
 
 /**
- * Write `content` to dir/name through a temporary file: readers see the old or the new file,
- * never a part. Pieces of text are gathered into writes of about 1 MiB; a piece of bytes is
- * written before the next piece is asked for, so a reader may hand the same buffer each time.
- * The temporary is created afresh (a leftover of a killed run is removed first, never written
- * through) and removed on every way out.
+ * Write `content` to dir/name through a temporary file (`tmpName` in `dir`, by default the
+ * name with the temporary prefix that leftovers cleaning knows), flushed before it takes the
+ * name: readers see the old or the new file, never a part. Pieces of text are gathered into
+ * writes of about 1 MiB; a piece of bytes is written before the next piece is asked for, so a
+ * reader may hand the same buffer each time. The temporary is created afresh (a leftover of a
+ * killed run is removed first, never written through) and removed on every way out.
  */
-export function writeFileAtomic(dir: string, name: string, content: string | Uint8Array | Iterable<string | Uint8Array>, mode = 0o600): void {
-  const tmp = path.join(dir, `${TEMP_PREFIX}${name}`);
+export function writeFileAtomic(dir: string, name: string, content: FileContent, mode = 0o600, tmpName = `${TEMP_PREFIX}${name}`): void {
+  const tmp = path.join(dir, tmpName);
   let fd: number;
   try {
     fd = createExclusive(tmp, mode);
@@ -73,6 +76,15 @@ export function writeFileAtomic(dir: string, name: string, content: string | Uin
   } catch (e) {
     fs.rmSync(tmp, { force: true });
     throw e;
+  }
+}
+
+/** A file's size, or undefined when there is no file to ask (gone, unreadable directory). */
+export function sizeOf(p: string): number | undefined {
+  try {
+    return fs.statSync(p).size;
+  } catch {
+    return undefined;
   }
 }
 

@@ -7,20 +7,14 @@
 import fs from "node:fs";
 import { code, codeName, isFinal, isGolden, type CodeName } from "../common/codes.ts";
 import type { Clock } from "../common/deps.ts";
+import type { ArchiveInfo, Role } from "../common/outcome.ts";
 
 export const STATUS_FORMAT = "shoot-status";
 export const STATUS_VERSION = 1;
 export const SERVER_STATUS = "server.status";
 export const CLIENT_STATUS = "client.status";
 
-export type Role = "server" | "wrapper" | "client";
-
-export interface ArchiveInfo {
-  file: string;
-  size: number;
-  md5: string;
-  sha256?: string;
-}
+export type { ArchiveInfo, Role };
 
 export interface StatusRecord {
   v: number;

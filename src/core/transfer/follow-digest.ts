@@ -24,20 +24,19 @@
  * the fsync before the copy is kept has little left to do.
  */
 import fs from "node:fs";
-import { startWorker } from "../common/inline-worker.ts";
-import { OPEN_SYNC_RANGE_SOURCE, SCHED_IDLE, SCHED_OTHER, SET_THREAD_POLICY_SOURCE, SYNC_FILE_RANGE_WRITE } from "../common/libc-source.ts";
+import { startWorkerFile } from "../common/worker-file.ts";
 
 /** The suffix rsync's mkstemp() puts on a temporary name. */
-const TEMP_SUFFIX_LENGTH = 6;
-const READ = 1 << 20;
+export const TEMP_SUFFIX_LENGTH = 6;
+export const READ = 1 << 20;
 /** How long a worker sleeps when it has caught up with rsync (or between looks at the file's size), unless told the transfer ended. */
-const POLL_MS = 20;
-const FLUSH_BEHIND = 8 << 20;
+export const POLL_MS = 20;
+export const FLUSH_BEHIND = 8 << 20;
 
 /** States of the shared control word. */
-const RUNNING = 0;
-const FINISH = 1;
-const CANCEL = 2;
+export const RUNNING = 0;
+export const FINISH = 1;
+export const CANCEL = 2;
 
 /** What a worker read: the file (device and inode, as decimal text), its length, the checksum. */
 export interface FollowedFile {
@@ -47,88 +46,17 @@ export interface FollowedFile {
   digest: string;
 }
 
-type WorkerReply = FollowedFile | { none: string } | { error: string } | { flushed: number };
+/** What a worker (follow.worker.ts) is asked: hash (with `algorithm`) or write back (without) the file rsync receives. */
+export interface FollowRequest {
+  dir: string;
+  /** rsync's temporary name for the file, less its random suffix. */
+  prefix: string;
+  algorithm?: DigestAlgorithm;
+  /** One Int32: RUNNING, FINISH or CANCEL. */
+  control: SharedArrayBuffer;
+}
 
-const FOLLOW_SOURCE = `
-  const fs = require("node:fs");
-  ${OPEN_SYNC_RANGE_SOURCE}
-  ${SET_THREAD_POLICY_SOURCE}
-  function find(dir, prefix) {
-    for (const n of fs.readdirSync(dir)) if (n.length === prefix.length + ${TEMP_SUFFIX_LENGTH} && n.startsWith(prefix)) return n;
-    return undefined;
-  }
-  function open(dir, prefix, state) {
-    for (;;) {
-      // read before looking: once the transfer has ended, a look that finds nothing is final
-      const now = Atomics.load(state, 0);
-      if (now === ${CANCEL}) return -1;
-      const name = find(dir, prefix);
-      if (name !== undefined) {
-        try {
-          return fs.openSync(dir + "/" + name, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-        } catch {
-          // renamed or removed since the look: look again
-        }
-      }
-      if (now === ${FINISH}) return -1;
-      Atomics.wait(state, 0, ${RUNNING}, ${POLL_MS});
-    }
-  }
-  function writeBack(fd, state) {
-    const syncRange = openSyncRange();
-    let flushed = 0;
-    while (syncRange && Atomics.load(state, 0) === ${RUNNING}) {
-      const size = fs.fstatSync(fd).size;
-      if (size - flushed >= ${FLUSH_BEHIND}) {
-        syncRange(fd, flushed, size - flushed, ${SYNC_FILE_RANGE_WRITE});
-        flushed = size;
-      }
-      Atomics.wait(state, 0, ${RUNNING}, ${POLL_MS});
-    }
-    return { flushed };
-  }
-  function follow(m, state) {
-    if (m.algorithm) setThreadPolicy(${SCHED_IDLE});
-    let policyRestored = false;
-    const fd = open(m.dir, m.prefix, state);
-    if (fd < 0) return { none: "the transfer ended before its temporary file was seen" };
-    try {
-      const st = fs.fstatSync(fd, { bigint: true });
-      if (!st.isFile()) return { none: "not a regular file" };
-      if (!m.algorithm) return writeBack(fd, state);
-      const h = new Bun.CryptoHasher(m.algorithm);
-      const buf = Buffer.allocUnsafe(${READ});
-      let bytes = 0;
-      for (;;) {
-        const now = Atomics.load(state, 0);
-        if (now === ${CANCEL}) return { none: "cancelled" };
-        // what is left after the transfer is what the run waits for
-        if (now === ${FINISH} && !policyRestored) {
-          setThreadPolicy(${SCHED_OTHER});
-          policyRestored = true;
-        }
-        const n = fs.readSync(fd, buf, 0, buf.length, bytes);
-        if (n > 0) {
-          h.update(buf.subarray(0, n));
-          bytes += n;
-        } else if (now === ${FINISH}) {
-          // this read began after the transfer ended: the file is whole
-          return { dev: String(st.dev), ino: String(st.ino), bytes, digest: h.digest("hex") };
-        } else {
-          Atomics.wait(state, 0, ${RUNNING}, ${POLL_MS});
-        }
-      }
-    } finally {
-      fs.closeSync(fd);
-    }
-  }
-  self.onmessage = (e) => {
-    try {
-      postMessage(follow(e.data, new Int32Array(e.data.control)));
-    } catch (err) {
-      postMessage({ error: String((err && err.message) || err) });
-    }
-  };`;
+export type WorkerReply = FollowedFile | { none: string } | { error: string } | { flushed: number };
 
 export type DigestAlgorithm = "md5" | "sha256";
 
@@ -151,7 +79,7 @@ export function followDigest(dir: string, file: string, algorithm: DigestAlgorit
   const state = new Int32Array(control);
   // a worker ends once it has answered, having closed the file: ended earlier, it would keep it open
   const replies = [algorithm, undefined].map((algorithm) => new Promise<WorkerReply>((resolve) => {
-    const w = startWorker(FOLLOW_SOURCE);
+    const w = startWorkerFile("./core/transfer/follow.worker.ts", new URL("./follow.worker.ts", import.meta.url));
     const answer = (r: WorkerReply) => {
       void w.terminate();
       resolve(r);
@@ -160,7 +88,8 @@ export function followDigest(dir: string, file: string, algorithm: DigestAlgorit
     w.onerror = (e) => answer({ error: e.message || "the hashing worker failed" });
     // a worker that ends without a word (it exited, or was killed) must not leave finish() waiting
     w.addEventListener("close", () => answer({ error: "the hashing worker ended without an answer" }));
-    w.postMessage({ dir, prefix: `.${file}.`, algorithm, control });
+    const request: FollowRequest = { dir, prefix: `.${file}.`, algorithm, control };
+    w.postMessage(request);
   }));
   const stop = (to: number) => {
     Atomics.store(state, 0, to);
