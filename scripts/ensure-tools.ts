@@ -20,6 +20,8 @@ export const TOOLS: readonly Tool[] = [
   { name: "ssh-keygen", pkg: "openssh-client" },
   { name: "sshd", pkg: "openssh-server", at: "/usr/sbin/sshd" },
   { name: "tar", pkg: "tar" },
+  // the differential suite reads every hostile archive with bsdtar too
+  { name: "bsdtar", pkg: "libarchive-tools" },
   { name: "gzip", pkg: "gzip" },
   { name: "zstd", pkg: "zstd" },
   { name: "md5sum", pkg: "coreutils" },

@@ -289,3 +289,84 @@ describe("the header bytes do not change from one version to the next", () => {
     expect(digestOf(mixtures)).toBe("b563caa71e8615592b183b330119a19a6dddba5f1ae7443eddf8a44eb0bbe47e");
   }, 20_000);
 });
+
+describe("reading what GNU tar reads, as it reads it, or refusing by name", () => {
+  const B = require("../helpers/tar-builder.ts") as typeof import("../helpers/tar-builder.ts");
+  const te = new TextEncoder();
+  function read(t: Uint8Array): { entries: TarListing[]; content: Map<string, Uint8Array>; error?: { reason: string; offset?: number; kind: string } } {
+    const p = new TarParser();
+    const entries: TarListing[] = [];
+    const parts = new Map<string, Uint8Array[]>();
+    try {
+      for (let i = 0; i < t.length; i += 333) p.push(t.subarray(i, i + 333), (e) => entries.push(e), (d) => parts.set(entries.at(-1)!.name, [...(parts.get(entries.at(-1)!.name) ?? []), d.slice()]));
+    } catch (e) {
+      const f = e as { reason: string; offset?: number; kind: string };
+      return { entries, content: new Map(), error: { reason: f.reason, offset: f.offset, kind: f.kind } };
+    }
+    return { entries, content: new Map([...parts].map(([k, v]) => [k, Buffer.concat(v)])) };
+  }
+
+  const damaged: Array<[string, Uint8Array, RegExp, number]> = [
+    ["a pax size in hex", B.tar(B.pax([["size", "0x5"]]), B.file("a", "data\n")), /pax record size="0x5" is not a decimal number/, 0],
+    ["a negative pax size", B.tar(B.pax([["size", "-5"]]), B.file("a", "data\n")), /size="-5"/, 0],
+    ["a pax size with a sign", B.tar(B.pax([["size", "+5"]]), B.file("a", "data\n")), /size="\+5"/, 0],
+    ["a pax size with a fraction", B.tar(B.pax([["size", "5.0"]]), B.file("a", "data\n")), /size="5.0"/, 0],
+    ["octal with garbage after it", B.tar(B.file("ok", "x"), B.file("g", "data\n", { size: te.encode("00000000005x") })), /the size field "00000000005x" is not an octal number/, 1024],
+    ["base-64", B.tar(B.file("g", "data\n", { size: te.encode("-AAAAAAAAAF\u0000") })), /base-64/, 0],
+    ["a lone zero block before more entries", B.concat([B.file("a", "a\n"), new Uint8Array(512), B.file("b", "b\n"), new Uint8Array(1024)]), /a lone zero block is followed by more entries/, 1024],
+    ["a pax record without its newline", B.tar(B.pax(te.encode("11 path=abc")), B.file("a", "x")), /does not end with a newline/, 512],
+    ["a 0.1 sparse map without numblocks", B.tar(B.pax([["GNU.sparse.size", "100"], ["GNU.sparse.map", "0,10"]]), B.file("s", "x".repeat(10))), /without GNU.sparse.numblocks/, 0],
+    ["sparse pieces that do not fill the content", B.tar(B.pax([["GNU.sparse.size", "2000"], ["GNU.sparse.numblocks", "2"], ["GNU.sparse.map", "0,10,1000,10"]]), B.file("s", "x".repeat(20))), /take 2 blocks as GNU tar reads them, its content 1/, 0],
+    ["a header checksum that is wrong", B.tar(B.file("ok", "x"), B.file("c", "x\n", { checksum: 12345 })), /header checksum mismatch/, 1024],
+  ];
+  for (const [what, t, reason, offset] of damaged) {
+    test(`damage: ${what}, at the byte of its block`, () => {
+      const r = read(t);
+      expect(r.error?.reason).toMatch(reason);
+      expect(r.error?.offset).toBe(offset);
+      expect(r.error?.kind).toBe("damaged");
+    });
+  }
+
+  test("a pax global header applies to every later entry under each one's own records, until the next replaces it", () => {
+    const r = read(B.tar(B.pax([["mtime", "1000000000"], ["uid", "77"]], "g"), B.file("a", "a"), B.pax([["mtime", "1200000000"]]), B.file("b", "b"), B.pax([], "g"), B.file("c", "c")));
+    expect(r.entries.map((e) => [e.name, e.mtimeNs / 1_000_000_000n, e.uid])).toEqual([["a", 1000000000n, 77], ["b", 1200000000n, 77], ["c", 1600000000n, 0]]);
+  });
+
+  test("sparse files of old GNU (with extension blocks) and of pax 0.0, 0.1 and 1.0: their pieces, each read as whole blocks", () => {
+    const full = new Uint8Array(40_000).map((_, i) => (i % 7 === 0 ? 0 : (i * 13) & 0xff));
+    const map: Array<[number, number]> = Array.from({ length: 9 }, (_, i): [number, number] => [i * 4000 + 100, 700]);
+    map.push([40_000, 0]);
+    for (const t of [B.oldGnuSparse("s", full, map), B.paxSparse("0.0", "s", full, map), B.paxSparse("0.1", "s", full, map), B.paxSparse("1.0", "s", full, map)]) {
+      const r = read(B.tar(t, B.file("after", "after\n")));
+      expect(r.error).toBeUndefined();
+      expect(r.entries.map((e) => [e.name, e.type, e.size])).toEqual([["s", "file", 40_000], ["after", "file", 6]]);
+      expect(r.entries[0]!.sparse).toEqual(map.map(([offset, length]) => ({ offset, length })));
+      expect(Buffer.from(r.content.get("s")!).equals(Buffer.from(B.concat(map.map(([o, n]) => full.subarray(o, o + n)))))).toBe(true);
+    }
+  });
+
+  test("old tars' ways: a v7 directory named with a slash, a signed checksum, base-256 numbers; GNU's D and V entries", () => {
+    const r = read(B.tar(
+      B.entry({ name: "vd/", magic: "v7", mode: 0o750 }), B.file(te.encode("é"), "x", { checksum: "signed" }),
+      B.file("b", "nine\n", { size: B.base256(5, 12), mtime: B.base256(-100, 12), uid: B.base256(3_000_000, 8) }),
+      B.entry({ name: "LABEL", type: "V", magic: "gnu" }), B.entry({ name: "dd/", type: "D", magic: "gnu", data: "Nfoo\0\0" }),
+    ));
+    expect(r.error).toBeUndefined();
+    expect(r.entries.map((e) => [e.name, e.type, e.size])).toEqual([["vd", "dir", 0], ["é", "file", 1], ["b", "file", 5], ["dd", "dir", 0]]);
+    expect([r.entries[2]!.mtimeNs, r.entries[2]!.uid]).toEqual([-100_000_000_000n, 3_000_000]);
+  });
+
+  test("what is read but not made: devices, FIFOs, unknown types, 'S' outside an old-GNU archive, names that are not UTF-8", () => {
+    const r = read(B.tar(
+      B.entry({ name: "c", type: "3" }), B.entry({ name: "p", type: "6" }), B.entry({ name: "z", type: "Z", data: "zz" }),
+      B.oldGnuSparse("s", new Uint8Array(10), [[0, 10]], { magic: "ustar" }), B.file(new Uint8Array([0x61, 0xff]), "x"),
+    ));
+    expect(r.error).toBeUndefined();
+    expect(r.entries.map((e) => [e.type, e.kind])).toEqual([
+      ["other", "a character device"], ["other", "a FIFO"], ["other", "an entry of unknown type 'Z'"],
+      ["other", "an old-GNU sparse file in an archive that is not old GNU"], ["file", undefined],
+    ]);
+    expect(r.entries[4]!.unrestorable).toBe("its name or link target is not UTF-8");
+  });
+});

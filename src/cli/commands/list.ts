@@ -1,7 +1,8 @@
 import { defineCommand } from "citty";
-import { archiveEntries, type ListedEntry } from "../../core/archive/writer.ts";
-import { ShootError, errnoCode, errorMessage } from "../../core/common/errors.ts";
+import type { TarListing } from "../../core/archive/tar.ts";
+import { errnoCode } from "../../core/common/errors.ts";
 import { escapeText } from "../../core/common/escape.ts";
+import { readEntries } from "../../core/restore/read.ts";
 import { formatBytes } from "../../core/common/units.ts";
 import { configForArchive, heldArchives, resolveArchive, type HeldArchive } from "../../core/restore/verify.ts";
 import { configArgs } from "../args.ts";
@@ -14,6 +15,29 @@ function modeString(type: string, mode: number): string {
   const rwx = (bits: number, special: boolean, on: string, off: string) =>
     `${bits & 4 ? "r" : "-"}${bits & 2 ? "w" : "-"}${special ? (bits & 1 ? on : off) : bits & 1 ? "x" : "-"}`;
   return `${TYPE_CHAR[type] ?? "?"}${rwx(mode >> 6, (mode & 0o4000) !== 0, "s", "S")}${rwx(mode >> 3, (mode & 0o2000) !== 0, "s", "S")}${rwx(mode, (mode & 0o1000) !== 0, "t", "T")}`;
+}
+
+/** An entry as `list --json` prints it. */
+interface ListedEntry {
+  name: string;
+  type: string;
+  size: number;
+  mode: number;
+  /** Modification time in ms since the epoch (with the fraction the archive holds). */
+  mtime: number;
+  mtimeNs: bigint;
+  linkTarget?: string;
+  uid: number;
+  gid: number;
+  uname: string;
+  gname: string;
+  /** For "other": what it is (a FIFO, a device, an unknown type). */
+  kind?: string;
+}
+
+function listed(t: TarListing): ListedEntry {
+  const { name, type, size, mode, mtimeNs, linkTarget, uid, gid, uname, gname, kind } = t;
+  return { name, type, size, mode, mtime: Number(mtimeNs / 1_000_000n) + Number(mtimeNs % 1_000_000n) / 1e6, mtimeNs, linkTarget, uid, gid, uname, gname, kind };
 }
 
 /** One `ls -l` line; names, link targets and owners come from the archive, so the line is escaped as GNU tar escapes. */
@@ -40,15 +64,15 @@ async function printEntries(file: string, json: boolean): Promise<void> {
   process.stdout.on("error", ignore);
   try {
     let first = true;
-    for await (const batch of archiveEntries(file)) {
+    await readEntries(file, async (entries) => {
       let out = "";
-      for (const e of batch) {
+      for (const e of entries.map(listed)) {
         if (json) out += `${first ? "[\n" : ",\n"}${JSON.stringify(e, (_k, v) => (typeof v === "bigint" ? v.toString() : v), 2).replace(/^/gm, "  ")}`;
         else out += `${entryLine(e)}\n`;
         first = false;
       }
       await write(out);
-    }
+    });
     if (json) await write(first ? "[]\n" : "\n]\n");
   } catch (e) {
     if (errnoCode(e) !== "EPIPE") throw e;
@@ -98,16 +122,11 @@ export default defineCommand({
       return 0;
     }
     const a = resolveArchive(cfg, args.archive);
-    // a first read makes sure the tar stream is whole: a truncated archive is never listed in
-    // part; the second prints as it reads, so that millions of entries are never held
-    try {
-      for await (const _ of archiveEntries(a.path));
-    } catch (e) {
-      throw new ShootError("VERIFY_FAILED", `${a.path} cannot be listed: ${errorMessage(e)}`);
-    }
-    await printEntries(a.path, args.json === true).catch((e: unknown) => {
-      throw new ShootError("VERIFY_FAILED", `${a.path} cannot be listed: ${errorMessage(e)}`);
-    });
+    // a first read makes sure the archive reads whole (ARCHIVE_DAMAGED, with the byte where it
+    // does not): a damaged one is never listed in part; the second prints as it reads, so that
+    // millions of entries are never held
+    await readEntries(a.path, () => {});
+    await printEntries(a.path, args.json === true);
     return 0;
   },
 });

@@ -83,9 +83,10 @@ export default defineCommand({
         print(`shoot restore: ${result.code === 0 ? "OK" : `FAILED ${result.code} ${codeName(result.code)}`}: ${result.message}`);
         if (result.alsoRestored.length) print(`also restored, as hard-link targets of what was asked for: ${result.alsoRestored.join(", ")}`);
         printNotes("refused (outside the target)", result.refused);
+        printNotes("one name, two kinds (made as neither)", result.clashes);
         printNotes("existing", result.conflicts);
         printNotes("not written", result.failed);
-        printNotes("skipped", result.skipped);
+        printNotes("left out (not restored by shoot)", result.skipped);
       }
       return result.code;
     } finally {

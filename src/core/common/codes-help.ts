@@ -88,6 +88,14 @@ export const WHAT_TO_DO: Partial<Record<CodeName, string>> = {
     "The refused entries are listed; `--allow-outside-links` keeps links that point outside, or restore into `/`.",
   RESTORE_EXISTS: "Restore into an empty directory, or add `--force` to overwrite the files listed.",
   RESTORE_FAILED: "The message names the files; check space and permissions in the target, then restore again.",
+  ARCHIVE_DAMAGED:
+    "Restore from another copy (an older one, another backup host or an offsite store); the message names the " +
+    "byte where this one goes wrong. A server archive: run `shoot verify --deep` there and check the disk.",
+  RESTORE_CONFLICT:
+    "The names listed were made as neither kind: restore them by hand from GNU tar's output if you need them.",
+  ARCHIVE_UNSUPPORTED:
+    "The entries listed were left out (devices, FIFOs, …): make them by hand if you need them; the rest is restored.",
+  RESTORE_NO_SPACE: "Free space or inodes on the target's file system, restore elsewhere, or restore some paths only.",
   PASSWORD_EXPOSED:
     "`chmod 600` the password file (and `chown` it to the user that runs shoot); the report was still mailed.",
   BEFORE_HOOK_IGNORED: "Fix the `before` command; the backup was made without what it should have done.",

@@ -15,7 +15,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { code } from "../common/codes.ts";
+import { codeName } from "../common/codes.ts";
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
 import type { TarListing } from "../archive/tar.ts";
@@ -231,6 +231,9 @@ function entries(n: number): string {
   return `${n} ${n === 1 ? "entry" : "entries"}`;
 }
 
+/** Outcomes of one archive after which the chain goes on (the rest was restored), the worst first. */
+const PARTIAL = ["RESTORE_UNSAFE", "RESTORE_CONFLICT", "ARCHIVE_UNSUPPORTED"] as const;
+
 /** Restore `point` and every archive it needs, into opts.to. A full archive alone is a plain restore. */
 export async function runPointRestore(point: HeldArchive, opts: RestoreOptions): Promise<RestoreResult> {
   const chain = chainFor(point);
@@ -246,7 +249,7 @@ export async function runPointRestore(point: HeldArchive, opts: RestoreOptions):
   const root = fs.realpathSync(opts.to);
   preflight(point, root, selection, opts.force === true);
 
-  const total: RestoreResult = { code: 0, message: "", archive: point.path, to: root, restored: 0, bytes: 0, refused: [], skipped: [], conflicts: [], failed: [], alsoRestored: [], ms: 0 };
+  const total: RestoreResult = { code: 0, message: "", archive: point.path, to: root, restored: 0, bytes: 0, refused: [], clashes: [], skipped: [], conflicts: [], failed: [], alsoRestored: [], ms: 0 };
   for (const [i, link] of chain.entries()) {
     const take = new Take(link, point, i === chain.length - 1);
     let r: RestoreResult;
@@ -258,19 +261,26 @@ export async function runPointRestore(point: HeldArchive, opts: RestoreOptions):
     total.restored += r.restored;
     total.bytes += r.bytes;
     total.refused.push(...r.refused);
+    total.clashes.push(...r.clashes);
     total.skipped.push(...r.skipped);
     total.conflicts.push(...r.conflicts);
     total.failed.push(...r.failed);
     total.alsoRestored.push(...r.alsoRestored);
-    // unsafe entries are left out and the rest goes on, as in one archive; anything else stops here
-    if (r.code !== 0 && r.code !== code("RESTORE_UNSAFE")) {
-      return { ...total, code: r.code, message: `restore point ${point.file}: ${link.file} (${i + 1} of ${chain.length}): ${r.message}`, ms: performance.now() - started };
+    // entries left out (unsafe, two kinds, unsupported) leave the rest to go on, as in one archive; anything else stops here
+    const goesOn = PARTIAL.indexOf(codeName(r.code) as (typeof PARTIAL)[number]);
+    if (r.code !== 0 && goesOn < 0) {
+      const message = `restore point ${point.file}: ${link.file} (${i + 1} of ${chain.length}): ${r.message}`;
+      return { ...total, code: r.code, message, ms: performance.now() - started };
     }
-    if (r.code !== 0) total.code = r.code;
+    if (r.code !== 0 && (total.code === 0 || goesOn < PARTIAL.indexOf(codeName(total.code) as (typeof PARTIAL)[number]))) total.code = r.code;
   }
   const what = `${entries(total.restored)} (${formatBytes(total.bytes)}) of restore point ${point.file} from ${chain.length} archives (${chain.map((a) => a.file).join(", ")}) into ${root} in ${formatDuration(performance.now() - started)}`;
-  const refused = total.refused.length ? `; refused ${entries(total.refused.length)} that would land or point outside it` : "";
-  return { ...total, message: `restored ${what}${refused}`, ms: performance.now() - started };
+  const also = [
+    total.refused.length ? `refused ${entries(total.refused.length)} that would land or point outside it` : "",
+    total.clashes.length ? `made ${entries(total.clashes.length)} as neither of the two kinds the archive gives their name` : "",
+    total.skipped.length ? `left out ${entries(total.skipped.length)} shoot does not restore` : "",
+  ].filter((x) => x !== "");
+  return { ...total, message: `restored ${what}${also.map((x) => `; ${x}`).join("")}`, ms: performance.now() - started };
 }
 
 /** `archives` with every archive their restore points need, each once, in chain order (`verify` of a restore point checks all of it). */

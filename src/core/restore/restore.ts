@@ -1,29 +1,35 @@
 /**
  * Restore an archive, or some paths of it, into a directory. Nothing is written until the
  * archive has been read whole and matched its checksum; nothing that exists is overwritten
- * without `force`; and nothing lands or points outside the target directory, whoever made the
- * archive:
+ * without `force`; and nothing lands, points or is changed outside the target directory,
+ * whoever made the archive. Restore acts on what the disk holds, never on what the archive
+ * claims:
  *
  * - absolute names and names with `..` are refused;
+ * - every name is reached through directories opened one component at a time from the target
+ *   without following a link (extract.ts, cursor.ts, at.ts); files are created only where
+ *   nothing is (O_EXCL) and never through a link (O_NOFOLLOW); owners, modes and times are set
+ *   on descriptors, or on the name itself (AT_SYMLINK_NOFOLLOW);
  * - an entry whose path runs through a symbolic link (one from the archive, or one already in
- *   the target directory) is refused;
- * - symbolic links are created last, after every file, and only when their target resolves
- *   inside the target directory (following the archive's other links), unless the caller
- *   allows links that point out;
- * - as a second line of defence, a file is created only where it did not exist (O_EXCL, after
- *   removing what `force` replaces) and never through a link (O_NOFOLLOW), in directories this
- *   restore made or found to be directories.
+ *   the target) is refused;
+ * - a name the archive gives two kinds (a file and a directory, a directory and a link, a
+ *   file that is also the parent of other entries, …) is made as neither, and nothing below
+ *   it is made (RESTORE_CONFLICT);
+ * - symbolic links are made last, after every file, and only when their target resolves
+ *   inside the target directory, checked on the disk after all of them are made; with
+ *   `allowOutsideLinks` such links are made too, and still nothing is ever created, written,
+ *   changed or followed through them;
+ * - devices, FIFOs, unknown types, names that are not UTF-8 or longer than PATH_MAX are left
+ *   out and named (ARCHIVE_UNSUPPORTED);
+ * - what the archive would write is added up while it is checked, and a restore that does not
+ *   fit the target's free space or inodes is refused before anything is written; a file
+ *   system that fills up anyway stops it there (RESTORE_NO_SPACE).
  *
  * The archive is read three times, each entry in turn: to check it (checksums, a whole tar
- * stream, the paths asked for, and the archive's links), to decide about each entry (one byte
- * per entry is kept), and to write. What is held beyond that byte grows with the archive's
- * links and directories, not with its files, so that a restore of millions of files fits in
- * the memory of a small host. The writing is done here rather than by node-tar's unpacker,
- * which keeps every path it has written (path reservations, a unicode cache): measured, 2.4 GiB
- * and 3 minutes for 400,000 files.
- *
- * File times are set on the open file before it is closed; directory modes and times at the
- * end, deepest first, so that writing the files in them does not undo them.
+ * stream, the paths asked for, the names of its directories and links, the space it needs),
+ * to decide about each entry (one byte per entry is kept), and to write. What is held beyond
+ * that byte grows with the archive's links and directories, not with its files, so that a
+ * restore of millions of files fits in the memory of a small host.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -33,7 +39,12 @@ import { CHECKSUM_SUFFIX } from "../state/naming.ts";
 import type { Progress } from "../report/progress.ts";
 import type { TarListing } from "../archive/tar.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
-import { ArchiveReadError, archivePass, closeSource, describeReadError, openSource, tarSink, type ArchiveSource, type HeldArchive, type PassResult } from "./verify.ts";
+import type { HeldArchive } from "./verify.ts";
+import { ArchiveDamage, archivePass, closeSource, openSource, type ArchiveSource, type PassResult } from "./read.ts";
+import { openAt, type At } from "./at.ts";
+import { Extractor, keyOf, splitEntryName, type DirToFinish, type EntryNote, type LinkToMake, type PlanView } from "./extract.ts";
+
+export { splitEntryName, type EntryNote };
 import { fnv1a } from "../common/text.ts";
 
 export interface RestoreOptions {
@@ -57,23 +68,20 @@ export interface RestoreOptions {
   only?: (ordinal: number, entry: TarListing) => boolean;
 }
 
-export interface EntryNote {
-  name: string;
-  why: string;
-}
-
 export interface RestoreResult {
   code: number;
   message: string;
   archive: string;
   to: string;
-  /** Entries written: files, directories, links. */
+  /** Entries made: files, directories, links. */
   restored: number;
-  /** Bytes of file content written. */
+  /** Bytes of file content written (a sparse file's whole size). */
   bytes: number;
-  /** Entries refused because they would land or point outside the target. */
+  /** Entries refused because they would land, point or write outside the target. */
   refused: EntryNote[];
-  /** Entries left out for other reasons (types a tar restore does not make, hard links to nothing). */
+  /** Entries at or below a name the archive gives two kinds, made as neither. */
+  clashes: EntryNote[];
+  /** Entries left out as shoot does not restore them (devices, FIFOs, unknown types, hard links to nothing, names it cannot make). */
   skipped: EntryNote[];
   /** Files that exist and would have been overwritten (nothing was restored). */
   conflicts: EntryNote[];
@@ -84,20 +92,21 @@ export interface RestoreResult {
   ms: number;
 }
 
-
 /** What the plan decides for each entry: one byte per entry, in archive order. */
 const RESTORE = 0;
 const UNSELECTED = 1;
 const REFUSED = 2;
 const SKIPPED = 3;
-const CONFLICT = 4;
+const EXISTS = 4;
+const CLASH = 5;
 
-/** Components of an archive name, or why it may not be restored. */
-export function splitEntryName(raw: string): { parts: string[] } | { why: string } {
-  if (raw.startsWith("/")) return { why: "absolute path" };
-  const parts = raw.split("/").filter((p) => p !== "" && p !== ".");
-  if (parts.includes("..")) return { why: "path with '..'" };
-  return { parts };
+/** Longest name the system takes (PATH_MAX with its NUL), and longest component (NAME_MAX). */
+const PATH_MAX = 4095;
+const NAME_MAX = 255;
+
+/** A name longer than the system takes (in UTF-8 bytes), told without counting them when its length alone tells. */
+function tooLong(s: string, max: number): boolean {
+  return s.length > max || (s.length > max / 3 && Buffer.byteLength(s) > max);
 }
 
 /** A path as a person writes it (`/etc/hosts`, `etc/hosts/`) in archive form. */
@@ -108,48 +117,13 @@ export function selectionKey(p: string): string {
   return parts.join("/");
 }
 
-type DiskKind = "none" | "dir" | "file" | "symlink" | "other" | "blocked";
-type DiskEntry = { kind: DiskKind; target?: string };
-const NOTHING: DiskEntry = { kind: "none" };
-
-/**
- * What is on disk below the target before anything is written, as the plan sees it. Only what
- * is found at directories' paths is kept (the plan looks at the same parents again and again),
- * not what is found at every file's; and below a path that does not exist nothing does, so a
- * restore into an empty directory looks at its top names alone.
- */
-class DiskView {
-  private cache = new Map<string, DiskEntry>();
-  constructor(private readonly root: string) {}
-
-  /** @param leaf a file's or link's own path: looked at, not kept */
-  at(key: string, leaf = false): DiskEntry {
-    const hit = this.cache.get(key);
-    if (hit) return hit;
-    for (let i = key.indexOf("/"); i > 0; i = key.indexOf("/", i + 1)) {
-      if (this.cache.get(key.slice(0, i))?.kind === "none") return NOTHING;
-    }
-    let found: DiskEntry;
-    const abs = key === "" ? this.root : path.join(this.root, key);
-    try {
-      const st = fs.lstatSync(abs);
-      if (st.isSymbolicLink()) found = { kind: "symlink", target: fs.readlinkSync(abs) };
-      else found = { kind: st.isDirectory() ? "dir" : st.isFile() ? "file" : "other" };
-    } catch (e) {
-      found = { kind: errnoCode(e) === "ENOTDIR" ? "blocked" : "none" };
-    }
-    if (!leaf) this.cache.set(key, found);
-    return found;
-  }
-}
-
 /** The longest chain of links followed before a target counts as a loop (as the kernel's ELOOP). */
 const MAX_LINK_HOPS = 40;
 
 /**
  * Does a link at `linkParts` with `target` resolve inside the root? Followed component by
- * component, through the archive's own links and those already on disk, because `..` after
- * a link climbs from where the link points, not from where it stands.
+ * component, through the links `linkAt` knows, because `..` after a link climbs from where
+ * the link points, not from where it stands.
  */
 export function linkStaysInside(linkParts: readonly string[], target: string, rootIsSlash: boolean, linkAt: (key: string) => string | undefined): boolean {
   if (rootIsSlash) return true;
@@ -179,51 +153,74 @@ function isWithin(key: string, sel: string): boolean {
   return key === sel || key.startsWith(`${sel}/`);
 }
 
-/** A selected symbolic link, made after everything else. */
-interface LinkToMake {
-  ordinal: number;
-  key: string;
-  parts: string[];
-  target: string;
-  uid: number;
-  gid: number;
-  mtimeNs: bigint;
-}
-
-/** A restored directory, whose mode, owner and time are set at the end. */
-interface DirToFinish {
-  key: string;
-  depth: number;
-  mode: number;
-  uid: number;
-  gid: number;
-  mtimeNs: bigint;
-}
-
 /** A name and type as one number, to tell that the write pass meets the entries the plan decided about. */
 function fingerprint(l: TarListing): number {
   return fnv1a(`${l.type}\0${l.name}`);
 }
 
 /**
+ * What a name is in the archive, as bits: a directory entry, the parent of other entries, a
+ * symbolic link, a hard link to a symbolic link seen before it (GNU tar makes that a second link).
+ */
+const DIR = 1;
+const PARENT = 2;
+const SYMLINK = 4;
+const LINK_TO_LINK = 8;
+
+/** Free space and inodes where the target is, and the block size what is written is counted in. */
+interface Space {
+  bytes: number;
+  inodes: number;
+  block: number;
+  where: string;
+}
+
+/** The target's file system, found through its nearest existing ancestor; undefined when it cannot be asked. */
+function spaceAt(to: string): Space | undefined {
+  for (let p = path.resolve(to); ; p = path.dirname(p)) {
+    try {
+      const s = fs.statfsSync(p);
+      // a file system that counts no inodes (btrfs) has no limit on them to check
+      return { bytes: s.bavail * s.bsize, inodes: s.files > 0 ? s.ffree : Infinity, block: s.bsize || 4096, where: p };
+    } catch (e) {
+      if (errnoCode(e) !== "ENOENT" || p === path.dirname(p)) return undefined;
+    }
+  }
+}
+
+/** Bytes of content a file entry writes (a sparse file's pieces). */
+function storedBytes(l: TarListing): number {
+  return l.sparse ? l.sparse.reduce((n, p) => n + p.length, 0) : l.size;
+}
+
+/**
  * The first read: which paths asked for are in the archive, its first top-level names (for the
  * message when some are not), and what the plan needs from the whole archive before it can
- * decide about any entry: the symbolic links selected (an entry is refused when a parent is one,
- * wherever in the archive it comes), and the names selected hard links point to.
+ * decide about any entry: what each directory and link name is (an entry is refused when a
+ * parent is a link, a name given two kinds is made as neither, wherever in the archive the
+ * other comes), the names selected hard links point to, and the space it all takes.
  */
 class Survey {
   entries = 0;
   readonly tops = new Set<string>();
+  /** Names of directories, parents and links, as DIR | PARENT | SYMLINK bits. */
+  readonly kinds = new Map<string, number>();
   /** Selected symbolic links, name → target; of a name given twice, the last. */
   readonly links = new Map<string, string>();
   readonly symlinks: LinkToMake[] = [];
+  readonly lastLink = new Map<string, number>();
   /** Names selected hard links point to: the plan remembers what it decided for them. */
   readonly linkTargets = new Set<string>();
   /** Of those, names outside the selection: their files are restored too. */
   readonly alsoNeeded = new Set<string>();
+  readonly need = { bytes: 0, inodes: 0 };
   private readonly unmatched: Set<string>;
 
-  constructor(readonly selection: readonly string[], private readonly only?: RestoreOptions["only"]) {
+  constructor(
+    readonly selection: readonly string[],
+    private readonly space: Space | undefined,
+    private readonly only?: RestoreOptions["only"],
+  ) {
     this.unmatched = new Set(selection);
   }
 
@@ -234,22 +231,79 @@ class Survey {
   take(l: TarListing): void {
     const ordinal = this.entries++;
     if (this.only && !this.only(ordinal, l)) return;
+    if (tooLong(l.name, PATH_MAX)) return; // left out by the plan, never split
     const s = splitEntryName(l.name);
     if ("why" in s) return;
     const key = s.parts.join("/");
     if (this.tops.size < 5 && s.parts[0] !== undefined) this.tops.add(s.parts[0]);
     if (this.unmatched.size > 0) for (const sel of this.unmatched) if (isWithin(key, sel)) this.unmatched.delete(sel);
-    if (!this.selected(key)) return;
-    if (l.type === "symlink") {
+    if (!this.selected(key) || key === "") return;
+    const block = this.space?.block ?? 4096;
+    const newParents = this.markParents(s.parts);
+    let bytes = newParents * block;
+    if (l.type === "dir") bytes += this.mark(key, DIR) ? block : 0;
+    else if (l.type === "file") bytes += Math.ceil(storedBytes(l) / block) * block;
+    else if (l.type === "symlink") {
+      this.mark(key, SYMLINK);
       this.links.set(key, l.linkTarget ?? "");
+      this.lastLink.set(key, ordinal);
       this.symlinks.push({ ordinal, key, parts: s.parts, target: l.linkTarget ?? "", uid: l.uid, gid: l.gid, mtimeNs: l.mtimeNs });
+      // a target too long to keep in the inode takes a block
+      if ((l.linkTarget ?? "").length > 60) bytes += block;
     } else if (l.type === "hardlink") {
       const t = splitEntryName(l.linkTarget ?? "");
-      if ("why" in t) return;
-      const tkey = t.parts.join("/");
-      this.linkTargets.add(tkey);
-      if (!this.selected(tkey)) this.alsoNeeded.add(tkey);
+      if (!("why" in t)) {
+        const tkey = t.parts.join("/");
+        this.linkTargets.add(tkey);
+        if (!this.selected(tkey)) this.alsoNeeded.add(tkey);
+        if (this.isLink(tkey)) this.mark(key, LINK_TO_LINK);
+      }
     }
+    this.account(bytes, 1 + newParents, key);
+  }
+
+  /** Set a kind bit on a name; true when the name had neither DIR nor PARENT before (a new directory). */
+  private mark(key: string, bit: number): boolean {
+    const v = this.kinds.get(key) ?? 0;
+    this.kinds.set(key, v | bit);
+    return (v & (DIR | PARENT)) === 0;
+  }
+
+  /** Mark every parent of `parts` as one; how many of them are new directories. */
+  private markParents(parts: readonly string[]): number {
+    let added = 0;
+    for (let n = parts.length - 1; n >= 1; n--) {
+      const k = keyOf(parts, n);
+      const v = this.kinds.get(k) ?? 0;
+      if (v & PARENT) break;
+      this.kinds.set(k, v | PARENT);
+      if (!(v & DIR)) added++;
+    }
+    return added;
+  }
+
+  /** Count what an entry takes; refuse the restore as soon as it cannot fit (a bomb is never read to its end). */
+  private account(bytes: number, inodes: number, key: string): void {
+    this.need.bytes += bytes;
+    this.need.inodes += inodes;
+    const s = this.space;
+    if (!s || (this.need.bytes <= s.bytes && this.need.inodes <= s.inodes)) return;
+    const short = this.need.bytes > s.bytes ? `${formatBytes(this.need.bytes)} by /${key}, more than the ${formatBytes(s.bytes)} free` : `${this.need.inodes} files and directories by /${key}, more than the ${s.inodes} inodes free`;
+    throw new ShootError("RESTORE_NO_SPACE", `restoring it would take ${short} on the file system of ${s.where}; nothing was restored (free some space, or restore some paths only)`);
+  }
+
+  /**
+   * Names that are both a symbolic link and a directory entry. (A link that is only the parent
+   * of other entries is made; those entries are refused as written through it.)
+   */
+  clashes(): Set<string> {
+    const out = new Set<string>();
+    for (const [k, v] of this.kinds) if (v & SYMLINK && v & DIR) out.add(k);
+    return out;
+  }
+
+  isLink(key: string): boolean {
+    return ((this.kinds.get(key) ?? 0) & SYMLINK) !== 0;
   }
 
   /** Paths asked for that no entry of the archive is, or lies below. */
@@ -257,6 +311,17 @@ class Survey {
     return [...this.unmatched];
   }
 }
+
+type Disk = "none" | "dir" | "file" | "symlink" | "other" | "blocked";
+
+/** What the plan knows of a directory path: on disk (looked at once), and the first link on the way to it. */
+interface DirInfo {
+  disk: Disk;
+  target?: string;
+  through?: string;
+}
+
+const ROOT_INFO: DirInfo = { disk: "dir" };
 
 interface PlanOptions {
   root: string;
@@ -267,32 +332,47 @@ interface PlanOptions {
 
 /**
  * The second read: a decision for each entry, in archive order, as one byte. Pure apart from
- * looking at the target directory; nothing is written.
+ * looking at the target directory; nothing is written. What is on disk is looked at once per
+ * directory path (remembered) and once per file's own name; below a path that does not exist
+ * nothing does, so a restore into an empty directory looks at its top names alone.
  */
-class Planner {
+class Planner implements PlanView {
   readonly decisions: Uint8Array;
   readonly fingerprints: Uint32Array;
   readonly refused: EntryNote[] = [];
   readonly skipped: EntryNote[] = [];
   readonly conflicts: EntryNote[] = [];
+  readonly clashNotes: EntryNote[] = [];
   readonly alsoRestored: string[] = [];
   readonly dirs: DirToFinish[] = [];
-  restored = 0;
-  bytes = 0;
+  readonly clashes: Set<string>;
+  readonly force: boolean;
+  readonly lastLink: ReadonlyMap<string, number>;
   private ordinal = 0;
-  private readonly disk: DiskView;
   private readonly rootIsSlash: boolean;
+  private readonly dirInfos = new Map<string, DirInfo>();
   /** What was decided for the names hard links point to, as the plan passed them. */
   private readonly targetDecisions = new Map<string, number>();
-
-  readonly force: boolean;
 
   constructor(private readonly survey: Survey, private readonly opts: PlanOptions) {
     this.force = opts.force;
     this.decisions = new Uint8Array(survey.entries);
     this.fingerprints = new Uint32Array(survey.entries);
-    this.disk = new DiskView(opts.root);
     this.rootIsSlash = opts.root === "/";
+    this.clashes = survey.clashes();
+    this.lastLink = survey.lastLink;
+  }
+
+  chosen(ordinal: number, l?: TarListing): boolean {
+    if (l && this.fingerprints[ordinal] !== fingerprint(l)) {
+      throw new ShootError("RESTORE_FAILED", `the archive changed while it was being restored (entry ${ordinal + 1} is not the one checked); what was written so far stays`);
+    }
+    return this.decisions[ordinal] === RESTORE;
+  }
+
+  dirMode(key: string): number {
+    // one the archive holds is made for its owner alone until the end sets its mode; one it only implies, as tar makes it
+    return (this.survey.kinds.get(key) ?? 0) & DIR ? 0o700 : 0o777;
   }
 
   take(l: TarListing): void {
@@ -303,6 +383,10 @@ class Planner {
       this.decisions[ordinal] = UNSELECTED;
       return;
     }
+    if (tooLong(l.name, PATH_MAX)) {
+      this.decisions[ordinal] = this.note(this.skipped, SKIPPED, `${l.name.slice(0, 100)}…`, `its name is longer than the ${PATH_MAX + 1} bytes (PATH_MAX) the system takes: not restored`);
+      return;
+    }
     const s = splitEntryName(l.name);
     if ("why" in s) {
       this.decisions[ordinal] = this.note(this.refused, REFUSED, l.name, s.why);
@@ -310,10 +394,7 @@ class Planner {
     }
     const decision = this.decide(l, s.parts);
     this.decisions[ordinal] = decision;
-    if (decision !== RESTORE) return;
-    this.restored++;
-    if (l.type === "file") this.bytes += l.size;
-    if (l.type === "dir") this.dirs.push({ key: s.parts.join("/"), depth: s.parts.length, mode: l.mode, uid: l.uid, gid: l.gid, mtimeNs: l.mtimeNs });
+    if (decision === RESTORE && l.type === "dir") this.dirs.push({ key: s.parts.join("/"), depth: s.parts.length, mode: l.mode, uid: l.uid, gid: l.gid, mtimeNs: l.mtimeNs });
   }
 
   /** Every entry was decided about: as many as the first read found. */
@@ -328,274 +409,165 @@ class Planner {
 
   private decide(l: TarListing, parts: string[]): number {
     const key = parts.join("/");
-    if (key === "") return UNSELECTED; // the archive's top directory
+    if (key === "") return l.type === "dir" ? UNSELECTED : this.note(this.skipped, SKIPPED, l.name, "its name is empty"); // "." is the target itself
     let selected = this.survey.selected(key);
     if (!selected && l.type === "file" && this.survey.alsoNeeded.has(key)) {
       selected = true;
       if (!this.alsoRestored.includes(key)) this.alsoRestored.push(key);
     }
     if (!selected) return UNSELECTED;
-    const decision = this.refusal(l, parts, key) ?? this.conflict(l, key);
+    const decision = this.clash(l, parts, key) ?? this.leftOut(l, parts, key) ?? this.refusal(l, parts, key) ?? this.exists(l, parts, key);
     if (this.survey.linkTargets.has(key)) this.targetDecisions.set(key, decision);
     return decision;
   }
 
-  /** The first parent of `parts` that is a link (the archive's or one on disk), if any. */
-  private linkInPath(parts: readonly string[]): string | undefined {
-    let k = "";
-    let onDisk = true; // below a path that is not a directory on disk, nothing is
-    for (let i = 0; i < parts.length - 1; i++) {
-      k = i === 0 ? parts[0]! : `${k}/${parts[i]}`;
-      if (this.survey.links.has(k)) return `the archive's symbolic link ${k}`;
-      if (!onDisk) continue;
-      const here = this.disk.at(k);
-      if (here.kind === "symlink") return `the existing symbolic link ${path.join(this.opts.root, k)}`;
-      onDisk = here.kind === "dir";
-    }
+  /** A name the archive gives two kinds, or one below such a name (as far as the plan knows by now; the write pass looks again). */
+  private clash(l: TarListing, parts: string[], key: string): number | undefined {
+    const kinds = this.survey.kinds.get(key) ?? 0;
+    const other =
+      l.type === "dir" ? kinds & (SYMLINK | LINK_TO_LINK)
+      : l.type === "symlink" ? kinds & DIR
+      : l.type === "hardlink" ? kinds & (DIR | PARENT | SYMLINK)
+      : kinds & (DIR | PARENT | SYMLINK | LINK_TO_LINK);
+    if (other) this.clashes.add(key);
+    if (!this.clashes.has(key) && !this.dirClashed(parts)) return undefined;
+    const kind = l.type === "other" ? l.kind ?? "other" : l.type;
+    return this.note(this.clashNotes, CLASH, key, `the archive gives this name (or a directory above it) two kinds; this entry is a ${kind}: made as neither`);
+  }
+
+  private dirClashed(parts: readonly string[]): boolean {
+    if (this.clashes.size === 0) return false;
+    for (let n = 1; n < parts.length; n++) if (this.clashes.has(keyOf(parts, n))) return true;
+    return false;
+  }
+
+  /** What shoot does not make: kinds it does not restore, names the system cannot take. */
+  private leftOut(l: TarListing, parts: string[], key: string): number | undefined {
+    if (l.type === "other") return this.note(this.skipped, SKIPPED, key, `${l.kind ?? "not a file, directory or link"}: not restored`);
+    if (l.unrestorable) return this.note(this.skipped, SKIPPED, key, `${l.unrestorable}: not restored`);
+    if (parts.some((p) => tooLong(p, NAME_MAX))) return this.note(this.skipped, SKIPPED, `${key.slice(0, 100)}…`, `a component of its name is longer than the ${NAME_MAX} bytes the system takes: not restored`);
+    if (l.type === "symlink" && !l.linkTarget) return this.note(this.skipped, SKIPPED, key, "a symbolic link to nothing (its target is empty): not restored");
+    if (l.type === "symlink" && tooLong(l.linkTarget ?? "", PATH_MAX)) return this.note(this.skipped, SKIPPED, key, `its target is longer than the ${PATH_MAX + 1} bytes (PATH_MAX) the system takes: not restored`);
     return undefined;
   }
 
+  /** The directory of the first `n` components: on disk, and the first link on the way (remembered by path). */
+  private dirInfo(parts: readonly string[], n: number): DirInfo {
+    if (n === 0) return ROOT_INFO;
+    const k = keyOf(parts, n);
+    const hit = this.dirInfos.get(k);
+    if (hit) return hit;
+    const parent = this.dirInfo(parts, n - 1);
+    const here = parent.disk === "dir" ? this.look(k) : { disk: (parent.disk === "none" ? "none" : "blocked") as Disk };
+    const through = parent.through ?? (this.survey.isLink(k) ? `the archive's symbolic link ${k}` : here.disk === "symlink" ? `the existing symbolic link ${path.join(this.opts.root, k)}` : undefined);
+    const info: DirInfo = { ...here, through };
+    this.dirInfos.set(k, info);
+    return info;
+  }
+
+  /** What is at a name below the target now (read only: the write pass acts through descriptors). */
+  private look(key: string): { disk: Disk; target?: string } {
+    const abs = path.join(this.opts.root, key);
+    try {
+      const st = fs.lstatSync(abs);
+      if (st.isSymbolicLink()) return { disk: "symlink", target: fs.readlinkSync(abs) };
+      return { disk: st.isDirectory() ? "dir" : st.isFile() ? "file" : "other" };
+    } catch (e) {
+      return { disk: errnoCode(e) === "ENOTDIR" ? "blocked" : "none" };
+    }
+  }
+
+  /** What is at an entry's own name: a file's is looked at, not remembered. */
+  private diskAt(parts: readonly string[], remember: boolean): { disk: Disk; target?: string } {
+    if (remember) return this.dirInfo(parts, parts.length);
+    const parent = this.dirInfo(parts, parts.length - 1);
+    if (parent.disk !== "dir") return { disk: parent.disk === "none" ? "none" : "blocked" };
+    return this.look(parts.join("/"));
+  }
+
   private refusal(l: TarListing, parts: string[], key: string): number | undefined {
-    if (l.type === "other") return this.note(this.skipped, SKIPPED, key, "not a file, directory or link (device, FIFO or sparse file): not restored");
-    const through = this.linkInPath(parts);
+    const through = this.dirInfo(parts, parts.length - 1).through;
     if (through) return this.note(this.refused, REFUSED, key, `would be written through ${through}`);
     if (l.type === "symlink" && !this.opts.allowOutsideLinks) {
-      const linkAt = (k: string) => this.survey.links.get(k) ?? (this.disk.at(k).kind === "symlink" ? this.disk.at(k).target : undefined);
+      const linkAt = (k: string) => {
+        if (this.survey.isLink(k)) return this.survey.links.get(k);
+        const d = this.dirInfos.get(k) ?? this.look(k);
+        return d.disk === "symlink" ? d.target : undefined;
+      };
       if (!linkStaysInside(parts, l.linkTarget ?? "", this.rootIsSlash, linkAt)) {
         return this.note(this.refused, REFUSED, key, `symbolic link to ${JSON.stringify(l.linkTarget)}, which points outside ${this.opts.root}`);
       }
     }
-    if (l.type !== "hardlink") return undefined;
+    return l.type === "hardlink" ? this.hardLinkRefusal(l, key) : undefined;
+  }
+
+  private hardLinkRefusal(l: TarListing, key: string): number | undefined {
     const t = splitEntryName(l.linkTarget ?? "");
     if ("why" in t) return this.note(this.refused, REFUSED, key, `hard link to ${JSON.stringify(l.linkTarget)} (${t.why})`);
-    const via = this.linkInPath([...t.parts, ""]);
+    if (t.parts.length === 0) return this.note(this.refused, REFUSED, key, "hard link to the target directory itself");
+    const via = this.dirInfo(t.parts, t.parts.length - 1).through;
     if (via) return this.note(this.refused, REFUSED, key, `hard link through ${via}`);
     const tkey = t.parts.join("/");
-    if (this.targetDecisions.get(tkey) !== RESTORE && this.disk.at(tkey, true).kind !== "file") {
-      return this.note(this.skipped, SKIPPED, key, `hard link to /${tkey}, which is neither restored nor on disk`);
+    const kinds = this.survey.kinds.get(tkey) ?? 0;
+    if (kinds & SYMLINK) return this.note(this.refused, REFUSED, key, `hard link to /${tkey}, a symbolic link (a second name for a link no check would see)`);
+    if (kinds & (DIR | PARENT)) return this.note(this.refused, REFUSED, key, `hard link to /${tkey}, a directory`);
+    if (this.targetDecisions.get(tkey) !== RESTORE && this.diskAt(t.parts, false).disk !== "file") {
+      return this.note(this.skipped, SKIPPED, key, `hard link to /${tkey}, which is neither restored before it nor a file on disk: not restored`);
     }
     return undefined;
   }
 
   /** What is in the way of an entry to be written. */
-  private conflict(l: TarListing, key: string): number {
-    const here = this.disk.at(key, l.type !== "dir");
-    if (here.kind === "blocked") return this.opts.force ? RESTORE : this.note(this.conflicts, CONFLICT, key, "a parent directory of it is a file here");
-    if (here.kind === "none") return RESTORE;
+  private exists(l: TarListing, parts: string[], key: string): number {
+    const here = this.diskAt(parts, l.type === "dir");
+    if (here.disk === "blocked") return this.opts.force ? RESTORE : this.note(this.conflicts, EXISTS, key, "a parent directory of it is a file here");
+    if (here.disk === "none") return RESTORE;
     if (l.type === "dir") {
-      if (here.kind === "dir" || this.opts.force) return RESTORE;
-      return this.note(this.conflicts, CONFLICT, key, `exists here as a ${here.kind}`);
+      if (here.disk === "dir" || this.opts.force) return RESTORE;
+      return this.note(this.conflicts, EXISTS, key, `exists here as a ${here.disk}`);
     }
-    if (here.kind === "dir") return this.note(this.conflicts, CONFLICT, key, "a directory of that name is in the way (remove it first; --force does not remove directories)");
-    return this.opts.force ? RESTORE : this.note(this.conflicts, CONFLICT, key, "exists");
-  }
-}
-
-/** Seconds with the fraction the archive holds (to the microsecond a double keeps), as utimes takes them. */
-function seconds(mtimeNs: bigint): number {
-  return Number(mtimeNs / 1000n) / 1e6;
-}
-
-const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
-
-/**
- * The third read: the entries the plan chose, written as they stream by. Symbolic links wait
- * for the end; so do directories' modes and times.
- */
-class Writer {
-  readonly failed: EntryNote[] = [];
-  /** Directories this restore made or found to be directories (not links): written into without looking again. */
-  private readonly dirsOk = new Set<string>([""]);
-  private ordinal = 0;
-  private file: { fd: number; left: number; key: string; l: TarListing } | undefined;
-  private readonly asRoot = process.getuid?.() === 0;
-
-  constructor(private readonly root: string, private readonly plan: Planner) {}
-
-  entry(l: TarListing): void {
-    if (this.file) {
-      // content comes whole before the next entry; should it not, the file is not left open
-      fs.closeSync(this.file.fd);
-      this.fail(this.file.key, new Error("its content ended early"));
-      this.file = undefined;
-    }
-    const ordinal = this.ordinal++;
-    if (this.plan.fingerprints[ordinal] !== fingerprint(l)) {
-      throw new ShootError("RESTORE_FAILED", `the archive changed while it was being restored (entry ${ordinal + 1} is not the one checked); what was written so far stays`);
-    }
-    if (this.plan.decisions[ordinal] !== RESTORE || l.type === "symlink") return;
-    const s = splitEntryName(l.name);
-    if ("why" in s) return; // never decided RESTORE; checked again all the same
-    const key = s.parts.join("/");
-    const abs = path.join(this.root, key);
-    try {
-      if (l.type === "dir") {
-        this.dirs(s.parts, s.parts.length - 1);
-        // a file where the directory belongs: the plan let it be replaced only with force
-        if (this.plan.force && !this.dirsOk.has(key) && fs.lstatSync(abs, { throwIfNoEntry: false })?.isDirectory() === false) fs.unlinkSync(abs);
-        this.dirs(s.parts, s.parts.length);
-      } else if (l.type === "file") {
-        this.dirs(s.parts, s.parts.length - 1);
-        const fd = this.create(abs, () => fs.openSync(abs, CREATE_FLAGS, 0o600));
-        this.file = { fd, left: l.size, key, l };
-        if (l.size === 0) this.close();
-      } else if (l.type === "hardlink") {
-        const t = splitEntryName(l.linkTarget ?? "");
-        if ("why" in t) return;
-        this.dirs(s.parts, s.parts.length - 1);
-        this.create(abs, () => fs.linkSync(path.join(this.root, t.parts.join("/")), abs));
-      }
-    } catch (e) {
-      this.fail(key, e);
-    }
-  }
-
-  data(piece: Uint8Array): void {
-    const f = this.file;
-    if (!f) return;
-    try {
-      for (let at = 0; at < piece.length;) at += fs.writeSync(f.fd, piece, at, piece.length - at);
-      f.left -= piece.length;
-      if (f.left === 0) this.close();
-    } catch (e) {
-      this.file = undefined;
-      fs.closeSync(f.fd);
-      this.fail(f.key, e);
-    }
-  }
-
-  /** Symbolic links, now that every file is in place: their parents are checked again. */
-  links(symlinks: readonly LinkToMake[]): void {
-    for (const k of symlinks) {
-      if (this.plan.decisions[k.ordinal] !== RESTORE) continue;
-      try {
-        this.dirs(k.parts, k.parts.length - 1, true);
-        const abs = path.join(this.root, k.key);
-        this.clear(abs);
-        fs.symlinkSync(k.target, abs);
-        if (this.asRoot) fs.lchownSync(abs, k.uid, k.gid);
-        fs.lutimesSync(abs, seconds(k.mtimeNs), seconds(k.mtimeNs));
-      } catch (e) {
-        this.fail(k.key, e);
-      }
-    }
-  }
-
-  /** Directories' owners, modes and times, deepest first: after this nothing is written into them. */
-  finishDirs(dirs: readonly DirToFinish[]): void {
-    for (const d of [...dirs].sort((x, y) => y.depth - x.depth)) {
-      const abs = path.join(this.root, d.key);
-      try {
-        if (this.asRoot) fs.lchownSync(abs, d.uid, d.gid);
-        fs.chmodSync(abs, d.mode);
-        fs.utimesSync(abs, seconds(d.mtimeNs), seconds(d.mtimeNs));
-      } catch (e) {
-        this.fail(d.key, e, "setting owner, mode and time");
-      }
-    }
-  }
-
-  private close(): void {
-    const f = this.file!;
-    this.file = undefined;
-    try {
-      // the owner first: changing it clears set-user-ID and set-group-ID bits the mode sets
-      if (this.asRoot) fs.fchownSync(f.fd, f.l.uid, f.l.gid);
-      fs.fchmodSync(f.fd, f.l.mode);
-      fs.futimesSync(f.fd, seconds(f.l.mtimeNs), seconds(f.l.mtimeNs));
-    } catch (e) {
-      this.fail(f.key, e, "setting owner, mode and time");
-    } finally {
-      fs.closeSync(f.fd);
-    }
-  }
-
-  /**
-   * The first `count` names of `parts` exist as directories: made when missing, and never a
-   * link or a file, which would carry what is written elsewhere. `again`: looked at even when
-   * seen before (for links, made when everything else is in place).
-   */
-  private dirs(parts: readonly string[], count: number, again = false): void {
-    let key = "";
-    for (let i = 0; i < count; i++) {
-      key = key === "" ? parts[i]! : `${key}/${parts[i]}`;
-      if (!again && this.dirsOk.has(key)) continue;
-      const abs = path.join(this.root, key);
-      let st: fs.Stats | undefined;
-      try {
-        st = fs.lstatSync(abs);
-      } catch (e) {
-        if (errnoCode(e) !== "ENOENT") throw e;
-      }
-      if (!st) fs.mkdirSync(abs, { mode: 0o755 });
-      else if (!st.isDirectory()) throw new Error(`${abs} is not a directory (a link or file is in the way)`);
-      this.dirsOk.add(key);
-    }
-  }
-
-  /**
-   * `make` a new file or link at `abs`: tried first as it is (nearly always nothing is there),
-   * and once more after making room when something was.
-   */
-  private create<T>(abs: string, make: () => T): T {
-    try {
-      return make();
-    } catch (e) {
-      if (errnoCode(e) !== "EEXIST") throw e;
-    }
-    this.clear(abs);
-    return make();
-  }
-
-  /**
-   * Make room for a file or link at `abs`. The plan found nothing there, or `force` allowed
-   * replacing it; whatever stands there now that is not a directory is removed, not followed.
-   */
-  private clear(abs: string): void {
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(abs);
-    } catch {
-      return;
-    }
-    if (st.isDirectory()) throw new Error("a directory of that name is in the way");
-    fs.unlinkSync(abs);
-  }
-
-  private fail(name: string, e: unknown, doing?: string): void {
-    this.failed.push({ name, why: doing ? `${doing}: ${errorMessage(e)}` : errorMessage(e) });
+    if (here.disk === "dir") return this.note(this.conflicts, EXISTS, key, "a directory of that name is in the way (remove it first; --force does not remove directories)");
+    return this.opts.force ? RESTORE : this.note(this.conflicts, EXISTS, key, "exists");
   }
 }
 
 /** One read of the whole archive, each entry (and with `onData`, its content) to the callbacks. */
-async function readPass(
-  fd: ArchiveSource, label: string, opts: RestoreOptions, total: number,
-  onEntry: (e: TarListing) => void, onData?: (piece: Uint8Array) => void,
-): Promise<{ pass: PassResult; ended: boolean }> {
-  const { sink, ended } = tarSink(onEntry, onData);
+async function readPass(fd: ArchiveSource, label: string, opts: RestoreOptions, total: number, onEntry: (e: TarListing) => void, onData?: (piece: Uint8Array) => void): Promise<PassResult> {
   const progress = opts.progressFor?.(label, total);
   try {
-    const pass = await archivePass(fd, sink, { progress, signal: opts.signal });
-    return { pass, ended: ended() };
+    return await archivePass(fd, { progress, signal: opts.signal, onEntry, onData });
   } finally {
     progress?.finish();
   }
 }
 
 /** Refuse before writing when the archive is not what its checksum files say. */
-function checkIntegrity(a: HeldArchive, pass: PassResult, ended: boolean, checksum: boolean): void {
-  const fail = (why: string) => {
-    throw new ShootError("VERIFY_FAILED", `${a.file}: ${why}; nothing was restored`);
-  };
-  if (!ended) fail("the tar stream ends without its end-of-archive blocks: the archive is truncated");
+function checksumProblem(a: HeldArchive, got: { md5: string; sha256: string }, checksum: boolean): string | undefined {
   if (checksum) {
-    if (a.checksumFile === "missing") fail(`there is no checksum file ${a.file}${CHECKSUM_SUFFIX} beside it (restore with --no-checksum to go ahead without one)`);
-    if (a.checksumFile === "bad") fail(`${a.file}${CHECKSUM_SUFFIX} is not one md5sum line for it`);
-    if (a.md5 !== pass.md5) fail(`its MD5 is ${pass.md5}, ${a.file}${CHECKSUM_SUFFIX} says ${a.md5}`);
+    if (a.checksumFile === "missing") return `there is no checksum file ${a.file}${CHECKSUM_SUFFIX} beside it (restore with --no-checksum to go ahead without one)`;
+    if (a.checksumFile === "bad") return `${a.file}${CHECKSUM_SUFFIX} is not one md5sum line for it`;
+    if (a.md5 !== got.md5) return `its MD5 is ${got.md5}, ${a.file}${CHECKSUM_SUFFIX} says ${a.md5}`;
   }
   const h = a.list;
-  if (h?.md5 && h.md5 !== pass.md5) fail(`its MD5 is ${pass.md5}, the server's file list recorded ${h.md5}`);
-  if (h?.sha256 && h.sha256 !== pass.sha256) fail(`its SHA-256 is ${pass.sha256}, the server's file list recorded ${h.sha256}`);
+  if (h?.md5 && h.md5 !== got.md5) return `its MD5 is ${got.md5}, the server's file list recorded ${h.md5}`;
+  if (h?.sha256 && h.sha256 !== got.sha256) return `its SHA-256 is ${got.sha256}, the server's file list recorded ${h.sha256}`;
+  return undefined;
+}
+
+/** The first read, failing as a ShootError that names what is wrong: a checksum that does not match first (the archive changed since), then damage. */
+async function check(fd: ArchiveSource, a: HeldArchive, opts: RestoreOptions, survey: Survey): Promise<PassResult> {
+  let pass: PassResult;
+  try {
+    pass = await readPass(fd, "checking", opts, a.bytes, (e) => survey.take(e));
+  } catch (e) {
+    if (!(e instanceof ArchiveDamage)) throw e;
+    const sums = e.digests ? checksumProblem(a, e.digests, opts.checksum !== false) : undefined;
+    if (sums) throw new ShootError("VERIFY_FAILED", `${a.file}: ${sums}, and it cannot be read whole: ${e.message}; nothing was restored`);
+    throw new ShootError(e.kind === "unsupported" ? "ARCHIVE_UNSUPPORTED" : "ARCHIVE_DAMAGED", `${a.file}: ${e.message}; nothing was restored`);
+  }
+  const sums = checksumProblem(a, pass, opts.checksum !== false);
+  if (sums) throw new ShootError("VERIFY_FAILED", `${a.file}: ${sums}; nothing was restored`);
+  return pass;
 }
 
 function entries(n: number): string {
@@ -606,26 +578,43 @@ function listNotes(notes: readonly EntryNote[], n = 5): string {
   return `${notes.slice(0, n).map((x) => `${x.name} (${x.why})`).join("; ")}${notes.length > n ? `; … ${notes.length} in all` : ""}`;
 }
 
+/** The target directory, made when missing; its real path. */
+function makeTarget(to: string): string {
+  try {
+    fs.mkdirSync(to, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw new ShootError("RESTORE_FAILED", `cannot create the target directory ${to}: ${errorMessage(e)}`);
+  }
+  const root = fs.realpathSync(to);
+  if (!fs.statSync(root).isDirectory()) throw new ShootError("RESTORE_FAILED", `${to} is not a directory`);
+  return root;
+}
+
+function loadAt(): At {
+  try {
+    return openAt();
+  } catch (e) {
+    throw new ShootError("RESTORE_FAILED", `restore needs the C library's directory calls, which cannot be loaded here: ${errorMessage(e)}`);
+  }
+}
+
 export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<RestoreResult> {
   const started = performance.now();
   const result: RestoreResult = {
     code: 0, message: "", archive: a.path, to: opts.to, restored: 0, bytes: 0,
-    refused: [], skipped: [], conflicts: [], failed: [], alsoRestored: [], ms: 0,
+    refused: [], clashes: [], skipped: [], conflicts: [], failed: [], alsoRestored: [], ms: 0,
   };
   const finish = (name: CodeName | "OK", message: string): RestoreResult => ({
     ...result, code: name === "OK" ? 0 : code(name), message, ms: performance.now() - started,
   });
-  const survey = new Survey((opts.paths ?? []).map(selectionKey), opts.only);
-  const unreadable = (e: unknown): never => {
-    if (!(e instanceof ArchiveReadError)) throw e;
-    throw new ShootError("VERIFY_FAILED", `${a.file}: ${describeReadError(e, a.bytes)}; nothing was restored`);
-  };
-
+  const at = loadAt();
+  const survey = new Survey((opts.paths ?? []).map(selectionKey), spaceAt(opts.to), opts.only);
   const fd = openSource(a);
+  let rootFd = -1;
+  let extractor: Extractor | undefined;
   try {
-    // 1. read it whole: checksum, stream, the paths asked for, the links; nothing is written before this passes
-    const first = await readPass(fd, "checking", opts, a.bytes, (e) => survey.take(e)).catch(unreadable);
-    checkIntegrity(a, first.pass, first.ended, opts.checksum !== false);
+    // 1. read it whole: checksum, stream, the paths asked for, names and space; nothing is written before this passes
+    const first = await check(fd, a, opts, survey);
     const unmatched = opts.only ? [] : survey.missing();
     if (unmatched.length > 0) {
       const tops = [...survey.tops];
@@ -633,53 +622,95 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     }
 
     // 2. the target, and the plan
-    try {
-      fs.mkdirSync(opts.to, { recursive: true, mode: 0o700 });
-    } catch (e) {
-      throw new ShootError("RESTORE_FAILED", `cannot create the target directory ${opts.to}: ${errorMessage(e)}`);
-    }
-    const root = fs.realpathSync(opts.to);
-    if (!fs.statSync(root).isDirectory()) throw new ShootError("RESTORE_FAILED", `${opts.to} is not a directory`);
+    const root = makeTarget(opts.to);
     result.to = root;
     const plan = new Planner(survey, { root, force: opts.force === true, allowOutsideLinks: opts.allowOutsideLinks === true, only: opts.only });
-    const second = await readPass(fd, "planning", opts, a.bytes, (e) => plan.take(e)).catch(unreadable);
-    if (second.pass.md5 !== first.pass.md5 || !plan.complete()) throw new ShootError("VERIFY_FAILED", `${a.file}: the archive changed while it was being read; nothing was restored`);
-    result.alsoRestored = plan.alsoRestored;
-    result.refused = plan.refused;
-    result.skipped = plan.skipped;
-    result.conflicts = plan.conflicts;
+    const second = await readPass(fd, "planning", opts, a.bytes, (e) => plan.take(e)).catch(changed(a));
+    if (second.md5 !== first.md5 || !plan.complete()) throw new ShootError("VERIFY_FAILED", `${a.file}: the archive changed while it was being read; nothing was restored`);
+    Object.assign(result, { alsoRestored: plan.alsoRestored, refused: plan.refused, skipped: plan.skipped, conflicts: plan.conflicts });
     if (result.conflicts.length > 0) {
       return finish("RESTORE_EXISTS", `${entries(result.conflicts.length)} exist in ${root} already (${listNotes(result.conflicts, 3)}); nothing was restored (--force overwrites files)`);
     }
 
-    // 3. files, directories and hard links, in archive order
-    const writer = new Writer(root, plan);
-    result.failed = writer.failed;
-    let third: { pass: PassResult };
-    try {
-      third = await readPass(fd, "restoring", opts, a.bytes, (e) => writer.entry(e), (piece) => writer.data(piece));
-    } catch (e) {
-      const why = e instanceof ArchiveReadError || e instanceof ShootError ? errorMessage(e) : undefined;
-      if (why === undefined) throw e;
-      result.failed.push({ name: a.file, why });
-      return finish("RESTORE_FAILED", `restoring ${a.file} into ${root} failed part way: ${why}`);
-    }
-    if (third.pass.md5 !== first.pass.md5) result.failed.push({ name: a.file, why: "the archive changed while it was being restored" });
-
-    // 4. links last, so that nothing was ever written through one; then directory metadata
-    writer.links(survey.symlinks);
-    writer.finishDirs(plan.dirs);
-    result.restored = plan.restored;
-    result.bytes = plan.bytes;
-    const took = formatDuration(performance.now() - started);
-    const what = `${entries(result.restored)} (${formatBytes(result.bytes)}) from ${a.file} into ${root} in ${took}`;
-    if (result.failed.length > 0) return finish("RESTORE_FAILED", `restored ${what}, but ${entries(result.failed.length)} could not be written: ${listNotes(result.failed)}`);
-    if (result.refused.length > 0) {
-      const links = result.refused.some((r) => r.why.includes("points outside")) && !opts.allowOutsideLinks ? " (--allow-outside-links creates links that point out, after everything else)" : "";
-      return finish("RESTORE_UNSAFE", `restored ${what}; refused ${entries(result.refused.length)} that would land or point outside it: ${listNotes(result.refused)}${links}`);
-    }
-    return finish("OK", `restored ${what}${result.skipped.length ? `; skipped ${result.skipped.length}: ${listNotes(result.skipped)}` : ""}`);
+    // 3. files, directories and hard links, in archive order; then links, then directories' metadata
+    rootFd = at.openRoot(root);
+    extractor = new Extractor(at, rootFd, root, plan);
+    const stopped = (await extract(fd, a, opts, extractor, first)) ?? lastOfAll(extractor, survey, plan, root, opts);
+    result.restored = extractor.restored;
+    result.bytes = extractor.bytes;
+    result.failed = extractor.failed;
+    result.clashes = [...plan.clashNotes, ...extractor.clashed];
+    result.refused = [...plan.refused, ...extractor.refused];
+    if (stopped) return finish(stopped.name, stopped.message);
+    return outcome(result, `${a.file} into ${root} in ${formatDuration(performance.now() - started)}`, opts, finish);
   } finally {
+    extractor?.close();
+    if (rootFd >= 0) at.close(rootFd);
     closeSource(fd);
   }
+}
+
+/** A later read that no longer reads as the first did: the archive changed meanwhile. */
+function changed(a: HeldArchive): (e: unknown) => never {
+  return (e) => {
+    if (!(e instanceof ArchiveDamage)) throw e;
+    throw new ShootError("VERIFY_FAILED", `${a.file}: the archive changed while it was being read (${e.message}); nothing was restored`);
+  };
+}
+
+/** The write pass, the links and the directories' metadata; a stop (the file system full, the archive changed) as a code and message. */
+async function extract(fd: ArchiveSource, a: HeldArchive, opts: RestoreOptions, x: Extractor, first: PassResult): Promise<{ name: CodeName; message: string } | undefined> {
+  try {
+    const third = await readPass(fd, "restoring", opts, a.bytes, (e) => x.entry(e), (piece) => x.data(piece));
+    if (third.md5 !== first.md5) x.failed.push({ name: a.file, why: "the archive changed while it was being restored" });
+  } catch (e) {
+    if (e instanceof ShootError && e.code === code("RESTORE_NO_SPACE")) return { name: "RESTORE_NO_SPACE", message: e.message };
+    if (!(e instanceof ArchiveDamage) && !(e instanceof ShootError)) throw e;
+    return { name: "RESTORE_FAILED", message: `restoring ${a.file} failed part way: ${errorMessage(e)}; what was written so far stays` };
+  }
+  return undefined;
+}
+
+/** Links, checked on the disk as restored, then directories' metadata; a full file system stops it. */
+function lastOfAll(x: Extractor, survey: Survey, plan: Planner, root: string, opts: RestoreOptions): { name: CodeName; message: string } | undefined {
+  const linkOnDisk = (k: string): string | undefined => {
+    const abs = path.join(root, k);
+    return fs.lstatSync(abs, { throwIfNoEntry: false })?.isSymbolicLink() ? fs.readlinkSync(abs) : undefined;
+  };
+  try {
+    // a link that cannot be followed on the disk (a path too long to look at) counts as pointing out
+    const inside = (parts: readonly string[], target: string) => {
+      try {
+        return linkStaysInside(parts, target, root === "/", linkOnDisk);
+      } catch {
+        return false;
+      }
+    };
+    x.links(survey.symlinks, opts.allowOutsideLinks === true, inside);
+    x.finishDirs(plan.dirs);
+  } catch (e) {
+    if (e instanceof ShootError && e.code === code("RESTORE_NO_SPACE")) return { name: "RESTORE_NO_SPACE", message: e.message };
+    throw e;
+  }
+  return undefined;
+}
+
+/** The code that says how it went: the worst of what was not made, and every kind of it in the message. */
+function outcome(result: RestoreResult, where: string, opts: RestoreOptions, finish: (name: CodeName | "OK", message: string) => RestoreResult): RestoreResult {
+  const what = `restored ${entries(result.restored)} (${formatBytes(result.bytes)}) from ${where}`;
+  const also: string[] = [];
+  if (result.failed.length) also.push(`${entries(result.failed.length)} could not be written: ${listNotes(result.failed)}`);
+  if (result.refused.length) {
+    const hint = result.refused.some((r) => r.why.includes("points outside")) && !opts.allowOutsideLinks ? " (--allow-outside-links creates links that point out, after everything else)" : "";
+    also.push(`refused ${entries(result.refused.length)} that would land, point or write outside it: ${listNotes(result.refused)}${hint}`);
+  }
+  if (result.clashes.length) also.push(`made ${entries(result.clashes.length)} as neither of the two kinds the archive gives their name: ${listNotes(result.clashes)}`);
+  if (result.skipped.length) also.push(`left out ${entries(result.skipped.length)} shoot does not restore: ${listNotes(result.skipped)}`);
+  const name: CodeName | "OK" =
+    result.failed.length ? "RESTORE_FAILED"
+    : result.refused.length ? "RESTORE_UNSAFE"
+    : result.clashes.length ? "RESTORE_CONFLICT"
+    : result.skipped.length ? "ARCHIVE_UNSUPPORTED"
+    : "OK";
+  return finish(name, also.length ? `${what}; ${also.join("; ")}` : what);
 }

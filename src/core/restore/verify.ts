@@ -5,25 +5,24 @@
  * also decompresses it and reads every entry, comparing names, types and sizes with that
  * list: a restore drill that leaves nothing behind and says how long reading it all took.
  *
- * One streaming pass does it all (hash → decompress → tar headers), so a deep check reads
- * the file once. restore.ts uses the same pass before it writes anything.
+ * One streaming pass does it all (hash → decompress → tar headers, read.ts), so a deep check
+ * reads the file once; restore.ts uses the same pass before it writes anything. An archive
+ * that cannot be read whole is reported with the byte where it went wrong, and the archives
+ * after it are checked all the same.
  */
 import fs from "node:fs";
 import path from "node:path";
-import { Readable, Transform, Writable } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import zlib from "node:zlib";
-import { loadConfig, resolveConfigPath, type Compression, type Config } from "../common/config.ts";
-import { code, isFinal } from "../common/codes.ts";
+import { loadConfig, resolveConfigPath, type Config } from "../common/config.ts";
+import { code, isFinal, type CodeName } from "../common/codes.ts";
 import { SERVER_STATUS, readStatusFile, type StatusRecord } from "../state/status.ts";
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { CHECKSUM_SUFFIX, LIST_SUFFIX, archiveTime, parseMd5Line, sortArchives } from "../state/naming.ts";
 import { readDirOrEmpty } from "../state/fsutil.ts";
 import type { Progress } from "../report/progress.ts";
 import { LIST_FORMAT, lineKey, nameOfKey, openList, walkOrder, type ListHeader } from "../scan/scan.ts";
-import { detectCompression } from "../archive/writer.ts";
-import { TarParser, type TarListing } from "../archive/tar.ts";
+import type { TarListing } from "../archive/tar.ts";
 import { DumpdirCheck } from "../archive/incremental.ts";
+import { ArchiveDamage, archivePass, closeSource, openSource, type ArchiveSource, type PassOptions, type PassResult } from "./read.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
 
 // --- what is held ---------------------------------------------------------------------------
@@ -52,22 +51,6 @@ export interface HeldArchive {
   open?: () => Promise<NodeJS.ReadableStream>;
 }
 
-/**
- * Where a pass reads the archive: a file open on a descriptor, or a stream opened afresh for
- * each pass, whose compression its name tells.
- */
-export type ArchiveSource = number | { open: () => Promise<NodeJS.ReadableStream>; compression: Compression };
-
-/** The source of passes over `a`; close it with closeSource. */
-export function openSource(a: HeldArchive): ArchiveSource {
-  if (!a.open) return fs.openSync(a.path, "r");
-  const compression: Compression = a.file.endsWith(".tar.gz") ? "gzip" : a.file.endsWith(".tar.zst") ? "zstd" : "none";
-  return { open: a.open, compression };
-}
-
-export function closeSource(src: ArchiveSource): void {
-  if (typeof src === "number") fs.closeSync(src);
-}
 
 
 /** The first line of a file without reading all of it (file lists can be large). */
@@ -169,133 +152,9 @@ export function resolveArchive(cfg: Config | undefined, arg: string): HeldArchiv
   throw new ShootError("ARCHIVE_NOT_FOUND", `archive ${JSON.stringify(arg)} is neither held here nor a readable file${hint}`);
 }
 
-// --- reading an archive in one pass ----------------------------------------------------------
-
-
-export interface PassResult {
-  /** Bytes of the archive file read. */
-  size: number;
-  md5: string;
-  sha256: string;
-  /** Bytes of the tar stream after decompression. */
-  tarBytes: number;
-  ms: number;
-}
-
-export interface PassOptions {
-  progress?: Progress;
-  signal?: AbortSignal;
-  /** false: hash the file only (the sink gets the compressed bytes). */
-  decompress?: boolean;
-}
-
-/** A pass that could not read the archive whole: where it stopped, and why. */
-export class ArchiveReadError extends Error {
-  constructor(override readonly cause: unknown, readonly bytesRead: number) {
-    super(errorMessage(cause));
-    this.name = "ArchiveReadError";
-  }
-}
-
-/**
- * Read the archive open on `fd` from the start: hash every byte, decompress, and hand the
- * tar stream to `sink`. Rejects with ArchiveReadError when the compressed stream is damaged
- * or ends early (or the sink fails), and with the signal's reason when aborted.
- */
-export async function archivePass(fd: ArchiveSource, sink: NodeJS.WritableStream, opts: PassOptions = {}): Promise<PassResult> {
-  const started = performance.now();
-  const md5 = new Bun.CryptoHasher("md5");
-  const sha256 = new Bun.CryptoHasher("sha256");
-  let size = 0;
-  let tarBytes = 0;
-  const hasher = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      md5.update(chunk);
-      sha256.update(chunk);
-      size += chunk.length;
-      opts.progress?.update(size);
-      done(null, chunk);
-    },
-  });
-  const counter = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      tarBytes += chunk.length;
-      done(null, chunk);
-    },
-  });
-  let input: NodeJS.ReadableStream;
-  let compression: Compression;
-  if (typeof fd === "number") {
-    const head = Buffer.alloc(4);
-    fs.readSync(fd, head, 0, 4, 0);
-    compression = detectCompression(head);
-    // read by hand, not through fs.createReadStream({ fd, autoClose: false }): when the pipeline
-    // fails, the stream closed the descriptor all the same, and the caller's close then failed
-    // with EBADF, which turned a damaged archive into an internal error
-    input = Readable.from(readFd(fd));
-  } else {
-    compression = fd.compression;
-    try {
-      input = await fd.open();
-    } catch (e) {
-      throw new ArchiveReadError(e, 0);
-    }
-  }
-  const stages: NodeJS.ReadWriteStream[] = [hasher];
-  if (opts.decompress !== false && compression === "gzip") stages.push(zlib.createGunzip());
-  else if (opts.decompress !== false && compression === "zstd") stages.push(zlib.createZstdDecompress());
-  stages.push(counter);
-  try {
-    // a variable number of stages: the typed overloads only know fixed ones
-    await (pipeline as (...streams: unknown[]) => Promise<void>)(input, ...stages, sink, { signal: opts.signal });
-  } catch (e) {
-    if (opts.signal?.aborted) throw e;
-    throw new ArchiveReadError(e, size);
-  }
-  return { size, md5: md5.digest("hex"), sha256: sha256.digest("hex"), tarBytes, ms: performance.now() - started };
-}
-
-/** The file open on `fd`, from its start, in chunks of 1 MiB; the descriptor stays open. */
-function* readFd(fd: number): Generator<Buffer> {
-  let position = 0;
-  for (;;) {
-    const buf = Buffer.allocUnsafe(1 << 20);
-    const bytesRead = fs.readSync(fd, buf, 0, buf.length, position);
-    if (bytesRead === 0) return;
-    position += bytesRead;
-    yield buf.subarray(0, bytesRead);
-  }
-}
-
-/** A sink that reads tar headers; content goes to `onData` (TarParser.push), else is read through, not kept. */
-export function tarSink(onEntry: (e: TarListing) => void, onData?: (piece: Uint8Array) => void): { sink: Writable; ended: () => boolean } {
-  const parser = new TarParser();
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      try {
-        parser.push(chunk, onEntry, onData);
-        done();
-      } catch (e) {
-        done(e as Error);
-      }
-    },
-  });
-  return { sink, ended: () => parser.ended };
-}
-
-/** Why a pass failed, in words an administrator can act on. */
-export function describeReadError(e: unknown, total: number): string {
-  const cause = e instanceof ArchiveReadError ? e.cause : e;
-  const msg = errorMessage(cause);
-  const where = e instanceof ArchiveReadError ? `after ${formatBytes(e.bytesRead)} of ${formatBytes(total)}` : "";
-  if (/unexpected end of file/i.test(msg)) return `the compressed stream ends early ${where}: the archive is truncated`;
-  if ((cause as Error)?.name === "TarFormatError") return `the tar stream is damaged (${msg}) ${where}`;
-  return `the archive cannot be read whole (${msg}${where ? `, ${where}` : ""})`;
-}
-
 // --- verifying one archive ----------------------------------------------------------------
 
-export interface VerifyOptions extends PassOptions {
+export interface VerifyOptions extends Pick<PassOptions, "progress" | "signal"> {
   deep?: boolean;
   /**
    * The files the run that made the archive warned about (see warnedPathsIn); by default they
@@ -307,6 +166,8 @@ export interface VerifyOptions extends PassOptions {
 export interface ArchiveVerdict {
   archive: HeldArchive;
   ok: boolean;
+  /** 0, or the code that says what is wrong: VERIFY_FAILED, ARCHIVE_DAMAGED, ARCHIVE_UNSUPPORTED. */
+  code: number;
   /** What is wrong; empty when ok. */
   problems: string[];
   /** What is worth knowing but not wrong. */
@@ -525,14 +386,19 @@ function checksumProblems(a: HeldArchive, got: { size: number; md5: string; sha2
   return problems;
 }
 
-/** Hash one archive (and with `deep`, read all of it); never throws for a bad archive. */
+/**
+ * Hash one archive (and with `deep`, read all of it); never throws for a bad archive. Its code:
+ * VERIFY_FAILED when it differs from its checksum or file list (an archive that changed since,
+ * which may also no longer read), else ARCHIVE_DAMAGED or ARCHIVE_UNSUPPORTED when it cannot
+ * be read whole.
+ */
 export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): Promise<ArchiveVerdict> {
-  const verdict: ArchiveVerdict = { archive: a, ok: false, problems: [], notes: [] };
+  const verdict: ArchiveVerdict = { archive: a, ok: false, code: code("VERIFY_FAILED"), problems: [], notes: [] };
   let fd: ArchiveSource;
   try {
     fd = openSource(a);
   } catch (e) {
-    if (errnoCode(e) === "ENOENT") return { ...verdict, ok: true, gone: true, notes: ["removed while this check ran (rotation)"] };
+    if (errnoCode(e) === "ENOENT") return { ...verdict, ok: true, code: 0, gone: true, notes: ["removed while this check ran (rotation)"] };
     return { ...verdict, problems: [`cannot be opened: ${errorMessage(e)}`] };
   }
   let comparison: ListComparison | undefined;
@@ -541,25 +407,16 @@ export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): P
     if (list && "error" in list) verdict.problems.push(list.error);
     comparison = list && "header" in list ? new ListComparison(list.header, list.lines, opts.warned ?? warnedPaths(a)) : undefined;
     let entries = 0;
-    let ended = () => true;
-    let sink: NodeJS.WritableStream;
-    if (opts.deep) {
-      const t = tarSink((e) => {
-        entries++;
-        comparison?.add(e);
-      });
-      sink = t.sink;
-      ended = t.ended;
-    } else {
-      sink = new Writable({ write: (_c, _e, done) => done() });
-    }
+    const onEntry = (e: TarListing) => {
+      entries++;
+      comparison?.add(e);
+    };
     let pass: PassResult;
     try {
-      pass = await archivePass(fd, sink, { ...opts, decompress: opts.deep === true });
+      pass = await archivePass(fd, { progress: opts.progress, signal: opts.signal, decompress: opts.deep === true, onEntry: opts.deep ? onEntry : undefined });
     } catch (e) {
-      if (!(e instanceof ArchiveReadError)) throw e;
-      verdict.problems.push(describeReadError(e, a.bytes));
-      return verdict;
+      if (!(e instanceof ArchiveDamage)) throw e;
+      return damaged(verdict, e, entries);
     } finally {
       opts.progress?.finish();
     }
@@ -570,7 +427,6 @@ export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): P
       verdict.entries = entries;
       verdict.tarBytes = pass.tarBytes;
       verdict.readMs = pass.ms;
-      if (!ended()) verdict.problems.push(`the tar stream ends without its end-of-archive blocks after ${entries} entries: the archive is truncated`);
       if (comparison) {
         comparison.finish();
         const c = comparison;
@@ -598,6 +454,7 @@ export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): P
       verdict.notes.push(`restore drill: read and decompressed ${formatBytes(pass.tarBytes)} in ${entries} entries in ${formatDuration(pass.ms)}${rate ? ` (${formatBytes(Math.round(rate))}/s)` : ""}; a full restore takes at least that long`);
     }
     verdict.ok = verdict.problems.length === 0;
+    if (verdict.ok) verdict.code = 0;
     return verdict;
   } finally {
     comparison?.close();
@@ -605,11 +462,28 @@ export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): P
   }
 }
 
+/** The verdict on an archive that cannot be read whole: its damage, and whether it still matches its checksum. */
+function damaged(verdict: ArchiveVerdict, e: ArchiveDamage, entries: number): ArchiveVerdict {
+  const a = verdict.archive;
+  const sums = e.digests ? checksumProblems(a, e.digests) : [];
+  verdict.md5 = e.digests?.md5;
+  verdict.sha256 = e.digests?.sha256;
+  verdict.entries = entries;
+  verdict.problems.push(`${e.message} (after ${entries} ${entries === 1 ? "entry" : "entries"})`, ...sums);
+  const name: CodeName = sums.length > 0 ? "VERIFY_FAILED" : e.kind === "unsupported" ? "ARCHIVE_UNSUPPORTED" : "ARCHIVE_DAMAGED";
+  verdict.code = code(name);
+  return verdict;
+}
+
 // --- verifying everything held ------------------------------------------------------------
 
 export interface VerifyReport {
   verdicts: ArchiveVerdict[];
-  /** 0 when every archive checked is good, else VERIFY_FAILED (ARCHIVE_NOT_FOUND when there was nothing to check). */
+  /**
+   * 0 when every archive checked is good, else the worst verdict's code: ARCHIVE_DAMAGED (one
+   * that matches its checksum yet does not read: it was written so), then VERIFY_FAILED, then
+   * ARCHIVE_UNSUPPORTED (ARCHIVE_NOT_FOUND when there was nothing to check).
+   */
   code: number;
   message: string;
 }
@@ -631,5 +505,6 @@ export async function runVerify(
   if (bad.length === 0) {
     return { verdicts, code: 0, message: `${checked} archive(s) verified${opts.deep ? " (deep)" : ""}: all good` };
   }
-  return { verdicts, code: code("VERIFY_FAILED"), message: `${bad.length} of ${checked} archive(s) failed verification: ${bad.map((v) => v.archive.file).join(", ")}` };
+  const worst = (["ARCHIVE_DAMAGED", "VERIFY_FAILED", "ARCHIVE_UNSUPPORTED"] as const).find((n) => bad.some((v) => v.code === code(n))) ?? "VERIFY_FAILED";
+  return { verdicts, code: code(worst), message: `${bad.length} of ${checked} archive(s) failed verification: ${bad.map((v) => v.archive.file).join(", ")}` };
 }

@@ -1,0 +1,422 @@
+/**
+ * Reading an archive whole, in one pass: every byte hashed, decompressed (gzip or zstd, told
+ * from its first bytes, whatever its name says), the tar stream parsed to its end-of-archive
+ * blocks, each entry (and with `onData` its content) handed on. restore, list and verify
+ * --deep all read through here.
+ *
+ * An archive that cannot be read whole ends the pass with an ArchiveDamage that says what
+ * went wrong and at which byte: of the file for a compressed stream that does not decode or
+ * ends early (found again in small pieces once the pass has failed, to 32 bytes), of
+ * the tar stream for a header that is not valid or an end that is missing. The file is then
+ * still hashed to its end, so that the caller can tell an archive that changed since its
+ * checksum was made from one that was damaged before.
+ */
+import fs from "node:fs";
+import { Readable, Transform, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import zlib from "node:zlib";
+import { ShootError, errorMessage } from "../common/errors.ts";
+import type { Progress } from "../report/progress.ts";
+import { detectCompression } from "../archive/writer.ts";
+import { TarFormatError, TarParser, type TarListing } from "../archive/tar.ts";
+
+export interface PassResult {
+  /** Bytes of the archive file read. */
+  size: number;
+  md5: string;
+  sha256: string;
+  /** Bytes of the tar stream after decompression. */
+  tarBytes: number;
+  ms: number;
+}
+
+export interface PassOptions {
+  progress?: Progress;
+  signal?: AbortSignal;
+  /** false: hash the file only, nothing is decompressed or parsed. */
+  decompress?: boolean;
+  /** Each entry as it is read; without it (nor onEntries) the tar stream is not parsed. */
+  onEntry?: (e: TarListing) => void;
+  /** The content of the entry last given to onEntry, in pieces, all of it before the next entry. */
+  onData?: (piece: Uint8Array) => void;
+  /** The entries of each piece read, the pass waiting for what it returns (printing at the pace of a reader). */
+  onEntries?: (entries: TarListing[]) => Promise<void> | void;
+}
+
+type Compression = ReturnType<typeof detectCompression>;
+
+/**
+ * Where a pass reads the archive: a file open on a descriptor, or a stream opened afresh for
+ * each pass (an object in an offsite store), whose compression its name tells. Only a file
+ * can be read again to locate damage or hash the rest after it.
+ */
+export type ArchiveSource = number | { open: () => Promise<NodeJS.ReadableStream>; compression: Compression };
+
+/** The source of passes over an archive held at `path`, or read through `open`; close it with closeSource. */
+export function openSource(a: { file: string; path: string; open?: () => Promise<NodeJS.ReadableStream> }): ArchiveSource {
+  if (!a.open) return fs.openSync(a.path, "r");
+  const compression: Compression = a.file.endsWith(".tar.gz") ? "gzip" : a.file.endsWith(".tar.zst") ? "zstd" : "none";
+  return { open: a.open, compression };
+}
+
+export function closeSource(src: ArchiveSource): void {
+  if (typeof src === "number") fs.closeSync(src);
+}
+
+/** Why an archive cannot be read whole, and where. */
+export class ArchiveDamage extends Error {
+  /** The file hashed to its end despite the damage (undefined when it could not be read). */
+  digests: { size: number; md5: string; sha256: string } | undefined;
+  constructor(
+    message: string,
+    /** "unsupported": what GNU tar reads but this reader refuses (an extended header over its limit). */
+    readonly kind: "damaged" | "unsupported",
+    /** Byte of the archive file where it went wrong, when known. */
+    readonly fileOffset: number | undefined,
+    /** Byte of the tar stream where it went wrong, or how far it was read whole. */
+    readonly tarOffset: number,
+  ) {
+    super(message);
+    this.name = "ArchiveDamage";
+  }
+}
+
+/** The file open on `fd`, from `start`, in chunks of 1 MiB; the descriptor stays open (a stream given it would close it on error). */
+function* readFd(fd: number, start = 0, onRead?: (position: number) => void): Generator<Buffer> {
+  let position = start;
+  for (;;) {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    onRead?.(position);
+    const bytesRead = fs.readSync(fd, buf, 0, buf.length, position);
+    if (bytesRead === 0) return;
+    position += bytesRead;
+    yield buf.subarray(0, bytesRead);
+  }
+}
+
+function decompressor(c: Compression): Transform | undefined {
+  if (c === "gzip") return zlib.createGunzip();
+  if (c === "zstd") return zlib.createZstdDecompress();
+  return undefined;
+}
+
+/** The compression a file's first bytes say. */
+function sniff(fd: number): Compression {
+  const head = Buffer.alloc(4);
+  fs.readSync(fd, head, 0, 4, 0);
+  return detectCompression(head);
+}
+
+/** Which stage of a pass failed first: the others only fail after it, as the pipeline tears them down. */
+type FirstError = (where: "read" | "decode" | "frame" | "sink", e: unknown) => void;
+
+/** The tar stream's sink: headers parsed, entries and content handed on. */
+function tarSink(parser: TarParser, opts: PassOptions, failed: FirstError): Writable {
+  return new Writable({
+    write(chunk: Buffer, _enc, done) {
+      let batch: TarListing[] | undefined;
+      try {
+        const onEntry = opts.onEntries ? (e: TarListing) => (batch ??= []).push(e) : opts.onEntry!;
+        parser.push(chunk, onEntry, opts.onData);
+      } catch (e) {
+        failed("sink", e);
+        return done(e as Error);
+      }
+      if (!batch || !opts.onEntries) return done();
+      Promise.resolve(opts.onEntries(batch)).then(() => done(), (e: unknown) => {
+        failed("sink", e);
+        done(e as Error);
+      });
+    },
+  });
+}
+
+/**
+ * Read the archive open on `fd` from its start. Rejects with ArchiveDamage when it cannot be
+ * read whole, with what a callback threw as it was thrown, and with the signal's reason when
+ * aborted.
+ */
+export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): Promise<PassResult> {
+  const started = performance.now();
+  const fd = typeof src === "number" ? src : undefined;
+  const compression = opts.decompress === false ? "none" : fd === undefined ? (src as Exclude<ArchiveSource, number>).compression : sniff(fd);
+  const md5 = new Bun.CryptoHasher("md5");
+  const sha256 = new Bun.CryptoHasher("sha256");
+  let size = 0;
+  let tarBytes = 0;
+  let readAt = 0;
+  let first: { where: "read" | "decode" | "frame" | "sink"; error: unknown } | undefined;
+  const failed: FirstError = (where, error) => (first ??= { where, error });
+  const frames = compression === "zstd" ? new ZstdFrames() : undefined;
+  const hasher = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      md5.update(chunk);
+      sha256.update(chunk);
+      size += chunk.length;
+      opts.progress?.update(size);
+      const bad = frames?.push(chunk);
+      if (bad) {
+        const e = new Error(bad);
+        failed("frame", e);
+        return done(e);
+      }
+      done(null, chunk);
+    },
+  });
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      tarBytes += chunk.length;
+      done(null, chunk);
+    },
+  });
+  const parse = opts.decompress !== false && (opts.onEntry !== undefined || opts.onEntries !== undefined);
+  const parser = parse ? new TarParser() : undefined;
+  const sink = parser ? tarSink(parser, opts, failed) : new Writable({ write: (_c, _e, done) => done() });
+  const inflate = decompressor(compression);
+  inflate?.on("error", (e) => failed("decode", e));
+  function* reading(fd: number): Generator<Buffer> {
+    try {
+      yield* readFd(fd, 0, (p) => (readAt = p));
+    } catch (e) {
+      failed("read", e);
+      throw e;
+    }
+  }
+  let input: NodeJS.ReadableStream;
+  if (fd !== undefined) input = Readable.from(reading(fd));
+  else {
+    try {
+      input = await (src as Exclude<ArchiveSource, number>).open();
+    } catch (e) {
+      throw new ArchiveDamage(`the archive cannot be read: ${errorMessage(e)}`, "damaged", 0, 0);
+    }
+    input.on("error", (e) => failed("read", e));
+  }
+  const stages = [input, hasher, ...(inflate ? [inflate] : []), counter, sink];
+  try {
+    // a variable number of stages: the typed overloads only know fixed ones
+    await (pipeline as (...streams: unknown[]) => Promise<void>)(...stages, { signal: opts.signal });
+  } catch (e) {
+    if (opts.signal?.aborted) throw e;
+    const damage = await describeFailure(first?.error ?? e, first?.where, { fd, compression, parser, readAt: fd === undefined ? size : readAt, size, tarBytes });
+    if (!(damage instanceof ArchiveDamage)) throw damage;
+    damage.digests = fd === undefined ? undefined : hashRest(fd, md5, sha256, size);
+    throw damage;
+  }
+  // the zstd decompressor ends without a word when its input stops within a frame
+  const cut = frames?.end();
+  if (cut || (parser && !parser.ended)) {
+    const message = cut ? `the archive is truncated: ${cut}; the tar stream was whole up to byte ${parser?.offset ?? tarBytes}` : `the archive is truncated: its tar stream ends at byte ${tarBytes} without its end-of-archive blocks${compression === "none" ? "" : ` (where the ${compression} stream ends)`}`;
+    const damage = new ArchiveDamage(message, "damaged", compression === "none" ? tarBytes : size, parser?.offset ?? tarBytes);
+    damage.digests = { size, md5: md5.digest("hex"), sha256: sha256.digest("hex") };
+    throw damage;
+  }
+  return { size, md5: md5.digest("hex"), sha256: sha256.digest("hex"), tarBytes, ms: performance.now() - started };
+}
+
+interface FailureContext {
+  /** Undefined for a stream: it cannot be read again. */
+  fd: number | undefined;
+  compression: Compression;
+  parser: TarParser | undefined;
+  readAt: number;
+  size: number;
+  tarBytes: number;
+}
+
+/** What a failed pass ran into: damage (with its byte), or the callback's own error, returned as it was. */
+async function describeFailure(e: unknown, where: "read" | "decode" | "frame" | "sink" | undefined, f: FailureContext): Promise<unknown> {
+  if (where === "frame") return new ArchiveDamage(`the zstd stream is damaged: ${errorMessage(e)}; the tar stream was whole up to byte ${f.parser?.offset ?? f.tarBytes}`, "damaged", f.size, f.parser?.offset ?? f.tarBytes);
+  if (where === "sink" && e instanceof TarFormatError) {
+    const at = e.offset ?? f.parser?.offset ?? f.tarBytes;
+    const stream = f.compression === "none" ? "the tar stream (the file itself)" : `the tar stream (decompressed from ${f.compression})`;
+    return new ArchiveDamage(`${stream} is ${e.kind === "unsupported" ? "not readable here" : "damaged"} at byte ${at}: ${e.reason}`, e.kind, f.compression === "none" ? at : undefined, at);
+  }
+  if (where === "decode") {
+    const msg = errorMessage(e);
+    const whole = `the tar stream was whole up to byte ${f.parser?.offset ?? f.tarBytes}`;
+    if (/unexpected end|end of file|truncat|incomplete/i.test(msg)) {
+      return new ArchiveDamage(`the archive is truncated: the ${f.compression} stream ends early, at byte ${f.size} of the file (its end); ${whole}`, "damaged", f.size, f.parser?.offset ?? f.tarBytes);
+    }
+    const at = f.fd === undefined ? undefined : await decodeFailureAt(f.fd, f.compression);
+    const spot = at === undefined ? `near byte ${f.size} of the file` : `at byte ${at} of the file (in the 32 bytes from there)`;
+    return new ArchiveDamage(`the ${f.compression} stream does not decode ${spot}: ${msg}; ${whole}`, "damaged", at ?? f.size, f.parser?.offset ?? f.tarBytes);
+  }
+  if (where === "read") {
+    return new ArchiveDamage(`the file cannot be read at byte ${f.readAt}: ${errorMessage(e)}`, "damaged", f.readAt, f.parser?.offset ?? f.tarBytes);
+  }
+  return e;
+}
+
+/** The rest of the file into the hashes, after a pass stopped: the whole file's digests, or undefined when it cannot be read. */
+function hashRest(fd: number, md5: Bun.CryptoHasher, sha256: Bun.CryptoHasher, from: number): ArchiveDamage["digests"] {
+  try {
+    let size = from;
+    for (const chunk of readFd(fd, from)) {
+      md5.update(chunk);
+      sha256.update(chunk);
+      size += chunk.length;
+    }
+    return { size, md5: md5.digest("hex"), sha256: sha256.digest("hex") };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The byte of the file where its compressed stream stops decoding: the stream decompressed
+ * again in pieces of 64 KiB until one fails, then once more in pieces of 32 bytes within that
+ * one. Only ever run on an archive that failed, so it may cost a second read.
+ */
+async function decodeFailureAt(fd: number, c: Compression): Promise<number | undefined> {
+  const coarse = await failingPiece(fd, c, 1 << 16, Infinity);
+  if (coarse === undefined) return undefined;
+  return (await failingPiece(fd, c, 32, coarse)) ?? coarse;
+}
+
+/** The offset of the first piece after which the decompressor fails, feeding 64 KiB pieces before `fineFrom` and `piece`-sized ones from there. */
+async function failingPiece(fd: number, c: Compression, piece: number, fineFrom: number): Promise<number | undefined> {
+  const d = decompressor(c);
+  if (!d) return undefined;
+  let failed = false;
+  d.on("data", () => {});
+  d.on("error", () => (failed = true));
+  const step = (chunk: Buffer | undefined) =>
+    new Promise<void>((resolve) => {
+      const settle = () => {
+        d.off("error", settle);
+        resolve();
+      };
+      d.once("error", settle);
+      if (chunk) d.write(chunk, settle);
+      else d.end(settle);
+    });
+  let position = 0;
+  try {
+    for (;;) {
+      const size = position < fineFrom ? Math.min(1 << 16, fineFrom - position) : piece;
+      const buf = Buffer.allocUnsafe(size);
+      const n = fs.readSync(fd, buf, 0, size, position);
+      await step(n === 0 ? undefined : buf.subarray(0, n));
+      if (failed) return position;
+      if (n === 0) return undefined;
+      position += n;
+    }
+  } finally {
+    d.destroy();
+  }
+}
+
+/**
+ * Read the archive at `file` whole, the entries of each piece read to `onEntries` (the read
+ * waits for what it returns). Damage ends it as ARCHIVE_DAMAGED or ARCHIVE_UNSUPPORTED, with
+ * the byte where it went wrong.
+ */
+export async function readEntries(file: string, onEntries: (entries: TarListing[]) => Promise<void> | void): Promise<PassResult> {
+  const fd = fs.openSync(file, "r");
+  try {
+    return await archivePass(fd, { onEntries });
+  } catch (e) {
+    if (!(e instanceof ArchiveDamage)) throw e;
+    throw new ShootError(e.kind === "unsupported" ? "ARCHIVE_UNSUPPORTED" : "ARCHIVE_DAMAGED", `${file} cannot be read whole: ${e.message}`);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * The frames of a zstd stream walked as the bytes go by (headers read, blocks stepped over),
+ * for what the decompressor does not say: a stream cut within a frame (it ends without a word)
+ * and bytes after the last frame that are no frame. Only block sizes are read: this costs
+ * nothing next to decompressing.
+ */
+export class ZstdFrames {
+  /** Byte of the file where the frame being read starts. */
+  private frameAt = 0;
+  private at = 0;
+  /** What is wanted next, and how many bytes of it. */
+  private state: "magic" | "descriptor" | "header" | "block" | "skipSize" = "magic";
+  private need = 4;
+  private readonly buf = new Uint8Array(8);
+  private fill = 0;
+  /** Bytes to step over (a block's content, a checksum, a skippable frame). */
+  private skip = 0;
+  private checksum = false;
+  private lastBlock = false;
+
+  /** The next bytes of the file; a string when they are not a zstd stream. */
+  push(chunk: Uint8Array): string | undefined {
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, chunk.length - i);
+        this.skip -= n;
+        i += n;
+        this.at += n;
+        continue;
+      }
+      const n = Math.min(this.need - this.fill, chunk.length - i);
+      this.buf.set(chunk.subarray(i, i + n), this.fill);
+      this.fill += n;
+      i += n;
+      this.at += n;
+      if (this.fill < this.need) break;
+      this.fill = 0;
+      const bad = this.step();
+      if (bad) return bad;
+    }
+    return undefined;
+  }
+
+  /** At the end of the file: a string when it ends within a frame. */
+  end(): string | undefined {
+    if (this.state === "magic" && this.fill === 0 && this.skip === 0) return undefined;
+    return `the zstd frame that starts at byte ${this.frameAt} ends early, at byte ${this.at} of the file (its end)`;
+  }
+
+  private step(): string | undefined {
+    const b = this.buf;
+    switch (this.state) {
+      case "magic": {
+        this.frameAt = this.at - 4;
+        const magic = (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0;
+        if (magic === 0xfd2fb528) return this.want("descriptor", 1);
+        if ((magic & 0xfffffff0) === 0x184d2a50) return this.want("skipSize", 4);
+        return `byte ${this.frameAt} of the file is not the start of a zstd frame (bytes after the last frame, or a damaged one)`;
+      }
+      case "descriptor": {
+        const d = b[0]!;
+        if (d & 0x08) return `the zstd frame at byte ${this.frameAt} has a reserved bit set`;
+        const single = (d & 0x20) !== 0;
+        const fcs = [single ? 1 : 0, 2, 4, 8][d >> 6]!;
+        this.checksum = (d & 0x04) !== 0;
+        const rest = (single ? 0 : 1) + [0, 1, 2, 4][d & 0x03]! + fcs;
+        this.lastBlock = false;
+        return rest > 0 ? this.want("header", rest) : this.want("block", 3);
+      }
+      case "header":
+        return this.want("block", 3);
+      case "block": {
+        const h = b[0]! | (b[1]! << 8) | (b[2]! << 16);
+        const type = (h >> 1) & 0x03;
+        if (type === 3) return `the zstd block at byte ${this.at - 3} of the file has the reserved type`;
+        this.lastBlock = (h & 1) === 1;
+        this.skip = type === 1 ? 1 : h >>> 3;
+        if (!this.lastBlock) return this.want("block", 3);
+        this.skip += this.checksum ? 4 : 0;
+        return this.want("magic", 4);
+      }
+      case "skipSize":
+        this.skip = (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0;
+        return this.want("magic", 4);
+      default:
+        return undefined;
+    }
+  }
+
+  private want(state: ZstdFrames["state"], n: number): undefined {
+    this.state = state;
+    this.need = n;
+    return undefined;
+  }
+}
