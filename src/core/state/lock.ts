@@ -8,8 +8,11 @@
 import fs from "node:fs";
 import path from "node:path";
 import { pidExists } from "../../io/process.ts";
+import { TEMP_PREFIX } from "./naming.ts";
 
 export const LOCK_FILE = ".shoot.lock";
+/** The lock's temporary files: a leftover's prefix (naming.ts), so a run holding the lock removes them too. */
+const LOCK_TEMP = `${TEMP_PREFIX}lock-`;
 
 export interface LockInfo {
   pid: number;
@@ -76,26 +79,49 @@ function readLock(file: string): LockInfo | undefined {
   }
 }
 
+/**
+ * Create the lock with its content in one step: written to a temporary file first, then linked
+ * under the lock's name (link fails when the name exists, as O_EXCL does). A run killed at any
+ * moment leaves either no lock or a whole one, never an empty file that would turn the next
+ * run away until it ages.
+ */
 function tryCreate(file: string, info: LockInfo): boolean {
-  let fd: number;
+  const temp = `${path.dirname(file)}/${LOCK_TEMP}${process.pid}-${info.token}`;
+  let made = false;
   try {
-    fd = fs.openSync(file, "wx", 0o600);
+    const fd = fs.openSync(temp, "wx", 0o600);
+    made = true;
+    try {
+      fs.writeSync(fd, JSON.stringify(info));
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.linkSync(temp, file);
+    return true;
   } catch (e) {
-    if ((e as { code?: string }).code === "EEXIST") return false;
+    const code = (e as { code?: string }).code;
+    // EEXIST: another run holds it; ENOENT: that run swept our temporary file as a leftover
+    if (code === "EEXIST" || code === "ENOENT") return false;
     throw e;
+  } finally {
+    if (made) fs.rmSync(temp, { force: true });
   }
+}
+
+/** Lock temporaries of runs killed between writing one and linking it (`pid-token`). */
+function sweepLockTemps(dir: string): void {
+  let names: string[];
   try {
-    fs.writeSync(fd, JSON.stringify(info));
-    fs.fsyncSync(fd);
-  } catch (e) {
-    // a full file system takes the file but not its content: an empty lock left behind would
-    // turn the next run away as ALREADY_RUNNING until it ages; the file is ours, remove it
-    fs.closeSync(fd);
-    fs.rmSync(file, { force: true });
-    throw e;
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
   }
-  fs.closeSync(fd);
-  return true;
+  for (const n of names) {
+    if (!n.startsWith(LOCK_TEMP)) continue;
+    const pid = Number.parseInt(n.slice(LOCK_TEMP.length), 10);
+    if (Number.isInteger(pid) && !pidExists(pid)) fs.rmSync(path.join(dir, n), { force: true });
+  }
 }
 
 export function acquireLock(dir: string, role: string, now: Date = new Date()): Lock {
@@ -111,11 +137,12 @@ export function acquireLock(dir: string, role: string, now: Date = new Date()): 
   let staleFrom: LockInfo | undefined;
   for (let attempt = 0; attempt < 5; attempt++) {
     if (tryCreate(file, info)) {
+      sweepLockTemps(dir);
       return { info, staleFrom, release: () => releaseLock(file, info.token) };
     }
     const holder = readLock(file);
-    // an unreadable lock file (empty: its writer died between create and write) counts as stale
-    // only once it is old enough that its writer cannot still be writing it
+    // an unreadable lock file (damaged, or empty: left by an older version killed between
+    // create and write) counts as stale only once it is old enough that no writer is at it
     if (!holder) {
       const age = ageMs(file);
       if (age !== undefined && age < 5000) throw new LockedError(undefined, file);
