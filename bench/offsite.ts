@@ -13,7 +13,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { parseSize } from "../src/core/common/units.ts";
 import { startCeph } from "../test/helpers/ceph.ts";
-import { alternating, formatTable, measure, MiB, verdict, type Row } from "./lib.ts";
+import { alternating, formatTable, measure, MiB, verdict, type Measured, type Row } from "./lib.ts";
 import { DEFAULT_BIN, REPO } from "./shoot.ts";
 
 const { values } = parseArgs({
@@ -31,7 +31,8 @@ const bin = values.bin ? path.resolve(values.bin) : fs.existsSync(DEFAULT_BIN) ?
 const shoot = bin ? [bin] : [process.execPath, path.join(REPO, "src/main.ts")];
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "shoot-bench-offsite-"));
-const ceph = await startCeph();
+// every round stores three copies of --size, and radosgw frees deleted data only hours later
+const ceph = await startCeph(Math.max(4 * 1024 ** 3, (3 * runs + 2) * size));
 try {
   // the held copy: incompressible bytes (the store and the wire see what an archive gives them)
   const dest = path.join(dir, "dest");
@@ -65,14 +66,21 @@ try {
       "[[offsite]]", 'name = "bench"', `endpoint = "${ceph.endpoint}"`, `bucket = "${ceph.bucket}"`, `prefix = "shoot-${n}/"`,
       `credentials_file = ${JSON.stringify(creds)}`, `part_size = "${values.part}"`, ...(encrypt ? [`encrypt_to = ["${recipient}"]`] : []), "",
     ].join("\n"));
-    return measure([...shoot, "offsite", "push", "--config", config]);
+    return measure([...shoot, "offsite", "push", "--config", config]).then(emptied(`shoot-${n}`));
   };
   // a clean environment: an AWS_CA_BUNDLE meant for other tools stops rclone's S3 client
   const rcloneEnv = {
     PATH: process.env.PATH, HOME: dir, RCLONE_CONFIG_BENCH_TYPE: "s3", RCLONE_CONFIG_BENCH_PROVIDER: "Ceph", RCLONE_CONFIG_BENCH_ENDPOINT: ceph.endpoint,
     RCLONE_CONFIG_BENCH_ACCESS_KEY_ID: ceph.accessKeyId, RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY: ceph.secretAccessKey,
   };
-  const rclone = () => measure(["rclone", "--config", path.join(dir, "rclone.conf"), "copyto", copy, `bench:${ceph.bucket}/rclone-${++n}/${file}`], { env: rcloneEnv });
+  const rcloneArgv = ["rclone", "--config", path.join(dir, "rclone.conf")];
+  // each copy is removed once measured: the test cluster's store holds a few GiB, not every round's copies
+  const emptied = (prefix: string) => (m: Measured): Measured => {
+    const r = Bun.spawnSync([...rcloneArgv, "purge", `bench:${ceph.bucket}/${prefix}`], { env: rcloneEnv, stdout: "ignore", stderr: "pipe" });
+    if (r.exitCode !== 0) throw new Error(`rclone purge ${prefix}: ${r.stderr}`);
+    return m;
+  };
+  const rclone = () => measure([...rcloneArgv, "copyto", copy, `bench:${ceph.bucket}/rclone-${++n}/${file}`], { env: rcloneEnv }).then(emptied(`rclone-${n}`));
   fs.writeFileSync(path.join(dir, "rclone.conf"), "");
 
   const [r, s, e] = await alternating(runs, [rclone, () => shootPush(), () => shootPush(true)]);

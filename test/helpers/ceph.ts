@@ -48,7 +48,7 @@ export interface CephCluster extends S3Endpoint {
 const CLI_TIMEOUT_MS = 30_000;
 const START_TIMEOUT_MS = 60_000;
 
-function conf(dir: string, fsid: string, monPort: number, rgwPort: number, portBase: number): string {
+function conf(dir: string, fsid: string, monPort: number, rgwPort: number, portBase: number, storeBytes: number): string {
   return `[global]
 fsid = ${fsid}
 mon host = [v2:127.0.0.1:${monPort}]
@@ -68,7 +68,7 @@ keyring = ${dir}/keyring
 mon data = ${dir}/mon/$cluster-$id
 osd data = ${dir}/osd/$cluster-$id
 osd objectstore = memstore
-memstore device bytes = ${4 * 1024 ** 3}
+memstore device bytes = ${storeBytes}
 mon data avail warn = 1
 mon data avail crit = 0
 mon allow pool size one = true
@@ -116,8 +116,12 @@ function tailOf(file: string, lines = 30): string {
   }
 }
 
-/** Start the cluster, a user with keys, and the two buckets. */
-export async function startCeph(): Promise<CephCluster> {
+/**
+ * Start the cluster, a user with keys, and the two buckets. The OSD keeps its objects in memory
+ * (`storeBytes`, 4 GiB unless asked); a deleted object's data goes only when radosgw collects it,
+ * hours later.
+ */
+export async function startCeph(storeBytes = 4 * 1024 ** 3): Promise<CephCluster> {
   const tools = {
     mon: requireTool("ceph-mon"), osd: requireTool("ceph-osd"), rgw: requireTool("radosgw"),
     ceph: requireTool("ceph"), admin: requireTool("radosgw-admin"), monmaptool: requireTool("monmaptool"),
@@ -129,7 +133,7 @@ export async function startCeph(): Promise<CephCluster> {
   const rgwPort = await freePort();
   const portBase = 20000 + Math.floor(Math.random() * 400) * 100;
   const confFile = path.join(dir, "ceph.conf");
-  fs.writeFileSync(confFile, conf(dir, fsid, monPort, rgwPort, portBase));
+  fs.writeFileSync(confFile, conf(dir, fsid, monPort, rgwPort, portBase, storeBytes));
   const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", CEPH_CONF: confFile };
   const children = new Map<string, Child>();
   const pidOf = new Map<string, number>();
