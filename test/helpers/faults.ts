@@ -279,13 +279,17 @@ export async function waitFor<T>(probe: () => T | undefined, timeoutMs = 20_000,
  * undefined when `stop` says so first or after `timeoutMs`.
  */
 export async function watchFile<T>(file: string, probe: (text: string) => T | undefined, stop: () => boolean, timeoutMs: number, everyMs: number): Promise<T | undefined> {
-  let seen = -1;
+  // the file as last read: by inode and size, since a status file is rotated at a run's start and
+  // the new one can reach the very size the old one had (runs of the same shape write records
+  // of the same lengths), and by size alone that record would never be read
+  let seen = "";
   const found = await waitFor<{ v?: T }>(() => {
     if (stop()) return {};
     try {
-      const size = fs.statSync(file).size;
-      if (size === seen) return undefined;
-      seen = size;
+      const st = fs.statSync(file);
+      const now = `${st.ino}:${st.size}`;
+      if (now === seen) return undefined;
+      seen = now;
       const v = probe(fs.readFileSync(file, "utf8"));
       return v === undefined ? undefined : { v };
     } catch {
