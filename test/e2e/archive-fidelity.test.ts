@@ -7,7 +7,9 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { archiveEntries, writeArchive, type ArchiveEntry, type ArchiveOptions, type ArchiveResult, type ArchiveWarning, type ListedEntry } from "../../src/core/archive/writer.ts";
+import { writeArchive, type ArchiveEntry, type ArchiveOptions, type ArchiveResult, type ArchiveWarning } from "../../src/core/archive/writer.ts";
+import { readEntries } from "../../src/core/restore/read.ts";
+import type { TarListing } from "../../src/core/archive/tar.ts";
 import type { Compression } from "../../src/core/common/config.ts";
 import { spawner, describeResult } from "../../src/io/process.ts";
 import { requireTool } from "../helpers/tools.ts";
@@ -33,10 +35,12 @@ async function run(argv: string[], timeoutMs = 60_000): Promise<string> {
   return r.stdout;
 }
 
-/** Every entry of an archive, read in batches. */
-async function listArchive(file: string): Promise<ListedEntry[]> {
-  const out: ListedEntry[] = [];
-  for await (const batch of archiveEntries(file)) out.push(...batch);
+/** Every entry of an archive as shoot's reader gives it, with its mtime in ms (fraction kept). */
+async function listArchive(file: string): Promise<Array<TarListing & { mtime: number }>> {
+  const out: Array<TarListing & { mtime: number }> = [];
+  await readEntries(file, (batch) => {
+    for (const t of batch) out.push({ ...t, mtime: Number(t.mtimeNs / 1_000_000n) + Number(t.mtimeNs % 1_000_000n) / 1e6 });
+  });
   return out;
 }
 

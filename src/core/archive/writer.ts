@@ -11,10 +11,9 @@
  */
 import fs from "node:fs";
 import os from "node:os";
-import zlib from "node:zlib";
 import type { Compression } from "../common/config.ts";
 import { Chunker, isAllZero, type ChunkerParams } from "./chunker.ts";
-import { HeaderEncoder, paddingAfter, RECORD, BLOCK, TarFormatError, TarParser, type TarListing, type TarOwnership, type TarType } from "./tar.ts";
+import { HeaderEncoder, paddingAfter, RECORD, BLOCK, type TarOwnership, type TarType } from "./tar.ts";
 import { errnoCode, errorMessage } from "../common/errors.ts";
 import { ArchiveUnprovenError, compressionThreads, PiecePipeline } from "./pipeline.ts";
 import { frameHeader, RESERVED, streamedHeader, type StreamedEntry } from "./streamed.ts";
@@ -504,65 +503,3 @@ export function detectCompression(head: Uint8Array): Compression {
   return "none";
 }
 
-export interface ListedEntry {
-  name: string;
-  type: string;
-  size: number;
-  mode: number;
-  /** Modification time in ms since the epoch (with the fraction the archive holds). */
-  mtime: number;
-  mtimeNs: bigint;
-  linkTarget?: string;
-  uid: number;
-  gid: number;
-  uname: string;
-  gname: string;
-}
-
-/**
- * The entries of an archive (gzip, zstd or plain tar, detected from its content), a batch per
- * piece read, so that a caller can list millions without holding them. Rejects at the end when
- * the tar stream stops before its end-of-archive marker.
- */
-export async function* archiveEntries(file: string): AsyncGenerator<ListedEntry[]> {
-  const head = new Uint8Array(4);
-  const fdh = fs.openSync(file, "r");
-  try {
-    fs.readSync(fdh, head, 0, 4, 0);
-  } finally {
-    fs.closeSync(fdh);
-  }
-  const compression = detectCompression(head);
-  const input = fs.createReadStream(file, { highWaterMark: 1 << 20 });
-  const stream: NodeJS.ReadableStream =
-    compression === "gzip" ? input.pipe(zlib.createGunzip())
-    : compression === "zstd" ? input.pipe(zlib.createZstdDecompress())
-    : input;
-  const parser = new TarParser();
-  let count = 0;
-  try {
-    for await (const chunk of stream) {
-      const batch: ListedEntry[] = [];
-      parser.push(chunk as Uint8Array, (t: TarListing) =>
-        batch.push({
-          name: t.name,
-          type: t.type,
-          size: t.size,
-          mode: t.mode,
-          mtime: Number(t.mtimeNs / 1_000_000n) + Number(t.mtimeNs % 1_000_000n) / 1e6,
-          mtimeNs: t.mtimeNs,
-          linkTarget: t.linkTarget,
-          uid: t.uid,
-          gid: t.gid,
-          uname: t.uname,
-          gname: t.gname,
-        }));
-      count += batch.length;
-      if (batch.length > 0) yield batch;
-      if (parser.ended) break;
-    }
-  } finally {
-    input.destroy();
-  }
-  if (!parser.ended) throw new TarFormatError(`the archive ends before its end-of-archive marker (truncated after ${count} entries?)`);
-}
