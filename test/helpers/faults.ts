@@ -153,12 +153,13 @@ export function expectNamed(code: number, allowed: readonly CodeName[], context:
 
 // --- processes -----------------------------------------------------------------------------------
 
-/** Children of every process started after `after`, from one pass over /proc. */
-function childrenSince(after: number): Map<number, number[]> {
+/** Children of every process, by parent, from one pass over /proc. */
+function childrenOf(): Map<number, number[]> {
   const children = new Map<number, number[]>();
+  // every process is read: pids wrap around (pid_max is often 32768), so a descendant may carry
+  // a smaller pid than its ancestor after a suite has started many thousands of processes
   for (const e of fs.readdirSync("/proc")) {
-    // pids grow: a process's descendants came after it (a wrap-around of the pid counter only costs a missed kill)
-    if (e.charCodeAt(0) > 57 || Number(e) <= after) continue;
+    if (e.charCodeAt(0) > 57) continue;
     try {
       const stat = fs.readFileSync(`/proc/${e}/stat`, "utf8");
       // the command name is in parentheses and may hold spaces: the ppid follows the last ')'
@@ -175,7 +176,7 @@ function childrenSince(after: number): Map<number, number[]> {
 
 /** All descendants of `pid` (children first, then theirs), from one pass over /proc. */
 export function descendants(pid: number): number[] {
-  const children = childrenSince(pid);
+  const children = childrenOf();
   const out: number[] = [];
   const queue = [pid];
   while (queue.length) {
