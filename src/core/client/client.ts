@@ -851,7 +851,10 @@ async function proveCopy(
     if (held.list.md5 !== a.md5 || held.list.size !== a.size) return reject(`the server's file list ${list} describes another archive (MD5 ${held.list.md5}, ${held.list.size} bytes)`);
     return "checksum; the server's file list kept beside it";
   }
-  const v = await verifyArchive(held, { deep: true, warned: warnedPathsIn(records, a.file), signal: ctx.signal });
+  // the pull proved the bytes (the SHA-256 of the record, taken as they arrived, and the MD5 its
+  // .md5 gives is the record's): the tar stream is read, not hashed again
+  const hashed = a.sha256 === undefined ? undefined : { md5: a.md5, sha256: a.sha256 };
+  const v = await verifyArchive(held, { deep: true, warned: warnedPathsIn(records, a.file), signal: ctx.signal, hashed });
   if (!v.ok) return reject(v.problems.join("; "));
   return `deep: ${v.entries} entries read to the end of the tar stream and checked against the server's file list`;
 }

@@ -41,6 +41,11 @@ export interface PassOptions {
   onData?: (piece: Uint8Array) => void;
   /** The entries of each piece read, the pass waiting for what it returns (printing at the pace of a reader). */
   onEntries?: (entries: TarListing[]) => Promise<void> | void;
+  /**
+   * The file's digests, already proven (a pull hashed the copy as it arrived): returned as the
+   * pass's own instead of hashing every byte a second time.
+   */
+  hashed?: { md5: string; sha256: string };
 }
 
 type Compression = ReturnType<typeof detectCompression>;
@@ -142,6 +147,7 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
   const compression = opts.decompress === false ? "none" : fd === undefined ? (src as Exclude<ArchiveSource, number>).compression : sniff(fd);
   const md5 = new Bun.CryptoHasher("md5");
   const sha256 = new Bun.CryptoHasher("sha256");
+  const hashing = opts.hashed === undefined;
   let size = 0;
   let tarBytes = 0;
   let readAt = 0;
@@ -150,8 +156,10 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
   const frames = compression === "zstd" ? new ZstdFrames() : undefined;
   const hasher = new Transform({
     transform(chunk: Buffer, _enc, done) {
-      md5.update(chunk);
-      sha256.update(chunk);
+      if (hashing) {
+        md5.update(chunk);
+        sha256.update(chunk);
+      }
       size += chunk.length;
       opts.progress?.update(size);
       const bad = frames?.push(chunk);
@@ -200,7 +208,7 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
     if (opts.signal?.aborted) throw e;
     const damage = await describeFailure(first?.error ?? e, first?.where, { fd, compression, parser, readAt: fd === undefined ? size : readAt, size, tarBytes });
     if (!(damage instanceof ArchiveDamage)) throw damage;
-    damage.digests = fd === undefined ? undefined : hashRest(fd, md5, sha256, size);
+    damage.digests = fd === undefined || !hashing ? undefined : hashRest(fd, md5, sha256, size);
     throw damage;
   }
   // the zstd decompressor ends without a word when its input stops within a frame
@@ -208,10 +216,11 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
   if (cut || (parser && !parser.ended)) {
     const message = cut ? `the archive is truncated: ${cut}; the tar stream was whole up to byte ${parser?.offset ?? tarBytes}` : `the archive is truncated: its tar stream ends at byte ${tarBytes} without its end-of-archive blocks${compression === "none" ? "" : ` (where the ${compression} stream ends)`}`;
     const damage = new ArchiveDamage(message, "damaged", compression === "none" ? tarBytes : size, parser?.offset ?? tarBytes);
-    damage.digests = { size, md5: md5.digest("hex"), sha256: sha256.digest("hex") };
+    damage.digests = hashing ? { size, md5: md5.digest("hex"), sha256: sha256.digest("hex") } : undefined;
     throw damage;
   }
-  return { size, md5: md5.digest("hex"), sha256: sha256.digest("hex"), tarBytes, ms: performance.now() - started };
+  const digests = opts.hashed ?? { md5: md5.digest("hex"), sha256: sha256.digest("hex") };
+  return { size, ...digests, tarBytes, ms: performance.now() - started };
 }
 
 interface FailureContext {

@@ -154,7 +154,7 @@ export function resolveArchive(cfg: Config | undefined, arg: string): HeldArchiv
 
 // --- verifying one archive ----------------------------------------------------------------
 
-export interface VerifyOptions extends Pick<PassOptions, "progress" | "signal"> {
+export interface VerifyOptions extends Pick<PassOptions, "progress" | "signal" | "hashed"> {
   deep?: boolean;
   /**
    * The files the run that made the archive warned about (see warnedPathsIn); by default they
@@ -413,7 +413,8 @@ export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): P
     };
     let pass: PassResult;
     try {
-      pass = await archivePass(fd, { progress: opts.progress, signal: opts.signal, decompress: opts.deep === true, onEntry: opts.deep ? onEntry : undefined });
+      const { progress, signal, hashed } = opts;
+      pass = await archivePass(fd, { progress, signal, hashed, decompress: opts.deep === true, onEntry: opts.deep ? onEntry : undefined });
     } catch (e) {
       if (!(e instanceof ArchiveDamage)) throw e;
       return damaged(verdict, e, entries);
