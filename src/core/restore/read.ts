@@ -191,7 +191,9 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
     }
   }
   let input: NodeJS.ReadableStream;
-  if (fd !== undefined) input = Readable.from(reading(fd));
+  // two pieces ahead at most: read ahead of a slower stage, the pieces of a pass (1 MiB each)
+  // would pile up in the queue, several passes at once on a backup host that proves many copies
+  if (fd !== undefined) input = Readable.from(reading(fd), { highWaterMark: 2 });
   else {
     try {
       input = await (src as Exclude<ArchiveSource, number>).open();
