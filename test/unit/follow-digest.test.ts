@@ -116,7 +116,7 @@ describe("followDigest", () => {
     expect(followedDigest(path.join(root, NAME), followed)).toBeUndefined();
   }, T);
 
-  test("cancel: the workers close the file they follow and end", async () => {
+  test("cancel: the workers close the file they follow and answer", async () => {
     root = tempDir();
     const temp = path.join(root, `.${NAME}.Cc4Dd5`);
     fs.writeFileSync(temp, randomBytes(1000));
@@ -137,7 +137,7 @@ describe("followDigest", () => {
         return false; // the thread ended since the listing
       }
     }).length;
-    // the workers of the tests before end soon after they answer
+    // the workers of the tests before wait for the next pull, back to the normal policy once they answered
     for (const deadline = Date.now() + 5_000; idleThreads() > 0 && Date.now() < deadline;) await Bun.sleep(10);
     expect(idleThreads()).toBe(0);
     const follower = followDigest(root, NAME, "sha256");

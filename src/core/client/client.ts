@@ -854,7 +854,10 @@ async function proveCopy(
   // the pull proved the bytes (the SHA-256 of the record, taken as they arrived, and the MD5 its
   // .md5 gives is the record's): the tar stream is read, not hashed again
   const hashed = a.sha256 === undefined ? undefined : { md5: a.md5, sha256: a.sha256 };
-  const v = await verifyArchive(held, { deep: true, warned: warnedPathsIn(records, a.file), signal: ctx.signal, hashed });
+  const warned = warnedPathsIn(records, a.file);
+  // small pieces: with many copies proven at once, 1 MiB pieces waiting for the collector
+  // were a good part of the client's memory
+  const v = await verifyArchive(held, { deep: true, warned, signal: ctx.signal, hashed, pieceBytes: 64 << 10 });
   if (!v.ok) return reject(v.problems.join("; "));
   return `deep: ${v.entries} entries read to the end of the tar stream and checked against the server's file list`;
 }

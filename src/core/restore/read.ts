@@ -46,6 +46,11 @@ export interface PassOptions {
    * pass's own instead of hashing every byte a second time.
    */
   hashed?: { md5: string; sha256: string };
+  /**
+   * Bytes read at a time (1 MiB by default). Each piece is new memory that lives until the
+   * collector runs: a backup host proving many copies at once holds less with small pieces.
+   */
+  pieceBytes?: number;
 }
 
 type Compression = ReturnType<typeof detectCompression>;
@@ -87,10 +92,10 @@ export class ArchiveDamage extends Error {
 }
 
 /** The file open on `fd`, from `start`, in chunks of 1 MiB; the descriptor stays open (a stream given it would close it on error). */
-function* readFd(fd: number, start = 0, onRead?: (position: number) => void): Generator<Buffer> {
+function* readFd(fd: number, start = 0, onRead?: (position: number) => void, pieceBytes = 1 << 20): Generator<Buffer> {
   let position = start;
   for (;;) {
-    const buf = Buffer.allocUnsafe(1 << 20);
+    const buf = Buffer.allocUnsafe(pieceBytes);
     onRead?.(position);
     const bytesRead = fs.readSync(fd, buf, 0, buf.length, position);
     if (bytesRead === 0) return;
@@ -184,7 +189,7 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
   inflate?.on("error", (e) => failed("decode", e));
   function* reading(fd: number): Generator<Buffer> {
     try {
-      yield* readFd(fd, 0, (p) => (readAt = p));
+      yield* readFd(fd, 0, (p) => (readAt = p), opts.pieceBytes);
     } catch (e) {
       failed("read", e);
       throw e;

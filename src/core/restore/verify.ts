@@ -154,7 +154,7 @@ export function resolveArchive(cfg: Config | undefined, arg: string): HeldArchiv
 
 // --- verifying one archive ----------------------------------------------------------------
 
-export interface VerifyOptions extends Pick<PassOptions, "progress" | "signal" | "hashed"> {
+export interface VerifyOptions extends Pick<PassOptions, "progress" | "signal" | "hashed" | "pieceBytes"> {
   deep?: boolean;
   /**
    * The files the run that made the archive warned about (see warnedPathsIn); by default they
@@ -413,8 +413,8 @@ export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): P
     };
     let pass: PassResult;
     try {
-      const { progress, signal, hashed } = opts;
-      pass = await archivePass(fd, { progress, signal, hashed, decompress: opts.deep === true, onEntry: opts.deep ? onEntry : undefined });
+      const { progress, signal, hashed, pieceBytes } = opts;
+      pass = await archivePass(fd, { progress, signal, hashed, pieceBytes, decompress: opts.deep === true, onEntry: opts.deep ? onEntry : undefined });
     } catch (e) {
       if (!(e instanceof ArchiveDamage)) throw e;
       return damaged(verdict, e, entries);

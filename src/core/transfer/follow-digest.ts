@@ -73,24 +73,55 @@ export interface Follower {
   cancel(): void;
 }
 
+/** A follow worker, and where its next reply goes (nowhere while it waits in the pool). */
+interface Slot {
+  worker: Worker;
+  answer?: (reply: WorkerReply, reusable: boolean) => void;
+}
+
+/**
+ * Workers that have answered and wait for the next pull, by job: a backup host pulling a hundred
+ * sources starts `concurrency` of each instead of a hundred, and keeps no heap of an ended one.
+ */
+const idle: Record<"hash" | "flush", Slot[]> = { hash: [], flush: [] };
+
+function newSlot(job: "hash" | "flush"): Slot {
+  const worker = startWorkerFile("./core/transfer/follow.worker.ts", new URL("./follow.worker.ts", import.meta.url));
+  const slot: Slot = { worker };
+  slot.worker.onmessage = (e: MessageEvent<WorkerReply>) => slot.answer?.(e.data, !("error" in e.data));
+  slot.worker.onerror = (e) => slot.answer?.({ error: e.message || "the hashing worker failed" }, false);
+  // a worker that ends without a word (it exited, or was killed) must not leave finish() waiting
+  slot.worker.addEventListener("close", () => {
+    idle[job] = idle[job].filter((s) => s !== slot);
+    slot.answer?.({ error: "the hashing worker ended without an answer" }, false);
+  });
+  return slot;
+}
+
+/** Ask a worker (an idle one of the job, else a new one) to follow the file; its one reply. */
+function ask(request: FollowRequest): Promise<WorkerReply> {
+  const job = request.algorithm ? "hash" : "flush";
+  const slot = idle[job].pop() ?? newSlot(job);
+  slot.worker.ref();
+  return new Promise<WorkerReply>((resolve) => {
+    slot.answer = (reply, reusable) => {
+      slot.answer = undefined;
+      if (reusable) {
+        // it answers only once it has closed the file: waiting, it holds nothing open
+        slot.worker.unref();
+        idle[job].push(slot);
+      } else void slot.worker.terminate();
+      resolve(reply);
+    };
+    slot.worker.postMessage(request);
+  });
+}
+
 /** Start following rsync's temporary file for `file` in `dir`, hashing it with `algorithm`. */
 export function followDigest(dir: string, file: string, algorithm: DigestAlgorithm): Follower {
   const control = new SharedArrayBuffer(4);
   const state = new Int32Array(control);
-  // a worker ends once it has answered, having closed the file: ended earlier, it would keep it open
-  const replies = [algorithm, undefined].map((algorithm) => new Promise<WorkerReply>((resolve) => {
-    const w = startWorkerFile("./core/transfer/follow.worker.ts", new URL("./follow.worker.ts", import.meta.url));
-    const answer = (r: WorkerReply) => {
-      void w.terminate();
-      resolve(r);
-    };
-    w.onmessage = (e: MessageEvent<WorkerReply>) => answer(e.data);
-    w.onerror = (e) => answer({ error: e.message || "the hashing worker failed" });
-    // a worker that ends without a word (it exited, or was killed) must not leave finish() waiting
-    w.addEventListener("close", () => answer({ error: "the hashing worker ended without an answer" }));
-    const request: FollowRequest = { dir, prefix: `.${file}.`, algorithm, control };
-    w.postMessage(request);
-  }));
+  const replies = [algorithm, undefined].map((algorithm) => ask({ dir, prefix: `.${file}.`, algorithm, control }));
   const stop = (to: number) => {
     Atomics.store(state, 0, to);
     Atomics.notify(state, 0);

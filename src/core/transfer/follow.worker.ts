@@ -2,8 +2,8 @@
  * A worker of follow-digest.ts: finds the temporary file rsync receives into, then either
  * hashes what rsync has written as it grows (as SCHED_IDLE while the transfer lasts), or starts
  * write-back of every FLUSH_BEHIND bytes rsync has written, until the control word says the
- * transfer ended or was cancelled. A compiled binary holds this file as an entry point of its
- * own (scripts/build.ts).
+ * transfer ended or was cancelled; then it answers and waits for the next pull. A compiled
+ * binary holds this file as an entry point of its own (scripts/build.ts).
  */
 import fs from "node:fs";
 import { SCHED_IDLE, SCHED_OTHER, SYNC_FILE_RANGE_WRITE, openSyncRange, setThreadPolicy } from "../common/libc.ts";
@@ -79,14 +79,19 @@ function hash(fd: number, st: fs.BigIntStats, algorithm: DigestAlgorithm, state:
 
 function follow(m: FollowRequest, state: Int32Array): WorkerReply {
   if (m.algorithm) setThreadPolicy(SCHED_IDLE);
-  const fd = open(m.dir, m.prefix, state);
-  if (fd < 0) return { none: "the transfer ended before its temporary file was seen" };
   try {
-    const st = fs.fstatSync(fd, { bigint: true });
-    if (!st.isFile()) return { none: "not a regular file" };
-    return m.algorithm ? hash(fd, st, m.algorithm, state) : writeBack(fd, state);
+    const fd = open(m.dir, m.prefix, state);
+    if (fd < 0) return { none: "the transfer ended before its temporary file was seen" };
+    try {
+      const st = fs.fstatSync(fd, { bigint: true });
+      if (!st.isFile()) return { none: "not a regular file" };
+      return m.algorithm ? hash(fd, st, m.algorithm, state) : writeBack(fd, state);
+    } finally {
+      fs.closeSync(fd);
+    }
   } finally {
-    fs.closeSync(fd);
+    // the worker waits for its next pull in the pool: with the normal policy where it may
+    if (m.algorithm) setThreadPolicy(SCHED_OTHER);
   }
 }
 
