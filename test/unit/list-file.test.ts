@@ -57,6 +57,23 @@ test("a list written in members reads back line for line, its header first and a
   expect(openList(file).header.archive).toBe("a.tar.gz");
 });
 
+test("where members end depends on the lines alone: lists that differ in a few lines share their other members", () => {
+  const lines = sampleLines(40_000);
+  const next = [...lines];
+  next[0] = next[0]!.replace('"entries":3', '"entries":4');
+  next[1000] = next[1000]!.replace("null]", '"changed"]');
+  next.splice(20_000, 1);
+  next.splice(30_000, 0, '["new","file",33188,0,0,1,2,3,4,null]');
+  const members = (text: string) => new Set([...compressList(oddPieces(text))].map((m) => Buffer.from(m).toString("base64")));
+  const before = members(`${lines.join("\n")}\n`);
+  const after = members(`${next.join("\n")}\n`);
+  expect(before.size).toBeGreaterThan(40);
+  const shared = [...after].filter((m) => before.has(m)).length;
+  // the header's member, and about one member for each of the three changes, differ
+  expect(after.size - shared).toBeGreaterThanOrEqual(4);
+  expect(after.size - shared).toBeLessThanOrEqual(8);
+});
+
 test("gzip -dc and zcat print the plain list of a compressed one", () => {
   root = tempDir();
   const text = `${sampleLines(20_000).join("\n")}\n`;

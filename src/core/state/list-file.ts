@@ -1,6 +1,6 @@
 /**
  * The file list beside each archive (<archive>.list) as stored: gzip, in independent members
- * of at most 1 MiB of list text each, the way BGZF cuts its blocks. To gzip and zcat the
+ * of whole lines, at most 1 MiB of list text each, the way BGZF cuts its blocks. To gzip and zcat the
  * members are one stream (`zcat X.list` prints the list); shoot reads one member at a time,
  * each naming its own length in a field of its gzip header, so a list of a million entries is
  * never in memory whole. Lists written before were plain text, and servers and backup hosts
@@ -38,22 +38,31 @@ export function listMember(text: Uint8Array<ArrayBuffer>): Uint8Array {
   return out;
 }
 
+/** A member ends after a line whose CRC-32 has these bits clear: about every 1024 lines. */
+const CUT_MASK = 1023;
+
 /**
  * A list given in pieces (text or bytes, cut anywhere), as gzip members to write one after the
  * other. The first line (the header) is a member by itself, so that reading it costs one small
- * read; each later member ends at the last newline of up to LIST_BLOCK bytes. Memory holds one
- * block, whatever the list's length.
+ * read. A later member ends after a line whose CRC-32 has its low 10 bits clear, or at the last
+ * newline of LIST_BLOCK bytes: where members end depends on the lines alone, so the next run's
+ * list, which differs in a few places, shares its other members byte for byte, and rsync,
+ * pulling it against the last copy's list, sends those as matches. Memory holds one block.
  */
 export function* compressList(pieces: Iterable<string | Uint8Array>): Generator<Uint8Array> {
   const block = Buffer.allocUnsafe(LIST_BLOCK);
   let used = 0;
+  let scanned = 0; // how far the block was searched for line ends
+  let lineStart = 0;
   let headerDone = false;
   const take = (cut: number): Uint8Array => {
     const member = listMember(block.subarray(0, cut));
     block.copy(block, 0, cut, used);
     used -= cut;
+    scanned = lineStart = 0;
     return member;
   };
+  const lineEnd = (): number => block.subarray(0, used).indexOf(10, scanned);
   for (const piece of pieces) {
     let bytes = typeof piece === "string" ? Buffer.from(piece) : piece;
     while (bytes.length > 0) {
@@ -61,9 +70,13 @@ export function* compressList(pieces: Iterable<string | Uint8Array>): Generator<
       block.set(bytes.subarray(0, n), used);
       used += n;
       bytes = bytes.subarray(n);
-      const nl: number = headerDone ? -1 : block.subarray(0, used).indexOf(10);
-      if (nl >= 0) yield take(nl + 1);
-      headerDone ||= nl >= 0;
+      for (let nl = lineEnd(); nl >= 0; nl = lineEnd()) {
+        const cut = !headerDone || (Bun.hash.crc32(block.subarray(lineStart, nl)) & CUT_MASK) === 0;
+        scanned = lineStart = nl + 1;
+        headerDone = true;
+        if (cut) yield take(nl + 1);
+      }
+      scanned = used;
       if (used === LIST_BLOCK) yield take(block.lastIndexOf(10) + 1 || LIST_BLOCK);
     }
   }
