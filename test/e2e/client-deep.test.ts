@@ -12,6 +12,7 @@ import path from "node:path";
 import { listTree, md5sumCheck, runClient, sshSource, writeClientConfig, type ClientSpec } from "../helpers/client.ts";
 import { runShoot } from "../helpers/cli.ts";
 import { serverFixture, tempDir } from "../helpers/fixture.ts";
+import { readListText, writeListText } from "../helpers/lists.ts";
 import { randomBytes, tarOf, writeArchive, writeServerStatus } from "../helpers/serverdir.ts";
 import { startSshd, type SshServer } from "../helpers/sshd.ts";
 import { requireTool } from "../helpers/tools.ts";
@@ -41,14 +42,14 @@ async function served(name: string, damage?: (tar: Uint8Array, dir: string, file
   const changed = damage?.(tar, dir, file);
   if (changed) {
     // the checksums follow the damaged bytes: only reading the tar stream can tell
-    const listText = fs.readFileSync(path.join(dir, `${file}.list`), "utf8");
+    const listText = readListText(path.join(dir, `${file}.list`));
     archive = await writeArchive(dir, file, new Uint8Array(0));
     fs.writeFileSync(path.join(dir, file), changed);
     const md5 = new Bun.CryptoHasher("md5").update(changed).digest("hex");
     const sha256 = new Bun.CryptoHasher("sha256").update(changed).digest("hex");
     fs.writeFileSync(path.join(dir, `${file}.md5`), `${md5}  ${file}\n`);
     const [head, ...rest] = listText.split("\n");
-    fs.writeFileSync(path.join(dir, `${file}.list`), [JSON.stringify({ ...JSON.parse(head!), size: changed.length, md5, sha256 }), ...rest].join("\n"));
+    writeListText(path.join(dir, `${file}.list`), [JSON.stringify({ ...JSON.parse(head!), size: changed.length, md5, sha256 }), ...rest].join("\n"));
     archive = { file, size: changed.length, md5, sha256 };
   }
   writeServerStatus(dir, archive, { final: "NEW_ARCHIVE" });
@@ -73,6 +74,17 @@ describe("verify = deep", () => {
     md5sumCheck(path.join(dest, "sound"));
   }, T);
 
+  test("a server of an earlier version, whose file list is plain text: the copy is checked against it and kept", async () => {
+    const dir = path.join(base, "plain", "server");
+    const file = archiveName("plain", new Date(), "gzip");
+    writeServerStatus(dir, await writeArchive(dir, file, randomBytes(300_000), true), { final: "NEW_ARCHIVE" });
+    const { dest, cfg } = config("plain", dir);
+    const r = await runClient(cfg, dest);
+    expect({ exit: r.code, codes: r.codes }).toEqual({ exit: 0, codes: { plain: 30 } });
+    expect(r.records.find((x) => x.name === "PULLED")!.data.proof).toStartWith("deep: 1 entries read to the end");
+    expect(fs.readFileSync(path.join(dest, "plain", `${file}.list`), "utf8")).toBe(fs.readFileSync(path.join(dir, `${file}.list`), "utf8"));
+  }, T);
+
   const damaged: Array<[string, (tar: Uint8Array, dir: string, file: string) => Uint8Array | undefined, RegExp]> = [
     ["cut before its end-of-archive marker", (tar) => tar.subarray(0, 512 + 200_000), /truncated|ends early|end-of-archive/],
     ["a header byte changed", (tar) => {
@@ -82,9 +94,16 @@ describe("verify = deep", () => {
     }, /damaged|checksum|not in the server's file list|listed entries are not in the archive/],
     ["a file list that says another size", (_tar, dir, file) => {
       const list = path.join(dir, `${file}.list`);
-      fs.writeFileSync(list, fs.readFileSync(list, "utf8").replace(",300000,", ",299999,"));
+      writeListText(list, readListText(list).replace(",300000,", ",299999,"));
       return undefined;
     }, /differ in size from the file list/],
+    ["a file list damaged after its header", (_tar, dir, file) => {
+      const list = path.join(dir, `${file}.list`);
+      const bytes = fs.readFileSync(list);
+      bytes[bytes.readUInt32LE(16) + 30]! ^= 0xff; // in the member after the header's
+      fs.writeFileSync(list, bytes);
+      return undefined;
+    }, /is damaged: it cannot be read to its end: .*\.list: the compressed block at byte \d+ /],
     ["a file list that is not one", (_tar, dir, file) => {
       fs.writeFileSync(path.join(dir, `${file}.list`), "not a list\n");
       return undefined;

@@ -8,10 +8,10 @@ import { afterAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
 import { LIST_SUFFIX, sortArchives } from "../../src/core/state/naming.ts";
-import { readLines } from "../../src/core/state/fsutil.ts";
 import { lineKey, nameOfKey } from "../../src/core/scan/scan.ts";
 import { runShoot, shootArgv } from "../helpers/cli.ts";
 import { archivesIn, serverFixture, statusRecords } from "../helpers/fixture.ts";
+import { readListText } from "../helpers/lists.ts";
 import { requireTool } from "../helpers/tools.ts";
 
 // one mount point right below the source, one deeper than the unchanged check's plan opens
@@ -27,7 +27,7 @@ function listedNames(): string[] {
   // oldest first in shoot's own order (two runs in one second make NAME and NAME-1)
   const newest = sortArchives(archivesIn(fx.backup)).at(-1)!;
   // the first line is the list's header, the others its entries
-  return [...readLines(path.join(fx.backup, newest + LIST_SUFFIX))].slice(1).filter(Boolean).map((l) => nameOfKey(lineKey(l)!));
+  return readListText(path.join(fx.backup, newest + LIST_SUFFIX)).split("\n").slice(1).filter(Boolean).map((l) => nameOfKey(lineKey(l)!));
 }
 
 /** A run's final code and MOUNT_SKIPPED warnings: the last run's in server.status, the one before in server.status.1. */

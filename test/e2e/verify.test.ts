@@ -4,6 +4,7 @@ import path from "node:path";
 import { runShoot } from "../helpers/cli.ts";
 import { archivesIn, serverFixture, type ServerFixture } from "../helpers/fixture.ts";
 import { listTree } from "../helpers/client.ts";
+import { compressedList, readListText, writeListText } from "../helpers/lists.ts";
 import { requireTool } from "../helpers/tools.ts";
 
 const T = 60_000;
@@ -40,13 +41,13 @@ function rewriteMd5(file: string): void {
 /** Rewrite the file list's header to describe the archive as it is now (a forger who knew the format). */
 function rewriteListHeader(file: string): void {
   const bytes = fs.readFileSync(file);
-  const text = fs.readFileSync(`${file}.list`, "utf8");
+  const text = readListText(`${file}.list`);
   const nl = text.indexOf("\n");
   const header = JSON.parse(text.slice(0, nl));
   header.size = bytes.length;
   header.md5 = new Bun.CryptoHasher("md5").update(bytes).digest("hex");
   header.sha256 = new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
-  fs.writeFileSync(`${file}.list`, JSON.stringify(header) + text.slice(nl));
+  writeListText(`${file}.list`, JSON.stringify(header) + text.slice(nl));
 }
 
 async function verify(...args: string[]): Promise<{ code: number; out: string }> {
@@ -88,7 +89,7 @@ describe("shoot verify", () => {
     const r = await runShoot(["wrapper", "--config", fx.config]);
     expect(r.code).toBe(0);
     const name = archivesIn(fx.backup).at(-1)!;
-    const entries = fs.readFileSync(path.join(fx.backup, `${name}.list`), "utf8").split("\n").filter(Boolean).length - 1;
+    const entries = readListText(path.join(fx.backup, `${name}.list`)).split("\n").filter(Boolean).length - 1;
     expect(entries).toBeGreaterThan(names.length + 60);
     const deep = await verify("--deep");
     expect(deep.code).toBe(0);
@@ -137,7 +138,7 @@ describe("shoot verify", () => {
     fs.mkdirSync(work);
     sh([tar, "-xzf", file, "-C", work]);
     fs.appendFileSync(path.join(work, fx!.src.slice(1), "etc/hosts"), "10.6.6.6 evil.example\n");
-    const listed = fs.readFileSync(`${file}.list`, "utf8").split("\n").slice(1).filter(Boolean).map((l) => JSON.parse(l)[0] as string);
+    const listed = readListText(`${file}.list`).split("\n").slice(1).filter(Boolean).map((l) => JSON.parse(l)[0] as string);
     const names = path.join(fx!.root, "names");
     const rebuild = (order: string[]) => {
       fs.writeFileSync(names, order.map((n) => `${n}\n`).join(""));
@@ -162,16 +163,33 @@ describe("shoot verify", () => {
     expect(reordered.out).not.toContain("listed entries are not in the archive");
   }, T);
 
+  test("the server's list is stored compressed; a plain one (an earlier version's) still checks, a damaged one is named", async () => {
+    const { file } = await serverWithArchive();
+    const stored = fs.readFileSync(`${file}.list`);
+    expect([stored[0], stored[1]]).toEqual([0x1f, 0x8b]);
+    const text = readListText(`${file}.list`);
+    writeListText(`${file}.list`, text, true);
+    const plain = await verify("--deep");
+    expect(plain.code).toBe(0);
+    expect(plain.out).toContain("entries match the server's file list");
+    const bytes = compressedList(text);
+    bytes[bytes.readUInt32LE(16) + 30]! ^= 0xff; // in the member after the header's
+    fs.writeFileSync(`${file}.list`, bytes);
+    const damaged = await verify("--deep");
+    expect(damaged.code).toBe(90);
+    expect(damaged.out).toContain(`its file list ${path.basename(file)}.list is damaged: it cannot be read to its end: ${file}.list: the compressed block at byte ${bytes.readUInt32LE(16)}`);
+  }, T);
+
   test("a file that changed while the archive was written differs from the list only as its run warned", async () => {
     const { file } = await serverWithArchive();
     const hosts = `${fx!.src.slice(1)}/etc/hosts`;
     // the list records the scan; say the file was 25 bytes then (the archive holds what was read)
-    const lines = fs.readFileSync(`${file}.list`, "utf8").split("\n");
+    const lines = readListText(`${file}.list`).split("\n");
     const i = lines.findIndex((l) => l.startsWith(`[${JSON.stringify(hosts)},`));
     const entry = JSON.parse(lines[i]!);
     entry[5] = 25;
     lines[i] = JSON.stringify(entry);
-    fs.writeFileSync(`${file}.list`, lines.join("\n"));
+    writeListText(`${file}.list`, lines.join("\n"));
     const unexplained = await verify("--deep");
     expect(unexplained.code).toBe(90);
     expect(unexplained.out).toContain(`/${hosts} (25 → 20 bytes)`);

@@ -12,6 +12,7 @@ import { BLOCK, RECORD, encodeHeader, paddingAfter } from "../../src/core/archiv
 import { LIST_FORMAT, LIST_VERSION } from "../../src/core/scan/scan.ts";
 import { SERVER_STATUS, StatusWriter, type ArchiveInfo } from "../../src/core/state/status.ts";
 import type { CodeName } from "../../src/core/common/codes.ts";
+import { writeListText } from "./lists.ts";
 import { requireTool } from "./tools.ts";
 
 export interface FakeRun {
@@ -28,9 +29,10 @@ export interface FakeRun {
  * Write archive `name` in `dir`: a plain tar stream holding `bytes` as one file ("payload"),
  * with a real `md5sum` line and the server's file list beside it, so that a client's deep
  * verification reads it as it would a server's. (Readers go by content, not by name: a
- * `.tar.gz` name holding plain tar is read as plain tar.)
+ * `.tar.gz` name holding plain tar is read as plain tar.) The list is compressed as a server
+ * writes it, or with `plainList` plain text, as servers before compressed lists wrote it.
  */
-export async function writeArchive(dir: string, name: string, bytes: Uint8Array): Promise<ArchiveInfo> {
+export async function writeArchive(dir: string, name: string, bytes: Uint8Array, plainList = false): Promise<ArchiveInfo> {
   fs.mkdirSync(dir, { recursive: true });
   const tar = tarOf(bytes);
   fs.writeFileSync(path.join(dir, name), tar);
@@ -41,7 +43,7 @@ export async function writeArchive(dir: string, name: string, bytes: Uint8Array)
   const sha256 = new Bun.CryptoHasher("sha256").update(tar).digest("hex");
   const header = { format: LIST_FORMAT, v: LIST_VERSION, archive: name, entries: 1, bytes: bytes.length, size: tar.length, md5, sha256 };
   const line = `["${PAYLOAD}","file",420,0,0,${bytes.length},1700000000000000,1700000000000000,1,null]`;
-  fs.writeFileSync(path.join(dir, `${name}${LIST_SUFFIX}`), `${JSON.stringify(header)}\n${line}\n`);
+  writeListText(path.join(dir, `${name}${LIST_SUFFIX}`), `${JSON.stringify(header)}\n${line}\n`, plainList);
   return { file: name, size: tar.length, md5, sha256 };
 }
 

@@ -5,6 +5,7 @@ import { compileExcludes } from "../../src/core/scan/exclude.ts";
 import { quickCompare } from "../../src/core/scan/scan-parallel.ts";
 import { entryLine, LIST_FORMAT, LIST_VERSION, scanSources } from "../../src/core/scan/scan.ts";
 import { tempDir } from "../helpers/fixture.ts";
+import { compressedList, writeListText } from "../helpers/lists.ts";
 import { requireTool } from "../helpers/tools.ts";
 
 const T = 30_000;
@@ -50,9 +51,10 @@ function recordedList(sources: string[], backup: string): { text: string; entrie
   return { text: `${JSON.stringify(header)}\n${lines.join("")}`, entries: scan.entries, bytes: scan.bytes };
 }
 
-function check(sources: string[], backup: string, text: string, threads: number) {
+/** Compare with a list of `text`, written compressed as the server writes it, or plain as earlier versions did. */
+function check(sources: string[], backup: string, text: string, threads: number, plain = false) {
   const file = path.join(root, "a.tar.gz.list");
-  fs.writeFileSync(file, text);
+  writeListText(file, text, plain);
   return quickCompare(sources, { excludes: EXCLUDES, skip: [backup] }, file, threads);
 }
 
@@ -60,8 +62,8 @@ describe("the unchanged check on every core", () => {
   test("an unchanged tree gives exactly the recorded lines, whatever the number of threads", async () => {
     const { src, other, backup } = makeTree();
     const list = recordedList([src, other], backup);
-    for (const threads of [1, 2, 3, 4]) {
-      const r = await check([src, other], backup, list.text, threads);
+    for (const [threads, plain] of [[1, false], [2, false], [3, true], [4, false], [4, true]] as const) {
+      const r = await check([src, other], backup, list.text, threads, plain);
       expect({ threads, same: r.same, entries: r.entries, bytes: r.bytes, failure: r.failure }).toEqual({ threads, same: true, entries: list.entries, bytes: list.bytes, failure: undefined });
       expect(r.threads).toBe(threads);
       expect(r.warnings.map((w) => w.code)).toEqual(["SPECIAL_SKIPPED"]);
@@ -118,6 +120,7 @@ describe("the unchanged check on every core", () => {
     const list = recordedList([src], path.join(root, "backup"));
     expect(list.text.length).toBeGreaterThan(3 << 20);
     expect((await check([src], path.join(root, "backup"), list.text, 2)).same).toBe(true);
+    expect((await check([src], path.join(root, "backup"), list.text, 2, true)).same).toBe(true);
     fs.writeFileSync(path.join(src, "d39", `${long}-299`), "x");
     expect((await check([src], path.join(root, "backup"), list.text, 2)).same).toBe(false);
     expect((await check([src], path.join(root, "backup"), `${list.text}[]\n`, 2)).same).toBe(false);
@@ -130,6 +133,17 @@ describe("the unchanged check on every core", () => {
     const truncated = lines.slice(0, -3).join("\n") + "\n";
     const otherVersion = list.text.replace('"v":1', '"v":2');
     for (const text of [truncated, otherVersion, "", "not json\n"]) expect((await check([src, other], backup, text, 2)).same).toBe(false);
+  }, T);
+
+  test("a compressed list damaged after its header is an error for the caller that names the file", async () => {
+    const { src, other, backup } = makeTree();
+    const bytes = compressedList(recordedList([src, other], backup).text);
+    const entries = bytes.readUInt32LE(16); // where the member after the header starts
+    bytes[entries + 40]! ^= 0xff;
+    const file = path.join(root, "a.tar.gz.list");
+    fs.writeFileSync(file, bytes);
+    const r = quickCompare([src, other], { excludes: EXCLUDES, skip: [backup] }, file, 2);
+    await expect(r).rejects.toThrow(`${file}: the compressed block at byte ${entries}`);
   }, T);
 
   test("a list of more entries than the parallel walk takes on is not walked at all", async () => {

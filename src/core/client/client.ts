@@ -785,11 +785,12 @@ interface ListPull {
 }
 
 /**
- * Start pulling the server's file list for `a`. A list is about 100 bytes an entry and can be
- * larger than a small archive of many files (an incremental archive's list is the whole
- * tree's: `listBound` is its full archive's size). Most of its lines are the last copy's
- * list's (the basis rsync finds in the source's directory), and the rest is text that
- * compresses well: on a day-2 pull it was as many bytes as the archive's changes.
+ * Start pulling the server's file list for `a`. A list is about 100 bytes an entry as text and
+ * can be larger than a small archive of many files (an incremental archive's list is the whole
+ * tree's: `listBound` is its full archive's size). It is stored gzip-compressed in members
+ * (state/list-file.ts): the basis rsync finds in the source's directory (the last copy's list)
+ * saves the members no change falls in, which are few when a day's changes are spread over the
+ * tree; a plain list of an earlier server is text that rsync compresses on the way.
  */
 function pullList(
   ctx: RunContext, source: SourceConfig, stage: string, a: ArchiveInfo,

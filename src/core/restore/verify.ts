@@ -18,6 +18,7 @@ import { SERVER_STATUS, readStatusFile, type StatusRecord } from "../state/statu
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { CHECKSUM_SUFFIX, LIST_SUFFIX, archiveTime, parseMd5Line, sortArchives } from "../state/naming.ts";
 import { readDirOrEmpty } from "../state/fsutil.ts";
+import { listFirstLine } from "../state/list-file.ts";
 import type { Progress } from "../report/progress.ts";
 import { LIST_FORMAT, lineKey, nameOfKey, openList, walkOrder, type ListHeader } from "../scan/scan.ts";
 import type { TarListing } from "../archive/tar.ts";
@@ -51,32 +52,11 @@ export interface HeldArchive {
   open?: () => Promise<NodeJS.ReadableStream>;
 }
 
-
-
-/** The first line of a file without reading all of it (file lists can be large). */
-function firstLine(file: string, max = 64 * 1024): string | undefined {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, "r");
-  } catch {
-    return undefined;
-  }
-  try {
-    const buf = Buffer.alloc(max);
-    const n = fs.readSync(fd, buf, 0, max, 0);
-    const text = buf.subarray(0, n).toString("utf8");
-    const nl = text.indexOf("\n");
-    return nl < 0 ? text : text.slice(0, nl);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
+/** The header of a file list, compressed or plain; undefined when there is none to read. */
 function readListHeader(file: string): ListHeader | undefined {
-  const line = firstLine(file);
-  if (!line) return undefined;
   try {
-    const h = JSON.parse(line) as ListHeader;
+    const line = listFirstLine(file);
+    const h = line ? (JSON.parse(line) as ListHeader) : undefined;
     return h && h.format === LIST_FORMAT ? h : undefined;
   } catch {
     return undefined;

@@ -10,7 +10,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { ArchiveEntry, EntryType } from "../archive/writer.ts";
 import type { Matcher } from "./exclude.ts";
-import { readLines } from "../state/fsutil.ts";
+import { listLines } from "../state/list-file.ts";
 import { devNumber, openStatx, type DirStatter, type StatFields } from "./statx.ts";
 
 export interface ScanEntry extends ArchiveEntry {
@@ -540,7 +540,7 @@ export function entryFromLine(line: string, owners?: OwnerNames): ArchiveEntry {
  * Throws when it cannot be read or does not start with a header (then nothing is left open).
  */
 export function openList(file: string): { header: ListHeader; lines: Generator<string> } {
-  const lines = readLines(file);
+  const lines = listLines(file);
   try {
     const first = lines.next();
     const header = first.done ? undefined : parseListHeader(first.value);

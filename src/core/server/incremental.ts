@@ -15,6 +15,7 @@ import { errorMessage } from "../common/errors.ts";
 import { formatDuration } from "../common/units.ts";
 import { chainOf, levelOf } from "../state/chain.ts";
 import { readLines } from "../state/fsutil.ts";
+import { listFirstLine } from "../state/list-file.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, parseMd5Line } from "../state/naming.ts";
 import type { ArchiveInfo } from "../state/status.ts";
 import type { ChangeSet } from "../scan/changes.ts";
@@ -84,17 +85,10 @@ export function checkLink(dir: string, file: string, prev: string | undefined): 
 
 /** The header of a recorded list, reading no more than its first line (a run checks every link of a chain). */
 export function listHeaderOf(file: string): ListHeader {
-  const fd = fs.openSync(file, "r");
-  try {
-    const buf = Buffer.allocUnsafe(64 * 1024);
-    const n = fs.readSync(fd, buf, 0, buf.length, 0);
-    const end = buf.subarray(0, n).indexOf(10);
-    const header = end < 0 ? undefined : parseListHeader(buf.subarray(0, end).toString("utf8"));
-    if (!header) throw new Error("it does not start with a file list header");
-    return header;
-  } finally {
-    fs.closeSync(fd);
-  }
+  const line = listFirstLine(file);
+  const header = line === undefined ? undefined : parseListHeader(line);
+  if (!header) throw new Error("it does not start with a file list header");
+  return header;
 }
 
 /** Every link of the chain restore point `point` is made of (itself last), checked; or the first problem. */

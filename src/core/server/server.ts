@@ -25,6 +25,7 @@ import { DumpdirStore, markChanges, type ChangeSet } from "../scan/changes.ts";
 import { chainData, checkChain, listHeaderOf, planLevel, recordedEntries, sourcesKey, type LevelPlan } from "./incremental.ts";
 import { childEnv } from "./wrapper.ts";
 import { plainOutcome, staleLockMessage, unusableDir, withRun, type RunSpec } from "../state/run.ts";
+import { compressList } from "../state/list-file.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "../state/naming.ts";
 import type { RunOutcome, Warning } from "../common/outcome.ts";
 import { entryFromLine, entryLine, hasChanges, LIST_FORMAT, LIST_VERSION, lineKey, ListComparer, normaliseSources, openList, scanSources, systemOwners, type Changes, type ListHeader, type ScanSummary } from "../scan/scan.ts";
@@ -242,7 +243,9 @@ function finishArchive(cfg: ServerConfig, deps: Deps, run: Run, m: Made): StepsR
   try {
     fs.utimesSync(tmp, made, made);
     writeFileAtomic(dir, name + CHECKSUM_SUFFIX, md5Line(result.md5, name));
-    writeFileAtomic(dir, name + LIST_SUFFIX, archivedList(name, tmpList, scan, result, made, m.dumps, m.plan));
+    // compressed (state/list-file.ts): a list is written beside every archive, an incremental's too
+    const list = compressList(archivedList(name, tmpList, scan, result, made, m.dumps, m.plan));
+    writeFileAtomic(dir, name + LIST_SUFFIX, list);
     // the archive takes its final name last: a name that exists always has its checksum beside it
     fs.renameSync(tmp, path.join(dir, name));
     fsyncDir(dir);

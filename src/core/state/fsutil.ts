@@ -127,10 +127,18 @@ function writePieces(fd: number, pieces: Iterable<string | Uint8Array>): void {
 export function* readChunks(file: string): Generator<Uint8Array> {
   const fd = fs.openSync(file, "r");
   try {
-    const buf = Buffer.allocUnsafe(1 << 20);
-    for (let n = fs.readSync(fd, buf, 0, buf.length, null); n > 0; n = fs.readSync(fd, buf, 0, buf.length, null)) yield buf.subarray(0, n);
+    yield* chunksAt(fd, 0);
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+/** The bytes of an open file from byte `at` to its end, as readChunks gives them. */
+export function* chunksAt(fd: number, at: number): Generator<Uint8Array> {
+  const buf = Buffer.allocUnsafe(1 << 20);
+  for (let n = fs.readSync(fd, buf, 0, buf.length, at); n > 0; n = fs.readSync(fd, buf, 0, buf.length, at)) {
+    at += n;
+    yield buf.subarray(0, n);
   }
 }
 
@@ -138,29 +146,27 @@ export function* readChunks(file: string): Generator<Uint8Array> {
  * The lines of a text file, read in pieces of 1 MiB: a list of a million files is never in
  * memory whole. A last line without its newline is given too.
  */
-export function* readLines(file: string): Generator<string> {
-  const fd = fs.openSync(file, "r");
-  try {
-    const buf = Buffer.allocUnsafe(1 << 20);
-    // bytes since the last newline, kept as bytes: a read may end inside a character, and
-    // only a newline (never part of a longer UTF-8 character) is a safe place to decode
-    let carry: Buffer[] = [];
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      const cut = buf.lastIndexOf(10, n - 1);
-      if (cut < 0) {
-        carry.push(Buffer.from(buf.subarray(0, n)));
-        continue;
-      }
-      const head = carry.length ? Buffer.concat([...carry, buf.subarray(0, cut)]) : buf.subarray(0, cut);
-      carry = cut + 1 < n ? [Buffer.from(buf.subarray(cut + 1, n))] : [];
-      yield* head.toString("utf8").split("\n");
+export function readLines(file: string): Generator<string> {
+  return linesOf(readChunks(file));
+}
+
+/** The lines of text given in pieces of bytes (a piece may be reused for the next one). */
+export function* linesOf(pieces: Iterable<Uint8Array>): Generator<string> {
+  // bytes since the last newline, kept as bytes: a piece may end inside a character, and
+  // only a newline (never part of a longer UTF-8 character) is a safe place to decode
+  let carry: Buffer[] = [];
+  for (const piece of pieces) {
+    const buf = Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+    const cut = buf.lastIndexOf(10);
+    if (cut < 0) {
+      carry.push(Buffer.from(buf));
+      continue;
     }
-    if (carry.length) yield Buffer.concat(carry).toString("utf8");
-  } finally {
-    fs.closeSync(fd);
+    const head = carry.length ? Buffer.concat([...carry, buf.subarray(0, cut)]) : buf.subarray(0, cut);
+    carry = cut + 1 < buf.length ? [Buffer.from(buf.subarray(cut + 1))] : [];
+    yield* head.toString("utf8").split("\n");
   }
+  if (carry.length) yield Buffer.concat(carry).toString("utf8");
 }
 
 /**

@@ -16,27 +16,17 @@ import fs from "node:fs";
 import path from "node:path";
 import { CHECKSUM_SUFFIX, LIST_SUFFIX, sortArchives } from "./naming.ts";
 import { readDirOrEmpty } from "./fsutil.ts";
+import { listFirstLine } from "./list-file.ts";
 import { decideRetention, describeRules, type CopyDecision, type RetainedCopy, type RetentionRules } from "./retention.ts";
 import { parseListHeader } from "../scan/scan.ts";
 import { archivesNeeded } from "./chain.ts";
 
-/** The first line of a file (a file list's header), reading at most 64 KiB. */
+/** A file list's header line; undefined when none can be read, or a link stands in its place. */
 function firstLine(file: string): string | undefined {
-  let fd: number;
   try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    return listFirstLine(file, true);
   } catch {
     return undefined;
-  }
-  try {
-    const buf = Buffer.alloc(64 * 1024);
-    const n = fs.readSync(fd, buf, 0, buf.length, 0);
-    const end = buf.subarray(0, n).indexOf(10);
-    return end < 0 ? undefined : buf.subarray(0, end).toString("utf8");
-  } catch {
-    return undefined;
-  } finally {
-    fs.closeSync(fd);
   }
 }
 
