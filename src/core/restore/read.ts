@@ -64,6 +64,17 @@ export function openSource(a: { file: string; path: string; open?: () => Promise
   return { open: a.open, compression };
 }
 
+/**
+ * What tells that the file open on a descriptor was written to since: a write moves its ctime,
+ * which no writer can set back (the kernel times a change after a look finely); undefined for
+ * a stream, whose passes must hash it to tell.
+ */
+export function stampOf(src: ArchiveSource): string | undefined {
+  if (typeof src !== "number") return undefined;
+  const s = fs.fstatSync(src, { bigint: true });
+  return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
+}
+
 export function closeSource(src: ArchiveSource): void {
   if (typeof src === "number") fs.closeSync(src);
 }

@@ -27,7 +27,8 @@
  *
  * The archive is read three times, each entry in turn: to check it (checksums, a whole tar
  * stream, the paths asked for, the names of its directories and links, the space it needs),
- * to decide about each entry (one byte per entry is kept), and to write. What is held beyond
+ * to decide about each entry (one byte per entry is kept), and to write; only the first hashes
+ * it, the later ones tell by the file's stamp that it did not change. What is held beyond
  * that byte grows with the archive's links and directories, not with its files, so that a
  * restore of millions of files fits in the memory of a small host.
  */
@@ -40,7 +41,8 @@ import type { Progress } from "../report/progress.ts";
 import type { TarListing } from "../archive/tar.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
 import type { HeldArchive } from "./verify.ts";
-import { ArchiveDamage, archivePass, closeSource, openSource, type ArchiveSource, type PassResult } from "./read.ts";
+import { ArchiveDamage, archivePass, closeSource, openSource, stampOf } from "./read.ts";
+import type { ArchiveSource, PassOptions, PassResult } from "./read.ts";
 import { openAt, type At } from "./at.ts";
 import { Extractor, keyOf, splitEntryName, type DirToFinish, type EntryNote, type LinkToMake, type PlanView } from "./extract.ts";
 
@@ -532,10 +534,16 @@ class Planner implements PlanView {
 }
 
 /** One read of the whole archive, each entry (and with `onData`, its content) to the callbacks. */
-async function readPass(fd: ArchiveSource, label: string, opts: RestoreOptions, total: number, onEntry: (e: TarListing) => void, onData?: (piece: Uint8Array) => void): Promise<PassResult> {
+async function readPass(
+  fd: ArchiveSource,
+  label: string,
+  opts: RestoreOptions,
+  total: number,
+  each: Pick<PassOptions, "onEntry" | "onData" | "hashed">,
+): Promise<PassResult> {
   const progress = opts.progressFor?.(label, total);
   try {
-    return await archivePass(fd, { progress, signal: opts.signal, onEntry, onData });
+    return await archivePass(fd, { progress, signal: opts.signal, ...each });
   } finally {
     progress?.finish();
   }
@@ -558,7 +566,7 @@ function checksumProblem(a: HeldArchive, got: { md5: string; sha256: string }, c
 async function check(fd: ArchiveSource, a: HeldArchive, opts: RestoreOptions, survey: Survey): Promise<PassResult> {
   let pass: PassResult;
   try {
-    pass = await readPass(fd, "checking", opts, a.bytes, (e) => survey.take(e));
+    pass = await readPass(fd, "checking", opts, a.bytes, { onEntry: (e) => survey.take(e) });
   } catch (e) {
     if (!(e instanceof ArchiveDamage)) throw e;
     const sums = e.digests ? checksumProblem(a, e.digests, opts.checksum !== false) : undefined;
@@ -610,11 +618,13 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
   const at = loadAt();
   const survey = new Survey((opts.paths ?? []).map(selectionKey), spaceAt(opts.to), opts.only);
   const fd = openSource(a);
+  const stamp = stampOf(fd);
   let rootFd = -1;
   let extractor: Extractor | undefined;
   try {
     // 1. read it whole: checksum, stream, the paths asked for, names and space; nothing is written before this passes
     const first = await check(fd, a, opts, survey);
+    const unchanged = sameAsChecked(fd, stamp, first);
     const unmatched = opts.only ? [] : survey.missing();
     if (unmatched.length > 0) {
       const tops = [...survey.tops];
@@ -625,8 +635,12 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     const root = makeTarget(opts.to);
     result.to = root;
     const plan = new Planner(survey, { root, force: opts.force === true, allowOutsideLinks: opts.allowOutsideLinks === true, only: opts.only });
-    const second = await readPass(fd, "planning", opts, a.bytes, (e) => plan.take(e)).catch(changed(a));
-    if (second.md5 !== first.md5 || !plan.complete()) throw new ShootError("VERIFY_FAILED", `${a.file}: the archive changed while it was being read; nothing was restored`);
+    const planning = { onEntry: (e: TarListing) => plan.take(e), hashed: unchanged.hashed };
+    const second = await readPass(fd, "planning", opts, a.bytes, planning).catch(changed(a));
+    if (!unchanged.by(second) || !plan.complete()) {
+      const why = "the archive changed while it was being read; nothing was restored";
+      throw new ShootError("VERIFY_FAILED", `${a.file}: ${why}`);
+    }
     Object.assign(result, { alsoRestored: plan.alsoRestored, refused: plan.refused, skipped: plan.skipped, conflicts: plan.conflicts });
     if (result.conflicts.length > 0) {
       return finish("RESTORE_EXISTS", `${entries(result.conflicts.length)} exist in ${root} already (${listNotes(result.conflicts, 3)}); nothing was restored (--force overwrites files)`);
@@ -635,7 +649,8 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     // 3. files, directories and hard links, in archive order; then links, then directories' metadata
     rootFd = at.openRoot(root);
     extractor = new Extractor(at, rootFd, root, plan);
-    const stopped = (await extract(fd, a, opts, extractor, first)) ?? lastOfAll(extractor, survey, plan, root, opts);
+    const stopped =
+      (await extract(fd, a, opts, extractor, unchanged)) ?? lastOfAll(extractor, survey, plan, root, opts);
     result.restored = extractor.restored;
     result.bytes = extractor.bytes;
     result.failed = extractor.failed;
@@ -650,6 +665,25 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
   }
 }
 
+/** How a later pass tells that the archive is the one the first checked; the digests it need not compute again. */
+interface Unchanged {
+  hashed: PassOptions["hashed"];
+  by: (pass: PassResult) => boolean;
+}
+
+/**
+ * A file is told unchanged by its stamp, taken before the first pass (a write since moves its
+ * ctime) and by the lengths read: hashing it again would double the cost of a restore. A
+ * stream, which has no stamp, is hashed by every pass.
+ */
+function sameAsChecked(src: ArchiveSource, stamp: string | undefined, first: PassResult): Unchanged {
+  const same = (p: PassResult) => p.size === first.size && p.tarBytes === first.tarBytes;
+  if (stamp === undefined) {
+    return { hashed: undefined, by: (p) => same(p) && p.md5 === first.md5 && p.sha256 === first.sha256 };
+  }
+  return { hashed: { md5: first.md5, sha256: first.sha256 }, by: (p) => same(p) && stampOf(src) === stamp };
+}
+
 /** A later read that no longer reads as the first did: the archive changed meanwhile. */
 function changed(a: HeldArchive): (e: unknown) => never {
   return (e) => {
@@ -659,10 +693,21 @@ function changed(a: HeldArchive): (e: unknown) => never {
 }
 
 /** The write pass, the links and the directories' metadata; a stop (the file system full, the archive changed) as a code and message. */
-async function extract(fd: ArchiveSource, a: HeldArchive, opts: RestoreOptions, x: Extractor, first: PassResult): Promise<{ name: CodeName; message: string } | undefined> {
+async function extract(
+  fd: ArchiveSource,
+  a: HeldArchive,
+  opts: RestoreOptions,
+  x: Extractor,
+  unchanged: Unchanged,
+): Promise<{ name: CodeName; message: string } | undefined> {
   try {
-    const third = await readPass(fd, "restoring", opts, a.bytes, (e) => x.entry(e), (piece) => x.data(piece));
-    if (third.md5 !== first.md5) x.failed.push({ name: a.file, why: "the archive changed while it was being restored" });
+    const writing = {
+      onEntry: (e: TarListing) => x.entry(e),
+      onData: (piece: Uint8Array) => x.data(piece),
+      hashed: unchanged.hashed,
+    };
+    const third = await readPass(fd, "restoring", opts, a.bytes, writing);
+    if (!unchanged.by(third)) x.failed.push({ name: a.file, why: "the archive changed while it was being restored" });
   } catch (e) {
     if (e instanceof ShootError && e.code === code("RESTORE_NO_SPACE")) return { name: "RESTORE_NO_SPACE", message: e.message };
     if (!(e instanceof ArchiveDamage) && !(e instanceof ShootError)) throw e;
