@@ -113,19 +113,23 @@ test("a target that fills up while the restore writes: it stops there with RESTO
   expect(r.failed).toEqual([]);
 }, 60_000);
 
-/** A restore whose archive gets one content byte changed (same size, headers intact) as the pass `label` starts. */
-async function changedAt(label: string, name: string, asStream = false) {
+/**
+ * A restore whose archive gets one content byte changed (same size, headers intact): once the
+ * check has read it ("checked"), or as the write pass starts ("writing").
+ */
+async function changedAt(when: "checked" | "writing", name: string, asStream = false) {
   const file = write(name, B.tar(B.file("a", "alpha\n"), B.file("b", "bravo\n")));
   const held = describeArchive(file, "file", "")!;
   const source = asStream ? { ...held, open: async () => fs.createReadStream(file) } : held;
-  const quiet: Progress = { update() {}, finish() {} } as unknown as Progress;
-  const progressFor = (l: string) => {
-    if (l === label) {
-      const fd = fs.openSync(file, "r+");
-      fs.writeSync(fd, "A", 512);
-      fs.closeSync(fd);
-    }
-    return quiet;
+  const change = () => {
+    const fd = fs.openSync(file, "r+");
+    fs.writeSync(fd, "A", 512);
+    fs.closeSync(fd);
+  };
+  const progressFor = (label: string): Progress => {
+    if (label === "restoring" && when === "writing") change();
+    const finish = label === "checking" && when === "checked" ? change : () => {};
+    return { update() {}, finish } as unknown as Progress;
   };
   const to = path.join(dir, `to-${name}`);
   const r = await runRestore(source, { to, progressFor }).catch((e: unknown) => e as Error & { code: number });
@@ -134,15 +138,15 @@ async function changedAt(label: string, name: string, asStream = false) {
 
 for (const asStream of [false, true]) {
   const what = asStream ? "read as a stream" : "a file";
-  test(`an archive (${what}) changed before the plan reads it: refused, nothing restored`, async () => {
-    const { r, to } = await changedAt("planning", `changed-plan-${asStream}.tar`, asStream);
+  test(`an archive (${what}) changed once it was checked: refused, nothing restored`, async () => {
+    const { r, to } = await changedAt("checked", `changed-plan-${asStream}.tar`, asStream);
     expect((r as { code: number }).code).toBe(90);
     expect((r as Error).message).toMatch(/the archive changed while it was being read; nothing was restored/);
     expect(fs.existsSync(to) ? fs.readdirSync(to) : []).toEqual([]);
   }, 60_000);
 
   test(`an archive (${what}) changed before the write pass: the restore fails and says so`, async () => {
-    const { r } = await changedAt("restoring", `changed-write-${asStream}.tar`, asStream);
+    const { r } = await changedAt("writing", `changed-write-${asStream}.tar`, asStream);
     expect((r as { code: number }).code).not.toBe(0);
     const whys = (r as { failed: { why: string }[] }).failed.map((f) => f.why);
     expect(whys).toContain("the archive changed while it was being restored");

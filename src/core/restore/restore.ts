@@ -25,10 +25,12 @@
  *   fit the target's free space or inodes is refused before anything is written; a file
  *   system that fills up anyway stops it there (RESTORE_NO_SPACE).
  *
- * The archive is read three times, each entry in turn: to check it (checksums, a whole tar
- * stream, the paths asked for, the names of its directories and links, the space it needs),
- * to decide about each entry (one byte per entry is kept), and to write; only the first hashes
- * it, the later ones tell by the file's stamp that it did not change. What is held beyond
+ * The archive is read twice, each entry in turn: to check it (checksums, a whole tar stream,
+ * the paths asked for, the names of its directories and links, the space it needs), and to
+ * write. Between the two, the plan decides about each entry (one byte per entry is kept) from
+ * the entries the check kept (listings.ts: in a file once they are many). Only the check
+ * hashes the archive; the file's stamp tells that it did not change since (an archive read as
+ * a stream, which has none, is read and hashed once more for the plan). What is held beyond
  * that byte grows with the archive's links and directories, not with its files, so that a
  * restore of millions of files fits in the memory of a small host.
  */
@@ -44,6 +46,7 @@ import type { HeldArchive } from "./verify.ts";
 import { ArchiveDamage, archivePass, closeSource, openSource, stampOf } from "./read.ts";
 import type { ArchiveSource, PassOptions, PassResult } from "./read.ts";
 import { openAt, type At } from "./at.ts";
+import { ListingLog } from "./listings.ts";
 import { Extractor, keyOf, splitEntryName, type DirToFinish, type EntryNote, type LinkToMake, type PlanView } from "./extract.ts";
 
 export { splitEntryName, type EntryNote };
@@ -333,7 +336,7 @@ interface PlanOptions {
 }
 
 /**
- * The second read: a decision for each entry, in archive order, as one byte. Pure apart from
+ * The plan: a decision for each entry, in archive order, as one byte. Pure apart from
  * looking at the target directory; nothing is written. What is on disk is looked at once per
  * directory path (remembered) and once per file's own name; below a path that does not exist
  * nothing does, so a restore into an empty directory looks at its top names alone.
@@ -563,10 +566,20 @@ function checksumProblem(a: HeldArchive, got: { md5: string; sha256: string }, c
 }
 
 /** The first read, failing as a ShootError that names what is wrong: a checksum that does not match first (the archive changed since), then damage. */
-async function check(fd: ArchiveSource, a: HeldArchive, opts: RestoreOptions, survey: Survey): Promise<PassResult> {
+async function check(
+  fd: ArchiveSource,
+  a: HeldArchive,
+  opts: RestoreOptions,
+  survey: Survey,
+  log?: ListingLog,
+): Promise<PassResult> {
   let pass: PassResult;
   try {
-    pass = await readPass(fd, "checking", opts, a.bytes, { onEntry: (e) => survey.take(e) });
+    const onEntry = (e: TarListing) => {
+      survey.take(e);
+      log?.add(e);
+    };
+    pass = await readPass(fd, "checking", opts, a.bytes, { onEntry });
   } catch (e) {
     if (!(e instanceof ArchiveDamage)) throw e;
     const sums = e.digests ? checksumProblem(a, e.digests, opts.checksum !== false) : undefined;
@@ -619,11 +632,13 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
   const survey = new Survey((opts.paths ?? []).map(selectionKey), spaceAt(opts.to), opts.only);
   const fd = openSource(a);
   const stamp = stampOf(fd);
+  // a file can be told unchanged by its stamp: the plan then takes the entries the check kept
+  const log = stamp === undefined ? undefined : new ListingLog();
   let rootFd = -1;
   let extractor: Extractor | undefined;
   try {
     // 1. read it whole: checksum, stream, the paths asked for, names and space; nothing is written before this passes
-    const first = await check(fd, a, opts, survey);
+    const first = await check(fd, a, opts, survey, log);
     const unchanged = sameAsChecked(fd, stamp, first);
     const unmatched = opts.only ? [] : survey.missing();
     if (unmatched.length > 0) {
@@ -635,9 +650,8 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     const root = makeTarget(opts.to);
     result.to = root;
     const plan = new Planner(survey, { root, force: opts.force === true, allowOutsideLinks: opts.allowOutsideLinks === true, only: opts.only });
-    const planning = { onEntry: (e: TarListing) => plan.take(e), hashed: unchanged.hashed };
-    const second = await readPass(fd, "planning", opts, a.bytes, planning).catch(changed(a));
-    if (!unchanged.by(second) || !plan.complete()) {
+    const asChecked = await planAll(fd, a, opts, plan, log, unchanged);
+    if (!asChecked || !plan.complete() || !unchanged.still()) {
       const why = "the archive changed while it was being read; nothing was restored";
       throw new ShootError("VERIFY_FAILED", `${a.file}: ${why}`);
     }
@@ -661,6 +675,7 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
   } finally {
     extractor?.close();
     if (rootFd >= 0) at.close(rootFd);
+    log?.close();
     closeSource(fd);
   }
 }
@@ -669,6 +684,8 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
 interface Unchanged {
   hashed: PassOptions["hashed"];
   by: (pass: PassResult) => boolean;
+  /** The file's stamp is still the one taken before the check (always true of a stream). */
+  still: () => boolean;
 }
 
 /**
@@ -679,9 +696,31 @@ interface Unchanged {
 function sameAsChecked(src: ArchiveSource, stamp: string | undefined, first: PassResult): Unchanged {
   const same = (p: PassResult) => p.size === first.size && p.tarBytes === first.tarBytes;
   if (stamp === undefined) {
-    return { hashed: undefined, by: (p) => same(p) && p.md5 === first.md5 && p.sha256 === first.sha256 };
+    const hashedAlike = (p: PassResult) => p.md5 === first.md5 && p.sha256 === first.sha256;
+    return { hashed: undefined, by: (p) => same(p) && hashedAlike(p), still: () => true };
   }
-  return { hashed: { md5: first.md5, sha256: first.sha256 }, by: (p) => same(p) && stampOf(src) === stamp };
+  const still = () => stampOf(src) === stamp;
+  return { hashed: { md5: first.md5, sha256: first.sha256 }, by: (p) => same(p) && still(), still };
+}
+
+/**
+ * Every entry to the plan: those the check kept, or for a stream (no log) read again; false
+ * when that read does not read as the first did.
+ */
+async function planAll(
+  fd: ArchiveSource,
+  a: HeldArchive,
+  opts: RestoreOptions,
+  plan: Planner,
+  log: ListingLog | undefined,
+  unchanged: Unchanged,
+): Promise<boolean> {
+  if (log) {
+    for (const l of log.replay()) plan.take(l);
+    return true;
+  }
+  const second = await readPass(fd, "planning", opts, a.bytes, { onEntry: (e) => plan.take(e) }).catch(changed(a));
+  return unchanged.by(second);
 }
 
 /** A later read that no longer reads as the first did: the archive changed meanwhile. */
