@@ -152,3 +152,25 @@ for (const asStream of [false, true]) {
     expect(whys).toContain("the archive changed while it was being restored");
   }, 60_000);
 }
+
+for (const c of ["gzip", "zstd"] as const) {
+  test(`a ${c} archive whose compressed bytes change before the write pass (on a thread): it stops, says so`, async () => {
+    const noise = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * i * 7919 + (i >> 3) * 31) & 0xff);
+    const files = Array.from({ length: 40 }, (_, i) => B.file(`f${i}`, noise(20_000 + i)));
+    const bytes = B.compress(B.tar(...files), c);
+    const file = write(`changed-${c}.tar.${c === "gzip" ? "gz" : "zst"}`, bytes);
+    const progressFor = (label: string): Progress => {
+      if (label === "restoring") {
+        const fd = fs.openSync(file, "r+");
+        const at = Math.floor(bytes.length / 2);
+        fs.writeSync(fd, new Uint8Array(1024).fill(0x55), 0, 1024, at);
+        fs.closeSync(fd);
+      }
+      return { update() {}, finish() {} } as unknown as Progress;
+    };
+    const held = describeArchive(file, "file", "")!;
+    const r = await runRestore(held, { to: path.join(dir, `to-changed-${c}`), progressFor });
+    expect(r.code).toBe(94);
+    expect(r.message).toMatch(/failed part way|changed while it was being restored/);
+  }, 60_000);
+}

@@ -13,8 +13,8 @@ import type { TarListing } from "../archive/tar.ts";
 
 /** Records are written in chunks of this size (one record may make a larger one). */
 const CHUNK = 1 << 20;
-/** Past this many bytes of records, they go to the file. */
-const HELD = 8 << 20;
+/** Past this many bytes of records (some 10,000 entries), they go to the file. */
+const HELD = 1 << 20;
 
 const TYPES: readonly TarListing["type"][] = ["file", "dir", "symlink", "hardlink", "other"];
 const HAS_LINK = 1;
@@ -65,7 +65,11 @@ export class ListingLog {
     this.chunks = [];
   }
 
-  /** The chunk being filled set aside (to memory or the file); a new one with room for `need` bytes. */
+  /**
+   * The chunk being filled set aside, with room for `need` bytes after it: kept in memory, or
+   * written to the file and its buffer filled again (a new one each time would be garbage the
+   * collector frees late, a megabyte a time).
+   */
   private seal(need: number): void {
     if (this.used > 0) {
       const full = this.buf.subarray(0, this.used);
@@ -74,9 +78,10 @@ export class ListingLog {
       else {
         this.chunks.push(full);
         this.held += full.length;
+        this.buf = Buffer.allocUnsafe(CHUNK);
       }
     }
-    this.buf = Buffer.allocUnsafe(Math.max(CHUNK, need));
+    if (need > this.buf.length) this.buf = Buffer.allocUnsafe(need);
     this.used = 0;
   }
 
@@ -107,13 +112,17 @@ export class ListingLog {
     }
   }
 
+  /** The chunks of the file in turn, read into one buffer: each is taken whole before the next is read. */
   private *fromFile(): Generator<Buffer> {
     const len = Buffer.allocUnsafe(4);
+    let buf = Buffer.allocUnsafe(CHUNK);
     for (let at = 0; at < this.written;) {
       readAll(this.fd, len, at);
-      const chunk = Buffer.allocUnsafe(len.readUInt32LE());
+      const n = len.readUInt32LE();
+      if (n > buf.length) buf = Buffer.allocUnsafe(n);
+      const chunk = buf.subarray(0, n);
       readAll(this.fd, chunk, at + 4);
-      at += 4 + chunk.length;
+      at += 4 + n;
       yield chunk;
     }
   }

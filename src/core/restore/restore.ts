@@ -664,7 +664,8 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     rootFd = at.openRoot(root);
     extractor = new Extractor(at, rootFd, root, plan);
     const stopped =
-      (await extract(fd, a, opts, extractor, unchanged)) ?? lastOfAll(extractor, survey, plan, root, opts);
+      (await extract(fd, a, opts, extractor, unchanged, threaded(first, survey))) ??
+      lastOfAll(extractor, survey, plan, root, opts);
     result.restored = extractor.restored;
     result.bytes = extractor.bytes;
     result.failed = extractor.failed;
@@ -723,6 +724,18 @@ async function planAll(
   return unchanged.by(second);
 }
 
+/** Bytes of tar stream per entry from which the write pass decompresses on a thread of its own. */
+const THREAD_FROM = 16 << 10;
+
+/**
+ * Whether the write pass decompresses on a thread of its own: where entries are large, so that
+ * decompressing weighs next to writing. Where they are many and small, writing them costs the
+ * most, and the faster parse piles up garbage (at a million entries, past 120 MiB).
+ */
+function threaded(first: PassResult, survey: Survey): boolean {
+  return first.tarBytes >= THREAD_FROM * survey.entries;
+}
+
 /** A later read that no longer reads as the first did: the archive changed meanwhile. */
 function changed(a: HeldArchive): (e: unknown) => never {
   return (e) => {
@@ -738,12 +751,14 @@ async function extract(
   opts: RestoreOptions,
   x: Extractor,
   unchanged: Unchanged,
+  worker: boolean,
 ): Promise<{ name: CodeName; message: string } | undefined> {
   try {
     const writing = {
       onEntry: (e: TarListing) => x.entry(e),
       onData: (piece: Uint8Array) => x.data(piece),
       hashed: unchanged.hashed,
+      worker,
     };
     const third = await readPass(fd, "restoring", opts, a.bytes, writing);
     if (!unchanged.by(third)) x.failed.push({ name: a.file, why: "the archive changed while it was being restored" });
