@@ -33,6 +33,7 @@ export const ENTRYPOINTS: readonly string[] = [
   "src/core/archive/compress.worker.ts",
   "src/core/archive/sink.worker.ts",
   "src/core/transfer/follow.worker.ts",
+  "src/core/restore/inflate.worker.ts",
 ];
 
 export interface Target {

@@ -2,7 +2,8 @@
  * The readers on damaged archives and full disks, case by case: a header byte changed in an
  * uncompressed archive whose .md5 matches (once an internal error, EBADF on close); verify
  * --deep over several archives with a damaged one among them; a restore that does not fit the
- * target, and one whose target fills up while it writes.
+ * target, and one whose target fills up while it writes; an archive changed between a restore's
+ * passes.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import fs from "node:fs";
@@ -111,3 +112,65 @@ test("a target that fills up while the restore writes: it stops there with RESTO
   expect(fs.readdirSync(to).sort()).toEqual(["first"]);
   expect(r.failed).toEqual([]);
 }, 60_000);
+
+/**
+ * A restore whose archive gets one content byte changed (same size, headers intact): once the
+ * check has read it ("checked"), or as the write pass starts ("writing").
+ */
+async function changedAt(when: "checked" | "writing", name: string, asStream = false) {
+  const file = write(name, B.tar(B.file("a", "alpha\n"), B.file("b", "bravo\n")));
+  const held = describeArchive(file, "file", "")!;
+  const source = asStream ? { ...held, open: async () => fs.createReadStream(file) } : held;
+  const change = () => {
+    const fd = fs.openSync(file, "r+");
+    fs.writeSync(fd, "A", 512);
+    fs.closeSync(fd);
+  };
+  const progressFor = (label: string): Progress => {
+    if (label === "restoring" && when === "writing") change();
+    const finish = label === "checking" && when === "checked" ? change : () => {};
+    return { update() {}, finish } as unknown as Progress;
+  };
+  const to = path.join(dir, `to-${name}`);
+  const r = await runRestore(source, { to, progressFor }).catch((e: unknown) => e as Error & { code: number });
+  return { r, to };
+}
+
+for (const asStream of [false, true]) {
+  const what = asStream ? "read as a stream" : "a file";
+  test(`an archive (${what}) changed once it was checked: refused, nothing restored`, async () => {
+    const { r, to } = await changedAt("checked", `changed-plan-${asStream}.tar`, asStream);
+    expect((r as { code: number }).code).toBe(90);
+    expect((r as Error).message).toMatch(/the archive changed while it was being read; nothing was restored/);
+    expect(fs.existsSync(to) ? fs.readdirSync(to) : []).toEqual([]);
+  }, 60_000);
+
+  test(`an archive (${what}) changed before the write pass: the restore fails and says so`, async () => {
+    const { r } = await changedAt("writing", `changed-write-${asStream}.tar`, asStream);
+    expect((r as { code: number }).code).not.toBe(0);
+    const whys = (r as { failed: { why: string }[] }).failed.map((f) => f.why);
+    expect(whys).toContain("the archive changed while it was being restored");
+  }, 60_000);
+}
+
+for (const c of ["gzip", "zstd"] as const) {
+  test(`a ${c} archive whose compressed bytes change before the write pass (on a thread): it stops, says so`, async () => {
+    const noise = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * i * 7919 + (i >> 3) * 31) & 0xff);
+    const files = Array.from({ length: 40 }, (_, i) => B.file(`f${i}`, noise(20_000 + i)));
+    const bytes = B.compress(B.tar(...files), c);
+    const file = write(`changed-${c}.tar.${c === "gzip" ? "gz" : "zst"}`, bytes);
+    const progressFor = (label: string): Progress => {
+      if (label === "restoring") {
+        const fd = fs.openSync(file, "r+");
+        const at = Math.floor(bytes.length / 2);
+        fs.writeSync(fd, new Uint8Array(1024).fill(0x55), 0, 1024, at);
+        fs.closeSync(fd);
+      }
+      return { update() {}, finish() {} } as unknown as Progress;
+    };
+    const held = describeArchive(file, "file", "")!;
+    const r = await runRestore(held, { to: path.join(dir, `to-changed-${c}`), progressFor });
+    expect(r.code).toBe(94);
+    expect(r.message).toMatch(/failed part way|changed while it was being restored/);
+  }, 60_000);
+}

@@ -1,5 +1,5 @@
 /**
- * The third read of a restore: the entries the plan chose, made on disk as they stream by,
+ * The write pass of a restore: the entries the plan chose, made on disk as they stream by,
  * through descriptors only (cursor.ts, at.ts). Per file: one openat on the parent held open
  * (O_CREAT|O_EXCL|O_NOFOLLOW), its content written, then its owner, mode and time set on the
  * open file. Symbolic links wait for the end (links()), then are checked again on the disk as

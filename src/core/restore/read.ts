@@ -14,11 +14,11 @@
 import fs from "node:fs";
 import { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import zlib from "node:zlib";
 import { ShootError, errorMessage } from "../common/errors.ts";
 import type { Progress } from "../report/progress.ts";
 import { detectCompression } from "../archive/writer.ts";
 import { TarFormatError, TarParser, type TarListing } from "../archive/tar.ts";
+import { decompressor, inflatedByWorker, readFd, ZstdFrames, type Compression } from "./inflate.ts";
 
 export interface PassResult {
   /** Bytes of the archive file read. */
@@ -37,7 +37,10 @@ export interface PassOptions {
   decompress?: boolean;
   /** Each entry as it is read; without it (nor onEntries) the tar stream is not parsed. */
   onEntry?: (e: TarListing) => void;
-  /** The content of the entry last given to onEntry, in pieces, all of it before the next entry. */
+  /**
+   * The content of the entry last given to onEntry, in pieces, all of it before the next entry;
+   * with `worker`, a piece is the caller's only during the call.
+   */
   onData?: (piece: Uint8Array) => void;
   /** The entries of each piece read, the pass waiting for what it returns (printing at the pace of a reader). */
   onEntries?: (entries: TarListing[]) => Promise<void> | void;
@@ -47,13 +50,16 @@ export interface PassOptions {
    */
   hashed?: { md5: string; sha256: string };
   /**
+   * Decompress on a thread of its own, overlapping what the callbacks do (a file with `hashed`
+   * only: the thread does not hash).
+   */
+  worker?: boolean;
+  /**
    * Bytes read at a time (1 MiB by default). Each piece is new memory that lives until the
    * collector runs: a backup host proving many copies at once holds less with small pieces.
    */
   pieceBytes?: number;
 }
-
-type Compression = ReturnType<typeof detectCompression>;
 
 /**
  * Where a pass reads the archive: a file open on a descriptor, or a stream opened afresh for
@@ -67,6 +73,17 @@ export function openSource(a: { file: string; path: string; open?: () => Promise
   if (!a.open) return fs.openSync(a.path, "r");
   const compression: Compression = a.file.endsWith(".tar.gz") ? "gzip" : a.file.endsWith(".tar.zst") ? "zstd" : "none";
   return { open: a.open, compression };
+}
+
+/**
+ * What tells that the file open on a descriptor was written to since: a write moves its ctime,
+ * which no writer can set back (the kernel times a change after a look finely); undefined for
+ * a stream, whose passes must hash it to tell.
+ */
+export function stampOf(src: ArchiveSource): string | undefined {
+  if (typeof src !== "number") return undefined;
+  const s = fs.fstatSync(src, { bigint: true });
+  return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
 }
 
 export function closeSource(src: ArchiveSource): void {
@@ -91,24 +108,7 @@ export class ArchiveDamage extends Error {
   }
 }
 
-/** The file open on `fd`, from `start`, in chunks of 1 MiB; the descriptor stays open (a stream given it would close it on error). */
-function* readFd(fd: number, start = 0, onRead?: (position: number) => void, pieceBytes = 1 << 20): Generator<Buffer> {
-  let position = start;
-  for (;;) {
-    const buf = Buffer.allocUnsafe(pieceBytes);
-    onRead?.(position);
-    const bytesRead = fs.readSync(fd, buf, 0, buf.length, position);
-    if (bytesRead === 0) return;
-    position += bytesRead;
-    yield buf.subarray(0, bytesRead);
-  }
-}
 
-function decompressor(c: Compression): Transform | undefined {
-  if (c === "gzip") return zlib.createGunzip();
-  if (c === "zstd") return zlib.createZstdDecompress();
-  return undefined;
-}
 
 /** The compression a file's first bytes say. */
 function sniff(fd: number): Compression {
@@ -121,13 +121,20 @@ function sniff(fd: number): Compression {
 type FirstError = (where: "read" | "decode" | "frame" | "sink", e: unknown) => void;
 
 /** The tar stream's sink: headers parsed, entries and content handed on. */
-function tarSink(parser: TarParser, opts: PassOptions, failed: FirstError): Writable {
+function tarSink(
+  parser: TarParser,
+  opts: PassOptions,
+  failed: FirstError,
+  /** Called with each chunk once parsed (its pieces given to onData are done with). */
+  release?: (chunk: Buffer) => void,
+): Writable {
   return new Writable({
     write(chunk: Buffer, _enc, done) {
       let batch: TarListing[] | undefined;
       try {
         const onEntry = opts.onEntries ? (e: TarListing) => (batch ??= []).push(e) : opts.onEntry!;
         parser.push(chunk, onEntry, opts.onData);
+        release?.(chunk);
       } catch (e) {
         failed("sink", e);
         return done(e as Error);
@@ -139,6 +146,35 @@ function tarSink(parser: TarParser, opts: PassOptions, failed: FirstError): Writ
       });
     },
   });
+}
+
+/** The archive's bytes: the file from its start, or the stream opened afresh. */
+async function rawInput(
+  src: ArchiveSource,
+  failed: FirstError,
+  readAt: (p: number) => void,
+  pieceBytes: number | undefined,
+): Promise<NodeJS.ReadableStream> {
+  if (typeof src === "number") {
+    // two pieces ahead at most: read ahead of a slower stage, the pieces would pile up in the
+    // queue, several passes at once on a backup host that proves many copies
+    return Readable.from((function* reading(): Generator<Buffer> {
+      try {
+        yield* readFd(src, 0, readAt, pieceBytes);
+      } catch (e) {
+        failed("read", e);
+        throw e;
+      }
+    })(), { highWaterMark: 2 });
+  }
+  let input: NodeJS.ReadableStream;
+  try {
+    input = await src.open();
+  } catch (e) {
+    throw new ArchiveDamage(`the archive cannot be read: ${errorMessage(e)}`, "damaged", 0, 0);
+  }
+  input.on("error", (e) => failed("read", e));
+  return input;
 }
 
 /**
@@ -184,30 +220,30 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
   });
   const parse = opts.decompress !== false && (opts.onEntry !== undefined || opts.onEntries !== undefined);
   const parser = parse ? new TarParser() : undefined;
-  const sink = parser ? tarSink(parser, opts, failed) : new Writable({ write: (_c, _e, done) => done() });
-  const inflate = decompressor(compression);
-  inflate?.on("error", (e) => failed("decode", e));
-  function* reading(fd: number): Generator<Buffer> {
-    try {
-      yield* readFd(fd, 0, (p) => (readAt = p), opts.pieceBytes);
-    } catch (e) {
-      failed("read", e);
-      throw e;
-    }
+  let release: ((chunk: Buffer) => void) | undefined;
+  const sink = parser
+    ? tarSink(parser, opts, failed, (c) => release?.(c))
+    : new Writable({ write: (_c, _e, done) => done() });
+  let cutSeenByWorker: string | undefined;
+  let stages: unknown[];
+  let stopWorker: (() => Promise<void>) | undefined;
+  if (opts.worker && fd !== undefined && !hashing && compression !== "none" && parser) {
+    const { tar, free, stop } = inflatedByWorker(fd, compression, {
+      size: (n) => {
+        size = readAt = n;
+        opts.progress?.update(n);
+      },
+      failed,
+      cut: (why) => (cutSeenByWorker = why),
+    });
+    release = free;
+    stopWorker = stop;
+    stages = [tar, counter, sink];
+  } else {
+    const inflate = decompressor(compression);
+    inflate?.on("error", (e) => failed("decode", e));
+    stages = [await rawInput(src, failed, (p) => (readAt = p), opts.pieceBytes), hasher, ...(inflate ? [inflate] : []), counter, sink];
   }
-  let input: NodeJS.ReadableStream;
-  // two pieces ahead at most: read ahead of a slower stage, the pieces of a pass (1 MiB each)
-  // would pile up in the queue, several passes at once on a backup host that proves many copies
-  if (fd !== undefined) input = Readable.from(reading(fd), { highWaterMark: 2 });
-  else {
-    try {
-      input = await (src as Exclude<ArchiveSource, number>).open();
-    } catch (e) {
-      throw new ArchiveDamage(`the archive cannot be read: ${errorMessage(e)}`, "damaged", 0, 0);
-    }
-    input.on("error", (e) => failed("read", e));
-  }
-  const stages = [input, hasher, ...(inflate ? [inflate] : []), counter, sink];
   try {
     // a variable number of stages: the typed overloads only know fixed ones
     await (pipeline as (...streams: unknown[]) => Promise<void>)(...stages, { signal: opts.signal });
@@ -217,9 +253,11 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
     if (!(damage instanceof ArchiveDamage)) throw damage;
     damage.digests = fd === undefined || !hashing ? undefined : hashRest(fd, md5, sha256, size);
     throw damage;
+  } finally {
+    await stopWorker?.();
   }
   // the zstd decompressor ends without a word when its input stops within a frame
-  const cut = frames?.end();
+  const cut = frames?.end() ?? cutSeenByWorker;
   if (cut || (parser && !parser.ended)) {
     const message = cut ? `the archive is truncated: ${cut}; the tar stream was whole up to byte ${parser?.offset ?? tarBytes}` : `the archive is truncated: its tar stream ends at byte ${tarBytes} without its end-of-archive blocks${compression === "none" ? "" : ` (where the ${compression} stream ends)`}`;
     const damage = new ArchiveDamage(message, "damaged", compression === "none" ? tarBytes : size, parser?.offset ?? tarBytes);
@@ -340,99 +378,3 @@ export async function readEntries(file: string, onEntries: (entries: TarListing[
   }
 }
 
-/**
- * The frames of a zstd stream walked as the bytes go by (headers read, blocks stepped over),
- * for what the decompressor does not say: a stream cut within a frame (it ends without a word)
- * and bytes after the last frame that are no frame. Only block sizes are read: this costs
- * nothing next to decompressing.
- */
-export class ZstdFrames {
-  /** Byte of the file where the frame being read starts. */
-  private frameAt = 0;
-  private at = 0;
-  /** What is wanted next, and how many bytes of it. */
-  private state: "magic" | "descriptor" | "header" | "block" | "skipSize" = "magic";
-  private need = 4;
-  private readonly buf = new Uint8Array(8);
-  private fill = 0;
-  /** Bytes to step over (a block's content, a checksum, a skippable frame). */
-  private skip = 0;
-  private checksum = false;
-  private lastBlock = false;
-
-  /** The next bytes of the file; a string when they are not a zstd stream. */
-  push(chunk: Uint8Array): string | undefined {
-    let i = 0;
-    while (i < chunk.length) {
-      if (this.skip > 0) {
-        const n = Math.min(this.skip, chunk.length - i);
-        this.skip -= n;
-        i += n;
-        this.at += n;
-        continue;
-      }
-      const n = Math.min(this.need - this.fill, chunk.length - i);
-      this.buf.set(chunk.subarray(i, i + n), this.fill);
-      this.fill += n;
-      i += n;
-      this.at += n;
-      if (this.fill < this.need) break;
-      this.fill = 0;
-      const bad = this.step();
-      if (bad) return bad;
-    }
-    return undefined;
-  }
-
-  /** At the end of the file: a string when it ends within a frame. */
-  end(): string | undefined {
-    if (this.state === "magic" && this.fill === 0 && this.skip === 0) return undefined;
-    return `the zstd frame that starts at byte ${this.frameAt} ends early, at byte ${this.at} of the file (its end)`;
-  }
-
-  private step(): string | undefined {
-    const b = this.buf;
-    switch (this.state) {
-      case "magic": {
-        this.frameAt = this.at - 4;
-        const magic = (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0;
-        if (magic === 0xfd2fb528) return this.want("descriptor", 1);
-        if ((magic & 0xfffffff0) === 0x184d2a50) return this.want("skipSize", 4);
-        return `byte ${this.frameAt} of the file is not the start of a zstd frame (bytes after the last frame, or a damaged one)`;
-      }
-      case "descriptor": {
-        const d = b[0]!;
-        if (d & 0x08) return `the zstd frame at byte ${this.frameAt} has a reserved bit set`;
-        const single = (d & 0x20) !== 0;
-        const fcs = [single ? 1 : 0, 2, 4, 8][d >> 6]!;
-        this.checksum = (d & 0x04) !== 0;
-        const rest = (single ? 0 : 1) + [0, 1, 2, 4][d & 0x03]! + fcs;
-        this.lastBlock = false;
-        return rest > 0 ? this.want("header", rest) : this.want("block", 3);
-      }
-      case "header":
-        return this.want("block", 3);
-      case "block": {
-        const h = b[0]! | (b[1]! << 8) | (b[2]! << 16);
-        const type = (h >> 1) & 0x03;
-        if (type === 3) return `the zstd block at byte ${this.at - 3} of the file has the reserved type`;
-        this.lastBlock = (h & 1) === 1;
-        this.skip = type === 1 ? 1 : h >>> 3;
-        if (!this.lastBlock) return this.want("block", 3);
-        this.skip += this.checksum ? 4 : 0;
-        return this.want("magic", 4);
-      }
-      case "skipSize":
-        this.skip = (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0;
-        return this.want("magic", 4);
-      default:
-        return undefined;
-    }
-  }
-
-  private want(state: ZstdFrames["state"], n: number): undefined {
-    this.state = state;
-    this.need = n;
-    return undefined;
-  }
-}

@@ -25,9 +25,12 @@
  *   fit the target's free space or inodes is refused before anything is written; a file
  *   system that fills up anyway stops it there (RESTORE_NO_SPACE).
  *
- * The archive is read three times, each entry in turn: to check it (checksums, a whole tar
- * stream, the paths asked for, the names of its directories and links, the space it needs),
- * to decide about each entry (one byte per entry is kept), and to write. What is held beyond
+ * The archive is read twice, each entry in turn: to check it (checksums, a whole tar stream,
+ * the paths asked for, the names of its directories and links, the space it needs), and to
+ * write. Between the two, the plan decides about each entry (one byte per entry is kept) from
+ * the entries the check kept (listings.ts: in a file once they are many). Only the check
+ * hashes the archive; the file's stamp tells that it did not change since (an archive read as
+ * a stream, which has none, is read and hashed once more for the plan). What is held beyond
  * that byte grows with the archive's links and directories, not with its files, so that a
  * restore of millions of files fits in the memory of a small host.
  */
@@ -40,8 +43,10 @@ import type { Progress } from "../report/progress.ts";
 import type { TarListing } from "../archive/tar.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
 import type { HeldArchive } from "./verify.ts";
-import { ArchiveDamage, archivePass, closeSource, openSource, type ArchiveSource, type PassResult } from "./read.ts";
+import { ArchiveDamage, archivePass, closeSource, openSource, stampOf } from "./read.ts";
+import type { ArchiveSource, PassOptions, PassResult } from "./read.ts";
 import { openAt, type At } from "./at.ts";
+import { ListingLog } from "./listings.ts";
 import { Extractor, keyOf, splitEntryName, type DirToFinish, type EntryNote, type LinkToMake, type PlanView } from "./extract.ts";
 
 export { splitEntryName, type EntryNote };
@@ -331,7 +336,7 @@ interface PlanOptions {
 }
 
 /**
- * The second read: a decision for each entry, in archive order, as one byte. Pure apart from
+ * The plan: a decision for each entry, in archive order, as one byte. Pure apart from
  * looking at the target directory; nothing is written. What is on disk is looked at once per
  * directory path (remembered) and once per file's own name; below a path that does not exist
  * nothing does, so a restore into an empty directory looks at its top names alone.
@@ -532,10 +537,16 @@ class Planner implements PlanView {
 }
 
 /** One read of the whole archive, each entry (and with `onData`, its content) to the callbacks. */
-async function readPass(fd: ArchiveSource, label: string, opts: RestoreOptions, total: number, onEntry: (e: TarListing) => void, onData?: (piece: Uint8Array) => void): Promise<PassResult> {
+async function readPass(
+  fd: ArchiveSource,
+  label: string,
+  opts: RestoreOptions,
+  total: number,
+  each: Pick<PassOptions, "onEntry" | "onData" | "hashed">,
+): Promise<PassResult> {
   const progress = opts.progressFor?.(label, total);
   try {
-    return await archivePass(fd, { progress, signal: opts.signal, onEntry, onData });
+    return await archivePass(fd, { progress, signal: opts.signal, ...each });
   } finally {
     progress?.finish();
   }
@@ -555,10 +566,20 @@ function checksumProblem(a: HeldArchive, got: { md5: string; sha256: string }, c
 }
 
 /** The first read, failing as a ShootError that names what is wrong: a checksum that does not match first (the archive changed since), then damage. */
-async function check(fd: ArchiveSource, a: HeldArchive, opts: RestoreOptions, survey: Survey): Promise<PassResult> {
+async function check(
+  fd: ArchiveSource,
+  a: HeldArchive,
+  opts: RestoreOptions,
+  survey: Survey,
+  log?: ListingLog,
+): Promise<PassResult> {
   let pass: PassResult;
   try {
-    pass = await readPass(fd, "checking", opts, a.bytes, (e) => survey.take(e));
+    const onEntry = (e: TarListing) => {
+      survey.take(e);
+      log?.add(e);
+    };
+    pass = await readPass(fd, "checking", opts, a.bytes, { onEntry });
   } catch (e) {
     if (!(e instanceof ArchiveDamage)) throw e;
     const sums = e.digests ? checksumProblem(a, e.digests, opts.checksum !== false) : undefined;
@@ -610,11 +631,15 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
   const at = loadAt();
   const survey = new Survey((opts.paths ?? []).map(selectionKey), spaceAt(opts.to), opts.only);
   const fd = openSource(a);
+  const stamp = stampOf(fd);
+  // a file can be told unchanged by its stamp: the plan then takes the entries the check kept
+  const log = stamp === undefined ? undefined : new ListingLog();
   let rootFd = -1;
   let extractor: Extractor | undefined;
   try {
     // 1. read it whole: checksum, stream, the paths asked for, names and space; nothing is written before this passes
-    const first = await check(fd, a, opts, survey);
+    const first = await check(fd, a, opts, survey, log);
+    const unchanged = sameAsChecked(fd, stamp, first);
     const unmatched = opts.only ? [] : survey.missing();
     if (unmatched.length > 0) {
       const tops = [...survey.tops];
@@ -625,8 +650,11 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     const root = makeTarget(opts.to);
     result.to = root;
     const plan = new Planner(survey, { root, force: opts.force === true, allowOutsideLinks: opts.allowOutsideLinks === true, only: opts.only });
-    const second = await readPass(fd, "planning", opts, a.bytes, (e) => plan.take(e)).catch(changed(a));
-    if (second.md5 !== first.md5 || !plan.complete()) throw new ShootError("VERIFY_FAILED", `${a.file}: the archive changed while it was being read; nothing was restored`);
+    const asChecked = await planAll(fd, a, opts, plan, log, unchanged);
+    if (!asChecked || !plan.complete() || !unchanged.still()) {
+      const why = "the archive changed while it was being read; nothing was restored";
+      throw new ShootError("VERIFY_FAILED", `${a.file}: ${why}`);
+    }
     Object.assign(result, { alsoRestored: plan.alsoRestored, refused: plan.refused, skipped: plan.skipped, conflicts: plan.conflicts });
     if (result.conflicts.length > 0) {
       return finish("RESTORE_EXISTS", `${entries(result.conflicts.length)} exist in ${root} already (${listNotes(result.conflicts, 3)}); nothing was restored (--force overwrites files)`);
@@ -635,7 +663,9 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     // 3. files, directories and hard links, in archive order; then links, then directories' metadata
     rootFd = at.openRoot(root);
     extractor = new Extractor(at, rootFd, root, plan);
-    const stopped = (await extract(fd, a, opts, extractor, first)) ?? lastOfAll(extractor, survey, plan, root, opts);
+    const stopped =
+      (await extract(fd, a, opts, extractor, unchanged, threaded(first, survey))) ??
+      lastOfAll(extractor, survey, plan, root, opts);
     result.restored = extractor.restored;
     result.bytes = extractor.bytes;
     result.failed = extractor.failed;
@@ -646,8 +676,64 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
   } finally {
     extractor?.close();
     if (rootFd >= 0) at.close(rootFd);
+    log?.close();
     closeSource(fd);
   }
+}
+
+/** How a later pass tells that the archive is the one the first checked; the digests it need not compute again. */
+interface Unchanged {
+  hashed: PassOptions["hashed"];
+  by: (pass: PassResult) => boolean;
+  /** The file's stamp is still the one taken before the check (always true of a stream). */
+  still: () => boolean;
+}
+
+/**
+ * A file is told unchanged by its stamp, taken before the first pass (a write since moves its
+ * ctime) and by the lengths read: hashing it again would double the cost of a restore. A
+ * stream, which has no stamp, is hashed by every pass.
+ */
+function sameAsChecked(src: ArchiveSource, stamp: string | undefined, first: PassResult): Unchanged {
+  const same = (p: PassResult) => p.size === first.size && p.tarBytes === first.tarBytes;
+  if (stamp === undefined) {
+    const hashedAlike = (p: PassResult) => p.md5 === first.md5 && p.sha256 === first.sha256;
+    return { hashed: undefined, by: (p) => same(p) && hashedAlike(p), still: () => true };
+  }
+  const still = () => stampOf(src) === stamp;
+  return { hashed: { md5: first.md5, sha256: first.sha256 }, by: (p) => same(p) && still(), still };
+}
+
+/**
+ * Every entry to the plan: those the check kept, or for a stream (no log) read again; false
+ * when that read does not read as the first did.
+ */
+async function planAll(
+  fd: ArchiveSource,
+  a: HeldArchive,
+  opts: RestoreOptions,
+  plan: Planner,
+  log: ListingLog | undefined,
+  unchanged: Unchanged,
+): Promise<boolean> {
+  if (log) {
+    for (const l of log.replay()) plan.take(l);
+    return true;
+  }
+  const second = await readPass(fd, "planning", opts, a.bytes, { onEntry: (e) => plan.take(e) }).catch(changed(a));
+  return unchanged.by(second);
+}
+
+/** Bytes of tar stream per entry from which the write pass decompresses on a thread of its own. */
+const THREAD_FROM = 16 << 10;
+
+/**
+ * Whether the write pass decompresses on a thread of its own: where entries are large, so that
+ * decompressing weighs next to writing. Where they are many and small, writing them costs the
+ * most, and the faster parse piles up garbage (at a million entries, past 120 MiB).
+ */
+function threaded(first: PassResult, survey: Survey): boolean {
+  return first.tarBytes >= THREAD_FROM * survey.entries;
 }
 
 /** A later read that no longer reads as the first did: the archive changed meanwhile. */
@@ -659,10 +745,23 @@ function changed(a: HeldArchive): (e: unknown) => never {
 }
 
 /** The write pass, the links and the directories' metadata; a stop (the file system full, the archive changed) as a code and message. */
-async function extract(fd: ArchiveSource, a: HeldArchive, opts: RestoreOptions, x: Extractor, first: PassResult): Promise<{ name: CodeName; message: string } | undefined> {
+async function extract(
+  fd: ArchiveSource,
+  a: HeldArchive,
+  opts: RestoreOptions,
+  x: Extractor,
+  unchanged: Unchanged,
+  worker: boolean,
+): Promise<{ name: CodeName; message: string } | undefined> {
   try {
-    const third = await readPass(fd, "restoring", opts, a.bytes, (e) => x.entry(e), (piece) => x.data(piece));
-    if (third.md5 !== first.md5) x.failed.push({ name: a.file, why: "the archive changed while it was being restored" });
+    const writing = {
+      onEntry: (e: TarListing) => x.entry(e),
+      onData: (piece: Uint8Array) => x.data(piece),
+      hashed: unchanged.hashed,
+      worker,
+    };
+    const third = await readPass(fd, "restoring", opts, a.bytes, writing);
+    if (!unchanged.by(third)) x.failed.push({ name: a.file, why: "the archive changed while it was being restored" });
   } catch (e) {
     if (e instanceof ShootError && e.code === code("RESTORE_NO_SPACE")) return { name: "RESTORE_NO_SPACE", message: e.message };
     if (!(e instanceof ArchiveDamage) && !(e instanceof ShootError)) throw e;
