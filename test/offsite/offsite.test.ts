@@ -19,12 +19,15 @@ import { gnuExtract, heldArchives, settleTimes, setup, type Setup } from "./help
 let store: S3Endpoint & { stop(): Promise<void> };
 const setups: Setup[] = [];
 const track = (s: Setup) => (setups.push(s), s);
+/** Directories made outside a setup (an age key's), removed at the end. */
+const madeDirs: string[] = [];
 
 beforeAll(async () => {
   store = await startStore();
 }, 120_000);
 afterAll(async () => {
   for (const s of setups) s.cleanup();
+  for (const d of madeDirs) fs.rmSync(d, { recursive: true, force: true });
   await store?.stop();
 });
 
@@ -80,7 +83,9 @@ describe("offsite copies", () => {
   }, 180_000);
 
   test("an encrypted copy opens with the age command and GNU tar, and restores with --identity", async () => {
-    const keyFile = path.join(fs.mkdtempSync("/tmp/shoot-age-"), "key.txt");
+    const keyDir = fs.mkdtempSync("/tmp/shoot-age-");
+    madeDirs.push(keyDir);
+    const keyFile = path.join(keyDir, "key.txt");
     const kg = await spawner.run([requireTool("age-keygen"), "-o", keyFile], { timeoutMs: 10_000, captureStdout: true });
     expect(kg.exitCode).toBe(0);
     const recipient = /public key: (age1[0-9a-z]+)/.exec(fs.readFileSync(keyFile, "utf8"))![1]!;
