@@ -193,7 +193,24 @@ export class SharedSsh {
         await this.spawner.run(sshSharedExitArgv(this.cfg, this.source, this.socket), { env: rsyncEnv(this.env), discardStderr: true, timeoutMs: 10_000 }).catch(() => undefined);
       }
     } finally {
-      fs.rmSync(this.dir, { recursive: true, force: true });
+      await removeDir(this.dir);
     }
+  }
+}
+
+/**
+ * Remove a socket directory. The connection's process removes its socket as it ends, which may
+ * be while the directory is being removed (ssh -O exit answers before the socket is gone): a
+ * removal that met that is tried again. Never throws; a directory left is swept by a later run.
+ */
+async function removeDir(dir: string): Promise<void> {
+  for (let tries = 0; tries < 5; tries++) {
+    try {
+      fs.rmSync(dir, { recursive: true, force: true });
+      if (!fs.existsSync(dir)) return;
+    } catch {
+      // an entry went or came while the directory was read
+    }
+    await Bun.sleep(20 << tries);
   }
 }
