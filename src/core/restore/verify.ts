@@ -20,7 +20,7 @@ import { CHECKSUM_SUFFIX, LIST_SUFFIX, archiveTime, parseMd5Line, sortArchives }
 import { readDirOrEmpty } from "../state/fsutil.ts";
 import { listFirstLine } from "../state/list-file.ts";
 import type { Progress } from "../report/progress.ts";
-import { LIST_FORMAT, lineKey, nameOfKey, openList, walkOrder, type ListHeader } from "../scan/scan.ts";
+import { lineKey, nameOfKey, openList, parseListHeader, walkOrder, type ListHeader } from "../scan/scan.ts";
 import type { TarListing } from "../archive/tar.ts";
 import { DumpdirCheck } from "../archive/incremental.ts";
 import { ArchiveDamage, archivePass, closeSource, openSource, type ArchiveSource, type PassOptions, type PassResult } from "./read.ts";
@@ -56,8 +56,7 @@ export interface HeldArchive {
 function readListHeader(file: string): ListHeader | undefined {
   try {
     const line = listFirstLine(file);
-    const h = line ? (JSON.parse(line) as ListHeader) : undefined;
-    return h && h.format === LIST_FORMAT ? h : undefined;
+    return line === undefined ? undefined : parseListHeader(line);
   } catch {
     return undefined;
   }
