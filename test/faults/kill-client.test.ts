@@ -8,6 +8,7 @@
  * staging directory or lock behind.
  */
 import { describe, expect, test } from "bun:test";
+import fs from "node:fs";
 import path from "node:path";
 import { startShoot } from "../helpers/cli.ts";
 import { runClient, sshSource, writeClientConfig } from "../helpers/client.ts";
@@ -19,6 +20,7 @@ import {
 } from "../helpers/faults.ts";
 import { seeded } from "../helpers/random.ts";
 import type { CodeName } from "../../src/core/common/codes.ts";
+import { STAGE_DIR } from "../../src/core/client/client.ts";
 
 faultFile(import.meta.path);
 
@@ -36,7 +38,29 @@ interface KillStats {
   codes: Record<string, number>;
 }
 
-async function killPulls(lane: PullLane, target: number, stats: KillStats): Promise<void> {
+const WHICH = ["rsync", "rsync child", "ssh"] as const;
+
+/** The pid of rsync's forked child or of its ssh, once it runs. */
+function victimOf(rsync: number, which: (typeof WHICH)[number]): number | undefined {
+  const prefix = which === "ssh" ? "ssh" : "rsync";
+  return descendants(rsync).find((pid) => cmdline(pid).startsWith(prefix));
+}
+
+/** Wait until `share` of the archive has reached the staging directory (or its rsync is gone). */
+async function arrived(stage: string, archive: { file: string; size: number }, share: number, rsync: number): Promise<void> {
+  const want = Math.floor(archive.size * share);
+  const bytes = () => {
+    let n = 0;
+    for (const f of fs.readdirSync(stage, { recursive: true }).map(String)) {
+      if (path.basename(f).includes(archive.file) && !f.endsWith(".md5")) n += fs.statSync(path.join(stage, f), { throwIfNoEntry: false })?.size ?? 0;
+    }
+    return n;
+  };
+  await waitFor(() => (!alive(rsync) || (fs.existsSync(stage) && bytes() >= want) ? true : undefined), 10_000, 1);
+  await waitFor(() => (!alive(rsync) || (fs.existsSync(stage) && bytes() >= want) ? true : undefined), 10_000, 1);
+}
+
+async function killPulls(lane: PullLane & { offset: number }, target: number, stats: KillStats): Promise<void> {
   const { rand } = lane;
   await lane.publish();
   await lane.normalRun(`${lane.name}: first pull`);
@@ -44,23 +68,22 @@ async function killPulls(lane: PullLane, target: number, stats: KillStats): Prom
     const context = `${lane.name} kill ${i}`;
     const good = snapshotGood(lane.copies);
     const fresh = rand() < 0.8;
-    if (fresh) await lane.publish();
-    // the moment: during the status pull or the archive pull (when there is one), in rsync's receiver, its generator, or ssh
-    const phase = rand() < 0.3 || !fresh ? "server.status" : "tar.gz";
-    const which = ["rsync", "rsync child", "ssh"][Math.floor(rand() * 3)]!;
-    const delay = rand() * (phase === "server.status" ? 60 : 180);
+    const made = fresh ? await lane.publish() : undefined;
+    // the moment: during the status pull, or the archive pull (when there is one) once a random share
+    // of it has arrived; the process struck goes round rsync itself, its forked child and ssh
+    const archive = made && rand() >= 0.3 ? made : undefined;
+    const which = WHICH[(i + lane.offset) % WHICH.length]!;
     const proc = startShoot(["client", "--config", lane.config, "--json"]);
-    const rsync = await rsyncPulling(proc, lane.dest, phase);
+    const rsync = await rsyncPulling(proc, lane.dest, archive ? archive.file : "server.status");
     let hit = false;
-    let struck = "";
     if (rsync) {
-      await Bun.sleep(delay);
-      const procs = descendants(rsync).map((pid) => ({ pid, cmd: cmdline(pid) }));
-      // rsync forks its second process only once the connection is up: until then rsync itself is hit
-      const victim = which === "rsync" ? undefined : procs.find((p) => (which === "ssh" ? p.cmd.startsWith("ssh") : p.cmd.startsWith("rsync")))?.pid;
-      hit = killPid(victim ?? rsync);
-      if (hit) struck = `${victim === undefined ? "rsync" : which} in ${phase === "tar.gz" ? "archive" : "status"} pull`;
+      if (archive) await arrived(path.join(lane.copies, STAGE_DIR), archive, rand() * 0.9, rsync);
+      else await Bun.sleep(rand() * 20);
+      // rsync forks its child and ssh only once it runs: wait for the one aimed at (a pull that ends first is a miss)
+      const victim = which === "rsync" ? rsync : await waitFor(() => victimOf(rsync, which) ?? (alive(rsync) ? undefined : 0), 5_000, 1);
+      hit = victim ? killPid(victim) : false;
     }
+    const struck = `${which} in ${archive ? "archive" : "status"} pull`;
     const code = await boundedExit(proc, context);
     if (hit) {
       injected("SIGKILL client rsync/ssh");
@@ -81,7 +104,10 @@ describe("process death on the backup host", () => {
     const fresh = (): KillStats => ({ landed: 0, missed: 0, byTarget: {}, codes: {} });
     // a pull waits on the network much of the time: several at once keep both cores busy
     const lanes = Array.from({ length: LANES }, (_, i) => ({ name: `lane${i + 1}`, target: Math.floor(KILLS / LANES) + (i < KILLS % LANES ? 1 : 0), stats: fresh() }));
-    await Promise.all(lanes.map((l) => killPulls(new PullLane(host.base, l.name, seeded(caseSeed(`client SIGKILL ${l.name}`)), { sshd: host.sshd, bwlimit: "4MiB" }), l.target, l.stats)));
+    await Promise.all(lanes.map((l, i) => {
+      const lane = Object.assign(new PullLane(host.base, l.name, seeded(caseSeed(`client SIGKILL ${l.name}`)), { sshd: host.sshd, bwlimit: "4MiB" }), { offset: i });
+      return killPulls(lane, l.target, l.stats);
+    }));
     const stats = fresh();
     for (const { stats: s } of lanes) {
       stats.landed += s.landed;
@@ -91,7 +117,9 @@ describe("process death on the backup host", () => {
     }
     console.log(`client kills: ${stats.landed} landed, ${stats.missed} missed; by target ${JSON.stringify(stats.byTarget)}; exit codes ${JSON.stringify(stats.codes)}`);
     expect(stats.landed).toBeGreaterThanOrEqual(KILLS);
-    expect(Object.keys(stats.byTarget).length).toBeGreaterThanOrEqual(4);
+    // every process of the archive pull was struck; the status pull is brief, and its forked rsync the briefest
+    for (const which of WHICH) expect(stats.byTarget[`${which} in archive pull`] ?? 0).toBeGreaterThan(0);
+    expect(Object.keys(stats.byTarget).length).toBeGreaterThanOrEqual(5);
   }, 240_000);
 
   test(`power cut on the backup host: the client and its rsync and ssh SIGKILLed together, ${scaled(5)} times`, async () => {

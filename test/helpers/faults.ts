@@ -217,8 +217,7 @@ export function transferProcs(clientPid: number): Array<{ pid: number; cmd: stri
 }
 
 /**
- * The client's rsync that pulls `file` (server.status, an archive's name, or ".tar.gz" for
- * whichever archive), once it runs. The client records "pulling …" in client.status just
+ * The client's rsync that pulls `file` (server.status or an archive's name), once it runs. The client records "pulling …" in client.status just
  * before it starts rsync: watching that small file is cheap, walking /proc is not.
  */
 export async function rsyncPulling(client: { pid: number; exitCode: number | null }, dest: string, file: string, timeoutMs = 15_000): Promise<number | undefined> {
@@ -229,7 +228,9 @@ export async function rsyncPulling(client: { pid: number; exitCode: number | nul
     text.split("\n").some((l) => l.includes(`"pid":${clientPid},`) && l.includes(": pulling ") && l.includes(file)) ? true : undefined,
     () => client.exitCode !== null, timeoutMs, 2);
   if (!announced) return undefined;
-  return await waitFor(() => (client.exitCode !== null ? 0 : transferProcs(clientPid).find((p) => p.cmd.startsWith("rsync") && p.cmd.includes(file))?.pid), timeoutMs, 2) || undefined;
+  // the rsync that pulls `file` itself (X.tar.gz.list is pulled by another rsync beside it)
+  const pulls = (cmd: string) => cmd.startsWith("rsync") && cmd.split(" ").some((a) => a.endsWith(`/${file}`) || a.endsWith(`:${file}`));
+  return await waitFor(() => (client.exitCode !== null ? 0 : transferProcs(clientPid).find((p) => pulls(p.cmd))?.pid), timeoutMs, 2) || undefined;
 }
 
 /** Size of the largest file under `dir` (a transfer's temporary or partial file as it grows); 0 when there is none. */
