@@ -17,16 +17,45 @@ export type Compression = ReturnType<typeof detectCompression>;
  * open (a stream given it would close it on error).
  */
 export function* readFd(
-  fd: number, start = 0, onRead?: (position: number) => void, pieceBytes = 1 << 20,
+  fd: number, start = 0, onRead?: (position: number) => void, pieceBytes = 1 << 20, pool?: PiecePool,
 ): Generator<Buffer> {
   let position = start;
   for (;;) {
-    const buf = Buffer.allocUnsafe(pieceBytes);
+    const buf = pool?.take() ?? Buffer.allocUnsafe(pieceBytes);
     onRead?.(position);
     const bytesRead = fs.readSync(fd, buf, 0, buf.length, position);
     if (bytesRead === 0) return;
     position += bytesRead;
     yield buf.subarray(0, bytesRead);
+  }
+}
+
+/**
+ * Pieces read into again once their reader is done with them. A pass that reads pieces faster
+ * than the collector frees them holds tens of MiB of garbage at its peak; a backup host proving
+ * many copies at once holds that many times over. A piece is given back only by the last
+ * stage to see it, once it kept nothing of it.
+ */
+export class PiecePool {
+  private readonly free: Buffer[] = [];
+  private readonly whole = new Map<ArrayBufferLike, Buffer>();
+  get made(): number {
+    return this.whole.size;
+  }
+  constructor(readonly pieceBytes: number) {}
+
+  take(): Buffer {
+    const b = this.free.pop();
+    if (b) return b;
+    // a memory of its own (never a slice of a shared slab), so the piece is known by it
+    const fresh = Buffer.allocUnsafeSlow(this.pieceBytes);
+    this.whole.set(fresh.buffer, fresh);
+    return fresh;
+  }
+
+  give(piece: Uint8Array): void {
+    const b = this.whole.get(piece.buffer);
+    if (b && !this.free.includes(b)) this.free.push(b);
   }
 }
 

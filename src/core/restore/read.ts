@@ -18,7 +18,7 @@ import { ShootError, errorMessage } from "../common/errors.ts";
 import type { Progress } from "../report/progress.ts";
 import { detectCompression } from "../archive/writer.ts";
 import { TarFormatError, TarParser, type TarListing } from "../archive/tar.ts";
-import { decompressor, inflatedByWorker, readFd, ZstdFrames, type Compression } from "./inflate.ts";
+import { decompressor, inflatedByWorker, PiecePool, readFd, ZstdFrames, type Compression } from "./inflate.ts";
 
 export interface PassResult {
   /** Bytes of the archive file read. */
@@ -28,6 +28,8 @@ export interface PassResult {
   /** Bytes of the tar stream after decompression. */
   tarBytes: number;
   ms: number;
+  /** Pieces of memory read into (when pieces are read into again), however many were read. */
+  piecesMade?: number;
 }
 
 export interface PassOptions {
@@ -154,13 +156,14 @@ async function rawInput(
   failed: FirstError,
   readAt: (p: number) => void,
   pieceBytes: number | undefined,
+  pool: PiecePool | undefined,
 ): Promise<NodeJS.ReadableStream> {
   if (typeof src === "number") {
     // two pieces ahead at most: read ahead of a slower stage, the pieces would pile up in the
     // queue, several passes at once on a backup host that proves many copies
     return Readable.from((function* reading(): Generator<Buffer> {
       try {
-        yield* readFd(src, 0, readAt, pieceBytes);
+        yield* readFd(src, 0, readAt, pool?.pieceBytes ?? pieceBytes, pool);
       } catch (e) {
         failed("read", e);
         throw e;
@@ -223,10 +226,16 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
   let release: ((chunk: Buffer) => void) | undefined;
   const sink = parser
     ? tarSink(parser, opts, failed, (c) => release?.(c))
-    : new Writable({ write: (_c, _e, done) => done() });
+    : new Writable({
+      write: (c: Buffer, _e, done) => {
+        release?.(c);
+        done();
+      },
+    });
   let cutSeenByWorker: string | undefined;
   let stages: unknown[];
   let stopWorker: (() => Promise<void>) | undefined;
+  let pool: PiecePool | undefined;
   if (opts.worker && fd !== undefined && !hashing && compression !== "none" && parser) {
     const { tar, free, stop } = inflatedByWorker(fd, compression, {
       size: (n) => {
@@ -242,7 +251,10 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
   } else {
     const inflate = decompressor(compression);
     inflate?.on("error", (e) => failed("decode", e));
-    stages = [await rawInput(src, failed, (p) => (readAt = p), opts.pieceBytes), hasher, ...(inflate ? [inflate] : []), counter, sink];
+    // the sink sees the very pieces read when nothing decompresses; with onData the caller may keep them
+    pool = fd !== undefined && !inflate && !opts.onData ? new PiecePool(opts.pieceBytes ?? 1 << 20) : undefined;
+    if (pool) release = (c) => pool?.give(c);
+    stages = [await rawInput(src, failed, (p) => (readAt = p), opts.pieceBytes, pool), hasher, ...(inflate ? [inflate] : []), counter, sink];
   }
   try {
     // a variable number of stages: the typed overloads only know fixed ones
@@ -265,7 +277,7 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
     throw damage;
   }
   const digests = opts.hashed ?? { md5: md5.digest("hex"), sha256: sha256.digest("hex") };
-  return { size, ...digests, tarBytes, ms: performance.now() - started };
+  return { size, ...digests, tarBytes, ms: performance.now() - started, piecesMade: pool?.made };
 }
 
 interface FailureContext {
