@@ -489,7 +489,7 @@ async function connected(
 }
 
 async function pullSourceOver(
-  ctx: RunContext, source: SourceConfig, shared: Pick<SharedSsh, "controlPath" | "settled">,
+  ctx: RunContext, source: SourceConfig, shared: SourceConnection & Pick<SharedSsh, "settled">,
 ): Promise<SourceOutcome> {
   const { cfg, deps, status } = ctx;
   const dir = path.join(cfg.dest_dir, source.name);
@@ -546,7 +546,7 @@ async function pullSourceOver(
       if (links.length) return { name: source.name, code: code("NEW_ARCHIVE"), message: `already holds the current archive ${a.file} (${why})${also}`, archive: a, warnings };
       return { name: source.name, code: code("UNCHANGED"), message: `already holds the current archive ${a.file} (${why})`, archive: a, warnings };
     }
-    const stats = await pullOne(pull, a);
+    const stats = await pullOne({ ...pull, last: true }, a);
 
     // 5. retention
     const kept = applyRetention(dir, rulesFor(cfg, source));
@@ -596,11 +596,16 @@ async function withOffsite(ctx: RunContext, source: SourceConfig, o: SourceOutco
   return offsite.length ? { ...o, offsite } : o;
 }
 
+/** The source's connection: `close` when there is one to close once the last archive's transfers have ended. */
+type SourceConnection = Pick<SharedSsh, "controlPath"> & Partial<Pick<SharedSsh, "close">>;
+
 /** What pulling one archive needs from the source's run. */
 interface PullOne {
   ctx: RunContext;
   source: SourceConfig;
-  shared: Pick<SharedSsh, "controlPath">;
+  shared: SourceConnection;
+  /** The source's last archive: its connection has no more use once its transfers end. */
+  last?: boolean;
   stage: string;
   dir: string;
   records: readonly StatusRecord[];
@@ -672,7 +677,10 @@ async function pullOne(p: PullOne, a: ArchiveInfo): Promise<TransferStats> {
     await list?.result;
     throw e;
   });
-  const proof = list ? await proveCopy(ctx, source, stage, a, p.records, await list.result, deep) : undefined;
+  const listed = await list?.result;
+  // the proof and the commit need no connection: it closes while they run
+  if (p.last) void p.shared.close?.();
+  const proof = list ? await proveCopy(ctx, source, stage, a, p.records, listed, deep) : undefined;
   recordOrder(dir, a.file, deps.clock.now());
   commit(stage, dir, a, proof !== undefined);
   status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {

@@ -105,6 +105,7 @@ export interface SharedOutcome {
 export class SharedSsh {
   private ready = false;
   private readonly starting: Child | undefined;
+  private closing: Promise<void> | undefined;
 
   private constructor(
     private readonly spawner: Spawner,
@@ -177,8 +178,17 @@ export class SharedSsh {
     return { up: false, ended };
   }
 
-  /** Close the connection and remove its socket's directory; never throws. */
-  async close(): Promise<void> {
+  /**
+   * Close the connection and remove its socket's directory; never throws. Called again, the
+   * same closing: a source closes it as soon as its last transfer has ended, and waits for
+   * that at its end.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.closeNow();
+    return this.closing;
+  }
+
+  private async closeNow(): Promise<void> {
     if (!this.dir) return;
     try {
       if (this.starting) {
