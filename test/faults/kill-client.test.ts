@@ -14,7 +14,7 @@ import { startShoot } from "../helpers/cli.ts";
 import { runClient, sshSource, writeClientConfig } from "../helpers/client.ts";
 import { serverFixture } from "../helpers/fixture.ts";
 import {
-  PullLane, alive, bounded, boundedExit, caseSeed, checkArchives, checkClean, checkGoodKept, cmdline, descendants,
+  PullLane, alive, bounded, powerCut, boundedExit, caseSeed, checkArchives, checkClean, checkGoodKept, cmdline, descendants,
   expectNamed, faultFile, faultSshd, injected, killPid, mutateTree, rsyncPulling, scaled, seedTree, snapshotGood,
   transferProcs, waitFor,
 } from "../helpers/faults.ts";
@@ -133,13 +133,8 @@ describe("process death on the backup host", () => {
       const proc = startShoot(["client", "--config", lane.config, "--json"]);
       await waitFor(() => (transferProcs(proc.pid).length > 0 ? true : undefined), 15_000, 10);
       await Bun.sleep(lane.rand() * 300);
-      const all = [proc.pid, ...descendants(proc.pid)];
-      let hit = false;
-      for (const p of all) hit = killPid(p) || hit;
-      if (hit) injected("power cut (backup host)");
+      if (powerCut([proc.pid])) injected("power cut (backup host)");
       await boundedExit(proc, context);
-      // a process the cut missed (ssh reparented mid-kill) must not linger either
-      for (const p of all) if (alive(p)) killPid(p);
       lane.check(context, true);
       checkGoodKept(good, context);
       await lane.normalRun(`${context}: the next run`);
@@ -176,10 +171,7 @@ describe("process death on the backup host", () => {
         const w = startShoot(["wrapper", "--config", fx.config, "--quiet"]);
         await waitFor(() => (transferProcs(c.pid).length > 0 || c.exitCode !== null ? true : undefined), 15_000, 10);
         await Bun.sleep(rand() * 250);
-        const all = [w.pid, c.pid, ...descendants(w.pid), ...descendants(c.pid)];
-        let hit = false;
-        for (const p of all) hit = killPid(p) || hit;
-        if (hit) injected("power cut (both hosts)");
+        if (powerCut([w.pid, c.pid])) injected("power cut (both hosts)");
         await boundedExit(w, `${context}: wrapper`);
         await boundedExit(c, `${context}: client`);
         checkArchives(fx.backup, context);

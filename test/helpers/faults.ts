@@ -188,6 +188,29 @@ export function descendants(pid: number): number[] {
   return out;
 }
 
+/**
+ * A power cut of `roots` and every process under them: all stopped first, looking again until
+ * no new one appears (a stopped process cannot fork, so none escapes by being born between the
+ * look and the kill), then all killed. True when any of them was still running.
+ */
+export function powerCut(roots: readonly number[]): boolean {
+  const seen = new Set<number>();
+  for (let fresh = [...roots]; fresh.length; ) {
+    for (const p of fresh) {
+      seen.add(p);
+      try {
+        process.kill(p, "SIGSTOP");
+      } catch {
+        // gone already
+      }
+    }
+    fresh = roots.flatMap((r) => descendants(r)).filter((p) => !seen.has(p));
+  }
+  let hit = false;
+  for (const p of seen) hit = killPid(p) || hit;
+  return hit;
+}
+
 /** Processes whose command line mentions `text` (an ssh still holding a socket under a directory). */
 export function processesMentioning(text: string): number[] {
   const found: number[] = [];
