@@ -1,7 +1,8 @@
 /**
  * A pass over an uncompressed archive reads into the same few pieces of memory again
- * (src/core/restore/read.ts, PiecePool): what it reads is still every entry, with the file's
- * own checksums, and the pieces it makes are a small share of what it reads.
+ * (src/core/restore/read.ts, PiecePool): what it reads is still every entry and every file's
+ * content, with the file's own checksums, and the pieces it makes are a small share of what
+ * it reads.
  */
 import { afterAll, expect, test } from "bun:test";
 import fs from "node:fs";
@@ -44,6 +45,28 @@ const cases = [
   })],
 ] as const;
 
+/** Each file's content as read by the pass, hashed piece by piece during each call. */
+function contents(): { onEntry: (e: TarListing) => void; onData: (piece: Uint8Array) => void; md5: Map<string, string> } {
+  const md5 = new Map<string, string>();
+  let current: { name: string; h: Bun.CryptoHasher; left: number } | undefined;
+  const done = () => {
+    if (current && current.left === 0) md5.set(current.name, current.h.digest("hex"));
+  };
+  return {
+    md5,
+    onEntry: (e) => {
+      current = e.type === "file" ? { name: e.name.replace(/^\.\//, ""), h: new Bun.CryptoHasher("md5"), left: e.size } : undefined;
+      done();
+    },
+    onData: (piece) => {
+      if (!current) return;
+      current.h.update(piece);
+      current.left -= piece.length;
+      done();
+    },
+  };
+}
+
 function note(seen: Map<string, number>, e: TarListing): void {
   if (e.type === "file") seen.set(e.name.replace(/^\.\//, ""), e.size);
 }
@@ -65,5 +88,18 @@ test.each(cases)("an uncompressed archive read in small pieces, %s: every entry 
   // the stages' queues bound the pieces in flight by their bytes, not by the archive's size
   expect(pass.size / pieceBytes).toBeGreaterThan(1000);
   expect(pass.piecesMade).toBeGreaterThan(0);
+  expect(pass.piecesMade! * pieceBytes).toBeLessThan(pass.size / 8);
+});
+
+test("an uncompressed archive read in small pieces with the content: every file's bytes as on disk, a few pieces made", async () => {
+  const { archive, sizes } = made;
+  const fd = fs.openSync(archive, "r");
+  const c = contents();
+  const pieceBytes = 3001;
+  const pass = await archivePass(fd, { pieceBytes, onEntry: c.onEntry, onData: c.onData }).finally(() => fs.closeSync(fd));
+  expect([...c.md5.keys()].sort()).toEqual([...sizes.keys()].sort());
+  for (const [name, md5] of c.md5) {
+    expect({ name, md5 }).toEqual({ name, md5: new Bun.CryptoHasher("md5").update(fs.readFileSync(path.join(root, "tree", name))).digest("hex") });
+  }
   expect(pass.piecesMade! * pieceBytes).toBeLessThan(pass.size / 8);
 });

@@ -34,7 +34,7 @@ export function* readFd(
  * Pieces read into again once their reader is done with them. A pass that reads pieces faster
  * than the collector frees them holds tens of MiB of garbage at its peak; a backup host proving
  * many copies at once holds that many times over. A piece is given back only by the last
- * stage to see it, once it kept nothing of it.
+ * stage to see it (the tar parser, whose callers keep nothing of a piece after their call).
  */
 export class PiecePool {
   private readonly free: Buffer[] = [];

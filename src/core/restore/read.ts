@@ -40,8 +40,8 @@ export interface PassOptions {
   /** Each entry as it is read; without it (nor onEntries) the tar stream is not parsed. */
   onEntry?: (e: TarListing) => void;
   /**
-   * The content of the entry last given to onEntry, in pieces, all of it before the next entry;
-   * with `worker`, a piece is the caller's only during the call.
+   * The content of the entry last given to onEntry, in pieces, all of it before the next entry.
+   * A piece is the caller's only during the call: its memory is read into again after it.
    */
   onData?: (piece: Uint8Array) => void;
   /** The entries of each piece read, the pass waiting for what it returns (printing at the pace of a reader). */
@@ -251,8 +251,8 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
   } else {
     const inflate = decompressor(compression);
     inflate?.on("error", (e) => failed("decode", e));
-    // the sink sees the very pieces read when nothing decompresses; with onData the caller may keep them
-    pool = fd !== undefined && !inflate && !opts.onData ? new PiecePool(opts.pieceBytes ?? 1 << 20) : undefined;
+    // the sink sees the very pieces read when nothing decompresses
+    pool = fd !== undefined && !inflate ? new PiecePool(opts.pieceBytes ?? 1 << 20) : undefined;
     if (pool) release = (c) => pool?.give(c);
     stages = [await rawInput(src, failed, (p) => (readAt = p), opts.pieceBytes, pool), hasher, ...(inflate ? [inflate] : []), counter, sink];
   }
