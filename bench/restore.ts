@@ -11,7 +11,7 @@ import path from "node:path";
 import { code } from "../src/core/common/codes.ts";
 import { treeDifferences } from "../test/helpers/tree-compare.ts";
 import { alternating, measure, measureAll, MiB, verdict, type Measured, type Row } from "./lib.ts";
-import { freshDir, serverRun, settle, writeServerConfig, type BenchContext } from "./shoot.ts";
+import { dropCaches, freshDir, serverRun, settle, writeServerConfig, type BenchContext } from "./shoot.ts";
 
 const FIRST = code("FIRST_ARCHIVE");
 const TAR_FLAG = { gzip: "-xzpf", zstd: "--zstd", none: "-xpf" } as const;
@@ -40,17 +40,9 @@ function warmFile(file: string): void {
   }
 }
 
-/**
- * Before a timed restore: the kernel's caches dropped (as root), then `files` read into the page
- * cache again, so every run starts alike. Without the drop, each restore ran slower than the one
- * before on the bench machine (kernel time 3.6 s, then 11 s, 16 s, 21 s for the same 1 GiB
- * restore with the target removed and synced between them), whichever tool ran.
- */
+/** Before a timed restore: the kernel's caches dropped (shoot.ts), then `files` read back into the page cache. */
 function startAlike(files: readonly string[]): void {
-  if (process.getuid?.() === 0) {
-    settle("/");
-    fs.writeFileSync("/proc/sys/vm/drop_caches", "3\n");
-  }
+  dropCaches();
   for (const f of files) warmFile(f);
 }
 

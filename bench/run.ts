@@ -19,7 +19,7 @@ import { mixedTree, mixedTreePath, type TreeInfo } from "./tree.ts";
 import { alternating, formatTable, measure, measureAll, MiB, mbps, verdict, type Measured, type Row } from "./lib.ts";
 import { pullSections } from "./pull.ts";
 import { day2Patterns } from "./day2.ts";
-import { DEFAULT_BIN, ensureBinary, type BenchContext } from "./shoot.ts";
+import { DEFAULT_BIN, dropCaches, ensureBinary, type BenchContext } from "./shoot.ts";
 import { serverSection, smallTree, startupSection, unchangedSection } from "./whole.ts";
 import { restoreRows } from "./restore.ts";
 import { scalePlan, scaleSection } from "./scale.ts";
@@ -150,7 +150,12 @@ async function main(): Promise<void> {
     others: Array<{ name: string; run: () => Promise<Measured>; out: string; goal?: [number, number]; rssGoal?: boolean; vs?: string; sizeWithin?: number; also?: Array<{ vs: string; goal: [number, number] }> }>,
   ) => {
     console.error(`${label}: ${[refName, ...others.map((o) => o.name)].join(", ")}, taking turns ...`);
-    const [r, ...ms] = await alternating(runs, [ref, ...others.map((o) => o.run)]);
+    // every run from the same start: caches dropped (as root), the tree read back
+    const alike = (run: () => Promise<Measured>) => () => {
+      if (dropCaches()) warm(tree);
+      return run();
+    };
+    const [r, ...ms] = await alternating(runs, [alike(ref), ...others.map((o) => alike(o.run))]);
     const measured = new Map<string, { m: Measured; size: number }>([[refName, { m: r!, size: fs.statSync(refOut).size }]]);
     for (const [i, o] of others.entries()) measured.set(o.name, { m: ms[i]!, size: fs.statSync(o.out).size });
     const refSize = measured.get(refName)!.size;
