@@ -854,7 +854,10 @@ async function proveCopy(
   const pulled = path.join(stage, LIST_DIR, list);
   if (fs.existsSync(pulled)) fs.renameSync(pulled, path.join(stage, list));
   const held = describeArchive(path.join(stage, a.file), "client", source.name);
-  if (!held?.list) return reject(`the server's file list ${list} is not a file list of this version, or not one for this archive`);
+  if (!held?.list) {
+    const why = held?.listProblem ? `: ${held.listProblem}` : "";
+    return reject(`the server's file list ${list} is not a file list of this version, or not one for this archive${why}`);
+  }
   if (!deep) {
     // verify = "checksum": the list is kept to put restore points of several archives together
     if (held.list.md5 !== a.md5 || held.list.size !== a.size) return reject(`the server's file list ${list} describes another archive (MD5 ${held.list.md5}, ${held.list.size} bytes)`);

@@ -4,11 +4,11 @@
  * (inflate.worker.ts) for a pass that need not hash the file, so that decompressing overlaps
  * what the main thread does with the tar stream.
  */
-import fs from "node:fs";
 import { Readable, type Transform } from "node:stream";
 import zlib from "node:zlib";
 import type { detectCompression } from "../archive/writer.ts";
 import { startWorkerFile } from "../common/worker-file.ts";
+import { piecesAt } from "../state/fsutil.ts";
 
 export type Compression = ReturnType<typeof detectCompression>;
 
@@ -16,18 +16,10 @@ export type Compression = ReturnType<typeof detectCompression>;
  * The file open on `fd`, from `start`, in chunks of `pieceBytes` (1 MiB); the descriptor stays
  * open (a stream given it would close it on error).
  */
-export function* readFd(
+export function readFd(
   fd: number, start = 0, onRead?: (position: number) => void, pieceBytes = 1 << 20, pool?: PiecePool,
 ): Generator<Buffer> {
-  let position = start;
-  for (;;) {
-    const buf = pool?.take() ?? Buffer.allocUnsafe(pieceBytes);
-    onRead?.(position);
-    const bytesRead = fs.readSync(fd, buf, 0, buf.length, position);
-    if (bytesRead === 0) return;
-    position += bytesRead;
-    yield buf.subarray(0, bytesRead);
-  }
+  return piecesAt(fd, start, () => pool?.take() ?? Buffer.allocUnsafe(pieceBytes), onRead);
 }
 
 /**

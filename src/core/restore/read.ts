@@ -163,7 +163,7 @@ async function rawInput(
     // queue, several passes at once on a backup host that proves many copies
     return Readable.from((function* reading(): Generator<Buffer> {
       try {
-        yield* readFd(src, 0, readAt, pool?.pieceBytes ?? pieceBytes, pool);
+        yield* readFd(src, 0, readAt, pieceBytes, pool);
       } catch (e) {
         failed("read", e);
         throw e;
@@ -223,17 +223,9 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
   });
   const parse = opts.decompress !== false && (opts.onEntry !== undefined || opts.onEntries !== undefined);
   const parser = parse ? new TarParser() : undefined;
-  let release: ((chunk: Buffer) => void) | undefined;
-  const sink = parser
-    ? tarSink(parser, opts, failed, (c) => release?.(c))
-    : new Writable({
-      write: (c: Buffer, _e, done) => {
-        release?.(c);
-        done();
-      },
-    });
   let cutSeenByWorker: string | undefined;
-  let stages: unknown[];
+  let input: unknown[];
+  let release: ((chunk: Buffer) => void) | undefined;
   let stopWorker: (() => Promise<void>) | undefined;
   let pool: PiecePool | undefined;
   if (opts.worker && fd !== undefined && !hashing && compression !== "none" && parser) {
@@ -247,15 +239,25 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
     });
     release = free;
     stopWorker = stop;
-    stages = [tar, counter, sink];
+    input = [tar];
   } else {
     const inflate = decompressor(compression);
     inflate?.on("error", (e) => failed("decode", e));
-    // the sink sees the very pieces read when nothing decompresses
-    pool = fd !== undefined && !inflate ? new PiecePool(opts.pieceBytes ?? 1 << 20) : undefined;
-    if (pool) release = (c) => pool?.give(c);
-    stages = [await rawInput(src, failed, (p) => (readAt = p), opts.pieceBytes, pool), hasher, ...(inflate ? [inflate] : []), counter, sink];
+    // the sink sees the very pieces read when nothing decompresses: they are read into again
+    const recycled = fd !== undefined && !inflate ? new PiecePool(opts.pieceBytes ?? 1 << 20) : undefined;
+    pool = recycled;
+    release = recycled && ((c) => recycled.give(c));
+    input = [await rawInput(src, failed, (p) => (readAt = p), opts.pieceBytes, pool), hasher, ...(inflate ? [inflate] : [])];
   }
+  const sink = parser
+    ? tarSink(parser, opts, failed, release)
+    : new Writable({
+      write: (c: Buffer, _e, done) => {
+        release?.(c);
+        done();
+      },
+    });
+  const stages = [...input, counter, sink];
   try {
     // a variable number of stages: the typed overloads only know fixed ones
     await (pipeline as (...streams: unknown[]) => Promise<void>)(...stages, { signal: opts.signal });

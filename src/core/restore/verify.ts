@@ -18,9 +18,8 @@ import { SERVER_STATUS, readStatusFile, type StatusRecord } from "../state/statu
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { CHECKSUM_SUFFIX, LIST_SUFFIX, archiveTime, parseMd5Line, sortArchives } from "../state/naming.ts";
 import { readDirOrEmpty } from "../state/fsutil.ts";
-import { listFirstLine } from "../state/list-file.ts";
 import type { Progress } from "../report/progress.ts";
-import { lineKey, nameOfKey, openList, parseListHeader, walkOrder, type ListHeader } from "../scan/scan.ts";
+import { lineKey, listHeaderOf, nameOfKey, openList, walkOrder, type ListHeader } from "../scan/scan.ts";
 import type { TarListing } from "../archive/tar.ts";
 import { DumpdirCheck } from "../archive/incremental.ts";
 import { ArchiveDamage, archivePass, closeSource, openSource, type ArchiveSource, type PassOptions, type PassResult } from "./read.ts";
@@ -48,17 +47,18 @@ export interface HeldArchive {
   checksumFile: ChecksumFileState;
   /** The header of the file list beside it (the server's; copies on a client have none). */
   list?: ListHeader;
+  /** Why the list beside it gives no header (damaged, not a list of this version); absent when there is no list. */
+  listProblem?: string;
   /** Read from elsewhere than `path` (an object in an offsite store): a fresh stream for each pass. */
   open?: () => Promise<NodeJS.ReadableStream>;
 }
 
-/** The header of a file list, compressed or plain; undefined when there is none to read. */
-function readListHeader(file: string): ListHeader | undefined {
+/** The header of a file list, or why the list beside the archive cannot serve; neither when there is none. */
+function readListHeader(file: string): { header?: ListHeader; problem?: string } {
   try {
-    const line = listFirstLine(file);
-    return line === undefined ? undefined : parseListHeader(line);
-  } catch {
-    return undefined;
+    return { header: listHeaderOf(file) };
+  } catch (e) {
+    return errnoCode(e) === "ENOENT" ? {} : { problem: errorMessage(e) };
   }
 }
 
@@ -81,9 +81,10 @@ export function describeArchive(file: string, role: HeldArchive["role"], owner: 
   } catch {
     checksumFile = "missing";
   }
-  const list = readListHeader(`${file}${LIST_SUFFIX}`);
+  const { header: list, problem: listProblem } = readListHeader(`${file}${LIST_SUFFIX}`);
   if (checksumFile === "ok" && list?.size !== undefined && list.size !== st.size) checksumFile = "size-mismatch";
-  return { role, owner, dir: path.dirname(file), file: name, path: file, bytes: st.size, made: archiveTime(name), md5, checksumFile, list };
+  const held: HeldArchive = { role, owner, dir: path.dirname(file), file: name, path: file, bytes: st.size, made: archiveTime(name), md5, checksumFile, list };
+  return listProblem ? { ...held, listProblem } : held;
 }
 
 /** Every archive this host holds, server's first, each directory oldest first. */

@@ -10,7 +10,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { ArchiveEntry, EntryType } from "../archive/writer.ts";
 import type { Matcher } from "./exclude.ts";
-import { listLines } from "../state/list-file.ts";
+import { listFirstLine, listLines } from "../state/list-file.ts";
 import { devNumber, openStatx, type DirStatter, type StatFields } from "./statx.ts";
 
 export interface ScanEntry extends ArchiveEntry {
@@ -560,6 +560,18 @@ export function parseListHeader(line: string): ListHeader | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The header of the list `file` (compressed or plain), reading no more than its first line.
+ * Throws, naming the file and what is wrong, when it cannot be opened (with `noFollow`, also
+ * when a link stands in its place), its first member is damaged, or it starts with no header.
+ */
+export function listHeaderOf(file: string, noFollow = false): ListHeader {
+  const line = listFirstLine(file, noFollow);
+  const header = line === undefined ? undefined : parseListHeader(line);
+  if (!header) throw new Error(`${file} does not start with a file list header of this version`);
+  return header;
 }
 
 /** The header at the start of a list's bytes and where its first entry line starts; undefined for anything else. */

@@ -15,11 +15,10 @@ import { errorMessage } from "../common/errors.ts";
 import { formatDuration } from "../common/units.ts";
 import { chainOf, levelOf } from "../state/chain.ts";
 import { readLines } from "../state/fsutil.ts";
-import { listFirstLine } from "../state/list-file.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, parseMd5Line } from "../state/naming.ts";
 import type { ArchiveInfo } from "../state/status.ts";
 import type { ChangeSet } from "../scan/changes.ts";
-import { entryFromLine, normaliseSources, parseListHeader, systemOwners, type ListHeader } from "../scan/scan.ts";
+import { entryFromLine, listHeaderOf, normaliseSources, systemOwners, type ListHeader } from "../scan/scan.ts";
 
 /** The highest level an archive name can say. */
 const MAX_LEVEL = 9999;
@@ -83,13 +82,6 @@ export function checkLink(dir: string, file: string, prev: string | undefined): 
   return { info: { file, size, md5, ...(header.sha256 ? { sha256: header.sha256 } : {}) }, header };
 }
 
-/** The header of a recorded list, reading no more than its first line (a run checks every link of a chain). */
-export function listHeaderOf(file: string): ListHeader {
-  const line = listFirstLine(file);
-  const header = line === undefined ? undefined : parseListHeader(line);
-  if (!header) throw new Error("it does not start with a file list header");
-  return header;
-}
 
 /** Every link of the chain restore point `point` is made of (itself last), checked; or the first problem. */
 export function checkChain(dir: string, point: string, archives: readonly string[]): { links: Array<{ info: ArchiveInfo; header: ListHeader }> } | { problem: string } {

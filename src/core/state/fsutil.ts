@@ -133,10 +133,24 @@ export function* readChunks(file: string): Generator<Uint8Array> {
   }
 }
 
-/** The bytes of an open file from byte `at` to its end, as readChunks gives them. */
-export function* chunksAt(fd: number, at: number): Generator<Uint8Array> {
+/** The bytes of an open file from byte `at` to its end, as readChunks gives them (one buffer, reused). */
+export function chunksAt(fd: number, at: number): Generator<Uint8Array> {
   const buf = Buffer.allocUnsafe(1 << 20);
-  for (let n = fs.readSync(fd, buf, 0, buf.length, at); n > 0; n = fs.readSync(fd, buf, 0, buf.length, at)) {
+  return piecesAt(fd, at, () => buf);
+}
+
+/**
+ * The bytes of an open file from byte `at` to its end, each read into the buffer `take` gives
+ * (the same one again, or another); `onRead` is told where each read starts.
+ */
+export function* piecesAt(
+  fd: number, at: number, take: () => Buffer, onRead?: (position: number) => void,
+): Generator<Buffer> {
+  for (;;) {
+    const buf = take();
+    onRead?.(at);
+    const n = fs.readSync(fd, buf, 0, buf.length, at);
+    if (n === 0) return;
     at += n;
     yield buf.subarray(0, n);
   }

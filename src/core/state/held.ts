@@ -16,15 +16,14 @@ import fs from "node:fs";
 import path from "node:path";
 import { CHECKSUM_SUFFIX, LIST_SUFFIX, sortArchives } from "./naming.ts";
 import { readDirOrEmpty } from "./fsutil.ts";
-import { listFirstLine } from "./list-file.ts";
 import { decideRetention, describeRules, type CopyDecision, type RetainedCopy, type RetentionRules } from "./retention.ts";
-import { parseListHeader } from "../scan/scan.ts";
+import { listHeaderOf, type ListHeader } from "../scan/scan.ts";
 import { archivesNeeded } from "./chain.ts";
 
-/** A file list's header line; undefined when none can be read, or a link stands in its place. */
-function firstLine(file: string): string | undefined {
+/** A server archive's list header; undefined when none can be read, or a link stands in its place. */
+function headerOf(file: string): ListHeader | undefined {
   try {
-    return listFirstLine(file, true);
+    return listHeaderOf(file, true);
   } catch {
     return undefined;
   }
@@ -40,8 +39,7 @@ function mtimeMs(file: string): number {
 
 /** When a server archive was made: its list's `made`, else its modification time. */
 export function serverMadeMs(dir: string, name: string): number {
-  const line = firstLine(path.join(dir, name + LIST_SUFFIX));
-  const made = line ? parseListHeader(line)?.made : undefined;
+  const made = headerOf(path.join(dir, name + LIST_SUFFIX))?.made;
   const t = typeof made === "string" ? Date.parse(made) : NaN;
   return Number.isFinite(t) ? t : mtimeMs(path.join(dir, name));
 }
