@@ -72,6 +72,22 @@ describe("shoot server", () => {
       fs.utimesSync(p, st.atime, st.mtime);
     }, "0 new, 1 changed, 0 deleted (changed /SRC/etc/app/app.conf)"],
   ];
+  test("SCANNED says in how many places the archive differs: entries whose ctime alone changed are none", async () => {
+    fx = serverFixture();
+    expect((await server()).final.code).toBe(30);
+    // modes changed and put back: a new ctime, archived alike
+    const restamped = ["etc/hosts", "etc/app/app.conf", "var/www/index.html"].map((f) => path.join(fx.src, f));
+    for (const f of restamped) {
+      const mode = fs.statSync(f).mode & 0o7777;
+      fs.chmodSync(f, 0o600);
+      fs.chmodSync(f, mode);
+    }
+    fs.appendFileSync(path.join(fx.src, "home/ann/notes.txt"), "one more line\n");
+    expect((await server()).final.code).toBe(4);
+    const scanned = statusRecords(path.join(fx.backup, "server.status")).find((x) => x.name === "SCANNED")!;
+    expect(scanned.data).toMatchObject({ changed: 4, places: 1 });
+  }, T);
+
   for (const [what, change, counted] of changes) {
     test(`${what} → new archive (4), counted; then unchanged (9)`, async () => {
       fx = serverFixture();

@@ -60,24 +60,24 @@ describe("walk order", () => {
 });
 
 /** A file-list line for a name, with `v` standing for its metadata. */
-const line = (name: string, v = 1) => `[${JSON.stringify(name)},"file",420,0,0,1,${v},0,1,null]`;
+const line = (name: string, v = 1, ctime = 0) => `[${JSON.stringify(name)},"file",420,0,0,1,${v},${ctime},${ctime + 1},null]`;
 
-function compare(recorded: Array<[string, number?]>, walked: Array<[string, number?]>) {
-  const c = new ListComparer(recorded.map(([n, v]) => line(n, v))[Symbol.iterator]());
-  for (const [n, v] of walked) c.next(n, JSON.stringify(n), line(n, v));
+function compare(recorded: Array<[string, number?, number?]>, walked: Array<[string, number?, number?]>) {
+  const c = new ListComparer(recorded.map(([n, v, t]) => line(n, v, t))[Symbol.iterator]());
+  for (const [n, v, t] of walked) c.next(n, JSON.stringify(n), line(n, v, t));
   return c.finish();
 }
 
 describe("comparing a walk with the recorded list in one pass", () => {
   const tree: Array<[string, number?]> = [["srv"], ["srv/a"], ["srv/a/1"], ["srv/a/2"], ["srv/a b"], ["srv/b"], ["srv/b/x"], ["srv/c"]];
-  const cases: Array<[string, Array<[string, number?]>, { added: number; changed: number; removed: number; examples: string[] }]> = [
-    ["the same", tree, { added: 0, changed: 0, removed: 0, examples: [] }],
-    ["one changed", tree.map(([n]) => [n, n === "srv/a/2" ? 2 : 1]), { added: 0, changed: 1, removed: 0, examples: ["changed /srv/a/2"] }],
-    ["one new inside a subtree", [...tree.slice(0, 4), ["srv/a/3"], ...tree.slice(4)], { added: 1, changed: 0, removed: 0, examples: ["new /srv/a/3"] }],
-    ["one new first and one last", [["etc"], ...tree, ["srv/d"]], { added: 2, changed: 0, removed: 0, examples: ["new /etc", "new /srv/d"] }],
-    ["a directory deleted with what it held", tree.filter(([n]) => !n.startsWith("srv/a/") && n !== "srv/a"), { added: 0, changed: 0, removed: 3, examples: ["deleted /srv/a", "deleted /srv/a/1", "deleted /srv/a/2"] }],
-    ["a rename", tree.map(([n]) => [n === "srv/c" ? "srv/d" : n]), { added: 1, changed: 0, removed: 1, examples: ["deleted /srv/c", "new /srv/d"] }],
-    ["everything new", [["home"], ["home/ann"]], { added: 2, changed: 0, removed: 8, examples: ["new /home", "new /home/ann", "deleted /srv", "deleted /srv/a", "deleted /srv/a/1", "deleted /srv/a/2", "deleted /srv/a b", "deleted /srv/b", "deleted /srv/b/x", "deleted /srv/c"] }],
+  const cases: Array<[string, Array<[string, number?]>, { added: number; changed: number; removed: number; places: number; examples: string[] }]> = [
+    ["the same", tree, { added: 0, changed: 0, removed: 0, places: 0, examples: [] }],
+    ["one changed", tree.map(([n]) => [n, n === "srv/a/2" ? 2 : 1]), { added: 0, changed: 1, removed: 0, places: 1, examples: ["changed /srv/a/2"] }],
+    ["one new inside a subtree", [...tree.slice(0, 4), ["srv/a/3"], ...tree.slice(4)], { added: 1, changed: 0, removed: 0, places: 1, examples: ["new /srv/a/3"] }],
+    ["one new first and one last", [["etc"], ...tree, ["srv/d"]], { added: 2, changed: 0, removed: 0, places: 2, examples: ["new /etc", "new /srv/d"] }],
+    ["a directory deleted with what it held", tree.filter(([n]) => !n.startsWith("srv/a/") && n !== "srv/a"), { added: 0, changed: 0, removed: 3, places: 1, examples: ["deleted /srv/a", "deleted /srv/a/1", "deleted /srv/a/2"] }],
+    ["a rename", tree.map(([n]) => [n === "srv/c" ? "srv/d" : n]), { added: 1, changed: 0, removed: 1, places: 1, examples: ["deleted /srv/c", "new /srv/d"] }],
+    ["everything new", [["home"], ["home/ann"]], { added: 2, changed: 0, removed: 8, places: 1, examples: ["new /home", "new /home/ann", "deleted /srv", "deleted /srv/a", "deleted /srv/a/1", "deleted /srv/a/2", "deleted /srv/a b", "deleted /srv/b", "deleted /srv/b/x", "deleted /srv/c"] }],
   ];
   for (const [what, walked, want] of cases) {
     test(what, () => expect(compare(tree, walked)).toEqual(want));
@@ -85,7 +85,18 @@ describe("comparing a walk with the recorded list in one pass", () => {
 
   test("names that need escaping are matched by their JSON key", () => {
     const odd = "srv/new\nline \"quoted\" \\ back";
-    expect(compare([["srv"], [odd, 1]], [["srv"], [odd, 2]])).toEqual({ added: 0, changed: 1, removed: 0, examples: [`changed /${odd}`] });
+    expect(compare([["srv"], [odd, 1]], [["srv"], [odd, 2]])).toEqual({ added: 0, changed: 1, removed: 0, places: 1, examples: [`changed /${odd}`] });
+  });
+
+  test("places: a change next to another is one place; a new ctime or inode alone is none", () => {
+    const files: Array<[string, number?, number?]> = Array.from({ length: 10 }, (_, i) => [`srv/f${i}`, 1, 0]);
+    const restamped = files.map(([n]): [string, number, number] => [n, 1, 5]);
+    const r = compare(files, restamped);
+    expect([r.changed, r.places]).toEqual([10, 0]);
+    // f1, f2 and f3 changed together; f5 alone; f8 deleted and f9 changed after it
+    const walked = files.filter(([n]) => n !== "srv/f8").map(([n]): [string, number, number] => [n, ["srv/f1", "srv/f2", "srv/f3", "srv/f5", "srv/f9"].includes(n) ? 2 : 1, n === "srv/f4" ? 7 : 0]);
+    const mixed = compare(files, walked);
+    expect([mixed.changed, mixed.removed, mixed.places]).toEqual([6, 1, 3]);
   });
 
   test("no more than ten examples are kept", () => {

@@ -630,14 +630,18 @@ function held(dir: string, a: ArchiveInfo, withList: boolean): boolean {
 }
 
 /**
- * How many entries the server's run that made `file` found new, changed or deleted (its SCANNED
- * record), for the delta's block size; undefined when the records do not say. Only a hint:
+ * In how many places the archive `file` differs from the last one, as the server's run that
+ * made it found (its SCANNED record: runs of new, changed or deleted entries, or from an older
+ * server how many entries), for the delta's block size; undefined when the records do not say. Only a hint:
  * whatever a server writes here changes how many bytes travel, never what is kept.
  */
 function changedPlaces(records: readonly StatusRecord[], file: string): number | undefined {
   const made = records.find((r) => r.archive?.file === file && isGolden(r.code));
   const scanned = made && records.find((r) => r.run === made.run && r.name === "SCANNED");
-  const n = (scanned?.data as { changed?: unknown } | undefined)?.changed;
+  // places (runs of changes next to each other) where the server says them; older servers say
+  // only how many entries changed
+  const data = scanned?.data as { changed?: unknown; places?: unknown } | undefined;
+  const n = data?.places ?? data?.changed;
   return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
 

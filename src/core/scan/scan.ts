@@ -585,6 +585,14 @@ export interface Changes {
   added: number;
   changed: number;
   removed: number;
+  /**
+   * Places where the archive differs from the last one: runs of entries, next to each other in
+   * archive order, that are new, deleted or changed in what their tar header or content holds.
+   * An entry whose ctime or inode alone changed (a chmod put back, a file copied back with its
+   * times) is archived alike and starts no place; a directory renamed is a few places, not one
+   * per file.
+   */
+  places: number;
   /** A few names of each kind, for the report. */
   examples: string[];
 }
@@ -595,9 +603,11 @@ export interface Changes {
  * was deleted; a walked name the list has passed was added.
  */
 export class ListComparer {
-  readonly changes: Changes = { added: 0, changed: 0, removed: 0, examples: [] };
+  readonly changes: Changes = { added: 0, changed: 0, removed: 0, places: 0, examples: [] };
   private line: string | undefined;
   private key: string | undefined;
+  /** The last entry met differs in the archive: a difference next to it is the same place. */
+  private inPlace = false;
 
   /** @param recorded the list's entry lines, after its header */
   constructor(private readonly recorded: Iterator<string>) {
@@ -612,11 +622,18 @@ export class ListComparer {
         this.changes.changed++;
         this.note("changed", name);
       }
+      this.differs(this.line !== line && archivedForm(this.line!, key) !== archivedForm(line, key));
       this.advance();
     } else {
       this.changes.added++;
       this.note("new", name);
+      this.differs(true);
     }
+  }
+
+  private differs(yes: boolean): void {
+    if (yes && !this.inPlace) this.changes.places++;
+    this.inPlace = yes;
   }
 
   /** What differs, once the walk has ended. */
@@ -629,6 +646,7 @@ export class ListComparer {
   private deleted(key: string): void {
     this.note("deleted", nameOfKey(key));
     this.changes.removed++;
+    this.differs(true);
     this.advance();
   }
 
@@ -642,6 +660,20 @@ export class ListComparer {
     if (this.line === undefined) this.key = undefined;
     else if ((this.key = lineKey(this.line)) === undefined) throw new Error(`the recorded file list holds a line that is not an entry: ${this.line.slice(0, 80)}`);
   }
+}
+
+/**
+ * A list line without its ctime and inode (the 7th and 8th fields after the name), which the
+ * archive does not hold: two lines alike in this form archive alike.
+ */
+function archivedForm(line: string, key: string): string {
+  let at = key.length + 1;
+  const cut: number[] = [];
+  for (let field = 1; field <= 9 && at >= 0; field++) {
+    if (field === 7 || field === 9) cut.push(at);
+    at = line.indexOf(",", at + 1);
+  }
+  return cut.length === 2 ? line.slice(0, cut[0]) + line.slice(cut[1]) : line;
 }
 
 export function hasChanges(c: Changes): boolean {

@@ -332,8 +332,8 @@ async function detectChange(
   run.step("scan", `walking ${cfg.sources.join(", ")}`);
   const tmpList = scanListPath(dir);
   const scanStarted = performance.now();
-  const scanned = (entries: number, bytes: number, what: string, changed?: number) =>
-    run.step("scan", `scanned ${entries} entries${what}`, "SCANNED", { entries, bytes, changed });
+  const scanned = (entries: number, bytes: number, what: string, changed?: number, places?: number) =>
+    run.step("scan", `scanned ${entries} entries${what}`, "SCANNED", { entries, bytes, changed, places });
   const unchangedSince = (archive: ArchiveInfo): Change => ({
     unchanged: { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive, data: point?.data },
   });
@@ -382,7 +382,7 @@ async function detectChange(
     // by it (rsync.ts, deltaBlockSize)
     const ch = walked.changes;
     const changed = ch && hasChanges(ch) ? ch.added + ch.changed + ch.removed : undefined;
-    scanned(scan.entries, scan.bytes, ` in ${scanMs} ms: ${verdict.summary}`, changed);
+    scanned(scan.entries, scan.bytes, ` in ${scanMs} ms: ${verdict.summary}`, changed, changed === undefined ? undefined : Math.max(1, ch!.places));
   } else {
     scanned(scan.entries, scan.bytes, ` (${formatBytes(scan.bytes)}) in ${scanMs} ms${firstRun ? "; first run" : ""}`);
   }
