@@ -661,6 +661,9 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     }
 
     // 3. files, directories and hard links, in archive order; then links, then directories' metadata
+    // what the check left (its pieces of tar stream) is collected before the write pass starts
+    // its own thread and pieces: left to the collector, both were held at once at the peak
+    Bun.gc(true);
     rootFd = at.openRoot(root);
     extractor = new Extractor(at, rootFd, root, plan);
     const stopped =
