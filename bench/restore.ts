@@ -11,7 +11,7 @@ import path from "node:path";
 import { code } from "../src/core/common/codes.ts";
 import { treeDifferences } from "../test/helpers/tree-compare.ts";
 import { alternating, measure, measureAll, MiB, verdict, type Measured, type Row } from "./lib.ts";
-import { dropCaches, freshDir, serverRun, settle, writeServerConfig, type BenchContext } from "./shoot.ts";
+import { freshDir, serverRun, settle, startAlike, writeServerConfig, type BenchContext } from "./shoot.ts";
 
 const FIRST = code("FIRST_ARCHIVE");
 const TAR_FLAG = { gzip: "-xzpf", zstd: "--zstd", none: "-xpf" } as const;
@@ -27,23 +27,6 @@ function targets(root: string): () => string {
     settle(t);
     return t;
   };
-}
-
-/** Read a file once so that both sides start from the page cache. */
-function warmFile(file: string): void {
-  const buf = Buffer.allocUnsafe(1 << 20);
-  const fd = fs.openSync(file, "r");
-  try {
-    while (fs.readSync(fd, buf, 0, buf.length, null) > 0);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/** Before a timed restore: the kernel's caches dropped (shoot.ts), then `files` read back into the page cache. */
-function startAlike(files: readonly string[]): void {
-  dropCaches();
-  for (const f of files) warmFile(f);
 }
 
 /** GNU tar's extraction of one archive, the way its flags name the compression. */
@@ -65,7 +48,6 @@ async function oneCompression(ctx: BenchContext, tree: string, treeLabel: string
   const archive = path.join(backup, (await serverRun(ctx.bin, config, backup, FIRST, { checks: ctx.checks, label, source: tree })).final.archive!.file);
   ctx.checks.keep(label, archive, { copy: true });
   await ctx.checks.checkNow(label, ctx.rows);
-  warmFile(archive);
   const next = targets(path.join(dir, "to"));
   let last = "";
   console.error(`restore ${c}, ${treeLabel}: md5sum -c + GNU tar and shoot restore, taking turns ...`);

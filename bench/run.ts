@@ -19,7 +19,7 @@ import { mixedTree, mixedTreePath, type TreeInfo } from "./tree.ts";
 import { alternating, formatTable, measure, measureAll, MiB, mbps, verdict, type Measured, type Row } from "./lib.ts";
 import { pullSections } from "./pull.ts";
 import { day2Patterns } from "./day2.ts";
-import { DEFAULT_BIN, dropCaches, ensureBinary, type BenchContext } from "./shoot.ts";
+import { DEFAULT_BIN, ensureBinary, startAlike, warm, type BenchContext } from "./shoot.ts";
 import { serverSection, smallTree, startupSection, unchangedSection } from "./whole.ts";
 import { restoreRows } from "./restore.ts";
 import { scalePlan, scaleSection } from "./scale.ts";
@@ -54,21 +54,6 @@ const outDir = path.join(dataDir, "out");
 const treeName = tree.slice(1);
 const BUN = process.execPath;
 const ONE = path.join(import.meta.dir, "archive-one.ts");
-
-/** Read every file once so that every row starts with the same, warm page cache. */
-function warm(dir: string): void {
-  const buf = Buffer.allocUnsafe(MiB);
-  const visit = (p: string) => {
-    const st = fs.lstatSync(p);
-    if (st.isDirectory()) for (const n of fs.readdirSync(p)) visit(path.join(p, n));
-    else if (st.isFile()) {
-      const fd = fs.openSync(p, "r");
-      while (fs.readSync(fd, buf) > 0);
-      fs.closeSync(fd);
-    }
-  };
-  visit(dir);
-}
 
 function gnuTar(out: string, compress: string[]): string[] {
   return ["tar", ...compress, "-cf", out, "-C", "/", treeName];
@@ -152,7 +137,7 @@ async function main(): Promise<void> {
     console.error(`${label}: ${[refName, ...others.map((o) => o.name)].join(", ")}, taking turns ...`);
     // every run from the same start: caches dropped (as root), the tree read back
     const alike = (run: () => Promise<Measured>) => () => {
-      if (dropCaches()) warm(tree);
+      startAlike([tree]);
       return run();
     };
     const [r, ...ms] = await alternating(runs, [alike(ref), ...others.map((o) => alike(o.run))]);

@@ -11,7 +11,7 @@ import { code } from "../src/core/common/codes.ts";
 import { parseSize } from "../src/core/common/units.ts";
 import { treeDifferences } from "../test/helpers/tree-compare.ts";
 import { measure, MiB, type Measured } from "./lib.ts";
-import { freshDir, serverRun, settle, writeServerConfig, type BenchContext } from "./shoot.ts";
+import { freshDir, serverRun, startAlike, writeServerConfig, type BenchContext } from "./shoot.ts";
 import { mixedTree } from "./tree.ts";
 import { smallTree } from "./whole.ts";
 
@@ -37,12 +37,14 @@ async function point(ctx: BenchContext, tree: string, label: string, c: "gzip" |
     const config = writeServerConfig(path.join(dir, "shoot.toml"), { name: "bench", sources: [tree], backupDir: backup, compression: c });
     console.error(`scale, ${label}: first run (${c}), a run that finds nothing changed, a whole restore ...`);
     const checkLabel = `server ${c}, ${label} (scale)`;
+    // each timed run from dropped caches with its input read back (shoot.ts, startAlike)
+    startAlike([tree]);
     const first = await serverRun(ctx.bin, config, backup, FIRST, { checks: ctx.checks, label: checkLabel, source: tree });
     const unchanged = await serverRun(ctx.bin, config, backup, UNCHANGED);
     const archive = path.join(backup, first.final.archive!.file);
     const to = path.join(dir, "to");
     fs.mkdirSync(to);
-    settle(to);
+    startAlike([archive]);
     const restore = await measure([ctx.bin, "restore", "--quiet", "--config", config, archive, "--to", to]);
     const diffs = treeDifferences(tree, path.join(to, tree.slice(1)), { owners: process.getuid?.() === 0, mtimeResolutionNs: 1000 });
     if (diffs.length > 0) throw new Error(`shoot restore of ${label}: ${diffs.length} differences from the source, ${diffs.slice(0, 3).join("; ")}`);
