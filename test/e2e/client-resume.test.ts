@@ -28,14 +28,32 @@ afterAll(async () => {
   fs.rmSync(base, { recursive: true, force: true });
 }, 30_000);
 
-/** Bytes received so far for `file` in the staging directory (rsync's temporary file or its kept partial). */
+/**
+ * Bytes received so far for `file` in the staging directory (rsync's temporary file or its kept
+ * partial). The client makes and removes directories and files there while this looks (the
+ * status pull's, rsync's temporary names), so whatever vanishes between a listing and a look
+ * counts as nothing.
+ */
 function receivedSoFar(stage: string, file: string): number {
   let best = 0;
-  for (const p of listTree(stage)) {
-    const n = path.basename(p);
-    if (n === file || n.startsWith(`.${file}.`)) best = Math.max(best, fs.statSync(path.join(stage, p)).size);
-  }
+  const walk = (dir: string) => {
+    for (const e of readdirOrNone(dir)) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name === file || e.name.startsWith(`.${file}.`)) best = Math.max(best, fs.statSync(p, { throwIfNoEntry: false })?.size ?? 0);
+    }
+  };
+  walk(stage);
   return best;
+}
+
+function readdirOrNone(dir: string): fs.Dirent[] {
+  try {
+    return fs.readdirSync(dir, { withFileTypes: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw e;
+  }
 }
 
 /** Wait until the running client has received `bytes` of `file`. */
