@@ -56,11 +56,15 @@ function readdirOrNone(dir: string): fs.Dirent[] {
   }
 }
 
-/** Wait until the running client has received `bytes` of `file`. */
-async function waitForBytes(proc: { exitCode: number | null }, stage: string, file: string, bytes: number): Promise<void> {
+/** Wait until the running client has received `bytes` of `file`; a client that ends first is a failure that shows what it printed. */
+async function waitForBytes(proc: ReturnType<typeof startShoot>, stage: string, file: string, bytes: number): Promise<void> {
   const deadline = Date.now() + 60_000;
   while (receivedSoFar(stage, file) < bytes) {
-    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`the transfer did not get going (exit ${proc.exitCode})`);
+    if (proc.exitCode !== null) {
+      const [out, err] = [await new Response(proc.stdout).text(), await new Response(proc.stderr).text()];
+      throw new Error(`the client ended (exit ${proc.exitCode}) before ${bytes} bytes arrived:\n${out}\n${err}`);
+    }
+    if (Date.now() > deadline) throw new Error(`the transfer did not get going in 60 s: ${receivedSoFar(stage, file)} bytes arrived`);
     await Bun.sleep(100);
   }
 }
