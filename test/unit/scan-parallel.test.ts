@@ -146,14 +146,35 @@ describe("the unchanged check on every core", () => {
     await expect(r).rejects.toThrow(`${file}: the compressed block at byte ${entries}`);
   }, T);
 
-  test("a list of more entries than the parallel walk takes on is not walked at all", async () => {
+  test("a walk that gets further ahead of its comparison than it may hold gives up and says so", async () => {
     const { src, other, backup } = makeTree();
     const list = recordedList([src, other], backup);
     const file = path.join(root, "a.tar.gz.list");
     fs.writeFileSync(file, list.text);
-    const r = await quickCompare([src, other], { excludes: EXCLUDES, skip: [backup] }, file, 2, list.entries - 1);
-    expect({ same: r.same, tooLarge: r.tooLarge, threads: r.threads, entries: r.entries, failure: r.failure }).toEqual({ same: false, tooLarge: true, threads: 0, entries: 0, failure: undefined });
-    expect((await quickCompare([src, other], { excludes: EXCLUDES, skip: [backup] }, file, 2, list.entries)).same).toBe(true);
+    const r = await quickCompare([src, other], { excludes: EXCLUDES, skip: [backup] }, file, 2, 0);
+    expect({ same: r.same, ahead: r.ahead, failure: r.failure }).toEqual({ same: false, ahead: true, failure: undefined });
+    expect((await quickCompare([src, other], { excludes: EXCLUDES, skip: [backup] }, file, 2, list.text.length)).same).toBe(true);
+  }, T);
+
+  test("a subtree of many thousand files streams to the comparison: what is held stays far below the list", async () => {
+    root = tempDir();
+    const src = path.join(root, "src");
+    // enough directories to be tasks of their own (none opened further), one of them a task
+    // far longer than a chunk
+    for (let d = 0; d < 9; d++) {
+      const dir = path.join(src, d === 4 ? "big" : `d${d}`);
+      fs.mkdirSync(dir, { recursive: true });
+      for (let f = 0; f < (d === 4 ? 12_000 : 10); f++) fs.writeFileSync(path.join(dir, `file-with-a-longish-name-${f}`), "");
+    }
+    const list = recordedList([src], path.join(root, "backup"));
+    const file = path.join(root, "a.tar.gz.list");
+    writeListText(file, list.text);
+    // a quarter of the list may wait: the big task must be compared while it is walked
+    const hold = Math.floor(list.text.length / 4);
+    const r = await quickCompare([src], { excludes: EXCLUDES, skip: [path.join(root, "backup")] }, file, 2, hold);
+    expect({ same: r.same, ahead: r.ahead, entries: r.entries }).toEqual({ same: true, ahead: undefined, entries: list.entries });
+    fs.writeFileSync(path.join(src, "big", "file-with-a-longish-name-6000"), "changed");
+    expect((await quickCompare([src], { excludes: EXCLUDES, skip: [path.join(root, "backup")] }, file, 2, hold)).same).toBe(false);
   }, T);
 
   test("a list that cannot be read is an error for the caller, and no thread is left running", async () => {

@@ -1,10 +1,11 @@
 /**
  * The unchanged check, spread over the cores: most runs of a busy cron find nothing changed,
  * and on a large tree that answer costs one lstat per file. The tree is cut into subtrees
- * (tasks), which worker threads and this thread take from a shared counter; each task's
- * file-list lines come back as UTF-8 bytes, compared in order with the recorded list. Hard
- * links are settled here, in walk order, since the first name of a linked file may lie in
- * another task.
+ * (tasks), which this thread and worker threads take from a shared counter; each task's
+ * file-list lines come as UTF-8 bytes, a few thousand lines at a time, and this thread
+ * compares them in walk order with the recorded list as soon as everything before them has
+ * been compared, then lets them go: memory does not grow with the tree. Hard links are settled here, in walk order,
+ * since the first name of a linked file may lie in another task.
  *
  * The answer is only ever "exactly the recorded list" or "something differs"; in the second
  * case the server walks again the ordinary way (scanSources) to make the archive.
@@ -31,10 +32,12 @@ interface LinkedFile {
 /** A run of whole lines ("…\n") as UTF-8, or one linked file. */
 type Part = Uint8Array | LinkedFile;
 
-export interface TaskResult {
+/** A run of a task's lines; the last one (`end`) carries the task's warnings. */
+export interface TaskChunk {
   parts: Part[];
   entries: number;
   bytes: number;
+  end: boolean;
   warnings: ScanWarning[];
 }
 
@@ -53,20 +56,27 @@ export interface WalkSetup {
 
 const encoder = new TextEncoder();
 
+/** Lines a task sends at a time: a large subtree streams to the comparison instead of piling up. */
+const CHUNK_LINES = 2048;
+
 /**
  * Collects lines into parts, each run of lines encoded once when it ends: the list is
  * compared as bytes, and bytes pass from a worker to this thread without a copy.
  */
 class PartWriter implements LineSink {
-  readonly parts: Part[] = [];
+  parts: Part[] = [];
   entries = 0;
   bytes = 0;
   private lines: string[] = [];
+
+  /** @param full called when CHUNK_LINES lines wait, to take the parts (or stop the walk by throwing) */
+  constructor(private readonly full?: (w: PartWriter) => void) {}
 
   line(line: string, bytes: number): void {
     this.entries++;
     this.bytes += bytes;
     this.lines.push(line);
+    if (this.full && this.lines.length >= CHUNK_LINES) this.full(this);
   }
 
   linked(key: string, name: string, bytes: number, file: string, laterWithEmptyTarget: string): void {
@@ -87,20 +97,45 @@ class PartWriter implements LineSink {
     if (this.lines.length) this.parts.push(encoder.encode(`${this.lines.join("\n")}\n`));
     this.lines = [];
   }
+
+  /** The parts so far, flushed; the writer starts a new run. */
+  take(): Part[] {
+    this.flush();
+    const parts = this.parts;
+    this.parts = [];
+    return parts;
+  }
 }
 
-/** The memory a result's parts hold, to hand over to another thread without a copy. */
-export function transferList(r: TaskResult): ArrayBuffer[] {
-  return r.parts.flatMap((p) => (p instanceof Uint8Array ? [p.buffer as ArrayBuffer] : []));
+/** The memory a chunk's parts hold, to hand over to another thread without a copy. */
+export function transferList(parts: readonly Part[]): ArrayBuffer[] {
+  return parts.flatMap((p) => (p instanceof Uint8Array ? [p.buffer as ArrayBuffer] : []));
 }
 
-/** Walk one subtree (without its own entry) into parts: what a worker does per task. */
-export function walkTask(walker: TreeWalker, task: WalkTask): TaskResult {
-  const out = new PartWriter();
+/** Thrown inside a walk when the comparison has decided: the rest of the task is not needed. */
+export class WalkStopped extends Error {}
+
+/**
+ * Walk one subtree (without its own entry), sending its lines in chunks as they come and the
+ * last chunk (`end`, with the task's warnings) when it is done: what a worker does per task.
+ * Between chunks it looks at `stop`, set once the comparison no longer needs lines.
+ */
+export function walkTask(walker: TreeWalker, task: WalkTask, stop: Int32Array, send: (chunk: TaskChunk) => void): void {
   const before = walker.warnings.length;
+  let entries = 0;
+  let bytes = 0;
+  const emit = (w: PartWriter, end: boolean) => {
+    const chunk = { parts: w.take(), entries: w.entries - entries, bytes: w.bytes - bytes, end, warnings: end ? walker.warnings.splice(before) : [] };
+    entries = w.entries;
+    bytes = w.bytes;
+    send(chunk);
+  };
+  const out = new PartWriter((w) => {
+    if (Atomics.load(stop, 0) !== 0) throw new WalkStopped();
+    emit(w, false);
+  });
   walker.lines(task.abs, task.nameJson, out, task.dev);
-  out.flush();
-  return { parts: out.parts, entries: out.entries, bytes: out.bytes, warnings: walker.warnings.splice(before) };
+  emit(out, true);
 }
 
 export function taskWalker(setup: WalkSetup): TreeWalker {
@@ -162,11 +197,11 @@ function workerThreads(): number {
 export interface WorkerRequest {
   setup: WalkSetup;
   tasks: WalkTask[];
-  /** One Int32: the next task to take, shared by every thread. */
-  next: SharedArrayBuffer;
+  /** Two Int32s shared by every thread: the next task to take, and "stop" once the answer is known. */
+  shared: SharedArrayBuffer;
 }
 
-export type WorkerReply = { task: number; result: TaskResult } | { done: true; statx: boolean } | { failed: string };
+export type WorkerReply = { task: number; chunk: TaskChunk } | { done: true; statx: boolean } | { failed: string };
 
 export interface QuickCheck {
   /** True when the walk gives exactly the recorded list's lines, in order. */
@@ -182,85 +217,72 @@ export interface QuickCheck {
   failure?: string;
   /** The recorded list's header, when it has one. */
   header?: ListHeader;
-  /** Not walked: the list holds more entries than the parallel walk takes on. */
-  tooLarge?: boolean;
+  /** Given up: the walk got further ahead of the comparison than it may hold (then the answer is "differs"). */
+  ahead?: boolean;
 }
 
 /**
- * The walk's lines are held until they can be compared in order, about 100 bytes a file. Above
- * this many entries (some 40 MB of lines) the server's one-thread walk, which compares as it
- * goes and holds nothing, is used instead: memory must not grow with the tree.
+ * Lines the walk may hold ahead of the comparison: tasks finish out of order, and one that is
+ * slow holds up the comparison of those after it. Past this the check gives up and the server
+ * walks on one thread, comparing as it goes: memory must not grow with the tree.
  */
-export const MAX_ENTRIES = 400_000;
+export const HOLD_BYTES = 32 << 20;
 
 /**
  * Walk the sources on every core and compare with the recorded list in `listFile`. A worker
  * that fails makes the answer "differs", never a wrong "same".
  */
-export async function quickCompare(sources: readonly string[], setup: WalkSetup, listFile: string, threads = workerThreads(), maxEntries = MAX_ENTRIES): Promise<QuickCheck> {
+export async function quickCompare(sources: readonly string[], setup: WalkSetup, listFile: string, threads = workerThreads(), holdBytes = HOLD_BYTES): Promise<QuickCheck> {
   // opened first: without a list there is nothing to compare with, and no walk is wasted
   const list = new ListCursor(listFile);
-  let header: ListHeader | undefined;
-  try {
-    header = list.header();
-  } catch (e) {
-    list.close();
-    throw e;
-  }
-  if (!header || header.entries > maxEntries) {
-    list.close();
-    return { same: false, entries: 0, bytes: 0, warnings: [], threads: 0, statx: false, header, tooLarge: header !== undefined };
-  }
-  const walker = taskWalker(setup);
   const workers: Worker[] = [];
-  const pending: Array<Promise<void>> = [];
-  const results: Array<TaskResult | undefined> = [];
-  let failure: string | undefined;
-  let statx = walker.fast;
+  const shared = new SharedArrayBuffer(12);
+  const [next, stop, sent] = [new Int32Array(shared, 0, 1), new Int32Array(shared, 4, 1), new Int32Array(shared, 8, 1)];
   try {
-    for (let i = 1; i < threads; i++) workers.push(startWorkerFile("./core/scan/scan.worker.ts", new URL("./scan.worker.ts", import.meta.url)));
+    const header = list.header();
+    if (!header) return { same: false, entries: 0, bytes: 0, warnings: [], threads: 0, statx: false };
+    const walker = taskWalker(setup);
     const { segments, tasks, head } = planWalk(walker, sources, threads);
-    const next = new SharedArrayBuffer(4);
-    const counter = new Int32Array(next);
-    const useWorkers = tasks.length > 1 ? workers : [];
-    for (const w of useWorkers) {
-      pending.push(
-        new Promise<void>((resolve) => {
-          w.onmessage = (ev: MessageEvent<WorkerReply>) => {
-            const m = ev.data;
-            if ("task" in m) results[m.task] = m.result;
-            else {
-              if ("failed" in m) failure ??= m.failed;
-              else statx &&= m.statx;
-              resolve();
-            }
-          };
-          w.onerror = (ev) => {
-            failure ??= ev.message || "a scan worker failed";
-            resolve();
-          };
-        }),
-      );
-      w.postMessage({ setup, tasks, next } satisfies WorkerRequest);
+    const compare = new InOrder(list, header, segments, tasks.length, holdBytes, head, stop);
+    for (let i = 1; i < Math.min(threads, tasks.length); i++) {
+      const w = startWorkerFile("./core/scan/scan.worker.ts", new URL("./scan.worker.ts", import.meta.url));
+      workers.push(w);
+      w.onmessage = (ev: MessageEvent<WorkerReply>) => compare.reply(ev.data, true);
+      w.onerror = (ev) => compare.reply({ failed: ev.message || "a scan worker failed" });
+      w.postMessage({ setup, tasks, shared } satisfies WorkerRequest);
     }
-    for (let i = Atomics.add(counter, 0, 1); i < tasks.length; i = Atomics.add(counter, 0, 1)) results[i] = walkTask(walker, tasks[i]!);
-    await Promise.all(pending);
-
-    const out: QuickCheck = { same: false, entries: head.entries, bytes: head.bytes, warnings: [...walker.warnings], threads: 1 + useWorkers.length, statx, failure };
-    for (const r of results) {
-      if (!r) continue;
-      out.entries += r.entries;
-      out.bytes += r.bytes;
-      out.warnings.push(...r.warnings);
-    }
-    if (failure === undefined && (results.length < tasks.length || results.some((r) => !r))) out.failure = "a task was not walked";
-    if (out.failure !== undefined) return out;
-    out.header = header;
-    out.same = sameLines(list, header, segments, results as TaskResult[], out);
-    return out;
+    compare.workers = workers.length;
+    compare.waiting(0);
+    await walkHere(walker, tasks, compare, { next, stop, sent });
+    compare.statx &&= walker.fast;
+    compare.drain();
+    return await compare.settled;
   } finally {
+    Atomics.store(stop, 0, 1);
     for (const w of workers) w.terminate();
     list.close();
+  }
+}
+
+/**
+ * This thread's share of the tasks. Its own lines are compared as they come; the workers'
+ * arrive between its tasks. Lines the workers sent that wait for this thread (counted in
+ * `sent`, as UTF-8 bytes) count as held: too many, and the check gives up.
+ */
+async function walkHere(walker: TreeWalker, tasks: WalkTask[], compare: InOrder, shared: { next: Int32Array; stop: Int32Array; sent: Int32Array }): Promise<void> {
+  const { next, stop, sent } = shared;
+  for (let i = Atomics.add(next, 0, 1); i < tasks.length && Atomics.load(stop, 0) === 0; i = Atomics.add(next, 0, 1)) {
+    const task = i;
+    try {
+      walkTask(walker, tasks[task]!, stop, (chunk) => {
+        compare.reply({ task, chunk });
+        compare.waiting(Atomics.load(sent, 0));
+      });
+    } catch (e) {
+      if (!(e instanceof WalkStopped)) throw e;
+    }
+    // the workers' replies are taken here
+    await new Promise<void>((resolve) => setImmediate(resolve));
   }
 }
 
@@ -320,25 +342,146 @@ class ListCursor {
   }
 }
 
-/** Compare the walk's lines, in order, with the list; settles hard links on the way. */
-function sameLines(list: ListCursor, header: ListHeader, segments: Segment[], results: TaskResult[], out: QuickCheck): boolean {
-  const firstNames = new Map<string, string>();
-  for (const seg of segments) {
-    for (const p of "task" in seg ? results[seg.task]!.parts : seg.parts) {
+/**
+ * The comparison, fed by the workers' replies: each task's chunks are compared as soon as every
+ * segment before them has been, then let go. Settles once the answer is known: at the first
+ * difference, or when every worker has finished and every line has been compared.
+ */
+class InOrder {
+  workers = 0;
+  statx = true;
+  readonly settled: Promise<QuickCheck>;
+  private settle!: (r: QuickCheck) => void;
+  private fail!: (e: unknown) => void;
+  private readonly out: QuickCheck;
+  private readonly queued: Part[][][];
+  private readonly done: boolean[];
+  private readonly taskWarnings: ScanWarning[][];
+  private readonly firstNames = new Map<string, string>();
+  private segment = 0;
+  private held = 0;
+  /** UTF-8 bytes of the workers' chunks received so far (their `sent` counts them as they go). */
+  private received = 0;
+  private finished = 0;
+  private same: boolean | undefined;
+
+  constructor(
+    private readonly list: ListCursor, private readonly header: ListHeader, private readonly segments: Segment[],
+    tasks: number, private readonly holdBytes: number, head: PartWriter, private readonly stop: Int32Array,
+  ) {
+    this.out = { same: false, entries: head.entries, bytes: head.bytes, warnings: [], threads: 0, statx: false };
+    this.queued = Array.from({ length: tasks }, () => []);
+    this.done = new Array<boolean>(tasks).fill(false);
+    this.taskWarnings = Array.from({ length: tasks }, () => []);
+    // the planning walk's lines wait too, until their turn comes
+    for (const seg of segments) if ("parts" in seg) this.held += heldBy(seg.parts);
+    this.settled = new Promise<QuickCheck>((resolve, reject) => {
+      this.settle = resolve;
+      this.fail = reject;
+    });
+    // it may fail while this thread still walks: the caller awaits it after its own share
+    this.settled.catch(() => {});
+  }
+
+  /** The workers have sent `sent` bytes of lines: what has not arrived yet is held too. */
+  waiting(sent: number): void {
+    // both counts wrap at 2^32 alike; what is on its way is far less, so the difference is exact
+    if (this.same === undefined && this.held + ((sent - this.received) | 0) > this.holdBytes) this.end({ ahead: true });
+  }
+
+  reply(m: WorkerReply, fromWorker = false): void {
+    if (this.same === false) return;
+    try {
+      if ("chunk" in m) {
+        if (fromWorker) this.received = (this.received + lineBytes(m.chunk.parts)) | 0;
+        this.take(m.task, m.chunk);
+      }
+      else if ("failed" in m) this.end({ failure: m.failed });
+      else {
+        this.statx &&= m.statx;
+        this.finished++;
+      }
+      this.drain();
+    } catch (e) {
+      this.same = false;
+      this.fail(e);
+    }
+  }
+
+  /** Compare what can be compared; settle when the answer is known. */
+  drain(): void {
+    while (this.same === undefined && this.segment < this.segments.length) {
+      const seg = this.segments[this.segment]!;
+      if ("parts" in seg) {
+        this.held -= heldBy(seg.parts);
+        if (!this.compare(seg.parts)) return this.end({});
+      } else {
+        for (let parts = this.queued[seg.task]!.shift(); parts; parts = this.queued[seg.task]!.shift()) {
+          this.held -= heldBy(parts);
+          if (!this.compare(parts)) return this.end({});
+        }
+        if (!this.done[seg.task]) return;
+      }
+      this.segment++;
+    }
+    if (this.same !== undefined || this.finished < this.workers) return;
+    if (this.segment < this.segments.length) return this.end({ failure: "a task was not walked" });
+    this.same = this.list.atEnd() && this.header.entries === this.out.entries;
+    Atomics.store(this.stop, 0, 1);
+    this.out.warnings.push(...this.taskWarnings.flat());
+    this.settle({ ...this.out, same: this.same, header: this.header, threads: 1 + this.workers, statx: this.statx });
+  }
+
+  private take(task: number, chunk: TaskChunk): void {
+    this.queued[task]!.push(chunk.parts);
+    this.held += heldBy(chunk.parts);
+    this.out.entries += chunk.entries;
+    this.out.bytes += chunk.bytes;
+    if (chunk.end) {
+      this.done[task] = true;
+      this.taskWarnings[task] = chunk.warnings;
+    }
+    if (this.held > this.holdBytes) this.end({ ahead: true });
+  }
+
+  /** The answer is "differs" (or could not be had): nothing more is compared. */
+  private end(why: { failure?: string; ahead?: boolean }): void {
+    if (this.same !== undefined) return;
+    this.same = false;
+    Atomics.store(this.stop, 0, 1);
+    this.settle({ ...this.out, ...why, same: false, threads: 1 + this.workers, statx: false });
+  }
+
+  private compare(parts: readonly Part[]): boolean {
+    for (const p of parts) {
       let chunk: Uint8Array;
       if (p instanceof Uint8Array) chunk = p;
       else {
-        const first = firstNames.get(p.key);
+        const first = this.firstNames.get(p.key);
         if (first === undefined) {
-          firstNames.set(p.key, p.name);
+          this.firstNames.set(p.key, p.name);
           chunk = encoder.encode(`${p.file}\n`);
         } else {
-          out.bytes -= p.size; // a later name holds no content of its own
+          this.out.bytes -= p.size; // a later name holds no content of its own
           chunk = encoder.encode(`${p.later}${JSON.stringify(first)}]\n`);
         }
       }
-      if (!list.take(chunk)) return false;
+      if (!this.list.take(chunk)) return false;
     }
+    return true;
   }
-  return list.atEnd() && header.entries === out.entries;
+}
+
+/** The UTF-8 bytes of lines among `parts` (what a worker counts in `sent`). */
+export function lineBytes(parts: readonly Part[]): number {
+  let n = 0;
+  for (const p of parts) if (p instanceof Uint8Array) n += p.byteLength;
+  return n;
+}
+
+/** About the memory `parts` hold. */
+function heldBy(parts: readonly Part[]): number {
+  let n = 0;
+  for (const p of parts) n += p instanceof Uint8Array ? p.byteLength : 2 * (p.file.length + p.later.length + p.name.length);
+  return n;
 }

@@ -29,7 +29,7 @@ import { compressList } from "../state/list-file.ts";
 import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "../state/naming.ts";
 import type { RunOutcome, Warning } from "../common/outcome.ts";
 import { entryFromLine, entryLine, hasChanges, LIST_FORMAT, LIST_VERSION, lineKey, ListComparer, listHeaderOf, normaliseSources, openList, scanSources, systemOwners, type Changes, type ListHeader, type ScanSummary } from "../scan/scan.ts";
-import { MAX_ENTRIES, quickCompare, type QuickCheck } from "../scan/scan-parallel.ts";
+import { HOLD_BYTES, quickCompare, type QuickCheck } from "../scan/scan-parallel.ts";
 import { SERVER_STATUS, StatusWriter, newRunId, type ArchiveInfo } from "../state/status.ts";
 import { formatBytes } from "../common/units.ts";
 
@@ -48,8 +48,8 @@ export interface ServerRunOptions {
   /** Set when the wrapper started this run: it holds the lock and wrote the first records. */
   parent?: { run: string; lockToken: string };
   signal?: AbortSignal;
-  /** Above this many entries in the last list the unchanged check walks on one thread (default: scan-parallel's MAX_ENTRIES). */
-  maxParallelEntries?: number;
+  /** How far the unchanged check on every core may get ahead of its comparison (default: scan-parallel's HOLD_BYTES). */
+  parallelHoldBytes?: number;
   /** Bytes of tar stream written so far and the sources' size: for a progress display. */
   onArchiveProgress?: (done: number, total: number) => void;
   /** Called after the archive's last byte is written, before it is proven (tests damage it here). */
@@ -340,8 +340,8 @@ async function detectChange(
   // an archive in another compression is never "still current", and its size predicts nothing
   const sameCompression = newest?.endsWith(EXTENSIONS[cfg.compression]) === true;
   if (!firstRun && newest && sameCompression && !point?.problem) {
-    const maxParallel = opts.maxParallelEntries ?? MAX_ENTRIES;
-    const quick = await unchangedOnEveryCore(cfg, dir, newest, maxParallel);
+    const hold = opts.parallelHoldBytes ?? HOLD_BYTES;
+    const quick = await unchangedOnEveryCore(cfg, dir, newest, hold);
     const dumpsSame = quick.unchanged ? await dumps.unchanged(quick.unchanged.check.header?.dumps) : undefined;
     if (quick.unchanged && dumpsSame?.same) {
       const { check, archive } = quick.unchanged;
@@ -353,7 +353,7 @@ async function detectChange(
     // not an error (the walk below decides alone), but slower: the record says why
     if (dumpsSame && !dumpsSame.same) run.step("scan", `no file changed since ${newest}, but ${dumpsSame.summary}: walking again to write a new archive`);
     else if (quick.problem) run.step("scan", `the walk on every core could not finish (${quick.problem}): walking again on one`);
-    else if (quick.tooLarge) run.step("scan", `the last file list holds over ${maxParallel} entries: walking on one thread, which compares as it goes`);
+    else if (quick.ahead) run.step("scan", `the walk on every core got more than ${formatBytes(hold)} of lines ahead of its comparison: walking again on one thread, which compares as it goes`);
     checkAbort();
   }
   // the walk's list goes to a file as it is made, and the archive is written from that file:
@@ -396,15 +396,15 @@ async function detectChange(
  * only when the answer is a clear "unchanged, and the archive is whole"; otherwise the
  * ordinary scan decides and says why, and `problem` tells why the parallel walk could not.
  */
-async function unchangedOnEveryCore(cfg: ServerConfig, dir: string, newest: string, maxEntries: number): Promise<{ unchanged?: { check: QuickCheck; archive: ArchiveInfo }; problem?: string; tooLarge?: boolean }> {
+async function unchangedOnEveryCore(cfg: ServerConfig, dir: string, newest: string, holdBytes: number): Promise<{ unchanged?: { check: QuickCheck; archive: ArchiveInfo }; problem?: string; ahead?: boolean }> {
   let check: QuickCheck;
   try {
-    check = await quickCompare(cfg.sources, { excludes: cfg.exclude, skip: [dir], oneFileSystem: cfg.one_file_system }, path.join(dir, newest + LIST_SUFFIX), undefined, maxEntries);
+    check = await quickCompare(cfg.sources, { excludes: cfg.exclude, skip: [dir], oneFileSystem: cfg.one_file_system }, path.join(dir, newest + LIST_SUFFIX), undefined, holdBytes);
   } catch (e) {
     return { problem: errorMessage(e) };
   }
   if (check.failure !== undefined) return { problem: check.failure };
-  if (check.tooLarge) return { tooLarge: true };
+  if (check.ahead) return { ahead: true };
   const archive = check.same && check.header ? archiveOfList(dir, newest, check.header) : undefined;
   return archive ? { unchanged: { check, archive } } : {};
 }
