@@ -177,6 +177,25 @@ describe("the unchanged check on every core", () => {
     expect((await quickCompare([src], { excludes: EXCLUDES, skip: [path.join(root, "backup")] }, file, 2, hold)).same).toBe(false);
   }, T);
 
+  test("a directory of very many entries is not opened while planning: it is one task, streamed like the others", async () => {
+    root = tempDir();
+    const src = path.join(root, "src");
+    // a few small directories, and one flat directory of thousands of files, which planning
+    // would open for subtrees (there are too few tasks) and hold a line per file
+    for (const d of ["a", "b", "flat"]) fs.mkdirSync(path.join(src, d), { recursive: true });
+    for (const d of ["a", "b"]) fs.writeFileSync(path.join(src, d, "x"), "");
+    for (let f = 0; f < 3000; f++) fs.writeFileSync(path.join(src, "flat", `a-file-with-a-longish-name-${f}`), "");
+    expect(fs.statSync(path.join(src, "flat")).size).toBeGreaterThan(4096);
+    const list = recordedList([src], path.join(root, "backup"));
+    const file = path.join(root, "a.tar.gz.list");
+    writeListText(file, list.text);
+    // less may wait than the flat directory's lines, more than a chunk of them
+    const hold = 128 << 10;
+    expect(list.text.length).toBeGreaterThan(2 * hold);
+    const r = await quickCompare([src], { excludes: EXCLUDES, skip: [path.join(root, "backup")] }, file, 2, hold);
+    expect({ same: r.same, ahead: r.ahead, entries: r.entries }).toEqual({ same: true, ahead: undefined, entries: list.entries });
+  }, T);
+
   test("a list that cannot be read is an error for the caller, and no thread is left running", async () => {
     const { src, other, backup } = makeTree();
     const failing = quickCompare([src, other], { excludes: EXCLUDES, skip: [backup] }, path.join(root, "missing.list"), 3);

@@ -154,7 +154,7 @@ const MAX_EXPANSIONS = 6;
  * While there are too few tasks, the subtrees are opened one level further (a source with a
  * single huge directory still spreads).
  */
-function planWalk(walker: TreeWalker, sources: readonly string[], threads: number): { segments: Segment[]; tasks: WalkTask[]; head: PartWriter } {
+function planWalk(walker: TreeWalker, sources: readonly string[], threads: number, crowded: number): { segments: Segment[]; tasks: WalkTask[]; head: PartWriter } {
   const head = new PartWriter();
   let plan: Array<{ parts: Part[] } | { walk: WalkTask }> = [];
   const lead = (e: ScanEntry, into: typeof plan, parentDev: number | undefined): void => {
@@ -178,7 +178,7 @@ function planWalk(walker: TreeWalker, sources: readonly string[], threads: numbe
     before = open;
     const next: typeof plan = [];
     for (const s of plan) {
-      if ("walk" in s) walker.children(s.walk.abs, s.walk.nameJson, (e) => lead(e, next, s.walk.dev));
+      if ("walk" in s && !isCrowded(s.walk.abs, crowded)) walker.children(s.walk.abs, s.walk.nameJson, (e) => lead(e, next, s.walk.dev));
       else next.push(s);
     }
     plan = next;
@@ -186,6 +186,19 @@ function planWalk(walker: TreeWalker, sources: readonly string[], threads: numbe
   const tasks: WalkTask[] = [];
   const segments = plan.map((s): Segment => ("walk" in s ? { task: tasks.push(s.walk) - 1 } : s));
   return { segments, tasks, head };
+}
+
+/**
+ * A directory opened while planning holds a line per child until its turn: one that holds very
+ * many entries (its size says so, on every common file system) stays one task, whose lines
+ * stream like any other's.
+ */
+function isCrowded(dir: string, bytes: number): boolean {
+  try {
+    return fs.lstatSync(dir).size > bytes;
+  } catch {
+    return false; // the walk itself meets the error, and warns as it always does
+  }
 }
 
 function workerThreads(): number {
@@ -242,7 +255,8 @@ export async function quickCompare(sources: readonly string[], setup: WalkSetup,
     const header = list.header();
     if (!header) return { same: false, entries: 0, bytes: 0, warnings: [], threads: 0, statx: false };
     const walker = taskWalker(setup);
-    const { segments, tasks, head } = planWalk(walker, sources, threads);
+    // a directory's size is some 20-70 bytes an entry; its lines in planning take more
+    const { segments, tasks, head } = planWalk(walker, sources, threads, holdBytes / 32);
     const compare = new InOrder(list, header, segments, tasks.length, holdBytes, head, stop);
     for (let i = 1; i < Math.min(threads, tasks.length); i++) {
       const w = startWorkerFile("./core/scan/scan.worker.ts", new URL("./scan.worker.ts", import.meta.url));
@@ -402,6 +416,8 @@ class InOrder {
         this.finished++;
       }
       this.drain();
+      // what could not be compared yet waits
+      if (this.held > this.holdBytes) this.end({ ahead: true });
     } catch (e) {
       this.same = false;
       this.fail(e);
@@ -441,7 +457,6 @@ class InOrder {
       this.done[task] = true;
       this.taskWarnings[task] = chunk.warnings;
     }
-    if (this.held > this.holdBytes) this.end({ ahead: true });
   }
 
   /** The answer is "differs" (or could not be had): nothing more is compared. */
