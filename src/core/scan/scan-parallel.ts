@@ -258,6 +258,8 @@ export async function quickCompare(sources: readonly string[], setup: WalkSetup,
     // a directory's size is some 20-70 bytes an entry; its lines in planning take more
     const { segments, tasks, head } = planWalk(walker, sources, threads, holdBytes / 32);
     const compare = new InOrder(list, header, segments, tasks.length, holdBytes, head, stop);
+    // what planning met (a mount point not walked into, an unreadable directory) comes first
+    compare.planned = walker.warnings.splice(0);
     for (let i = 1; i < Math.min(threads, tasks.length); i++) {
       const w = startWorkerFile("./core/scan/scan.worker.ts", new URL("./scan.worker.ts", import.meta.url));
       workers.push(w);
@@ -266,9 +268,9 @@ export async function quickCompare(sources: readonly string[], setup: WalkSetup,
       w.postMessage({ setup, tasks, shared } satisfies WorkerRequest);
     }
     compare.workers = workers.length;
+    compare.statx = walker.fast;
     compare.waiting(0);
     await walkHere(walker, tasks, compare, { next, stop, sent });
-    compare.statx &&= walker.fast;
     compare.drain();
     return await compare.settled;
   } finally {
@@ -364,6 +366,7 @@ class ListCursor {
 class InOrder {
   workers = 0;
   statx = true;
+  planned: ScanWarning[] = [];
   readonly settled: Promise<QuickCheck>;
   private settle!: (r: QuickCheck) => void;
   private fail!: (e: unknown) => void;
@@ -444,7 +447,7 @@ class InOrder {
     if (this.segment < this.segments.length) return this.end({ failure: "a task was not walked" });
     this.same = this.list.atEnd() && this.header.entries === this.out.entries;
     Atomics.store(this.stop, 0, 1);
-    this.out.warnings.push(...this.taskWarnings.flat());
+    this.out.warnings.push(...this.planned, ...this.taskWarnings.flat());
     this.settle({ ...this.out, same: this.same, header: this.header, threads: 1 + this.workers, statx: this.statx });
   }
 
