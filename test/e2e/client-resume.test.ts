@@ -11,6 +11,7 @@ import { tempDir } from "../helpers/fixture.ts";
 import { randomBytes, writeArchive, writeServerStatus } from "../helpers/serverdir.ts";
 import { startSshd, type SshServer } from "../helpers/sshd.ts";
 import { requireTool } from "../helpers/tools.ts";
+import { readDirOrEmpty } from "../../src/core/state/fsutil.ts";
 import { archiveName } from "../../src/core/state/naming.ts";
 
 const T = 120_000;
@@ -37,23 +38,15 @@ afterAll(async () => {
 function receivedSoFar(stage: string, file: string): number {
   let best = 0;
   const walk = (dir: string) => {
-    for (const e of readdirOrNone(dir)) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.name === file || e.name.startsWith(`.${file}.`)) best = Math.max(best, fs.statSync(p, { throwIfNoEntry: false })?.size ?? 0);
+    for (const n of readDirOrEmpty(dir)) {
+      const p = path.join(dir, n);
+      const st = fs.statSync(p, { throwIfNoEntry: false });
+      if (st?.isDirectory()) walk(p);
+      else if (st && (n === file || n.startsWith(`.${file}.`))) best = Math.max(best, st.size);
     }
   };
   walk(stage);
   return best;
-}
-
-function readdirOrNone(dir: string): fs.Dirent[] {
-  try {
-    return fs.readdirSync(dir, { withFileTypes: true });
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw e;
-  }
 }
 
 /** Wait until the running client has received `bytes` of `file`; a client that ends first is a failure that shows what it printed. */

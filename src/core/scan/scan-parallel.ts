@@ -4,8 +4,8 @@
  * (tasks), which this thread and worker threads take from a shared counter; each task's
  * file-list lines come as UTF-8 bytes, a few thousand lines at a time, and this thread
  * compares them in walk order with the recorded list as soon as everything before them has
- * been compared, then lets them go: memory does not grow with the tree. Hard links are settled here, in walk order,
- * since the first name of a linked file may lie in another task.
+ * been compared, then lets them go: memory does not grow with the tree. Hard links are settled
+ * here, in walk order, since the first name of a linked file may lie in another task.
  *
  * The answer is only ever "exactly the recorded list" or "something differs"; in the second
  * case the server walks again the ordinary way (scanSources) to make the archive.
@@ -35,6 +35,8 @@ type Part = Uint8Array | LinkedFile;
 /** A run of a task's lines; the last one (`end`) carries the task's warnings. */
 export interface TaskChunk {
   parts: Part[];
+  /** UTF-8 bytes of its lines: what it holds while it waits for its turn. */
+  size: number;
   entries: number;
   bytes: number;
   end: boolean;
@@ -113,25 +115,66 @@ export function transferList(parts: readonly Part[]): ArrayBuffer[] {
 }
 
 /** Thrown inside a walk when the comparison has decided: the rest of the task is not needed. */
-export class WalkStopped extends Error {}
+class WalkStopped extends Error {}
+
+/**
+ * Counters every thread shares (Int32s of one SharedArrayBuffer): the next task to take;
+ * "stop", set once the answer is known; and the UTF-8 bytes of lines sent so far, so that the
+ * comparing thread can count what is on its way to it as held.
+ */
+export interface Shared {
+  next: Int32Array;
+  stop: Int32Array;
+  sent: Int32Array;
+}
+
+export function sharedCounters(buffer = new SharedArrayBuffer(12)): Shared & { buffer: SharedArrayBuffer } {
+  const at = (i: number) => new Int32Array(buffer, 4 * i, 1);
+  return { buffer, next: at(0), stop: at(1), sent: at(2) };
+}
+
+/**
+ * Take tasks from the shared counter until none are left or the answer is known, sending
+ * each task's lines as they come: what a worker does, and this thread's share. `between`
+ * runs after each task (this thread takes the workers' replies there).
+ */
+export async function walkTasks(
+  walker: TreeWalker, tasks: readonly WalkTask[], shared: Shared,
+  send: (task: number, chunk: TaskChunk) => void, between?: () => Promise<void>,
+): Promise<void> {
+  for (let task = Atomics.add(shared.next, 0, 1); task < tasks.length; task = Atomics.add(shared.next, 0, 1)) {
+    if (Atomics.load(shared.stop, 0) !== 0) return;
+    try {
+      walkTask(walker, tasks[task]!, shared, (chunk) => send(task, chunk));
+    } catch (e) {
+      if (e instanceof WalkStopped) return;
+      throw e;
+    }
+    await between?.();
+  }
+}
 
 /**
  * Walk one subtree (without its own entry), sending its lines in chunks as they come and the
- * last chunk (`end`, with the task's warnings) when it is done: what a worker does per task.
- * Between chunks it looks at `stop`, set once the comparison no longer needs lines.
+ * last chunk (`end`, with the task's warnings) when it is done. Each chunk is counted in
+ * `sent` before it goes; between chunks the walk looks at `stop`.
  */
-export function walkTask(walker: TreeWalker, task: WalkTask, stop: Int32Array, send: (chunk: TaskChunk) => void): void {
+function walkTask(walker: TreeWalker, task: WalkTask, shared: Shared, send: (chunk: TaskChunk) => void): void {
   const before = walker.warnings.length;
   let entries = 0;
   let bytes = 0;
   const emit = (w: PartWriter, end: boolean) => {
-    const chunk = { parts: w.take(), entries: w.entries - entries, bytes: w.bytes - bytes, end, warnings: end ? walker.warnings.splice(before) : [] };
+    const parts = w.take();
+    const size = lineBytes(parts);
+    const warnings = end ? walker.warnings.splice(before) : [];
+    const chunk = { parts, size, entries: w.entries - entries, bytes: w.bytes - bytes, end, warnings };
     entries = w.entries;
     bytes = w.bytes;
+    Atomics.add(shared.sent, 0, size);
     send(chunk);
   };
   const out = new PartWriter((w) => {
-    if (Atomics.load(stop, 0) !== 0) throw new WalkStopped();
+    if (Atomics.load(shared.stop, 0) !== 0) throw new WalkStopped();
     emit(w, false);
   });
   walker.lines(task.abs, task.nameJson, out, task.dev);
@@ -145,6 +188,13 @@ export function taskWalker(setup: WalkSetup): TreeWalker {
 /** A segment of the walk in order: lines already known, or a subtree still to walk. */
 type Segment = { parts: Part[] } | { task: number };
 
+/** The walk cut up: its segments in order, the subtrees to walk, and the planning walk's counts. */
+interface Plan {
+  segments: Segment[];
+  tasks: WalkTask[];
+  head: PartWriter;
+}
+
 /** Enough tasks that threads finishing at different times still share the work fairly. */
 const TASKS_PER_THREAD = 4;
 const MAX_EXPANSIONS = 6;
@@ -154,7 +204,7 @@ const MAX_EXPANSIONS = 6;
  * While there are too few tasks, the subtrees are opened one level further (a source with a
  * single huge directory still spreads).
  */
-function planWalk(walker: TreeWalker, sources: readonly string[], threads: number, crowded: number): { segments: Segment[]; tasks: WalkTask[]; head: PartWriter } {
+function planWalk(walker: TreeWalker, sources: readonly string[], threads: number, crowded: number): Plan {
   const head = new PartWriter();
   let plan: Array<{ parts: Part[] } | { walk: WalkTask }> = [];
   const lead = (e: ScanEntry, into: typeof plan, parentDev: number | undefined): void => {
@@ -178,8 +228,8 @@ function planWalk(walker: TreeWalker, sources: readonly string[], threads: numbe
     before = open;
     const next: typeof plan = [];
     for (const s of plan) {
-      if ("walk" in s && !isCrowded(s.walk.abs, crowded)) walker.children(s.walk.abs, s.walk.nameJson, (e) => lead(e, next, s.walk.dev));
-      else next.push(s);
+      if (!("walk" in s) || isCrowded(s.walk.abs, crowded)) next.push(s);
+      else walker.children(s.walk.abs, s.walk.nameJson, (e) => lead(e, next, s.walk.dev));
     }
     plan = next;
   }
@@ -245,60 +295,41 @@ export const HOLD_BYTES = 32 << 20;
  * Walk the sources on every core and compare with the recorded list in `listFile`. A worker
  * that fails makes the answer "differs", never a wrong "same".
  */
-export async function quickCompare(sources: readonly string[], setup: WalkSetup, listFile: string, threads = workerThreads(), holdBytes = HOLD_BYTES): Promise<QuickCheck> {
+export async function quickCompare(
+  sources: readonly string[], setup: WalkSetup, listFile: string, threads = workerThreads(), holdBytes = HOLD_BYTES,
+): Promise<QuickCheck> {
   // opened first: without a list there is nothing to compare with, and no walk is wasted
   const list = new ListCursor(listFile);
   const workers: Worker[] = [];
-  const shared = new SharedArrayBuffer(12);
-  const [next, stop, sent] = [new Int32Array(shared, 0, 1), new Int32Array(shared, 4, 1), new Int32Array(shared, 8, 1)];
+  const shared = sharedCounters();
   try {
     const header = list.header();
     if (!header) return { same: false, entries: 0, bytes: 0, warnings: [], threads: 0, statx: false };
     const walker = taskWalker(setup);
     // a directory's size is some 20-70 bytes an entry; its lines in planning take more
-    const { segments, tasks, head } = planWalk(walker, sources, threads, holdBytes / 32);
-    const compare = new InOrder(list, header, segments, tasks.length, holdBytes, head, stop);
-    // what planning met (a mount point not walked into, an unreadable directory) comes first
-    compare.planned = walker.warnings.splice(0);
-    for (let i = 1; i < Math.min(threads, tasks.length); i++) {
+    const plan = planWalk(walker, sources, threads, holdBytes / 32);
+    const compare = new InOrder(list, header, plan, {
+      holdBytes, shared, workers: Math.max(0, Math.min(threads, plan.tasks.length) - 1), statx: walker.fast,
+      // what planning met (a mount point not walked into, an unreadable directory) comes first
+      planned: walker.warnings.splice(0),
+    });
+    for (let i = 0; i < compare.workers; i++) {
       const w = startWorkerFile("./core/scan/scan.worker.ts", new URL("./scan.worker.ts", import.meta.url));
       workers.push(w);
-      w.onmessage = (ev: MessageEvent<WorkerReply>) => compare.reply(ev.data, true);
+      w.onmessage = (ev: MessageEvent<WorkerReply>) => compare.reply(ev.data);
       w.onerror = (ev) => compare.reply({ failed: ev.message || "a scan worker failed" });
-      w.postMessage({ setup, tasks, shared } satisfies WorkerRequest);
+      w.postMessage({ setup, tasks: plan.tasks, shared: shared.buffer } satisfies WorkerRequest);
     }
-    compare.workers = workers.length;
-    compare.statx = walker.fast;
-    compare.waiting(0);
-    await walkHere(walker, tasks, compare, { next, stop, sent });
+    compare.start();
+    // this thread's share; the workers' replies are taken between its tasks
+    const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+    await walkTasks(walker, plan.tasks, shared, (task, chunk) => compare.reply({ task, chunk }), nextTurn);
     compare.drain();
     return await compare.settled;
   } finally {
-    Atomics.store(stop, 0, 1);
+    Atomics.store(shared.stop, 0, 1);
     for (const w of workers) w.terminate();
     list.close();
-  }
-}
-
-/**
- * This thread's share of the tasks. Its own lines are compared as they come; the workers'
- * arrive between its tasks. Lines the workers sent that wait for this thread (counted in
- * `sent`, as UTF-8 bytes) count as held: too many, and the check gives up.
- */
-async function walkHere(walker: TreeWalker, tasks: WalkTask[], compare: InOrder, shared: { next: Int32Array; stop: Int32Array; sent: Int32Array }): Promise<void> {
-  const { next, stop, sent } = shared;
-  for (let i = Atomics.add(next, 0, 1); i < tasks.length && Atomics.load(stop, 0) === 0; i = Atomics.add(next, 0, 1)) {
-    const task = i;
-    try {
-      walkTask(walker, tasks[task]!, stop, (chunk) => {
-        compare.reply({ task, chunk });
-        compare.waiting(Atomics.load(sent, 0));
-      });
-    } catch (e) {
-      if (!(e instanceof WalkStopped)) throw e;
-    }
-    // the workers' replies are taken here
-    await new Promise<void>((resolve) => setImmediate(resolve));
   }
 }
 
@@ -358,40 +389,56 @@ class ListCursor {
   }
 }
 
+/** A task's lines as they arrive, until their turn comes. */
+interface TaskState {
+  queued: TaskChunk[];
+  done: boolean;
+  warnings: ScanWarning[];
+}
+
+interface CompareSetup {
+  holdBytes: number;
+  shared: Shared;
+  /** Worker threads walking besides this one. */
+  workers: number;
+  statx: boolean;
+  planned: ScanWarning[];
+}
+
 /**
- * The comparison, fed by the workers' replies: each task's chunks are compared as soon as every
- * segment before them has been, then let go. Settles once the answer is known: at the first
- * difference, or when every worker has finished and every line has been compared.
+ * The comparison, fed with every thread's chunks: each task's chunks are compared as soon as
+ * every segment before them has been, then let go. Settles once the answer is known: at the
+ * first difference, or when every worker has finished and every line has been compared; and
+ * gives up when more than `holdBytes` of lines wait for their turn (queued here, or sent and
+ * not yet arrived).
  */
 class InOrder {
-  workers = 0;
-  statx = true;
-  planned: ScanWarning[] = [];
+  readonly workers: number;
   readonly settled: Promise<QuickCheck>;
   private settle!: (r: QuickCheck) => void;
   private fail!: (e: unknown) => void;
   private readonly out: QuickCheck;
-  private readonly queued: Part[][][];
-  private readonly done: boolean[];
-  private readonly taskWarnings: ScanWarning[][];
+  private readonly tasks: TaskState[];
+  private readonly segments: Segment[];
   private readonly firstNames = new Map<string, string>();
   private segment = 0;
   private held = 0;
-  /** UTF-8 bytes of the workers' chunks received so far (their `sent` counts them as they go). */
+  /** Bytes of the chunks that arrived, against the threads' `sent` (both wrap at 2^32 alike). */
   private received = 0;
   private finished = 0;
   private same: boolean | undefined;
 
   constructor(
-    private readonly list: ListCursor, private readonly header: ListHeader, private readonly segments: Segment[],
-    tasks: number, private readonly holdBytes: number, head: PartWriter, private readonly stop: Int32Array,
+    private readonly list: ListCursor, private readonly header: ListHeader,
+    plan: Plan, private readonly setup: CompareSetup,
   ) {
-    this.out = { same: false, entries: head.entries, bytes: head.bytes, warnings: [], threads: 0, statx: false };
-    this.queued = Array.from({ length: tasks }, () => []);
-    this.done = new Array<boolean>(tasks).fill(false);
-    this.taskWarnings = Array.from({ length: tasks }, () => []);
+    this.workers = setup.workers;
+    this.segments = plan.segments;
+    const { entries, bytes } = plan.head;
+    this.out = { same: false, entries, bytes, warnings: [], threads: 1 + setup.workers, statx: setup.statx };
+    this.tasks = plan.tasks.map(() => ({ queued: [], done: false, warnings: [] }));
     // the planning walk's lines wait too, until their turn comes
-    for (const seg of segments) if ("parts" in seg) this.held += heldBy(seg.parts);
+    for (const seg of this.segments) if ("parts" in seg) this.held += lineBytes(seg.parts);
     this.settled = new Promise<QuickCheck>((resolve, reject) => {
       this.settle = resolve;
       this.fail = reject;
@@ -400,74 +447,75 @@ class InOrder {
     this.settled.catch(() => {});
   }
 
-  /** The workers have sent `sent` bytes of lines: what has not arrived yet is held too. */
-  waiting(sent: number): void {
-    // both counts wrap at 2^32 alike; what is on its way is far less, so the difference is exact
-    if (this.same === undefined && this.held + ((sent - this.received) | 0) > this.holdBytes) this.end({ ahead: true });
-  }
-
-  reply(m: WorkerReply, fromWorker = false): void {
-    if (this.same === false) return;
+  reply(m: WorkerReply): void {
+    if (this.same !== undefined) return;
     try {
-      if ("chunk" in m) {
-        if (fromWorker) this.received = (this.received + lineBytes(m.chunk.parts)) | 0;
-        this.take(m.task, m.chunk);
-      }
-      else if ("failed" in m) this.end({ failure: m.failed });
+      if ("chunk" in m) this.take(m.task, m.chunk);
+      else if ("failed" in m) return this.decide({ failure: m.failed });
       else {
-        this.statx &&= m.statx;
+        this.out.statx &&= m.statx;
         this.finished++;
       }
       this.drain();
-      // what could not be compared yet waits
-      if (this.held > this.holdBytes) this.end({ ahead: true });
     } catch (e) {
+      // a damaged list: an error for the caller, not an answer
       this.same = false;
+      Atomics.store(this.setup.shared.stop, 0, 1);
       this.fail(e);
     }
   }
 
-  /** Compare what can be compared; settle when the answer is known. */
+  /** Planning's lines wait from the start: too many, and the check gives up before any walk. */
+  start(): void {
+    if (this.held > this.setup.holdBytes) this.decide({ ahead: true });
+    else this.drain();
+  }
+
+  /** Compare what can be compared; settle when the answer is known, or when too much waits. */
   drain(): void {
     while (this.same === undefined && this.segment < this.segments.length) {
       const seg = this.segments[this.segment]!;
       if ("parts" in seg) {
-        this.held -= heldBy(seg.parts);
-        if (!this.compare(seg.parts)) return this.end({});
+        this.held -= lineBytes(seg.parts);
+        if (!this.compare(seg.parts)) return this.decide({});
       } else {
-        for (let parts = this.queued[seg.task]!.shift(); parts; parts = this.queued[seg.task]!.shift()) {
-          this.held -= heldBy(parts);
-          if (!this.compare(parts)) return this.end({});
+        const t = this.tasks[seg.task]!;
+        for (let c = t.queued.shift(); c; c = t.queued.shift()) {
+          this.held -= c.size;
+          if (!this.compare(c.parts)) return this.decide({});
         }
-        if (!this.done[seg.task]) return;
+        if (!t.done) break;
       }
       this.segment++;
     }
-    if (this.same !== undefined || this.finished < this.workers) return;
-    if (this.segment < this.segments.length) return this.end({ failure: "a task was not walked" });
-    this.same = this.list.atEnd() && this.header.entries === this.out.entries;
-    Atomics.store(this.stop, 0, 1);
-    this.out.warnings.push(...this.planned, ...this.taskWarnings.flat());
-    this.settle({ ...this.out, same: this.same, header: this.header, threads: 1 + this.workers, statx: this.statx });
+    if (this.same !== undefined) return;
+    const onItsWay = (Atomics.load(this.setup.shared.sent, 0) - this.received) | 0;
+    if (this.held + onItsWay > this.setup.holdBytes) return this.decide({ ahead: true });
+    if (this.segment < this.segments.length || this.finished < this.workers) return;
+    const same = this.list.atEnd() && this.header.entries === this.out.entries;
+    const warnings = [...this.setup.planned, ...this.tasks.flatMap((t) => t.warnings)];
+    this.decide({ same, header: this.header, warnings });
   }
 
   private take(task: number, chunk: TaskChunk): void {
-    this.queued[task]!.push(chunk.parts);
-    this.held += heldBy(chunk.parts);
+    const t = this.tasks[task]!;
+    t.queued.push(chunk);
+    this.held += chunk.size;
+    this.received = (this.received + chunk.size) | 0;
     this.out.entries += chunk.entries;
     this.out.bytes += chunk.bytes;
     if (chunk.end) {
-      this.done[task] = true;
-      this.taskWarnings[task] = chunk.warnings;
+      t.done = true;
+      t.warnings = chunk.warnings;
     }
   }
 
-  /** The answer is "differs" (or could not be had): nothing more is compared. */
-  private end(why: { failure?: string; ahead?: boolean }): void {
+  /** The answer (without `same`: "differs", or could not be had); every thread stops. */
+  private decide(r: Partial<QuickCheck>): void {
     if (this.same !== undefined) return;
-    this.same = false;
-    Atomics.store(this.stop, 0, 1);
-    this.settle({ ...this.out, ...why, same: false, threads: 1 + this.workers, statx: false });
+    this.same = r.same ?? false;
+    Atomics.store(this.setup.shared.stop, 0, 1);
+    this.settle({ ...this.out, ...(this.same ? {} : { statx: false }), ...r, same: this.same });
   }
 
   private compare(parts: readonly Part[]): boolean {
@@ -490,16 +538,9 @@ class InOrder {
   }
 }
 
-/** The UTF-8 bytes of lines among `parts` (what a worker counts in `sent`). */
-export function lineBytes(parts: readonly Part[]): number {
+/** The UTF-8 bytes of the lines among `parts`. */
+function lineBytes(parts: readonly Part[]): number {
   let n = 0;
   for (const p of parts) if (p instanceof Uint8Array) n += p.byteLength;
-  return n;
-}
-
-/** About the memory `parts` hold. */
-function heldBy(parts: readonly Part[]): number {
-  let n = 0;
-  for (const p of parts) n += p instanceof Uint8Array ? p.byteLength : 2 * (p.file.length + p.later.length + p.name.length);
   return n;
 }

@@ -5,30 +5,20 @@
  * A compiled binary holds this file as an entry point of its own (scripts/build.ts).
  */
 import {
-  lineBytes, taskWalker, transferList, walkTask, WalkStopped, type WorkerReply, type WorkerRequest,
+  sharedCounters, taskWalker, transferList, walkTasks, type TaskChunk, type WorkerReply, type WorkerRequest,
 } from "./scan-parallel.ts";
 
 declare const self: Worker;
 
-self.onmessage = (ev: MessageEvent<WorkerRequest>) => {
+self.onmessage = async (ev: MessageEvent<WorkerRequest>) => {
   const { setup, tasks, shared } = ev.data;
-  const next = new Int32Array(shared, 0, 1);
-  const stop = new Int32Array(shared, 4, 1);
-  const sent = new Int32Array(shared, 8, 1);
   const reply = (m: WorkerReply, transfer: ArrayBuffer[] = []) => self.postMessage(m, transfer);
-  const walker = taskWalker(setup);
   try {
-    for (let task = Atomics.add(next, 0, 1); task < tasks.length; task = Atomics.add(next, 0, 1)) {
-      if (Atomics.load(stop, 0) !== 0) break;
-      walkTask(walker, tasks[task]!, stop, (chunk) => {
-        // counted before it is sent: what the comparing thread has not taken yet is held
-        Atomics.add(sent, 0, lineBytes(chunk.parts));
-        reply({ task, chunk }, transferList(chunk.parts));
-      });
-    }
+    const walker = taskWalker(setup);
+    const send = (task: number, chunk: TaskChunk) => reply({ task, chunk }, transferList(chunk.parts));
+    await walkTasks(walker, tasks, sharedCounters(shared), send);
     reply({ done: true, statx: walker.fast });
   } catch (e) {
-    if (e instanceof WalkStopped) reply({ done: true, statx: walker.fast });
-    else reply({ failed: e instanceof Error ? e.message : String(e) });
+    reply({ failed: e instanceof Error ? e.message : String(e) });
   }
 };
