@@ -15,6 +15,7 @@ import fs from "node:fs";
 import { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { ShootError, errorMessage } from "../common/errors.ts";
+import { chunksAt } from "../state/fsutil.ts";
 import type { Progress } from "../report/progress.ts";
 import { detectCompression } from "../archive/writer.ts";
 import { TarFormatError, TarParser, type TarListing } from "../archive/tar.ts";
@@ -52,8 +53,8 @@ export interface PassOptions {
    */
   hashed?: { md5: string; sha256: string };
   /**
-   * Decompress on a thread of its own, overlapping what the callbacks do (a file with `hashed`
-   * only: the thread does not hash).
+   * Decompress a file (not a stream) on a thread of its own, overlapping what the callbacks do
+   * and the hashing, which this thread does alongside unless `hashed` says it need not.
    */
   worker?: boolean;
   /**
@@ -228,7 +229,9 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
   let release: ((chunk: Buffer) => void) | undefined;
   let stopWorker: (() => Promise<void>) | undefined;
   let pool: PiecePool | undefined;
-  if (opts.worker && fd !== undefined && !hashing && compression !== "none" && parser) {
+  let alongside: Promise<number | undefined> | undefined;
+  let hashFailure: Error | undefined;
+  if (opts.worker && fd !== undefined && compression !== "none" && parser) {
     const { tar, free, stop } = inflatedByWorker(fd, compression, {
       size: (n) => {
         size = readAt = n;
@@ -240,6 +243,8 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
     release = free;
     stopWorker = stop;
     input = [tar];
+    // hashing is the other half of the work of a check: this thread does it while the worker decompresses
+    alongside = hashing ? hashAlongside(fd, md5, sha256, opts.signal, (e) => tar.destroy(hashFailure = e)) : undefined;
   } else {
     const inflate = decompressor(compression);
     inflate?.on("error", (e) => failed("decode", e));
@@ -265,10 +270,16 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
     if (opts.signal?.aborted) throw e;
     const damage = await describeFailure(first?.error ?? e, first?.where, { fd, compression, parser, readAt: fd === undefined ? size : readAt, size, tarBytes });
     if (!(damage instanceof ArchiveDamage)) throw damage;
-    damage.digests = fd === undefined || !hashing ? undefined : hashRest(fd, md5, sha256, size);
+    damage.digests = fd === undefined || !hashing ? undefined : await digestsAfter(fd, md5, sha256, alongside, size);
     throw damage;
   } finally {
     await stopWorker?.();
+  }
+  const hashed = alongside ? await alongside : size;
+  opts.signal?.throwIfAborted();
+  if (hashed !== size) {
+    const grew = `the file changed while it was being read: ${hashed} bytes were hashed, ${size} decompressed`;
+    throw new ArchiveDamage(hashFailure?.message ?? grew, "damaged", hashed ?? size, tarBytes);
   }
   // the zstd decompressor ends without a word when its input stops within a frame
   const cut = frames?.end() ?? cutSeenByWorker;
@@ -314,6 +325,43 @@ async function describeFailure(e: unknown, where: "read" | "decode" | "frame" | 
     return new ArchiveDamage(`the file cannot be read at byte ${f.readAt}: ${errorMessage(e)}`, "damaged", f.readAt, f.parser?.offset ?? f.tarBytes);
   }
   return e;
+}
+
+/**
+ * The file hashed on this thread while a worker decompresses it: a piece at a time, letting
+ * the worker's pieces in between. Resolves to the bytes hashed (the whole file unless
+ * aborted), or undefined when a read failed (`failed` is told, to end the pass).
+ */
+async function hashAlongside(
+  fd: number, md5: Bun.CryptoHasher, sha256: Bun.CryptoHasher, signal: AbortSignal | undefined, failed: (e: Error) => void,
+): Promise<number | undefined> {
+  let at = 0;
+  try {
+    for (const chunk of chunksAt(fd, 0)) {
+      md5.update(chunk);
+      sha256.update(chunk);
+      at += chunk.length;
+      if (signal?.aborted) return at;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    return at;
+  } catch (e) {
+    failed(new Error(`the file cannot be read at byte ${at} to hash it: ${errorMessage(e)}`));
+    return undefined;
+  }
+}
+
+/** The whole file's digests after a pass failed: hashed alongside to its end, or the rest hashed now. */
+async function digestsAfter(
+  fd: number,
+  md5: Bun.CryptoHasher,
+  sha256: Bun.CryptoHasher,
+  alongside: Promise<number | undefined> | undefined,
+  size: number,
+): Promise<ArchiveDamage["digests"]> {
+  if (!alongside) return hashRest(fd, md5, sha256, size);
+  const hashed = await alongside;
+  return hashed === undefined ? undefined : hashRest(fd, md5, sha256, hashed);
 }
 
 /** The rest of the file into the hashes, after a pass stopped: the whole file's digests, or undefined when it cannot be read. */

@@ -542,7 +542,7 @@ async function readPass(
   label: string,
   opts: RestoreOptions,
   total: number,
-  each: Pick<PassOptions, "onEntry" | "onData" | "hashed">,
+  each: Pick<PassOptions, "onEntry" | "onData" | "hashed" | "worker">,
 ): Promise<PassResult> {
   const progress = opts.progressFor?.(label, total);
   try {
@@ -579,7 +579,7 @@ async function check(
       survey.take(e);
       log?.add(e);
     };
-    pass = await readPass(fd, "checking", opts, a.bytes, { onEntry });
+    pass = await readPass(fd, "checking", opts, a.bytes, { onEntry, worker: true });
   } catch (e) {
     if (!(e instanceof ArchiveDamage)) throw e;
     const sums = e.digests ? checksumProblem(a, e.digests, opts.checksum !== false) : undefined;

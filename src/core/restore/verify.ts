@@ -134,7 +134,7 @@ export function resolveArchive(cfg: Config | undefined, arg: string): HeldArchiv
 
 // --- verifying one archive ----------------------------------------------------------------
 
-export interface VerifyOptions extends Pick<PassOptions, "progress" | "signal" | "hashed" | "pieceBytes"> {
+export interface VerifyOptions extends Pick<PassOptions, "progress" | "signal" | "hashed" | "pieceBytes" | "worker"> {
   deep?: boolean;
   /**
    * The files the run that made the archive warned about (see warnedPathsIn); by default they
@@ -393,8 +393,9 @@ export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): P
     };
     let pass: PassResult;
     try {
-      const { progress, signal, hashed, pieceBytes } = opts;
-      pass = await archivePass(fd, { progress, signal, hashed, pieceBytes, decompress: opts.deep === true, onEntry: opts.deep ? onEntry : undefined });
+      const { progress, signal, hashed, pieceBytes, worker } = opts;
+      const deep = opts.deep === true;
+      pass = await archivePass(fd, { progress, signal, hashed, pieceBytes, worker, decompress: deep, onEntry: deep ? onEntry : undefined });
     } catch (e) {
       if (!(e instanceof ArchiveDamage)) throw e;
       return damaged(verdict, e, entries);
@@ -477,7 +478,8 @@ export async function runVerify(
   const verdicts: ArchiveVerdict[] = [];
   for (const a of archives) {
     if (opts.signal?.aborted) break;
-    const v = await verifyArchive(a, { ...opts, progress: opts.progressFor?.(a) });
+    // one archive at a time: a second thread decompresses while this one hashes
+    const v = await verifyArchive(a, { ...opts, worker: true, progress: opts.progressFor?.(a) });
     verdicts.push(v);
     opts.onVerdict?.(v);
   }
