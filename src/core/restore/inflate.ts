@@ -1,8 +1,8 @@
 /**
  * Decompressing an archive: its file read in chunks, the frames of a zstd stream walked (what
  * the decompressor does not say), the decompressor, and the same on a thread of its own
- * (inflate.worker.ts) for a pass that need not hash the file, so that decompressing overlaps
- * what the main thread does with the tar stream.
+ * (inflate.worker.ts), so that decompressing overlaps what the main thread does with the tar
+ * stream and the hashing.
  */
 import { Readable, type Transform } from "node:stream";
 import zlib from "node:zlib";
@@ -76,12 +76,19 @@ export class ZstdFrames {
   /** What is wanted next, and how many bytes of it. */
   private state: "magic" | "descriptor" | "header" | "block" | "skipSize" = "magic";
   private need = 4;
-  private readonly buf = new Uint8Array(8);
+  /** Room for the longest header after the descriptor: window byte, 4-byte dictionary id, 8-byte content size. */
+  private readonly buf = new Uint8Array(16);
   private fill = 0;
   /** Bytes to step over (a block's content, a checksum, a skippable frame). */
   private skip = 0;
   private checksum = false;
   private lastBlock = false;
+  /** Bytes of the frame header's content size field (0: the header does not say). */
+  private sizeBytes = 0;
+  private contentSize: number | undefined;
+
+  /** @param onFrame told of each frame once its end is known (its last block's header read), before all of it is in. */
+  constructor(private readonly onFrame?: (f: ZstdFrame) => void) {}
 
   /** The next bytes of the file; a string when they are not a zstd stream. */
   push(chunk: Uint8Array): string | undefined {
@@ -129,12 +136,16 @@ export class ZstdFrames {
         if (d & 0x08) return `the zstd frame at byte ${this.frameAt} has a reserved bit set`;
         const single = (d & 0x20) !== 0;
         const fcs = [single ? 1 : 0, 2, 4, 8][d >> 6]!;
+        this.sizeBytes = fcs;
+        this.contentSize = undefined;
         this.checksum = (d & 0x04) !== 0;
         const rest = (single ? 0 : 1) + [0, 1, 2, 4][d & 0x03]! + fcs;
         this.lastBlock = false;
         return rest > 0 ? this.want("header", rest) : this.want("block", 3);
       }
       case "header":
+        const field = b.subarray(this.need - this.sizeBytes, this.need);
+        this.contentSize = this.sizeBytes > 0 ? contentSizeOf(field) : undefined;
         return this.want("block", 3);
       case "block": {
         const h = b[0]! | (b[1]! << 8) | (b[2]! << 16);
@@ -144,10 +155,12 @@ export class ZstdFrames {
         this.skip = type === 1 ? 1 : h >>> 3;
         if (!this.lastBlock) return this.want("block", 3);
         this.skip += this.checksum ? 4 : 0;
+        this.onFrame?.({ start: this.frameAt, end: this.at + this.skip, contentSize: this.contentSize });
         return this.want("magic", 4);
       }
       case "skipSize":
         this.skip = (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0;
+        this.onFrame?.({ start: this.frameAt, end: this.at + this.skip, contentSize: 0 });
         return this.want("magic", 4);
       default:
         return undefined;
@@ -159,6 +172,20 @@ export class ZstdFrames {
     this.need = n;
     return undefined;
   }
+}
+
+/** Where a zstd frame lies in the file, and the content it says it holds (when it says). */
+export interface ZstdFrame {
+  start: number;
+  end: number;
+  contentSize: number | undefined;
+}
+
+/** A frame header's content size field (little-endian; a 2-byte field counts from 256). */
+function contentSizeOf(field: Uint8Array): number {
+  let n = 0;
+  for (let i = field.length - 1; i >= 0; i--) n = n * 256 + field[i]!;
+  return field.length === 2 ? n + 256 : n;
 }
 
 /**

@@ -1,12 +1,15 @@
 /**
- * The decompression of a pass that need not hash the archive (inflate.ts): reads the file open
- * on the descriptor it is given (threads share them), walks zstd frames, decompresses, and
- * sends the tar stream in pieces, waiting while the main thread holds enough of them. A
- * compiled binary holds this file as an entry point of its own (scripts/build.ts).
+ * The decompression of a pass on a thread of its own (inflate.ts): reads the file open on the
+ * descriptor it is given (threads share them), walks zstd frames, decompresses (zstd frames of
+ * the size shoot writes whole, by libzstd), and sends the tar stream in pieces, waiting while
+ * the main thread holds enough of them. A compiled binary holds this file as an entry point of
+ * its own (scripts/build.ts).
  */
 import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { decompressor, INFLATED_PIECE, readFd, ZstdFrames, type InflateReply, type InflateRequest } from "./inflate.ts";
+import { openLibzstd, type Libzstd } from "../archive/libzstd.ts";
+import { decompressor, INFLATED_PIECE, readFd, ZstdFrames } from "./inflate.ts";
+import type { InflateReply, InflateRequest, ZstdFrame } from "./inflate.ts";
 
 declare const self: Worker;
 
@@ -22,28 +25,12 @@ function reply(m: InflateReply, transfer: ArrayBuffer[] = []): void {
   self.postMessage(m, transfer);
 }
 
+/** A frame is decompressed whole by libzstd when it says it holds at most this; a larger one goes to the stream. */
+const WHOLE_FRAME = 4 << 20;
+
 async function run(fd: number, compression: "gzip" | "zstd"): Promise<void> {
-  const frames = compression === "zstd" ? new ZstdFrames() : undefined;
   let size = 0;
   let where: "read" | "frame" | "decode" | undefined;
-  function* reading(): Generator<Buffer> {
-    try {
-      for (const chunk of readFd(fd)) {
-        size += chunk.length;
-        const bad = frames?.push(chunk);
-        if (bad) {
-          where ??= "frame";
-          throw new Error(bad);
-        }
-        yield chunk;
-      }
-    } catch (e) {
-      where ??= "read";
-      throw e;
-    }
-  }
-  const inflate = decompressor(compression)!;
-  inflate.on("error", () => (where ??= "decode"));
   const out = new Writable({
     write(chunk: Buffer, _enc, done) {
       const reuse = pool.length > 0 && pool.at(-1)!.byteLength >= chunk.length;
@@ -55,6 +42,38 @@ async function run(fd: number, compression: "gzip" | "zstd"): Promise<void> {
       resume = done;
     },
   });
+  const byFrame = compression === "zstd" ? FrameByFrame.open(out) : undefined;
+  const frames = compression === "zstd" ? new ZstdFrames(byFrame && ((f) => byFrame.framed(f))) : undefined;
+  async function* reading(): AsyncGenerator<Buffer> {
+    try {
+      for (const chunk of readFd(fd)) {
+        size += chunk.length;
+        const bad = frames?.push(chunk);
+        if (bad) {
+          where ??= "frame";
+          throw new Error(bad);
+        }
+        if (!byFrame || byFrame.streaming) {
+          yield chunk;
+          continue;
+        }
+        // whole frames here; what is left once a frame is too large for that goes to the stream
+        const rest = await byFrame.take(chunk, size - chunk.length).catch((e: unknown) => {
+          where ??= "decode";
+          throw e;
+        });
+        if (rest) yield rest;
+      }
+      // what is left of a frame that ends early: the stream decompressor says how much of it reads
+      const left = byFrame && !byFrame.streaming ? byFrame.toStream() : undefined;
+      if (left?.length) yield left;
+    } catch (e) {
+      where ??= "read";
+      throw e;
+    }
+  }
+  const inflate = decompressor(compression)!;
+  inflate.on("error", () => (where ??= "decode"));
   try {
     await pipeline(Readable.from(reading()), inflate, out);
   } catch (e) {
@@ -62,6 +81,86 @@ async function run(fd: number, compression: "gzip" | "zstd"): Promise<void> {
     return;
   }
   reply({ end: true, size, cut: frames?.end() });
+}
+
+/**
+ * zstd frames decompressed whole by libzstd, one call each, which takes a fraction of the
+ * time the stream decompressor does. The walk of the frames (ZstdFrames) says where each ends
+ * and what it holds; from the first frame that does not say, or says more than WHOLE_FRAME,
+ * everything goes to the stream decompressor instead (a single-frame archive from zstd's
+ * command line). Holds the bytes of one frame at most.
+ */
+class FrameByFrame {
+  streaming = false;
+  private readonly known: ZstdFrame[] = [];
+  /** Bytes read, not yet decompressed: `buf` up to `held`, from byte `heldAt` of the file (where a frame starts). */
+  private buf = Buffer.allocUnsafeSlow(2 << 20);
+  private held = 0;
+  private heldAt = 0;
+  private out = new ArrayBuffer(INFLATED_PIECE);
+
+  private constructor(private readonly z: Libzstd, private readonly sink: Writable) {}
+
+  static open(sink: Writable): FrameByFrame | undefined {
+    const z = openLibzstd();
+    return z && new FrameByFrame(z, sink);
+  }
+
+  framed(f: ZstdFrame): void {
+    this.known.push(f);
+  }
+
+  /**
+   * The next bytes of the file (from byte `at`): its whole frames decompressed and written on;
+   * once streaming, what the stream decompressor must take from here.
+   */
+  async take(chunk: Buffer, at: number): Promise<Buffer | undefined> {
+    if (this.held === 0) this.heldAt = at;
+    this.hold(chunk);
+    let used = 0;
+    for (let f = this.known[0]; f && f.end <= this.heldAt + this.held; f = this.known[0]) {
+      if (f.contentSize === undefined || f.contentSize > WHOLE_FRAME) break;
+      this.known.shift();
+      await this.decompress(this.buf.subarray(f.start - this.heldAt, f.end - this.heldAt), f.contentSize);
+      used = f.end - this.heldAt;
+    }
+    this.buf.copyWithin(0, used, this.held);
+    this.held -= used;
+    this.heldAt += used;
+    const next = this.known[0];
+    const tooLarge = next !== undefined && (next.contentSize === undefined || next.contentSize > WHOLE_FRAME);
+    // a frame far larger than any whole one (or not a frame at all: the walk says so first)
+    return tooLarge || this.held > 2 * WHOLE_FRAME ? this.toStream() : undefined;
+  }
+
+  private hold(chunk: Buffer): void {
+    if (this.held + chunk.length > this.buf.length) {
+      const bigger = Buffer.allocUnsafeSlow(Math.max(this.buf.length * 2, this.held + chunk.length));
+      this.buf.copy(bigger, 0, 0, this.held);
+      this.buf = bigger;
+    }
+    this.buf.set(chunk, this.held);
+    this.held += chunk.length;
+  }
+
+  toStream(): Buffer {
+    this.streaming = true;
+    const rest = Buffer.from(this.buf.subarray(0, this.held));
+    this.held = 0;
+    return rest;
+  }
+
+  private async decompress(frame: Buffer, contentSize: number): Promise<void> {
+    // one byte of room more than the frame says: a frame that holds more fails, not cut short
+    if (this.out.byteLength < contentSize + 1) this.out = new ArrayBuffer(contentSize + 1);
+    const n = this.z.decompress(frame, this.out);
+    if (n !== contentSize) throw new Error(`a zstd frame holds ${n} bytes where its header says ${contentSize}`);
+    // in pieces of the size the pool's buffers have
+    for (let at = 0; at < n; at += INFLATED_PIECE) {
+      const piece = Buffer.from(this.out, at, Math.min(INFLATED_PIECE, n - at));
+      await new Promise<void>((resolve, reject) => this.sink.write(piece, (e) => (e ? reject(e) : resolve())));
+    }
+  }
 }
 
 self.onmessage = (ev: MessageEvent<InflateRequest>) => {
