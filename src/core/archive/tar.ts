@@ -994,13 +994,20 @@ function isZero(b: Uint8Array): boolean {
 
 /** The checksum GNU tar accepts: the sum of the bytes as unsigned or (old tars) as signed chars, the field as spaces. */
 function checkChecksum(b: Uint8Array, at: number): void {
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK; i++) {
-    const c = i >= 148 && i < 156 ? 0x20 : b[i]!;
+  // the field counts as 8 spaces; as signed chars, each byte of 0x80 or more counts 256 less
+  let unsigned = 8 * 0x20;
+  let high = 0;
+  for (let i = 0; i < 148; i++) {
+    const c = b[i]!;
     unsigned += c;
-    signed += c >= 0x80 ? c - 0x100 : c;
+    high += c >>> 7;
   }
+  for (let i = 156; i < BLOCK; i++) {
+    const c = b[i]!;
+    unsigned += c;
+    high += c >>> 7;
+  }
+  const signed = unsigned - 0x100 * high;
   // octal only, as GNU tar reads this field
   let i = b[148] === 0 ? 149 : 148;
   while (i < 156 && isSpace(b[i]!)) i++;
