@@ -143,10 +143,12 @@ export class ZstdFrames {
         this.lastBlock = false;
         return rest > 0 ? this.want("header", rest) : this.want("block", 3);
       }
-      case "header":
+      case "header": {
+        // the content size comes last in the header, when there is one
         const field = b.subarray(this.need - this.sizeBytes, this.need);
-        this.contentSize = this.sizeBytes > 0 ? contentSizeOf(field) : undefined;
+        this.contentSize = field.length > 0 ? contentSizeOf(field) : undefined;
         return this.want("block", 3);
+      }
       case "block": {
         const h = b[0]! | (b[1]! << 8) | (b[2]! << 16);
         const type = (h >> 1) & 0x03;

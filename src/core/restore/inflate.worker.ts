@@ -8,6 +8,7 @@
 import { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { openLibzstd, type Libzstd } from "../archive/libzstd.ts";
+import { errorMessage } from "../common/errors.ts";
 import { decompressor, INFLATED_PIECE, readFd, ZstdFrames } from "./inflate.ts";
 import type { InflateReply, InflateRequest, ZstdFrame } from "./inflate.ts";
 
@@ -27,6 +28,10 @@ function reply(m: InflateReply, transfer: ArrayBuffer[] = []): void {
 
 /** A frame is decompressed whole by libzstd when it says it holds at most this; a larger one goes to the stream. */
 const WHOLE_FRAME = 4 << 20;
+
+function whole(f: ZstdFrame): f is ZstdFrame & { contentSize: number } {
+  return f.contentSize !== undefined && f.contentSize <= WHOLE_FRAME;
+}
 
 async function run(fd: number, compression: "gzip" | "zstd"): Promise<void> {
   let size = 0;
@@ -58,7 +63,7 @@ async function run(fd: number, compression: "gzip" | "zstd"): Promise<void> {
           continue;
         }
         // whole frames here; what is left once a frame is too large for that goes to the stream
-        const rest = await byFrame.take(chunk, size - chunk.length).catch((e: unknown) => {
+        const rest = await byFrame.take(chunk).catch((e: unknown) => {
           where ??= "decode";
           throw e;
         });
@@ -93,7 +98,7 @@ async function run(fd: number, compression: "gzip" | "zstd"): Promise<void> {
 class FrameByFrame {
   streaming = false;
   private readonly known: ZstdFrame[] = [];
-  /** Bytes read, not yet decompressed: `buf` up to `held`, from byte `heldAt` of the file (where a frame starts). */
+  /** Bytes taken, not yet decompressed: `buf` up to `held`, from byte `heldAt` of the file (where a frame starts). */
   private buf = Buffer.allocUnsafeSlow(2 << 20);
   private held = 0;
   private heldAt = 0;
@@ -111,26 +116,24 @@ class FrameByFrame {
   }
 
   /**
-   * The next bytes of the file (from byte `at`): its whole frames decompressed and written on;
-   * once streaming, what the stream decompressor must take from here.
+   * The next bytes of the file, every one from its start: its whole frames decompressed and
+   * written on; once streaming, what the stream decompressor must take from here.
    */
-  async take(chunk: Buffer, at: number): Promise<Buffer | undefined> {
-    if (this.held === 0) this.heldAt = at;
+  async take(chunk: Buffer): Promise<Buffer | undefined> {
     this.hold(chunk);
-    let used = 0;
-    for (let f = this.known[0]; f && f.end <= this.heldAt + this.held; f = this.known[0]) {
-      if (f.contentSize === undefined || f.contentSize > WHOLE_FRAME) break;
+    let done = this.heldAt;
+    let f = this.known[0];
+    for (; f && whole(f) && f.end <= this.heldAt + this.held; f = this.known[0]) {
       this.known.shift();
-      await this.decompress(this.buf.subarray(f.start - this.heldAt, f.end - this.heldAt), f.contentSize);
-      used = f.end - this.heldAt;
+      await this.decompress(f);
+      done = f.end;
     }
-    this.buf.copyWithin(0, used, this.held);
-    this.held -= used;
-    this.heldAt += used;
-    const next = this.known[0];
-    const tooLarge = next !== undefined && (next.contentSize === undefined || next.contentSize > WHOLE_FRAME);
-    // a frame far larger than any whole one (or not a frame at all: the walk says so first)
-    return tooLarge || this.held > 2 * WHOLE_FRAME ? this.toStream() : undefined;
+    // what was decompressed let go at once: `buf` starts where the next frame does
+    this.buf.copyWithin(0, done - this.heldAt, this.held);
+    this.held -= done - this.heldAt;
+    this.heldAt = done;
+    // a frame that does not say it is small, or far larger than any whole one without its end
+    return (f && !whole(f)) || this.held > 2 * WHOLE_FRAME ? this.toStream() : undefined;
   }
 
   private hold(chunk: Buffer): void {
@@ -143,18 +146,25 @@ class FrameByFrame {
     this.held += chunk.length;
   }
 
+  /** What is held, for the stream decompressor; nothing is held here again. */
   toStream(): Buffer {
     this.streaming = true;
-    const rest = Buffer.from(this.buf.subarray(0, this.held));
-    this.held = 0;
-    return rest;
+    return this.buf.subarray(0, this.held);
   }
 
-  private async decompress(frame: Buffer, contentSize: number): Promise<void> {
+  /** The frame `f`, held whole, decompressed and written on. */
+  private async decompress(f: ZstdFrame & { contentSize: number }): Promise<void> {
     // one byte of room more than the frame says: a frame that holds more fails, not cut short
-    if (this.out.byteLength < contentSize + 1) this.out = new ArrayBuffer(contentSize + 1);
-    const n = this.z.decompress(frame, this.out);
-    if (n !== contentSize) throw new Error(`a zstd frame holds ${n} bytes where its header says ${contentSize}`);
+    if (this.out.byteLength < f.contentSize + 1) this.out = new ArrayBuffer(f.contentSize + 1);
+    let n: number;
+    try {
+      n = this.z.decompress(this.buf.subarray(f.start - this.heldAt, f.end - this.heldAt), this.out);
+    } catch (e) {
+      throw new Error(`the zstd frame at byte ${f.start} does not decode: ${errorMessage(e)}`);
+    }
+    if (n !== f.contentSize) {
+      throw new Error(`the zstd frame at byte ${f.start} holds ${n} bytes, its header says ${f.contentSize}`);
+    }
     // in pieces of the size the pool's buffers have
     for (let at = 0; at < n; at += INFLATED_PIECE) {
       const piece = Buffer.from(this.out, at, Math.min(INFLATED_PIECE, n - at));

@@ -230,7 +230,7 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
   let stopWorker: (() => Promise<void>) | undefined;
   let pool: PiecePool | undefined;
   let alongside: Promise<number | undefined> | undefined;
-  let hashFailure: Error | undefined;
+  let hashFailure: ArchiveDamage | undefined;
   if (opts.worker && fd !== undefined && compression !== "none" && parser) {
     const { tar, free, stop } = inflatedByWorker(fd, compression, {
       size: (n) => {
@@ -244,7 +244,12 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
     stopWorker = stop;
     input = [tar];
     // hashing is the other half of the work of a check: this thread does it while the worker decompresses
-    alongside = hashing ? hashAlongside(fd, md5, sha256, opts.signal, (e) => tar.destroy(hashFailure = e)) : undefined;
+    const unreadable = (at: number, e: unknown) => {
+      const why = `the file cannot be read at byte ${at}: ${errorMessage(e)}`;
+      hashFailure = new ArchiveDamage(why, "damaged", at, parser.offset);
+      tar.destroy(hashFailure);
+    };
+    alongside = hashing ? hashAlongside(fd, md5, sha256, opts.signal, unreadable) : undefined;
   } else {
     const inflate = decompressor(compression);
     inflate?.on("error", (e) => failed("decode", e));
@@ -270,16 +275,19 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
     if (opts.signal?.aborted) throw e;
     const damage = await describeFailure(first?.error ?? e, first?.where, { fd, compression, parser, readAt: fd === undefined ? size : readAt, size, tarBytes });
     if (!(damage instanceof ArchiveDamage)) throw damage;
-    damage.digests = fd === undefined || !hashing ? undefined : await digestsAfter(fd, md5, sha256, alongside, size);
+    // hashed alongside, the file is hashed to its end (or failed to read): only the rest of one hashed here
+    const from = alongside ? await alongside : size;
+    damage.digests = fd === undefined || !hashing || from === undefined ? undefined : hashRest(fd, md5, sha256, from);
     throw damage;
   } finally {
     await stopWorker?.();
   }
   const hashed = alongside ? await alongside : size;
   opts.signal?.throwIfAborted();
+  if (hashFailure) throw hashFailure;
   if (hashed !== size) {
-    const grew = `the file changed while it was being read: ${hashed} bytes were hashed, ${size} decompressed`;
-    throw new ArchiveDamage(hashFailure?.message ?? grew, "damaged", hashed ?? size, tarBytes);
+    const why = `the file changed while it was being read: ${hashed} bytes were hashed, ${size} decompressed`;
+    throw new ArchiveDamage(why, "damaged", hashed, tarBytes);
   }
   // the zstd decompressor ends without a word when its input stops within a frame
   const cut = frames?.end() ?? cutSeenByWorker;
@@ -330,10 +338,14 @@ async function describeFailure(e: unknown, where: "read" | "decode" | "frame" | 
 /**
  * The file hashed on this thread while a worker decompresses it: a piece at a time, letting
  * the worker's pieces in between. Resolves to the bytes hashed (the whole file unless
- * aborted), or undefined when a read failed (`failed` is told, to end the pass).
+ * aborted), or undefined when a read failed (`unreadable` is told where, to end the pass).
  */
 async function hashAlongside(
-  fd: number, md5: Bun.CryptoHasher, sha256: Bun.CryptoHasher, signal: AbortSignal | undefined, failed: (e: Error) => void,
+  fd: number,
+  md5: Bun.CryptoHasher,
+  sha256: Bun.CryptoHasher,
+  signal: AbortSignal | undefined,
+  unreadable: (at: number, e: unknown) => void,
 ): Promise<number | undefined> {
   let at = 0;
   try {
@@ -346,22 +358,9 @@ async function hashAlongside(
     }
     return at;
   } catch (e) {
-    failed(new Error(`the file cannot be read at byte ${at} to hash it: ${errorMessage(e)}`));
+    unreadable(at, e);
     return undefined;
   }
-}
-
-/** The whole file's digests after a pass failed: hashed alongside to its end, or the rest hashed now. */
-async function digestsAfter(
-  fd: number,
-  md5: Bun.CryptoHasher,
-  sha256: Bun.CryptoHasher,
-  alongside: Promise<number | undefined> | undefined,
-  size: number,
-): Promise<ArchiveDamage["digests"]> {
-  if (!alongside) return hashRest(fd, md5, sha256, size);
-  const hashed = await alongside;
-  return hashed === undefined ? undefined : hashRest(fd, md5, sha256, hashed);
 }
 
 /** The rest of the file into the hashes, after a pass stopped: the whole file's digests, or undefined when it cannot be read. */
