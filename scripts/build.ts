@@ -34,6 +34,7 @@ export const ENTRYPOINTS: readonly string[] = [
   "src/core/archive/sink.worker.ts",
   "src/core/transfer/follow.worker.ts",
   "src/core/restore/inflate.worker.ts",
+  "src/core/restore/writers.worker.ts",
 ];
 
 export interface Target {

@@ -26,8 +26,15 @@ export class DirCursor {
   /**
    * @param modeFor the mode a missing directory is made with, by its key ("a/b"); the caller
    *   sets the modes of the directories the archive holds at the end
+   * @param release closes the descriptor of a directory (by its key) the walk leaves: where
+   *   another thread may still use it, that thread does, after its last use
    */
-  constructor(private readonly at: At, private readonly rootFd: number, private readonly modeFor: (key: string) => number) {}
+  constructor(
+    private readonly at: At,
+    private readonly rootFd: number,
+    private readonly modeFor: (key: string) => number,
+    private readonly release: (key: string, fd: number) => void = (_k, fd) => at.close(fd),
+  ) {}
 
   /**
    * The directory made of the first `count` of `parts` (the target itself for 0). With
@@ -92,11 +99,11 @@ export class DirCursor {
   private truncate(n: number): void {
     while (this.names.length > n) {
       const fd = this.fds.pop()!;
-      this.names.pop();
       if (fd >= 0) {
-        this.at.close(fd);
+        this.release(this.names.join("/"), fd);
         this.open--;
       }
+      this.names.pop();
     }
   }
 
@@ -105,7 +112,7 @@ export class DirCursor {
     if (this.open <= MAX_OPEN + this.fds.length / RUNG) return;
     for (let i = 0; i < this.fds.length - MAX_OPEN; i++) {
       if (this.fds[i]! < 0 || i % RUNG === RUNG - 1) continue;
-      this.at.close(this.fds[i]!);
+      this.release(this.names.slice(0, i + 1).join("/"), this.fds[i]!);
       this.fds[i] = -1;
       this.open--;
     }

@@ -1,10 +1,12 @@
 /**
  * The write pass of a restore: the entries the plan chose, made on disk as they stream by,
- * through descriptors only (cursor.ts, at.ts). Per file: one openat on the parent held open
- * (O_CREAT|O_EXCL|O_NOFOLLOW), its content written, then its owner, mode and time set on the
- * open file. Symbolic links wait for the end (links()), then are checked again on the disk as
- * it is; directories' modes and times come last of all (finishDirs()), deepest first, each on
- * the directory's own descriptor.
+ * through descriptors only (cursor.ts, at.ts). This thread walks the directories, holding each
+ * open, and makes them; regular files are made on writer threads (writers.ts, file-maker.ts):
+ * per file, one openat on the parent held open (O_CREAT|O_EXCL|O_NOFOLLOW), its content
+ * written, then its owner, mode and time set on the open file. Symbolic links wait for the end
+ * (links()), once every file is made, then are checked again on the disk as it is;
+ * directories' modes and times come last of all (finishDirs()), deepest first, each on the
+ * directory's own descriptor.
  *
  * A name the archive gives two kinds (a file and a directory, a directory and a link, …) is
  * made as neither, and nothing below it is made. A full file system stops the restore at once
@@ -15,11 +17,10 @@ import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import type { TarListing } from "../archive/tar.ts";
 import type { At } from "./at.ts";
 import { DirCursor } from "./cursor.ts";
+import { createAnew, isFull, type EntryNote } from "./file-maker.ts";
+import { FileWriters } from "./writers.ts";
 
-export interface EntryNote {
-  name: string;
-  why: string;
-}
+export type { EntryNote } from "./file-maker.ts";
 
 /** A selected symbolic link, made after everything else. */
 export interface LinkToMake {
@@ -68,16 +69,10 @@ export function keyOf(parts: readonly string[], n = parts.length): string {
   return parts.slice(0, n).join("/");
 }
 
-interface OpenFile {
-  fd: number;
-  parentFd: number;
-  name: string;
-  left: number;
+/** The file whose content comes now (its writer makes it). */
+interface FileComing {
   key: string;
-  l: TarListing;
-  /** Sparse: the piece being written and how much of it is done. */
-  piece: number;
-  done: number;
+  left: number;
 }
 
 export class Extractor {
@@ -89,7 +84,10 @@ export class Extractor {
   restored = 0;
   bytes = 0;
   private ordinal = 0;
-  private file: OpenFile | undefined;
+  private file: FileComing | undefined;
+  private readonly writers = new FileWriters();
+  /** Where the file system was found full first, by this thread or a writer. */
+  private fullAt: { key: string; code: string } | undefined;
   private readonly asRoot = process.getuid?.() === 0;
   private readonly cursor: DirCursor;
   /** For hard links: their targets' directories, apart from the one being written into. */
@@ -98,23 +96,42 @@ export class Extractor {
   private readonly clashMemo = new Map<string, boolean>();
 
   constructor(private readonly at: At, private readonly rootFd: number, private readonly root: string, private readonly plan: PlanView) {
-    this.cursor = new DirCursor(at, rootFd, (k) => plan.dirMode(k));
+    // a directory a writer may still make files in is closed by that writer, after them
+    const release = (key: string, fd: number) => (this.writers.done ? at.close(fd) : this.writers.closeDir(key, fd));
+    this.cursor = new DirCursor(at, rootFd, (k) => plan.dirMode(k), release);
     this.targets = new DirCursor(at, rootFd, (k) => plan.dirMode(k));
   }
 
+  /** After settle(); else (an error on the way) the writers are stopped where they are. */
   close(): void {
-    if (this.file) this.abandon(this.file);
+    if (!this.writers.done) void this.writers.stop();
     this.cursor.close();
     this.targets.close();
   }
 
-  entry(l: TarListing): void {
-    if (this.file) {
-      // content comes whole before the next entry; should it not, the file is not left half made
-      const f = this.file;
-      this.abandon(f);
-      this.fail(f.key, new Error("its content ended early"));
+  /**
+   * Every file sent to the writers made: what they made and what failed counted in. A full
+   * file system, found here or by a writer, ends it as RESTORE_NO_SPACE.
+   */
+  async settle(): Promise<void> {
+    if (!this.writers.done) {
+      this.abandonComing();
+      for (const r of await this.writers.finish()) {
+        this.restored += r.restored;
+        this.bytes += r.bytes;
+        this.failed.push(...r.failed);
+        if (r.full) this.fullAt ??= r.full;
+      }
     }
+    if (this.fullAt) throw this.noSpace();
+  }
+
+  entry(l: TarListing): void {
+    // a writer found the file system full: nothing after is tried (settle() says where)
+    if (this.writers.full) throw new ShootError("RESTORE_NO_SPACE", `the file system of ${this.root} is full`);
+    const f = this.file;
+    // content comes whole before the next entry; should it not, the file is not left half made
+    if (this.abandonComing()) this.fail(f!.key, new Error("its content ended early"));
     const ordinal = this.ordinal++;
     if (!this.plan.chosen(ordinal, l) || l.type === "symlink") return;
     const s = splitEntryName(l.name);
@@ -134,16 +151,17 @@ export class Extractor {
   data(piece: Uint8Array): void {
     const f = this.file;
     if (!f) return;
-    try {
-      if (f.l.sparse) this.writeSparse(f, piece);
-      else for (let at = 0; at < piece.length;) at += fs.writeSync(f.fd, piece, at, piece.length - at);
-      f.left -= piece.length;
-      if (f.left === 0) this.closeFile();
-    } catch (e) {
-      this.abandon(f);
-      this.stopWhenFull(e, f.key);
-      this.fail(f.key, e);
-    }
+    this.writers.data(piece);
+    f.left -= piece.length;
+    if (f.left <= 0) this.file = undefined;
+  }
+
+  /** The file whose content was coming removed (it ended early); false when there was none. */
+  private abandonComing(): boolean {
+    if (!this.file) return false;
+    this.writers.abandon();
+    this.file = undefined;
+    return true;
   }
 
   private makeDir(parts: string[]): void {
@@ -165,32 +183,16 @@ export class Extractor {
   }
 
   private openFile(parts: string[], key: string, l: TarListing): void {
-    const parentFd = this.cursor.dir(parts, parts.length - 1, true);
-    const name = parts.at(-1)!;
-    const fd = this.create(parentFd, name, () => this.at.createFile(parentFd, name, 0o600));
+    const dirFd = this.cursor.dir(parts, parts.length - 1, true);
     const stored = l.sparse ? l.sparse.reduce((n, p) => n + p.length, 0) : l.size;
-    this.file = { fd, parentFd, name, left: stored, key, l, piece: 0, done: 0 };
-    if (stored === 0) this.closeFile();
-  }
-
-  /** The next bytes of a sparse file's pieces, each at its offset. */
-  private writeSparse(f: OpenFile, piece: Uint8Array): void {
-    const pieces = f.l.sparse!;
-    let at = 0;
-    while (at < piece.length) {
-      while (f.piece < pieces.length && f.done === pieces[f.piece]!.length) {
-        f.piece++;
-        f.done = 0;
-      }
-      const p = pieces[f.piece]!;
-      const n = Math.min(p.length - f.done, piece.length - at);
-      const w = fs.writeSync(f.fd, piece, at, n, p.offset + f.done);
-      f.done += w;
-      at += w;
-    }
+    const { mode, uid, gid, mtimeNs, size, sparse } = l;
+    this.writers.open(keyOf(parts, parts.length - 1), { dirFd, key, mode, uid, gid, mtimeNs, size, stored, sparse });
+    if (stored > 0) this.file = { key, left: stored };
   }
 
   private makeHardLink(parts: string[], l: TarListing): void {
+    // its target is made by a writer, and may be the name of a file a writer makes after
+    this.writers.drain();
     const t = splitEntryName(l.linkTarget ?? "");
     if ("why" in t || t.parts.length === 0) throw new Error(`its target ${JSON.stringify(l.linkTarget)} cannot be linked to`);
     const tParent = this.targets.dir(t.parts, t.parts.length - 1, false);
@@ -204,57 +206,21 @@ export class Extractor {
     this.restored++;
   }
 
-  /**
-   * `make` a new file or link: tried first as it is (nearly always nothing is there), and once
-   * more after removing what was (the plan found nothing there, or force allows replacing it;
-   * an earlier entry of the same name is replaced, as tar does). A directory is never removed.
-   */
   private create<T>(dirFd: number, name: string, make: () => T): T {
-    try {
-      return make();
-    } catch (e) {
-      if (errnoCode(e) !== "EEXIST") throw e;
-    }
-    if (this.at.kind(dirFd, name) === "dir") throw new Error("a directory of that name is in the way");
-    this.at.unlink(dirFd, name);
-    return make();
-  }
-
-  private closeFile(): void {
-    const f = this.file!;
-    this.file = undefined;
-    try {
-      if (f.l.sparse) fs.ftruncateSync(f.fd, f.l.size);
-      // the owner first: changing it clears set-user-ID and set-group-ID bits the mode sets
-      if (this.asRoot) fs.fchownSync(f.fd, f.l.uid, f.l.gid);
-      fs.fchmodSync(f.fd, f.l.mode);
-      this.at.futimes(f.fd, f.l.mtimeNs);
-      this.restored++;
-      this.bytes += f.l.size;
-    } catch (e) {
-      this.stopWhenFull(e, f.key);
-      this.fail(f.key, e, "setting owner, mode and time");
-    } finally {
-      this.at.close(f.fd);
-    }
-  }
-
-  /** Close and remove a file whose content did not all arrive: a part of a file is never left as if it were one. */
-  private abandon(f: OpenFile): void {
-    this.file = undefined;
-    this.at.close(f.fd);
-    try {
-      this.at.unlink(f.parentFd, f.name);
-    } catch {
-      // gone already
-    }
+    return createAnew(this.at, dirFd, name, make);
   }
 
   /** A full file system ends the restore here (as a ShootError, which ends the read). */
   private stopWhenFull(e: unknown, key: string): void {
-    const c = errnoCode(e);
-    if (c !== "ENOSPC" && c !== "EDQUOT") return;
-    throw new ShootError("RESTORE_NO_SPACE", `the file system of ${this.root} is full (${c}) at /${key}, after ${this.restored} entries: the restore stopped there; ${key} was removed`);
+    const code = isFull(e);
+    if (code === undefined) return;
+    this.fullAt ??= { key, code };
+    throw this.noSpace();
+  }
+
+  private noSpace(): ShootError {
+    const { key, code } = this.fullAt!;
+    return new ShootError("RESTORE_NO_SPACE", `the file system of ${this.root} is full (${code}) at /${key}, after ${this.restored} entries: the restore stopped there; ${key} was removed`);
   }
 
   /** Symbolic links, now that everything else is in place; each checked against the disk as it is, before and after all are made. */

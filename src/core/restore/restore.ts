@@ -764,8 +764,11 @@ async function extract(
       worker,
     };
     const third = await readPass(fd, "restoring", opts, a.bytes, writing);
+    await x.settle();
     if (!unchanged.by(third)) x.failed.push({ name: a.file, why: "the archive changed while it was being restored" });
-  } catch (e) {
+  } catch (thrown) {
+    // what the writers were sent is made first; a full file system one of them found says where
+    const e = await x.settle().then(() => thrown, (full: unknown) => full);
     if (e instanceof ShootError && e.code === code("RESTORE_NO_SPACE")) return { name: "RESTORE_NO_SPACE", message: e.message };
     if (!(e instanceof ArchiveDamage) && !(e instanceof ShootError)) throw e;
     return { name: "RESTORE_FAILED", message: `restoring ${a.file} failed part way: ${errorMessage(e)}; what was written so far stays` };
