@@ -51,7 +51,7 @@ function openHead(pieces: number): number {
 export class BatchWriter {
   used = 0;
   private view: DataView;
-  constructor(public buf: Uint8Array<ArrayBuffer>) {
+  constructor(public buf: Uint8Array<ArrayBufferLike>) {
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   }
 
@@ -60,7 +60,7 @@ export class BatchWriter {
   }
 
   /** Start again in `buf` (the last one was sent). */
-  reset(buf: Uint8Array<ArrayBuffer>): void {
+  reset(buf: Uint8Array<ArrayBufferLike>): void {
     this.buf = buf;
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     this.used = 0;

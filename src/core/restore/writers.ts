@@ -8,8 +8,10 @@
  * descriptor: a writer never uses a descriptor after it closed it, and never one the main
  * thread closed (the main thread closes none it gave a writer). Whatever else the main thread
  * makes on the disk (a hard link, which needs its target made) waits until every writer has
- * caught up (`drain`). The main thread waits, too, while a writer has MAX_BATCHES not done:
- * memory holds about a MiB of content at most.
+ * caught up (`drain`). The main thread waits, too, while a writer has MAX_BATCHES not done.
+ * Each writer's batches are filled in turn in a ring of MAX_BATCHES + 1 buffers both threads
+ * share: the one filled next was sent so long ago that its writer is done with it. Memory
+ * holds those buffers and no more, however much the restore writes.
  */
 import os from "node:os";
 import { fnv1a } from "../common/text.ts";
@@ -22,22 +24,26 @@ const BATCH_BYTES = 256 << 10;
 /** Batches sent to one writer and not yet done before the main thread waits. */
 const MAX_BATCHES = 3;
 
+/** Files sent between two full collections of the main thread's memory. */
+const COLLECT_EVERY = 32_768;
+
 /** What the main thread sends a writer. */
 export type WriterRequest =
   | { start: SharedArrayBuffer; stopped: SharedArrayBuffer }
-  | { batch: ArrayBuffer; len: number }
+  | { batch: SharedArrayBuffer; len: number }
   | { finish: true };
 
-/** What a writer sends back: a batch's buffer to fill again, its report, or why it failed. */
-export type WriterReply = { free: ArrayBuffer } | { report: WriterReport } | { error: string };
+/** What a writer sends back: its report, or why it failed. */
+export type WriterReply = { report: WriterReport } | { error: string };
 
 interface Lane {
   worker: Worker;
   /** [0]: batches sent and not yet done. */
   pending: Int32Array;
   batch: BatchWriter;
-  /** Buffers given back, to fill again. */
-  pool: ArrayBuffer[];
+  /** The shared buffers batches are filled in, in turn, and the one being filled. */
+  ring: SharedArrayBuffer[];
+  slot: number;
 }
 
 export class FileWriters {
@@ -47,6 +53,7 @@ export class FileWriters {
   /** The writer of the file whose content comes now. */
   private current: Lane | undefined;
   private finished = false;
+  private opened = 0;
 
   constructor(count = Math.min(2, os.availableParallelism())) {
     this.lanes = Array.from({ length: Math.max(1, count) }, () => this.startLane());
@@ -55,10 +62,8 @@ export class FileWriters {
   private startLane(): Lane {
     const worker = startWorkerFile("./core/restore/writers.worker.ts", new URL("./writers.worker.ts", import.meta.url));
     const pending = new Int32Array(new SharedArrayBuffer(4));
-    const lane: Lane = { worker, pending, batch: new BatchWriter(new Uint8Array(BATCH_BYTES)), pool: [] };
-    worker.addEventListener("message", (ev: MessageEvent<WriterReply>) => {
-      if ("free" in ev.data) lane.pool.push(ev.data.free);
-    });
+    const ring = Array.from({ length: MAX_BATCHES + 1 }, () => new SharedArrayBuffer(BATCH_BYTES));
+    const lane: Lane = { worker, pending, batch: new BatchWriter(new Uint8Array(ring[0]!)), ring, slot: 0 };
     const start = pending.buffer as SharedArrayBuffer;
     worker.postMessage({ start, stopped: this.stopped.buffer as SharedArrayBuffer } satisfies WriterRequest);
     return lane;
@@ -76,6 +81,9 @@ export class FileWriters {
 
   /** A file to make in the directory `dirKey` ("" for the target), its content to follow through `data`. */
   open(dirKey: string, f: FileToMake): void {
+    // the main thread waits on the writers, not in its event loop, and its collector fell
+    // behind: what reading many small files leaves is collected every so many files
+    if (++this.opened % COLLECT_EVERY === 0) Bun.gc(true);
     const lane = this.laneOf(dirKey);
     this.current = lane;
     this.roomFor(lane, BatchWriter.openBytes(f));
@@ -144,15 +152,18 @@ export class FileWriters {
     if (lane.batch.room < n) this.send(lane, n);
   }
 
-  /** Send the lane's batch; the next one has room for at least `n` bytes. */
+  /**
+   * Send the lane's batch, and start the next in the ring's next buffer, made larger when it
+   * has not room for `n` bytes. At most MAX_BATCHES are not done once this is sent: the next
+   * buffer, sent MAX_BATCHES + 1 batches ago, is done with.
+   */
   private send(lane: Lane, n = 0): void {
     waitBelow(lane, MAX_BATCHES);
-    const { buf, used } = lane.batch;
     Atomics.add(lane.pending, 0, 1);
-    lane.worker.postMessage({ batch: buf.buffer, len: used } satisfies WriterRequest, [buf.buffer]);
-    const again = lane.pool.pop();
-    const fits = again && again.byteLength >= n;
-    lane.batch.reset(new Uint8Array(fits ? again : new ArrayBuffer(Math.max(n, BATCH_BYTES))));
+    lane.worker.postMessage({ batch: lane.ring[lane.slot]!, len: lane.batch.used } satisfies WriterRequest);
+    lane.slot = (lane.slot + 1) % lane.ring.length;
+    if (lane.ring[lane.slot]!.byteLength < n) lane.ring[lane.slot] = new SharedArrayBuffer(n);
+    lane.batch.reset(new Uint8Array(lane.ring[lane.slot]!));
   }
 }
 

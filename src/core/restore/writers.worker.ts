@@ -17,8 +17,16 @@ let pending: Int32Array | undefined;
 /** The first thing that went wrong outside a file's own making (a bug, or the C library missing). */
 let broken: string | undefined;
 
-function reply(m: WriterReply, transfer: ArrayBuffer[] = []): void {
-  self.postMessage(m, transfer);
+/** The batch copied out of the shared buffer into this thread's own, read again and again. */
+let own = new Uint8Array(0);
+function ownCopy(shared: Uint8Array): Uint8Array {
+  if (own.length < shared.length) own = new Uint8Array(shared.length);
+  own.set(shared);
+  return own.subarray(0, shared.length);
+}
+
+function reply(m: WriterReply): void {
+  self.postMessage(m);
 }
 
 self.onmessage = (ev: MessageEvent<WriterRequest>) => {
@@ -34,11 +42,10 @@ self.onmessage = (ev: MessageEvent<WriterRequest>) => {
   }
   if ("batch" in m) {
     try {
-      if (!broken) readBatch(new Uint8Array(m.batch, 0, m.len), maker!);
+      if (!broken) readBatch(ownCopy(new Uint8Array(m.batch, 0, m.len)), maker!);
     } catch (e) {
       broken ??= errorMessage(e);
     } finally {
-      reply({ free: m.batch }, [m.batch]);
       Atomics.sub(pending!, 0, 1);
       Atomics.notify(pending!, 0);
     }
