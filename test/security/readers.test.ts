@@ -90,6 +90,18 @@ test("a restore that does not fit the target's free space is refused before anyt
   expect(fs.readdirSync(m.dir)).toEqual([]);
 }, 60_000);
 
+/** Progress for a restore that fills the mount as the write pass starts, leaving `leave` bytes free. */
+function fillWhenWriting(m: Mount, leave: number): (label: string) => Progress {
+  const quiet: Progress = { update() {}, finish() {} } as unknown as Progress;
+  return (label) => {
+    if (label === "restoring") {
+      const free = fs.statfsSync(m.dir).bavail * fs.statfsSync(m.dir).bsize;
+      fs.writeFileSync(path.join(m.dir, "filler"), new Uint8Array(free - leave));
+    }
+    return quiet;
+  };
+}
+
 test("a target that fills up while the restore writes: it stops there with RESTORE_NO_SPACE, the file it was writing removed, nothing after it tried", async () => {
   const m = mountTmpfs("4m");
   mounts.push(m);
@@ -98,19 +110,41 @@ test("a target that fills up while the restore writes: it stops there with RESTO
   const held = describeArchive(file, "file", "")!;
   const to = path.join(m.dir, "t");
   // the archive fits when it is checked; just before the writing starts, something else takes the space
-  const quiet: Progress = { update() {}, finish() {} } as unknown as Progress;
-  const progressFor = (label: string) => {
-    if (label === "restoring") {
-      const free = fs.statfsSync(m.dir).bavail * fs.statfsSync(m.dir).bsize;
-      fs.writeFileSync(path.join(m.dir, "filler"), new Uint8Array(free - 256 * 1024));
-    }
-    return quiet;
-  };
-  const r = await runRestore(held, { to, progressFor });
+  const r = await runRestore(held, { to, progressFor: fillWhenWriting(m, 256 * 1024) });
   expect(r.code).toBe(98);
   expect(r.message).toMatch(/is full \(ENOSPC\) at \/big, after 1 entries: the restore stopped there; big was removed/);
   expect(fs.readdirSync(to).sort()).toEqual(["first"]);
   expect(r.failed).toEqual([]);
+}, 60_000);
+
+test("a target that fills up while two writer threads make files in 20 directories: every writer stops, no file is left part written", async () => {
+  const m = mountTmpfs("8m");
+  mounts.push(m);
+  const content = (d: number, f: number) => new Uint8Array(64 * 1024).fill(d * 8 + f + 1);
+  const entries = Array.from({ length: 20 }, (_, d) => [B.dir(`d${d}`), ...Array.from({ length: 5 }, (_, f) => B.file(`d${d}/f${f}`, content(d, f)))]).flat();
+  const file = write("fills-many.tar", B.tar(...entries));
+  const held = describeArchive(file, "file", "")!;
+  const to = path.join(m.dir, "t");
+  const r = await runRestore(held, { to, progressFor: fillWhenWriting(m, 1024 * 1024) });
+  expect(r.code).toBe(98);
+  const at = /is full \(ENOSPC\) at \/(d\d+\/f\d), after (\d+) entries: the restore stopped there; \1 was removed/.exec(r.message);
+  expect(at).not.toBeNull();
+  expect(r.failed).toEqual([]);
+  // what is on the disk is whole: each file as the archive holds it, the one named not there
+  let files = 0;
+  for (let d = 0; d < 20; d++) {
+    for (let f = 0; f < 5; f++) {
+      const p = path.join(to, `d${d}`, `f${f}`);
+      if (!fs.existsSync(p)) continue;
+      files++;
+      expect(fs.readFileSync(p).equals(Buffer.from(content(d, f)))).toBe(true);
+    }
+  }
+  expect(fs.existsSync(path.join(to, at![1]!))).toBe(false);
+  expect(files).toBeGreaterThan(0);
+  expect(files).toBeLessThan(100);
+  // the count names every entry made: the files on the disk and the directories made before the stop
+  expect(Number(at![2])).toBeGreaterThanOrEqual(files);
 }, 60_000);
 
 /**

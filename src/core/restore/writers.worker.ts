@@ -17,14 +17,6 @@ let pending: Int32Array | undefined;
 /** The first thing that went wrong outside a file's own making (a bug, or the C library missing). */
 let broken: string | undefined;
 
-/** The batch copied out of the shared buffer into this thread's own, read again and again. */
-let own = new Uint8Array(0);
-function ownCopy(shared: Uint8Array): Uint8Array {
-  if (own.length < shared.length) own = new Uint8Array(shared.length);
-  own.set(shared);
-  return own.subarray(0, shared.length);
-}
-
 function reply(m: WriterReply): void {
   self.postMessage(m);
 }
@@ -42,7 +34,7 @@ self.onmessage = (ev: MessageEvent<WriterRequest>) => {
   }
   if ("batch" in m) {
     try {
-      if (!broken) readBatch(ownCopy(new Uint8Array(m.batch, 0, m.len)), maker!);
+      if (!broken) readBatch(new Uint8Array(m.batch, 0, m.len), maker!);
     } catch (e) {
       broken ??= errorMessage(e);
     } finally {
@@ -51,5 +43,9 @@ self.onmessage = (ev: MessageEvent<WriterRequest>) => {
     }
     return;
   }
-  reply(broken ? { error: broken } : { report: maker!.finish() });
+  try {
+    reply(broken ? { error: broken } : { report: maker!.finish() });
+  } catch (e) {
+    reply({ error: errorMessage(e) });
+  }
 };
