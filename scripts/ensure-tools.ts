@@ -12,6 +12,8 @@ export interface Tool {
   pkg: string;
   /** Where it must be when it is not looked up on PATH. */
   at?: string;
+  /** A shared library (`name` is its soname): a function it holds, looked for by loading it rather than on PATH. */
+  symbol?: string;
 }
 
 export const TOOLS: readonly Tool[] = [
@@ -24,6 +26,8 @@ export const TOOLS: readonly Tool[] = [
   { name: "bsdtar", pkg: "libarchive-tools" },
   { name: "gzip", pkg: "gzip" },
   { name: "zstd", pkg: "zstd" },
+  // gzip members are decompressed whole by it where it is installed; the tests read both ways
+  { name: "libdeflate.so.0", pkg: "libdeflate0", symbol: "libdeflate_alloc_decompressor" },
   { name: "md5sum", pkg: "coreutils" },
   { name: "openssl", pkg: "openssl" },
   // the binary test asks `file` which platform a built executable is for
@@ -69,7 +73,18 @@ export const TOOLS: readonly Tool[] = [
 
 const SBIN = "/usr/sbin:/sbin:/usr/local/sbin";
 
+function loads(soname: string, symbol: string): boolean {
+  try {
+    const { dlopen, FFIType } = require("bun:ffi") as typeof import("bun:ffi");
+    dlopen(soname, { [symbol]: { args: [], returns: FFIType.ptr } }).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function present(t: Tool): boolean {
+  if (t.symbol) return loads(t.name, t.symbol);
   if (t.at) return which(t.at) !== null;
   return (which(t.name) ?? which(t.name, { PATH: SBIN })) !== null;
 }

@@ -18,7 +18,7 @@ export interface Libzstd {
   /** Compress `input` into one zstd frame at the start of `out`; the frame's length. Throws libzstd's error. */
   compress(input: Uint8Array, out: ArrayBuffer, level: number): number;
   /** Decompress the frames in `input` into `out`; the bytes written. Throws libzstd's error (too small an `out` included). */
-  decompress(input: Uint8Array, out: ArrayBuffer): number;
+  decompress(input: Uint8Array, out: ArrayBuffer | Uint8Array): number;
   /** The most bytes a frame of `n` input bytes can take. */
   bound(n: number): number;
 }
