@@ -145,7 +145,9 @@ describe("PostgreSQL", () => {
     await db.sql("shop", "create table big(id int, pad text); insert into big select g, repeat(md5(g::text), 8) from generate_series(1, 400000) g");
     const good = archivesIn(h.backup);
     const run = startShoot(["wrapper", "--config", h.config, "--quiet"]);
-    const tmpGrew = () => fs.readdirSync(h.backup).some((n) => n.startsWith(".shoot-tmp-") && fs.statSync(path.join(h.backup, n), { throwIfNoEntry: false })!.size > 2 << 20);
+    // a temporary file listed may be gone (renamed or removed) by the time it is looked at
+    const sizeOf = (n: string) => fs.statSync(path.join(h.backup, n), { throwIfNoEntry: false })?.size ?? 0;
+    const tmpGrew = () => fs.readdirSync(h.backup).some((n) => n.startsWith(".shoot-tmp-") && sizeOf(n) > 2 << 20);
     const pgDump = await waitFor(() => (tmpGrew() ? descendants(run.pid).find((p) => /(^|\/)pg_dump /.test(cmdline(p))) : undefined), 60_000, 2);
     expect(pgDump).toBeDefined();
     expect(killPid(pgDump!)).toBe(true);
