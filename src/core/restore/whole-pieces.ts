@@ -34,8 +34,10 @@ export abstract class WholePieces {
   /**
    * What was decompressed, up to `filled`, sent on in pieces of INFLATED_PIECE: a piece of the
    * tar stream costs the main thread the same whatever its size, so small ones are gathered.
+   * Less than one such piece is kept between pieces, so that room is left for the largest one
+   * shoot writes (a zstd frame of 512 KiB).
    */
-  protected out = new ArrayBuffer(2 * INFLATED_PIECE);
+  protected out = new ArrayBuffer(4 * INFLATED_PIECE);
   protected filled = 0;
 
   constructor(private readonly sink: Writable) {}
