@@ -357,6 +357,23 @@ describe("reading what GNU tar reads, as it reads it, or refusing by name", () =
     expect([r.entries[2]!.mtimeNs, r.entries[2]!.uid]).toEqual([-100_000_000_000n, 3_000_000]);
   });
 
+  test("header checksums, read four bytes at a time: high bytes in each of the four places of a word, as unsigned or signed sums", () => {
+    for (let lane = 0; lane < 4; lane++) {
+      // 0xff bytes in the prefix field, all in one place of their words
+      const patch = (b: Uint8Array) => {
+        for (let i = 400 + lane; i < 500; i += 4) b[i] = 0xff;
+      };
+      for (const checksum of ["unsigned", "signed"] as const) {
+        const good = B.file("x", "1\n", { patch, checksum });
+        expect(read(B.tar(good)).error).toBeUndefined();
+        // one byte less in the same place: neither sum
+        const bad = Uint8Array.from(good);
+        bad[400 + lane] = 0xfe;
+        expect(read(B.tar(bad)).error?.reason).toMatch(/header checksum mismatch/);
+      }
+    }
+  });
+
   test("what is read but not made: devices, FIFOs, unknown types, 'S' outside an old-GNU archive, names that are not UTF-8", () => {
     const r = read(B.tar(
       B.entry({ name: "c", type: "3" }), B.entry({ name: "p", type: "6" }), B.entry({ name: "z", type: "Z", data: "zz" }),
