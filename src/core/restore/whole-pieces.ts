@@ -82,11 +82,13 @@ export abstract class WholePieces {
         await this.flush(0);
         continue;
       }
-      if (n === "stream" || n === "end") {
+      if (n === "stream") {
         await this.flush(0);
-        if (n === "stream") return this.toStream(done);
+        return this.toStream(done);
+      }
+      if (n === "end") {
+        await this.flush(0);
         this.ended = true;
-        this.held = 0;
         return undefined;
       }
       this.filled += n.wrote;
@@ -129,7 +131,7 @@ export abstract class WholePieces {
       await new Promise<void>((resolve, reject) => this.sink.write(piece, (e) => (e ? reject(e) : resolve())));
       at += n;
     }
-    new Uint8Array(this.out).copyWithin(0, at, this.filled);
+    if (at > 0) new Uint8Array(this.out).copyWithin(0, at, this.filled);
     this.filled -= at;
   }
 }
