@@ -4,6 +4,7 @@
  * names the missing programs and prints the exact command that installs them.
  */
 import { which } from "bun";
+import { firstLibrary } from "../src/core/common/shared-library.ts";
 import { describeResult, spawner } from "../src/io/process.ts";
 
 export interface Tool {
@@ -74,13 +75,15 @@ export const TOOLS: readonly Tool[] = [
 const SBIN = "/usr/sbin:/sbin:/usr/local/sbin";
 
 function loads(soname: string, symbol: string): boolean {
-  try {
-    const { dlopen, FFIType } = require("bun:ffi") as typeof import("bun:ffi");
-    dlopen(soname, { [symbol]: { args: [], returns: FFIType.ptr } }).close();
-    return true;
-  } catch {
-    return false;
-  }
+  const found = firstLibrary(
+    [soname],
+    (T) => ({ [symbol]: { args: [], returns: T.ptr } }),
+    (lib) => {
+      lib.close();
+      return true;
+    },
+  );
+  return found === true;
 }
 
 function present(t: Tool): boolean {

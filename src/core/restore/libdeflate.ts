@@ -9,6 +9,7 @@
  * library (package libdeflate0 on Debian) only means the stream decompressor does all of it.
  */
 import type { Pointer } from "bun:ffi";
+import { firstLibrary } from "../common/shared-library.ts";
 
 /** libdeflate's file name, tried in this order: the Linux soname, then macOS's usual places. */
 export const LIBDEFLATE_NAMES = [
@@ -37,42 +38,29 @@ const SUCCESS = 0;
 const INSUFFICIENT_SPACE = 3;
 
 export function openLibdeflate(names: readonly string[] = LIBDEFLATE_NAMES): Libdeflate | undefined {
-  let ffi: typeof import("bun:ffi");
-  try {
-    ffi = require("bun:ffi");
-  } catch {
-    return undefined;
-  }
-  const T = ffi.FFIType;
-  for (const name of names) {
-    let lib;
-    try {
-      lib = ffi.dlopen(name, {
-        libdeflate_alloc_decompressor: { args: [], returns: T.ptr },
-        libdeflate_gzip_decompress_ex: { args: [T.ptr, T.ptr, T.u64, T.ptr, T.u64, T.ptr, T.ptr], returns: T.i32 },
-      });
-    } catch {
-      continue;
-    }
-    const d = lib.symbols.libdeflate_alloc_decompressor() as Pointer | null;
-    if (!d) {
-      lib.close();
-      continue;
-    }
-    const call = lib.symbols.libdeflate_gzip_decompress_ex;
-    // the two size_t answers: bytes of input taken, bytes of output written
-    const sizes = new BigUint64Array(2);
-    const readAt = ffi.ptr(sizes);
-    const wroteAt = ffi.ptr(sizes, 8);
-    return {
-      gunzipMember(input, out) {
-        if (input.length === 0 || out.byteLength === 0) return "bad";
-        const r = call(d, ffi.ptr(input), input.length, ffi.ptr(out), out.byteLength, readAt, wroteAt) as number;
-        if (r === INSUFFICIENT_SPACE) return "room";
-        if (r !== SUCCESS) return "bad";
-        return { read: Number(sizes[0]), wrote: Number(sizes[1]) };
-      },
-    };
-  }
-  return undefined;
+  return firstLibrary(
+    names,
+    (T) => ({
+      libdeflate_alloc_decompressor: { args: [], returns: T.ptr },
+      libdeflate_gzip_decompress_ex: { args: [T.ptr, T.ptr, T.u64, T.ptr, T.u64, T.ptr, T.ptr], returns: T.i32 },
+    }),
+    (lib, ffi): Libdeflate | undefined => {
+      const d = lib.symbols.libdeflate_alloc_decompressor() as Pointer | null;
+      if (!d) return undefined;
+      const call = lib.symbols.libdeflate_gzip_decompress_ex;
+      // the two size_t answers: bytes of input taken, bytes of output written
+      const sizes = new BigUint64Array(2);
+      const readAt = ffi.ptr(sizes);
+      const wroteAt = ffi.ptr(sizes, 8);
+      return {
+        gunzipMember(input, out) {
+          if (input.length === 0 || out.byteLength === 0) return "bad";
+          const r = call(d, ffi.ptr(input), input.length, ffi.ptr(out), out.byteLength, readAt, wroteAt) as number;
+          if (r === INSUFFICIENT_SPACE) return "room";
+          if (r !== SUCCESS) return "bad";
+          return { read: Number(sizes[0]), wrote: Number(sizes[1]) };
+        },
+      };
+    },
+  );
 }

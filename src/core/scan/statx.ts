@@ -15,6 +15,7 @@
  */
 import fs from "node:fs";
 import os from "node:os";
+import { firstLibrary } from "../common/shared-library.ts";
 
 /** The fields of a stat that the walk uses; `fs.Stats` has them all. */
 export interface StatFields {
@@ -133,23 +134,11 @@ export function openStatx(): DirStatter | undefined {
 
 function load(): DirStatter | null {
   if (process.platform !== "linux" || os.endianness() !== "LE") return null;
-  // required lazily: only the walk needs it, and a runtime without bun:ffi must still run
-  let ffi: typeof import("bun:ffi");
-  try {
-    ffi = require("bun:ffi");
-  } catch {
-    return null;
-  }
-  // glibc's name first, then musl's (which answers to "libc.so")
-  for (const lib of ["libc.so.6", "libc.so"]) {
-    try {
-      const { symbols } = ffi.dlopen(lib, {
-        statx: { args: [ffi.FFIType.i32, ffi.FFIType.ptr, ffi.FFIType.i32, ffi.FFIType.u32, ffi.FFIType.ptr], returns: ffi.FFIType.i32 },
-      });
-      return new DirStatter(symbols.statx as unknown as StatxCall);
-    } catch {
-      // not this library, or no statx in it: try the next, then fall back to lstat
-    }
-  }
-  return null;
+  // glibc's name first, then musl's (which answers to "libc.so"); without statx, lstat serves
+  const found = firstLibrary(
+    ["libc.so.6", "libc.so"],
+    (T) => ({ statx: { args: [T.i32, T.ptr, T.i32, T.u32, T.ptr], returns: T.i32 } }),
+    (lib) => new DirStatter(lib.symbols.statx as unknown as StatxCall),
+  );
+  return found ?? null;
 }
