@@ -6,10 +6,10 @@
  * binary holds this file as an entry point of its own (scripts/build.ts).
  */
 import { Readable, Writable } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import { finished, pipeline } from "node:stream/promises";
 import { decompressor, INFLATED_PIECE, readFd, ZstdFrames } from "./inflate.ts";
 import type { InflateReply, InflateRequest } from "./inflate.ts";
-import { EMPTY_MEMBER, FrameByFrame, MemberByMember } from "./whole-pieces.ts";
+import { FrameByFrame, MemberByMember, type WholePieces } from "./whole-pieces.ts";
 
 declare const self: Worker;
 
@@ -25,58 +25,82 @@ function reply(m: InflateReply, transfer: ArrayBuffer[] = []): void {
   self.postMessage(m, transfer);
 }
 
-async function run(fd: number, compression: "gzip" | "zstd"): Promise<void> {
-  let size = 0;
-  let where: "read" | "frame" | "decode" | undefined;
-  const out = new Writable({
+/**
+ * The file's pieces decompressed whole while they can be: "all" when every one was, else the
+ * bytes the stream decompressor must start from (an empty file goes to it too, which names it).
+ */
+async function wholePieces(
+  byPiece: WholePieces, nextChunk: () => Buffer | undefined, failed: (e: unknown) => never,
+): Promise<Buffer | "all"> {
+  for (let c = nextChunk(); c; c = nextChunk()) {
+    const rest = await byPiece.take(c).catch(failed);
+    if (rest) return rest;
+  }
+  const left = await byPiece.finish().catch(failed);
+  if (left) return left;
+  return byPiece.decoded > 0 ? "all" : Buffer.alloc(0);
+}
+
+/** Where the tar stream goes: to the main thread in pieces, `size` bytes of the file read by then. */
+function sender(size: () => number): Writable {
+  return new Writable({
     write(chunk: Buffer, _enc, done) {
       const reuse = pool.length > 0 && pool.at(-1)!.byteLength >= chunk.length;
       const buf = reuse ? pool.pop()! : new ArrayBuffer(Math.max(chunk.length, INFLATED_PIECE));
       const data = new Uint8Array(buf, 0, chunk.length);
       data.set(chunk);
-      reply({ data, size }, [buf]);
+      reply({ data, size: size() }, [buf]);
       if (++inFlight < WINDOW) return done();
       resume = done;
     },
   });
+}
+
+async function run(fd: number, compression: "gzip" | "zstd"): Promise<void> {
+  let size = 0;
+  let where: "read" | "frame" | "decode" | undefined;
+  const out = sender(() => size);
   const byFrame = compression === "zstd" ? FrameByFrame.open(out) : undefined;
   const frames = compression === "zstd" ? new ZstdFrames(byFrame && ((f) => byFrame.framed(f))) : undefined;
   const byPiece = compression === "zstd" ? byFrame : MemberByMember.open(out);
-  const decodeFailed = (e: unknown): never => {
-    where ??= "decode";
-    throw e;
-  };
-  async function* reading(): AsyncGenerator<Buffer> {
+  const file = readFd(fd);
+  /** The file's next piece, counted and its zstd frames walked; undefined at its end. */
+  const nextChunk = (): Buffer | undefined => {
+    let r: IteratorResult<Buffer>;
     try {
-      for (const chunk of readFd(fd)) {
-        size += chunk.length;
-        const bad = frames?.push(chunk);
-        if (bad) {
-          where ??= "frame";
-          throw new Error(bad);
-        }
-        if (!byPiece || byPiece.streaming) {
-          yield chunk;
-          continue;
-        }
-        // whole pieces here; what is left once one cannot be read whole goes to the stream
-        const rest = await byPiece.take(chunk).catch(decodeFailed);
-        if (rest) yield rest;
-      }
-      const left = await byPiece?.finish().catch(decodeFailed);
-      if (left?.length) yield left;
-      // the stream decompressor fails on no bytes at all (as it should on an empty file); a gzip
-      // member that holds nothing tells it that every member was read
-      else if (compression === "gzip" && byPiece && !byPiece.streaming && byPiece.decoded > 0) yield EMPTY_MEMBER;
+      r = file.next();
     } catch (e) {
       where ??= "read";
       throw e;
     }
+    if (r.done) return undefined;
+    size += r.value.length;
+    const bad = frames?.push(r.value);
+    if (bad) {
+      where ??= "frame";
+      throw new Error(bad);
+    }
+    return r.value;
+  };
+  async function* streamed(first: Buffer | undefined): AsyncGenerator<Buffer> {
+    if (first?.length) yield first;
+    for (let c = nextChunk(); c; c = nextChunk()) yield c;
   }
-  const inflate = decompressor(compression)!;
-  inflate.on("error", () => (where ??= "decode"));
   try {
-    await pipeline(Readable.from(reading()), inflate, out);
+    // whole pieces first; the stream decompressor only for what cannot be read so
+    const decodeFailed = (e: unknown): never => {
+      where ??= "decode";
+      throw e;
+    };
+    const rest = byPiece ? await wholePieces(byPiece, nextChunk, decodeFailed) : undefined;
+    if (rest === "all") {
+      out.end();
+      await finished(out);
+    } else {
+      const inflate = decompressor(compression)!;
+      inflate.on("error", () => (where ??= "decode"));
+      await pipeline(Readable.from(streamed(rest)), inflate, out);
+    }
   } catch (e) {
     reply({ error: e instanceof Error ? e.message : String(e), where: where ?? "decode", size });
     return;

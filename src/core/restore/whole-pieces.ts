@@ -234,9 +234,3 @@ export class MemberByMember extends WholePieces {
     return found >= 0;
   }
 }
-
-/**
- * A gzip member that holds nothing. The stream decompressor fails when it is given no bytes at
- * all; once every member was decompressed whole, it is given this one instead.
- */
-export const EMPTY_MEMBER = Buffer.from([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff, 0x03, 0x00, 0, 0, 0, 0, 0, 0, 0, 0]);
