@@ -221,7 +221,7 @@ async function verifyChain(chain: readonly HeldArchive[], opts: RestoreOptions):
   for (const a of chain) {
     // restoring an archive without its .md5 file (--no-checksum): its list's checksum stands in
     const checked = opts.checksum === false && a.checksumFile !== "ok" ? { ...a, checksumFile: "ok" as const, md5: a.list?.md5 } : a;
-    const v = await verifyArchive(checked, { deep: true, decompressOn: "thread", signal: opts.signal, progress: opts.progressFor?.(`checking ${a.file}`, a.bytes) });
+    const v = await verifyArchive(checked, { deep: true, worker: true, signal: opts.signal, progress: opts.progressFor?.(`checking ${a.file}`, a.bytes) });
     if (v.gone) throw new ShootError("CHAIN_INCOMPLETE", `${a.file} was removed while it was being checked; nothing was restored`);
     if (!v.ok) throw new ShootError("VERIFY_FAILED", `${a.file}, which restore point ${chain.at(-1)!.file} needs, does not verify: ${v.problems.join("; ")}; nothing was restored`);
   }

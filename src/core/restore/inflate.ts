@@ -4,9 +4,10 @@
  * (inflate.worker.ts), so that decompressing overlaps what the main thread does with the tar
  * stream and the hashing.
  */
-import type { Transform } from "node:stream";
+import { Readable, type Transform } from "node:stream";
 import zlib from "node:zlib";
 import type { detectCompression } from "../archive/writer.ts";
+import { startWorkerFile } from "../common/worker-file.ts";
 import { piecesAt } from "../state/fsutil.ts";
 
 export type Compression = ReturnType<typeof detectCompression>;
@@ -187,4 +188,90 @@ function contentSizeOf(field: Uint8Array): number {
   let n = 0;
   for (let i = field.length - 1; i >= 0; i--) n = n * 256 + field[i]!;
   return field.length === 2 ? n + 256 : n;
+}
+
+/**
+ * What the main thread sends the decompression worker: the archive to read, how many pieces it
+ * took, the buffers of pieces it is done with (to fill again).
+ */
+export type InflateRequest = { fd: number; compression: "gzip" | "zstd" } | { taken: number } | { free: ArrayBuffer };
+
+type Stage = "read" | "frame" | "decode";
+
+/** What the worker sends back: a piece of the tar stream, its end, or why it stopped (`size`: of the file, read). */
+export type InflateReply =
+  | { data: Uint8Array; size: number }
+  | { end: true; size: number; cut: string | undefined }
+  | { error: string; where: Stage; size: number };
+
+export interface InflateEvents {
+  /** Bytes of the file read so far. */
+  size: (n: number) => void;
+  /** The stage that failed, before the stream is destroyed. */
+  failed: (where: Stage, e: Error) => void;
+  /** The file ends within a zstd frame (the decompressor says nothing then). */
+  cut: (why: string) => void;
+}
+
+/** Pieces the main thread holds before the worker waits: 4 MiB. */
+const HELD_PIECES = 16;
+
+/**
+ * The tar stream of the archive open on `fd`, decompressed by a worker while the caller takes
+ * it; `free` hands a piece's buffer back once the caller is done with it; `stop` ends the
+ * thread, resolved once it has. Buffers go back and forth: moved between threads, a new one
+ * for each piece is garbage that neither thread's collector counts until late (some 25 MiB
+ * more at a million entries).
+ */
+export function inflatedByWorker(
+  fd: number,
+  compression: "gzip" | "zstd",
+  on: InflateEvents,
+): { tar: Readable; free: (piece: Buffer) => void; stop: () => Promise<void> } {
+  const worker = startWorkerFile("./core/restore/inflate.worker.ts", new URL("./inflate.worker.ts", import.meta.url));
+  const closed = new Promise<void>((resolve) => worker.addEventListener("close", () => resolve()));
+  const lent = new Set<ArrayBufferLike>();
+  let owed = 0;
+  const take = (n: number) => worker.postMessage({ taken: n } satisfies InflateRequest);
+  const stream = new Readable({
+    highWaterMark: HELD_PIECES * INFLATED_PIECE,
+    read() {
+      if (owed > 0) take(owed);
+      owed = 0;
+    },
+    destroy(err, done) {
+      void worker.terminate();
+      done(err);
+    },
+  });
+  worker.onmessage = (ev: MessageEvent<InflateReply>) => {
+    const m = ev.data;
+    on.size(m.size);
+    if ("data" in m) {
+      lent.add(m.data.buffer);
+      if (stream.push(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength))) take(1);
+      else owed++;
+    } else if ("end" in m) {
+      if (m.cut) on.cut(m.cut);
+      stream.push(null);
+    } else {
+      const e = new Error(m.error);
+      on.failed(m.where, e);
+      stream.destroy(e);
+    }
+  };
+  worker.onerror = (ev) => stream.destroy(new Error(`the decompression thread failed: ${ev.message}`));
+  worker.postMessage({ fd, compression } satisfies InflateRequest);
+  const free = (piece: Buffer) => {
+    // a buffer it did not lend (stream stages may join pieces) is left to the collector
+    if (!lent.delete(piece.buffer)) return;
+    const buffer = piece.buffer as ArrayBuffer;
+    worker.postMessage({ free: buffer } satisfies InflateRequest, [buffer]);
+  };
+  // the descriptor it reads is closed once the pass is over: the thread must have stopped by then
+  const stop = () => {
+    stream.destroy();
+    return closed;
+  };
+  return { tar: stream, free, stop };
 }

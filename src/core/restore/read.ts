@@ -19,8 +19,7 @@ import { chunksAt } from "../state/fsutil.ts";
 import type { Progress } from "../report/progress.ts";
 import { detectCompression } from "../archive/writer.ts";
 import { TarFormatError, TarParser, type TarListing } from "../archive/tar.ts";
-import { decompressor, PiecePool, readFd, ZstdFrames, type Compression } from "./inflate.ts";
-import { inflatedTar } from "./inflater.ts";
+import { decompressor, inflatedByWorker, PiecePool, readFd, ZstdFrames, type Compression } from "./inflate.ts";
 
 export interface PassResult {
   /** Bytes of the archive file read. */
@@ -54,13 +53,10 @@ export interface PassOptions {
    */
   hashed?: { md5: string; sha256: string };
   /**
-   * Where a file (not a stream) is decompressed when it is parsed: "thread", on a thread of its
-   * own, overlapping what the callbacks do and the hashing, which this thread does alongside
-   * unless `hashed` says it need not; "here", on this thread in the same way (shoot's pieces
-   * whole, into buffers used again: no other thread's memory, next to no garbage). Unset: by
-   * the stream decompressor in the pipeline, in pieces of `pieceBytes`.
+   * Decompress a file (not a stream) on a thread of its own, overlapping what the callbacks do
+   * and the hashing, which this thread does alongside unless `hashed` says it need not.
    */
-  decompressOn?: "thread" | "here";
+  worker?: boolean;
   /**
    * Bytes read at a time (1 MiB by default). Each piece is new memory that lives until the
    * collector runs: a backup host proving many copies at once holds less with small pieces.
@@ -235,20 +231,19 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
   let pool: PiecePool | undefined;
   let alongside: Promise<number | undefined> | undefined;
   let hashFailure: ArchiveDamage | undefined;
-  if (opts.decompressOn && fd !== undefined && compression !== "none" && parser) {
-    const { tar, free, stop } = inflatedTar(fd, compression, {
+  if (opts.worker && fd !== undefined && compression !== "none" && parser) {
+    const { tar, free, stop } = inflatedByWorker(fd, compression, {
       size: (n) => {
         size = readAt = n;
         opts.progress?.update(n);
       },
       failed,
       cut: (why) => (cutSeenByWorker = why),
-    }, opts.decompressOn === "thread");
+    });
     release = free;
     stopWorker = stop;
     input = [tar];
     // hashing is the other half of the work of a check: this thread does it while the worker decompresses
-    // (or between the pieces it decompresses)
     const unreadable = (at: number, e: unknown) => {
       const why = `the file cannot be read at byte ${at}: ${errorMessage(e)}`;
       hashFailure = new ArchiveDamage(why, "damaged", at, parser.offset);

@@ -542,7 +542,7 @@ async function readPass(
   label: string,
   opts: RestoreOptions,
   total: number,
-  each: Pick<PassOptions, "onEntry" | "onData" | "hashed" | "decompressOn">,
+  each: Pick<PassOptions, "onEntry" | "onData" | "hashed" | "worker">,
 ): Promise<PassResult> {
   const progress = opts.progressFor?.(label, total);
   try {
@@ -579,7 +579,7 @@ async function check(
       survey.take(e);
       log?.add(e);
     };
-    pass = await readPass(fd, "checking", opts, a.bytes, { onEntry, decompressOn: "thread" });
+    pass = await readPass(fd, "checking", opts, a.bytes, { onEntry, worker: true });
   } catch (e) {
     if (!(e instanceof ArchiveDamage)) throw e;
     const sums = e.digests ? checksumProblem(a, e.digests, opts.checksum !== false) : undefined;
@@ -667,7 +667,7 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     rootFd = at.openRoot(root);
     extractor = new Extractor(at, rootFd, root, plan);
     const stopped =
-      (await extract(fd, a, opts, extractor, unchanged, decompressOn(first, survey))) ??
+      (await extract(fd, a, opts, extractor, unchanged, threaded(first, survey))) ??
       lastOfAll(extractor, survey, plan, root, opts);
     result.restored = extractor.restored;
     result.bytes = extractor.bytes;
@@ -731,12 +731,12 @@ async function planAll(
 const THREAD_FROM = 16 << 10;
 
 /**
- * Where the write pass decompresses: on a thread of its own where entries are large, so that
- * decompressing weighs next to writing. Where they are many and small, the writer threads and
- * this one have the cores busy; a thread more only costs memory.
+ * Whether the write pass decompresses on a thread of its own: where entries are large, so that
+ * decompressing weighs next to writing. Where they are many and small, writing them costs the
+ * most, and the faster parse piles up garbage (at a million entries, past 120 MiB).
  */
-function decompressOn(first: PassResult, survey: Survey): "thread" | "here" {
-  return first.tarBytes >= THREAD_FROM * survey.entries ? "thread" : "here";
+function threaded(first: PassResult, survey: Survey): boolean {
+  return first.tarBytes >= THREAD_FROM * survey.entries;
 }
 
 /** A later read that no longer reads as the first did: the archive changed meanwhile. */
@@ -754,14 +754,14 @@ async function extract(
   opts: RestoreOptions,
   x: Extractor,
   unchanged: Unchanged,
-  on: "thread" | "here",
+  worker: boolean,
 ): Promise<{ name: CodeName; message: string } | undefined> {
   try {
     const writing = {
       onEntry: (e: TarListing) => x.entry(e),
       onData: (piece: Uint8Array) => x.data(piece),
       hashed: unchanged.hashed,
-      decompressOn: on,
+      worker,
     };
     const third = await readPass(fd, "restoring", opts, a.bytes, writing);
     await x.settle();

@@ -134,7 +134,7 @@ export function resolveArchive(cfg: Config | undefined, arg: string): HeldArchiv
 
 // --- verifying one archive ----------------------------------------------------------------
 
-export interface VerifyOptions extends Pick<PassOptions, "progress" | "signal" | "hashed" | "pieceBytes" | "decompressOn"> {
+export interface VerifyOptions extends Pick<PassOptions, "progress" | "signal" | "hashed" | "pieceBytes" | "worker"> {
   deep?: boolean;
   /**
    * The files the run that made the archive warned about (see warnedPathsIn); by default they
@@ -393,10 +393,9 @@ export async function verifyArchive(a: HeldArchive, opts: VerifyOptions = {}): P
     };
     let pass: PassResult;
     try {
-      const { progress, signal, hashed, pieceBytes, decompressOn } = opts;
+      const { progress, signal, hashed, pieceBytes, worker } = opts;
       const deep = opts.deep === true;
-      const parse = { decompress: deep, onEntry: deep ? onEntry : undefined };
-      pass = await archivePass(fd, { progress, signal, hashed, pieceBytes, decompressOn, ...parse });
+      pass = await archivePass(fd, { progress, signal, hashed, pieceBytes, worker, decompress: deep, onEntry: deep ? onEntry : undefined });
     } catch (e) {
       if (!(e instanceof ArchiveDamage)) throw e;
       return damaged(verdict, e, entries);
@@ -480,7 +479,7 @@ export async function runVerify(
   for (const a of archives) {
     if (opts.signal?.aborted) break;
     // one archive at a time: a second thread decompresses while this one hashes
-    const v = await verifyArchive(a, { ...opts, decompressOn: "thread", progress: opts.progressFor?.(a) });
+    const v = await verifyArchive(a, { ...opts, worker: true, progress: opts.progressFor?.(a) });
     verdicts.push(v);
     opts.onVerdict?.(v);
   }
