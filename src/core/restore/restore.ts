@@ -667,7 +667,7 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     rootFd = at.openRoot(root);
     extractor = new Extractor(at, rootFd, root, plan);
     const stopped =
-      (await extract(fd, a, opts, extractor, unchanged, threaded(first, survey))) ??
+      (await extract(fd, a, opts, extractor, unchanged)) ??
       lastOfAll(extractor, survey, plan, root, opts);
     result.restored = extractor.restored;
     result.bytes = extractor.bytes;
@@ -727,18 +727,6 @@ async function planAll(
   return unchanged.by(second);
 }
 
-/** Bytes of tar stream per entry from which the write pass decompresses on a thread of its own. */
-const THREAD_FROM = 16 << 10;
-
-/**
- * Whether the write pass decompresses on a thread of its own: where entries are large, so that
- * decompressing weighs next to writing. Where they are many and small, writing them costs the
- * most, and the faster parse piles up garbage (at a million entries, past 120 MiB).
- */
-function threaded(first: PassResult, survey: Survey): boolean {
-  return first.tarBytes >= THREAD_FROM * survey.entries;
-}
-
 /** A later read that no longer reads as the first did: the archive changed meanwhile. */
 function changed(a: HeldArchive): (e: unknown) => never {
   return (e) => {
@@ -754,14 +742,15 @@ async function extract(
   opts: RestoreOptions,
   x: Extractor,
   unchanged: Unchanged,
-  worker: boolean,
 ): Promise<{ name: CodeName; message: string } | undefined> {
   try {
     const writing = {
       onEntry: (e: TarListing) => x.entry(e),
       onData: (piece: Uint8Array) => x.data(piece),
       hashed: unchanged.hashed,
-      worker,
+      // on a thread of its own, as the check: its pieces' buffers are used again, where a stream
+      // decompressor here makes a new one for each (the garbage of a million small files)
+      worker: true,
     };
     const third = await readPass(fd, "restoring", opts, a.bytes, writing);
     await x.settle();
