@@ -75,7 +75,7 @@ export const TOOLS: readonly Tool[] = [
 const SBIN = "/usr/sbin:/sbin:/usr/local/sbin";
 
 function loads(soname: string, symbol: string): boolean {
-  const found = firstLibrary(
+  const loaded = firstLibrary(
     [soname],
     (T) => ({ [symbol]: { args: [], returns: T.ptr } }),
     (lib) => {
@@ -83,7 +83,7 @@ function loads(soname: string, symbol: string): boolean {
       return true;
     },
   );
-  return found === true;
+  return loaded ?? false;
 }
 
 function present(t: Tool): boolean {

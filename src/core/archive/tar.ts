@@ -584,7 +584,8 @@ interface PendingSparse {
  * comes as its pieces back to back (`sparse` says where each goes).
  */
 export class TarParser {
-  private header = new Uint8Array(BLOCK);
+  private readonly header = new Uint8Array(BLOCK);
+  /** The same block four bytes at a time (for its checksum): a view, so `header` is never replaced. */
   private readonly headerWords = new Uint32Array(this.header.buffer);
   private headerFill = 0;
   /** Content bytes of the current entry still to come. */
