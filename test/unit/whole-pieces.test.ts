@@ -13,9 +13,9 @@ import path from "node:path";
 import { Writable } from "node:stream";
 import zlib from "node:zlib";
 import { openLibzstd } from "../../src/core/archive/libzstd.ts";
-import { inflatedByWorker } from "../../src/core/restore/inflate.ts";
+import { inflatedByWorker, ZstdFrames } from "../../src/core/restore/inflate.ts";
 import { LIBDEFLATE_NAMES, openLibdeflate } from "../../src/core/restore/libdeflate.ts";
-import { MemberByMember, WHOLE_PIECE } from "../../src/core/restore/whole-pieces.ts";
+import { FrameByFrame, MemberByMember, WHOLE_PIECE } from "../../src/core/restore/whole-pieces.ts";
 import { makeRng, randomBytes, textLike } from "../../bench/gen.ts";
 import { tempDir } from "../helpers/fixture.ts";
 import { installCommand, TOOLS } from "../../scripts/ensure-tools.ts";
@@ -197,6 +197,44 @@ describe("zstd frames of every size are gathered into the same tar stream as the
       const reference = await byStream(file, "zstd");
       expect(reference).not.toBe("fails");
       expect(await byWorker(file, "zstd")).toBe(reference);
+    });
+  }
+});
+
+describe("a zstd frame the stream must read is handed on from its header, not held until its end", () => {
+  const z = openLibzstd()!;
+  const frame = (b: Uint8Array): Buffer => {
+    const out = new ArrayBuffer(z.bound(b.length));
+    return Buffer.from(out, 0, z.compress(b, out, 3));
+  };
+  const large = Buffer.concat([text, noise, text.subarray(0, 1 << 20)]);
+  // without a content size, as zstd's command line writes a stream it reads from a pipe
+  const unsized = Buffer.from(Bun.spawnSync([requireTool("zstd"), "-c"], { stdin: large }).stdout);
+  const cases: Array<[string, Buffer[]]> = [
+    ["a frame that says more than WHOLE_PIECE", [frame(text.subarray(0, 9000)), frame(large)]],
+    ["a frame that does not say what it holds", [frame(text.subarray(0, 9000)), unsized]],
+  ];
+  for (const [what, frames] of cases) {
+    test(what, async () => {
+      const first = frames[0]!.length;
+      const file = Buffer.concat(frames);
+      const got: Buffer[] = [];
+      const sink = new Writable({ write: (c: Buffer, _e, done) => (got.push(Buffer.from(c)), done()) });
+      const byFrame = FrameByFrame.open(sink)!;
+      const walk = new ZstdFrames(byFrame);
+      const chunk = 4093;
+      let rest: Buffer | undefined;
+      let at = 0;
+      for (; !rest && at < file.length; at += chunk) {
+        const c = file.subarray(at, at + chunk);
+        expect(walk.push(c)).toBeUndefined();
+        rest = await byFrame.take(c);
+      }
+      // handed on with the chunk that holds the large frame's header, from where that frame starts
+      expect(at - first).toBeLessThanOrEqual(2 * chunk);
+      expect(Buffer.concat(got).equals(text.subarray(0, 9000))).toBe(true);
+      expect(Buffer.from(rest!).equals(file.subarray(first, at))).toBe(true);
+      expect(zlib.zstdDecompressSync(Buffer.concat([rest!, file.subarray(at)])).equals(large)).toBe(true);
     });
   }
 });

@@ -87,8 +87,7 @@ export class ZstdFrames {
   private sizeBytes = 0;
   private contentSize: number | undefined;
 
-  /** @param onFrame told of each frame once its end is known (its last block's header read), before all of it is in. */
-  constructor(private readonly onFrame?: (f: ZstdFrame) => void) {}
+  constructor(private readonly told?: FrameListener) {}
 
   /** The next bytes of the file; a string when they are not a zstd stream. */
   push(chunk: Uint8Array): string | undefined {
@@ -147,6 +146,7 @@ export class ZstdFrames {
         // the content size comes last in the header, when there is one
         const field = b.subarray(this.need - this.sizeBytes, this.need);
         this.contentSize = field.length > 0 ? contentSizeOf(field) : undefined;
+        this.told?.headed?.(this.frameAt, this.contentSize);
         return this.want("block", 3);
       }
       case "block": {
@@ -157,12 +157,12 @@ export class ZstdFrames {
         this.skip = type === 1 ? 1 : h >>> 3;
         if (!this.lastBlock) return this.want("block", 3);
         this.skip += this.checksum ? 4 : 0;
-        this.onFrame?.({ start: this.frameAt, end: this.at + this.skip, contentSize: this.contentSize });
+        this.told?.framed({ start: this.frameAt, end: this.at + this.skip, contentSize: this.contentSize });
         return this.want("magic", 4);
       }
       case "skipSize":
         this.skip = (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0;
-        this.onFrame?.({ start: this.frameAt, end: this.at + this.skip, contentSize: 0 });
+        this.told?.framed({ start: this.frameAt, end: this.at + this.skip, contentSize: 0 });
         return this.want("magic", 4);
       default:
         return undefined;
@@ -181,6 +181,14 @@ export interface ZstdFrame {
   start: number;
   end: number;
   contentSize: number | undefined;
+}
+
+/** Who is told of the frames as the walk finds them, before all of a frame is in. */
+export interface FrameListener {
+  /** A frame's header is read: where the frame starts and what it says it holds. */
+  headed?(start: number, contentSize: number | undefined): void;
+  /** A frame's end is known (its last block's header read, or a skippable frame's size). */
+  framed(f: ZstdFrame): void;
 }
 
 /** A frame header's content size field (little-endian; a 2-byte field counts from 256). */

@@ -61,7 +61,7 @@ async function run(fd: number, compression: "gzip" | "zstd"): Promise<void> {
   let where: "read" | "frame" | "decode" | undefined;
   const out = sender(() => size);
   const byFrame = compression === "zstd" ? FrameByFrame.open(out) : undefined;
-  const frames = compression === "zstd" ? new ZstdFrames(byFrame && ((f) => byFrame.framed(f))) : undefined;
+  const frames = compression === "zstd" ? new ZstdFrames(byFrame) : undefined;
   const byPiece = compression === "zstd" ? byFrame : MemberByMember.open(out);
   const file = readFd(fd);
   /** The file's next piece, counted and its zstd frames walked; undefined at its end. */

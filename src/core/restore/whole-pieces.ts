@@ -8,7 +8,7 @@
 import type { Writable } from "node:stream";
 import { openLibzstd, type Libzstd } from "../archive/libzstd.ts";
 import { errorMessage } from "../common/errors.ts";
-import { INFLATED_PIECE, type ZstdFrame } from "./inflate.ts";
+import { INFLATED_PIECE, type FrameListener, type ZstdFrame } from "./inflate.ts";
 import { openLibdeflate, type Libdeflate } from "./libdeflate.ts";
 
 /** A piece is decompressed whole when it holds at most this; from a larger one on, the stream does it. */
@@ -144,9 +144,12 @@ function whole(f: ZstdFrame): f is ZstdFrame & { contentSize: number } {
 /**
  * zstd frames by libzstd. The walk of the frames (ZstdFrames) says where each ends and what it
  * holds; from the first frame that does not say, or says more than WHOLE_PIECE, the stream
- * decompressor does the rest (a single-frame archive from zstd's command line).
+ * decompressor does the rest (a single-frame archive from zstd's command line). That frame is
+ * handed on as soon as its header is read, not once its end is: the stream then reads it as far
+ * as the walk has, and names damage where the pass without this thread names it.
  */
-export class FrameByFrame extends WholePieces {
+export class FrameByFrame extends WholePieces implements FrameListener {
+  /** Frames not decompressed yet, in order: whole ones once their end is known, the first other one from its header. */
   private readonly known: ZstdFrame[] = [];
 
   private constructor(private readonly z: Libzstd, sink: Writable) {
@@ -158,8 +161,13 @@ export class FrameByFrame extends WholePieces {
     return z && new FrameByFrame(z, sink);
   }
 
+  headed(start: number, contentSize: number | undefined): void {
+    const f = { start, end: Infinity, contentSize };
+    if (!whole(f)) this.known.push(f);
+  }
+
   framed(f: ZstdFrame): void {
-    this.known.push(f);
+    if (whole(f)) this.known.push(f);
   }
 
   protected next(at: number, final: boolean): Next {
