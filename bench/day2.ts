@@ -6,7 +6,8 @@
  * `rsync -e ssh` of the archive with day 1's archive as its basis.
  *
  * The changes are made to a copy of the benchmark tree and undone after each kind (rsync from
- * the untouched tree), so every kind starts from the same day 1.
+ * the untouched tree). Each kind has a day 1 of its own, made after the tree was put back: the
+ * files the undo rewrote have new inodes and ctimes, which are no part of the next change.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -146,12 +147,6 @@ interface Wire {
   size: number;
 }
 
-/** A copy of a directory tree (cp -a), replacing what is at `to`. */
-async function copyTree(from: string, to: string): Promise<void> {
-  fs.rmSync(to, { recursive: true, force: true });
-  await measure(["cp", "-a", from, to]);
-}
-
 /** GNU tar with the rsyncable compressor, as the peer makes each day's archive. */
 function peerTar(c: "gzip" | "zstd", tree: string, out: string): Promise<unknown> {
   return measure(["tar", "-I", RSYNCABLE[c].tar, "-cf", out, "-C", "/", tree.slice(1)]);
@@ -174,22 +169,19 @@ async function peerDay2(dir: string, tree: string, c: "gzip" | "zstd", day1: str
 }
 
 /**
- * Day 1 of one compression, made once: shoot's first server run and first pull (kept as a copy
- * of both directories, put back before each change) and the peer's first archive. Day 1 is the
- * same for every change, since the tree is put back each time; its archive is checked once.
+ * Day 1 of one compression before one change: shoot's first server run and first pull (in
+ * `dir`/shoot, where day 2 follows) and the peer's first archive, whose path is returned.
  */
-async function day1(ctx: BenchContext, dir: string, tree: string, c: "gzip" | "zstd", sshd: SshServer, proxy: CountingProxy): Promise<{ snapshot: string; peer: string }> {
+async function day1(ctx: BenchContext, dir: string, tree: string, c: "gzip" | "zstd", sshd: SshServer, proxy: CountingProxy, pattern: string): Promise<string> {
   const s = sides(path.join(dir, "shoot"), tree, c, sshd, proxy);
-  const label = `server ${c}, day 1 of the day-2 patterns`;
+  const label = `server ${c}, day 1 before ${pattern}`;
   const first = (await serverRun(ctx.bin, s.config, s.backup, FIRST, { checks: ctx.checks, label, source: tree })).final.archive!;
   ctx.checks.keep(label, path.join(s.backup, first.file), { copy: true });
   await ctx.checks.checkNow(label, ctx.rows);
   await clientRun(ctx.bin, s.client, s.dest, FIRST);
-  const snapshot = path.join(dir, `day1-${c}`);
-  await copyTree(path.join(dir, "shoot"), snapshot);
   const peer = path.join(dir, `peer-day1.${RSYNCABLE[c].ext}`);
   await peerTar(c, tree, peer);
-  return { snapshot, peer };
+  return peer;
 }
 
 const kib = (n: number) => `${(n / 1024).toFixed(0)} KiB`;
@@ -201,7 +193,7 @@ async function undo(pristine: string, work: string): Promise<void> {
 
 /**
  * Each pattern × compression: the peer's wire bytes and shoot's, as a ratio (the target: no
- * more than the peer). The tree is copied once to work on; day 1 is made once per compression.
+ * more than the peer). The tree is copied once to work on and put back after each change.
  */
 export async function day2Patterns(ctx: BenchContext, compressions: ReadonlyArray<"gzip" | "zstd"> = ["gzip", "zstd"]): Promise<void> {
   const dir = path.join(ctx.dataDir, "day2");
@@ -213,13 +205,12 @@ export async function day2Patterns(ctx: BenchContext, compressions: ReadonlyArra
   const proxy = await startCountingProxy(sshd.port);
   try {
     for (const c of compressions) {
-      console.error(`day 2, ${c}: day 1 of shoot (server and client) and of GNU tar + ${RSYNCABLE[c].tar} ...`);
-      const start = await day1(ctx, dir, work, c, sshd, proxy);
       for (const p of PATTERNS) {
+        console.error(`day 2, ${p.name}, ${c}: day 1 of shoot (server and client) and of GNU tar + ${RSYNCABLE[c].tar} ...`);
+        const peerDay1 = await day1(ctx, dir, work, c, sshd, proxy, p.name);
         console.error(`day 2, ${p.name}, ${c}: the change, then GNU tar + ${RSYNCABLE[c].tar} + rsync, and shoot server and client ...`);
         const what = p.apply(work);
-        const peer = await peerDay2(dir, work, c, start.peer, sshd, proxy);
-        await copyTree(start.snapshot, path.join(dir, "shoot"));
+        const peer = await peerDay2(dir, work, c, peerDay1, sshd, proxy);
         const s = sides(path.join(dir, "shoot"), work, c, sshd, proxy, false);
         const label = `server ${c}, day 2 (${p.name})`;
         const made = (await serverRun(ctx.bin, s.config, s.backup, NEW, { checks: ctx.checks, label, source: work })).final.archive!;
