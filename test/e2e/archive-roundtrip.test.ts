@@ -116,6 +116,39 @@ describe("every boundary round-trips through GNU tar", () => {
   }
 });
 
+/** Bytes in which two files differ: all but their longest common start and end. */
+function differingBytes(a: Buffer, b: Buffer): number {
+  let start = 0;
+  while (start < a.length && start < b.length && a[start] === b[start]) start++;
+  let end = 0;
+  while (end < a.length - start && end < b.length - start && a[a.length - 1 - end] === b[b.length - 1 - end]) end++;
+  return Math.max(a.length, b.length) - start - end;
+}
+
+describe("a large file's header is a piece of its own: a new time for the file changes only it", () => {
+  for (const compression of ["gzip", "zstd"] as const) {
+    test(compression, async () => {
+      const rng = makeRng(31);
+      const tree = path.join(base, `header-${compression}`);
+      fs.mkdirSync(tree, { recursive: true });
+      // text before it, so that without a cut the header would end a piece of 100 KiB of text
+      fs.writeFileSync(path.join(tree, "a-text"), textLike(rng, 100 * KiB));
+      const large = path.join(tree, "b-large");
+      fs.writeFileSync(large, randomBytes(rng, 2 * MiB));
+      fs.writeFileSync(path.join(tree, "c-text"), textLike(rng, 50 * KiB));
+      const day1 = path.join(base, `header-${compression}-1.tar`);
+      await writeTo(day1, tree, compression, 2);
+      // a time with a fraction, as the first one has: the pax header keeps its length
+      fs.utimesSync(large, new Date(1_700_000_000_123), new Date(1_700_000_000_123));
+      const day2 = path.join(base, `header-${compression}-2.tar`);
+      await writeTo(day2, tree, compression, 2);
+      // the header's piece compressed, and the frame or member around it: a few hundred bytes
+      expect(differingBytes(fs.readFileSync(day1), fs.readFileSync(day2))).toBeLessThan(1024);
+      expect(await restoredDifferences(day2, tree, path.join(base, `header-${compression}-x`))).toEqual([]);
+    }, 60_000);
+  }
+});
+
 /** A random tree: files of every kind and many sizes, links, empty directories, odd modes and times. */
 function randomTree(root: string, rng: () => number): void {
   fs.mkdirSync(root, { recursive: true });

@@ -80,6 +80,21 @@ describe("content-defined chunker", () => {
     expect(pieces[0]!.length).toBe(100 + P.minSize);
   }, 5000);
 
+  test("a cut asked for is made at any size, never an empty piece, and not without hashing", () => {
+    const pieces: Buffer[] = [];
+    const c = new Chunker(P, (p) => pieces.push(p));
+    c.cutHere();
+    c.append(new Uint8Array(100).fill(1));
+    c.cutHere();
+    c.cutHere();
+    expect(pieces.map((p) => p.length)).toEqual([100]);
+    const plain: Buffer[] = [];
+    const none = new Chunker({ ...P, avgGap: 0 }, (p) => plain.push(p));
+    none.append(new Uint8Array(100).fill(1));
+    none.cutHere();
+    expect(plain.length).toBe(0);
+  }, 5000);
+
   test("zero runs are cut at the maximum size without hashing each byte", () => {
     const zeros = new Uint8Array(1 << 20);
     let pieces = 0;

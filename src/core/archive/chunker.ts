@@ -149,6 +149,16 @@ export class Chunker {
     if (this.pending >= this.p.minSize && (token & 3) === 0) this.cut(this.end);
   }
 
+  /**
+   * A cut here whatever the piece's size, where the content-defined cuts are made (not for
+   * `none`, whose pieces are the tar stream as it is): around the header of a large file, so
+   * that a change of its size or time costs the header's own small piece, not the rest of a
+   * piece of the file before it.
+   */
+  cutHere(): void {
+    if (this.mask !== 0 && this.end > this.start) this.cut(this.end);
+  }
+
   /** Emit what is left as the last piece. */
   finish(): void {
     if (this.pending > 0) this.cut(this.end);

@@ -220,6 +220,8 @@ interface Copy {
 class StreamWriter {
   private readonly out: PiecePipeline;
   private readonly chunker: Chunker;
+  /** Files of at least this size have their header in a piece of its own (the largest piece). */
+  private readonly headerAlone: number;
   private readonly headers = new HeaderEncoder();
   private readonly prove: boolean;
   private readonly skipped: string[] = [];
@@ -242,6 +244,7 @@ class StreamWriter {
     };
     this.out = new PiecePipeline(fd, pipelineOptions, (slab) => this.chunker.recycle(slab));
     this.chunker = new Chunker(PIECES[c], (piece) => this.out.submit(piece));
+    this.headerAlone = PIECES[c].maxSize;
   }
 
   close(): void {
@@ -358,8 +361,12 @@ class StreamWriter {
     try {
       const size = opened?.size ?? 0;
       const length = this.headers.encode({ name: e.name, type, mode: e.mode, uid: e.uid, gid: e.gid, uname: e.uname, gname: e.gname, size, mtimeNs: opened?.mtimeNs ?? nsOf(e), linkTarget, dumpdir: e.dumpdir });
-      this.chunker.boundary(nameToken(e.name));
+      // the header of a file larger than a piece is a piece of its own: it changes with the file
+      const alone = size >= this.headerAlone;
+      if (alone) this.chunker.cutHere();
+      else this.chunker.boundary(nameToken(e.name));
       this.chunker.appendFrom(this.headers.bytes, length);
+      if (alone) this.chunker.cutHere();
       this.inputBytes += length;
       this.count++;
       const link = type === "symlink" || type === "hardlink" ? linkTarget : undefined;
