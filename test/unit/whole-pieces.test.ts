@@ -176,12 +176,14 @@ describe("the decompression thread reads every file as zlib's stream does", () =
   }
 });
 
-describe("zstd frames of every size are gathered into the same tar stream as the stream gives", () => {
+/** One zstd frame of `b`, as shoot's writer makes one (it says its content size). */
+function frame(b: Uint8Array): Buffer {
   const z = openLibzstd()!;
-  const frame = (b: Uint8Array): Buffer => {
-    const out = new ArrayBuffer(z.bound(b.length));
-    return Buffer.from(out, 0, z.compress(b, out, 3));
-  };
+  const out = new ArrayBuffer(z.bound(b.length));
+  return Buffer.from(out, 0, z.compress(b, out, 3));
+}
+
+describe("zstd frames of every size are gathered into the same tar stream as the stream gives", () => {
   // small frames gathered, one larger than what is left of the output, one past WHOLE_PIECE
   const sizes = [10_000, 70_000, 250_000, 400_000, 1_500_000, 3, 200_000];
   let at = 0;
@@ -202,11 +204,6 @@ describe("zstd frames of every size are gathered into the same tar stream as the
 });
 
 describe("a zstd frame the stream must read is handed on from its header, not held until its end", () => {
-  const z = openLibzstd()!;
-  const frame = (b: Uint8Array): Buffer => {
-    const out = new ArrayBuffer(z.bound(b.length));
-    return Buffer.from(out, 0, z.compress(b, out, 3));
-  };
   const large = Buffer.concat([text, noise, text.subarray(0, 1 << 20)]);
   // without a content size, as zstd's command line writes a stream it reads from a pipe
   const unsized = Buffer.from(Bun.spawnSync([requireTool("zstd"), "-c"], { stdin: large }).stdout);

@@ -161,13 +161,14 @@ export class FrameByFrame extends WholePieces implements FrameListener {
     return z && new FrameByFrame(z, sink);
   }
 
+  // once streaming, the frames are the stream's: none is kept (a hostile file can hold millions)
   headed(start: number, contentSize: number | undefined): void {
     const f = { start, end: Infinity, contentSize };
-    if (!whole(f)) this.known.push(f);
+    if (!this.streaming && !whole(f)) this.known.push(f);
   }
 
   framed(f: ZstdFrame): void {
-    if (whole(f)) this.known.push(f);
+    if (!this.streaming && whole(f)) this.known.push(f);
   }
 
   protected next(at: number, final: boolean): Next {
