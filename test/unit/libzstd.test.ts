@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { openLibzstd } from "../../src/core/archive/libzstd.ts";
+import { PieceCompressor, POOL_MAX } from "../../src/core/archive/compress.ts";
 import { makeRng, randomBytes, textLike } from "../../bench/gen.ts";
 
 const rng = makeRng(7);
@@ -49,5 +50,20 @@ describe("libzstd through bun:ffi", () => {
 
   test("empty input is refused", () => {
     expect(() => z!.compress(new Uint8Array(0), new ArrayBuffer(100), 3)).toThrow("libzstd: no input");
+  });
+});
+
+describe("the compression worker's output buffers", () => {
+  test("at most POOL_MAX are kept, however many the sink hands back at once", () => {
+    const c = new PieceCompressor("zstd", 3, 512 << 10, true);
+    // the sink's replies held up: a buffer is made for every piece meanwhile
+    const made = Array.from({ length: 3 * POOL_MAX }, (_, i) => c.compress(text.subarray(i, i + (64 << 10))));
+    expect(made.every((m) => m.pooled)).toBe(true);
+    expect(new Set(made.map((m) => m.out)).size).toBe(made.length);
+    for (const m of made) c.giveBack(m.out);
+    expect(c.pooled).toBe(POOL_MAX);
+    const again = c.compress(text.subarray(0, 64 << 10));
+    expect(made.some((m) => m.out === again.out)).toBe(true);
+    expect(c.pooled).toBe(POOL_MAX - 1);
   });
 });

@@ -12,12 +12,18 @@ export interface Compressed {
   pooled: boolean;
 }
 
+/**
+ * Output buffers kept for reuse. A worker has a few pieces in flight (pipeline.ts), so it
+ * needs a few buffers; a pool that kept every buffer handed back would grow with the archive.
+ */
+export const POOL_MAX = 16;
+
 export class PieceCompressor {
   readonly zstd: Libzstd | undefined;
   private readonly room: number;
   private scratch: ArrayBuffer;
   /** Output buffers written and handed back, to be filled again (libzstd only). */
-  readonly pool: ArrayBuffer[] = [];
+  private readonly pool: ArrayBuffer[] = [];
 
   constructor(
     readonly kind: "gzip" | "zstd",
@@ -28,6 +34,16 @@ export class PieceCompressor {
     this.zstd = kind === "zstd" && systemZstd ? openLibzstd() : undefined;
     this.room = this.zstd ? this.zstd.bound(maxPiece) : 0;
     this.scratch = new ArrayBuffer(maxPiece);
+  }
+
+  /** An output buffer the sink has written; kept to be filled again while the pool has room. */
+  giveBack(out: ArrayBuffer): void {
+    if (this.pool.length < POOL_MAX) this.pool.push(out);
+  }
+
+  /** Buffers waiting to be filled again. */
+  get pooled(): number {
+    return this.pool.length;
   }
 
   compress(input: Uint8Array): Compressed {

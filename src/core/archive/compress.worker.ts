@@ -4,6 +4,7 @@
  * and the piece to the sink and their length and hash to the main thread. A compiled binary
  * holds this file as an entry point of its own (scripts/build.ts).
  */
+import { receiveMessageOnPort } from "node:worker_threads";
 import { PieceCompressor } from "./compress.ts";
 import { pieceHash, type CompressReply, type CompressRequest, type CompressSetup, type PieceToWrite } from "./pieces.ts";
 
@@ -19,13 +20,23 @@ function reply(m: CompressReply, transfer: ArrayBuffer[] = []): void {
 function start(m: CompressSetup): void {
   compressor = new PieceCompressor(m.kind, m.level, m.maxPiece, m.systemZstd);
   sink = m.port;
-  sink.onmessage = (ev) => {
-    compressor.pool.push((ev.data as { free: ArrayBuffer }).free);
-  };
+  sink.onmessage = (ev) => compressor.giveBack((ev.data as { free: ArrayBuffer }).free);
   reply({ engine: compressor.zstd ? compressor.zstd.version : "" });
 }
 
+/**
+ * Take the buffers the sink has handed back. While requests keep coming, this worker's port is
+ * not served: without this, a new buffer was made for a piece whenever the pool ran dry, and
+ * every one of them came back later, so memory grew with the archive's size.
+ */
+function takeBack(): void {
+  for (let r = receiveMessageOnPort(sink); r !== undefined; r = receiveMessageOnPort(sink)) {
+    compressor.giveBack((r.message as { free: ArrayBuffer }).free);
+  }
+}
+
 function compressOne(m: CompressRequest): void {
+  if (compressor.pooled === 0) takeBack();
   const input = new Uint8Array(m.buf, 0, m.len);
   let made;
   try {
