@@ -36,7 +36,7 @@ function takeBack(): void {
 }
 
 function compressOne(m: CompressRequest): void {
-  if (compressor.pooled === 0) takeBack();
+  if (compressor.zstd && compressor.pooled === 0) takeBack();
   const input = new Uint8Array(m.buf, 0, m.len);
   let made;
   try {
