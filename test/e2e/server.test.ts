@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
+import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -8,6 +9,7 @@ import { runServer } from "../../src/core/server/server.ts";
 import { runShoot } from "../helpers/cli.ts";
 import { archivesIn, serverFixture, statusRecords, tempDir, type ServerFixture } from "../helpers/fixture.ts";
 import { requireTool } from "../helpers/tools.ts";
+import { treeDifferences } from "../helpers/tree-compare.ts";
 import { mountTmpfs, type Mount } from "../helpers/tmpfs.ts";
 
 const T = 60_000;
@@ -88,6 +90,33 @@ describe("shoot server", () => {
     expect(scanned.data).toMatchObject({ changed: 4, places: 1 });
   }, T);
 
+  test("ARCHIVE_WRITTEN counts the places from the pieces: a large file rewritten in three pages is four (its header and the pages), where the scan sees one", async () => {
+    requireTool("tar");
+    fx = serverFixture();
+    const big = path.join(fx.src, "var/db/pages.dat");
+    fs.mkdirSync(path.dirname(big));
+    fs.writeFileSync(big, randomBytes(12 << 20));
+    const first = await server();
+    expect(first.final.code).toBe(30);
+    const day1 = statusRecords(path.join(fx.backup, "server.status")).find((x) => x.name === "ARCHIVE_WRITTEN")!;
+    expect(day1.data.places).toBeUndefined(); // nothing to compare with
+    const fd = fs.openSync(big, "r+");
+    for (const mib of [2, 6, 10]) fs.writeSync(fd, randomBytes(4096), 0, 4096, mib << 20);
+    fs.closeSync(fd);
+    const second = await server();
+    expect(second.final.code).toBe(4);
+    const recs = statusRecords(path.join(fx.backup, "server.status"));
+    expect(recs.find((x) => x.name === "SCANNED")!.data).toMatchObject({ changed: 1, places: 1 });
+    expect(recs.find((x) => x.name === "ARCHIVE_WRITTEN")!.data).toMatchObject({ file: second.final.archive.file, places: 4 });
+    const names = fs.readdirSync(fx.backup);
+    for (const a of archivesIn(fx.backup)) expect(names).toContain(`${a}.pieces`);
+    // the archive the count describes restores
+    const out = tempDir();
+    expect(Bun.spawnSync(["tar", "-xpzf", path.join(fx.backup, second.final.archive.file), "-C", out]).exitCode).toBe(0);
+    expect(treeDifferences(fx.src, path.join(out, fx.src.slice(1)), { mtimeResolutionNs: 1000 })).toEqual([]);
+    fs.rmSync(out, { recursive: true, force: true });
+  }, T);
+
   for (const [what, change, counted] of changes) {
     test(`${what} → new archive (4), counted; then unchanged (9)`, async () => {
       fx = serverFixture();
@@ -157,6 +186,7 @@ describe("shoot server", () => {
     expect(archives).toHaveLength(2);
     expect(names.filter((n) => n.endsWith(".md5"))).toEqual(archives.map((a) => `${a}.md5`));
     expect(names.filter((n) => n.endsWith(".list"))).toEqual(archives.map((a) => `${a}.list`));
+    expect(names.filter((n) => n.endsWith(".pieces"))).toEqual(archives.map((a) => `${a}.pieces`));
     expect(names.filter((n) => n.startsWith(".shoot-tmp"))).toEqual([]);
     md5sumCheck(fx.backup);
   }, T);

@@ -1,8 +1,8 @@
 import { describe, expect, test } from "bun:test";
-import { clientFinalCode, judgeStatus, mapLimit, selectSources } from "../../src/core/client/client.ts";
+import { changedPlaces, clientFinalCode, judgeStatus, mapLimit, selectSources } from "../../src/core/client/client.ts";
 import { toRemove } from "../../src/core/state/retention.ts";
 import type { ClientConfig } from "../../src/core/common/config.ts";
-import { parseStatus } from "../../src/core/state/status.ts";
+import { parseStatus, type StatusRecord } from "../../src/core/state/status.ts";
 
 const T = 5_000;
 const DAY = 86_400_000;
@@ -130,4 +130,26 @@ describe("selectSources", () => {
   test("a source may not take the name of shoot's own files", () => {
     expect(() => selectSources({ sources: [{ name: "client.status" }] } as unknown as ClientConfig, [])).toThrow("reserved");
   }, T);
+});
+
+describe("changedPlaces", () => {
+  const rec = (code: number, name: string, run: string, more: Partial<StatusRecord> = {}): StatusRecord =>
+    ({ v: 1, t: NOW.toISOString(), code, name, msg: "", role: "server", run, ...more });
+  const day2 = (scanned: Record<string, unknown> | undefined, written: Record<string, unknown>, run = "r2") => [
+    rec(66, "SCANNED", "r1", { data: { entries: 10, places: 99 } }), // an earlier run's: never read
+    ...(scanned ? [rec(66, "SCANNED", run, { data: scanned })] : []),
+    rec(67, "ARCHIVE_WRITTEN", run, { data: { file: ARCHIVE.file, ...written } }),
+    rec(4, "NEW_ARCHIVE", run, { archive: ARCHIVE }),
+  ];
+  const cases: Array<[string, StatusRecord[], ReturnType<typeof changedPlaces>]> = [
+    ["the pieces' count, exact, over the scan's", day2({ changed: 1, places: 1 }, { places: 260 }), { places: 260, exact: true }],
+    ["the scan's places when the pieces were not compared", day2({ changed: 5, places: 3 }, {}), { places: 3, exact: false }],
+    ["an older server's changed entries", day2({ changed: 5 }, {}), { places: 5, exact: false }],
+    ["no place in the pieces: the scan's", day2({ changed: 2, places: 2 }, { places: 0 }), { places: 2, exact: false }],
+    ["a count that is not a whole number is not read", day2({ places: "7" }, { places: 2.5 }), undefined],
+    ["a negative count is not read", day2({ places: -1 }, { places: -3 }), undefined],
+    ["nothing said", day2(undefined, {}), undefined],
+    ["no golden record names the archive", day2({ places: 4 }, { places: 9 }).slice(0, 3), undefined],
+  ];
+  for (const [what, records, want] of cases) test(what, () => expect(changedPlaces(records, ARCHIVE.file)).toEqual(want), T);
 });

@@ -282,6 +282,16 @@ describe("deltaBlockSize", () => {
     ["100,000 places in 600 MB: no less than 2 KiB", 600 * MB, 100_000, 2048],
   ];
   for (const [name, size, changes, want] of cases) test(name, () => expect(deltaBlockSize(size, changes)).toBe(want), T);
+  // counted from the archive's pieces: the count is of places in the archive, so it may choose blocks larger than rsync's
+  const exact: Array<[string, number, number | undefined, number | undefined]> = [
+    ["exact, 260 places in 600 MB: about 4 KiB, as counted from the scan", 600 * MB, 260, 4096],
+    ["exact, 3 places in 600 MB: larger blocks than rsync's, fewer checksums", 600 * MB, 3, 39_936],
+    ["exact, 1 place in 600 MB: no more than 128 KiB", 600 * MB, 1, 69_120],
+    ["exact, 1 place in 50 GB: no more than 128 KiB", 50_000 * MB, 1, 131_072],
+    ["exact, no place: rsync's own choice", 600 * MB, 0, undefined],
+    ["exact, 1 place in 1 MB: rsync's own choice (its blocks are smaller than any saving)", MB, 1, undefined],
+  ];
+  for (const [name, size, changes, want] of exact) test(name, () => expect(deltaBlockSize(size, changes, true)).toBe(want), T);
   test("always a multiple of 512 within rsync's bounds", () => {
     for (let size = 1e5; size < 1e11; size *= 7) {
       for (let n = 1; n < 1e6; n *= 13) {

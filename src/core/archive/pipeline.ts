@@ -90,6 +90,14 @@ class PieceTable {
     const size = fs.fstatSync(fd).size;
     if (size !== end) throw new ArchiveUnprovenError(`the file holds ${size} bytes, its ${this.count} pieces ${end}`);
   }
+
+  /** The hashes of the pieces that hold bytes, in order (piece-index.ts). */
+  pieceHashes(): BigUint64Array {
+    const out = new BigUint64Array(this.count);
+    let n = 0;
+    for (let seq = 0; seq < this.count; seq++) if (this.lens[seq]! > 0) out[n++] = this.hashes[seq]!;
+    return out.slice(0, n);
+  }
 }
 
 export interface PipelineOptions {
@@ -118,6 +126,8 @@ export interface PipelineResult {
   /** Entries and bytes of the tar stream the proof parsed (0 when not proving). */
   entries: number;
   tarBytes: number;
+  /** The hash of every piece in order, when proving (piece-index.ts). */
+  pieces?: BigUint64Array;
 }
 
 export class PiecePipeline {
@@ -288,6 +298,7 @@ export class PiecePipeline {
       if (this.failure !== undefined) throw this.failure;
       if (this.table.count !== this.seq) throw new ArchiveUnprovenError(`${this.table.count} pieces were reported, ${this.seq} were made`);
       await this.table.checkFile(this.fd, (m) => this.askSink(m));
+      return { md5, sha256, size: written, entries, tarBytes, pieces: this.table.pieceHashes() };
     }
     return { md5, sha256, size: written, entries, tarBytes };
   }

@@ -101,6 +101,8 @@ export interface ArchiveResult {
   proven: boolean;
   /** The streamed entries written, with their sizes. */
   streamed: Array<{ name: string; size: number }>;
+  /** The hash of every compressed piece in order, when proven (piece-index.ts). */
+  pieces?: BigUint64Array;
 }
 
 /**
@@ -321,7 +323,7 @@ class StreamWriter {
       throw new ArchiveUnprovenError(`the tar stream read back holds ${done.entries} entries in ${done.tarBytes} bytes; ${count} entries in ${inputBytes} bytes were written`);
     }
     this.opts.onProgress?.({ inputBytes, outputBytes: size });
-    return { size, md5, sha256, entries: count, inputBytes, skipped: this.skipped, engine: this.out.engine, proven: this.prove, streamed };
+    return { size, md5, sha256, entries: count, inputBytes, skipped: this.skipped, engine: this.out.engine, proven: this.prove, streamed, pieces: done.pieces };
   }
 
   private warn(code: ArchiveWarningCode, path: string, message: string): void {

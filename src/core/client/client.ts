@@ -629,20 +629,30 @@ function held(dir: string, a: ArchiveInfo, withList: boolean): boolean {
   return heldMd5 === a.md5 && sizeOf(path.join(dir, a.file)) === a.size && (!withList || sizeOf(path.join(dir, `${a.file}${LIST_SUFFIX}`)) !== undefined);
 }
 
+interface ChangedPlaces {
+  places: number;
+  /** Counted from the archive's pieces, not from the scan's entries (deltaBlockSize). */
+  exact: boolean;
+}
+
 /**
  * In how many places the archive `file` differs from the last one, as the server's run that
- * made it found (its SCANNED record: runs of new, changed or deleted entries, or from an older
- * server how many entries), for the delta's block size; undefined when the records do not say. Only a hint:
- * whatever a server writes here changes how many bytes travel, never what is kept.
+ * made it found, for the delta's block size: its ARCHIVE_WRITTEN record's count from the hashes
+ * of the compressed pieces (`exact`), or else its SCANNED record's runs of new, changed or
+ * deleted entries (from an older server, how many entries); undefined when the records do not
+ * say. Only a hint: whatever a server writes here changes how many bytes travel, never what
+ * is kept.
  */
-function changedPlaces(records: readonly StatusRecord[], file: string): number | undefined {
+export function changedPlaces(records: readonly StatusRecord[], file: string): ChangedPlaces | undefined {
+  const count = (n: unknown) => (typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : undefined);
   const made = records.find((r) => r.archive?.file === file && isGolden(r.code));
-  const scanned = made && records.find((r) => r.run === made.run && r.name === "SCANNED");
-  // places (runs of changes next to each other) where the server says them; older servers say
-  // only how many entries changed
-  const data = scanned?.data as { changed?: unknown; places?: unknown } | undefined;
-  const n = data?.places ?? data?.changed;
-  return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : undefined;
+  if (!made) return undefined;
+  const data = (name: string) => records.find((r) => r.run === made.run && r.name === name)?.data ?? {};
+  const exact = count(data("ARCHIVE_WRITTEN").places);
+  if (exact !== undefined) return { places: exact, exact: true };
+  const scanned = data("SCANNED");
+  const places = count(scanned.places ?? scanned.changed);
+  return places === undefined ? undefined : { places, exact: false };
 }
 
 /** Steps 3 and 4 for one archive: space, pull, verify, move into place, and its PULLED record. */
@@ -673,7 +683,8 @@ async function pullOne(p: PullOne, a: ArchiveInfo): Promise<TransferStats> {
   const list = deep || p.withList
     ? pullList(ctx, source, stage, a, controlPath, Math.max(a.size, p.fullSize))
     : undefined;
-  const blockSize = deltaBlockSize(a.size, changedPlaces(p.records, a.file));
+  const changed = changedPlaces(p.records, a.file);
+  const blockSize = deltaBlockSize(a.size, changed?.places, changed?.exact);
   const pulled = pullArchive(ctx, source, stage, a, controlPath, blockSize);
   const { stats, hashed } = await pulled.catch(async (e: unknown) => {
     // without a good archive the list is of no use: stopped, not waited for

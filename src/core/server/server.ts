@@ -7,6 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { writeArchive, type ArchiveEntry, type ArchiveResult } from "../archive/writer.ts";
 import { ArchiveUnprovenError } from "../archive/pipeline.ts";
+import { changedRuns, decodePieceIndex, encodePieceIndex } from "../archive/piece-index.ts";
 import { code, codeName, type CodeName } from "../common/codes.ts";
 import type { ServerConfig } from "../common/config.ts";
 import type { Deps } from "../common/deps.ts";
@@ -26,7 +27,7 @@ import { chainData, checkChain, planLevel, recordedEntries, sourcesKey, type Lev
 import { childEnv } from "./wrapper.ts";
 import { plainOutcome, staleLockMessage, unusableDir, withRun, type RunSpec } from "../state/run.ts";
 import { compressList } from "../state/list-file.ts";
-import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "../state/naming.ts";
+import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, PIECES_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "../state/naming.ts";
 import type { RunOutcome, Warning } from "../common/outcome.ts";
 import { entryFromLine, entryLine, hasChanges, LIST_FORMAT, LIST_VERSION, lineKey, ListComparer, listHeaderOf, normaliseSources, openList, scanSources, systemOwners, type Changes, type ListHeader, type ScanSummary } from "../scan/scan.ts";
 import { HOLD_BYTES, quickCompare, type QuickCheck } from "../scan/scan-parallel.ts";
@@ -193,7 +194,8 @@ async function serverSteps(
     const entries = changes ? recordedEntries(tmpList, changes) : listedEntries(tmpList);
     const result = await writeArchiveFile(cfg, tmp, entries, content.bytes, run, opts, dumps, deps.clock.now());
     checkAbort();
-    return finishArchive(cfg, deps, run, { name, tmp, tmpList, scan, result, firstRun, dumps: dumps.done, plan: records ? { ...plan, sources } : undefined });
+    const last = newest?.endsWith(EXTENSIONS[cfg.compression]) ? newest : undefined;
+    return finishArchive(cfg, deps, run, { name, tmp, tmpList, scan, result, firstRun, dumps: dumps.done, plan: records ? { ...plan, sources } : undefined, last });
   } finally {
     changes?.dumpdirs.close();
   }
@@ -231,6 +233,8 @@ interface Made {
   dumps: readonly DumpRun[];
   /** With incremental archives on: the level, base and sources the list header records. */
   plan?: LevelPlan & { sources: string[] };
+  /** The newest archive before this one, when it has the same compression: what the places are counted against. */
+  last?: string;
 }
 
 /** The archive's checksum and list beside it, the archive under its name, rotation: steps 5 (end) to 7. */
@@ -261,7 +265,8 @@ function finishArchive(cfg: ServerConfig, deps: Deps, run: Run, m: Made): StepsR
   const proof = `proven restorable: every piece decompressed to its input, the tar stream parsed to its end with all ${result.entries} entries as read, the file read back`;
   const level = m.plan?.level ?? 0;
   const data = m.plan ? chainData(level, m.plan.chain) : undefined;
-  run.step("archive", `${name} complete: ${formatBytes(result.size)} from ${formatBytes(result.inputBytes)}${engine}; ${proof}`, "ARCHIVE_WRITTEN", { file: name, size: result.size, proven: result.proven, entries: result.entries, ...data });
+  const places = pieceIndex(dir, name, result.pieces, m.last);
+  run.step("archive", `${name} complete: ${formatBytes(result.size)} from ${formatBytes(result.inputBytes)}${engine}; ${proof}`, "ARCHIVE_WRITTEN", { file: name, size: result.size, proven: result.proven, entries: result.entries, places, ...data });
 
   // 6. rotation
   run.step("rotate", `keeping what ${describeRules(cfg.retention)} keep`);
@@ -656,12 +661,28 @@ export function nextArchiveName(cfg: Pick<ServerConfig, "name" | "compression">,
   throw new ShootError("ARCHIVE_FAILED", "no free archive name");
 }
 
+/**
+ * Keeps the piece index beside the new archive and counts the places where it differs from
+ * `last` (archive/piece-index.ts), which the backup host sizes its delta blocks by. Only a
+ * hint: without an index on either side the count is undefined and the scan's is used.
+ */
+function pieceIndex(dir: string, name: string, pieces: BigUint64Array | undefined, last?: string): number | undefined {
+  if (!pieces) return undefined;
+  try {
+    writeFileAtomic(dir, name + PIECES_SUFFIX, encodePieceIndex(pieces));
+    const before = last ? decodePieceIndex(fs.readFileSync(path.join(dir, last + PIECES_SUFFIX))) : undefined;
+    return before ? changedRuns(before, pieces) : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 function removeArchive(dir: string, name: string): void {
   // the archive goes first: a checksum without its archive is a leftover the next run removes
   fs.rmSync(path.join(dir, name), { force: true });
   fs.rmSync(path.join(dir, name + CHECKSUM_SUFFIX), { force: true });
   fs.rmSync(path.join(dir, name + LIST_SUFFIX), { force: true });
+  fs.rmSync(path.join(dir, name + PIECES_SUFFIX), { force: true });
 }
 
 /** Remove what the retention rules do not keep (never the archive just made); what went, and why. */

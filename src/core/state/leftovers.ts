@@ -1,11 +1,11 @@
 /**
  * What an interrupted run can leave in a backup directory, and its removal. Only temporary
- * files and checksum/list files whose archive does not exist are removed: a file under a
+ * files and checksum, list and piece index files whose archive does not exist are removed: a file under a
  * final archive name is never touched here.
  */
 import fs from "node:fs";
 import path from "node:path";
-import { CHECKSUM_SUFFIX, LIST_SUFFIX, TEMP_PREFIX, isArchiveName } from "./naming.ts";
+import { CHECKSUM_SUFFIX, LIST_SUFFIX, PIECES_SUFFIX, TEMP_PREFIX, isArchiveName } from "./naming.ts";
 
 export interface Leftovers {
   removed: string[];
@@ -23,7 +23,7 @@ export function removeLeftovers(dir: string): Leftovers {
   const present = new Set(names);
   for (const n of names) {
     let orphan = false;
-    for (const suffix of [CHECKSUM_SUFFIX, LIST_SUFFIX]) {
+    for (const suffix of [CHECKSUM_SUFFIX, LIST_SUFFIX, PIECES_SUFFIX]) {
       if (n.endsWith(suffix)) {
         const archive = n.slice(0, -suffix.length);
         orphan = isArchiveName(archive) && !present.has(archive);

@@ -14,6 +14,8 @@ import type { Compression } from "../common/config.ts";
 export const EXTENSIONS: Record<Compression, string> = { gzip: ".tar.gz", zstd: ".tar.zst", none: ".tar" };
 export const CHECKSUM_SUFFIX = ".md5";
 export const LIST_SUFFIX = ".list";
+/** The hashes of an archive's compressed pieces, kept on the server only (archive/piece-index.ts). */
+export const PIECES_SUFFIX = ".pieces";
 /** Temporary files start with this; no archive name can. */
 export const TEMP_PREFIX = ".shoot-tmp-";
 export const MAX_NAME_LENGTH = 200;

@@ -178,20 +178,22 @@ const MAX_BLOCK = 128 * 1024;
 
 /**
  * The delta block size for pulling an archive of `size` bytes of which about `changes`
- * separate places changed (the server's count of new, changed and deleted entries). Each
- * block of the basis costs its checksum on the wire; each changed place costs, beyond its own
- * bytes, about a block that no longer matches around it. The sum, size/b·c + changes·b, is
- * least at b = √(c·size/changes). rsync's own choice, about √size, suits a file changed in a
- * few places; an archive a day of changes touched in hundreds of places loses most of its bytes
- * to the blocks around them (measured on a 600 MB archive with 260 changed places: 11.6 MB on
- * the wire with rsync's 24 KiB blocks, 7.8 MB with 4 KiB ones). Never larger than rsync's
- * choice: one changed entry can be a large file changed in many places. Undefined (rsync's
- * choice) when the number of changes is not known or rsync's blocks are small enough.
+ * separate places changed. Each block of the basis costs its checksum on the wire; each changed
+ * place costs, beyond its own bytes, about a block that no longer matches around it. The sum,
+ * size/b·c + changes·b, is least at b = √(c·size/changes). rsync's own choice, about √size,
+ * suits a file changed in a few places; an archive a day of changes touched in hundreds of
+ * places loses most of its bytes to the blocks around them (measured on a 600 MB archive with
+ * 260 changed places: 11.6 MB on the wire with rsync's 24 KiB blocks, 7.8 MB with 4 KiB ones).
+ * `exact` says the count is of places in the archive itself (the server compared the hashes of
+ * its compressed pieces); otherwise it is the scan's count of changed entries, and the block is
+ * never larger than rsync's choice, as one changed entry can be a large file changed in many
+ * places. Undefined (rsync's choice) when the number of changes is not known or rsync's blocks
+ * are small enough.
  */
-export function deltaBlockSize(size: number, changes: number | undefined): number | undefined {
+export function deltaBlockSize(size: number, changes: number | undefined, exact = false): number | undefined {
   if (changes === undefined || !Number.isFinite(changes) || changes < 1 || !(size > 0)) return undefined;
   const best = Math.sqrt((CHECKSUM_BYTES_PER_BLOCK * size) / changes);
-  if (best >= Math.sqrt(size) || Math.sqrt(size) <= MIN_BLOCK) return undefined;
+  if (Math.sqrt(size) <= MIN_BLOCK || (!exact && best >= Math.sqrt(size))) return undefined;
   return Math.round(Math.min(MAX_BLOCK, Math.max(MIN_BLOCK, best)) / 512) * 512;
 }
 
