@@ -15,7 +15,8 @@ import { randomBytes, writeArchive, writeServerStatus } from "../helpers/serverd
 import { freePort, startSshd, type SshServer } from "../helpers/sshd.ts";
 import { requireTool } from "../helpers/tools.ts";
 import { archiveName } from "../../src/core/state/naming.ts";
-import { TRANSFER_MALLOC_TUNABLES } from "../../src/core/transfer/rsync.ts";
+import { deltaBlockSize, TRANSFER_MALLOC_TUNABLES } from "../../src/core/transfer/rsync.ts";
+import { treeDifferences } from "../helpers/tree-compare.ts";
 
 const T = 120_000;
 let sshd: SshServer;
@@ -149,6 +150,37 @@ describe("shoot client over ssh", () => {
     const after = fs.statSync(held);
     expect([after.ino, after.nlink, after.mtimeMs]).toEqual([before.ino, 1, before.mtimeMs]);
     expect(md5sumCheck(path.join(dest, "web1"))).toEqual([day1.file, day2.file]);
+  }, T);
+
+  test("a large file rewritten in three pages: the server counts four places from its pieces, and the pull's delta blocks are sized by them", async () => {
+    requireTool("tar");
+    const fx = fixture();
+    const big = path.join(fx.src, "var/db/pages.dat");
+    fs.mkdirSync(path.dirname(big));
+    fs.writeFileSync(big, randomBytes(12 << 20));
+    await wrapper(fx);
+    const dest = path.join(fx.root, "dest");
+    const cfg = writeClientConfig(path.join(fx.root, "client.toml"), { dest, known_hosts: sshd.knownHosts, sources: [sshSource(sshd, "web1", fx.backup)] });
+    expect((await runClient(cfg, dest)).codes).toEqual({ web1: 30 });
+    const fd = fs.openSync(big, "r+");
+    for (const mib of [2, 6, 10]) fs.writeSync(fd, randomBytes(4096), 0, 4096, mib << 20);
+    fs.closeSync(fd);
+    const made = await wrapper(fx);
+    const r = await runClient(cfg, dest);
+    expect(r.codes).toEqual({ web1: 4 });
+    const size: number = made.archive.size;
+    const data = r.records.find((x) => x.name === "PULLED")!.data as Record<string, number | boolean>;
+    // the scan saw one changed entry, which would have left the block to rsync
+    expect(deltaBlockSize(size, 1)).toBeUndefined();
+    expect(data).toMatchObject({ places: 4, exactPlaces: true, blockSize: deltaBlockSize(size, 4, true)! });
+    // four pieces of at most 256 KiB of tar stream each went again, the rest was matched
+    expect(data.literal as number).toBeLessThan(4 * 300 * 1024);
+    expect(data.matched as number).toBeGreaterThan(size - 4 * 300 * 1024);
+    expect(md5sumCheck(path.join(dest, "web1")).at(-1)).toBe(made.archive.file);
+    const out = path.join(fx.root, "restored");
+    fs.mkdirSync(out);
+    expect(Bun.spawnSync(["tar", "-xpzf", path.join(dest, "web1", made.archive.file), "-C", out]).exitCode).toBe(0);
+    expect(treeDifferences(fx.src, path.join(out, fx.src.slice(1)), { mtimeResolutionNs: 1000 })).toEqual([]);
   }, T);
 
   test("refusals: stale, failed, busy, unsafe names, corrupted, lying about its size, reusing a held name — each its own code, nothing bad kept, nothing outside dest_dir", async () => {

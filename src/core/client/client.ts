@@ -700,7 +700,10 @@ async function pullOne(p: PullOne, a: ArchiveInfo): Promise<TransferStats> {
   commit(stage, dir, a, proof !== undefined);
   status.write("PULLED", `${source.name}: pulled and verified ${a.file} (${describePull(a, stats)})`, {
     step: "pull", archive: a,
-    data: { source: source.name, literal: stats.literal, matched: stats.matched, received: stats.received, sent: stats.sent, hashed, sharedSsh: controlPath !== undefined, proof },
+    data: {
+      source: source.name, literal: stats.literal, matched: stats.matched, received: stats.received, sent: stats.sent,
+      hashed, sharedSsh: controlPath !== undefined, proof, blockSize, places: changed?.places, exactPlaces: changed?.exact,
+    },
   });
   return stats;
 }
