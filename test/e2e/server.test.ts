@@ -117,6 +117,21 @@ describe("shoot server", () => {
     fs.rmSync(out, { recursive: true, force: true });
   }, T);
 
+  test("a piece index that is damaged costs no archive: the run says so and records no count from the pieces (4)", async () => {
+    fx = serverFixture();
+    const first = await server();
+    expect(first.final.code).toBe(30);
+    fs.writeFileSync(path.join(fx.backup, `${first.final.archive.file}.pieces`), "not an index");
+    fs.appendFileSync(path.join(fx.src, "etc/hosts"), "10.0.0.2 web\n");
+    const second = await server();
+    expect(second.final.code).toBe(4);
+    const recs = statusRecords(path.join(fx.backup, "server.status"));
+    expect(recs.find((x) => x.name === "ARCHIVE_WRITTEN")!.data.places).toBeUndefined();
+    expect(recs.map((x) => x.msg)).toContainEqual(`${first.final.archive.file}.pieces is not a piece index; delta blocks will follow the scan's count`);
+    expect(fs.existsSync(path.join(fx.backup, `${second.final.archive.file}.pieces`))).toBe(true);
+    md5sumCheck(fx.backup);
+  }, T);
+
   for (const [what, change, counted] of changes) {
     test(`${what} → new archive (4), counted; then unchanged (9)`, async () => {
       fx = serverFixture();

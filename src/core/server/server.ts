@@ -194,8 +194,7 @@ async function serverSteps(
     const entries = changes ? recordedEntries(tmpList, changes) : listedEntries(tmpList);
     const result = await writeArchiveFile(cfg, tmp, entries, content.bytes, run, opts, dumps, deps.clock.now());
     checkAbort();
-    const last = newest?.endsWith(EXTENSIONS[cfg.compression]) ? newest : undefined;
-    return finishArchive(cfg, deps, run, { name, tmp, tmpList, scan, result, firstRun, dumps: dumps.done, plan: records ? { ...plan, sources } : undefined, last });
+    return finishArchive(cfg, deps, run, { name, tmp, tmpList, scan, result, firstRun, dumps: dumps.done, plan: records ? { ...plan, sources } : undefined, last: newest });
   } finally {
     changes?.dumpdirs.close();
   }
@@ -233,7 +232,10 @@ interface Made {
   dumps: readonly DumpRun[];
   /** With incremental archives on: the level, base and sources the list header records. */
   plan?: LevelPlan & { sources: string[] };
-  /** The newest archive before this one, when it has the same compression: what the places are counted against. */
+  /**
+   * The newest archive before this one: what the places are counted against (in another
+   * compression no piece matches, and the count is one place, which is what rsync will find).
+   */
   last?: string;
 }
 
@@ -265,7 +267,10 @@ function finishArchive(cfg: ServerConfig, deps: Deps, run: Run, m: Made): StepsR
   const proof = `proven restorable: every piece decompressed to its input, the tar stream parsed to its end with all ${result.entries} entries as read, the file read back`;
   const level = m.plan?.level ?? 0;
   const data = m.plan ? chainData(level, m.plan.chain) : undefined;
-  const places = pieceIndex(dir, name, result.pieces, m.last);
+  const index = result.pieces ? pieceIndex(dir, name, result.pieces, m.last) : {};
+  // only a hint for the backup host's delta blocks: said, never a failure
+  if (index.problem) run.step("archive", `${index.problem}; delta blocks will follow the scan's count`);
+  const places = index.places;
   run.step("archive", `${name} complete: ${formatBytes(result.size)} from ${formatBytes(result.inputBytes)}${engine}; ${proof}`, "ARCHIVE_WRITTEN", { file: name, size: result.size, proven: result.proven, entries: result.entries, places, ...data });
 
   // 6. rotation
@@ -661,20 +666,35 @@ export function nextArchiveName(cfg: Pick<ServerConfig, "name" | "compression">,
   throw new ShootError("ARCHIVE_FAILED", "no free archive name");
 }
 
+interface PieceCount {
+  places?: number;
+  problem?: string;
+}
+
 /**
  * Keeps the piece index beside the new archive and counts the places where it differs from
  * `last` (archive/piece-index.ts), which the backup host sizes its delta blocks by. Only a
- * hint: without an index on either side the count is undefined and the scan's is used.
+ * hint, so a failure costs no archive: it is said (`problem`) and the scan's count is used. A
+ * last archive without an index (made before indexes were kept) is no problem.
  */
-function pieceIndex(dir: string, name: string, pieces: BigUint64Array | undefined, last?: string): number | undefined {
-  if (!pieces) return undefined;
+function pieceIndex(dir: string, name: string, pieces: BigUint64Array, last?: string): PieceCount {
+  let problem: string | undefined;
   try {
     writeFileAtomic(dir, name + PIECES_SUFFIX, encodePieceIndex(pieces));
-    const before = last ? decodePieceIndex(fs.readFileSync(path.join(dir, last + PIECES_SUFFIX))) : undefined;
-    return before ? changedRuns(before, pieces) : undefined;
-  } catch {
-    return undefined;
+  } catch (e) {
+    problem = `the piece index ${name}${PIECES_SUFFIX} could not be written: ${errorMessage(e)}`;
   }
+  if (!last) return { problem };
+  const file = last + PIECES_SUFFIX;
+  let bytes: Uint8Array;
+  try {
+    bytes = fs.readFileSync(path.join(dir, file));
+  } catch (e) {
+    return { problem: errnoCode(e) === "ENOENT" ? problem : `${file} could not be read: ${errorMessage(e)}` };
+  }
+  const before = decodePieceIndex(bytes);
+  if (!before) return { problem: `${file} is not a piece index` };
+  return { places: changedRuns(before, pieces), problem };
 }
 
 function removeArchive(dir: string, name: string): void {

@@ -1,7 +1,7 @@
 /**
  * What an interrupted run can leave in a backup directory, and its removal. Only temporary
- * files and checksum, list and piece index files whose archive does not exist are removed: a file under a
- * final archive name is never touched here.
+ * files and the checksum, list and piece index files of an archive that does not exist are
+ * removed: a file under a final archive name is never touched here.
  */
 import fs from "node:fs";
 import path from "node:path";
