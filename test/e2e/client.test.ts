@@ -161,7 +161,10 @@ describe("shoot client over ssh", () => {
     await wrapper(fx);
     const dest = path.join(fx.root, "dest");
     const cfg = writeClientConfig(path.join(fx.root, "client.toml"), { dest, known_hosts: sshd.knownHosts, sources: [sshSource(sshd, "web1", fx.backup)] });
-    expect((await runClient(cfg, dest)).codes).toEqual({ web1: 30 });
+    const first = await runClient(cfg, dest);
+    expect(first.codes).toEqual({ web1: 30 });
+    // a first pull has no basis to match: nothing to gain from compressed tokens
+    expect(first.records.find((x) => x.name === "PULLED")!.data).toMatchObject({ compress: false });
     const fd = fs.openSync(big, "r+");
     for (const mib of [2, 6, 10]) fs.writeSync(fd, randomBytes(4096), 0, 4096, mib << 20);
     fs.closeSync(fd);
@@ -172,7 +175,11 @@ describe("shoot client over ssh", () => {
     const data = r.records.find((x) => x.name === "PULLED")!.data as Record<string, number | boolean>;
     // the scan saw one changed entry, which would have left the block to rsync
     expect(deltaBlockSize(size, 1)).toBeUndefined();
-    expect(data).toMatchObject({ places: 4, exactPlaces: true, blockSize: deltaBlockSize(size, 4, true)! });
+    expect(data).toMatchObject({ places: 4, exactPlaces: true, blockSize: deltaBlockSize(size, 4, true)!, compress: true });
+    // matched blocks went as runs of tokens: less than a byte each beyond the literal bytes, where
+    // without --compress each costs 4
+    const blocks = size / (data.blockSize as number);
+    expect((data.received as number) - (data.literal as number)).toBeLessThan(blocks);
     // four pieces of at most 256 KiB of tar stream each went again, the rest was matched
     expect(data.literal as number).toBeLessThan(4 * 300 * 1024);
     expect(data.matched as number).toBeGreaterThan(size - 4 * 300 * 1024);

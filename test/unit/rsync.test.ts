@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import {
-  CommandRefused, classifyFailure, deltaBlockSize, parseSenderCommand, parseStats, remoteFile, rshQuote, rshString, rsyncEnv, rsyncPullArgv, seconds, TRANSFER_MALLOC_TUNABLES,
+  CommandRefused, classifyFailure, compressDelta, deltaBlockSize, parseSenderCommand, parseStats, remoteFile, rshQuote, rshString, rsyncEnv, rsyncPullArgv, seconds, TRANSFER_MALLOC_TUNABLES,
   SHARED_PERSIST_S, splitRsyncCommand, sshArgv, sshSharedExitArgv, sshSharedStartArgv, type PullSpec,
 } from "../../src/core/transfer/rsync.ts";
 import type { SourceConfig } from "../../src/core/common/config.ts";
@@ -307,6 +307,21 @@ describe("deltaBlockSize", () => {
       }
     }
   }, T);
+});
+
+describe("compressDelta", () => {
+  const gz = "web-20261203-010000.tar.gz";
+  const cases: Array<[string, string, string[], boolean]> = [
+    ["gzip with an earlier gzip copy: compressed tokens", "web-20261204-010000.tar.gz", [gz], true],
+    ["zstd with an earlier zstd copy", "web-20261204-010000.tar.zst", ["web-20261203-010000.tar.zst", gz], true],
+    ["an incremental gzip archive against a full one", "web-20261204-010000-L1.tar.gz", [gz], true],
+    ["a first pull: nothing to match", "web-20261204-010000.tar.gz", [], false],
+    ["only a copy of another compression: no basis worth it", "web-20261204-010000.tar.zst", [gz], false],
+    ["the archive itself held (a pull again): not a basis", gz, [gz], false],
+    ["plain tar: its bytes would be compressed for real", "web-20261204-010000.tar", ["web-20261203-010000.tar"], false],
+    ["a name that only contains .tar.gz", "web.tar.gz.list", [gz], false],
+  ];
+  for (const [name, file, held, want] of cases) test(name, () => expect(compressDelta(file, held)).toBe(want), T);
 });
 
 describe("parseSenderCommand", () => {

@@ -38,7 +38,7 @@ import { judgeChain } from "./chain.ts";
 import { SharedSsh } from "../transfer/ssh-shared.ts";
 import { lastPullDurations, pullOrder, retryPause, runInSlots } from "./schedule.ts";
 import {
-  MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, deltaBlockSize, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
+  MAX_STATUS_BYTES, PARTIAL_DIR, classifyFailure, compressDelta, deltaBlockSize, parseStats, rsyncEnv, rsyncPullArgv, type PullSpec, type TransferStats,
 } from "../transfer/rsync.ts";
 import {
   CLIENT_STATUS, SERVER_STATUS, StatusWriter, lastFinal, newRunId, parseStatus, readStatusFile,
@@ -685,7 +685,8 @@ async function pullOne(p: PullOne, a: ArchiveInfo): Promise<TransferStats> {
     : undefined;
   const changed = changedPlaces(p.records, a.file);
   const blockSize = deltaBlockSize(a.size, changed?.places, changed?.exact);
-  const pulled = pullArchive(ctx, source, stage, a, controlPath, blockSize);
+  const compress = compressDelta(a.file, heldCopies(dir));
+  const pulled = pullArchive(ctx, source, stage, a, controlPath, { blockSize, compress });
   const { stats, hashed } = await pulled.catch(async (e: unknown) => {
     // without a good archive the list is of no use: stopped, not waited for
     list?.stop();
@@ -702,7 +703,7 @@ async function pullOne(p: PullOne, a: ArchiveInfo): Promise<TransferStats> {
     step: "pull", archive: a,
     data: {
       source: source.name, literal: stats.literal, matched: stats.matched, received: stats.received, sent: stats.sent,
-      hashed, sharedSsh: controlPath !== undefined, proof, blockSize, places: changed?.places, exactPlaces: changed?.exact,
+      hashed, sharedSsh: controlPath !== undefined, proof, blockSize, places: changed?.places, exactPlaces: changed?.exact, compress,
     },
   });
   return stats;
@@ -774,7 +775,7 @@ async function verify(stage: string, a: ArchiveInfo, followed: FollowResult): Pr
  */
 async function pullArchive(
   ctx: RunContext, source: SourceConfig, stage: string, a: ArchiveInfo,
-  controlPath: string | undefined, blockSize: number | undefined,
+  controlPath: string | undefined, delta: Pick<PullSpec, "blockSize" | "compress">,
 ): Promise<{ stats: TransferStats; hashed: string }> {
   const follower = followDigest(stage, a.file, copyCheck(a).algorithm);
   const stats = await rsync(ctx, {
@@ -782,7 +783,7 @@ async function pullArchive(
     // the checksum file is tiny; an archive bigger than its record says is not transferred
     maxSize: Math.max(a.size, 64 * 1024),
     resumable: { basisDir: ".." },
-    blockSize,
+    ...delta,
     controlPath,
   }, "PULL_FAILED", undefined, stage).catch((e: unknown) => {
     follower.cancel();

@@ -38,13 +38,18 @@ export function listMember(text: Uint8Array<ArrayBuffer>): Uint8Array {
   return out;
 }
 
-/** A member ends after a line whose CRC-32 has these bits clear: about every 1024 lines. */
-const CUT_MASK = 1023;
+/**
+ * A member ends after a line whose CRC-32 has these bits clear: about every 256 lines, some
+ * 5 KiB compressed, which is about what a changed line costs on the next pull. Every 1024
+ * lines made the list 2 % smaller, and the lines of a directory of 129 files renamed cost 42 KiB
+ * on the wire instead of 23.
+ */
+const CUT_MASK = 255;
 
 /**
  * A list given in pieces (text or bytes, cut anywhere), as gzip members to write one after the
  * other. The first line (the header) is a member by itself, so that reading it costs one small
- * read. A later member ends after a line whose CRC-32 has its low 10 bits clear, or at the last
+ * read. A later member ends after a line whose CRC-32 has its low 8 bits clear, or at the last
  * newline of LIST_BLOCK bytes: where members end depends on the lines alone, so the next run's
  * list, which differs in a few places, shares its other members byte for byte, and rsync,
  * pulling it against the last copy's list, sends those as matches. Memory holds one block.
