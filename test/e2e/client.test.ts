@@ -152,7 +152,8 @@ describe("shoot client over ssh", () => {
     expect(md5sumCheck(path.join(dest, "web1"))).toEqual([day1.file, day2.file]);
   }, T);
 
-  test("a large file rewritten in three pages: the server counts four places from its pieces, and the pull's delta blocks are sized by them", async () => {
+  /** A source holding a 12 MiB file of random bytes, made and pulled once; `rewrite` changes 4 KiB pages of it. */
+  async function pagesPulled() {
     requireTool("tar");
     const fx = fixture();
     const big = path.join(fx.src, "var/db/pages.dat");
@@ -165,9 +166,25 @@ describe("shoot client over ssh", () => {
     expect(first.codes).toEqual({ web1: 30 });
     // a first pull has no basis to match: nothing to gain from compressed tokens
     expect(first.records.find((x) => x.name === "PULLED")!.data).toMatchObject({ compress: false });
-    const fd = fs.openSync(big, "r+");
-    for (const mib of [2, 6, 10]) fs.writeSync(fd, randomBytes(4096), 0, 4096, mib << 20);
-    fs.closeSync(fd);
+    const rewrite = (...mibs: number[]) => {
+      const fd = fs.openSync(big, "r+");
+      for (const mib of mibs) fs.writeSync(fd, randomBytes(4096), 0, 4096, mib << 20);
+      fs.closeSync(fd);
+    };
+    /** The newest copy passes md5sum -c, and GNU tar restores it equal to the tree. */
+    const restores = (file: string) => {
+      expect(md5sumCheck(path.join(dest, "web1")).at(-1)).toBe(file);
+      const out = path.join(fx.root, "restored");
+      fs.mkdirSync(out);
+      expect(Bun.spawnSync(["tar", "-xpzf", path.join(dest, "web1", file), "-C", out]).exitCode).toBe(0);
+      expect(treeDifferences(fx.src, path.join(out, fx.src.slice(1)), { mtimeResolutionNs: 1000 })).toEqual([]);
+    };
+    return { fx, dest, cfg, rewrite, restores };
+  }
+
+  test("a large file rewritten in three pages: the server counts four places from its pieces, and the pull's delta blocks are sized by them", async () => {
+    const { fx, dest, cfg, rewrite, restores } = await pagesPulled();
+    rewrite(2, 6, 10);
     const made = await wrapper(fx);
     const r = await runClient(cfg, dest);
     expect(r.codes).toEqual({ web1: 4 });
@@ -183,11 +200,26 @@ describe("shoot client over ssh", () => {
     // four pieces of at most 256 KiB of tar stream each went again, the rest was matched
     expect(data.literal as number).toBeLessThan(4 * 300 * 1024);
     expect(data.matched as number).toBeGreaterThan(size - 4 * 300 * 1024);
-    expect(md5sumCheck(path.join(dest, "web1")).at(-1)).toBe(made.archive.file);
-    const out = path.join(fx.root, "restored");
-    fs.mkdirSync(out);
-    expect(Bun.spawnSync(["tar", "-xpzf", path.join(dest, "web1", made.archive.file), "-C", out]).exitCode).toBe(0);
-    expect(treeDifferences(fx.src, path.join(out, fx.src.slice(1)), { mtimeResolutionNs: 1000 })).toEqual([]);
+    restores(made.archive.file);
+  }, T);
+
+  test("days missed: the server counted its places against an archive not held here, so the delta blocks are no larger than rsync's own", async () => {
+    const { fx, dest, cfg, rewrite, restores } = await pagesPulled();
+    rewrite(2);
+    const missed = await wrapper(fx); // made on the server, never pulled here
+    rewrite(10);
+    const made = await wrapper(fx);
+    const written = statusRecords(path.join(fx.backup, "server.status")).findLast((x) => x.name === "ARCHIVE_WRITTEN")!;
+    expect(written.data).toMatchObject({ file: made.archive.file, placesAgainst: missed.archive.file });
+    const places = written.data.places as number;
+    const r = await runClient(cfg, dest);
+    expect(r.codes).toEqual({ web1: 4 });
+    const data = r.records.find((x) => x.name === "PULLED")!.data as Record<string, number | boolean>;
+    expect(data).toMatchObject({ places, exactPlaces: false, compress: true });
+    // counted as exact, the few places would have chosen blocks larger than rsync's
+    expect(deltaBlockSize(made.archive.size, places, true)).toBeGreaterThan(Math.sqrt(made.archive.size));
+    expect(data.blockSize).toBe(deltaBlockSize(made.archive.size, places, false));
+    restores(made.archive.file);
   }, T);
 
   test("refusals: stale, failed, busy, unsafe names, corrupted, lying about its size, reusing a held name — each its own code, nothing bad kept, nothing outside dest_dir", async () => {

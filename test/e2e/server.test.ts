@@ -107,7 +107,7 @@ describe("shoot server", () => {
     expect(second.final.code).toBe(4);
     const recs = statusRecords(path.join(fx.backup, "server.status"));
     expect(recs.find((x) => x.name === "SCANNED")!.data).toMatchObject({ changed: 1, places: 1 });
-    expect(recs.find((x) => x.name === "ARCHIVE_WRITTEN")!.data).toMatchObject({ file: second.final.archive.file, places: 4 });
+    expect(recs.find((x) => x.name === "ARCHIVE_WRITTEN")!.data).toMatchObject({ file: second.final.archive.file, places: 4, placesAgainst: first.final.archive.file });
     const names = fs.readdirSync(fx.backup);
     for (const a of archivesIn(fx.backup)) expect(names).toContain(`${a}.pieces`);
     // the archive the count describes restores

@@ -133,6 +133,7 @@ describe("selectSources", () => {
 });
 
 describe("changedPlaces", () => {
+  const LAST = "web1-20260530-010000.tar.gz";
   const rec = (code: number, name: string, run: string, more: Partial<StatusRecord> = {}): StatusRecord =>
     ({ v: 1, t: NOW.toISOString(), code, name, msg: "", role: "server", run, ...more });
   const day2 = (scanned: Record<string, unknown> | undefined, written: Record<string, unknown>, run = "r2") => [
@@ -150,6 +151,9 @@ describe("changedPlaces", () => {
     ["a negative count is not read", day2({ places: -1 }, { places: -3 }), undefined],
     ["nothing said", day2(undefined, {}), undefined],
     ["no golden record names the archive", day2({ places: 4 }, { places: 9 }).slice(0, 3), undefined],
+    ["counted against a copy held here: exact", day2({ places: 1 }, { places: 260, placesAgainst: LAST }), { places: 260, exact: true }],
+    ["counted against a copy not held here (days missed): a floor, as the scan's", day2({ places: 1 }, { places: 260, placesAgainst: "web1-20260101-000000.tar.gz" }), { places: 260, exact: false }],
+    ["against a name that is not a string: as an older server, exact", day2({ places: 1 }, { places: 260, placesAgainst: 7 }), { places: 260, exact: true }],
   ];
-  for (const [what, records, want] of cases) test(what, () => expect(changedPlaces(records, ARCHIVE.file)).toEqual(want), T);
+  for (const [what, records, want] of cases) test(what, () => expect(changedPlaces(records, ARCHIVE.file, [LAST])).toEqual(want), T);
 });

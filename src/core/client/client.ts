@@ -640,16 +640,23 @@ interface ChangedPlaces {
  * made it found, for the delta's block size: its ARCHIVE_WRITTEN record's count from the hashes
  * of the compressed pieces (`exact`), or else its SCANNED record's runs of new, changed or
  * deleted entries (from an older server, how many entries); undefined when the records do not
- * say. Only a hint: whatever a server writes here changes how many bytes travel, never what
- * is kept.
+ * say. The pieces' count is against the server's last archive (`placesAgainst`); when that is
+ * not among the copies `held` here, rsync matches an older copy, which differs in more places,
+ * so the count is only a floor, as the scan's is. Only a hint: whatever a server writes here
+ * changes how many bytes travel, never what is kept.
  */
-export function changedPlaces(records: readonly StatusRecord[], file: string): ChangedPlaces | undefined {
+export function changedPlaces(
+  records: readonly StatusRecord[], file: string, held: readonly string[],
+): ChangedPlaces | undefined {
   const count = (n: unknown) => (typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : undefined);
   const made = records.find((r) => r.archive?.file === file && isGolden(r.code));
   if (!made) return undefined;
   const data = (name: string) => records.find((r) => r.run === made.run && r.name === name)?.data ?? {};
-  const exact = count(data("ARCHIVE_WRITTEN").places);
-  if (exact !== undefined) return { places: exact, exact: true };
+  const written = data("ARCHIVE_WRITTEN");
+  const exact = count(written.places);
+  const against = written.placesAgainst;
+  // a server before placesAgainst was recorded counted against its last archive all the same
+  if (exact !== undefined) return { places: exact, exact: typeof against !== "string" || held.includes(against) };
   const scanned = data("SCANNED");
   const places = count(scanned.places ?? scanned.changed);
   return places === undefined ? undefined : { places, exact: false };
@@ -683,9 +690,10 @@ async function pullOne(p: PullOne, a: ArchiveInfo): Promise<TransferStats> {
   const list = deep || p.withList
     ? pullList(ctx, source, stage, a, controlPath, Math.max(a.size, p.fullSize))
     : undefined;
-  const changed = changedPlaces(p.records, a.file);
+  const held = heldCopies(dir);
+  const changed = changedPlaces(p.records, a.file, held);
   const blockSize = deltaBlockSize(a.size, changed?.places, changed?.exact);
-  const compress = compressDelta(a.file, heldCopies(dir));
+  const compress = compressDelta(a.file, held);
   const pulled = pullArchive(ctx, source, stage, a, controlPath, { blockSize, compress });
   const { stats, hashed } = await pulled.catch(async (e: unknown) => {
     // without a good archive the list is of no use: stopped, not waited for

@@ -270,8 +270,9 @@ function finishArchive(cfg: ServerConfig, deps: Deps, run: Run, m: Made): StepsR
   const index = result.pieces ? pieceIndex(dir, name, result.pieces, m.last) : {};
   // only a hint for the backup host's delta blocks: said, never a failure
   if (index.problem) run.step("archive", `${index.problem}; delta blocks will follow the scan's count`);
-  const places = index.places;
-  run.step("archive", `${name} complete: ${formatBytes(result.size)} from ${formatBytes(result.inputBytes)}${engine}; ${proof}`, "ARCHIVE_WRITTEN", { file: name, size: result.size, proven: result.proven, entries: result.entries, places, ...data });
+  // what the places were counted against: a backup host that does not hold it matches an older copy
+  const places = index.places === undefined ? {} : { places: index.places, placesAgainst: m.last };
+  run.step("archive", `${name} complete: ${formatBytes(result.size)} from ${formatBytes(result.inputBytes)}${engine}; ${proof}`, "ARCHIVE_WRITTEN", { file: name, size: result.size, proven: result.proven, entries: result.entries, ...places, ...data });
 
   // 6. rotation
   run.step("rotate", `keeping what ${describeRules(cfg.retention)} keep`);
