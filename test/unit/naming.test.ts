@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { nextArchiveName } from "../../src/core/server/server.ts";
-import { archiveTime, isArchiveName, parseArchiveName, sortArchives } from "../../src/core/state/naming.ts";
+import { archiveTime, compressionOf, isArchiveName, parseArchiveName, sortArchives } from "../../src/core/state/naming.ts";
 import { seeded } from "../helpers/random.ts";
 
 const cfg = { name: "web1", compression: "gzip" } as const;
@@ -55,4 +55,16 @@ describe("sortArchives", () => {
     expect(parseArchiveName("web1-20261126-021503-1.tar.gz")?.key).toBe("202611260215030001");
     expect(archiveTime("web1-20261126-021503.tar.gz")?.toISOString()).toBe("2026-11-26T02:15:03.000Z");
   });
+});
+
+describe("compressionOf", () => {
+  const cases: Array<[string, ReturnType<typeof compressionOf>]> = [
+    ["web-20261204-010000.tar.gz", "gzip"],
+    ["web-20261204-010000-L2.tar.zst", "zstd"],
+    ["web-20261204-010000.tar", "none"],
+    ["web-20261204-010000.tar.gz.list", undefined],
+    ["web-20261204-010000.tar.gz.md5", undefined],
+    ["notes.txt", undefined],
+  ];
+  for (const [file, want] of cases) test(file, () => expect(compressionOf(file)).toBe(want));
 });

@@ -690,7 +690,7 @@ async function pullOne(p: PullOne, a: ArchiveInfo): Promise<TransferStats> {
   const list = deep || p.withList
     ? pullList(ctx, source, stage, a, controlPath, Math.max(a.size, p.fullSize))
     : undefined;
-  const held = heldCopies(dir);
+  const held = verifiedCopies(dir);
   const changed = changedPlaces(p.records, a.file, held);
   const blockSize = deltaBlockSize(a.size, changed?.places, changed?.exact);
   const compress = compressDelta(a.file, held);

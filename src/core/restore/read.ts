@@ -18,6 +18,7 @@ import { ShootError, errorMessage } from "../common/errors.ts";
 import { chunksAt } from "../state/fsutil.ts";
 import type { Progress } from "../report/progress.ts";
 import { detectCompression } from "../archive/writer.ts";
+import { compressionOf } from "../state/naming.ts";
 import { TarFormatError, TarParser, type TarListing } from "../archive/tar.ts";
 import { decompressor, inflatedByWorker, PiecePool, readFd, ZstdFrames, type Compression } from "./inflate.ts";
 
@@ -74,8 +75,7 @@ export type ArchiveSource = number | { open: () => Promise<NodeJS.ReadableStream
 /** The source of passes over an archive held at `path`, or read through `open`; close it with closeSource. */
 export function openSource(a: { file: string; path: string; open?: () => Promise<NodeJS.ReadableStream> }): ArchiveSource {
   if (!a.open) return fs.openSync(a.path, "r");
-  const compression: Compression = a.file.endsWith(".tar.gz") ? "gzip" : a.file.endsWith(".tar.zst") ? "zstd" : "none";
-  return { open: a.open, compression };
+  return { open: a.open, compression: compressionOf(a.file) ?? "none" };
 }
 
 /**

@@ -15,7 +15,7 @@ import { errorMessage } from "../common/errors.ts";
 import { formatDuration } from "../common/units.ts";
 import { chainOf, levelOf } from "../state/chain.ts";
 import { readLines } from "../state/fsutil.ts";
-import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, archiveTime, parseMd5Line } from "../state/naming.ts";
+import { CHECKSUM_SUFFIX, compressionOf, LIST_SUFFIX, archiveTime, parseMd5Line } from "../state/naming.ts";
 import type { ArchiveInfo } from "../state/status.ts";
 import type { ChangeSet } from "../scan/changes.ts";
 import { entryFromLine, listHeaderOf, normaliseSources, systemOwners, type ListHeader } from "../scan/scan.ts";
@@ -114,7 +114,7 @@ export function planLevel(cfg: Pick<ServerConfig, "incremental" | "full_every" |
   if (fullAt < 0) return full("a full archive", "no full archive is held here");
   const lastFull = archives[fullAt]!;
   const base = cfg.incremental === "chain" ? archives.at(-1)! : lastFull;
-  if (!base.endsWith(EXTENSIONS[cfg.compression])) return full(`a full archive: compression changed to ${cfg.compression}`);
+  if (compressionOf(base) !== cfg.compression) return full(`a full archive: compression changed to ${cfg.compression}`);
   const every = cfg.full_every;
   if (every.count !== undefined && archives.length - fullAt >= every.count) return full(`a full archive: ${archives.length - fullAt} archive(s) since ${lastFull} (full_every = ${every.count})`);
   if (every.ms !== undefined) {

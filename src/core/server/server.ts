@@ -27,7 +27,7 @@ import { chainData, checkChain, planLevel, recordedEntries, sourcesKey, type Lev
 import { childEnv } from "./wrapper.ts";
 import { plainOutcome, staleLockMessage, unusableDir, withRun, type RunSpec } from "../state/run.ts";
 import { compressList } from "../state/list-file.ts";
-import { CHECKSUM_SUFFIX, EXTENSIONS, LIST_SUFFIX, PIECES_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "../state/naming.ts";
+import { CHECKSUM_SUFFIX, compressionOf, LIST_SUFFIX, PIECES_SUFFIX, archiveTime, TEMP_PREFIX, archiveName, md5Line, parseArchiveName, parseMd5Line, sortArchives } from "../state/naming.ts";
 import type { RunOutcome, Warning } from "../common/outcome.ts";
 import { entryFromLine, entryLine, hasChanges, LIST_FORMAT, LIST_VERSION, lineKey, ListComparer, listHeaderOf, normaliseSources, openList, scanSources, systemOwners, type Changes, type ListHeader, type ScanSummary } from "../scan/scan.ts";
 import { HOLD_BYTES, quickCompare, type QuickCheck } from "../scan/scan-parallel.ts";
@@ -349,7 +349,7 @@ async function detectChange(
     unchanged: { name: "UNCHANGED", message: `nothing changed since ${newest}; it is still current`, archive, data: point?.data },
   });
   // an archive in another compression is never "still current", and its size predicts nothing
-  const sameCompression = newest?.endsWith(EXTENSIONS[cfg.compression]) === true;
+  const sameCompression = newest !== undefined && compressionOf(newest) === cfg.compression;
   if (!firstRun && newest && sameCompression && !point?.problem) {
     const hold = opts.parallelHoldBytes ?? HOLD_BYTES;
     const quick = await unchangedOnEveryCore(cfg, dir, newest, hold);
@@ -397,7 +397,7 @@ async function detectChange(
   } else {
     scanned(scan.entries, scan.bytes, ` (${formatBytes(scan.bytes)}) in ${scanMs} ms${firstRun ? "; first run" : ""}`);
   }
-  const sameKind = archives.filter((a) => a.endsWith(EXTENSIONS[cfg.compression]));
+  const sameKind = archives.filter((a) => compressionOf(a) === cfg.compression);
   return { scan, tmpList, previous: sameCompression ? sizeRatioSource(dir, sameKind, last?.header) : undefined };
 }
 
@@ -675,27 +675,33 @@ interface PieceCount {
 /**
  * Keeps the piece index beside the new archive and counts the places where it differs from
  * `last` (archive/piece-index.ts), which the backup host sizes its delta blocks by. Only a
- * hint, so a failure costs no archive: it is said (`problem`) and the scan's count is used. A
- * last archive without an index (made before indexes were kept) is no problem.
+ * hint, so a failure costs no archive: it is said (`problem`, every cause met) and the scan's
+ * count is used.
  */
 function pieceIndex(dir: string, name: string, pieces: BigUint64Array, last?: string): PieceCount {
-  let problem: string | undefined;
+  const problems: string[] = [];
   try {
     writeFileAtomic(dir, name + PIECES_SUFFIX, encodePieceIndex(pieces));
   } catch (e) {
-    problem = `the piece index ${name}${PIECES_SUFFIX} could not be written: ${errorMessage(e)}`;
+    problems.push(`the piece index ${name}${PIECES_SUFFIX} could not be written: ${errorMessage(e)}`);
   }
-  if (!last) return { problem };
-  const file = last + PIECES_SUFFIX;
+  const before = last ? readPieceIndex(dir, last + PIECES_SUFFIX, problems) : undefined;
+  return { places: before ? changedRuns(before, pieces) : undefined, problem: problems.join("; ") || undefined };
+}
+
+/** The last archive's piece index, or undefined with the reason added to `problems`. */
+function readPieceIndex(dir: string, file: string, problems: string[]): BigUint64Array | undefined {
   let bytes: Uint8Array;
   try {
     bytes = fs.readFileSync(path.join(dir, file));
   } catch (e) {
-    return { problem: errnoCode(e) === "ENOENT" ? problem : `${file} could not be read: ${errorMessage(e)}` };
+    // a last archive made before indexes were kept has none: no problem
+    if (errnoCode(e) !== "ENOENT") problems.push(`${file} could not be read: ${errorMessage(e)}`);
+    return undefined;
   }
   const before = decodePieceIndex(bytes);
-  if (!before) return { problem: `${file} is not a piece index` };
-  return { places: changedRuns(before, pieces), problem };
+  if (!before) problems.push(`${file} is not a piece index`);
+  return before;
 }
 
 function removeArchive(dir: string, name: string): void {

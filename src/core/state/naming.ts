@@ -12,6 +12,15 @@
 import type { Compression } from "../common/config.ts";
 
 export const EXTENSIONS: Record<Compression, string> = { gzip: ".tar.gz", zstd: ".tar.zst", none: ".tar" };
+
+/** The compression an archive name says by its extension; undefined for a name of no archive extension. */
+export function compressionOf(file: string): Compression | undefined {
+  // the longer extensions first: every archive name ends in ".tar" or has it before its own
+  if (file.endsWith(EXTENSIONS.gzip)) return "gzip";
+  if (file.endsWith(EXTENSIONS.zstd)) return "zstd";
+  return file.endsWith(EXTENSIONS.none) ? "none" : undefined;
+}
+
 export const CHECKSUM_SUFFIX = ".md5";
 export const LIST_SUFFIX = ".list";
 /** The hashes of an archive's compressed pieces, kept on the server only (archive/piece-index.ts). */

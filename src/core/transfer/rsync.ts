@@ -10,6 +10,7 @@ import { isLocalRemote, parseRemote, PASSWORD_ENV } from "../common/config.ts";
 import type { CodeName } from "../common/codes.ts";
 import { ShootError } from "../common/errors.ts";
 import { shPath, shWord } from "../common/shell-word.ts";
+import { compressionOf } from "../state/naming.ts";
 import { SERVER_STATUS } from "../state/status.ts";
 
 /** Sub-directory of the staging directory where rsync keeps an interrupted transfer. */
@@ -197,9 +198,6 @@ export function deltaBlockSize(size: number, changes: number | undefined, exact 
   return Math.round(Math.min(MAX_BLOCK, Math.max(MIN_BLOCK, best)) / 512) * 512;
 }
 
-/** Archives whose bytes are compressed already, which rsync sends as they are under --compress. */
-const COMPRESSED_ARCHIVE = /\.tar\.(?:gz|zst)$/;
-
 /**
  * Whether to pull `file` with --compress, given the copies held (`held`, names). Not for its
  * bytes: rsync leaves .gz and .zst files uncompressed on the way (its skip-compress list). But
@@ -210,8 +208,8 @@ const COMPRESSED_ARCHIVE = /\.tar\.(?:gz|zst)$/;
  * tar would be compressed for real, costing both ends CPU time a fast network does not repay.
  */
 export function compressDelta(file: string, held: readonly string[]): boolean {
-  const ext = COMPRESSED_ARCHIVE.exec(file)?.[0];
-  return ext !== undefined && held.some((h) => h !== file && h.endsWith(ext));
+  const c = compressionOf(file);
+  return (c === "gzip" || c === "zstd") && held.some((h) => h !== file && compressionOf(h) === c);
 }
 
 /** The full rsync argv for one pull. */
