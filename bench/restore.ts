@@ -11,7 +11,7 @@ import path from "node:path";
 import { code } from "../src/core/common/codes.ts";
 import { treeDifferences } from "../test/helpers/tree-compare.ts";
 import { alternating, measure, measureAll, MiB, verdict, type Measured, type Row } from "./lib.ts";
-import { freshDir, serverRun, settle, startAlike, writeServerConfig, type BenchContext } from "./shoot.ts";
+import { afterFreedInodes, freshDir, removeTree, serverRun, settle, startAlike, writeServerConfig, type BenchContext } from "./shoot.ts";
 
 const FIRST = code("FIRST_ARCHIVE");
 const TAR_FLAG = { gzip: "-xzpf", zstd: "--zstd", none: "-xpf" } as const;
@@ -40,15 +40,31 @@ interface RestoreRun {
   label: string;
 }
 
-/** One compression on one tree: shoot server makes the archive (checked), then both restores take turns. */
-async function oneCompression(ctx: BenchContext, tree: string, treeLabel: string, c: "gzip" | "zstd" | "none", dir: string): Promise<RestoreRun> {
+interface Prepared {
+  c: "gzip" | "zstd" | "none";
+  backup: string;
+  config: string;
+  archive: string;
+  label: string;
+}
+
+/** shoot server makes the archive of one compression, kept to be checked once the timed runs are over. */
+async function prepare(ctx: BenchContext, tree: string, treeLabel: string, c: Prepared["c"], dir: string): Promise<Prepared> {
   const backup = freshDir(path.join(dir, `backup-${c}`));
   const config = writeServerConfig(path.join(dir, `shoot-${c}.toml`), { name: "bench", sources: [tree], backupDir: backup, compression: c });
   const label = `server ${c}, ${treeLabel}, to restore`;
   const archive = path.join(backup, (await serverRun(ctx.bin, config, backup, FIRST, { checks: ctx.checks, label, source: tree })).final.archive!.file);
   ctx.checks.keep(label, archive, { copy: true });
-  await ctx.checks.checkNow(label, ctx.rows);
-  const next = targets(path.join(dir, "to"));
+  return { c, backup, config, archive, label };
+}
+
+/**
+ * Both restores of one archive take turns, each into a directory of its own; the targets stay
+ * until the section ends (a removal would slow the restores after it: afterFreedInodes).
+ */
+async function timedRestores(ctx: BenchContext, tree: string, treeLabel: string, p: Prepared, dir: string): Promise<RestoreRun> {
+  const { c, backup, config, archive } = p;
+  const next = targets(path.join(dir, `to-${c}`));
   let last = "";
   console.error(`restore ${c}, ${treeLabel}: md5sum -c + GNU tar and shoot restore, taking turns ...`);
   const [peer, shoot] = await alternating(ctx.runs, [
@@ -68,7 +84,6 @@ async function oneCompression(ctx: BenchContext, tree: string, treeLabel: string
   // what shoot restore wrote, compared with the source as GNU tar's extractions are
   const diffs = treeDifferences(tree, last, { owners: process.getuid?.() === 0, mtimeResolutionNs: 1000 });
   if (diffs.length > 0) throw new Error(`shoot restore: ${last} differs from ${tree} in ${diffs.length} ways: ${diffs.slice(0, 3).join("; ")}`);
-  fs.rmSync(path.join(dir, "to"), { recursive: true, force: true });
   fs.rmSync(backup, { recursive: true, force: true });
   return { shoot, peer, label: c };
 }
@@ -88,7 +103,6 @@ async function resticRestore(ctx: BenchContext, tree: string, dir: string, runs:
     startAlike(files);
     ms.push(await measure(["restic", "-r", repo, "--no-cache", "restore", "latest", "--target", to], { env: RESTIC_ENV }));
   }
-  fs.rmSync(path.join(dir, "restic-to"), { recursive: true, force: true });
   fs.rmSync(repo, { recursive: true, force: true });
   return ms.sort((a, b) => a.wallMs - b.wallMs)[(ms.length - 1) >> 1]!;
 }
@@ -101,13 +115,18 @@ export async function restoreRows(ctx: BenchContext, tree: string, treeLabel: st
   const dir = path.join(ctx.dataDir, "restore");
   freshDir(dir);
   try {
+    const ready: Prepared[] = [];
+    for (const c of ["gzip", "zstd", "none"] as const) ready.push(await prepare(ctx, tree, treeLabel, c, dir));
+    afterFreedInodes();
     const done: RestoreRun[] = [];
-    for (const c of ["gzip", "zstd", "none"] as const) done.push(await oneCompression(ctx, tree, treeLabel, c, dir));
+    for (const p of ready) done.push(await timedRestores(ctx, tree, treeLabel, p, dir));
     const restic = await resticRestore(ctx, tree, dir, ctx.runs);
+    // GNU tar's extractions of the archives remove what they extract: after every timed run
+    for (const p of ready) await ctx.checks.checkNow(p.label, ctx.rows);
     for (const r of done) pushRestore(ctx.rows, r, treeLabel, bytes);
     pushRestic(ctx.rows, restic, done, treeLabel, bytes);
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    removeTree(dir);
   }
 }
 

@@ -12,6 +12,7 @@ import path from "node:path";
 import { spawner, describeResult } from "../src/io/process.ts";
 import { treeDifferences } from "../test/helpers/tree-compare.ts";
 import type { Row } from "./lib.ts";
+import { removeTree } from "./shoot.ts";
 
 interface Kind {
   label: string;
@@ -60,7 +61,7 @@ export class RestoreChecks {
   /** Extract every kept archive not yet checked with GNU tar and compare it with its source: one row each. */
   async checkAll(rows: Row[]): Promise<boolean> {
     for (const k of this.kinds.values()) if (!this.checked.has(k.label)) await this.report(k, rows);
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    removeTree(this.dir);
     return this.failed === 0;
   }
 
@@ -94,7 +95,7 @@ export class RestoreChecks {
     const kept = md5.digest("hex");
     if (!k.md5s.has(kept)) return `the archive kept has MD5 ${kept}, the runs reported ${[...k.md5s][0]}`;
     const to = path.join(this.dir, "x");
-    fs.rmSync(to, { recursive: true, force: true });
+    removeTree(to);
     fs.mkdirSync(to, { recursive: true });
     try {
       const r = await spawner.run(["tar", "-x", "-p", "--numeric-owner", "-f", k.kept, "-C", to], { timeoutMs: 30 * 60_000, stderrLines: 10 });
@@ -102,7 +103,7 @@ export class RestoreChecks {
       const diffs = treeDifferences(k.source, path.join(to, k.source), { owners: process.getuid?.() === 0, mtimeResolutionNs: k.mtimeResolutionNs });
       return diffs.length === 0 ? undefined : `${diffs.length} differences from the source: ${diffs.slice(0, 3).join("; ")}`;
     } finally {
-      fs.rmSync(to, { recursive: true, force: true });
+      removeTree(to);
       fs.rmSync(k.kept, { force: true });
     }
   }

@@ -11,7 +11,7 @@ import { code } from "../src/core/common/codes.ts";
 import { parseSize } from "../src/core/common/units.ts";
 import { treeDifferences } from "../test/helpers/tree-compare.ts";
 import { measure, MiB, type Measured } from "./lib.ts";
-import { freshDir, serverRun, startAlike, writeServerConfig, type BenchContext } from "./shoot.ts";
+import { afterFreedInodes, freshDir, removeTree, serverRun, startAlike, writeServerConfig, type BenchContext } from "./shoot.ts";
 import { mixedTree } from "./tree.ts";
 import { smallTree } from "./whole.ts";
 
@@ -26,11 +26,16 @@ interface Point {
   /** Per-unit divisor and its name: GiB or thousands of files. */
   units: number;
   unit: string;
+  checkLabel: string;
 }
 
-/** One tree: first run, unchanged run, restore; the archive and the restore checked. */
-async function point(ctx: BenchContext, tree: string, label: string, c: "gzip" | "zstd", units: number, unit: string): Promise<Point> {
-  const dir = freshDir(path.join(ctx.dataDir, "scale"));
+/**
+ * One tree: first run, unchanged run, restore; the restore compared with the tree. The target
+ * stays until the section ends and the archive is checked then: a removal here would slow the
+ * restores after it (shoot.ts, afterFreedInodes).
+ */
+async function point(ctx: BenchContext, root: string, tree: string, label: string, c: "gzip" | "zstd", units: number, unit: string): Promise<Point> {
+  const dir = freshDir(path.join(root, "run"));
   try {
     const backup = path.join(dir, "backup");
     fs.mkdirSync(backup);
@@ -42,16 +47,14 @@ async function point(ctx: BenchContext, tree: string, label: string, c: "gzip" |
     const first = await serverRun(ctx.bin, config, backup, FIRST, { checks: ctx.checks, label: checkLabel, source: tree });
     const unchanged = await serverRun(ctx.bin, config, backup, UNCHANGED);
     const archive = path.join(backup, first.final.archive!.file);
-    const to = path.join(dir, "to");
+    const to = path.join(root, `to-${path.basename(tree)}`);
     fs.mkdirSync(to);
     startAlike([archive]);
     const restore = await measure([ctx.bin, "restore", "--quiet", "--config", config, archive, "--to", to]);
     const diffs = treeDifferences(tree, path.join(to, tree.slice(1)), { owners: process.getuid?.() === 0, mtimeResolutionNs: 1000 });
     if (diffs.length > 0) throw new Error(`shoot restore of ${label}: ${diffs.length} differences from the source, ${diffs.slice(0, 3).join("; ")}`);
-    fs.rmSync(to, { recursive: true, force: true });
-    ctx.checks.keep(checkLabel, archive);
-    await ctx.checks.checkNow(checkLabel, ctx.rows);
-    return { label, first, unchanged, restore, units, unit };
+    ctx.checks.keep(checkLabel, archive, { copy: true });
+    return { label, first, unchanged, restore, units, unit, checkLabel };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -84,14 +87,23 @@ export function scalePlan(sizes: string, counts: string): { sizes: number[]; cou
 }
 
 export async function scaleSection(ctx: BenchContext, plan: { sizes: number[]; counts: number[] }): Promise<void> {
-  const bySize: Point[] = [];
-  for (const size of plan.sizes) {
-    const info = mixedTree(ctx.dataDir, size);
-    const tree = path.join(ctx.dataDir, `tree-${size}`);
-    bySize.push(await point(ctx, tree, `${(info.bytes / MiB).toFixed(0)} MiB, ${info.files} files`, "zstd", info.bytes / (1024 * MiB), "GiB"));
+  const root = freshDir(path.join(ctx.dataDir, "scale"));
+  try {
+    const trees = [
+      ...plan.sizes.map((size) => {
+        const info = mixedTree(ctx.dataDir, size);
+        const label = `${(info.bytes / MiB).toFixed(0)} MiB, ${info.files} files`;
+        return { tree: path.join(ctx.dataDir, `tree-${size}`), label, c: "zstd" as const, units: info.bytes / (1024 * MiB), unit: "GiB" };
+      }),
+      ...plan.counts.map((n) => ({ tree: smallTree(ctx.dataDir, n), label: `${n} small files`, c: "gzip" as const, units: n / 1000, unit: "1,000 files" })),
+    ];
+    afterFreedInodes();
+    const points: Point[] = [];
+    for (const t of trees) points.push(await point(ctx, root, t.tree, t.label, t.c, t.units, t.unit));
+    pushPoints(ctx, "mixed tree, zstd", points.slice(0, plan.sizes.length));
+    pushPoints(ctx, "small files, gzip", points.slice(plan.sizes.length));
+    for (const p of points) await ctx.checks.checkNow(p.checkLabel, ctx.rows);
+  } finally {
+    removeTree(root);
   }
-  pushPoints(ctx, "mixed tree, zstd", bySize);
-  const byCount: Point[] = [];
-  for (const n of plan.counts) byCount.push(await point(ctx, smallTree(ctx.dataDir, n), `${n} small files`, "gzip", n / 1000, "1,000 files"));
-  pushPoints(ctx, "small files, gzip", byCount);
 }

@@ -123,9 +123,39 @@ export async function clientRun(bin: string, config: string, dest: string, want:
 
 /** An empty directory (whatever was there before is removed). */
 export function freshDir(dir: string): string {
-  fs.rmSync(dir, { recursive: true, force: true });
+  removeTree(dir);
   fs.mkdirSync(dir, { recursive: true });
   return dir;
+}
+
+/** When the bench last removed a tree (ms since the epoch); 0: not yet. */
+let lastRemoval = 0;
+
+/** Remove a file or a tree, noting when: see afterFreedInodes. */
+export function removeTree(p: string): void {
+  if (!fs.existsSync(p)) return;
+  fs.rmSync(p, { recursive: true, force: true });
+  lastRemoval = Date.now();
+}
+
+/**
+ * How long after a removal creating files is slow: on ext4 without a journal (the bench
+ * machine's), a new inode is not given a number whose inode was freed in the last 60 s, or 360 s
+ * while its block of the inode table is dirty, which the new inodes beside it make it; every
+ * allocation scans past them again (perf: recently_deleted, find_get_block_common), and two
+ * writer threads racing for the same bits rescan more than one. A restore right after the last
+ * one's target was removed measured that scan, not the tool (100,000 small files: GNU tar
+ * 4.8 s then 9.2 s, shoot 5.3 s then 13.0 s). Constants of the kernel's source (ialloc.c).
+ */
+const FREED_INODE_WINDOW_MS = (60 + 300 + 5) * 1000;
+
+/** Wait until the bench's last removal is older than that window (once a section: it is long). */
+export function afterFreedInodes(): void {
+  if (lastRemoval === 0 || process.platform !== "linux") return;
+  const left = lastRemoval + FREED_INODE_WINDOW_MS - Date.now();
+  if (left <= 0) return;
+  console.error(`waiting ${Math.ceil(left / 1000)} s: files removed ${Math.round((Date.now() - lastRemoval) / 1000)} s ago would slow the restores (bench/shoot.ts, afterFreedInodes)`);
+  Bun.sleepSync(left);
 }
 
 /**
@@ -173,10 +203,8 @@ export function warm(p: string): void {
 
 /**
  * Before a timed run: the kernel's caches dropped (as root only), then its inputs (files or
- * trees) read back, so that every run starts alike. Without the drop, on the bench machine a restore
- * right after others spent most of its time in ext4's check for recently deleted inodes over
- * a page cache full of the earlier runs' blocks (perf: 31 % in find_get_block under
- * recently_deleted; the same restore of 100,000 files took 15, then 70 s).
+ * trees) read back, so that every run starts alike. Restores wait for removals as well
+ * (afterFreedInodes).
  */
 export function startAlike(inputs: readonly string[]): void {
   dropCaches();
