@@ -35,6 +35,7 @@ export const ENTRYPOINTS: readonly string[] = [
   "src/core/transfer/follow.worker.ts",
   "src/core/restore/inflate.worker.ts",
   "src/core/restore/writers.worker.ts",
+  "src/core/restore/digest.worker.ts",
 ];
 
 export interface Target {

@@ -20,6 +20,7 @@ import type { Progress } from "../report/progress.ts";
 import { detectCompression } from "../archive/writer.ts";
 import { compressionOf } from "../state/naming.ts";
 import { TarFormatError, TarParser, type TarListing } from "../archive/tar.ts";
+import { fileDigests, type FileDigests, type Finished } from "./digest.ts";
 import { decompressor, inflatedByWorker, PiecePool, readFd, ZstdFrames, type Compression } from "./inflate.ts";
 
 export interface PassResult {
@@ -187,12 +188,19 @@ async function rawInput(
  * aborted.
  */
 export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): Promise<PassResult> {
+  const digests = opts.hashed === undefined ? fileDigests(typeof src === "number" ? src : undefined) : undefined;
+  try {
+    return await readWhole(src, opts, digests);
+  } finally {
+    digests?.stop();
+  }
+}
+
+/** archivePass, `digests` fed with every byte of the file unless the pass was told them. */
+async function readWhole(src: ArchiveSource, opts: PassOptions, digests: FileDigests | undefined): Promise<PassResult> {
   const started = performance.now();
   const fd = typeof src === "number" ? src : undefined;
   const compression = opts.decompress === false ? "none" : fd === undefined ? (src as Exclude<ArchiveSource, number>).compression : sniff(fd);
-  const md5 = new Bun.CryptoHasher("md5");
-  const sha256 = new Bun.CryptoHasher("sha256");
-  const hashing = opts.hashed === undefined;
   let size = 0;
   let tarBytes = 0;
   let readAt = 0;
@@ -201,10 +209,7 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
   const frames = compression === "zstd" ? new ZstdFrames() : undefined;
   const hasher = new Transform({
     transform(chunk: Buffer, _enc, done) {
-      if (hashing) {
-        md5.update(chunk);
-        sha256.update(chunk);
-      }
+      digests?.update(chunk);
       size += chunk.length;
       opts.progress?.update(size);
       const bad = frames?.push(chunk);
@@ -249,7 +254,7 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
       hashFailure = new ArchiveDamage(why, "damaged", at, parser.offset);
       tar.destroy(hashFailure);
     };
-    alongside = hashing ? hashAlongside(fd, md5, sha256, opts.signal, unreadable) : undefined;
+    alongside = digests ? hashAlongside(fd, digests, opts.signal, unreadable) : undefined;
   } else {
     const inflate = decompressor(compression);
     inflate?.on("error", (e) => failed("decode", e));
@@ -277,7 +282,7 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
     if (!(damage instanceof ArchiveDamage)) throw damage;
     // hashed alongside, the file is hashed to its end (or failed to read): only the rest of one hashed here
     const from = alongside ? await alongside : size;
-    damage.digests = fd === undefined || !hashing || from === undefined ? undefined : hashRest(fd, md5, sha256, from);
+    damage.digests = fd === undefined || !digests || from === undefined ? undefined : await hashRest(fd, digests, from);
     throw damage;
   } finally {
     await stopWorker?.();
@@ -294,11 +299,12 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
   if (cut || (parser && !parser.ended)) {
     const message = cut ? `the archive is truncated: ${cut}; the tar stream was whole up to byte ${parser?.offset ?? tarBytes}` : `the archive is truncated: its tar stream ends at byte ${tarBytes} without its end-of-archive blocks${compression === "none" ? "" : ` (where the ${compression} stream ends)`}`;
     const damage = new ArchiveDamage(message, "damaged", compression === "none" ? tarBytes : size, parser?.offset ?? tarBytes);
-    damage.digests = hashing ? { size, md5: md5.digest("hex"), sha256: sha256.digest("hex") } : undefined;
+    damage.digests = digests ? whole(size, await digests.finish(size)) : undefined;
     throw damage;
   }
-  const digests = opts.hashed ?? { md5: md5.digest("hex"), sha256: sha256.digest("hex") };
-  return { size, ...digests, tarBytes, ms: performance.now() - started, piecesMade: pool?.made };
+  const sums = opts.hashed ?? (await digests!.finish(size));
+  if ("problem" in sums) throw new ArchiveDamage(sums.problem, "damaged", size, tarBytes);
+  return { size, ...sums, tarBytes, ms: performance.now() - started, piecesMade: pool?.made };
 }
 
 interface FailureContext {
@@ -342,16 +348,14 @@ async function describeFailure(e: unknown, where: "read" | "decode" | "frame" | 
  */
 async function hashAlongside(
   fd: number,
-  md5: Bun.CryptoHasher,
-  sha256: Bun.CryptoHasher,
+  digests: FileDigests,
   signal: AbortSignal | undefined,
   unreadable: (at: number, e: unknown) => void,
 ): Promise<number | undefined> {
   let at = 0;
   try {
     for (const chunk of chunksAt(fd, 0)) {
-      md5.update(chunk);
-      sha256.update(chunk);
+      digests.update(chunk);
       at += chunk.length;
       if (signal?.aborted) return at;
       await new Promise((resolve) => setImmediate(resolve));
@@ -364,18 +368,22 @@ async function hashAlongside(
 }
 
 /** The rest of the file into the hashes, after a pass stopped: the whole file's digests, or undefined when it cannot be read. */
-function hashRest(fd: number, md5: Bun.CryptoHasher, sha256: Bun.CryptoHasher, from: number): ArchiveDamage["digests"] {
+async function hashRest(fd: number, digests: FileDigests, from: number): Promise<ArchiveDamage["digests"]> {
+  let size = from;
   try {
-    let size = from;
     for (const chunk of readFd(fd, from)) {
-      md5.update(chunk);
-      sha256.update(chunk);
+      digests.update(chunk);
       size += chunk.length;
     }
-    return { size, md5: md5.digest("hex"), sha256: sha256.digest("hex") };
   } catch {
     return undefined;
   }
+  return whole(size, await digests.finish(size));
+}
+
+/** A damaged archive's digests, when both could be taken over the same bytes. */
+function whole(size: number, f: Finished): ArchiveDamage["digests"] {
+  return "problem" in f ? undefined : { size, ...f };
 }
 
 /**

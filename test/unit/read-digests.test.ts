@@ -1,0 +1,98 @@
+/**
+ * The two digests of a pass (src/core/restore/digest.ts): for a file of LARGE bytes or more the
+ * SHA-256 is taken on a thread of its own, which reads the file again. What it gives must be
+ * what md5sum and sha256sum say, for a whole archive and for a damaged one (whose digests tell a
+ * changed archive from a damaged one), and a thread that hashed other bytes than the pass must
+ * be caught.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import path from "node:path";
+import { fileDigests, LARGE } from "../../src/core/restore/digest.ts";
+import { ArchiveDamage, archivePass } from "../../src/core/restore/read.ts";
+import { tempDir } from "../helpers/fixture.ts";
+import { randomBytes, seeded } from "../helpers/random.ts";
+import { requireTool } from "../helpers/tools.ts";
+
+const T = 60_000;
+const root = tempDir("shoot-read-digests-");
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+function coreutils(file: string): { md5: string; sha256: string } {
+  const sum = (tool: "md5sum" | "sha256sum") => {
+    const r = Bun.spawnSync([requireTool(tool), file], { stdin: "ignore" });
+    expect(r.exitCode).toBe(0);
+    return r.stdout.toString().split(" ")[0]!;
+  };
+  return { md5: sum("md5sum"), sha256: sum("sha256sum") };
+}
+
+/** A tar of GNU tar (no compression) larger than LARGE: three files of random bytes. */
+function largeTar(): string {
+  const rand = seeded(20261204);
+  const tree = path.join(root, "tree");
+  fs.mkdirSync(tree, { recursive: true });
+  for (let i = 0; i < 3; i++) fs.writeFileSync(path.join(tree, `f${i}`), randomBytes(rand, Math.ceil(LARGE / 3) + 4096 * i + 7));
+  const archive = path.join(root, "large.tar");
+  const r = Bun.spawnSync([requireTool("tar"), "-cf", archive, "-C", tree, "."], { stdin: "ignore" });
+  expect(r.exitCode).toBe(0);
+  expect(fs.statSync(archive).size).toBeGreaterThan(LARGE);
+  return archive;
+}
+
+const archive = largeTar();
+
+async function digestsOf(file: string, feedSize?: number): Promise<unknown> {
+  const fd = fs.openSync(file, "r");
+  const d = fileDigests(fd);
+  try {
+    const bytes = fs.readFileSync(file);
+    d.update(bytes);
+    return await d.finish(feedSize ?? bytes.length);
+  } finally {
+    d.stop();
+    fs.closeSync(fd);
+  }
+}
+
+describe("fileDigests", () => {
+  test("a large file (SHA-256 on its own thread) and a small one: what md5sum and sha256sum say", async () => {
+    const small = path.join(root, "small");
+    fs.writeFileSync(small, randomBytes(seeded(7), 100_000));
+    expect(await digestsOf(archive)).toEqual(coreutils(archive));
+    expect(await digestsOf(small)).toEqual(coreutils(small));
+  }, T);
+
+  test("bytes the thread hashed that the pass did not are a problem, not digests", async () => {
+    const got = (await digestsOf(archive, fs.statSync(archive).size - 1)) as { problem?: string };
+    expect(got.problem).toMatch(/changed while it was being read/);
+  }, T);
+});
+
+describe("archivePass of a large uncompressed archive", () => {
+  test("whole: the digests are the file's", async () => {
+    const fd = fs.openSync(archive, "r");
+    try {
+      const entries: string[] = [];
+      const r = await archivePass(fd, { onEntry: (e) => entries.push(e.name) });
+      expect({ md5: r.md5, sha256: r.sha256, size: r.size }).toEqual({ ...coreutils(archive), size: fs.statSync(archive).size });
+      expect(entries.filter((n) => /f\d$/.test(n)).length).toBe(3);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }, T);
+
+  test("cut short: damaged, with the digests of the bytes the file holds", async () => {
+    const cut = path.join(root, "cut.tar");
+    fs.writeFileSync(cut, fs.readFileSync(archive).subarray(0, LARGE + 12_345));
+    const fd = fs.openSync(cut, "r");
+    try {
+      const e = await archivePass(fd, { onEntry: () => {} }).then(() => undefined, (err: unknown) => err);
+      expect(e).toBeInstanceOf(ArchiveDamage);
+      expect((e as ArchiveDamage).message).toMatch(/truncated/);
+      expect((e as ArchiveDamage).digests).toEqual({ size: LARGE + 12_345, ...coreutils(cut) });
+    } finally {
+      fs.closeSync(fd);
+    }
+  }, T);
+});
