@@ -131,7 +131,10 @@ export function freshDir(dir: string): string {
 /** When the bench last removed a tree (ms since the epoch); 0: not yet. */
 let lastRemoval = 0;
 
-/** Remove a file or a tree, noting when: see afterFreedInodes. */
+/**
+ * Remove a tree that may hold many files, noting when: see afterFreedInodes. A few files (an
+ * archive and its checksum) free too few inodes to matter: fs.rmSync for those.
+ */
 export function removeTree(p: string): void {
   if (!fs.existsSync(p)) return;
   fs.rmSync(p, { recursive: true, force: true });
@@ -143,9 +146,9 @@ export function removeTree(p: string): void {
  * machine's), a new inode is not given a number whose inode was freed in the last 60 s, or 360 s
  * while its block of the inode table is dirty, which the new inodes beside it make it; every
  * allocation scans past them again (perf: recently_deleted, find_get_block_common), and two
- * writer threads racing for the same bits rescan more than one. A restore right after the last
- * one's target was removed measured that scan, not the tool (100,000 small files: GNU tar
- * 4.8 s then 9.2 s, shoot 5.3 s then 13.0 s). Constants of the kernel's source (ialloc.c).
+ * writer threads racing for the same bits rescan more than one, so a restore right after the
+ * last one's target was removed measured that scan, not the tool (docs/benchmarks.md has the
+ * figures). Constants of the kernel's source (ialloc.c; only without a journal).
  */
 const FREED_INODE_WINDOW_MS = (60 + 300 + 5) * 1000;
 

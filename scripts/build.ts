@@ -35,7 +35,7 @@ export const ENTRYPOINTS: readonly string[] = [
   "src/core/transfer/follow.worker.ts",
   "src/core/restore/inflate.worker.ts",
   "src/core/restore/writers.worker.ts",
-  "src/core/restore/digest.worker.ts",
+  "src/core/restore/sha256.worker.ts",
 ];
 
 export interface Target {

@@ -1,5 +1,5 @@
 /**
- * The two digests of a pass (src/core/restore/digest.ts): for a file of LARGE bytes or more the
+ * The two digests of a pass (src/core/restore/pass-digests.ts): for a file of LARGE bytes or more the
  * SHA-256 is taken on a thread of its own, which reads the file again. What it gives must be
  * what md5sum and sha256sum say, for a whole archive and for a damaged one (whose digests tell a
  * changed archive from a damaged one), and a thread that hashed other bytes than the pass must
@@ -8,7 +8,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import path from "node:path";
-import { fileDigests, LARGE } from "../../src/core/restore/digest.ts";
+import { LARGE, passDigests, sha256Here } from "../../src/core/restore/pass-digests.ts";
 import { ArchiveDamage, archivePass } from "../../src/core/restore/read.ts";
 import { tempDir } from "../helpers/fixture.ts";
 import { randomBytes, seeded } from "../helpers/random.ts";
@@ -44,7 +44,7 @@ const archive = largeTar();
 
 async function digestsOf(file: string, feedSize?: number): Promise<unknown> {
   const fd = fs.openSync(file, "r");
-  const d = fileDigests(fd);
+  const d = passDigests(fd);
   try {
     const bytes = fs.readFileSync(file);
     d.update(bytes);
@@ -55,7 +55,7 @@ async function digestsOf(file: string, feedSize?: number): Promise<unknown> {
   }
 }
 
-describe("fileDigests", () => {
+describe("passDigests", () => {
   test("a large file (SHA-256 on its own thread) and a small one: what md5sum and sha256sum say", async () => {
     const small = path.join(root, "small");
     fs.writeFileSync(small, randomBytes(seeded(7), 100_000));
@@ -66,6 +66,25 @@ describe("fileDigests", () => {
   test("bytes the thread hashed that the pass did not are a problem, not digests", async () => {
     const got = (await digestsOf(archive, fs.statSync(archive).size - 1)) as { problem?: string };
     expect(got.problem).toMatch(/changed while it was being read/);
+  }, T);
+});
+
+describe("sha256Here (what the thread runs, and this thread when the thread cannot)", () => {
+  test("sha256sum's digest and the bytes read; a descriptor that cannot be read gives its error", () => {
+    const fd = fs.openSync(archive, "r");
+    try {
+      expect(sha256Here(fd)).toEqual({ size: fs.statSync(archive).size, sha256: coreutils(archive).sha256 });
+    } finally {
+      fs.closeSync(fd);
+    }
+    const dir = fs.openSync(root, "r");
+    try {
+      const got = sha256Here(dir) as { size: number; error?: string };
+      expect(got.size).toBe(0);
+      expect(got.error).toMatch(/EISDIR|directory/i);
+    } finally {
+      fs.closeSync(dir);
+    }
   }, T);
 });
 

@@ -20,7 +20,7 @@ import type { Progress } from "../report/progress.ts";
 import { detectCompression } from "../archive/writer.ts";
 import { compressionOf } from "../state/naming.ts";
 import { TarFormatError, TarParser, type TarListing } from "../archive/tar.ts";
-import { fileDigests, type FileDigests, type Finished } from "./digest.ts";
+import { passDigests, type PassDigests, type Finished } from "./pass-digests.ts";
 import { decompressor, inflatedByWorker, PiecePool, readFd, ZstdFrames, type Compression } from "./inflate.ts";
 
 export interface PassResult {
@@ -56,7 +56,8 @@ export interface PassOptions {
   hashed?: { md5: string; sha256: string };
   /**
    * Decompress a file (not a stream) on a thread of its own, overlapping what the callbacks do
-   * and the hashing, which this thread does alongside unless `hashed` says it need not.
+   * and the hashing, which this thread does alongside (a large file's SHA-256 on a thread of
+   * its own: pass-digests.ts) unless `hashed` says it need not.
    */
   worker?: boolean;
   /**
@@ -188,7 +189,7 @@ async function rawInput(
  * aborted.
  */
 export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): Promise<PassResult> {
-  const digests = opts.hashed === undefined ? fileDigests(typeof src === "number" ? src : undefined) : undefined;
+  const digests = opts.hashed === undefined ? passDigests(typeof src === "number" ? src : undefined) : undefined;
   try {
     return await readWhole(src, opts, digests);
   } finally {
@@ -197,7 +198,7 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
 }
 
 /** archivePass, `digests` fed with every byte of the file unless the pass was told them. */
-async function readWhole(src: ArchiveSource, opts: PassOptions, digests: FileDigests | undefined): Promise<PassResult> {
+async function readWhole(src: ArchiveSource, opts: PassOptions, digests: PassDigests | undefined): Promise<PassResult> {
   const started = performance.now();
   const fd = typeof src === "number" ? src : undefined;
   const compression = opts.decompress === false ? "none" : fd === undefined ? (src as Exclude<ArchiveSource, number>).compression : sniff(fd);
@@ -299,7 +300,7 @@ async function readWhole(src: ArchiveSource, opts: PassOptions, digests: FileDig
   if (cut || (parser && !parser.ended)) {
     const message = cut ? `the archive is truncated: ${cut}; the tar stream was whole up to byte ${parser?.offset ?? tarBytes}` : `the archive is truncated: its tar stream ends at byte ${tarBytes} without its end-of-archive blocks${compression === "none" ? "" : ` (where the ${compression} stream ends)`}`;
     const damage = new ArchiveDamage(message, "damaged", compression === "none" ? tarBytes : size, parser?.offset ?? tarBytes);
-    damage.digests = digests ? whole(size, await digests.finish(size)) : undefined;
+    damage.digests = digests ? bothDigests(size, await digests.finish(size)) : undefined;
     throw damage;
   }
   const sums = opts.hashed ?? (await digests!.finish(size));
@@ -348,7 +349,7 @@ async function describeFailure(e: unknown, where: "read" | "decode" | "frame" | 
  */
 async function hashAlongside(
   fd: number,
-  digests: FileDigests,
+  digests: PassDigests,
   signal: AbortSignal | undefined,
   unreadable: (at: number, e: unknown) => void,
 ): Promise<number | undefined> {
@@ -368,7 +369,7 @@ async function hashAlongside(
 }
 
 /** The rest of the file into the hashes, after a pass stopped: the whole file's digests, or undefined when it cannot be read. */
-async function hashRest(fd: number, digests: FileDigests, from: number): Promise<ArchiveDamage["digests"]> {
+async function hashRest(fd: number, digests: PassDigests, from: number): Promise<ArchiveDamage["digests"]> {
   let size = from;
   try {
     for (const chunk of readFd(fd, from)) {
@@ -378,11 +379,11 @@ async function hashRest(fd: number, digests: FileDigests, from: number): Promise
   } catch {
     return undefined;
   }
-  return whole(size, await digests.finish(size));
+  return bothDigests(size, await digests.finish(size));
 }
 
 /** A damaged archive's digests, when both could be taken over the same bytes. */
-function whole(size: number, f: Finished): ArchiveDamage["digests"] {
+function bothDigests(size: number, f: Finished): ArchiveDamage["digests"] {
   return "problem" in f ? undefined : { size, ...f };
 }
 
