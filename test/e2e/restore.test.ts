@@ -106,6 +106,12 @@ describe("shoot restore", () => {
     const want = snapshot(fx.src);
     expect(Object.keys(got).sort()).toEqual(["etc", "etc/hosts", "etc/hosts.hard", "home", "home/ann", "home/ann/empty", "home/ann/notes.txt", "home/ann/photo.bin"]);
     for (const k of ["home/ann/empty", "home/ann/notes.txt", "home/ann/photo.bin", "etc/hosts", "etc/hosts.hard"]) expect(got[k]).toEqual(want[k]!);
+    // --quiet: a restore that wrote everything prints nothing; one that did not still says why
+    const quiet = path.join(fx.root, "quiet");
+    expect(await runShoot(["restore", "--config", fx.config, name, "--to", quiet, "--quiet", `${rel}/etc/hosts`])).toMatchObject({ code: 0, stdout: "", stderr: "" });
+    expect(fs.readFileSync(path.join(quiet, rel, "etc/hosts"))).toEqual(fs.readFileSync(path.join(fx.src, "etc/hosts")));
+    const again = await runShoot(["restore", "--config", fx.config, name, "--to", quiet, "--quiet", `${rel}/etc/hosts`]);
+    expect({ code: again.code, out: again.stdout }).toEqual({ code: 93, out: expect.stringContaining("FAILED 93") });
 
     const missing = await runShoot(["restore", "--config", fx.config, name, "--to", path.join(fx.root, "none"), "/no/such/path"]);
     expect(missing.code).toBe(91);

@@ -67,6 +67,8 @@ describe("shoot verify", () => {
     expect(deep.out).toMatch(/all 1[0-9] entries match the server's file list/);
     expect(deep.out).toMatch(/restore drill: read and decompressed [\d.]+ \w+ in 1[0-9] entries in [\d.]+m?s/);
     expect(deep.out).not.toContain("ETA");
+    // --quiet: a clean check prints nothing at all
+    expect(await verify("--deep", "--quiet")).toEqual({ code: 0, out: "" });
     expect(listTree(fx!.root)).toEqual(before);
     // a list that names no archive at all is a usage problem of its own
     fs.rmSync(fx!.backup, { recursive: true });
@@ -115,6 +117,11 @@ describe("shoot verify", () => {
     expect(deep.code).toBe(95);
     expect(deep.out).toContain(`FAILED server test: ${name}`);
     expect(deep.out).toMatch(/the archive is truncated: the gzip stream ends early, at byte \d+ of the file/);
+    // --quiet names the damaged archive all the same
+    const quiet = await verify("--deep", "--quiet");
+    expect(quiet.code).toBe(95);
+    expect(quiet.out).toContain(`FAILED server test: ${name}`);
+    expect(quiet.out).toContain("shoot verify: FAILED 95");
   }, T);
 
   test("a tampered archive whose checksum file was rewritten to match is caught through the server's file list", async () => {

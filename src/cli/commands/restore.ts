@@ -79,7 +79,8 @@ export default defineCommand({
         signal: signals.signal,
       });
       if (args.json) console.log(JSON.stringify(result, null, 2));
-      else {
+      // --quiet: a restore that wrote everything says nothing, so cron mails only the ones that need a person
+      else if (!(args.quiet && result.code === 0)) {
         print(`shoot restore: ${result.code === 0 ? "OK" : `FAILED ${result.code} ${codeName(result.code)}`}: ${result.message}`);
         if (result.alsoRestored.length) print(`also restored, as hard-link targets of what was asked for: ${result.alsoRestored.join(", ")}`);
         printNotes("refused (outside the target)", result.refused);

@@ -49,11 +49,12 @@ export default defineCommand({
             v.problems.push(`as a restore point: ${broken}`);
             v.ok = false;
           }
-          if (!args.json) printVerdict(v);
+          // --quiet: only the archives that failed are named
+          if (!args.json && !(args.quiet && v.ok)) printVerdict(v);
         },
       });
       if (args.json) console.log(JSON.stringify(report, null, 2));
-      else console.log(escapeLines(`shoot verify: ${report.code === 0 ? "OK" : `FAILED ${report.code} ${codeName(report.code)}`}: ${report.message}`));
+      else if (!(args.quiet && report.code === 0)) console.log(escapeLines(`shoot verify: ${report.code === 0 ? "OK" : `FAILED ${report.code} ${codeName(report.code)}`}: ${report.message}`));
       return report.code;
     } finally {
       signals.dispose();
