@@ -49,7 +49,8 @@ export const WHAT_TO_DO: Partial<Record<CodeName, string>> = {
   SERVER_KILLED: "Look in `dmesg` for the OOM killer; the next run cleans up and goes on.",
   TIMEOUT: "Raise `max_runtime`, or exclude what makes the run slow.",
   INTERRUPTED:
-    "Nothing: a shutdown or Ctrl-C. Temporary files were removed; transfers keep what arrived for the next run.",
+    "Nothing: a shutdown or Ctrl-C. Temporary files were removed; transfers keep what arrived for the next run. " +
+    "A restore stopped while writing leaves `.shoot-restore-unfinished` in its target: run it again with `--force`.",
   SERVER_START_FAILED: "The message says why (the binary moved or was replaced while cron ran it?).",
   UNREACHABLE: "Is the server up, the port right, a firewall in between? `connect_timeout` sets how long ssh waits.",
   HOST_KEY_FAILED:

@@ -55,7 +55,7 @@ const table = [
   { code: 31, name: "SERVER_CRASHED", kind: "failure", role: "wrapper", meaning: "The server process ended without a final record (crash or unexpected exit)." },
   { code: 32, name: "SERVER_KILLED", kind: "failure", role: "wrapper", meaning: "The server process was killed by a signal it did not handle (for example SIGKILL or the OOM killer)." },
   { code: 33, name: "TIMEOUT", kind: "failure", role: "wrapper", meaning: "The server ran past `max_runtime` and was stopped." },
-  { code: 34, name: "INTERRUPTED", kind: "failure", role: "wrapper", meaning: "The run was interrupted by SIGTERM or SIGINT (shutdown, Ctrl-C)." },
+  { code: 34, name: "INTERRUPTED", kind: "failure", role: "any", meaning: "The run was interrupted by SIGTERM or SIGINT (shutdown, Ctrl-C)." },
   { code: 35, name: "SERVER_START_FAILED", kind: "failure", role: "wrapper", meaning: "The server process could not be started." },
   { code: 36, name: "BEFORE_HOOK_FAILED", kind: "failure", role: "wrapper", meaning: "The `before` command failed (exit status, signal, time-out, not installed); no archive was made. The report holds its output." },
   { code: 37, name: "BEFORE_HOOK_IGNORED", kind: "warning", role: "wrapper", meaning: "The `before` command failed and the run went on, as `before_failure = \"continue\"` asks." },

@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { code, mostSevere, type CodeName } from "../common/codes.ts";
 import type { ClientConfig, Config, OffsiteConfig } from "../common/config.ts";
-import type { Clock, Log } from "../common/deps.ts";
+import { systemClock, type Clock, type Log } from "../common/deps.ts";
 import { errorMessage } from "../common/errors.ts";
 import { CHECKSUM_SUFFIX, md5Line, parseMd5Line } from "../state/naming.ts";
 import { heldCopies as copiesIn, readCopyIndex } from "../state/copies.ts";
@@ -22,6 +22,7 @@ import { LIST_SUFFIX, archiveTime } from "../state/naming.ts";
 import { Readable } from "node:stream";
 import { verifyArchive, type HeldArchive } from "../restore/verify.ts";
 import { runRestore, type RestoreOptions, type RestoreResult } from "../restore/restore.ts";
+import { restoreNoting } from "../restore/unfinished.ts";
 import { objectStream } from "./download.ts";
 
 export interface OffsiteDeps {
@@ -360,5 +361,7 @@ export async function offsiteRestore(
   const c = await findStored(store, client, file, opts.source);
   if (c.encrypted && !opts.identities?.length) throw new StoreError("STORE_FAILED", `${c.key} is encrypted with age: give --identity FILE (the age identity of one of its recipients)`);
   if (!c.md5) throw new StoreError("STORE_CHECKSUM_MISMATCH", `${c.key} carries no checksum of shoot's; nothing was restored`);
-  return runRestore(storedArchive(store, c, opts.identities), { ...opts, checksum: true });
+  // a restore from the store that stops part way says so in its target, as one from a held copy
+  const run = (o: RestoreOptions) => runRestore(storedArchive(store, c, opts.identities), o);
+  return restoreNoting(file, { ...opts, checksum: true }, run, systemClock.now);
 }

@@ -16,6 +16,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { codeName } from "../common/codes.ts";
+import { systemClock } from "../common/deps.ts";
 import { ShootError, errnoCode, errorMessage } from "../common/errors.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
 import type { TarListing } from "../archive/tar.ts";
@@ -24,6 +25,7 @@ import { readDirOrEmpty } from "../state/fsutil.ts";
 import { LIST_SUFFIX } from "../state/naming.ts";
 import { lineKey, nameOfKey, openList, walkOrder } from "../scan/scan.ts";
 import { runRestore, selectionKey, splitEntryName, type EntryNote, type RestoreOptions, type RestoreResult } from "./restore.ts";
+import { restoreNoting } from "./unfinished.ts";
 import { describeArchive, verifyArchive, type HeldArchive } from "./verify.ts";
 
 /** The archives restore point `point` needs, oldest first and ending with it; each with its file list. */
@@ -234,8 +236,15 @@ function entries(n: number): string {
 /** Outcomes of one archive after which the chain goes on (the rest was restored), the worst first. */
 const PARTIAL = ["RESTORE_UNSAFE", "RESTORE_CONFLICT", "ARCHIVE_UNSUPPORTED"] as const;
 
-/** Restore `point` and every archive it needs, into opts.to. A full archive alone is a plain restore. */
-export async function runPointRestore(point: HeldArchive, opts: RestoreOptions): Promise<RestoreResult> {
+/**
+ * Restore `point` and every archive it needs, into opts.to, with a note in the target while it
+ * writes there (unfinished.ts). A full archive alone is a plain restore.
+ */
+export function runPointRestore(point: HeldArchive, opts: RestoreOptions): Promise<RestoreResult> {
+  return restoreNoting(point.file, opts, (o) => restorePoint(point, o), systemClock.now);
+}
+
+async function restorePoint(point: HeldArchive, opts: RestoreOptions): Promise<RestoreResult> {
   const chain = chainFor(point);
   if (chain.length === 1) return runRestore(point, opts);
   const started = performance.now();

@@ -44,6 +44,7 @@ import type { TarListing } from "../archive/tar.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
 import type { HeldArchive } from "./verify.ts";
 import { ArchiveDamage, archivePass, closeSource, openSource, stampOf } from "./read.ts";
+import type { UnfinishedRestore } from "./unfinished.ts";
 import type { ArchiveSource, PassOptions, PassResult } from "./read.ts";
 import { openAt, type At } from "./at.ts";
 import { ListingLog } from "./listings.ts";
@@ -65,6 +66,8 @@ export interface RestoreOptions {
   allowOutsideLinks?: boolean;
   progressFor?: (label: string, total: number) => Progress;
   signal?: AbortSignal;
+  /** Called with the target (resolved) just before the first thing is written into it. */
+  beforeWriting?: (root: string) => void;
   /**
    * One archive of a chain (chain.ts): entries for which this is false are passed over as if
    * the archive did not hold them, and the paths asked for need not be in this archive. Called
@@ -95,6 +98,8 @@ export interface RestoreResult {
   /** Hard-link targets restored because a selected path links to them. */
   alsoRestored: string[];
   ms: number;
+  /** The note of an earlier restore into the target that did not finish (unfinished.ts). */
+  earlierUnfinished?: UnfinishedRestore | "unreadable";
 }
 
 /** What the plan decides for each entry: one byte per entry, in archive order. */
@@ -664,11 +669,13 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
     // what the check left (its pieces of tar stream) is collected before the write pass starts
     // its own thread and pieces: left to the collector, both were held at once at the peak
     Bun.gc(true);
+    opts.beforeWriting?.(root);
     rootFd = at.openRoot(root);
     extractor = new Extractor(at, rootFd, root, plan);
-    const stopped =
-      (await extract(fd, a, opts, extractor, unchanged)) ??
-      lastOfAll(extractor, survey, plan, root, opts);
+    const cut = await extract(fd, a, opts, extractor, unchanged);
+    // a signal that came while the writers finished what they had been sent stops it here
+    opts.signal?.throwIfAborted();
+    const stopped = cut ?? lastOfAll(extractor, survey, plan, root, opts);
     result.restored = extractor.restored;
     result.bytes = extractor.bytes;
     result.failed = extractor.failed;
