@@ -106,7 +106,20 @@ async function plainUnlessTerminal(text: string): Promise<string> {
   return stripVTControlCharacters(text);
 }
 
+/** A run stopped by SIGINT or SIGTERM (signals.ts aborts with the signal's name): what stopped, by what. */
+function interruption(e: unknown): string | undefined {
+  if (typeof e === "string" && e.startsWith("SIG")) return e;
+  if ((e as { name?: string } | null)?.name !== "AbortError") return undefined;
+  const cause = (e as { cause?: unknown }).cause;
+  return typeof cause === "string" ? cause : "a signal";
+}
+
 function reportError(e: unknown, command: string): number {
+  const signal = interruption(e);
+  if (signal) {
+    errorLog().error(`shoot ${command}: interrupted by ${signal}`);
+    return code("INTERRUPTED");
+  }
   if (e instanceof UsageError || (e as { name?: string })?.name === "CLIError") {
     errorLog().error(`shoot ${command}: ${(e as Error).message}`);
     return code("USAGE");

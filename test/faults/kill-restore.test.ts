@@ -2,7 +2,8 @@
  * A restore stopped part way (SIGKILL, SIGINT) and run again into the same directory: the note
  * it leaves there names it, a run without --force refuses and says what to do, a run with
  * --force finishes it and removes the note, and the tree restored then equals the source. GNU
- * tar restores the same archive to the same tree.
+ * tar restores the same archive to the same tree. A deep verify stopped by SIGINT ends
+ * INTERRUPTED too, not as an internal error.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
@@ -35,7 +36,8 @@ async function archiveOnce(): Promise<string> {
   const rand = seeded(4242);
   const tree: Record<string, string | Uint8Array> = {};
   for (let i = 0; i < FILES; i++) tree[`d${i % 4}/f${String(i).padStart(5, "0")}`] = `file ${i}\n`.repeat(1 + (i % 50));
-  for (let i = 0; i < 4; i++) tree[`big/b${i}.bin`] = randomBytes(rand, 2 * 1024 * 1024);
+  // large enough that a deep verify is still reading when it is seen to have the archive open
+  for (let i = 0; i < 4; i++) tree[`big/b${i}.bin`] = randomBytes(rand, 24 * 1024 * 1024);
   writeTree(fx.src, tree);
   const r = await runShoot(["server", "--config", fx.config, "--quiet"]);
   expect({ code: r.code, out: r.stdout + r.stderr }).toEqual({ code: 0, out: "" });
@@ -100,5 +102,26 @@ describe("a restore stopped part way, run again into the same directory", () => 
     expect({ code: forced.code, out: forced.stdout + forced.stderr }).toEqual({ code: 0, out: "" });
     expect(fs.existsSync(path.join(to, UNFINISHED_NOTE))).toBe(false);
     expect(snapshotDifferences(snapshotTree(fx.src), snapshotTree(path.join(to, fx.src)), same)).toEqual([]);
+  }, 120_000);
+
+  test("verify --deep stopped by SIGINT: INTERRUPTED, not an internal error", async () => {
+    const name = await archiveOnce();
+    const file = path.join(fx.backup, name);
+    const p = startShoot(["verify", "--deep", "--config", fx.config, name]);
+    const reading = () => {
+      try {
+        return fs.readdirSync(`/proc/${p.pid}/fd`).some((fd) => fs.readlinkSync(`/proc/${p.pid}/fd/${fd}`) === file) || undefined;
+      } catch {
+        return undefined; // the process or one of its descriptors went meanwhile
+      }
+    };
+    const seen = await waitFor(reading, 30_000, 1);
+    p.kill("SIGINT");
+    const exit = await boundedExit(p, "verify stopped by SIGINT");
+    const stderr = await new Response(p.stderr).text();
+    if (!seen) throw new Error(`verify was not seen reading ${name} (exit ${exit}): ${stderr}`);
+    injected("SIGINT verify");
+    expect({ exit, stderr: stderr.trim() }).toEqual({ exit: code("INTERRUPTED"), stderr: expect.stringContaining("shoot verify: interrupted by SIGINT") });
+    expect(stderr).not.toContain("internal error");
   }, 120_000);
 });

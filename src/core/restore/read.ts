@@ -153,6 +153,9 @@ function tarSink(
   });
 }
 
+/** Pieces of a file read between two turns of the event loop. */
+const YIELD_EVERY = 32;
+
 /** The archive's bytes: the file from its start, or the stream opened afresh. */
 async function rawInput(
   src: ArchiveSource,
@@ -164,9 +167,15 @@ async function rawInput(
   if (typeof src === "number") {
     // two pieces ahead at most: read ahead of a slower stage, the pieces would pile up in the
     // queue, several passes at once on a backup host that proves many copies
-    return Readable.from((function* reading(): Generator<Buffer> {
+    return Readable.from((async function* reading(): AsyncGenerator<Buffer> {
+      let n = 0;
       try {
-        yield* readFd(src, 0, readAt, pieceBytes, pool);
+        for (const piece of readFd(src, 0, readAt, pieceBytes, pool)) {
+          yield piece;
+          // back to the event loop now and then, where a signal is seen: a pass over a plain tar
+          // otherwise runs from one queued step to the next until its end
+          if (++n % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
+        }
       } catch (e) {
         failed("read", e);
         throw e;
