@@ -105,7 +105,14 @@ describe.each([
     // how much of the tar stream was parsed when the walk of the frames found the damage depends
     // on how far the decompressor had got: the same damage, said of the same byte, is what counts
     const found = (m: string | undefined) => m?.replace(/whole up to byte \d+/, "whole up to byte …");
-    expect(found(alongside.damage?.message)).toBe(found(alone.damage!.message));
+    const same = found(alongside.damage?.message) === found(alone.damage!.message);
+    // with frames, a damaged frame can decode whole to what is not tar (these frames carry no
+    // checksum): whether the worker's decoding or this thread's parse of what a frame decoded to
+    // names the damage first is down to the two threads' timing (seen on tmpfs). Either is damage,
+    // found before the file's end.
+    const parsedFirst = name === "b.tar.zst" && /^the tar stream \(decompressed from zstd\) is damaged at byte \d+/.test(alongside.damage?.message ?? "");
+    expect({ same: same || parsedFirst, kind: alongside.damage?.kind, message: alongside.damage?.message }).toMatchObject({ same: true, kind: "damaged" });
+    if (parsedFirst) expect(alongside.damage!.fileOffset ?? 0).toBeLessThanOrEqual(bad.length * foundBefore);
     expect(alongside.damage?.digests).toEqual({ size: bad.length, ...digests(bad) });
   });
 });
