@@ -275,7 +275,7 @@ describe("hostile archives, restored by shoot, GNU tar and bsdtar", () => {
         if (r.code === 95 && r.stdout !== "") problems.push(`list ${h.name} printed entries of a damaged archive`);
       }
     }));
-    const v = await run([...shootArgv(), "verify", "--deep", "--quiet", ...corpus.map((h) => h.file)], 300_000);
+    const v = await run([...shootArgv(), "verify", "--deep", ...corpus.map((h) => h.file)], 300_000);
     for (const c of crashes(v)) problems.push(`verify: ${c}: ${v.stderr.slice(0, 300)}`);
     const verdicts = v.stdout.split("\n").filter((l) => /^(OK|FAILED|GONE) /.test(l));
     if (verdicts.length !== corpus.length) problems.push(`verify reported ${verdicts.length} verdicts for ${corpus.length} archives`);
