@@ -1,9 +1,9 @@
 /**
  * The two digests of a pass (src/core/restore/pass-digests.ts): for a file of LARGE bytes or more the
- * SHA-256 is taken on a thread of its own, which reads the file again. What it gives must be
- * what md5sum and sha256sum say, for a whole archive and for a damaged one (whose digests tell a
- * changed archive from a damaged one), and a thread that hashed other bytes than the pass must
- * be caught.
+ * SHA-256 is taken on a thread of its own, which reads the file again (and the MD5 too when a
+ * worker decompresses). What it gives must be what md5sum and sha256sum say, for a whole archive
+ * and for a damaged one (whose digests tell a changed archive from a damaged one), and a thread
+ * that hashed other bytes than the pass must be caught.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
@@ -88,30 +88,59 @@ describe("sha256Here (what the thread runs, and this thread when the thread cann
   }, T);
 });
 
+/** A whole pass over `file`: its digests must be the file's, its three files listed. */
+async function wholePass(file: string, worker: boolean): Promise<void> {
+  const fd = fs.openSync(file, "r");
+  try {
+    const entries: string[] = [];
+    const r = await archivePass(fd, { worker, onEntry: (e) => entries.push(e.name) });
+    expect({ md5: r.md5, sha256: r.sha256, size: r.size }).toEqual({ ...coreutils(file), size: fs.statSync(file).size });
+    expect(entries.filter((n) => /f\d$/.test(n)).length).toBe(3);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** `file` cut at LARGE + 12,345 bytes: damaged, with the digests of the bytes the cut file holds. */
+async function cutPass(file: string, worker: boolean): Promise<ArchiveDamage> {
+  const cut = path.join(root, `cut-${path.basename(file)}`);
+  fs.writeFileSync(cut, fs.readFileSync(file).subarray(0, LARGE + 12_345));
+  const fd = fs.openSync(cut, "r");
+  try {
+    const e = await archivePass(fd, { worker, onEntry: () => {} }).then(() => undefined, (err: unknown) => err);
+    expect(e).toBeInstanceOf(ArchiveDamage);
+    expect((e as ArchiveDamage).digests).toEqual({ size: LARGE + 12_345, ...coreutils(cut) });
+    return e as ArchiveDamage;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 describe("archivePass of a large uncompressed archive", () => {
-  test("whole: the digests are the file's", async () => {
-    const fd = fs.openSync(archive, "r");
-    try {
-      const entries: string[] = [];
-      const r = await archivePass(fd, { onEntry: (e) => entries.push(e.name) });
-      expect({ md5: r.md5, sha256: r.sha256, size: r.size }).toEqual({ ...coreutils(archive), size: fs.statSync(archive).size });
-      expect(entries.filter((n) => /f\d$/.test(n)).length).toBe(3);
-    } finally {
-      fs.closeSync(fd);
-    }
-  }, T);
+  test("whole: the digests are the file's", () => wholePass(archive, false), T);
 
   test("cut short: damaged, with the digests of the bytes the file holds", async () => {
-    const cut = path.join(root, "cut.tar");
-    fs.writeFileSync(cut, fs.readFileSync(archive).subarray(0, LARGE + 12_345));
-    const fd = fs.openSync(cut, "r");
+    expect((await cutPass(archive, false)).message).toMatch(/truncated/);
+  }, T);
+});
+
+describe("archivePass of a large gzip archive decompressed on a worker (both digests on the other thread)", () => {
+  /** The large tar through gzip: random bytes, so the archive stays larger than LARGE. */
+  const gz = path.join(root, "large.tar.gz");
+  const made = Bun.spawnSync(["sh", "-c", 'exec "$0" -1 -c "$1" > "$2"', requireTool("gzip"), archive, gz], { stdin: "ignore" });
+
+  test("the digests need nothing of this thread and are md5sum's and sha256sum's", async () => {
+    expect({ exit: made.exitCode, large: fs.statSync(gz).size > LARGE }).toEqual({ exit: 0, large: true });
+    const fd = fs.openSync(gz, "r");
+    const d = passDigests(fd, true);
     try {
-      const e = await archivePass(fd, { onEntry: () => {} }).then(() => undefined, (err: unknown) => err);
-      expect(e).toBeInstanceOf(ArchiveDamage);
-      expect((e as ArchiveDamage).message).toMatch(/truncated/);
-      expect((e as ArchiveDamage).digests).toEqual({ size: LARGE + 12_345, ...coreutils(cut) });
+      expect(d.readsItself).toBe(true);
     } finally {
+      d.stop();
       fs.closeSync(fd);
     }
+    await wholePass(gz, true);
   }, T);
+
+  test("cut short: damaged, with the digests of the bytes the file holds", () => cutPass(gz, true), T);
 });

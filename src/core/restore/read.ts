@@ -156,6 +156,12 @@ function tarSink(
 /** Pieces of a file read between two turns of the event loop. */
 const YIELD_EVERY = 32;
 
+/** Whether a pass decompresses on a worker while this thread parses (the check and write passes of a restore). */
+function onWorker(fd: number, opts: PassOptions): boolean {
+  const parse = opts.decompress !== false && (opts.onEntry !== undefined || opts.onEntries !== undefined);
+  return opts.worker === true && parse && sniff(fd) !== "none";
+}
+
 /** The archive's bytes: the file from its start, or the stream opened afresh. */
 async function rawInput(
   src: ArchiveSource,
@@ -198,7 +204,8 @@ async function rawInput(
  * aborted.
  */
 export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): Promise<PassResult> {
-  const digests = opts.hashed === undefined ? passDigests(typeof src === "number" ? src : undefined) : undefined;
+  const fd = typeof src === "number" ? src : undefined;
+  const digests = opts.hashed === undefined ? passDigests(fd, fd !== undefined && onWorker(fd, opts)) : undefined;
   try {
     return await readWhole(src, opts, digests);
   } finally {
@@ -246,6 +253,7 @@ async function readWhole(src: ArchiveSource, opts: PassOptions, digests: PassDig
   let pool: PiecePool | undefined;
   let alongside: Promise<number | undefined> | undefined;
   let hashFailure: ArchiveDamage | undefined;
+  // the same condition as onWorker's, written out for the types
   if (opts.worker && fd !== undefined && compression !== "none" && parser) {
     const { tar, free, stop } = inflatedByWorker(fd, compression, {
       size: (n) => {
@@ -264,7 +272,7 @@ async function readWhole(src: ArchiveSource, opts: PassOptions, digests: PassDig
       hashFailure = new ArchiveDamage(why, "damaged", at, parser.offset);
       tar.destroy(hashFailure);
     };
-    alongside = digests ? hashAlongside(fd, digests, opts.signal, unreadable) : undefined;
+    alongside = digests && !digests.readsItself ? hashAlongside(fd, digests, opts.signal, unreadable) : undefined;
   } else {
     const inflate = decompressor(compression);
     inflate?.on("error", (e) => failed("decode", e));
@@ -291,7 +299,9 @@ async function readWhole(src: ArchiveSource, opts: PassOptions, digests: PassDig
     const damage = await describeFailure(first?.error ?? e, first?.where, { fd, compression, parser, readAt: fd === undefined ? size : readAt, size, tarBytes });
     if (!(damage instanceof ArchiveDamage)) throw damage;
     // hashed alongside, the file is hashed to its end (or failed to read): only the rest of one hashed here
-    const from = alongside ? await alongside : size;
+    // hashed on the other thread, the whole file is: nothing is left to feed from here
+    const whole = digests?.readsItself && fd !== undefined ? fs.fstatSync(fd).size : size;
+    const from = alongside ? await alongside : whole;
     damage.digests = fd === undefined || !digests || from === undefined ? undefined : await hashRest(fd, digests, from);
     throw damage;
   } finally {
