@@ -156,12 +156,6 @@ function tarSink(
 /** Pieces of a file read between two turns of the event loop. */
 const YIELD_EVERY = 32;
 
-/** Whether a pass decompresses on a worker while this thread parses (the check and write passes of a restore). */
-function onWorker(fd: number, opts: PassOptions): boolean {
-  const parse = opts.decompress !== false && (opts.onEntry !== undefined || opts.onEntries !== undefined);
-  return opts.worker === true && parse && sniff(fd) !== "none";
-}
-
 /** The archive's bytes: the file from its start, or the stream opened afresh. */
 async function rawInput(
   src: ArchiveSource,
@@ -205,19 +199,28 @@ async function rawInput(
  */
 export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): Promise<PassResult> {
   const fd = typeof src === "number" ? src : undefined;
-  const digests = opts.hashed === undefined ? passDigests(fd, fd !== undefined && onWorker(fd, opts)) : undefined;
+  const compression = opts.decompress === false ? "none" : fd === undefined ? (src as Exclude<ArchiveSource, number>).compression : sniff(fd);
+  const parse = opts.decompress !== false && (opts.onEntry !== undefined || opts.onEntries !== undefined);
+  // decompressed on a worker while this thread parses, this thread need not read the file at all
+  const onWorker = opts.worker === true && fd !== undefined && compression !== "none" && parse;
+  const digests = opts.hashed === undefined ? passDigests(fd, onWorker) : undefined;
   try {
-    return await readWhole(src, opts, digests);
+    return await readWhole(src, opts, { compression, parse, onWorker }, digests);
   } finally {
     digests?.stop();
   }
 }
 
 /** archivePass, `digests` fed with every byte of the file unless the pass was told them. */
-async function readWhole(src: ArchiveSource, opts: PassOptions, digests: PassDigests | undefined): Promise<PassResult> {
+async function readWhole(
+  src: ArchiveSource,
+  opts: PassOptions,
+  how: { compression: Compression; parse: boolean; onWorker: boolean },
+  digests: PassDigests | undefined,
+): Promise<PassResult> {
   const started = performance.now();
   const fd = typeof src === "number" ? src : undefined;
-  const compression = opts.decompress === false ? "none" : fd === undefined ? (src as Exclude<ArchiveSource, number>).compression : sniff(fd);
+  const { compression, parse } = how;
   let size = 0;
   let tarBytes = 0;
   let readAt = 0;
@@ -244,7 +247,6 @@ async function readWhole(src: ArchiveSource, opts: PassOptions, digests: PassDig
       done(null, chunk);
     },
   });
-  const parse = opts.decompress !== false && (opts.onEntry !== undefined || opts.onEntries !== undefined);
   const parser = parse ? new TarParser() : undefined;
   let cutSeenByWorker: string | undefined;
   let input: unknown[];
@@ -253,8 +255,7 @@ async function readWhole(src: ArchiveSource, opts: PassOptions, digests: PassDig
   let pool: PiecePool | undefined;
   let alongside: Promise<number | undefined> | undefined;
   let hashFailure: ArchiveDamage | undefined;
-  // the same condition as onWorker's, written out for the types
-  if (opts.worker && fd !== undefined && compression !== "none" && parser) {
+  if (how.onWorker && fd !== undefined && compression !== "none" && parser) {
     const { tar, free, stop } = inflatedByWorker(fd, compression, {
       size: (n) => {
         size = readAt = n;
