@@ -6,6 +6,7 @@ import { encodeHeader } from "../../src/core/archive/tar.ts";
 import { runShoot } from "../helpers/cli.ts";
 import { archivesIn, serverFixture, statusRecords, tempDir, type ServerFixture } from "../helpers/fixture.ts";
 import { requireTool } from "../helpers/tools.ts";
+import { readListText, writeListText } from "../helpers/lists.ts";
 
 const T = 60_000;
 let fx: ServerFixture | undefined;
@@ -170,8 +171,46 @@ describe("shoot restore", () => {
     const to = path.join(fx.root, "bad");
     const r = await runShoot(["restore", "--config", fx.config, name, "--to", to]);
     expect(r.code).toBe(90);
-    expect(r.stderr).toContain("nothing was restored");
+    // the file list vouches for the .md5 file's MD5: the SHA-256 alone was taken, and differs
+    expect(r.stderr).toMatch(/its SHA-256 is [0-9a-f]{64}, the server's file list recorded [0-9a-f]{64}, and it cannot be read whole: .*; nothing was restored/);
     expect(fs.existsSync(to)).toBe(false);
+  }, T);
+
+  test("the SHA-256 stands for the MD5 only while the .md5 file and the file list give the same MD5", async () => {
+    fx = richFixture();
+    const name = await makeArchive(fx);
+    const file = path.join(fx.backup, name);
+    const md5 = new Bun.CryptoHasher("md5").update(fs.readFileSync(file)).digest("hex");
+    const header = () => JSON.parse(readListText(`${file}.list`).split("\n")[0]!) as { md5: string; sha256: string };
+    const setListMd5 = (value: string) => {
+      const text = readListText(`${file}.list`);
+      const nl = text.indexOf("\n");
+      writeListText(`${file}.list`, JSON.stringify({ ...header(), md5: value }) + text.slice(nl));
+    };
+    const wrong = md5.replace(/^./, (c) => (c === "0" ? "1" : "0"));
+    const restore = (to: string) => runShoot(["restore", "--config", fx!.config, name, "--to", path.join(fx!.root, to)]);
+
+    // the two disagree (either damaged): both digests are taken, and the MD5 named
+    fs.writeFileSync(`${file}.md5`, `${wrong}  ${name}\n`);
+    const md5FileOff = await restore("a");
+    expect(md5FileOff.code).toBe(90);
+    expect(md5FileOff.stderr).toContain(`its MD5 is ${md5}, ${name}.md5 says ${wrong}; nothing was restored`);
+    fs.writeFileSync(`${file}.md5`, `${md5}  ${name}\n`);
+    setListMd5(wrong);
+    const listOff = await restore("b");
+    expect(listOff.code).toBe(90);
+    expect(listOff.stderr).toContain(`its MD5 is ${md5}, the server's file list recorded ${wrong}; nothing was restored`);
+    expect(fs.existsSync(path.join(fx.root, "a")) || fs.existsSync(path.join(fx.root, "b"))).toBe(false);
+
+    // both give the same MD5, here a wrong one: the SHA-256 alone is taken (it matches), so the
+    // restore goes ahead, where verify, which takes both, fails
+    fs.writeFileSync(`${file}.md5`, `${wrong}  ${name}\n`);
+    const vouched = await restore("c");
+    expect(vouched.code).toBe(0);
+    expect(snapshot(restoredSrc(path.join(fx.root, "c"), fx))).toEqual(snapshot(fx.src));
+    const v = await runShoot(["verify", "--config", fx.config, name]);
+    expect(v.code).toBe(90);
+    expect(v.stdout + v.stderr).toContain(`its MD5 is ${md5}`);
   }, T);
 });
 

@@ -1,9 +1,9 @@
 /**
  * The two digests of a pass (src/core/restore/pass-digests.ts): for a file of LARGE bytes or more the
  * SHA-256 is taken on a thread of its own, which reads the file again (and the MD5 too when a
- * worker decompresses). What it gives must be what md5sum and sha256sum say, for a whole archive
- * and for a damaged one (whose digests tell a changed archive from a damaged one), and a thread
- * that hashed other bytes than the pass must be caught.
+ * worker decompresses; the SHA-256 alone when asked). What it gives must be what md5sum and
+ * sha256sum say, for a whole archive and for a damaged one (whose digests tell a changed
+ * archive from a damaged one), and a thread that hashed other bytes than the pass must be caught.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import fs from "node:fs";
@@ -88,13 +88,20 @@ describe("sha256Here (what the thread runs, and this thread when the thread cann
   }, T);
 });
 
+/** What a pass gives: both of coreutils' digests, or (`sha256Only`) sha256sum's alone. */
+function expected(file: string, sha256Only: boolean): { md5?: string; sha256: string } {
+  const { md5, sha256 } = coreutils(file);
+  return sha256Only ? { sha256 } : { md5, sha256 };
+}
+
 /** A whole pass over `file`: its digests must be the file's, its three files listed. */
-async function wholePass(file: string, worker: boolean): Promise<void> {
+async function wholePass(file: string, worker: boolean, sha256Only = false): Promise<void> {
   const fd = fs.openSync(file, "r");
   try {
     const entries: string[] = [];
-    const r = await archivePass(fd, { worker, onEntry: (e) => entries.push(e.name) });
-    expect({ md5: r.md5, sha256: r.sha256, size: r.size }).toEqual({ ...coreutils(file), size: fs.statSync(file).size });
+    const r = await archivePass(fd, { worker, sha256Only, onEntry: (e) => entries.push(e.name) });
+    const { md5, sha256, size } = r;
+    expect({ ...(md5 === undefined ? {} : { md5 }), sha256, size }).toEqual({ ...expected(file, sha256Only), size: fs.statSync(file).size });
     expect(entries.filter((n) => /f\d$/.test(n)).length).toBe(3);
   } finally {
     fs.closeSync(fd);
@@ -102,14 +109,14 @@ async function wholePass(file: string, worker: boolean): Promise<void> {
 }
 
 /** `file` cut at LARGE + 12,345 bytes: damaged, with the digests of the bytes the cut file holds. */
-async function cutPass(file: string, worker: boolean): Promise<ArchiveDamage> {
+async function cutPass(file: string, worker: boolean, sha256Only = false): Promise<ArchiveDamage> {
   const cut = path.join(root, `cut-${path.basename(file)}`);
   fs.writeFileSync(cut, fs.readFileSync(file).subarray(0, LARGE + 12_345));
   const fd = fs.openSync(cut, "r");
   try {
-    const e = await archivePass(fd, { worker, onEntry: () => {} }).then(() => undefined, (err: unknown) => err);
+    const e = await archivePass(fd, { worker, sha256Only, onEntry: () => {} }).then(() => undefined, (err: unknown) => err);
     expect(e).toBeInstanceOf(ArchiveDamage);
-    expect((e as ArchiveDamage).digests).toEqual({ size: LARGE + 12_345, ...coreutils(cut) });
+    expect((e as ArchiveDamage).digests).toEqual({ size: LARGE + 12_345, ...expected(cut, sha256Only) });
     return e as ArchiveDamage;
   } finally {
     fs.closeSync(fd);
@@ -143,4 +150,35 @@ describe("archivePass of a large gzip archive decompressed on a worker (both dig
   }, T);
 
   test("cut short: damaged, with the digests of the bytes the file holds", () => cutPass(gz, true), T);
+
+  test("the SHA-256 alone when asked (a restore whose file list vouches for the MD5): sha256sum's, no MD5", async () => {
+    await wholePass(gz, true, true);
+    await cutPass(gz, true, true);
+  }, T);
+});
+
+describe("the SHA-256 alone of an archive this thread reads", () => {
+  test("large (on the other thread, which reads the file itself) and small: sha256sum's, no MD5", async () => {
+    const fd = fs.openSync(archive, "r");
+    const d = passDigests(fd, false, false);
+    try {
+      expect(d.readsItself).toBe(true);
+    } finally {
+      d.stop();
+      fs.closeSync(fd);
+    }
+    await wholePass(archive, false, true);
+    await cutPass(archive, false, true);
+    const small = path.join(root, "small.tar");
+    fs.writeFileSync(path.join(root, "one"), randomBytes(seeded(8), 50_000));
+    const r = Bun.spawnSync([requireTool("tar"), "-cf", small, "-C", root, "one"], { stdin: "ignore" });
+    expect(r.exitCode).toBe(0);
+    const sfd = fs.openSync(small, "r");
+    try {
+      const got = await archivePass(sfd, { sha256Only: true, onEntry: () => {} });
+      expect({ md5: got.md5, sha256: got.sha256 }).toEqual({ md5: undefined, sha256: coreutils(small).sha256 });
+    } finally {
+      fs.closeSync(sfd);
+    }
+  }, T);
 });

@@ -5,8 +5,9 @@
  * bytes or more the SHA-256 is taken on a thread of its own (sha256.worker.ts), which reads the
  * file again from the page cache, and this thread takes only the MD5. When a worker decompresses
  * the archive, this thread only parses: that thread takes the MD5 too, and the file is read
- * twice rather than three times. Not the same thing as transfer/digest.ts `fileDigest`, which
- * hashes a whole file by its name on this thread.
+ * twice rather than three times. A restore whose archive's file list vouches for its MD5 takes
+ * the SHA-256 alone (restore.ts, `sha256Suffices`). Not the same thing as transfer/digest.ts
+ * `fileDigest`, which hashes a whole file by its name on this thread.
  */
 import fs from "node:fs";
 import { startWorkerFile } from "../common/worker-file.ts";
@@ -20,10 +21,16 @@ export interface Sha256Request {
 
 export type Sha256Reply = { size: number; sha256: string; md5?: string } | { size: number; error: string };
 
+/** The digests of an archive file; `md5` only when it was asked for. */
+export interface Digests {
+  md5?: string;
+  sha256: string;
+}
+
 /** Below this a thread costs more to start than it saves. */
 export const LARGE = 64 << 20;
 
-export type Finished = { md5: string; sha256: string } | { problem: string };
+export type Finished = Digests | { problem: string };
 
 export interface PassDigests {
   update(chunk: Uint8Array): void;
@@ -41,46 +48,49 @@ export interface PassDigests {
 /**
  * Digests of the file open on `fd` (undefined: a stream, both digests on this thread).
  * `elsewhere`: this thread does not read the file (a worker decompresses it), so both digests
- * go to the other thread, which reads it once for both.
+ * go to the other thread, which reads it once for both. `withMd5` false: the SHA-256 alone,
+ * on the other thread for a large file whoever reads it.
  */
-export function passDigests(fd: number | undefined, elsewhere = false): PassDigests {
-  const md5 = new Bun.CryptoHasher("md5");
+export function passDigests(fd: number | undefined, elsewhere = false, withMd5 = true): PassDigests {
+  const md5 = withMd5 ? new Bun.CryptoHasher("md5") : undefined;
   if (fd === undefined || fs.fstatSync(fd).size < LARGE) {
     const sha256 = new Bun.CryptoHasher("sha256");
     return {
       update: (chunk) => {
-        md5.update(chunk);
+        md5?.update(chunk);
         sha256.update(chunk);
       },
-      finish: async () => ({ md5: md5.digest("hex"), sha256: sha256.digest("hex") }),
+      finish: async () => ({ ...(md5 ? { md5: md5.digest("hex") } : {}), sha256: sha256.digest("hex") }),
       stop: () => {},
     };
   }
-  return sha256Beside(fd, md5, elsewhere);
+  return sha256Beside(fd, md5, elsewhere || !md5);
 }
 
-function sha256Beside(fd: number, md5: Bun.CryptoHasher, both: boolean): PassDigests {
+/** The SHA-256 on a thread of its own; `md5` taken there too when `both`, else on this thread (when wanted at all). */
+function sha256Beside(fd: number, md5: Bun.CryptoHasher | undefined, both: boolean): PassDigests {
   const worker = startWorkerFile("./core/restore/sha256.worker.ts", new URL("./sha256.worker.ts", import.meta.url));
   // a thread that could not run says nothing about the file: its SHA-256 is then taken here
   const reply = new Promise<Sha256Reply | undefined>((resolve) => {
     worker.onmessage = (ev: MessageEvent<Sha256Reply>) => resolve(ev.data);
     worker.onerror = () => resolve(undefined);
   });
-  const request: Sha256Request = { fd, md5: both };
+  const request: Sha256Request = { fd, md5: both && md5 !== undefined };
   worker.postMessage(request);
   return {
     readsItself: both,
     update: (chunk) => {
-      if (!both) md5.update(chunk);
+      if (!both) md5?.update(chunk);
     },
     async finish(size) {
       const r = (await reply) ?? sha256Here(fd, both);
       if ("error" in r) return { problem: `the file cannot be read at byte ${r.size}: ${r.error}` };
       if (r.size !== size) {
-        const counts = `${r.size} bytes were hashed for its SHA-256, ${size} for its MD5`;
+        const counts = `${r.size} bytes were hashed for its SHA-256, ${size} read by the pass`;
         return { problem: `the file changed while it was being read: ${counts}` };
       }
-      return { md5: r.md5 ?? md5.digest("hex"), sha256: r.sha256 };
+      const taken = r.md5 ?? md5?.digest("hex");
+      return { ...(taken ? { md5: taken } : {}), sha256: r.sha256 };
     },
     stop: () => worker.terminate(),
   };

@@ -20,13 +20,14 @@ import type { Progress } from "../report/progress.ts";
 import { detectCompression } from "../archive/writer.ts";
 import { compressionOf } from "../state/naming.ts";
 import { TarFormatError, TarParser, type TarListing } from "../archive/tar.ts";
-import { passDigests, type PassDigests, type Finished } from "./pass-digests.ts";
+import { passDigests, type Digests, type PassDigests, type Finished } from "./pass-digests.ts";
 import { decompressor, inflatedByWorker, PiecePool, readFd, ZstdFrames, type Compression } from "./inflate.ts";
 
 export interface PassResult {
   /** Bytes of the archive file read. */
   size: number;
-  md5: string;
+  /** Absent when the pass was told to take the SHA-256 alone (`sha256Only`). */
+  md5?: string;
   sha256: string;
   /** Bytes of the tar stream after decompression. */
   tarBytes: number;
@@ -53,7 +54,9 @@ export interface PassOptions {
    * The file's digests, already proven (a pull hashed the copy as it arrived): returned as the
    * pass's own instead of hashing every byte a second time.
    */
-  hashed?: { md5: string; sha256: string };
+  hashed?: Digests;
+  /** Take the SHA-256 of the file, not its MD5 (the caller has the MD5 vouched for otherwise). */
+  sha256Only?: boolean;
   /**
    * Decompress a file (not a stream) on a thread of its own, overlapping what the callbacks do
    * and the hashing, which this thread does alongside (a large file's SHA-256 on a thread of
@@ -98,7 +101,7 @@ export function closeSource(src: ArchiveSource): void {
 /** Why an archive cannot be read whole, and where. */
 export class ArchiveDamage extends Error {
   /** The file hashed to its end despite the damage (undefined when it could not be read). */
-  digests: { size: number; md5: string; sha256: string } | undefined;
+  digests: ({ size: number } & Digests) | undefined;
   constructor(
     message: string,
     /** "unsupported": what GNU tar reads but this reader refuses (an extended header over its limit). */
@@ -203,7 +206,7 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
   const parse = opts.decompress !== false && (opts.onEntry !== undefined || opts.onEntries !== undefined);
   // decompressed on a worker while this thread parses, this thread need not read the file at all
   const onWorker = opts.worker === true && fd !== undefined && compression !== "none" && parse;
-  const digests = opts.hashed === undefined ? passDigests(fd, onWorker) : undefined;
+  const digests = opts.hashed === undefined ? passDigests(fd, onWorker, opts.sha256Only !== true) : undefined;
   try {
     return await readWhole(src, opts, { compression, parse, onWorker }, digests);
   } finally {

@@ -29,7 +29,8 @@
  * the paths asked for, the names of its directories and links, the space it needs), and to
  * write. Between the two, the plan decides about each entry (one byte per entry is kept) from
  * the entries the check kept (listings.ts: in a file once they are many). Only the check
- * hashes the archive; the file's stamp tells that it did not change since (an archive read as
+ * hashes the archive (its SHA-256 alone when the file list vouches for the .md5 file's MD5:
+ * sha256Suffices); the file's stamp tells that it did not change since (an archive read as
  * a stream, which has none, is read and hashed once more for the plan). What is held beyond
  * that byte grows with the archive's links and directories, not with its files, so that a
  * restore of millions of files fits in the memory of a small host.
@@ -46,6 +47,7 @@ import type { HeldArchive } from "./verify.ts";
 import { ArchiveDamage, archivePass, closeSource, openSource, stampOf } from "./read.ts";
 import type { UnfinishedRestore } from "./unfinished.ts";
 import type { ArchiveSource, PassOptions, PassResult } from "./read.ts";
+import type { Digests } from "./pass-digests.ts";
 import { openAt, type At } from "./at.ts";
 import { ListingLog } from "./listings.ts";
 import { Extractor, keyOf, splitEntryName, type DirToFinish, type EntryNote, type LinkToMake, type PlanView } from "./extract.ts";
@@ -547,7 +549,7 @@ async function readPass(
   label: string,
   opts: RestoreOptions,
   total: number,
-  each: Pick<PassOptions, "onEntry" | "onData" | "hashed" | "worker">,
+  each: Pick<PassOptions, "onEntry" | "onData" | "hashed" | "worker" | "sha256Only">,
 ): Promise<PassResult> {
   const progress = opts.progressFor?.(label, total);
   try {
@@ -557,15 +559,29 @@ async function readPass(
   }
 }
 
-/** Refuse before writing when the archive is not what its checksum files say. */
-function checksumProblem(a: HeldArchive, got: { md5: string; sha256: string }, checksum: boolean): string | undefined {
+/**
+ * Whether the check may take the SHA-256 alone: the file list records it, and records the very
+ * MD5 the .md5 file gives (or that file is not asked for). Both digests then name the same
+ * bytes; the SHA-256 names them more strongly and takes half the time of the MD5, which was
+ * most of the check's work. Every single damage (the archive, its .md5 file, the list) is
+ * caught as before: the two files no longer agree, or the SHA-256 differs. `shoot verify`, and
+ * every pull, take both.
+ */
+export function sha256Suffices(a: HeldArchive, checksum: boolean): boolean {
+  const h = a.list;
+  if (!h?.sha256) return false;
+  return !checksum || (a.checksumFile === "ok" && h.md5 !== undefined && h.md5 === a.md5);
+}
+
+/** Refuse before writing when the archive is not what its checksum files say (`md5Vouched`: its MD5 was not taken). */
+function checksumProblem(a: HeldArchive, got: Digests, checksum: boolean, md5Vouched: boolean): string | undefined {
   if (checksum) {
     if (a.checksumFile === "missing") return `there is no checksum file ${a.file}${CHECKSUM_SUFFIX} beside it (restore with --no-checksum to go ahead without one)`;
     if (a.checksumFile === "bad") return `${a.file}${CHECKSUM_SUFFIX} is not one md5sum line for it`;
-    if (a.md5 !== got.md5) return `its MD5 is ${got.md5}, ${a.file}${CHECKSUM_SUFFIX} says ${a.md5}`;
+    if (!md5Vouched && a.md5 !== got.md5) return `its MD5 is ${got.md5}, ${a.file}${CHECKSUM_SUFFIX} says ${a.md5}`;
   }
   const h = a.list;
-  if (h?.md5 && h.md5 !== got.md5) return `its MD5 is ${got.md5}, the server's file list recorded ${h.md5}`;
+  if (!md5Vouched && h?.md5 && h.md5 !== got.md5) return `its MD5 is ${got.md5}, the server's file list recorded ${h.md5}`;
   if (h?.sha256 && h.sha256 !== got.sha256) return `its SHA-256 is ${got.sha256}, the server's file list recorded ${h.sha256}`;
   return undefined;
 }
@@ -579,19 +595,21 @@ async function check(
   log?: ListingLog,
 ): Promise<PassResult> {
   let pass: PassResult;
+  const checksum = opts.checksum !== false;
+  const sha256Only = sha256Suffices(a, checksum);
   try {
     const onEntry = (e: TarListing) => {
       survey.take(e);
       log?.add(e);
     };
-    pass = await readPass(fd, "checking", opts, a.bytes, { onEntry, worker: true });
+    pass = await readPass(fd, "checking", opts, a.bytes, { onEntry, worker: true, sha256Only });
   } catch (e) {
     if (!(e instanceof ArchiveDamage)) throw e;
-    const sums = e.digests ? checksumProblem(a, e.digests, opts.checksum !== false) : undefined;
+    const sums = e.digests ? checksumProblem(a, e.digests, checksum, sha256Only) : undefined;
     if (sums) throw new ShootError("VERIFY_FAILED", `${a.file}: ${sums}, and it cannot be read whole: ${e.message}; nothing was restored`);
     throw new ShootError(e.kind === "unsupported" ? "ARCHIVE_UNSUPPORTED" : "ARCHIVE_DAMAGED", `${a.file}: ${e.message}; nothing was restored`);
   }
-  const sums = checksumProblem(a, pass, opts.checksum !== false);
+  const sums = checksumProblem(a, pass, checksum, sha256Only);
   if (sums) throw new ShootError("VERIFY_FAILED", `${a.file}: ${sums}; nothing was restored`);
   return pass;
 }
@@ -694,6 +712,8 @@ export async function runRestore(a: HeldArchive, opts: RestoreOptions): Promise<
 /** How a later pass tells that the archive is the one the first checked; the digests it need not compute again. */
 interface Unchanged {
   hashed: PassOptions["hashed"];
+  /** A stream's later passes hash it as the check did: the SHA-256 alone when that sufficed. */
+  sha256Only: boolean;
   by: (pass: PassResult) => boolean;
   /** The file's stamp is still the one taken before the check (always true of a stream). */
   still: () => boolean;
@@ -706,12 +726,13 @@ interface Unchanged {
  */
 function sameAsChecked(src: ArchiveSource, stamp: string | undefined, first: PassResult): Unchanged {
   const same = (p: PassResult) => p.size === first.size && p.tarBytes === first.tarBytes;
+  const sha256Only = first.md5 === undefined;
   if (stamp === undefined) {
     const hashedAlike = (p: PassResult) => p.md5 === first.md5 && p.sha256 === first.sha256;
-    return { hashed: undefined, by: (p) => same(p) && hashedAlike(p), still: () => true };
+    return { hashed: undefined, sha256Only, by: (p) => same(p) && hashedAlike(p), still: () => true };
   }
   const still = () => stampOf(src) === stamp;
-  return { hashed: { md5: first.md5, sha256: first.sha256 }, by: (p) => same(p) && still(), still };
+  return { hashed: { md5: first.md5, sha256: first.sha256 }, sha256Only, by: (p) => same(p) && still(), still };
 }
 
 /**
@@ -730,7 +751,7 @@ async function planAll(
     for (const l of log.replay()) plan.take(l);
     return true;
   }
-  const second = await readPass(fd, "planning", opts, a.bytes, { onEntry: (e) => plan.take(e) }).catch(changed(a));
+  const second = await readPass(fd, "planning", opts, a.bytes, { onEntry: (e) => plan.take(e), sha256Only: unchanged.sha256Only }).catch(changed(a));
   return unchanged.by(second);
 }
 
@@ -755,6 +776,7 @@ async function extract(
       onEntry: (e: TarListing) => x.entry(e),
       onData: (piece: Uint8Array) => x.data(piece),
       hashed: unchanged.hashed,
+      sha256Only: unchanged.sha256Only,
       // on a thread of its own, as the check: its pieces' buffers are used again, where a stream
       // decompressor here makes a new one for each (the garbage of a million small files)
       worker: true,

@@ -22,6 +22,7 @@ import type { Progress } from "../report/progress.ts";
 import { lineKey, listHeaderOf, nameOfKey, openList, walkOrder, type ListHeader } from "../scan/scan.ts";
 import type { TarListing } from "../archive/tar.ts";
 import { DumpdirCheck } from "../archive/incremental.ts";
+import type { Digests } from "./pass-digests.ts";
 import { ArchiveDamage, archivePass, closeSource, openSource, type ArchiveSource, type PassOptions, type PassResult } from "./read.ts";
 import { formatBytes, formatDuration } from "../common/units.ts";
 
@@ -349,8 +350,11 @@ function openListOf(a: HeldArchive): ReturnType<typeof openList> | { error: stri
   }
 }
 
-/** Check the computed digests against the .md5 file and the file list's header. */
-function checksumProblems(a: HeldArchive, got: { size: number; md5: string; sha256: string }): string[] {
+/**
+ * Check the computed digests against the .md5 file and the file list's header (verify takes
+ * both digests: an MD5 not taken would count as differing).
+ */
+function checksumProblems(a: HeldArchive, got: { size: number } & Digests): string[] {
   const problems: string[] = [];
   if (a.checksumFile === "missing") problems.push(`no checksum file ${a.file}${CHECKSUM_SUFFIX} beside it`);
   else if (a.checksumFile === "bad") problems.push(`${a.file}${CHECKSUM_SUFFIX} is not one md5sum line for it`);
