@@ -83,7 +83,7 @@ function sha256Beside(fd: number, md5: Bun.CryptoHasher | undefined, both: boole
       if (!both) md5?.update(chunk);
     },
     async finish(size) {
-      const r = (await reply) ?? sha256Here(fd, both);
+      const r = (await reply) ?? sha256Here(fd, request.md5);
       if ("error" in r) return { problem: `the file cannot be read at byte ${r.size}: ${r.error}` };
       if (r.size !== size) {
         const counts = `${r.size} bytes were hashed for its SHA-256, ${size} read by the pass`;
