@@ -19,13 +19,13 @@ export interface Sha256Request {
   md5?: boolean;
 }
 
-export type Sha256Reply = { size: number; sha256: string; md5?: string } | { size: number; error: string };
-
 /** The digests of an archive file; `md5` only when it was asked for. */
 export interface Digests {
   md5?: string;
   sha256: string;
 }
+
+export type Sha256Reply = ({ size: number } & Digests) | { size: number; error: string };
 
 /** Below this a thread costs more to start than it saves. */
 export const LARGE = 64 << 20;

@@ -258,6 +258,7 @@ async function readWhole(
   let pool: PiecePool | undefined;
   let alongside: Promise<number | undefined> | undefined;
   let hashFailure: ArchiveDamage | undefined;
+  // how.onWorker implies the rest, written out again for the types
   if (how.onWorker && fd !== undefined && compression !== "none" && parser) {
     const { tar, free, stop } = inflatedByWorker(fd, compression, {
       size: (n) => {
