@@ -36,6 +36,7 @@ export const ENTRYPOINTS: readonly string[] = [
   "src/core/restore/inflate.worker.ts",
   "src/core/restore/writers.worker.ts",
   "src/core/restore/sha256.worker.ts",
+  "src/core/restore/frames-aside.worker.ts",
 ];
 
 export interface Target {

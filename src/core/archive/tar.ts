@@ -610,6 +610,21 @@ export class TarParser {
   offset = 0;
   ended = false;
 
+  /** Content bytes of the entry being read still to come (0 between entries and in extended headers). */
+  get contentLeft(): number {
+    return this.content;
+  }
+
+  /**
+   * Step over `n` bytes of the current entry's content without them, as `push` would with no
+   * `onData` (content checked elsewhere: frames-aside.ts). More than is left is a caller's error.
+   */
+  passContent(n: number): void {
+    if (n > this.content) throw new Error(`${n} bytes of content passed over where ${this.content} are left`);
+    this.content -= n;
+    this.offset += n;
+  }
+
   /** @param onData the content of the entry last given to `onEntry`, in pieces; all of it before the next entry */
   push(chunk: Uint8Array, onEntry: (e: TarListing) => void, onData?: (piece: Uint8Array) => void): void {
     let at = 0;

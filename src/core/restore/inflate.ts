@@ -9,6 +9,7 @@ import zlib from "node:zlib";
 import type { detectCompression } from "../archive/writer.ts";
 import { startWorkerFile } from "../common/worker-file.ts";
 import { piecesAt } from "../state/fsutil.ts";
+import type { FrameTriples } from "./frames-aside.ts";
 
 export type Compression = ReturnType<typeof detectCompression>;
 
@@ -202,13 +203,20 @@ function contentSizeOf(field: Uint8Array): number {
  * What the main thread sends the decompression worker: the archive to read, how many pieces it
  * took, the buffers of pieces it is done with (to fill again).
  */
-export type InflateRequest = { fd: number; compression: "gzip" | "zstd" } | { taken: number } | { free: ArrayBuffer };
+export type InflateRequest =
+  | { fd: number; compression: "gzip" | "zstd"; aside?: boolean }
+  | { taken: number }
+  | { free: ArrayBuffer };
 
 type Stage = "read" | "frame" | "decode";
 
-/** What the worker sends back: a piece of the tar stream, its end, or why it stopped (`size`: of the file, read). */
+/**
+ * What the worker sends back: a piece of the tar stream, bytes of it stepped over (their frames
+ * to be checked aside), its end, or why it stopped (`size`: of the file, read).
+ */
 export type InflateReply =
   | { data: Uint8Array; size: number }
+  | { passed: number; frames: FrameTriples; size: number }
   | { end: true; size: number; cut: string | undefined }
   | { error: string; where: Stage; size: number };
 
@@ -219,6 +227,17 @@ export interface InflateEvents {
   failed: (where: Stage, e: Error) => void;
   /** The file ends within a zstd frame (the decompressor says nothing then). */
   cut: (why: string) => void;
+  /**
+   * Given, frames that hold only file content are not decompressed by the worker but handed
+   * here, to be checked aside (frames-aside.ts); the stream then carries, in their place,
+   * the bytes of tar stream they hold as a `Stepped`.
+   */
+  aside?: (frames: FrameTriples) => void;
+}
+
+/** Bytes of the tar stream in the worker's stream that are not there: frames set aside hold them. */
+export interface Stepped {
+  stepped: number;
 }
 
 /** Pieces the main thread holds before the worker waits: 4 MiB. */
@@ -226,10 +245,10 @@ const HELD_PIECES = 16;
 
 /**
  * The tar stream of the archive open on `fd`, decompressed by a worker while the caller takes
- * it; `free` hands a piece's buffer back once the caller is done with it; `stop` ends the
- * thread, resolved once it has. Buffers go back and forth: moved between threads, a new one
- * for each piece is garbage that neither thread's collector counts until late (some 25 MiB
- * more at a million entries).
+ * it, as Buffers (and `Stepped` when `on.aside` is given); `free` hands a piece's buffer back
+ * once the caller is done with it; `stop` ends the thread, resolved once it has. Buffers go
+ * back and forth: moved between threads, a new one for each piece is garbage that neither
+ * thread's collector counts until late (some 25 MiB more at a million entries).
  */
 export function inflatedByWorker(
   fd: number,
@@ -242,7 +261,8 @@ export function inflatedByWorker(
   let owed = 0;
   const take = (n: number) => worker.postMessage({ taken: n } satisfies InflateRequest);
   const stream = new Readable({
-    highWaterMark: HELD_PIECES * INFLATED_PIECE,
+    objectMode: true,
+    highWaterMark: HELD_PIECES,
     read() {
       if (owed > 0) take(owed);
       owed = 0;
@@ -255,9 +275,13 @@ export function inflatedByWorker(
   worker.onmessage = (ev: MessageEvent<InflateReply>) => {
     const m = ev.data;
     on.size(m.size);
-    if ("data" in m) {
-      lent.add(m.data.buffer);
-      if (stream.push(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength))) take(1);
+    if ("data" in m || "passed" in m) {
+      if ("passed" in m) on.aside?.(m.frames);
+      else lent.add(m.data.buffer);
+      const piece = "passed" in m
+        ? ({ stepped: m.passed } satisfies Stepped)
+        : Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+      if (stream.push(piece)) take(1);
       else owed++;
     } else if ("end" in m) {
       if (m.cut) on.cut(m.cut);
@@ -269,7 +293,7 @@ export function inflatedByWorker(
     }
   };
   worker.onerror = (ev) => stream.destroy(new Error(`the decompression thread failed: ${ev.message}`));
-  worker.postMessage({ fd, compression } satisfies InflateRequest);
+  worker.postMessage({ fd, compression, aside: on.aside !== undefined } satisfies InflateRequest);
   const free = (piece: Buffer) => {
     // a buffer it did not lend (stream stages may join pieces) is left to the collector
     if (!lent.delete(piece.buffer)) return;

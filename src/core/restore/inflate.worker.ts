@@ -9,7 +9,7 @@ import { Readable, Writable } from "node:stream";
 import { finished, pipeline } from "node:stream/promises";
 import { decompressor, INFLATED_PIECE, readFd, ZstdFrames } from "./inflate.ts";
 import type { InflateReply, InflateRequest } from "./inflate.ts";
-import { FrameByFrame, MemberByMember, type WholePieces } from "./whole-pieces.ts";
+import { FrameByFrame, MemberByMember, type Passed, type WholePieces } from "./whole-pieces.ts";
 
 declare const self: Worker;
 
@@ -41,26 +41,37 @@ async function wholePieces(
   return byPiece.decoded > 0 ? "all" : Buffer.alloc(0);
 }
 
-/** Where the tar stream goes: to the main thread in pieces, `size` bytes of the file read by then. */
+/**
+ * Where the tar stream goes: to the main thread in pieces (or the bytes stepped over), `size`
+ * bytes of the file read by then.
+ */
 function sender(size: () => number): Writable {
   return new Writable({
-    write(chunk: Buffer, _enc, done) {
-      const reuse = pool.length > 0 && pool.at(-1)!.byteLength >= chunk.length;
-      const buf = reuse ? pool.pop()! : new ArrayBuffer(Math.max(chunk.length, INFLATED_PIECE));
-      const data = new Uint8Array(buf, 0, chunk.length);
-      data.set(chunk);
-      reply({ data, size: size() }, [buf]);
+    objectMode: true,
+    highWaterMark: 1,
+    write(chunk: Buffer | Passed, _enc, done) {
+      if (!Buffer.isBuffer(chunk)) reply({ ...chunk, size: size() });
+      else send(chunk, size());
       if (++inFlight < WINDOW) return done();
       resume = done;
     },
   });
 }
 
-async function run(fd: number, compression: "gzip" | "zstd"): Promise<void> {
+/** A piece of the tar stream, in a buffer the main thread gave back when there is one. */
+function send(chunk: Buffer, size: number): void {
+  const reuse = pool.length > 0 && pool.at(-1)!.byteLength >= chunk.length;
+  const buf = reuse ? pool.pop()! : new ArrayBuffer(Math.max(chunk.length, INFLATED_PIECE));
+  const data = new Uint8Array(buf, 0, chunk.length);
+  data.set(chunk);
+  reply({ data, size }, [buf]);
+}
+
+async function run(fd: number, compression: "gzip" | "zstd", aside: boolean): Promise<void> {
   let size = 0;
   let where: "read" | "frame" | "decode" | undefined;
   const out = sender(() => size);
-  const byFrame = compression === "zstd" ? FrameByFrame.open(out) : undefined;
+  const byFrame = compression === "zstd" ? FrameByFrame.open(out, aside) : undefined;
   const frames = compression === "zstd" ? new ZstdFrames(byFrame) : undefined;
   const byPiece = compression === "zstd" ? byFrame : MemberByMember.open(out);
   const file = readFd(fd);
@@ -111,7 +122,7 @@ async function run(fd: number, compression: "gzip" | "zstd"): Promise<void> {
 self.onmessage = (ev: MessageEvent<InflateRequest>) => {
   const m = ev.data;
   if ("fd" in m) {
-    void run(m.fd, m.compression);
+    void run(m.fd, m.compression, m.aside === true);
     return;
   }
   if ("free" in m) {

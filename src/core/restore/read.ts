@@ -21,7 +21,9 @@ import { detectCompression } from "../archive/writer.ts";
 import { compressionOf } from "../state/naming.ts";
 import { TarFormatError, TarParser, type TarListing } from "../archive/tar.ts";
 import { passDigests, type Digests, type PassDigests, type Finished } from "./pass-digests.ts";
-import { decompressor, inflatedByWorker, PiecePool, readFd, ZstdFrames, type Compression } from "./inflate.ts";
+import { decompressor, inflatedByWorker, PiecePool, readFd, ZstdFrames } from "./inflate.ts";
+import type { Compression, Stepped } from "./inflate.ts";
+import { AsideFailure, FramesAside } from "./frames-aside.ts";
 
 export interface PassResult {
   /** Bytes of the archive file read. */
@@ -34,6 +36,8 @@ export interface PassResult {
   ms: number;
   /** Pieces of memory read into (when pieces are read into again), however many were read. */
   piecesMade?: number;
+  /** zstd frames checked on a thread of their own rather than decompressed for the parser (frames-aside.ts). */
+  aside?: number;
 }
 
 export interface PassOptions {
@@ -128,21 +132,29 @@ function sniff(fd: number): Compression {
 /** Which stage of a pass failed first: the others only fail after it, as the pipeline tears them down. */
 type FirstError = (where: "read" | "decode" | "frame" | "sink", e: unknown) => void;
 
-/** The tar stream's sink: headers parsed, entries and content handed on. */
+/**
+ * The tar stream's sink: headers parsed, entries and content handed on; `objects`: it is the
+ * worker's stream, which may step over content.
+ */
 function tarSink(
   parser: TarParser,
   opts: PassOptions,
   failed: FirstError,
   /** Called with each chunk once parsed (its pieces given to onData are done with). */
-  release?: (chunk: Buffer) => void,
+  release: ((chunk: Buffer) => void) | undefined,
+  objects: boolean,
 ): Writable {
   return new Writable({
-    write(chunk: Buffer, _enc, done) {
+    objectMode: objects,
+    highWaterMark: objects ? 1 : undefined,
+    write(chunk: Buffer | Stepped, _enc, done) {
       let batch: TarListing[] | undefined;
       try {
         const onEntry = opts.onEntries ? (e: TarListing) => (batch ??= []).push(e) : opts.onEntry!;
-        parser.push(chunk, onEntry, opts.onData);
-        release?.(chunk);
+        if (Buffer.isBuffer(chunk)) {
+          parser.push(chunk, onEntry, opts.onData);
+          release?.(chunk);
+        } else stepOver(parser, chunk.stepped);
       } catch (e) {
         failed("sink", e);
         return done(e as Error);
@@ -154,6 +166,15 @@ function tarSink(
       });
     },
   });
+}
+
+/** Content the worker's parser stepped over, stepped over here: the two parsers read the same bytes, so they agree. */
+function stepOver(parser: TarParser, n: number): void {
+  try {
+    parser.passContent(n);
+  } catch (e) {
+    throw new AsideFailure(`the frames set aside do not fall within a file's content: ${errorMessage(e)}`);
+  }
 }
 
 /** Pieces of a file read between two turns of the event loop. */
@@ -206,19 +227,61 @@ export async function archivePass(src: ArchiveSource, opts: PassOptions = {}): P
   const parse = opts.decompress !== false && (opts.onEntry !== undefined || opts.onEntries !== undefined);
   // decompressed on a worker while this thread parses, this thread need not read the file at all
   const onWorker = opts.worker === true && fd !== undefined && compression !== "none" && parse;
-  const digests = opts.hashed === undefined ? passDigests(fd, onWorker, opts.sha256Only !== true) : undefined;
+  // content handed to nobody need not be decompressed for the parser: its frames are checked
+  // aside, where decompressing is the pass's longest work (with both digests to take, their
+  // thread is, and a thread more only slows it on two cores)
+  const lightDigests = opts.hashed !== undefined || opts.sha256Only === true;
+  const aside = onWorker && compression === "zstd" && opts.onData === undefined && lightDigests;
+  const once = async (each: PassOptions, aside: boolean): Promise<PassResult> => {
+    const digests = opts.hashed === undefined ? passDigests(fd, onWorker, opts.sha256Only !== true) : undefined;
+    try {
+      return await readWhole(src, each, { compression, parse, onWorker, aside }, digests);
+    } finally {
+      digests?.stop();
+    }
+  };
+  if (!aside) return once(opts, false);
+  const first = { seen: 0 };
   try {
-    return await readWhole(src, opts, { compression, parse, onWorker }, digests);
-  } finally {
-    digests?.stop();
+    return await once(counted(opts, first, 0), true);
+  } catch (e) {
+    // the ordinary way names any damage where it lies, as it always has
+    if (!(e instanceof AsideFailure)) throw e;
+    return once(counted(opts, { seen: 0 }, first.seen), false);
   }
+}
+
+/**
+ * The pass's callbacks, the entries counted in `seen` as they are handed on, the first `skip`
+ * held back: a pass read again (the same bytes, the same entries) hands on only those the
+ * first did not. Damage that lay in a frame set aside may have let the first pass hand on
+ * entries after it; the caller then hears of the damage all the same.
+ */
+function counted(opts: PassOptions, seen: { seen: number }, skip: number): PassOptions {
+  let left = skip;
+  const fresh = (): boolean => {
+    if (left > 0) {
+      left--;
+      return false;
+    }
+    seen.seen++;
+    return true;
+  };
+  const { onEntry, onEntries } = opts;
+  if (onEntries) {
+    return { ...opts, onEntries: (es) => {
+      const rest = es.filter(fresh);
+      return rest.length > 0 ? onEntries(rest) : undefined;
+    } };
+  }
+  return onEntry ? { ...opts, onEntry: (e) => fresh() && onEntry(e) } : opts;
 }
 
 /** archivePass, `digests` fed with every byte of the file unless the pass was told them. */
 async function readWhole(
   src: ArchiveSource,
   opts: PassOptions,
-  how: { compression: Compression; parse: boolean; onWorker: boolean },
+  how: { compression: Compression; parse: boolean; onWorker: boolean; aside: boolean },
   digests: PassDigests | undefined,
 ): Promise<PassResult> {
   const started = performance.now();
@@ -244,9 +307,12 @@ async function readWhole(
       done(null, chunk);
     },
   });
+  const objects = how.onWorker;
   const counter = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      tarBytes += chunk.length;
+    objectMode: objects,
+    highWaterMark: objects ? 1 : undefined,
+    transform(chunk: Buffer | Stepped, _enc, done) {
+      tarBytes += Buffer.isBuffer(chunk) ? chunk.length : chunk.stepped;
       done(null, chunk);
     },
   });
@@ -258,9 +324,13 @@ async function readWhole(
   let pool: PiecePool | undefined;
   let alongside: Promise<number | undefined> | undefined;
   let hashFailure: ArchiveDamage | undefined;
+  let aside: FramesAside | undefined;
   // how.onWorker implies the rest, written out again for the types
   if (how.onWorker && fd !== undefined && compression !== "none" && parser) {
+    const checker = how.aside ? new FramesAside(fd) : undefined;
+    aside = checker;
     const { tar, free, stop } = inflatedByWorker(fd, compression, {
+      aside: checker && ((frames) => checker.check(frames)),
       size: (n) => {
         size = readAt = n;
         opts.progress?.update(n);
@@ -288,7 +358,7 @@ async function readWhole(
     input = [await rawInput(src, failed, (p) => (readAt = p), opts.pieceBytes, pool), hasher, ...(inflate ? [inflate] : [])];
   }
   const sink = parser
-    ? tarSink(parser, opts, failed, release)
+    ? tarSink(parser, opts, failed, release, objects)
     : new Writable({
       write: (c: Buffer, _e, done) => {
         release?.(c);
@@ -299,8 +369,13 @@ async function readWhole(
   try {
     // a variable number of stages: the typed overloads only know fixed ones
     await (pipeline as (...streams: unknown[]) => Promise<void>)(...stages, { signal: opts.signal });
+    await aside?.done();
   } catch (e) {
-    if (opts.signal?.aborted) throw e;
+    if (opts.signal?.aborted || e instanceof AsideFailure) throw e;
+    // damage in a pass that set frames aside may lie in one of them, before where it was seen
+    if (aside && aside.sent > 0 && (first?.where !== "sink" || first.error instanceof TarFormatError)) {
+      throw new AsideFailure(`the pass stopped: ${errorMessage(first?.error ?? e)}`);
+    }
     const damage = await describeFailure(first?.error ?? e, first?.where, { fd, compression, parser, readAt: fd === undefined ? size : readAt, size, tarBytes });
     if (!(damage instanceof ArchiveDamage)) throw damage;
     // hashed alongside, the file is hashed to its end (or failed to read): only the rest of one hashed here
@@ -310,6 +385,7 @@ async function readWhole(
     damage.digests = fd === undefined || !digests || from === undefined ? undefined : await hashRest(fd, digests, from);
     throw damage;
   } finally {
+    aside?.stop();
     await stopWorker?.();
   }
   const hashed = alongside ? await alongside : size;
@@ -329,7 +405,7 @@ async function readWhole(
   }
   const sums = opts.hashed ?? (await digests!.finish(size));
   if ("problem" in sums) throw new ArchiveDamage(sums.problem, "damaged", size, tarBytes);
-  return { size, ...sums, tarBytes, ms: performance.now() - started, piecesMade: pool?.made };
+  return { size, ...sums, tarBytes, ms: performance.now() - started, piecesMade: pool?.made, aside: aside?.sent };
 }
 
 interface FailureContext {

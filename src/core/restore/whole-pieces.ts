@@ -7,7 +7,9 @@
  */
 import type { Writable } from "node:stream";
 import { openLibzstd, type Libzstd } from "../archive/libzstd.ts";
+import { TarParser } from "../archive/tar.ts";
 import { errorMessage } from "../common/errors.ts";
+import type { FrameTriples } from "./frames-aside.ts";
 import { INFLATED_PIECE, type FrameListener, type ZstdFrame } from "./inflate.ts";
 import { openLibdeflate, type Libdeflate } from "./libdeflate.ts";
 
@@ -16,10 +18,23 @@ export const WHOLE_PIECE = 4 << 20;
 
 /**
  * What the piece at the start of the held bytes is: its length and what it held (written at
- * the end of `out`), not whole yet, one for the stream, the end of the stream, or one that
- * needs `out` emptied first.
+ * the end of `out`), its length and the bytes of file content it holds when it is set aside
+ * undecompressed (frames-aside.ts), not whole yet, one for the stream, the end of the stream,
+ * or one that needs `out` emptied first.
  */
-type Next = { read: number; wrote: number } | "wait" | "stream" | "end" | "flush";
+type Next =
+  | { read: number; wrote: number }
+  | { read: number; passed: number; frame: FrameTriples }
+  | "wait" | "stream" | "end" | "flush";
+
+/** Bytes of the tar stream stepped over, in their place among the pieces sent: their frames are checked aside. */
+export interface Passed {
+  passed: number;
+  frames: FrameTriples;
+}
+
+/** Frames set aside are sent on together, this many at most: few messages, and the checking thread kept busy. */
+const ASIDE_BATCH = 16;
 
 export abstract class WholePieces {
   streaming = false;
@@ -39,6 +54,8 @@ export abstract class WholePieces {
    */
   protected out = new ArrayBuffer(4 * INFLATED_PIECE);
   protected filled = 0;
+  /** Frames set aside after what `out` holds was sent, not sent on yet. */
+  private aside: Passed = { passed: 0, frames: [] };
 
   constructor(private readonly sink: Writable) {}
 
@@ -91,9 +108,13 @@ export abstract class WholePieces {
         this.ended = true;
         return undefined;
       }
-      this.filled += n.wrote;
       done += n.read;
       this.decoded++;
+      if ("passed" in n) {
+        await this.setAside(n.passed, n.frame);
+        continue;
+      }
+      this.filled += n.wrote;
       await this.flush(INFLATED_PIECE);
     }
     // what was decompressed let go at once: `buf` starts where the next piece does
@@ -122,8 +143,27 @@ export abstract class WholePieces {
     return this.buf.subarray(from, this.held);
   }
 
-  /** What `out` holds written on in pieces of INFLATED_PIECE, as long as at least `least` bytes are left (0: all). */
+  /** A frame stepped over, after everything decompressed before it; sent on with the next ones. */
+  private async setAside(passed: number, frame: FrameTriples): Promise<void> {
+    if (this.filled > 0) await this.flush(0);
+    this.aside.passed += passed;
+    this.aside.frames.push(...frame);
+    if (this.aside.frames.length >= 3 * ASIDE_BATCH) await this.sendAside();
+  }
+
+  private async sendAside(): Promise<void> {
+    const a = this.aside;
+    if (a.passed === 0) return;
+    this.aside = { passed: 0, frames: [] };
+    await new Promise<void>((resolve, reject) => this.sink.write(a, (e) => (e ? reject(e) : resolve())));
+  }
+
+  /**
+   * What `out` holds written on in pieces of INFLATED_PIECE, as long as at least `least` bytes
+   * are left (0: all); the frames set aside before it first.
+   */
   private async flush(least: number): Promise<void> {
+    if (least === 0 || this.filled >= least) await this.sendAside();
     let at = 0;
     while (this.filled - at > 0 && this.filled - at >= least) {
       const n = Math.min(INFLATED_PIECE, this.filled - at);
@@ -135,6 +175,8 @@ export abstract class WholePieces {
     this.filled -= at;
   }
 }
+
+function ignore(): void {}
 
 /** A frame is decompressed whole when it says how much it holds, and that is at most WHOLE_PIECE. */
 function whole(f: ZstdFrame): f is ZstdFrame & { contentSize: number } {
@@ -152,13 +194,19 @@ export class FrameByFrame extends WholePieces implements FrameListener {
   /** Frames not decompressed yet, in order: whole ones once their end is known, the first other one from its header. */
   private readonly known: ZstdFrame[] = [];
 
-  private constructor(private readonly z: Libzstd, sink: Writable) {
+  /**
+   * @param follow the tar stream followed through the frames decompressed here, when frames
+   * that hold only the content of one file are set aside (frames-aside.ts): the same parser
+   * as the pass's own, so both agree on which bytes are content. Damage it meets ends the
+   * setting aside; the pass's parser names it.
+   */
+  private constructor(private readonly z: Libzstd, sink: Writable, private follow: TarParser | undefined) {
     super(sink);
   }
 
-  static open(sink: Writable): FrameByFrame | undefined {
+  static open(sink: Writable, aside = false): FrameByFrame | undefined {
     const z = openLibzstd();
-    return z && new FrameByFrame(z, sink);
+    return z && new FrameByFrame(z, sink, aside ? new TarParser() : undefined);
   }
 
   // once streaming, the frames are the stream's: none is kept (a hostile file can hold millions)
@@ -176,6 +224,12 @@ export class FrameByFrame extends WholePieces implements FrameListener {
     if (f && !whole(f)) return "stream";
     // a frame whose end is not read yet: at the file's end, one that ends early
     if (!f || f.end > this.heldAt + this.held) return final ? "stream" : "wait";
+    const t = this.follow;
+    if (t && f.contentSize > 0 && t.contentLeft >= f.contentSize) {
+      this.known.shift();
+      t.passContent(f.contentSize);
+      return { read: f.end - f.start, passed: f.contentSize, frame: [f.start, f.end, f.contentSize] };
+    }
     // one byte of room more than the frame says: a frame that holds more fails, not cut short
     if (this.out.byteLength - this.filled < f.contentSize + 1) {
       if (this.filled > 0) return "flush";
@@ -191,7 +245,17 @@ export class FrameByFrame extends WholePieces implements FrameListener {
     if (n !== f.contentSize) {
       throw new Error(`the zstd frame at byte ${f.start} holds ${n} bytes, its header says ${f.contentSize}`);
     }
+    if (t) this.followed(t, n);
     return { read: f.end - f.start, wrote: n };
+  }
+
+  /** The `n` bytes just decompressed through the parser that follows the tar stream. */
+  private followed(t: TarParser, n: number): void {
+    try {
+      t.push(this.room().subarray(0, n), ignore);
+    } catch {
+      this.follow = undefined;
+    }
   }
 }
 
