@@ -16,6 +16,8 @@ export interface Measured {
   /** Peak resident set size in bytes (the largest of the process and the children it waited for). */
   peakRss: number;
   stdout: string;
+  /** The wall time of every round, in the order run, when this is the median of several (alternating). */
+  rounds?: number[];
 }
 
 /**
@@ -92,14 +94,26 @@ export function medianRun<T extends Measured>(runs: readonly T[]): T {
 }
 
 /**
- * Run the steps in turn, n rounds (a, b, c, a, b, c, …), and keep each one's median run:
- * this VM's speed drifts over minutes, and a peer measured just before shoot would otherwise
- * take the drift as a difference between the two.
+ * Run the steps in turn, n rounds (a, b, c, a, b, c, …), and keep each one's median run, with
+ * every round's wall time: this VM's speed drifts over minutes, and a peer measured just
+ * before shoot would otherwise take the drift as a difference between the two.
  */
 export async function alternating<const S extends ReadonlyArray<() => Promise<Measured>>>(n: number, steps: S): Promise<{ -readonly [K in keyof S]: Awaited<ReturnType<S[K]>> }> {
   const runs: Measured[][] = steps.map(() => []);
   for (let i = 0; i < n; i++) for (let s = 0; s < steps.length; s++) runs[s]!.push(await steps[s]!());
-  return runs.map(medianRun) as { -readonly [K in keyof S]: Awaited<ReturnType<S[K]>> };
+  const withRounds = (rs: Measured[]) => ({ ...medianRun(rs), rounds: rs.map((r) => r.wallMs) });
+  return runs.map(withRounds) as { -readonly [K in keyof S]: Awaited<ReturnType<S[K]>> };
+}
+
+/**
+ * The ratio of a's time to b's round by round (the two ran next to each other), as "rounds
+ * 0.95–1.08": how far one run's ratio can move on this machine. Empty for a single round.
+ */
+export function roundSpread(a: Measured, b: Measured): string {
+  const n = Math.min(a.rounds?.length ?? 0, b.rounds?.length ?? 0);
+  if (n < 2) return "";
+  const ratios = Array.from({ length: n }, (_, i) => a.rounds![i]! / b.rounds![i]!).sort((x, y) => x - y);
+  return `rounds ${ratios[0]!.toFixed(2)}–${ratios[n - 1]!.toFixed(2)}`;
 }
 
 export interface Row {

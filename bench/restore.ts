@@ -10,7 +10,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { code } from "../src/core/common/codes.ts";
 import { treeDifferences } from "../test/helpers/tree-compare.ts";
-import { alternating, measure, measureAll, MiB, verdict, type Measured, type Row } from "./lib.ts";
+import { alternating, measure, measureAll, MiB, roundSpread, verdict, type Measured, type Row } from "./lib.ts";
 import { afterFreedInodes, freshDir, removeTree, serverRun, settle, startAlike, writeServerConfig, type BenchContext } from "./shoot.ts";
 
 const FIRST = code("FIRST_ARCHIVE");
@@ -137,7 +137,7 @@ function pushRestore(rows: Row[], r: RestoreRun, treeLabel: string, bytes: numbe
   rows.push({ name: `md5sum -c + GNU tar ${TAR_FLAG[r.label as "gzip"]}, ${treeLabel} (restore peer)`, wallMs: r.peer.wallMs, cpuMs: r.peer.cpuMs, bytes, peakRss: r.peer.peakRss, ratio: 1 });
   rows.push({
     name: `shoot restore ${r.label}, whole archive, ${treeLabel}`, wallMs: r.shoot.wallMs, cpuMs: r.shoot.cpuMs, bytes, peakRss: r.shoot.peakRss, ratio,
-    note: "time × ref; checksum checked, archive read to its end", target: "time ≤ 1.0×, ≤ 120 MiB", verdict: v === "FAIL" || rssOk ? v : "FAIL",
+    note: ["time × ref; checksum checked, archive read to its end", roundSpread(r.shoot, r.peer)].filter(Boolean).join("; "), target: "time ≤ 1.0×, ≤ 120 MiB", verdict: v === "FAIL" || rssOk ? v : "FAIL",
   });
 }
 
