@@ -458,7 +458,7 @@ function isOctal(c: number): boolean {
  * negative number); an empty field is 0. NaN for anything else, and for what a double cannot
  * hold exactly; `numberProblem` then says why.
  */
-function readNumber(b: Uint8Array, offset: number, width: number): number {
+export function readNumber(b: Uint8Array, offset: number, width: number): number {
   const lim = offset + width;
   let i = offset;
   if (b[i] === 0) i++;
@@ -609,11 +609,6 @@ export class TarParser {
   /** Bytes of the tar stream read so far: once `ended`, the end-of-archive marker ends here. */
   offset = 0;
   ended = false;
-
-  /** Content bytes of the entry being read still to come (0 between entries and in extended headers). */
-  get contentLeft(): number {
-    return this.content;
-  }
 
   /**
    * Step over `n` bytes of the current entry's content without them, as `push` would with no

@@ -65,31 +65,38 @@ function startChecker(): Worker {
   return startWorkerFile("./core/restore/frames-aside.worker.ts", new URL("./frames-aside.worker.ts", import.meta.url));
 }
 
-/** The thread that checks frames set aside, for one pass over the file open on `fd`. */
+/**
+ * The thread that checks frames set aside, for one pass over the file open on `fd`; started
+ * with the first frame (an archive of small files may set none aside).
+ */
 export class FramesAside {
   /** Frames handed over, and frames checked. */
   sent = 0;
   private checked = 0;
   private failure: string | undefined;
   private wake: (() => void) | undefined;
-  private readonly worker: Worker;
+  private worker: Worker | undefined;
 
-  constructor(fd: number) {
-    this.worker = startChecker();
-    this.worker.onmessage = (ev: MessageEvent<AsideReply>) => {
+  constructor(private readonly fd: number) {}
+
+  private start(): Worker {
+    const w = startChecker();
+    w.onmessage = (ev: MessageEvent<AsideReply>) => {
       const m = ev.data;
       if ("failed" in m) this.failure ??= m.failed;
       else this.checked += m.checked;
       this.wake?.();
     };
-    this.worker.onerror = (ev) => {
+    w.onerror = (ev) => {
       this.failure ??= `the thread that checks frames failed: ${ev.message}`;
       this.wake?.();
     };
-    this.worker.postMessage({ fd } satisfies AsideRequest);
+    w.postMessage({ fd: this.fd } satisfies AsideRequest);
+    return w;
   }
 
   check(frames: FrameTriples): void {
+    this.worker ??= this.start();
     this.sent += frames.length / 3;
     this.worker.postMessage({ frames } satisfies AsideRequest);
   }
@@ -104,6 +111,6 @@ export class FramesAside {
   }
 
   stop(): void {
-    void this.worker.terminate();
+    void this.worker?.terminate();
   }
 }

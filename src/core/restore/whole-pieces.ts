@@ -7,8 +7,8 @@
  */
 import type { Writable } from "node:stream";
 import { openLibzstd, type Libzstd } from "../archive/libzstd.ts";
-import { TarParser } from "../archive/tar.ts";
 import { errorMessage } from "../common/errors.ts";
+import { ContentAhead } from "./content-ahead.ts";
 import type { FrameTriples } from "./frames-aside.ts";
 import { INFLATED_PIECE, type FrameListener, type ZstdFrame } from "./inflate.ts";
 import { openLibdeflate, type Libdeflate } from "./libdeflate.ts";
@@ -176,8 +176,6 @@ export abstract class WholePieces {
   }
 }
 
-function ignore(): void {}
-
 /** A frame is decompressed whole when it says how much it holds, and that is at most WHOLE_PIECE. */
 function whole(f: ZstdFrame): f is ZstdFrame & { contentSize: number } {
   return f.contentSize !== undefined && f.contentSize <= WHOLE_PIECE;
@@ -196,17 +194,16 @@ export class FrameByFrame extends WholePieces implements FrameListener {
 
   /**
    * @param follow the tar stream followed through the frames decompressed here, when frames
-   * that hold only the content of one file are set aside (frames-aside.ts): the same parser
-   * as the pass's own, so both agree on which bytes are content. Damage it meets ends the
-   * setting aside; the pass's parser names it.
+   * that hold only the content of one file are set aside (frames-aside.ts); the pass's own
+   * parser has the last word on each (read.ts).
    */
-  private constructor(private readonly z: Libzstd, sink: Writable, private follow: TarParser | undefined) {
+  private constructor(private readonly z: Libzstd, sink: Writable, private readonly follow: ContentAhead | undefined) {
     super(sink);
   }
 
   static open(sink: Writable, aside = false): FrameByFrame | undefined {
     const z = openLibzstd();
-    return z && new FrameByFrame(z, sink, aside ? new TarParser() : undefined);
+    return z && new FrameByFrame(z, sink, aside ? new ContentAhead() : undefined);
   }
 
   // once streaming, the frames are the stream's: none is kept (a hostile file can hold millions)
@@ -225,9 +222,9 @@ export class FrameByFrame extends WholePieces implements FrameListener {
     // a frame whose end is not read yet: at the file's end, one that ends early
     if (!f || f.end > this.heldAt + this.held) return final ? "stream" : "wait";
     const t = this.follow;
-    if (t && f.contentSize > 0 && t.contentLeft >= f.contentSize) {
+    if (t && f.contentSize > 0 && t.ahead >= f.contentSize) {
       this.known.shift();
-      t.passContent(f.contentSize);
+      t.pass(f.contentSize);
       return { read: f.end - f.start, passed: f.contentSize, frame: [f.start, f.end, f.contentSize] };
     }
     // one byte of room more than the frame says: a frame that holds more fails, not cut short
@@ -245,17 +242,8 @@ export class FrameByFrame extends WholePieces implements FrameListener {
     if (n !== f.contentSize) {
       throw new Error(`the zstd frame at byte ${f.start} holds ${n} bytes, its header says ${f.contentSize}`);
     }
-    if (t) this.followed(t, n);
+    t?.push(this.room().subarray(0, n));
     return { read: f.end - f.start, wrote: n };
-  }
-
-  /** The `n` bytes just decompressed through the parser that follows the tar stream. */
-  private followed(t: TarParser, n: number): void {
-    try {
-      t.push(this.room().subarray(0, n), ignore);
-    } catch {
-      this.follow = undefined;
-    }
   }
 }
 
