@@ -59,14 +59,26 @@ export interface PlanView {
 /** Components of an archive name, or why it may not be restored. */
 export function splitEntryName(raw: string): { parts: string[] } | { why: string } {
   if (raw.startsWith("/")) return { why: "absolute path" };
+  // the usual name, split as it is: every restore splits each name three times
+  if (plainName(raw)) return { parts: (raw.endsWith("/") ? raw.slice(0, -1) : raw).split("/") };
   const parts = raw.split("/").filter((p) => p !== "" && p !== ".");
   if (parts.includes("..")) return { why: "path with '..'" };
   return { parts };
 }
 
+/** A name none of whose components is empty (but after one slash at its end), "." or "..". */
+function plainName(raw: string): boolean {
+  if (raw === "" || raw === "." || raw.includes("//") || raw.includes("..")) return false;
+  return !raw.startsWith("./") && !raw.includes("/./") && !raw.endsWith("/.");
+}
+
 /** The key ("a/b") of the first `n` components. */
 export function keyOf(parts: readonly string[], n = parts.length): string {
-  return parts.slice(0, n).join("/");
+  const m = Math.min(n, parts.length);
+  if (m <= 0) return "";
+  let key = parts[0]!;
+  for (let i = 1; i < m; i++) key += `/${parts[i]}`;
+  return key;
 }
 
 /** The file whose content comes now (its writer makes it). */
