@@ -20,7 +20,7 @@
  * Together: the file is the compressed pieces in order, each decompresses to its input, and the
  * inputs in order are a tar stream holding exactly what was read.
  */
-import fs from "node:fs";
+import { readAt } from "../state/fsutil.ts";
 import type { TarType } from "./tar.ts";
 
 export interface CompressSetup {
@@ -140,12 +140,8 @@ export function checkPieces(
   for (let i = 0; i < lens.length; i++) {
     const len = lens[i]!;
     const view = buf.subarray(0, len);
-    let got = 0;
-    while (got < len) {
-      const n = fs.readSync(fd, view, got, len - got, at + got);
-      if (n === 0) return `the file ends at byte ${at + got}, inside piece ${first + i} of ${total}`;
-      got += n;
-    }
+    const got = readAt(fd, view, at);
+    if (got < len) return `the file ends at byte ${at + got}, inside piece ${first + i} of ${total}`;
     if (pieceHash(view) !== hashes[i]) {
       const bytes = `bytes ${at}-${at + len - 1} of the file`;
       return `piece ${first + i} of ${total} (${bytes}) is not what its compression worker made`;

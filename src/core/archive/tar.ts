@@ -1025,7 +1025,7 @@ export class TarParser {
   }
 }
 
-function isZero(b: Uint8Array): boolean {
+export function isZero(b: Uint8Array): boolean {
   for (let i = 0; i < BLOCK; i++) if (b[i] !== 0) return false;
   return true;
 }

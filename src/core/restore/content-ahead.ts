@@ -7,7 +7,7 @@
  * only what it needs: no names, no checksums, a small part of the parser's work per entry
  * (which the thread that decompresses would otherwise spend on every header once more).
  */
-import { BLOCK, paddingAfter, parsePax, readNumber } from "../archive/tar.ts";
+import { BLOCK, isZero, paddingAfter, parsePax, readNumber } from "../archive/tar.ts";
 
 /** Hard links, symbolic links, directories: no data follows their header. */
 const NO_DATA = new Set([0x31, 0x32, 0x35]);
@@ -17,7 +17,6 @@ const MAX_PAX = 1 << 16;
 
 export class ContentAhead {
   private readonly header = new Uint8Array(BLOCK);
-  private readonly words = new Uint32Array(this.header.buffer);
   private fill = 0;
   /** Content of a regular file still to come, and the padding after it. */
   private content = 0;
@@ -40,8 +39,7 @@ export class ContentAhead {
 
   /** `n` bytes of content stepped over, at most `ahead`. */
   pass(n: number): void {
-    this.content -= n;
-    if (this.content === 0) this.other = this.padding;
+    this.passBytes(n);
   }
 
   push(b: Uint8Array): void {
@@ -96,6 +94,8 @@ export class ContentAhead {
       const records = parsePax(p.data);
       const size = records.get("size");
       this.paxSize = size === undefined ? undefined : Number(size);
+      // a size that is no number: the parser names the damage
+      if (this.paxSize !== undefined && !(Number.isSafeInteger(this.paxSize) && this.paxSize >= 0)) this.lost = true;
       this.paxSparse = [...records.keys()].some((k) => k.startsWith("GNU.sparse."));
     } catch {
       this.lost = true;
@@ -105,7 +105,7 @@ export class ContentAhead {
 
   private onHeader(): void {
     const h = this.header;
-    if (this.zero()) return;
+    if (isZero(h)) return;
     const flag = h[156]!;
     const size = readNumber(h, 124, 12);
     if (!(size >= 0)) {
@@ -142,11 +142,6 @@ export class ContentAhead {
   private slashed(): boolean {
     const end = this.header.subarray(0, 100).indexOf(0);
     return this.header[(end < 0 ? 100 : end) - 1] === 0x2f;
-  }
-
-  private zero(): boolean {
-    for (let i = 0; i < this.words.length; i++) if (this.words[i] !== 0) return false;
-    return true;
   }
 
   private startPax(size: number): void {

@@ -9,10 +9,11 @@
  * Should anything go wrong with a frame set aside, the pass is read again the ordinary way
  * (read.ts), which names the damage where it lies, as it always has.
  */
-import fs from "node:fs";
 import type { Libzstd } from "../archive/libzstd.ts";
 import { errorMessage } from "../common/errors.ts";
 import { startWorkerFile } from "../common/worker-file.ts";
+import { readAt } from "../state/fsutil.ts";
+import { decodeFrame } from "./whole-pieces.ts";
 
 /** Frames as flat triples: where each starts and ends in the file, and the bytes its header says it holds. */
 export type FrameTriples = number[];
@@ -43,19 +44,17 @@ export function checkFrames(fd: number, frames: FrameTriples, z: Libzstd, room: 
     const [start, end, size] = [frames[i]!, frames[i + 1]!, frames[i + 2]!];
     const length = end - start;
     if (room.input.length < length) room.input = Buffer.allocUnsafeSlow(length);
-    // one byte of room more than the header says: a frame that holds more fails, not cut short
     if (room.output.length < size + 1) room.output = Buffer.allocUnsafeSlow(size + 1);
-    let got = 0;
+    const input = room.input.subarray(0, length);
     try {
-      while (got < length) {
-        const n = fs.readSync(fd, room.input, got, length - got, start + got);
-        if (n === 0) return `the file ends within the zstd frame at byte ${start}`;
-        got += n;
-      }
-      const n = z.decompress(room.input.subarray(0, length), room.output.subarray(0, size + 1));
-      if (n !== size) return `the zstd frame at byte ${start} holds ${n} bytes, its header says ${size}`;
+      if (readAt(fd, input, start) < length) return `the file ends within the zstd frame at byte ${start}`;
     } catch (e) {
-      return `the zstd frame at byte ${start} does not decode: ${errorMessage(e)}`;
+      return `the file cannot be read at byte ${start}: ${errorMessage(e)}`;
+    }
+    try {
+      decodeFrame(z, input, room.output.subarray(0, size + 1), start, size);
+    } catch (e) {
+      return errorMessage(e);
     }
   }
   return undefined;

@@ -216,7 +216,7 @@ type Stage = "read" | "frame" | "decode";
  */
 export type InflateReply =
   | { data: Uint8Array; size: number }
-  | { passed: number; frames: FrameTriples; size: number }
+  | { stepped: number; frames: FrameTriples; size: number }
   | { end: true; size: number; cut: string | undefined }
   | { error: string; where: Stage; size: number };
 
@@ -275,11 +275,11 @@ export function inflatedByWorker(
   worker.onmessage = (ev: MessageEvent<InflateReply>) => {
     const m = ev.data;
     on.size(m.size);
-    if ("data" in m || "passed" in m) {
-      if ("passed" in m) on.aside?.(m.frames);
+    if ("data" in m || "stepped" in m) {
+      if ("stepped" in m) on.aside?.(m.frames);
       else lent.add(m.data.buffer);
-      const piece = "passed" in m
-        ? ({ stepped: m.passed } satisfies Stepped)
+      const piece = "stepped" in m
+        ? ({ stepped: m.stepped } satisfies Stepped)
         : Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
       if (stream.push(piece)) take(1);
       else owed++;

@@ -9,7 +9,7 @@ import { Readable, Writable } from "node:stream";
 import { finished, pipeline } from "node:stream/promises";
 import { decompressor, INFLATED_PIECE, readFd, ZstdFrames } from "./inflate.ts";
 import type { InflateReply, InflateRequest } from "./inflate.ts";
-import { FrameByFrame, MemberByMember, type Passed, type WholePieces } from "./whole-pieces.ts";
+import { FrameByFrame, MemberByMember, type SetAside, type WholePieces } from "./whole-pieces.ts";
 
 declare const self: Worker;
 
@@ -49,7 +49,7 @@ function sender(size: () => number): Writable {
   return new Writable({
     objectMode: true,
     highWaterMark: 1,
-    write(chunk: Buffer | Passed, _enc, done) {
+    write(chunk: Buffer | SetAside, _enc, done) {
       if (!Buffer.isBuffer(chunk)) reply({ ...chunk, size: size() });
       else send(chunk, size());
       if (++inFlight < WINDOW) return done();

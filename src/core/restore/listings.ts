@@ -10,6 +10,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { TarListing } from "../archive/tar.ts";
+import { readAt } from "../state/fsutil.ts";
 
 /** Records are written in chunks of this size (one record may make a larger one). */
 const CHUNK = 1 << 20;
@@ -129,11 +130,7 @@ export class ListingLog {
 }
 
 function readAll(fd: number, into: Buffer, position: number): void {
-  for (let at = 0; at < into.length;) {
-    const n = fs.readSync(fd, into, at, into.length - at, position + at);
-    if (n === 0) throw new Error("the restore's list of entries ended early");
-    at += n;
-  }
+  if (readAt(fd, into, position) < into.length) throw new Error("the restore's list of entries ended early");
 }
 
 /** The listings of one chunk. */

@@ -10,7 +10,7 @@ import { openLibzstd, type Libzstd } from "../archive/libzstd.ts";
 import { errorMessage } from "../common/errors.ts";
 import { ContentAhead } from "./content-ahead.ts";
 import type { FrameTriples } from "./frames-aside.ts";
-import { INFLATED_PIECE, type FrameListener, type ZstdFrame } from "./inflate.ts";
+import { INFLATED_PIECE, type FrameListener, type Stepped, type ZstdFrame } from "./inflate.ts";
 import { openLibdeflate, type Libdeflate } from "./libdeflate.ts";
 
 /** A piece is decompressed whole when it holds at most this; from a larger one on, the stream does it. */
@@ -24,14 +24,11 @@ export const WHOLE_PIECE = 4 << 20;
  */
 type Next =
   | { read: number; wrote: number }
-  | { read: number; passed: number; frame: FrameTriples }
+  | { read: number; stepped: number; frame: FrameTriples }
   | "wait" | "stream" | "end" | "flush";
 
-/** Bytes of the tar stream stepped over, in their place among the pieces sent: their frames are checked aside. */
-export interface Passed {
-  passed: number;
-  frames: FrameTriples;
-}
+/** Bytes of the tar stream stepped over, in their place among the pieces sent, and the frames that hold them. */
+export type SetAside = Stepped & { frames: FrameTriples };
 
 /** Frames set aside are sent on together, this many at most: few messages, and the checking thread kept busy. */
 const ASIDE_BATCH = 16;
@@ -55,7 +52,7 @@ export abstract class WholePieces {
   protected out = new ArrayBuffer(4 * INFLATED_PIECE);
   protected filled = 0;
   /** Frames set aside after what `out` holds was sent, not sent on yet. */
-  private aside: Passed = { passed: 0, frames: [] };
+  private aside: SetAside = { stepped: 0, frames: [] };
 
   constructor(private readonly sink: Writable) {}
 
@@ -110,8 +107,8 @@ export abstract class WholePieces {
       }
       done += n.read;
       this.decoded++;
-      if ("passed" in n) {
-        await this.setAside(n.passed, n.frame);
+      if ("stepped" in n) {
+        await this.setAside(n.stepped, n.frame);
         continue;
       }
       this.filled += n.wrote;
@@ -144,17 +141,17 @@ export abstract class WholePieces {
   }
 
   /** A frame stepped over, after everything decompressed before it; sent on with the next ones. */
-  private async setAside(passed: number, frame: FrameTriples): Promise<void> {
+  private async setAside(stepped: number, frame: FrameTriples): Promise<void> {
     if (this.filled > 0) await this.flush(0);
-    this.aside.passed += passed;
+    this.aside.stepped += stepped;
     this.aside.frames.push(...frame);
     if (this.aside.frames.length >= 3 * ASIDE_BATCH) await this.sendAside();
   }
 
   private async sendAside(): Promise<void> {
     const a = this.aside;
-    if (a.passed === 0) return;
-    this.aside = { passed: 0, frames: [] };
+    if (a.stepped === 0) return;
+    this.aside = { stepped: 0, frames: [] };
     await new Promise<void>((resolve, reject) => this.sink.write(a, (e) => (e ? reject(e) : resolve())));
   }
 
@@ -174,6 +171,21 @@ export abstract class WholePieces {
     if (at > 0) new Uint8Array(this.out).copyWithin(0, at, this.filled);
     this.filled -= at;
   }
+}
+
+/**
+ * The zstd frame that starts at byte `start` of the file decompressed whole into `out`, which
+ * holds one byte more than the `size` its header says (a frame that holds more fails, not cut
+ * short); throws, naming the frame, when it does not decode to exactly that.
+ */
+export function decodeFrame(z: Libzstd, frame: Uint8Array, out: Uint8Array, start: number, size: number): void {
+  let n: number;
+  try {
+    n = z.decompress(frame, out);
+  } catch (e) {
+    throw new Error(`the zstd frame at byte ${start} does not decode: ${errorMessage(e)}`);
+  }
+  if (n !== size) throw new Error(`the zstd frame at byte ${start} holds ${n} bytes, its header says ${size}`);
 }
 
 /** A frame is decompressed whole when it says how much it holds, and that is at most WHOLE_PIECE. */
@@ -225,25 +237,16 @@ export class FrameByFrame extends WholePieces implements FrameListener {
     if (t && f.contentSize > 0 && t.ahead >= f.contentSize) {
       this.known.shift();
       t.pass(f.contentSize);
-      return { read: f.end - f.start, passed: f.contentSize, frame: [f.start, f.end, f.contentSize] };
+      return { read: f.end - f.start, stepped: f.contentSize, frame: [f.start, f.end, f.contentSize] };
     }
-    // one byte of room more than the frame says: a frame that holds more fails, not cut short
     if (this.out.byteLength - this.filled < f.contentSize + 1) {
       if (this.filled > 0) return "flush";
       this.grow(f.contentSize + 1);
     }
     this.known.shift();
-    let n: number;
-    try {
-      n = this.z.decompress(this.buf.subarray(at, at + f.end - f.start), this.room());
-    } catch (e) {
-      throw new Error(`the zstd frame at byte ${f.start} does not decode: ${errorMessage(e)}`);
-    }
-    if (n !== f.contentSize) {
-      throw new Error(`the zstd frame at byte ${f.start} holds ${n} bytes, its header says ${f.contentSize}`);
-    }
-    t?.push(this.room().subarray(0, n));
-    return { read: f.end - f.start, wrote: n };
+    decodeFrame(this.z, this.buf.subarray(at, at + f.end - f.start), this.room(), f.start, f.contentSize);
+    t?.push(this.room().subarray(0, f.contentSize));
+    return { read: f.end - f.start, wrote: f.contentSize };
   }
 }
 

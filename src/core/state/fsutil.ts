@@ -133,6 +133,17 @@ export function* readChunks(file: string): Generator<Uint8Array> {
   }
 }
 
+/** Reads the whole of `buf` from byte `at` of an open file, or fewer bytes at its end; the count read. */
+export function readAt(fd: number, buf: Uint8Array, at: number): number {
+  let got = 0;
+  while (got < buf.length) {
+    const n = fs.readSync(fd, buf, got, buf.length - got, at + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
+}
+
 /** The bytes of an open file from byte `at` to its end, as readChunks gives them (one buffer, reused). */
 export function chunksAt(fd: number, at: number): Generator<Uint8Array> {
   const buf = Buffer.allocUnsafe(1 << 20);

@@ -8,7 +8,7 @@
  */
 import fs from "node:fs";
 import zlib from "node:zlib";
-import { chunksAt, linesOf } from "./fsutil.ts";
+import { chunksAt, linesOf, readAt } from "./fsutil.ts";
 
 /** The list text a member holds at most, as written: whole lines unless one is longer. */
 export const LIST_BLOCK = 1 << 20;
@@ -91,17 +91,6 @@ export function* compressList(pieces: Iterable<string | Uint8Array>): Generator<
 /** The error of a list that is not what shoot wrote: it names the file and where. */
 function damaged(file: string, at: number, why: string): Error {
   return new Error(`${file}: the compressed block at byte ${at} ${why}`);
-}
-
-/** Reads the whole of `buf` at `at`, or fewer bytes at the end of the file; the count read. */
-function readAt(fd: number, buf: Uint8Array, at: number): number {
-  let got = 0;
-  while (got < buf.length) {
-    const n = fs.readSync(fd, buf, got, buf.length - got, at + got);
-    if (n === 0) break;
-    got += n;
-  }
-  return got;
 }
 
 /** The length of the member whose header is `head` (at least HEADER bytes), or why it has none. */
